@@ -1,0 +1,56 @@
+"""Test media generated on the spot with ffmpeg: nothing binary is committed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from functions.common.media_tools import ffmpeg_path, ffprobe_path
+
+
+def make_video(
+    path: Path,
+    *,
+    width: int = 1920,
+    height: int = 1080,
+    seconds: float = 2.0,
+    audio: bool = True,
+    rotation: int | None = None,
+    fps: int = 30,
+) -> Path:
+    """An H.264/AAC MP4 of a moving test pattern (plus a tone when `audio`); `rotation` sets the display matrix."""
+    args = [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y"]
+    args += ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds}"]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"]
+    args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+    if audio:
+        args += ["-c:a", "aac", "-b:a", "96k"]
+    encoded = path.with_suffix(".unrotated.mp4") if rotation is not None else path
+    args += ["-t", str(seconds), str(encoded)]
+    subprocess.run(args, check=True)
+    if rotation is not None:
+        # Phones store portrait video as landscape frames plus a display matrix; a stream copy keeps it that way.
+        remux = [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y", "-display_rotation", str(rotation)]
+        subprocess.run([*remux, "-i", str(encoded), "-c", "copy", str(path)], check=True)
+        encoded.unlink()
+    return path
+
+
+def probe(path: Path) -> dict:
+    """ffprobe's JSON for a file: format and streams."""
+    result = subprocess.run(
+        [ffprobe_path(), "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def is_faststart(path: Path) -> bool:
+    """True when the moov atom precedes mdat, so playback can start before the download ends."""
+    data = path.read_bytes()
+    moov, mdat = data.find(b"moov"), data.find(b"mdat")
+    return 0 <= moov < mdat
