@@ -13,11 +13,13 @@ Rendition:  QUEUED -> PROCESSING -> COMPLETED | FAILED;  SKIPPED from the start 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any
 
 Job = dict[str, Any]
+# A pure change to a job: the new record, or None when it does not apply. JobsTable.change writes the result.
+Transition = Callable[[Job], Job | None]
 
 
 class JobStatus(StrEnum):
@@ -53,6 +55,9 @@ RENDITION_TRANSITIONS: dict[RenditionStatus, frozenset[RenditionStatus]] = {
 
 # Sparse index key: present only while the job can still change, so the deadline sweep reads open jobs only.
 OPEN_MARKER = "OPEN"
+
+# Keys of a rendition that only the state machine sets; an output report cannot overwrite them.
+_STATE_KEYS = frozenset({"name", "status", "order", "progress", "error", "reason"})
 
 
 def can_move_job(current: str, target: str) -> bool:
@@ -148,6 +153,10 @@ def begin_processing(
     changed["renditions"] = {}
     for order, item in enumerate(planned):
         status = RenditionStatus(item["status"])
+        if status not in (RenditionStatus.QUEUED, RenditionStatus.SKIPPED):
+            raise ValueError(f"rendition {item['name']}: a plan holds QUEUED or SKIPPED renditions, not {status}")
+        if item["name"] in changed["renditions"]:
+            raise ValueError(f"rendition {item['name']} is planned twice")
         changed["renditions"][item["name"]] = {**item, "status": status.value, "order": order, "progress": 0}
     return _settle(changed, now)
 
@@ -166,14 +175,17 @@ def start_rendition(job: Job, *, name: str, now: int) -> Job | None:
 
 
 def record_progress(job: Job, *, name: str, percent: int, now: int) -> Job | None:
-    """Progress only ever rises; a stale or repeated report is a no-op."""
+    """Progress only ever rises; a stale or repeated report is a no-op.
+
+    Any report on a QUEUED rendition (0% included: the transcoder's "started") moves it to PROCESSING.
+    """
     rendition = job.get("renditions", {}).get(name)
     if job["status"] != JobStatus.PROCESSING or rendition is None:
         return None
     if rendition["status"] not in (RenditionStatus.QUEUED, RenditionStatus.PROCESSING):
         return None
-    percent = max(0, min(99, int(percent)))
-    if percent <= int(rendition.get("progress", 0)):
+    percent = max(int(rendition.get("progress", 0)), min(99, int(percent)))
+    if percent == int(rendition.get("progress", 0)) and rendition["status"] == RenditionStatus.PROCESSING:
         return None
     changed = copy.deepcopy(job)
     changed["renditions"][name].update(status=RenditionStatus.PROCESSING.value, progress=percent)
@@ -183,8 +195,12 @@ def record_progress(job: Job, *, name: str, percent: int, now: int) -> Job | Non
 
 
 def complete_rendition(job: Job, *, name: str, output: dict[str, Any], now: int) -> Job | None:
-    """A rendition's output exists: record what was read back from it (width, height, durationMs, bytes, key)."""
-    return _finish_rendition(job, name=name, status=RenditionStatus.COMPLETED, details=output, now=now)
+    """A rendition's output exists: record what was read back from it (width, height, durationMs, bytes, key).
+
+    Keys the state machine owns (name, status, order, progress, error, reason) are not taken from `output`.
+    """
+    details = {key: value for key, value in output.items() if key not in _STATE_KEYS}
+    return _finish_rendition(job, name=name, status=RenditionStatus.COMPLETED, details=details, now=now)
 
 
 def fail_rendition(job: Job, *, name: str, code: str, message: str, now: int) -> Job | None:
@@ -231,6 +247,51 @@ def expire_if_overdue(job: Job, *, now: int) -> Job | None:
     return fail_job(job, code="PROCESSING_TIMEOUT", message="the job did not finish before its deadline", now=now)
 
 
+def record_hls_output(job: Job, *, bucket: str, key: str, now: int) -> Job | None:
+    """An HLS package was written beside the renditions: remember its master playlist on the job."""
+    if job["status"] != JobStatus.PROCESSING:
+        return None
+    hls = {"bucket": bucket, "key": key}
+    if job.get("hls") == hls:
+        return None
+    changed = copy.deepcopy(job)
+    changed["hls"] = hls
+    changed["updatedAt"] = now
+    return changed
+
+
+def mark_outcome_announced(job: Job, *, now: int) -> Job | None:
+    """Bookkeeping after the terminal event was published, so a retried delivery announces only what was missed.
+
+    The one write a terminal job still takes; it changes neither the status nor anything a client reads.
+    """
+    if not is_terminal(job) or job.get("outcomeAnnouncedAt") is not None:
+        return None
+    changed = copy.deepcopy(job)
+    changed["outcomeAnnouncedAt"] = now
+    return changed
+
+
+def apply_in_order(job: Job, transitions: Iterable[Transition]) -> Job | None:
+    """Several transitions as one write: each sees the previous one's result; None when none of them applied."""
+    current, applied = job, False
+    for transition in transitions:
+        changed = transition(current)
+        if changed is not None:
+            current, applied = changed, True
+    return current if applied else None
+
+
+def renditions_in_order(job: Job) -> list[dict[str, Any]]:
+    """The job's renditions in plan order (a DynamoDB map does not keep the order it was written in)."""
+    return sorted(job.get("renditions", {}).values(), key=lambda r: (int(r.get("order", 0)), r["name"]))
+
+
+def open_rendition_names(job: Job) -> list[str]:
+    """Renditions that can still change (QUEUED or PROCESSING), in plan order."""
+    return [r["name"] for r in renditions_in_order(job) if r["status"] not in TERMINAL_RENDITION_STATUSES]
+
+
 def overall_progress(job: Job) -> int:
     """Mean progress of the renditions that will produce output; SKIPPED ones do not count."""
     counted = [r for r in job.get("renditions", {}).values() if r["status"] != RenditionStatus.SKIPPED]
@@ -245,7 +306,7 @@ def _settle(job: Job, now: int) -> Job:
     if job["status"] != JobStatus.PROCESSING or any(r["status"] not in TERMINAL_RENDITION_STATUSES for r in renditions):
         job["progress"] = overall_progress(job)
         return job
-    failed = [r for r in renditions if r["status"] == RenditionStatus.FAILED]
+    failed = [r for r in renditions_in_order(job) if r["status"] == RenditionStatus.FAILED]
     if failed:
         settled = _moved(job, JobStatus.FAILED, now)
         first = failed[0]
