@@ -1,0 +1,533 @@
+"""The job state machine, without AWS: transitions, idempotence, ordering, completion rules, the deadline sweep."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import random
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import pytest
+
+from functions.common import job_state
+from functions.common.job_state import Job, JobStatus, RenditionStatus
+
+NOW = 1_795_000_000_000
+HOUR_MS = 3_600_000
+PROBE = {"durationMs": 10_000, "width": 1920, "height": 1080, "videoCodec": "h264", "audioCodec": "aac"}
+OUTPUT_720 = {"width": 1280, "height": 720, "durationMs": 10_000, "bytes": 1_000, "bucket": "b", "key": "k/720p.mp4"}
+OUTPUT_1080 = {"width": 1920, "height": 1080, "durationMs": 10_000, "bytes": 2_000, "bucket": "b", "key": "k/1080p.mp4"}
+
+# The design's statuses, written out independently of the module so a change to its tables shows up here.
+ALLOWED_JOB_MOVES = {
+    ("AWAITING_UPLOAD", "VALIDATING"),
+    ("AWAITING_UPLOAD", "REJECTED"),
+    ("AWAITING_UPLOAD", "EXPIRED"),
+    ("VALIDATING", "PROCESSING"),
+    ("VALIDATING", "REJECTED"),
+    ("VALIDATING", "EXPIRED"),
+    ("VALIDATING", "FAILED"),
+    ("PROCESSING", "COMPLETED"),
+    ("PROCESSING", "FAILED"),
+}
+ALLOWED_RENDITION_MOVES = {
+    ("QUEUED", "PROCESSING"),
+    ("QUEUED", "COMPLETED"),
+    ("QUEUED", "FAILED"),
+    ("PROCESSING", "COMPLETED"),
+    ("PROCESSING", "FAILED"),
+}
+JOB_RANK = {"AWAITING_UPLOAD": 0, "VALIDATING": 1, "PROCESSING": 2}
+RENDITION_RANK = {"QUEUED": 0, "PROCESSING": 1}
+
+
+def awaiting(job_id: str = "job-1") -> Job:
+    return job_state.new_job(
+        job_id=job_id,
+        owner_id="owner-1",
+        source={"filename": "clip.mp4", "contentType": "video/mp4", "size": 1234},
+        now=NOW,
+        upload_deadline=NOW + HOUR_MS,
+        retention_seconds=86_400,
+    )
+
+
+def validating(job_id: str = "job-1") -> Job:
+    job = job_state.begin_validation(awaiting(job_id), now=NOW + 1, deadline=NOW + 2 * HOUR_MS)
+    assert job is not None
+    return job
+
+
+def processing(*plan: tuple[str, str], engine: str = "lambda") -> Job:
+    """A PROCESSING job with the given (name, status) plan; by default 720p and 1080p, both QUEUED."""
+    plan = plan or (("720p", "QUEUED"), ("1080p", "QUEUED"))
+    planned = [
+        {
+            "name": name,
+            "status": status,
+            "height": int(name.rstrip("p")),
+            **({"reason": "NO_UPSCALE"} if status == "SKIPPED" else {}),
+        }
+        for name, status in plan
+    ]
+    job = job_state.begin_processing(
+        validating(), media_type="video", engine=engine, probe=PROBE, planned=planned, now=NOW + 2
+    )
+    assert job is not None
+    return job
+
+
+def must(job: Job | None) -> Job:
+    assert job is not None
+    return job
+
+
+def completed() -> Job:
+    job = must(job_state.complete_rendition(processing(), name="720p", output=OUTPUT_720, now=NOW + 10))
+    return must(job_state.complete_rendition(job, name="1080p", output=OUTPUT_1080, now=NOW + 11))
+
+
+def failed() -> Job:
+    return must(job_state.fail_job(processing(), code="TRANSCODE_FAILED", message="boom", now=NOW + 10))
+
+
+def rejected() -> Job:
+    return must(job_state.reject(validating(), code="UNSUPPORTED_FORMAT", message="not media", now=NOW + 10))
+
+
+def expired() -> Job:
+    return must(job_state.expire_if_overdue(awaiting(), now=NOW + HOUR_MS))
+
+
+def every_transition(now: int) -> dict[str, Callable[[Job], Job | None]]:
+    """Every public transition with plausible arguments, for the 'terminal jobs are immune' checks."""
+    return {
+        "begin_validation": partial(job_state.begin_validation, now=now, deadline=now + HOUR_MS),
+        "reject": partial(job_state.reject, code="CORRUPT_MEDIA", message="x", now=now),
+        "begin_processing": partial(
+            job_state.begin_processing,
+            media_type="video",
+            engine="lambda",
+            probe=PROBE,
+            planned=[{"name": "720p", "status": "QUEUED"}],
+            now=now,
+        ),
+        "start_rendition": partial(job_state.start_rendition, name="720p", now=now),
+        "record_progress": partial(job_state.record_progress, name="720p", percent=50, now=now),
+        "complete_rendition": partial(job_state.complete_rendition, name="720p", output=OUTPUT_720, now=now),
+        "fail_rendition": partial(job_state.fail_rendition, name="720p", code="TRANSCODE_FAILED", message="x", now=now),
+        "fail_job": partial(job_state.fail_job, code="TRANSCODE_FAILED", message="x", now=now),
+        "expire_if_overdue": partial(job_state.expire_if_overdue, now=now + 100 * HOUR_MS),
+        "record_hls_output": partial(job_state.record_hls_output, bucket="b", key="hls/index.m3u8", now=now),
+    }
+
+
+# --- the transition tables -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("current", "target"), list(itertools.product(JobStatus, JobStatus)))
+def test_job_moves_exactly_as_designed(current: JobStatus, target: JobStatus) -> None:
+    assert job_state.can_move_job(current, target) is ((current.value, target.value) in ALLOWED_JOB_MOVES)
+
+
+@pytest.mark.parametrize(("current", "target"), list(itertools.product(RenditionStatus, RenditionStatus)))
+def test_rendition_moves_exactly_as_designed(current: RenditionStatus, target: RenditionStatus) -> None:
+    assert job_state.can_move_rendition(current, target) is ((current.value, target.value) in ALLOWED_RENDITION_MOVES)
+
+
+def test_terminal_statuses_have_no_way_out() -> None:
+    for status in job_state.TERMINAL_JOB_STATUSES:
+        assert not any(job_state.can_move_job(status, target) for target in JobStatus)
+    for status in job_state.TERMINAL_RENDITION_STATUSES:
+        assert not any(job_state.can_move_rendition(status, target) for target in RenditionStatus)
+
+
+def test_unknown_status_is_an_error_not_a_silent_no() -> None:
+    with pytest.raises(ValueError):
+        job_state.can_move_job("DONE", "FAILED")
+
+
+# --- creation, validation, rejection ---------------------------------------------------------------------------------
+
+
+def test_new_job_is_open_awaiting_upload_with_ttl_in_seconds() -> None:
+    job = awaiting()
+    assert job == {
+        "jobId": "job-1",
+        "ownerId": "owner-1",
+        "status": "AWAITING_UPLOAD",
+        "version": 0,
+        "createdAt": NOW,
+        "updatedAt": NOW,
+        "mediaType": None,
+        "engine": None,
+        "progress": 0,
+        "source": {"filename": "clip.mp4", "contentType": "video/mp4", "size": 1234},
+        "probe": None,
+        "renditions": {},
+        "error": None,
+        "openJob": "OPEN",
+        "deadlineAt": NOW + HOUR_MS,
+        "expiresAt": NOW // 1000 + 86_400,
+    }
+
+
+def test_begin_validation_moves_the_deadline_and_only_applies_once() -> None:
+    job = validating()
+    assert (job["status"], job["deadlineAt"], job["updatedAt"]) == ("VALIDATING", NOW + 2 * HOUR_MS, NOW + 1)
+    assert job_state.begin_validation(job, now=NOW + 5, deadline=NOW + 9) is None
+
+
+@pytest.mark.parametrize("make", [awaiting, validating])
+def test_reject_records_the_reason_and_closes_the_job(make: Callable[[], Job]) -> None:
+    job = must(job_state.reject(make(), code="CORRUPT_MEDIA", message="bad", now=NOW + 7, probe={"durationMs": 1}))
+    assert job["status"] == "REJECTED"
+    assert job["error"] == {"code": "CORRUPT_MEDIA", "message": "bad"}
+    assert job["probe"] == {"durationMs": 1}
+    assert "openJob" not in job and "deadlineAt" not in job
+
+
+def test_reject_does_not_apply_once_processing() -> None:
+    assert job_state.reject(processing(), code="CORRUPT_MEDIA", message="bad", now=NOW) is None
+
+
+def test_transitions_never_mutate_their_input() -> None:
+    job = processing()
+    snapshot = copy.deepcopy(job)
+    for transition in every_transition(NOW + 50).values():
+        transition(job)
+    assert job == snapshot
+
+
+# --- processing ----------------------------------------------------------------------------------------------------
+
+
+def test_begin_processing_keeps_the_plan_in_order_with_zero_progress() -> None:
+    job = processing(("720p", "QUEUED"), ("1080p", "SKIPPED"))
+    assert job["status"] == "PROCESSING"
+    assert (job["mediaType"], job["engine"], job["probe"]) == ("video", "lambda", PROBE)
+    assert job["renditions"] == {
+        "720p": {"name": "720p", "status": "QUEUED", "height": 720, "order": 0, "progress": 0},
+        "1080p": {
+            "name": "1080p",
+            "status": "SKIPPED",
+            "height": 1080,
+            "reason": "NO_UPSCALE",
+            "order": 1,
+            "progress": 0,
+        },
+    }
+    assert job["openJob"] == "OPEN"
+
+
+def test_begin_processing_only_from_validating() -> None:
+    for job in (awaiting(), processing(), completed()):
+        planned = [{"name": "720p", "status": "QUEUED"}]
+        assert (
+            job_state.begin_processing(job, media_type="video", engine="lambda", probe={}, planned=planned, now=NOW)
+            is None
+        )
+
+
+def test_a_plan_of_only_skipped_renditions_completes_at_once() -> None:
+    job = processing(("1080p", "SKIPPED"))
+    assert job["status"] == "COMPLETED"
+    assert job["progress"] == 100
+    assert "openJob" not in job
+
+
+@pytest.mark.parametrize(
+    "planned",
+    [
+        [{"name": "720p", "status": "PROCESSING"}],
+        [{"name": "720p", "status": "COMPLETED"}],
+        [{"name": "720p", "status": "QUEUED"}, {"name": "720p", "status": "QUEUED"}],
+    ],
+)
+def test_a_plan_holds_only_distinct_queued_or_skipped_renditions(planned: list[dict[str, Any]]) -> None:
+    with pytest.raises(ValueError):
+        job_state.begin_processing(
+            validating(), media_type="video", engine="lambda", probe={}, planned=planned, now=NOW
+        )
+
+
+def test_start_rendition_moves_queued_to_processing_once() -> None:
+    job = must(job_state.start_rendition(processing(), name="720p", now=NOW + 5))
+    assert job["renditions"]["720p"]["status"] == "PROCESSING"
+    assert job["updatedAt"] == NOW + 5
+    assert job_state.start_rendition(job, name="720p", now=NOW + 6) is None
+    assert job_state.start_rendition(job, name="4k", now=NOW + 6) is None
+
+
+def test_progress_zero_starts_a_queued_rendition() -> None:
+    job = must(job_state.record_progress(processing(), name="720p", percent=0, now=NOW + 5))
+    assert job["renditions"]["720p"]["status"] == "PROCESSING"
+    assert job["renditions"]["720p"]["progress"] == 0
+    assert job_state.record_progress(job, name="720p", percent=0, now=NOW + 6) is None
+
+
+def test_progress_is_monotonic_and_capped_below_completion() -> None:
+    job = must(job_state.record_progress(processing(), name="720p", percent=40, now=NOW + 5))
+    assert job_state.record_progress(job, name="720p", percent=40, now=NOW + 6) is None
+    assert job_state.record_progress(job, name="720p", percent=10, now=NOW + 6) is None
+    job = must(job_state.record_progress(job, name="720p", percent=150, now=NOW + 7))
+    assert job["renditions"]["720p"]["progress"] == 99
+    assert job["progress"] == 49  # mean of 99 and the untouched 1080p's 0
+
+
+def test_overall_progress_ignores_skipped_renditions() -> None:
+    job = processing(("720p", "QUEUED"), ("1080p", "SKIPPED"))
+    job = must(job_state.record_progress(job, name="720p", percent=60, now=NOW + 5))
+    assert job["progress"] == 60
+
+
+def test_progress_after_completion_is_a_no_op() -> None:
+    job = must(job_state.complete_rendition(processing(), name="720p", output=OUTPUT_720, now=NOW + 5))
+    assert job_state.record_progress(job, name="720p", percent=50, now=NOW + 6) is None
+    assert job_state.start_rendition(job, name="720p", now=NOW + 6) is None
+
+
+def test_complete_rendition_records_the_output_but_not_over_state_keys() -> None:
+    output = {**OUTPUT_720, "status": "QUEUED", "name": "evil", "order": 9, "progress": 3, "error": {"code": "X"}}
+    job = must(job_state.complete_rendition(processing(), name="720p", output=output, now=NOW + 5))
+    rendition = job["renditions"]["720p"]
+    assert rendition == {
+        "name": "720p",
+        "status": "COMPLETED",
+        "height": 720,
+        "order": 0,
+        "progress": 100,
+        **OUTPUT_720,
+    }
+    assert job["status"] == "PROCESSING"  # 1080p is still open
+    assert job["progress"] == 50
+
+
+def test_completion_before_any_progress_is_accepted() -> None:
+    job = must(job_state.complete_rendition(processing(), name="1080p", output=OUTPUT_1080, now=NOW + 5))
+    assert job["renditions"]["1080p"]["status"] == "COMPLETED"
+
+
+def test_job_completes_only_when_every_rendition_is_terminal() -> None:
+    job = must(job_state.complete_rendition(processing(), name="720p", output=OUTPUT_720, now=NOW + 5))
+    assert job["status"] == "PROCESSING" and job["openJob"] == "OPEN"
+    job = must(job_state.complete_rendition(job, name="1080p", output=OUTPUT_1080, now=NOW + 6))
+    assert job["status"] == "COMPLETED"
+    assert job["progress"] == 100
+    assert job["error"] is None
+    assert "openJob" not in job and "deadlineAt" not in job
+
+
+def test_skipped_renditions_do_not_block_completion() -> None:
+    job = processing(("720p", "QUEUED"), ("1080p", "SKIPPED"))
+    job = must(job_state.complete_rendition(job, name="720p", output=OUTPUT_720, now=NOW + 5))
+    assert job["status"] == "COMPLETED"
+    assert job["renditions"]["1080p"]["status"] == "SKIPPED"
+
+
+def test_a_failed_rendition_fails_the_job_with_its_reason_once_all_are_terminal() -> None:
+    job = must(
+        job_state.fail_rendition(processing(), name="1080p", code="TRANSCODE_FAILED", message="oom", now=NOW + 5)
+    )
+    assert job["status"] == "PROCESSING"
+    job = must(job_state.complete_rendition(job, name="720p", output=OUTPUT_720, now=NOW + 6))
+    assert job["status"] == "FAILED"
+    assert job["error"] == {"code": "TRANSCODE_FAILED", "message": "1080p: oom"}
+    assert job["renditions"]["720p"]["status"] == "COMPLETED"
+    assert job["renditions"]["1080p"]["error"] == {"code": "TRANSCODE_FAILED", "message": "oom"}
+
+
+def test_the_reported_failure_is_the_first_in_plan_order_whatever_the_map_order() -> None:
+    """DynamoDB does not keep a map's order: the reason must not depend on how the record came back."""
+    job = processing()
+    job = must(job_state.fail_rendition(job, name="1080p", code="OUTPUT_INVALID", message="b", now=NOW + 5))
+    job["renditions"] = dict(reversed(list(job["renditions"].items())))
+    job = must(job_state.fail_rendition(job, name="720p", code="TRANSCODE_FAILED", message="a", now=NOW + 6))
+    assert job["error"] == {"code": "TRANSCODE_FAILED", "message": "720p: a"}
+    job["renditions"] = dict(reversed(list(job["renditions"].items())))
+    assert job_state.renditions_in_order(job)[0]["name"] == "720p"
+
+
+def test_a_completed_rendition_cannot_fail_later_nor_complete_twice() -> None:
+    job = must(job_state.complete_rendition(processing(), name="720p", output=OUTPUT_720, now=NOW + 5))
+    assert job_state.fail_rendition(job, name="720p", code="TRANSCODE_FAILED", message="late", now=NOW + 6) is None
+    other = {**OUTPUT_720, "bytes": 999_999}
+    assert job_state.complete_rendition(job, name="720p", output=other, now=NOW + 6) is None
+
+
+def test_unknown_renditions_are_ignored() -> None:
+    job = processing()
+    assert job_state.complete_rendition(job, name="4k", output=OUTPUT_720, now=NOW) is None
+    assert job_state.fail_rendition(job, name="4k", code="X", message="x", now=NOW) is None
+    assert job_state.record_progress(job, name="4k", percent=5, now=NOW) is None
+
+
+def test_fail_job_fails_open_renditions_and_keeps_finished_ones() -> None:
+    job = processing(("480p", "QUEUED"), ("720p", "QUEUED"), ("1080p", "SKIPPED"))
+    job = must(job_state.complete_rendition(job, name="480p", output=OUTPUT_720, now=NOW + 5))
+    job = must(job_state.fail_job(job, code="MEDIACONVERT_1040", message="cannot read", now=NOW + 6))
+    assert job["status"] == "FAILED"
+    assert job["error"] == {"code": "MEDIACONVERT_1040", "message": "cannot read"}
+    assert {n: r["status"] for n, r in job["renditions"].items()} == {
+        "480p": "COMPLETED",
+        "720p": "FAILED",
+        "1080p": "SKIPPED",
+    }
+    assert job["renditions"]["720p"]["error"] == {"code": "MEDIACONVERT_1040", "message": "cannot read"}
+
+
+# --- the deadline sweep --------------------------------------------------------------------------------------------
+
+
+def test_an_upload_that_never_came_expires_at_its_deadline() -> None:
+    job = awaiting()
+    assert job_state.expire_if_overdue(job, now=NOW + HOUR_MS - 1) is None
+    job = must(job_state.expire_if_overdue(job, now=NOW + HOUR_MS))
+    assert job["status"] == "EXPIRED"
+    assert job["error"]["code"] == "UPLOAD_EXPIRED"
+    assert "openJob" not in job and "deadlineAt" not in job
+
+
+@pytest.mark.parametrize("make", [validating, processing])
+def test_validation_or_processing_past_the_deadline_fails(make: Callable[[], Job]) -> None:
+    job = make()
+    assert job_state.expire_if_overdue(job, now=job["deadlineAt"] - 1) is None
+    job = must(job_state.expire_if_overdue(job, now=job["deadlineAt"]))
+    assert job["status"] == "FAILED"
+    assert job["error"]["code"] == "PROCESSING_TIMEOUT"
+    assert all(r["status"] == "FAILED" for r in job["renditions"].values())
+    assert "openJob" not in job
+
+
+def test_a_job_without_a_deadline_is_left_alone() -> None:
+    job = processing()
+    del job["deadlineAt"]
+    assert job_state.expire_if_overdue(job, now=NOW + 1000 * HOUR_MS) is None
+
+
+# --- terminal jobs -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [completed, failed, rejected, expired])
+def test_terminal_jobs_are_immune_to_every_transition(make: Callable[[], Job]) -> None:
+    job = make()
+    assert job_state.is_terminal(job)
+    for name, transition in every_transition(NOW + 1000).items():
+        assert transition(job) is None, name
+
+
+# --- bookkeeping and composition -----------------------------------------------------------------------------------
+
+
+def test_hls_output_is_recorded_once_while_processing() -> None:
+    job = must(job_state.record_hls_output(processing(), bucket="b", key="outputs/j/hls/index.m3u8", now=NOW + 5))
+    assert job["hls"] == {"bucket": "b", "key": "outputs/j/hls/index.m3u8"}
+    assert job_state.record_hls_output(job, bucket="b", key="outputs/j/hls/index.m3u8", now=NOW + 6) is None
+    assert job_state.record_hls_output(validating(), bucket="b", key="k", now=NOW) is None
+
+
+def test_outcome_is_marked_announced_only_on_terminal_jobs_and_only_once() -> None:
+    assert job_state.mark_outcome_announced(processing(), now=NOW) is None
+    job = must(job_state.mark_outcome_announced(completed(), now=NOW + 99))
+    assert job["outcomeAnnouncedAt"] == NOW + 99
+    assert job["status"] == "COMPLETED"
+    assert job["updatedAt"] == completed()["updatedAt"]
+    assert job_state.mark_outcome_announced(job, now=NOW + 100) is None
+
+
+def test_apply_in_order_chains_and_reports_no_op_as_none() -> None:
+    job = processing()
+    steps = [
+        partial(job_state.start_rendition, name="720p", now=NOW + 1),
+        partial(job_state.start_rendition, name="720p", now=NOW + 2),  # no-op: already started
+        partial(job_state.complete_rendition, name="1080p", output=OUTPUT_1080, now=NOW + 3),
+    ]
+    result = must(job_state.apply_in_order(job, steps))
+    assert {n: r["status"] for n, r in result["renditions"].items()} == {"720p": "PROCESSING", "1080p": "COMPLETED"}
+    assert job_state.apply_in_order(result, steps) is None
+    assert job_state.apply_in_order(job, []) is None
+
+
+def test_open_rendition_names_are_in_plan_order() -> None:
+    job = processing(("480p", "QUEUED"), ("720p", "SKIPPED"), ("1080p", "QUEUED"))
+    job["renditions"] = dict(reversed(list(job["renditions"].items())))
+    assert job_state.open_rendition_names(job) == ["480p", "1080p"]
+
+
+# --- duplicates, reordering, forward-only --------------------------------------------------------------------------
+
+EVENTS: dict[str, Callable[[Job], Job | None]] = {
+    "start 720p": partial(job_state.start_rendition, name="720p", now=NOW + 10),
+    "progress 720p 0": partial(job_state.record_progress, name="720p", percent=0, now=NOW + 10),
+    "progress 720p 30": partial(job_state.record_progress, name="720p", percent=30, now=NOW + 10),
+    "progress 1080p 60": partial(job_state.record_progress, name="1080p", percent=60, now=NOW + 10),
+    "complete 720p": partial(job_state.complete_rendition, name="720p", output=OUTPUT_720, now=NOW + 10),
+    "complete 1080p": partial(job_state.complete_rendition, name="1080p", output=OUTPUT_1080, now=NOW + 10),
+    "fail 1080p": partial(job_state.fail_rendition, name="1080p", code="TRANSCODE_FAILED", message="x", now=NOW + 10),
+    "expire": partial(job_state.expire_if_overdue, now=NOW + 100 * HOUR_MS),
+}
+
+
+def apply_all(job: Job, names: list[str] | tuple[str, ...]) -> Job:
+    for name in names:
+        job = EVENTS[name](job) or job
+    return job
+
+
+@pytest.mark.parametrize("name", sorted(EVENTS))
+def test_applying_an_event_twice_equals_applying_it_once(name: str) -> None:
+    assert EVENTS[name](processing()) is not None, "every event applies to a fresh job"
+    starts = [processing(), apply_all(processing(), ["progress 720p 30"]), apply_all(processing(), ["complete 720p"])]
+    for start in starts:
+        once = apply_all(start, [name])
+        assert EVENTS[name](once) is None, name
+        assert apply_all(start, [name, name]) == once
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("progress 720p 0", "progress 720p 30", "progress 1080p 60", "complete 720p", "complete 1080p"),
+        ("start 720p", "progress 720p 30", "complete 720p", "fail 1080p", "progress 1080p 60"),
+    ],
+    ids=["completes", "fails"],
+)
+def test_every_order_of_the_same_events_ends_in_the_same_job(names: tuple[str, ...]) -> None:
+    finals = [apply_all(processing(), order) for order in itertools.permutations(names)]
+    assert all(final == finals[0] for final in finals)
+    assert finals[0]["status"] in ("COMPLETED", "FAILED")
+    if "fail 1080p" in names:
+        assert finals[0]["error"] == {"code": "TRANSCODE_FAILED", "message": "1080p: x"}
+    else:
+        assert finals[0]["renditions"]["720p"]["width"] == 1280
+        assert finals[0]["renditions"]["1080p"]["bytes"] == 2_000
+
+
+def test_completed_before_progress_leaves_the_rendition_completed() -> None:
+    job = apply_all(processing(), ["complete 720p", "progress 720p 30", "start 720p", "progress 720p 0"])
+    assert job["renditions"]["720p"]["status"] == "COMPLETED"
+    assert job["renditions"]["720p"]["progress"] == 100
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_event_streams_only_ever_move_forward(seed: int) -> None:
+    rng = random.Random(seed)
+    job = processing()
+    for _ in range(40):
+        name = rng.choice(sorted(EVENTS))
+        changed = EVENTS[name](job)
+        if changed is None:
+            continue
+        if job["status"] in JOB_RANK and changed["status"] in JOB_RANK:
+            assert JOB_RANK[changed["status"]] >= JOB_RANK[job["status"]]
+        assert not job_state.is_terminal(job), f"{name} changed a terminal job"
+        for rendition_name, before in job["renditions"].items():
+            after = changed["renditions"][rendition_name]
+            if before["status"] in job_state.TERMINAL_RENDITION_STATUSES:
+                assert after == before, f"{name} changed terminal rendition {rendition_name}"
+            elif after["status"] in RENDITION_RANK:
+                assert RENDITION_RANK[after["status"]] >= RENDITION_RANK[before["status"]]
+            assert after["progress"] >= before["progress"]
+        job = changed
