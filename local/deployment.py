@@ -1,0 +1,88 @@
+"""What the program declared, as the local engine created it: resources, internal deliveries, stack outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Behaviour(StrEnum):
+    EMULATED = "emulated"  # created in the moto server
+    RUNTIME = "runtime"  # run by the local cloud itself (functions, event sources, the HTTP API)
+    RECORDED = "recorded"  # no local behaviour: shown, not acted on
+
+
+@dataclass
+class DeclaredResource:
+    """One resource of the program: its type token, logical name, physical id, inputs and resolved state."""
+
+    type: str
+    name: str
+    id: str
+    inputs: dict[str, Any]
+    state: dict[str, Any]
+    behaviour: Behaviour
+    note: str = ""
+
+
+@dataclass
+class AsyncDelivery:
+    """A target moto cannot deliver to (a Lambda function), routed through an internal SQS queue in moto.
+
+    moto still does the matching (event pattern, S3 event filter, SNS filter policy); the local cloud's
+    delivery loop reads the internal queue and invokes the function as AWS does for asynchronous events.
+    """
+
+    source: str
+    """Human-readable origin, e.g. `rule tracker-events-1a2b3c4`."""
+    shape: str
+    """How the queued message becomes the function's event: `eventbridge`, `s3` or `sns`."""
+    queue_url: str
+    queue_arn: str
+    function_arn: str
+    max_retry_attempts: int = 2
+    max_event_age_seconds: int = 6 * 3600
+    dead_letter_arn: str | None = None
+    rule_arn: str | None = None
+    constant_input: str | None = None
+    input_path: str | None = None
+
+
+@dataclass
+class Deployment:
+    project: str
+    stack: str
+    region: str
+    account_id: str
+    resources: list[DeclaredResource] = field(default_factory=list)
+    deliveries: list[AsyncDelivery] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, token: str) -> list[DeclaredResource]:
+        return [r for r in self.resources if r.type == token]
+
+    def by_id(self, token: str, resource_id: str) -> DeclaredResource | None:
+        return next((r for r in self.of_type(token) if r.id == resource_id), None)
+
+    def function_by_reference(self, reference: str) -> DeclaredResource:
+        """A Lambda function named by its name, ARN, qualified ARN or API Gateway invoke ARN."""
+        for fn in self.of_type(FUNCTION):
+            state = fn.state
+            if reference in (state.get("name"), state.get("arn"), state.get("invokeArn"), state.get("qualifiedArn")):
+                return fn
+            if reference.startswith(f"{state.get('arn')}:"):
+                return fn
+        raise LookupError(f"no aws:lambda/function:Function matches {reference!r}")
+
+
+FUNCTION = "aws:lambda/function:Function"
+EVENT_SOURCE_MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
+EVENT_RULE = "aws:cloudwatch/eventRule:EventRule"
+HTTP_API = "aws:apigatewayv2/api:Api"
+HTTP_ROUTE = "aws:apigatewayv2/route:Route"
+HTTP_INTEGRATION = "aws:apigatewayv2/integration:Integration"
+HTTP_AUTHORIZER = "aws:apigatewayv2/authorizer:Authorizer"
+HTTP_STAGE = "aws:apigatewayv2/stage:Stage"
+SQS_QUEUE = "aws:sqs/queue:Queue"
+DYNAMODB_TABLE = "aws:dynamodb/table:Table"

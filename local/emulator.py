@@ -1,0 +1,74 @@
+"""The in-process AWS emulator: a moto server on 127.0.0.1 and boto3 clients pointed at it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SESSION_TOKEN": "local",
+}
+
+
+@dataclass
+class Emulator:
+    """A running moto server and a cache of boto3 clients for it (boto3 clients are thread-safe once built)."""
+
+    region: str = REGION
+    _server: ThreadedMotoServer | None = None
+    _endpoint: str = ""
+    _clients: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> str:
+        # Werkzeug logs every request at INFO; the local cloud's own log says what matters.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self._endpoint = f"http://{host}:{port}"
+        return self._endpoint
+
+    @property
+    def endpoint(self) -> str:
+        if not self._endpoint:
+            raise RuntimeError("the emulator is not running")
+        return self._endpoint
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = boto3.session.Session().client(
+                    service,
+                    region_name=self.region,
+                    endpoint_url=self.endpoint,
+                    aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                    aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                    aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+                    config=Config(retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=32),
+                )
+            return self._clients[service]
+
+    def function_environment(self) -> dict[str, str]:
+        """What every local Lambda gets on top of its declared variables: the endpoint, credentials, region."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            **FAKE_CREDENTIALS,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+        }
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None

@@ -1,0 +1,638 @@
+"""Per-type creators: turn a declared resource's inputs into the same resource in the moto server.
+
+Each creator takes the logical name and the resolved inputs (Pulumi wire names, camelCase) and returns the
+physical id and the outputs AWS would report (ARNs, URLs, names). The engine merges them over the inputs,
+so every reference between resources resolves to the emulator's real value.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from local.deployment import AsyncDelivery, Behaviour, Deployment
+from local.emulator import Emulator
+
+Outputs = dict[str, Any]
+Creator = Callable[[str, dict[str, Any]], tuple[str, Outputs]]
+
+# Local delivery queues hold an event while its function is retried; the delivery loop deletes it when done.
+DELIVERY_QUEUE_PREFIX = "local-delivery-"
+DELIVERY_QUEUE_VISIBILITY_SECONDS = 12 * 3600
+
+
+def random_hex(length: int = 7) -> str:
+    return secrets.token_hex((length + 1) // 2)[:length]
+
+
+def autoname(logical: str, inputs: dict[str, Any], *, key: str = "name", prefix_key: str = "namePrefix") -> str:
+    """The physical name: the declared one, else the declared prefix plus random, else Pulumi's `name-1a2b3c4`."""
+    if inputs.get(key):
+        return str(inputs[key])
+    if inputs.get(prefix_key):
+        return f"{inputs[prefix_key]}{random_hex(26)}"
+    return f"{logical}-{random_hex()}"
+
+
+def pascal(value: Any, renames: dict[str, str] | None = None) -> Any:
+    """camelCase Pulumi inputs to the PascalCase AWS API shapes, recursively, dropping None values."""
+    renames = {"id": "ID", **(renames or {})}
+    if isinstance(value, dict):
+        return {
+            renames.get(k, k[:1].upper() + k[1:]): pascal(v, renames)
+            for k, v in value.items()
+            if v is not None and k != "__defaults"
+        }
+    if isinstance(value, list):
+        return [pascal(v, renames) for v in value]
+    return value
+
+
+def integral(value: Any) -> Any:
+    """Pulumi's wire format carries every number as a float; AWS wants integers where they are whole."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [integral(v) for v in value]
+    return value
+
+
+def _as_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _is_not_implemented(err: ClientError) -> bool:
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    code = err.response.get("Error", {}).get("Code", "")
+    return status >= 500 or code in ("NotImplemented", "InternalFailure")
+
+
+def _lambda_arn_to_name(arn: str) -> str:
+    return arn.split(":function:", 1)[1].split(":", 1)[0]
+
+
+def _is_lambda_arn(arn: str) -> bool:
+    return arn.startswith("arn:aws:lambda:") and ":function:" in arn
+
+
+@dataclass
+class Created:
+    id: str
+    outputs: Outputs
+    behaviour: Behaviour
+    note: str = ""
+
+
+class ResourceFactory:
+    """Creates each supported resource type in the emulator; records the rest without behaviour."""
+
+    def __init__(self, emulator: Emulator, deployment: Deployment, api_endpoint: str) -> None:
+        self._aws = emulator
+        self._deployment = deployment
+        self._region = deployment.region
+        self._account = deployment.account_id
+        self._api_endpoint = api_endpoint.rstrip("/")
+        self._emulated: dict[str, Creator] = {
+            "aws:s3/bucket:Bucket": self._bucket,
+            "aws:s3/bucketV2:BucketV2": self._bucket,
+            "aws:s3/bucketNotification:BucketNotification": self._bucket_notification,
+            "aws:s3/bucketPolicy:BucketPolicy": self._bucket_policy,
+            "aws:s3/bucketCorsConfiguration:BucketCorsConfiguration": self._bucket_cors,
+            "aws:s3/bucketCorsConfigurationV2:BucketCorsConfigurationV2": self._bucket_cors,
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": self._bucket_public_access_block,
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": self._bucket_sse,
+            "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2": (
+                self._bucket_sse
+            ),
+            "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": self._bucket_lifecycle,
+            "aws:s3/bucketLifecycleConfigurationV2:BucketLifecycleConfigurationV2": self._bucket_lifecycle,
+            "aws:s3/bucketVersioning:BucketVersioning": self._bucket_versioning,
+            "aws:s3/bucketVersioningV2:BucketVersioningV2": self._bucket_versioning,
+            "aws:s3/bucketOwnershipControls:BucketOwnershipControls": self._bucket_ownership,
+            "aws:sns/topic:Topic": self._topic,
+            "aws:sns/topicPolicy:TopicPolicy": self._topic_policy,
+            "aws:sns/topicSubscription:TopicSubscription": self._subscription,
+            "aws:sqs/queue:Queue": self._queue,
+            "aws:sqs/queuePolicy:QueuePolicy": self._queue_attribute("policy", "Policy"),
+            "aws:sqs/redrivePolicy:RedrivePolicy": self._queue_attribute("redrivePolicy", "RedrivePolicy"),
+            "aws:sqs/redriveAllowPolicy:RedriveAllowPolicy": self._queue_attribute(
+                "redriveAllowPolicy", "RedriveAllowPolicy"
+            ),
+            "aws:dynamodb/table:Table": self._table,
+            "aws:cloudwatch/eventBus:EventBus": self._event_bus,
+            "aws:cloudwatch/eventRule:EventRule": self._event_rule,
+            "aws:cloudwatch/eventTarget:EventTarget": self._event_target,
+        }
+        self._runtime: dict[str, Creator] = {
+            "aws:lambda/function:Function": self._function,
+            "aws:lambda/eventSourceMapping:EventSourceMapping": self._event_source_mapping,
+            "aws:apigatewayv2/api:Api": self._http_api,
+            "aws:apigatewayv2/stage:Stage": self._http_stage,
+            "aws:apigatewayv2/route:Route": self._http_child,
+            "aws:apigatewayv2/integration:Integration": self._http_child,
+            "aws:apigatewayv2/authorizer:Authorizer": self._http_child,
+        }
+
+    @property
+    def emulated_types(self) -> frozenset[str]:
+        return frozenset(self._emulated)
+
+    @property
+    def runtime_types(self) -> frozenset[str]:
+        return frozenset(self._runtime)
+
+    def create(self, token: str, name: str, inputs: dict[str, Any]) -> Created:
+        inputs = integral(inputs)
+        if token in self._emulated:
+            resource_id, outputs = self._emulated[token](name, inputs)
+            note = outputs.pop("__note", "")
+            return Created(resource_id, outputs, Behaviour.EMULATED, note)
+        if token in self._runtime:
+            resource_id, outputs = self._runtime[token](name, inputs)
+            return Created(resource_id, outputs, Behaviour.RUNTIME)
+        resource_id, outputs = self._recorded(token, name, inputs)
+        return Created(resource_id, outputs, Behaviour.RECORDED)
+
+    # --- S3 -------------------------------------------------------------------------------------------------
+
+    def _bucket(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        bucket = autoname(name, inputs, key="bucket", prefix_key="bucketPrefix").lower()
+        s3 = self._aws.client("s3")
+        if self._region == "us-east-1":
+            s3.create_bucket(Bucket=bucket)
+        else:
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": self._region})
+        if inputs.get("corsRules"):
+            s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": pascal(inputs["corsRules"])})
+        return bucket, {
+            "bucket": bucket,
+            "arn": f"arn:aws:s3:::{bucket}",
+            "bucketDomainName": f"{bucket}.s3.amazonaws.com",
+            "bucketRegionalDomainName": f"{bucket}.s3.{self._region}.amazonaws.com",
+            "region": self._region,
+            "hostedZoneId": "Z3AQBSTGFYJSTF",
+        }
+
+    def _bucket_notification(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        bucket = inputs["bucket"]
+        queue_configs = [self._s3_target(q, "queueArn", "QueueArn") for q in inputs.get("queues") or []]
+        topic_configs = [self._s3_target(t, "topicArn", "TopicArn") for t in inputs.get("topics") or []]
+        # moto cannot invoke Lambda: each function notification goes to a local delivery queue instead.
+        for index, fn in enumerate(inputs.get("lambdaFunctions") or []):
+            delivery = self._delivery_queue(
+                f"s3-{bucket}-{index}", source=f"bucket {bucket} notification", shape="s3", function=fn["lambdaFunctionArn"]
+            )
+            queue_configs.append(self._s3_target({**fn, "queueArn": delivery.queue_arn}, "queueArn", "QueueArn"))
+        configuration: dict[str, Any] = {}
+        if queue_configs:
+            configuration["QueueConfigurations"] = queue_configs
+        if topic_configs:
+            configuration["TopicConfigurations"] = topic_configs
+        if inputs.get("eventbridge"):
+            configuration["EventBridgeConfiguration"] = {}
+        self._aws.client("s3").put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration=configuration
+        )
+        return bucket, {}
+
+    @staticmethod
+    def _s3_target(spec: dict[str, Any], arn_key: str, api_key: str) -> dict[str, Any]:
+        rules = [
+            {"Name": rule, "Value": spec[key]}
+            for rule, key in (("prefix", "filterPrefix"), ("suffix", "filterSuffix"))
+            if spec.get(key)
+        ]
+        target: dict[str, Any] = {api_key: spec[arn_key], "Events": list(spec["events"])}
+        if spec.get("id"):
+            target["Id"] = spec["id"]
+        if rules:
+            target["Filter"] = {"Key": {"FilterRules": rules}}
+        return target
+
+    def _bucket_config(self, inputs: dict[str, Any], call: Callable[[Any, str], None]) -> tuple[str, Outputs]:
+        """A bucket sub-resource; settings moto does not implement are recorded with a note, not faked."""
+        bucket = inputs["bucket"]
+        try:
+            call(self._aws.client("s3"), bucket)
+        except ClientError as err:
+            if not _is_not_implemented(err):
+                raise
+            return bucket, {"__note": f"not emulated: {err.response['Error'].get('Message', '')[:60]}"}
+        return bucket, {}
+
+    def _bucket_policy(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        return self._bucket_config(inputs, lambda s3, b: s3.put_bucket_policy(Bucket=b, Policy=inputs["policy"]))
+
+    def _bucket_cors(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        rules = pascal(inputs["corsRules"])
+        return self._bucket_config(
+            inputs, lambda s3, b: s3.put_bucket_cors(Bucket=b, CORSConfiguration={"CORSRules": rules})
+        )
+
+    def _bucket_public_access_block(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        keys = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+        block = {key[:1].upper() + key[1:]: bool(inputs.get(key)) for key in keys}
+        return self._bucket_config(
+            inputs, lambda s3, b: s3.put_public_access_block(Bucket=b, PublicAccessBlockConfiguration=block)
+        )
+
+    def _bucket_sse(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        rules = pascal(inputs["rules"], {"sseAlgorithm": "SSEAlgorithm", "kmsMasterKeyId": "KMSMasterKeyID"})
+        return self._bucket_config(
+            inputs,
+            lambda s3, b: s3.put_bucket_encryption(Bucket=b, ServerSideEncryptionConfiguration={"Rules": rules}),
+        )
+
+    def _bucket_lifecycle(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        rules = pascal(inputs["rules"])
+        return self._bucket_config(
+            inputs,
+            lambda s3, b: s3.put_bucket_lifecycle_configuration(Bucket=b, LifecycleConfiguration={"Rules": rules}),
+        )
+
+    def _bucket_versioning(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        status = (inputs.get("versioningConfiguration") or {}).get("status", "Enabled")
+        return self._bucket_config(
+            inputs, lambda s3, b: s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": status})
+        )
+
+    def _bucket_ownership(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        rule = pascal(inputs["rule"])
+        return self._bucket_config(
+            inputs,
+            lambda s3, b: s3.put_bucket_ownership_controls(Bucket=b, OwnershipControls={"Rules": [rule]}),
+        )
+
+    # --- SNS ------------------------------------------------------------------------------------------------
+
+    def _topic(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        topic = autoname(name, inputs)
+        if inputs.get("fifoTopic") and not topic.endswith(".fifo"):
+            topic += ".fifo"
+        attribute_names = {
+            "fifoTopic": "FifoTopic",
+            "contentBasedDeduplication": "ContentBasedDeduplication",
+            "policy": "Policy",
+            "displayName": "DisplayName",
+            "deliveryPolicy": "DeliveryPolicy",
+            "kmsMasterKeyId": "KmsMasterKeyId",
+        }
+        attributes = {api: _as_string(inputs[key]) for key, api in attribute_names.items() if inputs.get(key)}
+        arn = self._aws.client("sns").create_topic(Name=topic, Attributes=attributes)["TopicArn"]
+        return arn, {"arn": arn, "name": topic, "owner": self._account}
+
+    def _topic_policy(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        self._aws.client("sns").set_topic_attributes(
+            TopicArn=inputs["arn"], AttributeName="Policy", AttributeValue=inputs["policy"]
+        )
+        return inputs["arn"], {"owner": self._account}
+
+    def _subscription(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        protocol, endpoint = inputs["protocol"], inputs["endpoint"]
+        attribute_names = {
+            "filterPolicy": "FilterPolicy",
+            "filterPolicyScope": "FilterPolicyScope",
+            "rawMessageDelivery": "RawMessageDelivery",
+            "redrivePolicy": "RedrivePolicy",
+            "deliveryPolicy": "DeliveryPolicy",
+        }
+        attributes = {
+            api: _as_string(inputs[key]) for key, api in attribute_names.items() if inputs.get(key) not in (None, "")
+        }
+        if protocol == "lambda":
+            # moto cannot invoke Lambda: the subscription feeds a local delivery queue (SNS envelope, not raw).
+            delivery = self._delivery_queue(
+                f"sns-{name}", source=f"subscription {name}", shape="sns", function=endpoint
+            )
+            protocol, endpoint = "sqs", delivery.queue_arn
+            attributes.pop("RawMessageDelivery", None)
+        arn = self._aws.client("sns").subscribe(
+            TopicArn=inputs["topic"],
+            Protocol=protocol,
+            Endpoint=endpoint,
+            Attributes=attributes,
+            ReturnSubscriptionArn=True,
+        )["SubscriptionArn"]
+        return arn, {"arn": arn, "ownerId": self._account, "confirmationWasAuthenticated": True, "pendingConfirmation": False}
+
+    # --- SQS ------------------------------------------------------------------------------------------------
+
+    _QUEUE_ATTRIBUTES = {
+        "delaySeconds": "DelaySeconds",
+        "maxMessageSize": "MaximumMessageSize",
+        "messageRetentionSeconds": "MessageRetentionPeriod",
+        "receiveWaitTimeSeconds": "ReceiveMessageWaitTimeSeconds",
+        "visibilityTimeoutSeconds": "VisibilityTimeout",
+        "redrivePolicy": "RedrivePolicy",
+        "redriveAllowPolicy": "RedriveAllowPolicy",
+        "policy": "Policy",
+        "fifoQueue": "FifoQueue",
+        "contentBasedDeduplication": "ContentBasedDeduplication",
+        "deduplicationScope": "DeduplicationScope",
+        "fifoThroughputLimit": "FifoThroughputLimit",
+        "kmsMasterKeyId": "KmsMasterKeyId",
+        "kmsDataKeyReusePeriodSeconds": "KmsDataKeyReusePeriodSeconds",
+        "sqsManagedSseEnabled": "SqsManagedSseEnabled",
+    }
+
+    def _queue(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        queue = autoname(name, inputs)
+        if inputs.get("fifoQueue") and not queue.endswith(".fifo"):
+            queue += ".fifo"
+        attributes = {
+            api: _as_string(inputs[key])
+            for key, api in self._QUEUE_ATTRIBUTES.items()
+            if inputs.get(key) not in (None, "") and not (key == "fifoQueue" and not inputs[key])
+        }
+        sqs = self._aws.client("sqs")
+        url = sqs.create_queue(QueueName=queue, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return url, {"url": url, "arn": arn, "name": queue}
+
+    def _queue_attribute(self, input_key: str, attribute: str) -> Creator:
+        def create(name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+            self._aws.client("sqs").set_queue_attributes(
+                QueueUrl=inputs["queueUrl"], Attributes={attribute: _as_string(inputs[input_key])}
+            )
+            return inputs["queueUrl"], {}
+
+        return create
+
+    # --- DynamoDB -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _key_schema(spec: dict[str, Any]) -> list[dict[str, str]]:
+        if spec.get("keySchemas"):
+            return [{"AttributeName": k["attributeName"], "KeyType": k["keyType"]} for k in spec["keySchemas"]]
+        schema = [{"AttributeName": spec["hashKey"], "KeyType": "HASH"}] if spec.get("hashKey") else []
+        if spec.get("rangeKey"):
+            schema.append({"AttributeName": spec["rangeKey"], "KeyType": "RANGE"})
+        return schema
+
+    @staticmethod
+    def _projection(spec: dict[str, Any]) -> dict[str, Any]:
+        projection: dict[str, Any] = {"ProjectionType": spec.get("projectionType", "ALL")}
+        if spec.get("nonKeyAttributes"):
+            projection["NonKeyAttributes"] = list(spec["nonKeyAttributes"])
+        return projection
+
+    def _table(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        table = autoname(name, inputs)
+        provisioned = inputs.get("billingMode", "PROVISIONED") == "PROVISIONED"
+
+        def throughput(spec: dict[str, Any]) -> dict[str, Any]:
+            return {"ReadCapacityUnits": spec.get("readCapacity") or 1, "WriteCapacityUnits": spec.get("writeCapacity") or 1}
+
+        request: dict[str, Any] = {
+            "TableName": table,
+            "KeySchema": self._key_schema(inputs),
+            "AttributeDefinitions": [
+                {"AttributeName": a["name"], "AttributeType": a["type"]} for a in inputs.get("attributes") or []
+            ],
+            "BillingMode": "PROVISIONED" if provisioned else "PAY_PER_REQUEST",
+        }
+        if provisioned:
+            request["ProvisionedThroughput"] = throughput(inputs)
+        indexes = []
+        for gsi in inputs.get("globalSecondaryIndexes") or []:
+            index = {"IndexName": gsi["name"], "KeySchema": self._key_schema(gsi), "Projection": self._projection(gsi)}
+            if provisioned:
+                index["ProvisionedThroughput"] = throughput(gsi)
+            indexes.append(index)
+        if indexes:
+            request["GlobalSecondaryIndexes"] = indexes
+        local_indexes = [
+            {
+                "IndexName": lsi["name"],
+                "KeySchema": [
+                    {"AttributeName": inputs["hashKey"], "KeyType": "HASH"},
+                    {"AttributeName": lsi["rangeKey"], "KeyType": "RANGE"},
+                ],
+                "Projection": self._projection(lsi),
+            }
+            for lsi in inputs.get("localSecondaryIndexes") or []
+        ]
+        if local_indexes:
+            request["LocalSecondaryIndexes"] = local_indexes
+        if inputs.get("streamEnabled"):
+            request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": inputs["streamViewType"]}
+        dynamodb = self._aws.client("dynamodb")
+        description = dynamodb.create_table(**request)["TableDescription"]
+        ttl = inputs.get("ttl") or {}
+        if ttl.get("enabled") and ttl.get("attributeName"):
+            dynamodb.update_time_to_live(
+                TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["attributeName"]}
+            )
+        return table, {
+            "name": table,
+            "arn": description["TableArn"],
+            "streamArn": description.get("LatestStreamArn", ""),
+            "streamLabel": description.get("LatestStreamLabel", ""),
+        }
+
+    # --- EventBridge ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _bus_name(value: str | None) -> str:
+        if not value:
+            return "default"
+        return value.split("event-bus/", 1)[1] if value.startswith("arn:") else value
+
+    def _event_bus(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        bus = autoname(name, inputs)
+        events = self._aws.client("events")
+        if bus == "default":
+            arn = events.describe_event_bus(Name="default")["Arn"]
+        else:
+            arn = events.create_event_bus(Name=bus)["EventBusArn"]
+        return bus, {"name": bus, "arn": arn}
+
+    def _event_rule(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        rule = autoname(name, inputs)
+        bus = self._bus_name(inputs.get("eventBusName"))
+        state = inputs.get("state") or ("DISABLED" if inputs.get("isEnabled") is False else "ENABLED")
+        request: dict[str, Any] = {"Name": rule, "EventBusName": bus, "State": state}
+        for key, api in (("eventPattern", "EventPattern"), ("scheduleExpression", "ScheduleExpression")):
+            if inputs.get(key):
+                request[api] = inputs[key]
+        for key, api in (("description", "Description"), ("roleArn", "RoleArn")):
+            if inputs.get(key):
+                request[api] = inputs[key]
+        arn = self._aws.client("events").put_rule(**request)["RuleArn"]
+        rule_id = rule if bus == "default" else f"{bus}/{rule}"
+        return rule_id, {"name": rule, "arn": arn, "eventBusName": bus, "state": state}
+
+    def _event_target(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        rule, bus = inputs["rule"], self._bus_name(inputs.get("eventBusName"))
+        target_id = inputs.get("targetId") or f"{name}-{random_hex()}"
+        target: dict[str, Any] = {"Id": target_id, "Arn": inputs["arn"]}
+        if inputs.get("input"):
+            target["Input"] = inputs["input"]
+        if inputs.get("inputPath"):
+            target["InputPath"] = inputs["inputPath"]
+        transformer = inputs.get("inputTransformer")
+        if transformer:
+            target["InputTransformer"] = {
+                "InputPathsMap": transformer.get("inputPaths") or {},
+                "InputTemplate": transformer["inputTemplate"],
+            }
+        if (inputs.get("sqsTarget") or {}).get("messageGroupId"):
+            target["SqsParameters"] = {"MessageGroupId": inputs["sqsTarget"]["messageGroupId"]}
+        retry = inputs.get("retryPolicy") or {}
+        dead_letter_arn = (inputs.get("deadLetterConfig") or {}).get("arn")
+        if _is_lambda_arn(inputs["arn"]):
+            # moto matches the rule's pattern and delivers to a local queue; the delivery loop invokes the function.
+            events = self._aws.client("events")
+            rule_arn = events.describe_rule(Name=rule, EventBusName=bus)["Arn"]
+            delivery = self._delivery_queue(
+                f"rule-{rule}-{target_id}",
+                source=f"rule {rule} → {_lambda_arn_to_name(inputs['arn'])}",
+                shape="eventbridge",
+                function=inputs["arn"],
+                max_retry_attempts=retry.get("maximumRetryAttempts"),
+                max_event_age_seconds=retry.get("maximumEventAgeInSeconds"),
+                dead_letter_arn=dead_letter_arn,
+                rule_arn=rule_arn,
+                constant_input=inputs.get("input"),
+                input_path=inputs.get("inputPath"),
+            )
+            target = {k: v for k, v in target.items() if k not in ("Input", "InputPath")}
+            target["Arn"] = delivery.queue_arn
+        else:
+            if retry:
+                target["RetryPolicy"] = pascal(retry)
+            if dead_letter_arn:
+                target["DeadLetterConfig"] = {"Arn": dead_letter_arn}
+        response = self._aws.client("events").put_targets(Rule=rule, EventBusName=bus, Targets=[target])
+        if response.get("FailedEntryCount"):
+            raise RuntimeError(f"put_targets {rule}/{target_id}: {response['FailedEntries']}")
+        return f"{bus}-{rule}-{target_id}", {"targetId": target_id, "eventBusName": bus}
+
+    def _delivery_queue(
+        self,
+        label: str,
+        *,
+        source: str,
+        shape: str,
+        function: str,
+        max_retry_attempts: int | None = None,
+        max_event_age_seconds: int | None = None,
+        dead_letter_arn: str | None = None,
+        rule_arn: str | None = None,
+        constant_input: str | None = None,
+        input_path: str | None = None,
+    ) -> AsyncDelivery:
+        safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in label)
+        queue = f"{DELIVERY_QUEUE_PREFIX}{safe[: 80 - len(DELIVERY_QUEUE_PREFIX) - 8]}-{random_hex()}"
+        sqs = self._aws.client("sqs")
+        url = sqs.create_queue(
+            QueueName=queue, Attributes={"VisibilityTimeout": str(DELIVERY_QUEUE_VISIBILITY_SECONDS)}
+        )["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        delivery = AsyncDelivery(
+            source=source,
+            shape=shape,
+            queue_url=url,
+            queue_arn=arn,
+            function_arn=function,
+            dead_letter_arn=dead_letter_arn,
+            rule_arn=rule_arn,
+            constant_input=constant_input,
+            input_path=input_path,
+        )
+        if max_retry_attempts is not None:
+            delivery.max_retry_attempts = int(max_retry_attempts)
+        if max_event_age_seconds is not None:
+            delivery.max_event_age_seconds = int(max_event_age_seconds)
+        self._deployment.deliveries.append(delivery)
+        return delivery
+
+    # --- Run by the local cloud -----------------------------------------------------------------------------
+
+    def _function(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        function = autoname(name, inputs)
+        arn = f"arn:aws:lambda:{self._region}:{self._account}:function:{function}"
+        invoke_arn = f"arn:aws:apigateway:{self._region}:lambda:path/2015-03-31/functions/{arn}/invocations"
+        return function, {
+            "name": function,
+            "arn": arn,
+            "invokeArn": invoke_arn,
+            "qualifiedArn": f"{arn}:$LATEST",
+            "qualifiedInvokeArn": invoke_arn.replace(arn, f"{arn}:$LATEST"),
+            "version": "$LATEST",
+            "timeout": inputs.get("timeout") or 3,
+            "memorySize": inputs.get("memorySize") or 128,
+            "packageType": inputs.get("packageType") or "Zip",
+        }
+
+    def _event_source_mapping(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        mapping = str(uuid.uuid4())
+        function = inputs["functionName"]
+        if not function.startswith("arn:"):
+            function = f"arn:aws:lambda:{self._region}:{self._account}:function:{function}"
+        return mapping, {"uuid": mapping, "functionArn": function, "state": "Enabled"}
+
+    def _http_api(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        api_id = _short_id()
+        return api_id, {
+            "name": autoname(name, inputs),
+            "apiEndpoint": self._api_endpoint,
+            "arn": f"arn:aws:apigateway:{self._region}::/apis/{api_id}",
+            "executionArn": f"arn:aws:execute-api:{self._region}:{self._account}:{api_id}",
+        }
+
+    def _http_stage(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        stage = inputs.get("name") or "$default"
+        suffix = "" if stage == "$default" else stage
+        return stage, {
+            "name": stage,
+            "invokeUrl": f"{self._api_endpoint}/{suffix}",
+            "arn": f"arn:aws:apigateway:{self._region}::/apis/{inputs['apiId']}/stages/{stage}",
+            "executionArn": f"arn:aws:execute-api:{self._region}:{self._account}:{inputs['apiId']}/{stage}",
+        }
+
+    def _http_child(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        return _short_id(7), {}
+
+    # --- Recorded only --------------------------------------------------------------------------------------
+
+    def _recorded(self, token: str, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        physical = str(inputs.get("name") or f"{name}-{random_hex()}")
+        module = token.split(":")[1].split("/")[0] if token.count(":") >= 2 else "local"
+        kind = token.rsplit(":", 1)[-1]
+        kind = kind[:1].lower() + kind[1:]
+        outputs: Outputs = {"name": physical}
+        if token.startswith("aws:iam/"):
+            outputs["arn"] = f"arn:aws:iam::{self._account}:{kind}/{physical}"
+            outputs["uniqueId"] = f"AROA{random_hex(16).upper()}"
+        elif token == "aws:cloudwatch/logGroup:LogGroup":
+            outputs["arn"] = f"arn:aws:logs:{self._region}:{self._account}:log-group:{physical}"
+        elif token == "aws:ecr/repository:Repository":
+            outputs["arn"] = f"arn:aws:ecr:{self._region}:{self._account}:repository/{physical}"
+            outputs["repositoryUrl"] = f"{self._account}.dkr.ecr.{self._region}.amazonaws.com/{physical}"
+            outputs["registryId"] = self._account
+        elif token.startswith("docker-build:"):
+            digest = f"sha256:{secrets.token_hex(32)}"
+            tags = inputs.get("tags") or [f"{physical}:latest"]
+            outputs = {"digest": digest, "ref": f"{tags[0].rsplit(':', 1)[0]}@{digest}"}
+        elif token.startswith("aws:"):
+            outputs["arn"] = f"arn:aws:{module}:{self._region}:{self._account}:{kind}/{physical}"
+        return physical, outputs
+
+
+def _short_id(length: int = 10) -> str:
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
