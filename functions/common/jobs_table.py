@@ -75,6 +75,10 @@ def decode_cursor(cursor: str, owner_id: str) -> dict[str, Any]:
         raise InvalidCursor("cursor is not one this API issued")
     if not isinstance(key["jobId"], str) or not isinstance(key["createdAt"], int):
         raise InvalidCursor("cursor is not one this API issued")
+    # Values DynamoDB (or boto3's Decimal context) would refuse with an error of its own: an empty key,
+    # a boolean where a number belongs, a number beyond 38 digits.
+    if not key["jobId"] or isinstance(key["createdAt"], bool) or not 0 <= key["createdAt"] < 10**15:
+        raise InvalidCursor("cursor is not one this API issued")
     return key
 
 
