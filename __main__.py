@@ -1,0 +1,225 @@
+"""media-pipeline: reads the stack config once, composes the components, exports what clients and operators need."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from components.api import Api, ApiArgs
+from components.function import scratch_space_mb, source_archive
+from components.ingest import Ingest, IngestArgs
+from components.job_store import JobStore, JobStoreArgs
+from components.media_image import MediaImage, MediaImageArgs
+from components.observability import Observability, ObservabilityArgs
+from components.patterns import OUTPUT_PREFIX, UPLOAD_PREFIX
+from components.secure_bucket import Expiry, SecureBucket, SecureBucketArgs
+from components.tracker import Tracker, TrackerArgs
+from components.transcoder import Transcoder, TranscoderArgs
+from functions.common.renditions import parse_renditions, renditions_to_json
+
+ROOT = Path(__file__).resolve().parent
+ENGINES = ("auto", "lambda", "mediaconvert")
+# CloudWatch Logs accepts only these retention periods.
+LOG_RETENTION_DAYS = frozenset(
+    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
+)
+METRICS_NAMESPACE = "MediaPipeline"
+
+# Stack config, read once. Every key is declared with a description and default in Pulumi.yaml.
+config = pulumi.Config()
+renditions = parse_renditions(config.require_object("renditions"))
+engine = config.require("engine")
+mediaconvert_threshold_seconds = config.require_int("mediaconvertThresholdSeconds")
+max_receive_count = config.require_int("maxReceiveCount")
+max_upload_bytes = config.require_int("maxUploadBytes")
+allowed_content_types = config.require_object("allowedContentTypes")
+max_duration_seconds = config.require_int("maxDurationSeconds")
+max_width = config.require_int("maxWidth")
+max_height = config.require_int("maxHeight")
+upload_url_ttl_seconds = config.require_int("uploadUrlTtlSeconds")
+download_url_ttl_seconds = config.require_int("downloadUrlTtlSeconds")
+job_retention_days = config.require_int("jobRetentionDays")
+upload_retention_days = config.require_int("uploadRetentionDays")
+processing_deadline_seconds = config.require_int("processingDeadlineSeconds")
+jwt_issuer = config.require("jwtIssuer")
+jwt_audience = config.require("jwtAudience")
+cors_allowed_origins = tuple(config.require_object("corsAllowedOrigins"))
+log_retention_days = config.require_int("logRetentionDays")
+log_level = config.require("logLevel")
+ingest_timeout_seconds = config.require_int("ingestTimeoutSeconds")
+ingest_memory_mb = config.require_int("ingestMemoryMb")
+transcode_timeout_seconds = config.require_int("transcodeTimeoutSeconds")
+transcode_memory_mb = config.require_int("transcodeMemoryMb")
+api_burst_limit = config.require_int("apiThrottlingBurstLimit")
+api_rate_limit = config.require_int("apiThrottlingRateLimit")
+queue_age_alarm_seconds = config.require_int("queueAgeAlarmSeconds")
+alarm_email = config.require("alarmEmail") or None
+force_destroy_buckets = config.require_bool("forceDestroyBuckets")
+powertools_layer_arn = config.require("powertoolsLayerArn")
+
+if engine not in ENGINES:
+    raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+if log_retention_days not in LOG_RETENTION_DAYS:
+    raise ValueError(f"logRetentionDays must be one of {sorted(LOG_RETENTION_DAYS)}, got {log_retention_days}")
+if processing_deadline_seconds <= ingest_timeout_seconds + transcode_timeout_seconds:
+    raise ValueError("processingDeadlineSeconds must exceed ingestTimeoutSeconds + transcodeTimeoutSeconds")
+if not all(isinstance(t, str) and "/" in t for t in allowed_content_types):
+    raise ValueError(f"allowedContentTypes must be MIME types, got {allowed_content_types!r}")
+if engine != "lambda":
+    pulumi.log.warn(f"engine={engine}: this program deploys no MediaConvert submitter yet; such jobs hit the deadline")
+
+stack = pulumi.get_stack()
+region = aws.get_region_output().region
+account_id = aws.get_caller_identity_output().account_id
+layers = (region.apply(lambda r: powertools_layer_arn.replace("{region}", r)),)
+functions_code = source_archive(ROOT / "functions")
+
+# Buckets: uploads (browser POSTs, sources expire) and outputs (renditions expire with their jobs).
+uploads = SecureBucket(
+    "uploads",
+    SecureBucketArgs(
+        expirations=(Expiry(UPLOAD_PREFIX, upload_retention_days),),
+        cors_allowed_origins=cors_allowed_origins,
+        force_destroy=force_destroy_buckets,
+    ),
+)
+outputs = SecureBucket(
+    "outputs",
+    SecureBucketArgs(expirations=(Expiry(OUTPUT_PREFIX, job_retention_days),), force_destroy=force_destroy_buckets),
+)
+store = JobStore("jobs", JobStoreArgs())
+media_image = MediaImage(
+    "ffmpeg", MediaImageArgs(context_dir=str(ROOT), dockerfile=str(ROOT / "containers/ffmpeg/Dockerfile"))
+)
+
+# docs/CONTRACTS.md: every function gets these; each component adds POWERTOOLS_SERVICE_NAME and its own.
+common_env: dict[str, pulumi.Input[str]] = {
+    "JOBS_TABLE_NAME": store.table_name,
+    "EVENT_BUS_NAME": store.bus_name,
+    "UPLOADS_BUCKET": uploads.bucket_name,
+    "OUTPUTS_BUCKET": outputs.bucket_name,
+    "STACK_NAME": stack,
+    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+    "LOG_LEVEL": log_level,
+}
+
+tracker = Tracker(
+    "tracker",
+    TrackerArgs(
+        stack=stack,
+        bus_name=store.bus_name,
+        bus_arn=store.bus_arn,
+        table_arn=store.table_arn,
+        deadline_index_arn=store.deadline_index_arn,
+        code=functions_code,
+        layers=layers,
+        environment=common_env,
+        log_retention_days=log_retention_days,
+    ),
+)
+ingest = Ingest(
+    "ingest",
+    IngestArgs(
+        uploads_bucket_name=uploads.bucket_name,
+        uploads_bucket_arn=uploads.arn,
+        account_id=account_id,
+        table_arn=store.table_arn,
+        bus_arn=store.bus_arn,
+        image_uri=media_image.image_uri,
+        environment={
+            **common_env,
+            "MAX_UPLOAD_BYTES": str(max_upload_bytes),
+            "MAX_DURATION_SECONDS": str(max_duration_seconds),
+            "MAX_WIDTH": str(max_width),
+            "MAX_HEIGHT": str(max_height),
+            "RENDITIONS": renditions_to_json(renditions),
+            "ENGINE": engine,
+            "MEDIACONVERT_THRESHOLD_SECONDS": str(mediaconvert_threshold_seconds),
+            "PROCESSING_DEADLINE_SECONDS": str(processing_deadline_seconds),
+        },
+        timeout_seconds=ingest_timeout_seconds,
+        memory_mb=ingest_memory_mb,
+        ephemeral_storage_mb=scratch_space_mb(max_upload_bytes, copies=1),
+        log_retention_days=log_retention_days,
+        max_receive_count=max_receive_count,
+    ),
+)
+transcoders = {
+    rendition.name: Transcoder(
+        f"transcode-{rendition.name}",
+        TranscoderArgs(
+            rendition=rendition,
+            topic_arn=ingest.topic_arn,
+            uploads_bucket_arn=uploads.arn,
+            outputs_bucket_arn=outputs.arn,
+            bus_arn=store.bus_arn,
+            image_uri=media_image.image_uri,
+            environment=common_env,
+            timeout_seconds=transcode_timeout_seconds,
+            memory_mb=transcode_memory_mb,
+            ephemeral_storage_mb=scratch_space_mb(max_upload_bytes, copies=2),
+            log_retention_days=log_retention_days,
+            max_receive_count=max_receive_count,
+        ),
+    )
+    for rendition in renditions
+}
+api = Api(
+    "api",
+    ApiArgs(
+        jwt_issuer=jwt_issuer,
+        jwt_audience=(jwt_audience,),
+        cors_allowed_origins=cors_allowed_origins,
+        throttling_burst_limit=api_burst_limit,
+        throttling_rate_limit=api_rate_limit,
+        uploads_bucket_arn=uploads.arn,
+        outputs_bucket_arn=outputs.arn,
+        table_arn=store.table_arn,
+        owner_index_arn=store.owner_index_arn,
+        code=functions_code,
+        layers=layers,
+        environment={
+            **common_env,
+            "MAX_UPLOAD_BYTES": str(max_upload_bytes),
+            "ALLOWED_CONTENT_TYPES": ",".join(allowed_content_types),
+            "UPLOAD_URL_TTL_SECONDS": str(upload_url_ttl_seconds),
+            "DOWNLOAD_URL_TTL_SECONDS": str(download_url_ttl_seconds),
+            "JOB_RETENTION_DAYS": str(job_retention_days),
+            "PROCESSING_DEADLINE_SECONDS": str(processing_deadline_seconds),
+        },
+        log_retention_days=log_retention_days,
+    ),
+)
+
+work_queues = {"ingest": ingest.queue} | {f"transcode-{name}": t.queue for name, t in transcoders.items()}
+observability = Observability(
+    "observability",
+    ObservabilityArgs(
+        region=region,
+        work_queues={label: queue.queue_name for label, queue in work_queues.items()},
+        dead_letter_queues={label: queue.dlq_name for label, queue in work_queues.items()}
+        | {"tracker": tracker.dlq_name},
+        functions={"api": api.function_name, "ingest": ingest.function_name, "tracker": tracker.function_name}
+        | {f"transcode-{name}": t.function_name for name, t in transcoders.items()},
+        queue_age_threshold_seconds=queue_age_alarm_seconds,
+        alarm_email=alarm_email,
+    ),
+)
+
+pulumi.export("apiUrl", api.url)
+pulumi.export("uploadsBucket", uploads.bucket_name)
+pulumi.export("outputsBucket", outputs.bucket_name)
+pulumi.export("jobsTable", store.table_name)
+pulumi.export("eventBusName", store.bus_name)
+pulumi.export("validatedTopicArn", ingest.topic_arn)
+pulumi.export("ingestQueueUrl", ingest.queue.url)
+pulumi.export("transcodeQueueUrls", {name: t.queue.url for name, t in transcoders.items()})
+pulumi.export(
+    "deadLetterQueueUrls",
+    {label: queue.dlq_url for label, queue in work_queues.items()} | {"tracker": tracker.dlq_url},
+)
+pulumi.export("mediaImageUri", media_image.image_uri)
+pulumi.export("alarmTopicArn", observability.alarm_topic_arn)
+pulumi.export("dashboardName", observability.dashboard_name)

@@ -1,0 +1,191 @@
+"""Api: the HTTP API with its JWT authorizer, routes, throttled access-logged stage and the api function."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+from pulumi import Input, Output, ResourceOptions
+
+from components import patterns, policies
+from components.function import Grant, LambdaFunction, LambdaFunctionArgs
+
+HANDLER = "functions.api.handler.handler"
+# Route key -> needs a JWT. Everything but liveness is per user.
+ROUTES: dict[str, bool] = {
+    "POST /uploads": True,
+    "GET /jobs/{jobId}": True,
+    "GET /jobs": True,
+    "GET /health": False,
+}
+ACCESS_LOG_FORMAT = {
+    "requestId": "$context.requestId",
+    "ip": "$context.identity.sourceIp",
+    "requestTime": "$context.requestTime",
+    "routeKey": "$context.routeKey",
+    "status": "$context.status",
+    "responseLength": "$context.responseLength",
+    "latencyMs": "$context.responseLatency",
+    "integrationError": "$context.integrationErrorMessage",
+    "authorizerError": "$context.authorizer.error",
+}
+
+
+@dataclass(frozen=True)
+class ApiArgs:
+    """Inputs of an Api."""
+
+    jwt_issuer: str
+    """Issuer URL the JWT authorizer trusts."""
+    jwt_audience: tuple[str, ...]
+    """Audiences a token must carry one of."""
+    cors_allowed_origins: tuple[str, ...]
+    """Browser origins allowed to call the API."""
+    throttling_burst_limit: int
+    """Stage-wide burst limit."""
+    throttling_rate_limit: float
+    """Stage-wide steady requests per second."""
+    uploads_bucket_arn: Input[str]
+    """Bucket the presigned POST targets (`uploads/`)."""
+    outputs_bucket_arn: Input[str]
+    """Bucket download links point into (`outputs/`)."""
+    table_arn: Input[str]
+    """Jobs table ARN."""
+    owner_index_arn: Input[str]
+    """ARN of the owner index (GET /jobs)."""
+    code: pulumi.Archive
+    """Zip of the repo's `functions/` package."""
+    layers: tuple[Input[str], ...]
+    """Layer ARNs (Powertools)."""
+    environment: Mapping[str, Input[str]]
+    """Environment variables: common set plus the api's own (docs/CONTRACTS.md)."""
+    log_retention_days: int
+    """Retention of the function's and the access log's groups."""
+    timeout_seconds: int = 15
+    """Function timeout, under API Gateway's 30 s integration limit."""
+    memory_mb: int = 512
+    """Function memory."""
+
+
+class Api(pulumi.ComponentResource):
+    """POST /uploads, GET /jobs/{jobId}, GET /jobs (JWT) and GET /health (open), served by one function."""
+
+    url: Output[str]
+    """Base URL of the $default stage."""
+    function_name: Output[str]
+    """Api function name."""
+
+    def __init__(self, name: str, args: ApiArgs, opts: ResourceOptions | None = None) -> None:
+        super().__init__("media-pipeline:index:Api", name, None, opts)
+        child = ResourceOptions(parent=self)
+        uploads = Output.from_input(args.uploads_bucket_arn)
+        outputs = Output.from_input(args.outputs_bucket_arn)
+
+        # Creates jobs and presigned upload forms, reads jobs, signs download links.
+        function = LambdaFunction(
+            f"{name}-function",
+            LambdaFunctionArgs(
+                handler=HANDLER,
+                code=args.code,
+                layers=args.layers,
+                timeout_seconds=args.timeout_seconds,
+                memory_mb=args.memory_mb,
+                log_retention_days=args.log_retention_days,
+                environment={**args.environment, "POWERTOOLS_SERVICE_NAME": "api"},
+                grants=(
+                    Grant(
+                        ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
+                        (args.table_arn, args.owner_index_arn),
+                    ),
+                    Grant(
+                        ("s3:PutObject",), (uploads.apply(lambda a: policies.object_arns(a, patterns.UPLOAD_PREFIX)),)
+                    ),
+                    Grant(
+                        ("s3:GetObject",), (outputs.apply(lambda a: policies.object_arns(a, patterns.OUTPUT_PREFIX)),)
+                    ),
+                ),
+            ),
+            opts=child,
+        )
+        # The HTTP API; API Gateway answers CORS preflights itself.
+        api = aws.apigatewayv2.Api(
+            f"{name}-http",
+            protocol_type="HTTP",
+            cors_configuration=aws.apigatewayv2.ApiCorsConfigurationArgs(
+                allow_origins=list(args.cors_allowed_origins),
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["authorization", "content-type"],
+                max_age=3600,
+            ),
+            opts=child,
+        )
+        # Verifies the bearer token's signature, issuer, audience and expiry before the function runs.
+        authorizer = aws.apigatewayv2.Authorizer(
+            f"{name}-jwt",
+            api_id=api.id,
+            authorizer_type="JWT",
+            identity_sources=["$request.header.Authorization"],
+            jwt_configuration=aws.apigatewayv2.AuthorizerJwtConfigurationArgs(
+                issuer=args.jwt_issuer, audiences=list(args.jwt_audience)
+            ),
+            opts=child,
+        )
+        # Every route goes to the one function, with the v2.0 event shape.
+        integration = aws.apigatewayv2.Integration(
+            f"{name}-integration",
+            api_id=api.id,
+            integration_type="AWS_PROXY",
+            integration_uri=function.arn,
+            payload_format_version="2.0",
+            opts=child,
+        )
+        for route_key, needs_jwt in ROUTES.items():
+            slug = route_key.lower().replace(" /", "-").replace("/", "-").replace("{", "").replace("}", "")
+            aws.apigatewayv2.Route(
+                f"{name}-{slug}",
+                api_id=api.id,
+                route_key=route_key,
+                target=Output.concat("integrations/", integration.id),
+                authorization_type="JWT" if needs_jwt else "NONE",
+                authorizer_id=authorizer.id if needs_jwt else None,
+                opts=child,
+            )
+        # Access log, one JSON line per request.
+        access_logs = aws.cloudwatch.LogGroup(
+            f"{name}-access-logs",
+            name=f"/media-pipeline/{pulumi.get_stack()}/{name}-access",
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        # The $default stage deploys every change and throttles all routes.
+        stage = aws.apigatewayv2.Stage(
+            f"{name}-stage",
+            api_id=api.id,
+            name="$default",
+            auto_deploy=True,
+            access_log_settings=aws.apigatewayv2.StageAccessLogSettingsArgs(
+                destination_arn=access_logs.arn, format=json.dumps(ACCESS_LOG_FORMAT)
+            ),
+            default_route_settings=aws.apigatewayv2.StageDefaultRouteSettingsArgs(
+                throttling_burst_limit=args.throttling_burst_limit,
+                throttling_rate_limit=args.throttling_rate_limit,
+                detailed_metrics_enabled=True,
+            ),
+            opts=child,
+        )
+        # API Gateway may invoke the function, from this API only.
+        aws.lambda_.Permission(
+            f"{name}-invoke",
+            action="lambda:InvokeFunction",
+            function=function.function_name,
+            principal="apigateway.amazonaws.com",
+            source_arn=Output.concat(api.execution_arn, "/*/*"),
+            opts=child,
+        )
+
+        self.url = stage.invoke_url
+        self.function_name = function.function_name
+        self.register_outputs({"url": self.url, "functionName": self.function_name})

@@ -1,0 +1,174 @@
+"""LambdaFunction: one Lambda with its own role, least-privilege policy, log group, tracing and optional SQS source."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+from pulumi import Input, Output, ResourceOptions
+
+from components import policies
+
+ZIP_RUNTIME = "python3.11"
+ARCHITECTURE = "x86_64"  # the Powertools layer and the ffmpeg image are both x86_64
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Named IAM actions on named resources (no wildcards; X-Ray and the own log group are added for you)."""
+
+    actions: tuple[str, ...]
+    """IAM actions, e.g. `("s3:GetObject",)`."""
+    resources: tuple[Input[str], ...]
+    """ARNs the actions apply to."""
+    conditions: Mapping[str, Any] = field(default_factory=dict)
+    """Optional IAM condition block with plain values."""
+
+
+@dataclass(frozen=True)
+class LambdaFunctionArgs:
+    """Inputs of a LambdaFunction; exactly one of `code` (zip) and `image_uri` (container) is set."""
+
+    handler: str
+    """Module path of the handler, e.g. `functions.api.handler.handler` (docs/CONTRACTS.md)."""
+    timeout_seconds: int
+    """Function timeout; an SQS source's visibility timeout is derived from it."""
+    memory_mb: int
+    """Memory size, which also sets the CPU share."""
+    log_retention_days: int
+    """Retention of the function's log group."""
+    environment: Mapping[str, Input[str]]
+    """Environment variables."""
+    grants: tuple[Grant, ...] = ()
+    """Everything the function may do beyond logging and tracing."""
+    code: pulumi.Archive | None = None
+    """Zip package (run on the python3.11 runtime with `layers`)."""
+    layers: tuple[Input[str], ...] = ()
+    """Layer ARNs for a zip package, e.g. Powertools."""
+    image_uri: Input[str] | None = None
+    """Container image (`repository@sha256:digest`); the handler becomes the image command."""
+    ephemeral_storage_mb: int = 512
+    """Size of /tmp, which must hold the local copies of media the function works on."""
+    queue_arn: Input[str] | None = None
+    """SQS queue to consume with partial batch failure responses, if any."""
+    batch_size: int = 1
+    """Messages per invocation from `queue_arn`."""
+
+
+MIB = 1024 * 1024
+MIN_EPHEMERAL_MB = 512
+MAX_EPHEMERAL_MB = 10_240
+
+
+def scratch_space_mb(max_file_bytes: int, copies: int) -> int:
+    """/tmp size for a function that keeps `copies` files of up to `max_file_bytes` locally, plus headroom."""
+    needed = math.ceil(copies * max_file_bytes / MIB) + MIN_EPHEMERAL_MB
+    if needed > MAX_EPHEMERAL_MB:
+        raise ValueError(f"{copies} x {max_file_bytes} bytes does not fit Lambda's {MAX_EPHEMERAL_MB} MB of /tmp")
+    return needed
+
+
+def source_archive(package_dir: Path) -> pulumi.AssetArchive:
+    """Zip of a Python package directory (e.g. the repo's `functions/`), kept under its own name, bytecode left out."""
+    files = sorted(p for p in package_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return pulumi.AssetArchive(
+        {f"{package_dir.name}/{p.relative_to(package_dir).as_posix()}": pulumi.FileAsset(str(p)) for p in files}
+    )
+
+
+class LambdaFunction(pulumi.ComponentResource):
+    """A Lambda function and everything it needs to run observably with least privilege."""
+
+    arn: Output[str]
+    """Function ARN."""
+    function_name: Output[str]
+    """Function name."""
+    invoke_arn: Output[str]
+    """ARN API Gateway integrations invoke."""
+    role_arn: Output[str]
+    """Execution role ARN."""
+    log_group_name: Output[str]
+    """Name of the function's log group."""
+
+    def __init__(self, name: str, args: LambdaFunctionArgs, opts: ResourceOptions | None = None) -> None:
+        super().__init__("media-pipeline:index:LambdaFunction", name, None, opts)
+        if (args.code is None) == (args.image_uri is None):
+            raise ValueError(f"{name}: set exactly one of code and image_uri")
+        child = ResourceOptions(parent=self)
+
+        # Execution role only Lambda can assume.
+        role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=json.dumps(policies.assume_role_policy("lambda.amazonaws.com")),
+            opts=child,
+        )
+        # Explicit log group, so retention is ours and the role can be scoped to it.
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=f"/media-pipeline/{pulumi.get_stack()}/{name}",
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        grants = args.grants
+        if args.queue_arn is not None:
+            grants = (*grants, Grant(actions=policies.SQS_CONSUMER_ACTIONS, resources=(args.queue_arn,)))
+        policy_json = Output.all(log_group.arn, *[Output.all(*g.resources) for g in grants]).apply(
+            lambda values: json.dumps(
+                policies.function_policy(
+                    values[0],
+                    [
+                        policies.ResolvedGrant(tuple(g.actions), tuple(res), dict(g.conditions))
+                        for g, res in zip(grants, values[1:], strict=True)
+                    ],
+                )
+            )
+        )
+        # Inline policy: own log group, X-Ray, and the named grants.
+        role_policy = aws.iam.RolePolicy(f"{name}-policy", role=role.id, policy=policy_json, opts=child)
+
+        package: dict[str, Any]
+        if args.code is not None:
+            package = {"package_type": "Zip", "runtime": ZIP_RUNTIME, "handler": args.handler, "code": args.code}
+            package |= {"layers": list(args.layers)}
+        else:
+            package = {"package_type": "Image", "image_uri": args.image_uri}
+            package |= {"image_config": aws.lambda_.FunctionImageConfigArgs(commands=[args.handler])}
+        # The function itself, logging JSON to its own group and tracing every invocation.
+        function = aws.lambda_.Function(
+            name,
+            role=role.arn,
+            architectures=[ARCHITECTURE],
+            timeout=args.timeout_seconds,
+            memory_size=args.memory_mb,
+            ephemeral_storage=aws.lambda_.FunctionEphemeralStorageArgs(size=args.ephemeral_storage_mb),
+            environment=aws.lambda_.FunctionEnvironmentArgs(variables=dict(args.environment)),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=log_group.name),
+            tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),
+            **package,
+            opts=ResourceOptions(parent=self, depends_on=[role_policy]),
+        )
+        if args.queue_arn is not None:
+            # Poll the queue; failed records are reported individually so the rest of a batch is not retried.
+            aws.lambda_.EventSourceMapping(
+                f"{name}-source",
+                event_source_arn=args.queue_arn,
+                function_name=function.arn,
+                batch_size=args.batch_size,
+                function_response_types=["ReportBatchItemFailures"],
+                opts=ResourceOptions(parent=self, depends_on=[role_policy]),
+            )
+
+        self.arn = function.arn
+        self.function_name = function.name
+        self.invoke_arn = function.invoke_arn
+        self.role_arn = role.arn
+        self.log_group_name = log_group.name
+        self.register_outputs(
+            {"arn": self.arn, "functionName": self.function_name, "roleArn": self.role_arn, "logGroup": log_group.name}
+        )

@@ -1,0 +1,52 @@
+"""Event patterns, SNS filter policies and S3 key layout the program wires up: plain data, tested without Pulumi."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from functions.common.events import SOURCE, TRACKED_DETAIL_TYPES
+
+# Keys: see docs/CONTRACTS.md ("Keys"). The ingest queue hears about exactly uploads/{jobId}/source.
+UPLOAD_PREFIX = "uploads/"
+UPLOAD_SUFFIX = "/source"
+OUTPUT_PREFIX = "outputs/"
+
+MEDIACONVERT_SOURCE = "aws.mediaconvert"
+MEDIACONVERT_DETAIL_TYPE = "MediaConvert Job State Change"
+SWEEP_SCHEDULE = "rate(5 minutes)"
+
+
+def rendition_filter_policy(rendition_name: str) -> dict[str, list[str]]:
+    """Filter policy of the `transcode-{name}` queue: Lambda-engine video jobs that queued this rendition."""
+    return {"mediaType": ["video"], "engine": ["lambda"], "renditions": [rendition_name]}
+
+
+def pipeline_events_pattern() -> dict[str, Any]:
+    """The tracker's rule on the custom bus: the pipeline's own rendition events."""
+    return {"source": [SOURCE], "detail-type": [str(detail_type) for detail_type in TRACKED_DETAIL_TYPES]}
+
+
+def mediaconvert_state_change_pattern(stack: str) -> dict[str, Any]:
+    """The tracker's rule on the default bus: MediaConvert job state changes of jobs this stack submitted."""
+    return {
+        "source": [MEDIACONVERT_SOURCE],
+        "detail-type": [MEDIACONVERT_DETAIL_TYPE],
+        "detail": {"userMetadata": {"pipeline": [stack]}},
+    }
+
+
+def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    """Exact-value EventBridge matching (the subset the patterns above use), for tests and the local cloud."""
+    for key, expected in pattern.items():
+        if key not in event:
+            return False
+        actual = event[key]
+        if isinstance(expected, dict):
+            if not isinstance(actual, dict) or not matches(expected, actual):
+                return False
+        elif isinstance(actual, list):
+            if not set(map(str, actual)) & set(map(str, expected)):
+                return False
+        elif actual not in expected:
+            return False
+    return True

@@ -1,0 +1,155 @@
+"""Tracker: the one function that moves a job's state, and the EventBridge rules that feed it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+from pulumi import Input, Output, ResourceOptions
+
+from components import patterns, policies
+from components.function import Grant, LambdaFunction, LambdaFunctionArgs
+from components.work_queue import DLQ_RETENTION_SECONDS
+
+HANDLER = "functions.tracker.handler.handler"
+
+
+@dataclass(frozen=True)
+class TrackerArgs:
+    """Inputs of a Tracker."""
+
+    stack: str
+    """Stack name MediaConvert jobs carry in `userMetadata.pipeline`."""
+    bus_name: Input[str]
+    """Custom event bus the pipeline's events arrive on."""
+    bus_arn: Input[str]
+    """Its ARN (the tracker publishes job outcomes there)."""
+    table_arn: Input[str]
+    """Jobs table ARN."""
+    deadline_index_arn: Input[str]
+    """ARN of the open-jobs-by-deadline index the sweep queries."""
+    code: pulumi.Archive
+    """Zip of the repo's `functions/` package."""
+    layers: tuple[Input[str], ...]
+    """Layer ARNs (Powertools)."""
+    environment: Mapping[str, Input[str]]
+    """Environment variables (docs/CONTRACTS.md common set)."""
+    log_retention_days: int
+    """Retention of the function's log group."""
+    timeout_seconds: int = 30
+    """Function timeout."""
+    memory_mb: int = 512
+    """Function memory."""
+    max_event_age_seconds: int = 3600
+    """How long EventBridge and Lambda keep retrying an event before it goes to the DLQ."""
+    max_retry_attempts: int = 20
+    """EventBridge delivery retries before the DLQ."""
+
+
+class Tracker(pulumi.ComponentResource):
+    """Rendition events, MediaConvert state changes and a 5-minute sweep, all delivered to the tracker function."""
+
+    function_name: Output[str]
+    """Tracker function name."""
+    dlq_url: Output[str]
+    """Queue holding events that could not be delivered or processed."""
+    dlq_name: Output[str]
+    """Its name (CloudWatch dimension)."""
+
+    def __init__(self, name: str, args: TrackerArgs, opts: ResourceOptions | None = None) -> None:
+        super().__init__("media-pipeline:index:Tracker", name, None, opts)
+        child = ResourceOptions(parent=self)
+
+        # Events EventBridge could not deliver, and invocations the function failed after Lambda's own retries.
+        dlq = aws.sqs.Queue(
+            f"{name}-dlq", message_retention_seconds=DLQ_RETENTION_SECONDS, sqs_managed_sse_enabled=True, opts=child
+        )
+        function = LambdaFunction(
+            f"{name}-function",
+            LambdaFunctionArgs(
+                handler=HANDLER,
+                code=args.code,
+                layers=args.layers,
+                timeout_seconds=args.timeout_seconds,
+                memory_mb=args.memory_mb,
+                log_retention_days=args.log_retention_days,
+                environment={**args.environment, "POWERTOOLS_SERVICE_NAME": "tracker"},
+                grants=(
+                    Grant(
+                        ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
+                        (args.table_arn, args.deadline_index_arn),
+                    ),
+                    Grant(("events:PutEvents",), (args.bus_arn,)),
+                    Grant(("sqs:SendMessage",), (dlq.arn,)),
+                ),
+            ),
+            opts=child,
+        )
+        # Failed asynchronous invocations land in the DLQ instead of being dropped after two retries.
+        aws.lambda_.FunctionEventInvokeConfig(
+            f"{name}-async",
+            function_name=function.function_name,
+            maximum_event_age_in_seconds=args.max_event_age_seconds,
+            maximum_retry_attempts=2,
+            destination_config=aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
+                on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(destination=dlq.arn)
+            ),
+            opts=child,
+        )
+
+        # (key, bus, pattern, schedule): the schedule must live on the default bus.
+        sources = [
+            ("pipeline-events", args.bus_name, patterns.pipeline_events_pattern(), None),
+            ("mediaconvert", "default", patterns.mediaconvert_state_change_pattern(args.stack), None),
+            ("sweep", "default", None, patterns.SWEEP_SCHEDULE),
+        ]
+        rule_arns: list[Output[str]] = []
+        for key, bus, pattern, schedule in sources:
+            # What the tracker listens to.
+            rule = aws.cloudwatch.EventRule(
+                f"{name}-{key}",
+                event_bus_name=bus,
+                event_pattern=json.dumps(pattern) if pattern else None,
+                schedule_expression=schedule,
+                opts=child,
+            )
+            rule_arns.append(rule.arn)
+            # EventBridge may invoke the function for this rule only.
+            permission = aws.lambda_.Permission(
+                f"{name}-{key}-invoke",
+                action="lambda:InvokeFunction",
+                function=function.function_name,
+                principal="events.amazonaws.com",
+                source_arn=rule.arn,
+                opts=child,
+            )
+            # Deliver to the function, retrying within limits, then to the DLQ.
+            aws.cloudwatch.EventTarget(
+                f"{name}-{key}-target",
+                rule=rule.name,
+                event_bus_name=bus,
+                arn=function.arn,
+                retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(
+                    maximum_event_age_in_seconds=args.max_event_age_seconds,
+                    maximum_retry_attempts=args.max_retry_attempts,
+                ),
+                dead_letter_config=aws.cloudwatch.EventTargetDeadLetterConfigArgs(arn=dlq.arn),
+                opts=ResourceOptions(parent=self, depends_on=[permission]),
+            )
+        # Only these rules may put undeliverable events in the DLQ.
+        aws.sqs.QueuePolicy(
+            f"{name}-dlq-policy",
+            queue_url=dlq.url,
+            policy=Output.all(dlq.arn, *rule_arns).apply(
+                lambda v: json.dumps(policies.queue_send_policy(v[0], "events.amazonaws.com", v[1:]))
+            ),
+            opts=child,
+        )
+
+        self.function_name = function.function_name
+        self.dlq_url = dlq.url
+        self.dlq_name = dlq.name
+        self.register_outputs({"functionName": self.function_name, "dlqUrl": self.dlq_url})

@@ -1,0 +1,109 @@
+"""Transcoder: one rendition's queue, subscribed to the fan-out topic, and its ffmpeg function."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import pulumi
+from pulumi import Input, Output, ResourceOptions
+
+from components import patterns, policies
+from components.function import Grant, LambdaFunction, LambdaFunctionArgs
+from components.work_queue import SNS_SERVICE, WorkQueue, WorkQueueArgs
+from functions.common.renditions import Rendition
+
+HANDLER = "functions.transcode.handler.handler"
+
+
+@dataclass(frozen=True)
+class TranscoderArgs:
+    """Inputs of a Transcoder."""
+
+    rendition: Rendition
+    """The rendition this transcoder produces."""
+    topic_arn: Input[str]
+    """Fan-out topic the queue subscribes to."""
+    uploads_bucket_arn: Input[str]
+    """Bucket the sources are read from (`uploads/`)."""
+    outputs_bucket_arn: Input[str]
+    """Bucket the renditions are written to (`outputs/`)."""
+    bus_arn: Input[str]
+    """Custom event bus for Rendition Progress/Completed/Failed."""
+    image_uri: Input[str]
+    """ffmpeg container image."""
+    environment: Mapping[str, Input[str]]
+    """Environment variables (docs/CONTRACTS.md common set); RENDITION is added here."""
+    timeout_seconds: int
+    """Function timeout; the queue's visibility timeout follows it."""
+    memory_mb: int
+    """Function memory (and so vCPUs for ffmpeg)."""
+    ephemeral_storage_mb: int
+    """Size of /tmp, which holds the source and the encoded rendition."""
+    log_retention_days: int
+    """Retention of the function's log group."""
+    max_receive_count: int = 5
+    """Receives before a message moves to the DLQ."""
+
+
+class Transcoder(pulumi.ComponentResource):
+    """`transcode-{rendition}`: a filtered queue with a DLQ and the function that encodes that one rendition."""
+
+    queue: WorkQueue
+    """The rendition's queue and its DLQ."""
+    function_name: Output[str]
+    """Transcode function name."""
+
+    def __init__(self, name: str, args: TranscoderArgs, opts: ResourceOptions | None = None) -> None:
+        super().__init__("media-pipeline:index:Transcoder", name, None, opts)
+        child = ResourceOptions(parent=self)
+        rendition = args.rendition
+
+        # Lambda-engine video jobs that queued this rendition, and nothing else.
+        self.queue = WorkQueue(
+            name,
+            WorkQueueArgs(
+                consumer_timeout_seconds=args.timeout_seconds,
+                sender_service=SNS_SERVICE,
+                sender_arn=args.topic_arn,
+                filter_policy=patterns.rendition_filter_policy(rendition.name),
+                max_receive_count=args.max_receive_count,
+            ),
+            opts=child,
+        )
+        uploads = Output.from_input(args.uploads_bucket_arn)
+        outputs = Output.from_input(args.outputs_bucket_arn)
+        # The encoder: reads the source, writes outputs/{jobId}/{rendition}.mp4, announces progress and the result.
+        function = LambdaFunction(
+            f"{name}-function",
+            LambdaFunctionArgs(
+                handler=HANDLER,
+                image_uri=args.image_uri,
+                timeout_seconds=args.timeout_seconds,
+                memory_mb=args.memory_mb,
+                ephemeral_storage_mb=args.ephemeral_storage_mb,
+                log_retention_days=args.log_retention_days,
+                environment={
+                    **args.environment,
+                    "POWERTOOLS_SERVICE_NAME": "transcode",
+                    "RENDITION": json.dumps(asdict(rendition), separators=(",", ":")),
+                },
+                queue_arn=self.queue.arn,
+                batch_size=1,
+                grants=(
+                    Grant(
+                        ("s3:GetObject",), (uploads.apply(lambda a: policies.object_arns(a, patterns.UPLOAD_PREFIX)),)
+                    ),
+                    Grant(
+                        ("s3:PutObject", "s3:AbortMultipartUpload"),
+                        (outputs.apply(lambda a: policies.object_arns(a, patterns.OUTPUT_PREFIX)),),
+                    ),
+                    Grant(("events:PutEvents",), (args.bus_arn,)),
+                ),
+            ),
+            opts=child,
+        )
+
+        self.function_name = function.function_name
+        self.register_outputs({"queueUrl": self.queue.url, "functionName": self.function_name})

@@ -1,0 +1,124 @@
+"""WorkQueue: an SQS queue with its own dead-letter queue, admitting exactly one sender (an SNS topic or a bucket)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+from pulumi import Input, Output, ResourceOptions
+
+from components import policies
+
+SNS_SERVICE = "sns.amazonaws.com"
+S3_SERVICE = "s3.amazonaws.com"
+DLQ_RETENTION_SECONDS = 1_209_600  # 14 days, the SQS maximum: time to notice the alarm and redrive
+QUEUE_RETENTION_SECONDS = 345_600  # 4 days
+MAX_VISIBILITY_TIMEOUT_SECONDS = 43_200
+# AWS guidance for SQS event sources: visibility timeout at least 6x the function timeout, so a batch that is
+# retried after throttling or a timeout does not become visible again while a previous attempt is still running.
+VISIBILITY_TIMEOUT_FACTOR = 6
+
+
+def visibility_timeout(consumer_timeout_seconds: int) -> int:
+    """Visibility timeout for a queue consumed by a function with the given timeout."""
+    seconds = VISIBILITY_TIMEOUT_FACTOR * consumer_timeout_seconds
+    if not 0 < seconds <= MAX_VISIBILITY_TIMEOUT_SECONDS:
+        raise ValueError(f"visibility timeout {seconds}s (6 x {consumer_timeout_seconds}s) is outside SQS limits")
+    return seconds
+
+
+@dataclass(frozen=True)
+class WorkQueueArgs:
+    """Inputs of a WorkQueue."""
+
+    consumer_timeout_seconds: int
+    """Timeout of the Lambda function consuming the queue; sets the visibility timeout."""
+    sender_service: str
+    """Service principal allowed to send: `sns.amazonaws.com` (subscribes the queue) or `s3.amazonaws.com`."""
+    sender_arn: Input[str]
+    """ARN of the one topic or bucket allowed to send (aws:SourceArn)."""
+    sender_account: Input[str] | None = None
+    """Account that must own the sender (aws:SourceAccount); needed for S3, whose bucket ARNs have no account."""
+    filter_policy: Mapping[str, Any] | None = None
+    """SNS filter policy on message attributes; required when the sender is a topic."""
+    max_receive_count: int = 5
+    """Receives before a message moves to the dead-letter queue."""
+
+
+class WorkQueue(pulumi.ComponentResource):
+    """A consumer's queue: dead-letter queue, redrive, encryption, a policy for its sender, its SNS subscription."""
+
+    arn: Output[str]
+    """Queue ARN."""
+    url: Output[str]
+    """Queue URL."""
+    queue_name: Output[str]
+    """Queue name (CloudWatch dimension)."""
+    dlq_arn: Output[str]
+    """Dead-letter queue ARN."""
+    dlq_url: Output[str]
+    """Dead-letter queue URL (for redrive)."""
+    dlq_name: Output[str]
+    """Dead-letter queue name (CloudWatch dimension)."""
+    policy: aws.sqs.QueuePolicy
+    """The queue policy; depend on it before pointing a bucket notification at the queue."""
+
+    def __init__(self, name: str, args: WorkQueueArgs, opts: ResourceOptions | None = None) -> None:
+        super().__init__("media-pipeline:index:WorkQueue", name, None, opts)
+        subscribes = args.sender_service == SNS_SERVICE
+        if args.sender_service not in (SNS_SERVICE, S3_SERVICE):
+            raise ValueError(f"{name}: unsupported sender {args.sender_service}")
+        if subscribes and not args.filter_policy:
+            raise ValueError(f"{name}: a queue subscribed to a topic needs a filter policy")
+        child = ResourceOptions(parent=self)
+
+        # Where messages go after max_receive_count failed attempts, kept for the SQS maximum of 14 days.
+        dlq = aws.sqs.Queue(
+            f"{name}-dlq",
+            message_retention_seconds=DLQ_RETENTION_SECONDS,
+            sqs_managed_sse_enabled=True,
+            opts=child,
+        )
+        # The work queue itself.
+        queue = aws.sqs.Queue(
+            f"{name}-queue",
+            visibility_timeout_seconds=visibility_timeout(args.consumer_timeout_seconds),
+            message_retention_seconds=QUEUE_RETENTION_SECONDS,
+            receive_wait_time_seconds=20,
+            sqs_managed_sse_enabled=True,
+            redrive_policy=dlq.arn.apply(lambda arn: json.dumps(policies.redrive_policy(arn, args.max_receive_count))),
+            opts=child,
+        )
+        # Only the named topic or bucket may send.
+        self.policy = aws.sqs.QueuePolicy(
+            f"{name}-policy",
+            queue_url=queue.url,
+            policy=Output.all(queue.arn, args.sender_arn, args.sender_account).apply(
+                lambda v: json.dumps(policies.queue_send_policy(v[0], args.sender_service, [v[1]], v[2]))
+            ),
+            opts=child,
+        )
+        if subscribes:
+            # Raw delivery keeps the body as ingest wrote it; the filter runs on message attributes.
+            aws.sns.TopicSubscription(
+                f"{name}-subscription",
+                topic=args.sender_arn,
+                protocol="sqs",
+                endpoint=queue.arn,
+                raw_message_delivery=True,
+                filter_policy_scope="MessageAttributes",
+                filter_policy=json.dumps(args.filter_policy),
+                opts=ResourceOptions(parent=self, depends_on=[self.policy]),
+            )
+
+        self.arn = queue.arn
+        self.url = queue.url
+        self.queue_name = queue.name
+        self.dlq_arn = dlq.arn
+        self.dlq_url = dlq.url
+        self.dlq_name = dlq.name
+        self.register_outputs({"arn": self.arn, "url": self.url, "dlqArn": self.dlq_arn, "dlqUrl": self.dlq_url})
