@@ -161,6 +161,27 @@ class ProgramRun:
         assert len(matches) == 1, f"expected one {token} with {key}={value!r}, found {len(matches)}"
         return matches[0]
 
+    def function_policy(self, function: Recorded) -> dict[str, Any]:
+        """The inline policy document of a function's execution role."""
+        role = self.by_output("aws:iam/role:Role", "arn", function.inputs["role"])
+        policies = [p for p in self.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == role.id]
+        assert len(policies) == 1, f"role of {function.name} has {len(policies)} inline policies"
+        return json.loads(policies[0].inputs["policy"])
+
+    def dead_letter_queue_arns(self) -> set[str]:
+        """Every queue something dead-letters into: SQS redrive, EventBridge targets, Lambda async failures."""
+        arns = {
+            json.loads(q.inputs["redrivePolicy"])["deadLetterTargetArn"]
+            for q in self.of_type("aws:sqs/queue:Queue")
+            if q.inputs.get("redrivePolicy")
+        }
+        arns |= {t.inputs["deadLetterConfig"]["arn"] for t in self.of_type("aws:cloudwatch/eventTarget:EventTarget")}
+        arns |= {
+            c.inputs["destinationConfig"]["onFailure"]["destination"]
+            for c in self.of_type("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig")
+        }
+        return arns
+
     def count_by_type(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for resource in self.resources:
