@@ -20,8 +20,9 @@ from functions.transcode.transcoder import Outcome, RenditionTranscoder
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
-# Records whose body is not a fan-out message fail validation here, are retried, and end in the DLQ.
-processor = BatchProcessor(event_type=EventType.SQS, model=TranscodeQueueRecord)
+# Records whose body is not a fan-out message fail validation here, are retried, and end in the DLQ. A batch whose
+# records all failed is answered like any other (every id listed) rather than raised, so the invocation itself succeeds.
+processor = BatchProcessor(event_type=EventType.SQS, model=TranscodeQueueRecord, raise_on_entire_batch_failure=False)
 
 
 @tracer.capture_method
