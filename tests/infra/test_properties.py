@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -122,16 +123,17 @@ def test_no_statement_allows_wildcard_actions_and_only_xray_gets_a_wildcard_reso
     assert xray_statements == len(run.of_type(FUNCTION))
 
 
+def _bucket_setting(run: ProgramRun, bucket_id: str, token: str) -> dict[str, Any]:
+    found = [r for r in run.of_type(token) if r.inputs["bucket"] == bucket_id]
+    assert len(found) == 1, (token, bucket_id)
+    return found[0].inputs
+
+
 def test_every_bucket_is_private_encrypted_and_tls_only(run: ProgramRun) -> None:
     buckets = run.of_type(BUCKET)
     assert len(buckets) == 2
     for bucket in buckets:
-
-        def settings(token: str, name: str = bucket.id) -> dict[str, Any]:
-            found = [r for r in run.of_type(token) if r.inputs["bucket"] == name]
-            assert len(found) == 1, (token, bucket.name)
-            return found[0].inputs
-
+        settings = functools.partial(_bucket_setting, run, bucket.id)
         block = settings("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
         flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
         assert all(block[flag] is True for flag in flags)
