@@ -13,8 +13,8 @@ import os
 import runpy
 import sys
 import threading
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from local.deployment import Deployment, DeclaredResource
+from local.deployment import DeclaredResource, Deployment
 from local.emulator import ACCOUNT_ID, Emulator
 from local.invokes import InvokeAnswers, UnknownInvoke
 from local.resources import ResourceFactory
@@ -99,7 +99,9 @@ def evaluate_program(project_dir: Path, config: StackConfig, emulator: Emulator,
     project_dir = project_dir.resolve()
     region = config.values.get("aws:region", emulator.region)
     deployment = Deployment(project=config.project, stack=config.stack, region=region, account_id=ACCOUNT_ID)
-    mocks = LocalMocks(ResourceFactory(emulator, deployment, api_endpoint), InvokeAnswers(ACCOUNT_ID, region), deployment)
+    mocks = LocalMocks(
+        ResourceFactory(emulator, deployment, api_endpoint), InvokeAnswers(ACCOUNT_ID, region), deployment
+    )
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

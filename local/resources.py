@@ -13,7 +13,7 @@ import string
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
 
@@ -193,7 +193,10 @@ class ResourceFactory:
         # moto cannot invoke Lambda: each function notification goes to a local delivery queue instead.
         for index, fn in enumerate(inputs.get("lambdaFunctions") or []):
             delivery = self._delivery_queue(
-                f"s3-{bucket}-{index}", source=f"bucket {bucket} notification", shape="s3", function=fn["lambdaFunctionArn"]
+                f"s3-{bucket}-{index}",
+                source=f"bucket {bucket} notification",
+                shape="s3",
+                function=fn["lambdaFunctionArn"],
             )
             queue_configs.append(self._s3_target({**fn, "queueArn": delivery.queue_arn}, "queueArn", "QueueArn"))
         configuration: dict[str, Any] = {}
@@ -326,11 +329,16 @@ class ResourceFactory:
             Attributes=attributes,
             ReturnSubscriptionArn=True,
         )["SubscriptionArn"]
-        return arn, {"arn": arn, "ownerId": self._account, "confirmationWasAuthenticated": True, "pendingConfirmation": False}
+        return arn, {
+            "arn": arn,
+            "ownerId": self._account,
+            "confirmationWasAuthenticated": True,
+            "pendingConfirmation": False,
+        }
 
     # --- SQS ------------------------------------------------------------------------------------------------
 
-    _QUEUE_ATTRIBUTES = {
+    _QUEUE_ATTRIBUTES: ClassVar[dict[str, str]] = {
         "delaySeconds": "DelaySeconds",
         "maxMessageSize": "MaximumMessageSize",
         "messageRetentionSeconds": "MessageRetentionPeriod",
@@ -394,7 +402,10 @@ class ResourceFactory:
         provisioned = inputs.get("billingMode", "PROVISIONED") == "PROVISIONED"
 
         def throughput(spec: dict[str, Any]) -> dict[str, Any]:
-            return {"ReadCapacityUnits": spec.get("readCapacity") or 1, "WriteCapacityUnits": spec.get("writeCapacity") or 1}
+            return {
+                "ReadCapacityUnits": spec.get("readCapacity") or 1,
+                "WriteCapacityUnits": spec.get("writeCapacity") or 1,
+            }
 
         request: dict[str, Any] = {
             "TableName": table,
@@ -611,7 +622,7 @@ class ResourceFactory:
 
     def _recorded(self, token: str, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
         physical = str(inputs.get("name") or f"{name}-{random_hex()}")
-        module = token.split(":")[1].split("/")[0] if token.count(":") >= 2 else "local"
+        module = token.split(":")[1].split("/", maxsplit=1)[0] if token.count(":") >= 2 else "local"
         kind = token.rsplit(":", 1)[-1]
         kind = kind[:1].lower() + kind[1:]
         outputs: Outputs = {"name": physical}

@@ -20,14 +20,23 @@ caller = aws.get_caller_identity()
 role = aws.iam.Role(
     "fn-role",
     assume_role_policy=aws.iam.get_policy_document(
-        statements=[{"actions": ["sts:AssumeRole"], "principals": [{"type": "Service", "identifiers": ["lambda.amazonaws.com"]}]}]
+        statements=[
+            {
+                "actions": ["sts:AssumeRole"],
+                "principals": [{"type": "Service", "identifiers": ["lambda.amazonaws.com"]}],
+            }
+        ]
     ).json,
 )
 aws.cloudwatch.LogGroup("fn-logs", retention_in_days=7)
 
 uploads = aws.s3.Bucket("uploads", force_destroy=True)
 aws.s3.BucketPublicAccessBlock(
-    "uploads-pab", bucket=uploads.id, block_public_acls=True, block_public_policy=True, ignore_public_acls=True,
+    "uploads-pab",
+    bucket=uploads.id,
+    block_public_acls=True,
+    block_public_policy=True,
+    ignore_public_acls=True,
     restrict_public_buckets=True,
 )
 aws.s3.BucketServerSideEncryptionConfiguration(

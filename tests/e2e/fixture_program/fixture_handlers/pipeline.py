@@ -3,6 +3,7 @@
 import json
 import os
 import time
+from urllib.parse import unquote_plus
 
 import boto3
 
@@ -26,7 +27,7 @@ def ingest(event: dict, context: object) -> dict:
     failures = []
     for record in event["Records"]:
         for s3_record in json.loads(record["body"]).get("Records", []):
-            key = s3_record["s3"]["object"]["key"]
+            key = unquote_plus(s3_record["s3"]["object"]["key"])
             item_id = key.split("/")[1]
             _bump(item_id, "ingestAttempts")
             body = s3.get_object(Bucket=s3_record["s3"]["bucket"]["name"], Key=key)["Body"].read().decode()

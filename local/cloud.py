@@ -1,0 +1,304 @@
+"""The local cloud: the emulator, the program's resources in it, function workers, event sources, the HTTP API.
+
+Everything is derived from the deployment the engine returns; nothing about the pipeline's wiring is known here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from local.auth import AuthorizerSettings, JwtAuthorizer, SigningKey
+from local.deployment import (
+    EVENT_RULE,
+    EVENT_SOURCE_MAPPING,
+    FUNCTION,
+    HTTP_AUTHORIZER,
+    SQS_QUEUE,
+    DeclaredResource,
+    Deployment,
+)
+from local.emulator import Emulator
+from local.engine import evaluate_program
+from local.event_sources import AsyncDeliveryLoop, LocalClock, ScheduleRunner, SqsEventSource
+from local.gateway import HttpApiGateway
+from local.resources import DELIVERY_QUEUE_PREFIX
+from local.runtime import FunctionRuntime, FunctionSpec, Runtimes
+from local.stack_config import load_stack_config
+
+log = logging.getLogger("local.cloud")
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_LAYER = Path(__file__).resolve().parent / "Pulumi.local.yaml"
+OUTPUTS_FILE = "outputs.json"
+DEPLOYMENT_FILE = "deployment.json"
+WORKERS_FILE = "workers.json"
+
+
+class CloudConfigError(ValueError):
+    """The program declares something the local cloud cannot run as declared."""
+
+
+@dataclass
+class CloudOptions:
+    project_dir: Path = PROJECT_DIR
+    stack: str = "dev"
+    state_dir: Path | None = None
+    port: int = 0
+    layers: list[Path] | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    time_scale: float = 0.01
+    concurrency: int = 2
+    echo_logs: bool = False
+
+    @property
+    def state(self) -> Path:
+        return self.state_dir or self.project_dir / ".local"
+
+    def config_layers(self) -> list[Path]:
+        if self.layers is not None:
+            return self.layers
+        user_layer = self.state / "Pulumi.local.yaml"
+        return [p for p in (DEFAULT_LAYER, user_layer) if p.exists()]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def function_handler(function: DeclaredResource) -> str:
+    """Zip functions name their handler; image functions run image_config.commands[0] (the image's CMD)."""
+    inputs = function.inputs
+    if (inputs.get("packageType") or "Zip") == "Image":
+        commands = (inputs.get("imageConfig") or {}).get("commands") or []
+        if not commands:
+            raise CloudConfigError(f"image function {function.name} has no image_config.commands to run locally")
+        return str(commands[0])
+    if not inputs.get("handler"):
+        raise CloudConfigError(f"zip function {function.name} declares no handler")
+    return str(inputs["handler"])
+
+
+class LogSink:
+    """Function logs: one file per function under .local/logs, optionally echoed with the function's name."""
+
+    def __init__(self, directory: Path, echo: TextIO | None) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._directory = directory
+        self._echo = echo
+        self._files: dict[str, TextIO] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, function: str, line: str) -> None:
+        with self._lock:
+            if function not in self._files:
+                self._files[function] = (self._directory / f"{function}.log").open("a", buffering=1)
+            self._files[function].write(line + "\n")
+            if self._echo is not None:
+                self._echo.write(f"[{function}] {line}\n")
+
+    def close(self) -> None:
+        with self._lock:
+            for handle in self._files.values():
+                handle.close()
+            self._files.clear()
+
+
+class LocalCloud:
+    def __init__(self, options: CloudOptions, echo: TextIO | None = None) -> None:
+        self.options = options
+        self.clock = LocalClock(scale=options.time_scale)
+        self.emulator: Emulator | None = None
+        self.deployment: Deployment | None = None
+        self.runtimes = Runtimes()
+        self.gateway: HttpApiGateway | None = None
+        self.sources: list[SqsEventSource] = []
+        self.deliveries: list[AsyncDeliveryLoop] = []
+        self.schedules: ScheduleRunner | None = None
+        self.api_url = ""
+        self.token_settings: AuthorizerSettings | None = None
+        self.signing_key: SigningKey | None = None
+        self._echo = echo
+        self._logs: LogSink | None = None
+        self._stop = threading.Event()
+        self._monitor: threading.Thread | None = None
+
+    # --- start ----------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        options = self.options
+        state = options.state
+        state.mkdir(parents=True, exist_ok=True)
+        for stale in (OUTPUTS_FILE, WORKERS_FILE):
+            (state / stale).unlink(missing_ok=True)
+        config = load_stack_config(options.project_dir, options.stack, options.config_layers(), options.overrides)
+        self.emulator = Emulator(region=config.values.get("aws:region", "us-east-1"))
+        self.emulator.start()
+        port = options.port or free_port()
+        endpoint = f"http://127.0.0.1:{port}"
+        self.deployment = evaluate_program(options.project_dir, config, self.emulator, endpoint)
+        self.signing_key = SigningKey.load_or_create(state)
+        authorizers = self._authorizers(self.signing_key)
+        self._logs = LogSink(state / "logs", self._echo)
+        self._start_functions()
+        self._start_event_sources()
+        self.gateway = HttpApiGateway(self.deployment, self.runtimes, authorizers, port)
+        self.gateway.start()
+        self.api_url = self.deployment.outputs.get("apiUrl") or f"{endpoint}/"
+        self._write_state_files()
+        self._monitor = threading.Thread(target=self._write_workers_periodically, name="monitor", daemon=True)
+        self._monitor.start()
+
+    def _authorizers(self, key: SigningKey) -> dict[str, JwtAuthorizer]:
+        assert self.deployment is not None
+        authorizers: dict[str, JwtAuthorizer] = {}
+        for declared in self.deployment.of_type(HTTP_AUTHORIZER):
+            inputs = declared.inputs
+            if inputs.get("authorizerType") != "JWT":
+                raise CloudConfigError(f"authorizer {declared.name}: {inputs.get('authorizerType')} is not emulated")
+            jwt_config = inputs.get("jwtConfiguration") or {}
+            settings = AuthorizerSettings(
+                issuer=jwt_config["issuer"], audiences=tuple(jwt_config.get("audiences") or ())
+            )
+            sources = inputs.get("identitySources") or ["$request.header.Authorization"]
+            authorizers[declared.id] = JwtAuthorizer(key, settings, sources[0])
+            self.token_settings = self.token_settings or settings
+        if self.token_settings is not None:
+            self.token_settings.save(self.options.state)
+        return authorizers
+
+    def _start_functions(self) -> None:
+        assert self.deployment is not None and self.emulator is not None and self._logs is not None
+        base_environment = {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+            **self.emulator.function_environment(),
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+        for function in self.deployment.of_type(FUNCTION):
+            variables = ((function.inputs.get("environment") or {}).get("variables")) or {}
+            spec = FunctionSpec(
+                name=function.state["name"],
+                arn=function.state["arn"],
+                handler=function_handler(function),
+                environment={k: str(v) for k, v in variables.items()},
+                timeout_seconds=int(function.state["timeout"]),
+                memory_mb=int(function.state["memorySize"]),
+                task_root=self.options.project_dir.resolve(),
+            )
+            reserved = function.inputs.get("reservedConcurrentExecutions")
+            concurrency = self.options.concurrency
+            if isinstance(reserved, int | float) and reserved > 0:
+                concurrency = min(concurrency, int(reserved))
+            self.runtimes.add(
+                FunctionRuntime(
+                    spec=spec,
+                    base_environment=base_environment,
+                    log_sink=self._logs,
+                    tmp_root=self.options.state / "tmp",
+                    concurrency=concurrency,
+                )
+            )
+
+    def _queue_url(self, arn: str) -> str:
+        assert self.deployment is not None and self.emulator is not None
+        for queue in self.deployment.of_type(SQS_QUEUE):
+            if queue.state.get("arn") == arn:
+                return str(queue.state["url"])
+        return str(self.emulator.client("sqs").get_queue_url(QueueName=arn.rsplit(":", 1)[1])["QueueUrl"])
+
+    def _start_event_sources(self) -> None:
+        assert self.deployment is not None and self.emulator is not None
+        for mapping in self.deployment.of_type(EVENT_SOURCE_MAPPING):
+            source_arn = mapping.inputs.get("eventSourceArn", "")
+            if ":sqs:" not in source_arn:
+                raise CloudConfigError(f"event source mapping {mapping.name}: only SQS sources are emulated")
+            runtime = self.runtimes.get(mapping.state["functionArn"])
+            source = SqsEventSource(mapping, self._queue_url(source_arn), runtime, self.emulator, self.clock)
+            source.start()
+            self.sources.append(source)
+        for delivery in self.deployment.deliveries:
+            loop = AsyncDeliveryLoop(delivery, self.runtimes.get(delivery.function_arn), self.emulator, self.clock)
+            loop.start()
+            self.deliveries.append(loop)
+        self.schedules = ScheduleRunner(self.deployment.of_type(EVENT_RULE), self.emulator, self.clock)
+        self.schedules.start()
+
+    # --- state files ----------------------------------------------------------------------------------------
+
+    def _write_state_files(self) -> None:
+        assert self.deployment is not None and self.emulator is not None
+        state = self.options.state
+        outputs = {**self.deployment.outputs, "apiUrl": self.api_url, "emulatorEndpoint": self.emulator.endpoint}
+        deployment = {
+            "project": self.deployment.project,
+            "stack": self.deployment.stack,
+            "region": self.deployment.region,
+            "emulatorEndpoint": self.emulator.endpoint,
+            "pid": os.getpid(),
+            "resources": [
+                {"type": r.type, "name": r.name, "id": r.id, "behaviour": str(r.behaviour), "note": r.note}
+                for r in self.deployment.resources
+            ],
+            "queues": [
+                {"name": q.state["name"], "url": q.state["url"], "arn": q.state["arn"]}
+                for q in self.deployment.of_type(SQS_QUEUE)
+            ],
+            "deliveryQueuePrefix": DELIVERY_QUEUE_PREFIX,
+        }
+        _write_json(state / DEPLOYMENT_FILE, deployment)
+        self._write_workers()
+        # Written last: its presence means the local cloud is ready.
+        _write_json(state / OUTPUTS_FILE, outputs)
+
+    def _write_workers(self) -> None:
+        snapshot = {
+            "functions": self.runtimes.snapshot(),
+            "sources": {s.name: vars(s.stats) for s in [*self.sources, *self.deliveries]},
+            "schedules": dict(self.schedules.fired) if self.schedules else {},
+            "requests": self.gateway.requests if self.gateway else 0,
+            "updatedAt": time.time(),
+        }
+        _write_json(self.options.state / WORKERS_FILE, snapshot)
+
+    def _write_workers_periodically(self) -> None:
+        while not self._stop.wait(0.25):
+            self._write_workers()
+
+    # --- stop -----------------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._monitor is not None:
+            self._monitor.join(timeout=2)
+        if self.gateway is not None:
+            self.gateway.stop()
+        loops = [*self.sources, *self.deliveries, *([self.schedules] if self.schedules else [])]
+        for loop in loops:
+            loop.stop()
+        self.runtimes.stop()
+        for loop in loops:
+            loop.join()
+        if self.emulator is not None:
+            self.emulator.stop()
+        if self._logs is not None:
+            self._logs.close()
+        (self.options.state / OUTPUTS_FILE).unlink(missing_ok=True)
+        (self.options.state / WORKERS_FILE).unlink(missing_ok=True)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data, indent=2, default=str))
+    temporary.replace(path)

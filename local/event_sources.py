@@ -1,0 +1,423 @@
+"""Emulated event sources: SQS event source mappings, asynchronous deliveries (EventBridge, S3, SNS to Lambda)
+and schedule rules, all read from the deployment and all driven through the moto server.
+
+Service-side time (visibility after a failed batch, async retry back-off, event age, schedules) runs on a
+compressed local clock; a function's own timeout is never compressed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from local.deployment import AsyncDelivery, DeclaredResource
+from local.emulator import Emulator
+from local.runtime import FunctionError, FunctionRuntime
+
+log = logging.getLogger("local.events")
+
+AwsError = (ClientError, BotoCoreError)
+RECEIVE_WAIT_SECONDS = 1
+
+
+@dataclass(frozen=True)
+class LocalClock:
+    """Maps AWS service durations onto local time: `scale` 0.01 turns five minutes into three seconds."""
+
+    scale: float = 0.01
+    minimum_seconds: float = 0.2
+
+    def seconds(self, aws_seconds: float) -> float:
+        return max(self.minimum_seconds, aws_seconds * self.scale)
+
+
+@dataclass
+class SourceStats:
+    received: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+
+
+def _sqs_message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """SQS API message attributes to the shape Lambda's SQS records carry."""
+    converted = {}
+    for name, value in attributes.items():
+        record: dict[str, Any] = {"dataType": value["DataType"], "stringListValues": [], "binaryListValues": []}
+        if "StringValue" in value:
+            record["stringValue"] = value["StringValue"]
+        if "BinaryValue" in value:
+            record["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
+        converted[name] = record
+    return converted
+
+
+def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    record = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": _sqs_message_attributes(message.get("MessageAttributes", {})),
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+    if "MD5OfMessageAttributes" in message:
+        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+    return record
+
+
+def failed_message_ids(response: Any, batch_ids: list[str]) -> list[str]:
+    """ReportBatchItemFailures: the ids to retry; a malformed response fails the whole batch, as in Lambda."""
+    if response is None or (isinstance(response, dict) and not response.get("batchItemFailures")):
+        return []
+    if not isinstance(response, dict) or not isinstance(response["batchItemFailures"], list):
+        return batch_ids
+    failed = []
+    for item in response["batchItemFailures"]:
+        identifier = item.get("itemIdentifier") if isinstance(item, dict) else None
+        if not identifier or identifier not in batch_ids:
+            return batch_ids
+        failed.append(identifier)
+    return failed
+
+
+class _Loop:
+    """A background loop that stops promptly when asked."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.stats = SourceStats()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _spawn(self, target: Callable[[], None], count: int = 1) -> None:
+        for index in range(count):
+            thread = threading.Thread(target=self._guarded(target), name=f"{self.name}-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _guarded(self, target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    target()
+                except AwsError as err:
+                    if self._stop.is_set():
+                        return
+                    log.warning("%s: %s", self.name, err)
+                    self._stop.wait(1.0)
+
+        return run
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join(timeout=RECEIVE_WAIT_SECONDS + 5)
+
+
+class SqsEventSource(_Loop):
+    """An SQS event source mapping: batches of up to `batch_size`, partial failures, visibility, redrive.
+
+    Redrive to the DLQ is moto's own: a message received more than maxReceiveCount times moves on receive.
+    """
+
+    def __init__(
+        self, mapping: DeclaredResource, queue_url: str, runtime: FunctionRuntime, emulator: Emulator, clock: LocalClock
+    ) -> None:
+        super().__init__(f"esm-{mapping.name}")
+        inputs = mapping.inputs
+        self.queue_arn: str = inputs["eventSourceArn"]
+        self.queue_url = queue_url
+        self.batch_size = int(inputs.get("batchSize") or 10)
+        self.window_seconds = float(inputs.get("maximumBatchingWindowInSeconds") or 0)
+        self.partial_failures = "ReportBatchItemFailures" in (inputs.get("functionResponseTypes") or [])
+        self.enabled = inputs.get("enabled", True) is not False
+        scaling = inputs.get("scalingConfig") or {}
+        self.concurrency = int(scaling.get("maximumConcurrency") or runtime.concurrency)
+        self._runtime = runtime
+        self._aws = emulator
+        self._clock = clock
+        self._visibility = 30
+
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        attributes = self._aws.client("sqs").get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"]
+        )["Attributes"]
+        self._visibility = int(attributes["VisibilityTimeout"])
+        self._spawn(self._poll_once, min(self.concurrency, self._runtime.concurrency))
+
+    def _receive_batch(self) -> list[dict[str, Any]]:
+        sqs = self._aws.client("sqs")
+        messages: list[dict[str, Any]] = []
+        window_ends = time.monotonic() + self.window_seconds * self._clock.scale
+        while len(messages) < self.batch_size and not self.stopping:
+            batch = sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(10, self.batch_size - len(messages)),
+                WaitTimeSeconds=0 if messages else RECEIVE_WAIT_SECONDS,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            messages.extend(batch)
+            if not batch or time.monotonic() >= window_ends:
+                break
+        return messages
+
+    def _poll_once(self) -> None:
+        messages = self._receive_batch()
+        if not messages:
+            return
+        self.stats.received += len(messages)
+        event = {"Records": [sqs_record(m, self.queue_arn, self._aws.region) for m in messages]}
+        ids = [m["MessageId"] for m in messages]
+        try:
+            response = self._runtime.invoke(event)
+        except FunctionError as err:
+            log.warning("%s: batch of %d failed: %s", self.name, len(messages), err)
+            failed = ids
+        else:
+            failed = failed_message_ids(response, ids) if self.partial_failures else []
+        succeeded = [m for m in messages if m["MessageId"] not in failed]
+        self._settle(succeeded, [m for m in messages if m["MessageId"] in failed])
+
+    def _settle(self, succeeded: list[dict[str, Any]], failed: list[dict[str, Any]]) -> None:
+        sqs = self._aws.client("sqs")
+        self.stats.succeeded += len(succeeded)
+        self.stats.failed += len(failed)
+        for chunk in _chunks(succeeded, 10):
+            sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+            )
+        # A failed message stays invisible for the queue's visibility timeout, on the local clock.
+        visibility = math.ceil(self._clock.seconds(self._visibility))
+        for chunk in _chunks(failed, 10):
+            sqs.change_message_visibility_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": visibility}
+                    for i, m in enumerate(chunk)
+                ],
+            )
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _json_path(document: Any, path: str) -> Any:
+    """The subset of JSONPath EventBridge's InputPath uses: `$`, `$.a.b`."""
+    value = document
+    for part in [p for p in path.removeprefix("$").split(".") if p]:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+class AsyncDeliveryLoop(_Loop):
+    """Delivers events from a local delivery queue to a function asynchronously, with retries and a DLQ."""
+
+    def __init__(
+        self, delivery: AsyncDelivery, runtime: FunctionRuntime, emulator: Emulator, clock: LocalClock
+    ) -> None:
+        super().__init__(f"delivery-{delivery.source}")
+        self.delivery = delivery
+        self.runtime = runtime
+        self.emulator = emulator
+        self.clock = clock
+        self._slots = threading.Semaphore(self.runtime.concurrency)
+        self._pool = ThreadPoolExecutor(max_workers=self.runtime.concurrency, thread_name_prefix=self.name)
+
+    def start(self) -> None:
+        self._spawn(self._poll_once)
+
+    def _poll_once(self) -> None:
+        if not self._slots.acquire(timeout=RECEIVE_WAIT_SECONDS):
+            return
+        messages = (
+            self.emulator.client("sqs")
+            .receive_message(
+                QueueUrl=self.delivery.queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=RECEIVE_WAIT_SECONDS
+            )
+            .get("Messages", [])
+        )
+        if not messages:
+            self._slots.release()
+            return
+        self.stats.received += 1
+        self._pool.submit(self._deliver, messages[0])
+
+    def event_for(self, body: str) -> Any:
+        delivery = self.delivery
+        if delivery.shape == "sns":
+            envelope = json.loads(body)
+            return {
+                "Records": [
+                    {
+                        "EventSource": "aws:sns",
+                        "EventVersion": "1.0",
+                        "EventSubscriptionArn": f"{envelope.get('TopicArn')}:{uuid.uuid4()}",
+                        "Sns": envelope,
+                    }
+                ]
+            }
+        if delivery.constant_input is not None:
+            return json.loads(delivery.constant_input)
+        event = json.loads(body)
+        if delivery.input_path:
+            return _json_path(event, delivery.input_path)
+        return event
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        try:
+            event = self.event_for(message["Body"])
+            first_seen = time.monotonic()
+            max_age = self.clock.seconds(self.delivery.max_event_age_seconds)
+            error: FunctionError | None = None
+            for attempt in range(self.delivery.max_retry_attempts + 1):
+                if attempt:
+                    # Lambda's async retries wait about a minute, then two; on the local clock.
+                    if self._stop.wait(self.clock.seconds(60 * 2 ** (attempt - 1))):
+                        return
+                    if time.monotonic() - first_seen > max_age:
+                        break
+                try:
+                    self.runtime.invoke(event)
+                except FunctionError as err:
+                    error = err
+                    log.warning("%s: attempt %d failed: %s", self.name, attempt + 1, err)
+                    continue
+                self.stats.succeeded += 1
+                error = None
+                break
+            if error is not None:
+                self.stats.failed += 1
+                self._dead_letter(message["Body"], error)
+            self.emulator.client("sqs").delete_message(
+                QueueUrl=self.delivery.queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+        except AwsError as err:
+            if not self.stopping:
+                log.warning("%s: %s", self.name, err)
+        finally:
+            self._slots.release()
+
+    def _dead_letter(self, body: str, error: FunctionError) -> None:
+        target = self.delivery.dead_letter_arn
+        if not target:
+            log.warning("%s: event dropped after retries (no dead-letter queue declared)", self.name)
+            return
+        attributes = {
+            "ERROR_CODE": error.error.get("errorType", "Unknown"),
+            "ERROR_MESSAGE": str(error.error.get("errorMessage", ""))[:256] or "-",
+            "RULE_ARN": self.delivery.rule_arn or "-",
+            "TARGET_ARN": self.delivery.function_arn,
+        }
+        self.stats.dead_lettered += 1
+        if ":sqs:" in target:
+            queue_url = self.emulator.client("sqs").get_queue_url(QueueName=target.rsplit(":", 1)[1])["QueueUrl"]
+            self.emulator.client("sqs").send_message(
+                QueueUrl=queue_url,
+                MessageBody=body,
+                MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
+            )
+        else:
+            self.emulator.client("sns").publish(
+                TopicArn=target,
+                Message=body,
+                MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
+            )
+
+    def stop(self) -> None:
+        super().stop()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+_RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def rate_seconds(expression: str) -> int | None:
+    """Seconds between firings of `rate(...)`; None for cron expressions, which the local clock does not run."""
+    match = _RATE.match(expression.strip())
+    if not match:
+        return None
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2).rstrip("s")]
+
+
+class ScheduleRunner(_Loop):
+    """Fires each enabled `rate(...)` rule on the local clock, sending the Scheduled Event to the rule's targets
+    as moto has them (a local delivery queue for Lambda targets, the queue itself for SQS targets)."""
+
+    def __init__(self, rules: list[DeclaredResource], emulator: Emulator, clock: LocalClock) -> None:
+        super().__init__("schedules")
+        self._aws = emulator
+        self._clock = clock
+        self.rules = [
+            (rule, period)
+            for rule in rules
+            if rule.state.get("state", "ENABLED") == "ENABLED"
+            and (period := rate_seconds(rule.inputs.get("scheduleExpression") or "")) is not None
+        ]
+        self.fired: dict[str, int] = {}
+
+    def start(self) -> None:
+        if self.rules:
+            self._spawn(self._tick)
+
+    def _tick(self) -> None:
+        started = time.monotonic()
+        next_fire = {rule.name: started + self._clock.seconds(period) for rule, period in self.rules}
+        while not self.stopping:
+            now = time.monotonic()
+            for rule, period in self.rules:
+                if now >= next_fire[rule.name]:
+                    self.fire(rule)
+                    next_fire[rule.name] = now + self._clock.seconds(period)
+            self._stop.wait(max(0.05, min(next_fire.values()) - time.monotonic()))
+
+    def fire(self, rule: DeclaredResource) -> None:
+        events = self._aws.client("events")
+        bus = rule.state.get("eventBusName", "default")
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": rule.state["arn"].split(":")[4],
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": self._aws.region,
+            "resources": [rule.state["arn"]],
+            "detail": {},
+        }
+        self.fired[rule.name] = self.fired.get(rule.name, 0) + 1
+        for target in events.list_targets_by_rule(Rule=rule.state["name"], EventBusName=bus)["Targets"]:
+            if ":sqs:" not in target["Arn"]:
+                log.warning("schedule %s: target %s has no local delivery", rule.name, target["Arn"])
+                continue
+            body = target.get("Input") or json.dumps(event)
+            queue_url = self._aws.client("sqs").get_queue_url(QueueName=target["Arn"].rsplit(":", 1)[1])["QueueUrl"]
+            self._aws.client("sqs").send_message(QueueUrl=queue_url, MessageBody=body)

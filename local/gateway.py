@@ -1,0 +1,347 @@
+"""The local HTTP API: serves the routes the program's apigatewayv2 resources declare on 127.0.0.1.
+
+Requests become API Gateway HTTP API payload 2.0 events for the route's Lambda integration; routes with a
+JWT authorizer answer 401 {"message":"Unauthorized"} as API Gateway does on a missing or invalid token.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from local.auth import JwtAuthorizer, Unauthorized
+from local.deployment import HTTP_API, HTTP_INTEGRATION, HTTP_ROUTE, HTTP_STAGE, Deployment
+from local.runtime import FunctionError, FunctionTimeout, Runtimes
+
+log = logging.getLogger("local.gateway")
+
+TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded", "+json", "+xml")
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+class GatewayConfigError(ValueError):
+    """The program's API resources cannot be served (e.g. a route's integration does not exist)."""
+
+
+@dataclass(frozen=True)
+class Route:
+    route_key: str
+    method: str
+    pattern: re.Pattern[str] | None
+    function: str
+    authorizer: JwtAuthorizer | None
+    scopes: tuple[str, ...]
+    specificity: tuple[int, int, int]
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        if self.pattern is None:
+            return {}
+        if self.method not in ("ANY", method):
+            return None
+        found = self.pattern.fullmatch(path)
+        return None if found is None else {k: v for k, v in found.groupdict().items()}
+
+
+def compile_route(route_key: str) -> tuple[str, re.Pattern[str] | None, tuple[int, int, int]]:
+    """`GET /jobs/{jobId}` → method, regex with named groups, sort key (literal segments first, greedy last)."""
+    if route_key == "$default":
+        return "ANY", None, (-1, 0, 0)
+    method, _, path = route_key.partition(" ")
+    parts, literal, greedy = [], 0, 0
+    for segment in path.strip("/").split("/") if path.strip("/") else []:
+        if segment.startswith("{") and segment.endswith("+}"):
+            parts.append(f"(?P<{segment[1:-2]}>.+)")
+            greedy = 1
+        elif segment.startswith("{") and segment.endswith("}"):
+            parts.append(f"(?P<{segment[1:-1]}>[^/]+)")
+        else:
+            parts.append(re.escape(segment))
+            literal += 1
+    pattern = re.compile("/" + "/".join(parts))
+    return method.upper(), pattern, (1 - greedy, literal, int(method.upper() != "ANY"))
+
+
+def _warn_on_multiple_apis(deployment: Deployment) -> None:
+    apis = deployment.of_type(HTTP_API)
+    if len(apis) > 1:
+        log.warning("%d HTTP APIs declared; the local gateway serves %s", len(apis), apis[0].name)
+
+
+def build_routes(deployment: Deployment, authorizers: dict[str, JwtAuthorizer]) -> list[Route]:
+    _warn_on_multiple_apis(deployment)
+    integrations = {i.id: i for i in deployment.of_type(HTTP_INTEGRATION)}
+    routes: list[Route] = []
+    for declared in deployment.of_type(HTTP_ROUTE):
+        inputs = declared.inputs
+        target = inputs.get("target") or ""
+        integration = integrations.get(target.removeprefix("integrations/"))
+        if integration is None:
+            raise GatewayConfigError(f"route {inputs['routeKey']!r}: target {target!r} is not a declared integration")
+        function = deployment.function_by_reference(integration.inputs["integrationUri"]).state["name"]
+        authorizer = None
+        if inputs.get("authorizationType", "NONE") == "JWT":
+            if inputs.get("authorizerId") not in authorizers:
+                raise GatewayConfigError(f"route {inputs['routeKey']!r}: authorizer {inputs.get('authorizerId')!r}")
+            authorizer = authorizers[inputs["authorizerId"]]
+        elif inputs.get("authorizationType", "NONE") != "NONE":
+            raise GatewayConfigError(f"route {inputs['routeKey']!r}: {inputs['authorizationType']} is not emulated")
+        method, pattern, specificity = compile_route(inputs["routeKey"])
+        routes.append(
+            Route(
+                route_key=inputs["routeKey"],
+                method=method,
+                pattern=pattern,
+                function=function,
+                authorizer=authorizer,
+                scopes=tuple(inputs.get("authorizationScopes") or ()),
+                specificity=specificity,
+            )
+        )
+    return sorted(routes, key=lambda r: r.specificity, reverse=True)
+
+
+def stage_prefix(deployment: Deployment) -> str:
+    stages = deployment.of_type(HTTP_STAGE)
+    name = stages[0].state.get("name", "$default") if stages else "$default"
+    return "" if name == "$default" else f"/{name}"
+
+
+def is_text(content_type: str) -> bool:
+    return any(marker in content_type.lower() for marker in TEXT_TYPES)
+
+
+class HttpApiGateway:
+    """A threaded HTTP server on 127.0.0.1 that dispatches to the routes' functions."""
+
+    def __init__(
+        self, deployment: Deployment, runtimes: Runtimes, authorizers: dict[str, JwtAuthorizer], port: int
+    ) -> None:
+        self.routes = build_routes(deployment, authorizers)
+        self.prefix = stage_prefix(deployment)
+        apis = deployment.of_type(HTTP_API)
+        self.api_id = apis[0].id if apis else "local"
+        self.cors = (apis[0].inputs.get("corsConfiguration") if apis else None) or None
+        self.account_id = deployment.account_id
+        self.runtimes = runtimes
+        self.requests = 0
+        gateway = self
+
+        class Handler(_RequestHandler):
+            api = gateway
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def find_route(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        for route in self.routes:
+            params = route.match(method, path)
+            if params is not None:
+                return route, params
+        return None
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    api: HttpApiGateway
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def do_HEAD(self) -> None:
+        self._handle()
+
+    def do_OPTIONS(self) -> None:
+        if self.api.cors and self.headers.get("Access-Control-Request-Method"):
+            self._preflight()
+        else:
+            self._handle()
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None, cookies: list[str] = ()) -> None:
+        self.send_response(status)
+        headers = {"content-type": "application/json", **{k.lower(): v for k, v in (headers or {}).items()}}
+        headers["content-length"] = str(len(body))
+        headers["apigw-requestid"] = uuid.uuid4().hex[:16]
+        for name, value in headers.items():
+            self.send_header(name, value)
+        for cookie in cookies:
+            self.send_header("set-cookie", cookie)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _message(self, status: int, message: str) -> None:
+        self._send(status, json.dumps({"message": message}).encode())
+
+    def _preflight(self) -> None:
+        cors = self.api.cors or {}
+        headers = {
+            "access-control-allow-origin": ",".join(cors.get("allowOrigins") or ["*"]),
+            "access-control-allow-methods": ",".join(cors.get("allowMethods") or ["*"]),
+            "access-control-allow-headers": ",".join(cors.get("allowHeaders") or ["*"]),
+            "access-control-max-age": str(cors.get("maxAge") or 0),
+        }
+        self._send(204, b"", headers)
+
+    def _handle(self) -> None:
+        self.api.requests += 1
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            self._message(413, "Request Entity Too Large")
+            return
+        body = self.rfile.read(length) if length else b""
+        url = urlsplit(self.path)
+        path = url.path
+        if self.api.prefix:
+            if not (path == self.api.prefix or path.startswith(self.api.prefix + "/")):
+                self._message(404, "Not Found")
+                return
+            path = path[len(self.api.prefix) :] or "/"
+        found = self.api.find_route(self.command, path)
+        if found is None:
+            self._message(404, "Not Found")
+            return
+        route, path_parameters = found
+        headers = self._lowercase_headers()
+        authorizer_context: dict[str, Any] | None = None
+        if route.authorizer is not None:
+            try:
+                authorizer_context = route.authorizer.authorize(headers, list(route.scopes))
+            except Unauthorized as err:
+                log.info("401 %s %s: %s", self.command, path, err)
+                self._message(401, "Unauthorized")
+                return
+            except PermissionError:
+                self._message(403, "Forbidden")
+                return
+        event = self._event(
+            route,
+            path=path,
+            query=url.query,
+            headers=headers,
+            path_parameters=path_parameters,
+            body=body,
+            authorizer=authorizer_context,
+        )
+        try:
+            result = self.api.runtimes.get(route.function).invoke(event)
+        except FunctionTimeout:
+            self._message(503, "Service Unavailable")
+            return
+        except FunctionError as err:
+            log.warning("%s %s: %s", self.command, path, err)
+            self._message(500, "Internal Server Error")
+            return
+        self._respond(result)
+
+    def _lowercase_headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]},{value}" if key in headers else value
+        return headers
+
+    def _event(
+        self,
+        route: Route,
+        *,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        path_parameters: dict[str, str],
+        body: bytes,
+        authorizer: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        now = time.time()
+        query_parameters: dict[str, str] = {}
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            query_parameters[key] = f"{query_parameters[key]},{value}" if key in query_parameters else value
+        request_context: dict[str, Any] = {
+            "accountId": self.api.account_id,
+            "apiId": self.api.api_id,
+            "domainName": headers.get("host", "127.0.0.1"),
+            "domainPrefix": headers.get("host", "127").split(".")[0],
+            "http": {
+                "method": self.command,
+                "path": self.path.split("?", 1)[0],
+                "protocol": self.request_version,
+                "sourceIp": self.client_address[0],
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": uuid.uuid4().hex[:16],
+            "routeKey": route.route_key,
+            "stage": self.api.prefix.strip("/") or "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        }
+        if authorizer is not None:
+            request_context["authorizer"] = authorizer
+        event: dict[str, Any] = {
+            "version": "2.0",
+            "routeKey": route.route_key,
+            "rawPath": self.path.split("?", 1)[0],
+            "rawQueryString": query,
+            "headers": headers,
+            "requestContext": request_context,
+            "isBase64Encoded": False,
+        }
+        if "cookie" in headers:
+            event["cookies"] = [c.strip() for c in headers["cookie"].split(";") if c.strip()]
+        if query_parameters:
+            event["queryStringParameters"] = query_parameters
+        if path_parameters:
+            event["pathParameters"] = path_parameters
+        if body:
+            if is_text(headers.get("content-type", "")):
+                event["body"] = body.decode("utf-8", errors="replace")
+            else:
+                event["body"] = base64.b64encode(body).decode()
+                event["isBase64Encoded"] = True
+        return event
+
+    def _respond(self, result: Any) -> None:
+        """Payload 2.0 responses: a dict with statusCode is used as is; anything else is 200 JSON."""
+        if not (isinstance(result, dict) and "statusCode" in result):
+            self._send(200, json.dumps(result).encode())
+            return
+        body = result.get("body") or ""
+        raw = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
+        headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            headers[name] = ",".join(str(v) for v in values)
+        self._send(int(result["statusCode"]), raw, headers, result.get("cookies") or [])

@@ -1,0 +1,105 @@
+"""One Lambda execution environment: imports a handler once (cold start) and serves invocations (warm).
+
+Started by the local cloud as `python -m local.worker HANDLER` with exactly the function's environment.
+Requests arrive as JSON lines on stdin; responses go as JSON lines to the original stdout, which is moved to
+a private descriptor first, so whatever the handler prints lands on stderr (the function's log) instead of
+corrupting the protocol. Standard library only: it must not change what the handler's process imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+
+@dataclass
+class LambdaContext:
+    """The attributes and method of the Python runtime's context object that handlers use."""
+
+    function_name: str
+    function_version: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    aws_request_id: str
+    log_group_name: str
+    log_stream_name: str
+    deadline_ms: int
+    identity: Any = None
+    client_context: Any = None
+    tenant_id: str | None = None
+    _clock: Callable[[], float] = field(default=time.time, repr=False)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int(self.deadline_ms - self._clock() * 1000))
+
+
+def _error(err: BaseException) -> dict[str, Any]:
+    return {
+        "errorType": type(err).__name__,
+        "errorMessage": str(err),
+        "stackTrace": traceback.format_exception(type(err), err, err.__traceback__),
+    }
+
+
+def _load_handler(spec: str) -> Callable[[Any, Any], Any]:
+    module_name, _, attribute = spec.rpartition(".")
+    if not module_name:
+        raise ImportError(f"handler {spec!r} must be module.function")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def _send(channel: IO[str], message: dict[str, Any]) -> None:
+    channel.write(json.dumps(message) + "\n")
+    channel.flush()
+
+
+def serve(handler_spec: str, requests: IO[str], channel: IO[str]) -> int:
+    try:
+        handler = _load_handler(handler_spec)
+    except Exception as err:  # Runtime.ImportModuleError: reported to the caller, then this environment ends.
+        _send(channel, {"type": "init_error", "error": {**_error(err), "errorType": "Runtime.ImportModuleError"}})
+        return 1
+    _send(channel, {"type": "ready"})
+    environment = os.environ
+    for line in requests:
+        request = json.loads(line)
+        context = LambdaContext(
+            function_name=environment.get("AWS_LAMBDA_FUNCTION_NAME", ""),
+            function_version=environment.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+            invoked_function_arn=request["functionArn"],
+            memory_limit_in_mb=int(environment.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")),
+            aws_request_id=request["requestId"],
+            log_group_name=environment.get("AWS_LAMBDA_LOG_GROUP_NAME", ""),
+            log_stream_name=environment.get("AWS_LAMBDA_LOG_STREAM_NAME", ""),
+            deadline_ms=request["deadlineMs"],
+        )
+        print(f"START RequestId: {context.aws_request_id}", file=sys.stderr, flush=True)
+        try:
+            result = handler(request["event"], context)
+            response = {"type": "result", "requestId": context.aws_request_id, "payload": json.dumps(result)}
+        except Exception as err:  # The handler's failure is the invocation's result, as in Lambda.
+            traceback.print_exc(file=sys.stderr)
+            response = {"type": "error", "requestId": context.aws_request_id, "error": _error(err)}
+        print(f"END RequestId: {context.aws_request_id}", file=sys.stderr, flush=True)
+        _send(channel, response)
+    return 0
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print("usage: python -m local.worker MODULE.FUNCTION", file=sys.stderr)
+        return 2
+    channel = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return serve(sys.argv[1], sys.stdin, channel)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
