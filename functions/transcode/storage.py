@@ -3,8 +3,10 @@
 Only "the object is not there" is turned into a domain answer (SourceMissing, or None from `find_output`); any other
 ClientError is transient or a permissions defect and propagates, so SQS delivers the message again.
 
-The transcoder's role needs s3:GetObject on the uploads bucket, s3:GetObject + s3:PutObject + s3:ListBucket on the
-outputs bucket: without ListBucket, HEAD of a key that does not exist answers 403 instead of 404.
+The transcoder's role needs s3:GetObject on `uploads/*` and s3:PutObject on `outputs/*`. For the redelivery shortcut
+it also needs s3:GetObject on `outputs/*` (HEAD is authorised by GetObject) and s3:ListBucket on the outputs bucket
+(without it, HEAD of a key that does not exist answers 403 instead of 404). Until it has them, a 403 on that HEAD is
+read as "nothing to reuse" and the rendition is encoded again, which is correct, only slower.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from functions.transcode.output_check import OutputMedia
 
 CONTENT_TYPE = "video/mp4"
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+_FORBIDDEN_CODES = frozenset({"403", "AccessDenied", "Forbidden"})
+
+logger = Logger(child=True)
 
 
 class SourceMissing(RuntimeError):
@@ -66,8 +72,12 @@ def stored_rendition_from_head(
     return StoredRendition(bucket, key, width, height, duration_ms, int(head.get("ContentLength") or 0))
 
 
+def _error_code(err: ClientError) -> str | None:
+    return err.response.get("Error", {}).get("Code")
+
+
 def _is_not_found(err: ClientError) -> bool:
-    return err.response.get("Error", {}).get("Code") in _NOT_FOUND_CODES
+    return _error_code(err) in _NOT_FOUND_CODES
 
 
 class MediaStore:
@@ -92,6 +102,9 @@ class MediaStore:
             head = self._s3.head_object(Bucket=self.outputs_bucket, Key=key)
         except ClientError as err:
             if _is_not_found(err):
+                return None
+            if _error_code(err) in _FORBIDDEN_CODES:
+                logger.warning("cannot HEAD the output to reuse it (grant s3:GetObject and s3:ListBucket); encoding")
                 return None
             raise
         return stored_rendition_from_head(head, self.outputs_bucket, key, job_id, rendition)

@@ -134,7 +134,7 @@ class RenditionTranscoder:
             run_ffmpeg(
                 args,
                 timeout_seconds=timeout,
-                on_progress_line=lambda line: self._announce_progress(message, plan, milestones.feed(line)),
+                on_progress_line=lambda line: self.announce_progress(message, plan, milestones.feed(line)),
             )
         except FfmpegFailed as err:
             return self._fail(message, plan, "TRANSCODE_FAILED", err.stderr_tail.replace(f"{work}/", ""))
@@ -156,7 +156,7 @@ class RenditionTranscoder:
         )
         return RenditionResult(Outcome.COMPLETED, stored=stored, encode_seconds=encode_seconds)
 
-    def _announce_progress(self, message: FanOutMessage, plan: EncodePlan, percent: int | None) -> None:
+    def announce_progress(self, message: FanOutMessage, plan: EncodePlan, percent: int | None) -> None:
         """Progress is advisory: a failed put is logged and the encode goes on (Completed is not optional)."""
         if percent is None:
             return

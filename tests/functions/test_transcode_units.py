@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
 
+from functions.common.events import DetailType, EventPublisher, EventPublishFailed
 from functions.common.renditions import Rendition
 from functions.transcode.ffmpeg_runner import FfmpegFailed, FfmpegTimedOut, run_ffmpeg, stderr_tail
-from functions.transcode.messages import EncodePlan
+from functions.transcode.messages import EncodePlan, FanOutMessage
 from functions.transcode.output_check import (
     OutputMedia,
     OutputUnreadable,
@@ -19,7 +24,8 @@ from functions.transcode.output_check import (
 )
 from functions.transcode.progress import ProgressMilestones, out_time_us
 from functions.transcode.settings import SettingsError, TranscodeSettings
-from functions.transcode.storage import output_key, output_metadata, stored_rendition_from_head
+from functions.transcode.storage import MediaStore, output_key, output_metadata, stored_rendition_from_head
+from functions.transcode.transcoder import RenditionTranscoder
 
 BASE_ENV = {
     "RENDITION": '{"name":"720p","height":720,"maxVideoBitrateKbps":3000,"audioBitrateKbps":128}',
@@ -195,3 +201,57 @@ def test_run_ffmpeg_reports_the_stderr_tail_of_a_failing_command() -> None:
 def test_run_ffmpeg_kills_a_command_at_the_deadline() -> None:
     with pytest.raises(FfmpegTimedOut):
         run_ffmpeg(["sleep", "30"], timeout_seconds=0.2, on_progress_line=lambda line: None)
+
+
+# --- S3 and EventBridge adapters ----------------------------------------------------------------------------------
+
+
+def stubbed_s3() -> tuple[Any, Stubber]:
+    client = boto3.client("s3", region_name="us-east-1")
+    return client, Stubber(client)
+
+
+@pytest.mark.parametrize("code", ["404", "403"])
+def test_missing_or_forbidden_head_means_nothing_to_reuse(code: str) -> None:
+    # A 403 is what S3 answers for a missing key without s3:ListBucket; encoding again is correct, only slower.
+    client, stubber = stubbed_s3()
+    stubber.add_client_error("head_object", service_error_code=code, http_status_code=int(code))
+    with stubber:
+        assert MediaStore(client, "outputs").find_output("job-1", "720p") is None
+    stubber.assert_no_pending_responses()
+
+
+def test_other_head_errors_propagate_for_a_retry() -> None:
+    client, stubber = stubbed_s3()
+    stubber.add_client_error("head_object", service_error_code="SlowDown", http_status_code=503)
+    with stubber, pytest.raises(ClientError):
+        MediaStore(client, "outputs").find_output("job-1", "720p")
+
+
+class RefusingPublisher(EventPublisher):
+    def __init__(self) -> None:
+        self.attempts: list[tuple[str, dict[str, Any]]] = []
+
+    def publish(self, detail_type: DetailType | str, detail: dict[str, Any]) -> None:
+        self.attempts.append((str(detail_type), detail))
+        raise EventPublishFailed("ThrottlingException")
+
+
+def test_a_refused_progress_event_does_not_stop_the_encode() -> None:
+    publisher = RefusingPublisher()
+    settings = TranscodeSettings.from_env(BASE_ENV)
+    transcoder = RenditionTranscoder(MediaStore(None, "outputs"), publisher, settings)
+    message = FanOutMessage.model_validate(
+        {
+            "jobId": "job-1",
+            "ownerId": "user-1",
+            "source": {"bucket": "uploads", "key": "uploads/job-1/source"},
+            "probe": {"durationMs": 2000, "hasAudio": False},
+            "renditions": [],
+        }
+    )
+    transcoder.announce_progress(message, PLAN, 50)
+    transcoder.announce_progress(message, PLAN, None)
+    assert publisher.attempts == [
+        ("Rendition Progress", {"jobId": "job-1", "ownerId": "user-1", "rendition": "720p", "percent": 50})
+    ]
