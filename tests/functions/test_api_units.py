@@ -1,0 +1,384 @@
+"""The api function's pure parts, without AWS: settings, request parsing, upload rules, the job view."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+from functions.api.errors import ApiError
+from functions.api.job_view import iso_utc, job_page_view, job_view, rendition_view
+from functions.api.request_parsing import (
+    DEFAULT_PAGE_SIZE,
+    is_job_id,
+    owner_from_claims,
+    parse_cursor,
+    parse_json_object,
+    parse_page_size,
+)
+from functions.api.settings import UPLOAD_GRACE_SECONDS, ApiSettings, SettingsError, load_settings
+from functions.api.uploads import (
+    UploadRequest,
+    new_upload_job,
+    upload_form,
+    upload_key,
+    validate_content_type,
+    validate_filename,
+    validate_size,
+    validate_upload_request,
+)
+from functions.common import job_state
+
+ENV = {
+    "JOBS_TABLE_NAME": "jobs",
+    "UPLOADS_BUCKET": "up",
+    "OUTPUTS_BUCKET": "out",
+    "MAX_UPLOAD_BYTES": "1000",
+    "ALLOWED_CONTENT_TYPES": "video/mp4,Video/QuickTime",
+    "UPLOAD_URL_TTL_SECONDS": "600",
+    "DOWNLOAD_URL_TTL_SECONDS": "120",
+    "JOB_RETENTION_DAYS": "7",
+}
+SETTINGS = load_settings(ENV)
+
+
+def raised(call: Any) -> tuple[int, str]:
+    with pytest.raises(ApiError) as caught:
+        call()
+    return int(caught.value.status), caught.value.code
+
+
+# --- settings ---------------------------------------------------------------------------------------------------
+
+
+def test_settings_read_every_variable() -> None:
+    assert load_settings(ENV) == ApiSettings(
+        jobs_table_name="jobs",
+        uploads_bucket="up",
+        outputs_bucket="out",
+        max_upload_bytes=1000,
+        allowed_content_types=frozenset({"video/mp4", "video/quicktime"}),
+        upload_url_ttl_seconds=600,
+        download_url_ttl_seconds=120,
+        job_retention_days=7,
+    )
+    assert SETTINGS.retention_seconds == 7 * 86_400
+    assert SETTINGS.upload_deadline_seconds == 600 + UPLOAD_GRACE_SECONDS
+
+
+def test_settings_name_every_problem_at_once() -> None:
+    env = {**ENV, "MAX_UPLOAD_BYTES": "lots", "DOWNLOAD_URL_TTL_SECONDS": "0"}
+    del env["UPLOADS_BUCKET"]
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+
+    assert str(caught.value) == (
+        "api function misconfigured: UPLOADS_BUCKET is required; "
+        "MAX_UPLOAD_BYTES must be an integer from 1 to 5368709120, got 'lots'; "
+        "DOWNLOAD_URL_TTL_SECONDS must be an integer from 1 to 604800, got '0'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("MAX_UPLOAD_BYTES", str(5 * 1024**3 + 1), "MAX_UPLOAD_BYTES must be an integer from 1 to 5368709120"),
+        ("UPLOAD_URL_TTL_SECONDS", "604801", "UPLOAD_URL_TTL_SECONDS must be an integer from 1 to 604800"),
+        ("JOB_RETENTION_DAYS", "-3", "JOB_RETENTION_DAYS must be an integer from 1 to 3650"),
+        ("JOB_RETENTION_DAYS", "", "JOB_RETENTION_DAYS is required"),
+        ("ALLOWED_CONTENT_TYPES", " , ", "ALLOWED_CONTENT_TYPES is required"),
+        ("ALLOWED_CONTENT_TYPES", "video/mp4,mp4", "ALLOWED_CONTENT_TYPES holds entries that are not media types"),
+        ("JOBS_TABLE_NAME", "  ", "JOBS_TABLE_NAME is required"),
+    ],
+)
+def test_settings_refuse_values_the_api_could_not_honour(name: str, value: str, problem: str) -> None:
+    with pytest.raises(SettingsError, match=problem):
+        load_settings({**ENV, name: value})
+
+
+# --- request parsing --------------------------------------------------------------------------------------------
+
+
+def test_a_json_object_body_parses_plain_or_base64() -> None:
+    body = '{"a": 1}'
+    assert parse_json_object(body, base64_encoded=False) == {"a": 1}
+    assert parse_json_object(base64.b64encode(body.encode()).decode(), base64_encoded=True) == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "base64_encoded", "code"),
+    [
+        (None, False, "INVALID_JSON"),
+        ("", False, "INVALID_JSON"),
+        ("{", False, "INVALID_JSON"),
+        ('"text"', False, "INVALID_REQUEST"),
+        ("null", False, "INVALID_REQUEST"),
+        ("e30=", False, "INVALID_JSON"),  # base64 of {} but not flagged as such
+        ("é", True, "INVALID_JSON"),
+        (base64.b64encode(b"\xff\xfe{}").decode(), True, "INVALID_JSON"),
+        ("{" * 50_000, False, "INVALID_JSON"),
+    ],
+)
+def test_a_body_that_is_not_a_json_object_is_a_client_error(body: str | None, base64_encoded: bool, code: str) -> None:
+    assert raised(lambda: parse_json_object(body, base64_encoded=base64_encoded)) == (400, code)
+
+
+@pytest.mark.parametrize(("raw", "size"), [(None, DEFAULT_PAGE_SIZE), ("1", 1), ("100", 100), ("007", 7)])
+def test_page_size(raw: str | None, size: int) -> None:
+    assert parse_page_size(raw) == size
+
+
+@pytest.mark.parametrize("raw", ["0", "101", "", " 5", "5 ", "+5", "1e2", "²", "9999"])
+def test_page_size_outside_1_to_100_is_refused(raw: str) -> None:
+    assert raised(lambda: parse_page_size(raw)) == (400, "INVALID_LIMIT")
+
+
+def test_an_empty_cursor_means_the_first_page() -> None:
+    assert parse_cursor(None) is None
+    assert parse_cursor("") is None
+    assert parse_cursor("abc") == "abc"
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("01JD5Z3K8Q4WJ2V7N6M9P0R1ST", True),
+        ("01jd5z3k8q4wj2v7n6m9p0r1st", False),
+        ("01JD5Z3K8Q4WJ2V7N6M9P0R1S", False),
+        ("01JD5Z3K8Q4WJ2V7N6M9P0R1STU", False),
+        ("01JD5Z3K8Q4WJ2V7N6M9P0R1SU", False),  # U is not Crockford base32
+        ("01JD5Z3K8Q4WJ2V7N6M9P0R1S\n", False),
+    ],
+)
+def test_job_ids_are_ulids(value: str, valid: bool) -> None:
+    assert is_job_id(value) is valid
+
+
+def test_the_owner_is_the_sub_claim() -> None:
+    assert owner_from_claims({"sub": "user-1", "aud": "x"}) == "user-1"
+
+
+@pytest.mark.parametrize("claims", [{}, {"sub": ""}, {"sub": " "}, {"sub": None}, {"sub": 5}])
+def test_no_usable_sub_claim_is_unauthorized(claims: dict[str, Any]) -> None:
+    assert raised(lambda: owner_from_claims(claims)) == (401, "UNAUTHORIZED")
+
+
+# --- upload rules -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["clip.mp4", "a", "a" * 255, "holiday é 🎬.mov", "no extension", "..clip", "👨‍👩‍👧.mp4"]
+)
+def test_plain_filenames_are_accepted_as_given(name: str) -> None:
+    assert validate_filename(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        " ",
+        "a" * 256,
+        "a/b",
+        "a\\b",
+        ".",
+        "..",
+        "a\x00b",
+        "a\tb",
+        "a\x7fb",
+        "a\u2028b",
+        "a\u202eb",
+        "a\u2066b",
+        "\ud800",
+    ],
+)
+def test_filenames_that_could_name_a_path_or_hide_text_are_refused(name: str) -> None:
+    assert raised(lambda: validate_filename(name)) == (400, "INVALID_FILENAME")
+
+
+def test_content_type_is_matched_case_insensitively_and_normalised() -> None:
+    allowed = frozenset({"video/mp4"})
+    assert validate_content_type(" VIDEO/Mp4 ", allowed) == "video/mp4"
+    assert raised(lambda: validate_content_type("video/webm", allowed)) == (415, "UNSUPPORTED_CONTENT_TYPE")
+    assert raised(lambda: validate_content_type(None, allowed)) == (400, "INVALID_CONTENT_TYPE")
+
+
+@pytest.mark.parametrize(("size", "outcome"), [(1, 1), (1000, 1000), (1001, (413, "UPLOAD_TOO_LARGE"))])
+def test_size_is_bounded_by_the_cap(size: int, outcome: Any) -> None:
+    if isinstance(outcome, tuple):
+        assert raised(lambda: validate_size(size, 1000)) == outcome
+    else:
+        assert validate_size(size, 1000) == outcome
+
+
+def test_a_valid_request_becomes_an_upload_request() -> None:
+    payload = {"filename": "a.mp4", "contentType": "video/mp4", "size": 10}
+
+    request = validate_upload_request(payload, allowed_content_types=frozenset({"video/mp4"}), max_upload_bytes=10)
+
+    assert request == UploadRequest(filename="a.mp4", content_type="video/mp4", size=10)
+
+
+def test_unknown_fields_are_refused_before_anything_else() -> None:
+    payload = {"filename": "", "contentType": "x", "size": 0, "content_type": "video/mp4"}
+
+    with pytest.raises(ApiError) as caught:
+        validate_upload_request(payload, allowed_content_types=frozenset({"video/mp4"}), max_upload_bytes=10)
+
+    assert (caught.value.code, caught.value.message) == (
+        "UNKNOWN_FIELD",
+        "unknown fields ['content_type']; allowed: filename, contentType, size",
+    )
+
+
+def test_the_new_job_waits_for_the_upload_until_the_form_expires_plus_grace() -> None:
+    request = UploadRequest(filename="a.mp4", content_type="video/mp4", size=10)
+
+    job = new_upload_job(request, job_id="J", owner_id="o", now_ms=1_000_500, settings=SETTINGS)
+
+    assert job == {
+        "jobId": "J",
+        "ownerId": "o",
+        "status": "AWAITING_UPLOAD",
+        "version": 0,
+        "createdAt": 1_000_500,
+        "updatedAt": 1_000_500,
+        "mediaType": None,
+        "engine": None,
+        "progress": 0,
+        "source": {
+            "filename": "a.mp4",
+            "contentType": "video/mp4",
+            "size": 10,
+            "bucket": "up",
+            "key": "uploads/J/source",
+        },
+        "probe": None,
+        "renditions": {},
+        "error": None,
+        "openJob": "OPEN",
+        "deadlineAt": 1_000_500 + (600 + UPLOAD_GRACE_SECONDS) * 1000,
+        "expiresAt": 1000 + 7 * 86_400,
+    }
+
+
+def test_the_upload_form_pins_key_type_and_size(aws_environment: None) -> None:
+    # GIVEN an S3 client (signing a form is local: no request is made)
+    s3 = boto3.client("s3", region_name="us-east-1")
+
+    # WHEN a form is built for a 10-byte MP4
+    form = upload_form(
+        s3, bucket="up-bucket", key=upload_key("J"), content_type="video/mp4", size=10, ttl_seconds=60, now_ms=1_500
+    )
+
+    # THEN its policy admits only that key, that type and 1..10 bytes, and expiresAt is now + ttl
+    policy = json.loads(base64.b64decode(form["fields"]["policy"]))
+    assert form["expiresAt"] == "1970-01-01T00:01:01Z"
+    assert form["fields"]["key"] == "uploads/J/source"
+    assert form["fields"]["Content-Type"] == "video/mp4"
+    assert policy["conditions"][:4] == [
+        {"Content-Type": "video/mp4"},
+        ["content-length-range", 1, 10],
+        {"bucket": "up-bucket"},
+        {"key": "uploads/J/source"},
+    ]
+
+
+# --- job view ---------------------------------------------------------------------------------------------------
+
+
+def fake_url(key: str) -> str:
+    return f"signed:{key}"
+
+
+def test_iso_utc_keeps_milliseconds() -> None:
+    assert iso_utc(0) == "1970-01-01T00:00:00.000Z"
+    assert iso_utc(1_795_000_000_123) == "2026-11-18T11:06:40.123Z"
+
+
+def test_the_job_view_hides_bookkeeping_and_storage_details() -> None:
+    job = job_state.new_job(
+        job_id="J",
+        owner_id="o",
+        source={"filename": "a.mp4", "contentType": "video/mp4", "size": 10, "bucket": "up", "key": "uploads/J/source"},
+        now=1_000,
+        upload_deadline=2_000,
+        retention_seconds=60,
+    )
+    job = job_state.expire_if_overdue({**job, "outcomeAnnouncedAt": 5, "hls": {"bucket": "b", "key": "k"}}, now=3_000)
+    assert job is not None
+
+    assert job_view(job, fake_url) == {
+        "jobId": "J",
+        "status": "EXPIRED",
+        "mediaType": None,
+        "engine": None,
+        "createdAt": "1970-01-01T00:00:01.000Z",
+        "updatedAt": "1970-01-01T00:00:03.000Z",
+        "progress": 0,
+        "source": {"filename": "a.mp4", "contentType": "video/mp4", "size": 10},
+        "probe": None,
+        "renditions": [],
+        "error": {"code": "UPLOAD_EXPIRED", "message": "no upload arrived before the upload form expired"},
+    }
+
+
+def test_renditions_follow_their_order_not_their_name_or_storage_order() -> None:
+    renditions = {
+        name: {"name": name, "status": "QUEUED", "order": order}
+        for name, order in (("1080p", 2), ("480p", 0), ("720p", 1))
+    }
+    job = {"jobId": "J", "status": "PROCESSING", "createdAt": 0, "updatedAt": 0, "renditions": renditions}
+
+    assert [r["name"] for r in job_view(job, fake_url)["renditions"]] == ["480p", "720p", "1080p"]
+
+
+@pytest.mark.parametrize(
+    ("status", "url"),
+    [("COMPLETED", "signed:outputs/J/720p.mp4"), ("PROCESSING", None), ("FAILED", None), ("QUEUED", None)],
+)
+def test_only_a_completed_rendition_links_to_its_output(status: str, url: str | None) -> None:
+    rendition = {"name": "720p", "status": status, "order": 0, "bucket": "out", "key": "outputs/J/720p.mp4"}
+
+    assert rendition_view(rendition, fake_url)["url"] == url
+
+
+def test_a_failed_rendition_shows_its_error_and_nothing_internal() -> None:
+    rendition = {
+        "name": "720p",
+        "status": "FAILED",
+        "order": 0,
+        "progress": 40,
+        "width": 1280,
+        "height": 720,
+        "bucket": "out",
+        "key": "outputs/J/720p.mp4",
+        "error": {"code": "TRANSCODE_FAILED", "message": "ffmpeg exited 1", "detail": "internal"},
+    }
+
+    assert rendition_view(rendition, fake_url) == {
+        "name": "720p",
+        "status": "FAILED",
+        "progress": 40,
+        "width": 1280,
+        "height": 720,
+        "durationMs": None,
+        "bytes": None,
+        "contentType": None,
+        "url": None,
+        "error": {"code": "TRANSCODE_FAILED", "message": "ffmpeg exited 1"},
+        "reason": None,
+    }
+
+
+def test_a_page_view_keeps_the_table_order_and_the_cursor() -> None:
+    jobs = [{"jobId": j, "status": "AWAITING_UPLOAD", "createdAt": 0, "updatedAt": 0} for j in ("B", "A")]
+
+    page = job_page_view(jobs, "next", fake_url)
+
+    assert [job["jobId"] for job in page["jobs"]] == ["B", "A"]
+    assert page["nextCursor"] == "next"
