@@ -15,7 +15,7 @@ from functions.common.events import EventPublisher
 from functions.transcode.messages import TranscodeQueueRecord, plan_for
 from functions.transcode.settings import TranscodeSettings
 from functions.transcode.storage import MediaStore
-from functions.transcode.transcoder import Outcome, RenditionTranscoder
+from functions.transcode.transcoder import Outcome, RenditionTranscoder, remove_stale_work_dirs
 
 logger = Logger()
 metrics = Metrics()
@@ -42,7 +42,13 @@ def transcode_record(
             metrics.add_metric(name="MessagesDropped", unit=MetricUnit.Count, value=1)
             return "DROPPED"
         logger.info("transcoding", extra={"receiveCount": record.attributes.ApproximateReceiveCount})
-        result = transcoder.transcode(message, plan, remaining_ms)
+        try:
+            result = transcoder.transcode(message, plan, remaining_ms)
+        except Exception:
+            # Logged here, with the jobId, then re-raised: the batch processor returns the record to the queue.
+            logger.exception("transcode interrupted; the message will be delivered again")
+            metrics.add_metric(name="TranscodeRetries", unit=MetricUnit.Count, value=1)
+            raise
         metrics.add_metric(name=f"Renditions{result.outcome.title()}", unit=MetricUnit.Count, value=1)
         if result.outcome is Outcome.COMPLETED and result.stored is not None:
             metrics.add_metric(name="EncodeSeconds", unit=MetricUnit.Seconds, value=result.encode_seconds)
@@ -62,6 +68,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         settings,
     )
     metrics.add_dimension(name="rendition", value=settings.rendition.name)
+    remove_stale_work_dirs(settings.work_root)
 
     def record_handler(record: TranscodeQueueRecord) -> str:
         return transcode_record(record, settings, transcoder, context.get_remaining_time_in_millis)

@@ -14,6 +14,7 @@ was interrupted before its upload simply runs again and overwrites the same key;
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from functions.transcode.settings import TranscodeSettings
 from functions.transcode.storage import CONTENT_TYPE, MediaStore, SourceMissing, StoredRendition
 
 ENGINE = "lambda"
+WORK_DIR_PREFIX = "transcode-"
 ERROR_MESSAGE_CHARS = 500
 # Below this, an encode cannot do anything useful before the invocation ends; let SQS hand it to a fresh one.
 MIN_ENCODE_SECONDS = 5.0
@@ -61,6 +63,20 @@ class RenditionResult:
     stored: StoredRendition | None = None
     error_code: str | None = None
     encode_seconds: float = 0.0
+
+
+def remove_stale_work_dirs(work_root: Path) -> None:
+    """Delete working directories an earlier invocation could not clean (Lambda stopped it at its timeout).
+
+    One invocation handles its records one after the other, so at its start no directory is in use; left behind,
+    gigabytes of sources in a warm sandbox's /tmp would make the next encodes fail for lack of space.
+    """
+    if not work_root.is_dir():
+        return
+    for stale in work_root.glob(f"{WORK_DIR_PREFIX}*"):
+        if stale.is_dir() and not stale.is_symlink():
+            logger.warning("removing a working directory left by an interrupted invocation", extra={"path": str(stale)})
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def progress_detail(message: FanOutMessage, rendition: str, percent: int) -> dict[str, Any]:
@@ -111,7 +127,7 @@ class RenditionTranscoder:
 
         self._publisher.publish(DetailType.RENDITION_PROGRESS, progress_detail(message, plan.name, 0))
         self._settings.work_root.mkdir(parents=True, exist_ok=True)
-        with TemporaryDirectory(prefix="transcode-", dir=self._settings.work_root) as work:
+        with TemporaryDirectory(prefix=WORK_DIR_PREFIX, dir=self._settings.work_root) as work:
             return self._transcode_in(Path(work), message, plan, remaining_ms)
 
     def _transcode_in(

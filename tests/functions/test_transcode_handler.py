@@ -490,3 +490,19 @@ def test_misconfigured_function_fails_the_whole_batch(harness: Harness) -> None:
     with pytest.raises(SettingsError, match="RENDITION is not set"):
         harness.invoke(fixture_body())
     assert harness.events.drain() == []
+
+
+def test_working_directories_left_by_a_killed_invocation_are_removed(harness: Harness) -> None:
+    # GIVEN a warm sandbox whose previous invocation hit the Lambda timeout mid-encode
+    stale = harness.work / "transcode-k1ll3d"
+    stale.mkdir(parents=True)
+    (stale / "source").write_bytes(b"\x00" * 4096)
+    unrelated = harness.work / "something-else"
+    unrelated.mkdir()
+    body = fixture_body()
+    body["renditions"] = []
+
+    harness.invoke(body)
+
+    # THEN its working directory is gone, and nothing else was touched
+    assert list(harness.work.iterdir()) == [unrelated]
