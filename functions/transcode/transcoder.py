@@ -125,6 +125,7 @@ class RenditionTranscoder:
             self._publisher.publish(DetailType.RENDITION_COMPLETED, completed_detail(message, plan.name, existing))
             return RenditionResult(Outcome.REANNOUNCED, stored=existing)
 
+        self._encode_budget(remaining_ms)
         self._publisher.publish(DetailType.RENDITION_PROGRESS, progress_detail(message, plan.name, 0))
         self._settings.work_root.mkdir(parents=True, exist_ok=True)
         with TemporaryDirectory(prefix=WORK_DIR_PREFIX, dir=self._settings.work_root) as work:
@@ -139,9 +140,7 @@ class RenditionTranscoder:
         except SourceMissing as err:
             return self._fail(message, plan, "TRANSCODE_FAILED", str(err))
 
-        timeout = remaining_ms() / 1000 - self._settings.reserve_seconds
-        if timeout < MIN_ENCODE_SECONDS:
-            raise NotEnoughTime(f"{remaining_ms()} ms left in the invocation")
+        timeout = self._encode_budget(remaining_ms)
         args = transcode_args(ffmpeg_path(), source, output, plan=plan, probe=message.probe, encoder=self._encoder)
         logger.info("encoding", extra={"ffmpeg": args, "timeoutSeconds": round(timeout)})
         milestones = ProgressMilestones(message.probe.durationMs)
@@ -171,6 +170,14 @@ class RenditionTranscoder:
             extra={"key": stored.key, "bytes": stored.bytes, "encodeSeconds": round(encode_seconds, 3)},
         )
         return RenditionResult(Outcome.COMPLETED, stored=stored, encode_seconds=encode_seconds)
+
+    def _encode_budget(self, remaining_ms: Callable[[], int]) -> float:
+        """Seconds ffmpeg may run: what is left of the invocation, less the reserve for reading back and uploading."""
+        left_ms = remaining_ms()
+        budget = left_ms / 1000 - self._settings.reserve_seconds
+        if budget < MIN_ENCODE_SECONDS:
+            raise NotEnoughTime(f"only {left_ms} ms left in the invocation")
+        return budget
 
     def announce_progress(self, message: FanOutMessage, plan: EncodePlan, percent: int | None) -> None:
         """Progress is advisory: a failed put is logged and the encode goes on (Completed is not optional)."""
