@@ -39,6 +39,11 @@ class Emulator:
         self._endpoint = f"http://{host}:{port}"
         return self._endpoint
 
+    @classmethod
+    def attach(cls, endpoint: str, region: str) -> Emulator:
+        """Clients for a moto server another process runs (the `status` command)."""
+        return cls(region=region, _endpoint=endpoint)
+
     @property
     def endpoint(self) -> str:
         if not self._endpoint:

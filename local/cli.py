@@ -1,0 +1,358 @@
+"""`python -m local`: run the pipeline's Pulumi program as a local cloud, and act as its client."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from local.auth import AuthorizerSettings, SigningKey, issue_token
+from local.client import ApiClient, ApiError, download, post_form
+from local.cloud import (
+    DEFAULT_LAYER,
+    DEPLOYMENT_FILE,
+    OUTPUTS_FILE,
+    PROJECT_DIR,
+    WORKERS_FILE,
+    CloudOptions,
+    LocalCloud,
+)
+from local.deployment import Behaviour
+from local.display import ProgressBar, human_bytes, table
+from local.stack_config import parse_override
+
+DEFAULT_SUBJECT = "local-user"
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    return Path(args.state_dir) if args.state_dir else Path(args.project_dir) / ".local"
+
+
+def _read_json(path: Path, hint: str) -> Any:
+    if not path.exists():
+        raise SystemExit(f"{path} not found: {hint}")
+    return json.loads(path.read_text())
+
+
+def _cloud_options(args: argparse.Namespace) -> CloudOptions:
+    state = _state_dir(args)
+    layers = [p for p in (DEFAULT_LAYER, state / "Pulumi.local.yaml") if p.exists()]
+    layers += [Path(p) for p in args.config_file or []]
+    return CloudOptions(
+        project_dir=Path(args.project_dir).resolve(),
+        stack=args.stack,
+        state_dir=state,
+        port=args.port,
+        layers=layers,
+        overrides=dict(parse_override(item) for item in args.config or []),
+        time_scale=args.time_scale,
+        concurrency=args.concurrency,
+    )
+
+
+def _token_for(state: Path, subject: str, ttl: int = 3600) -> str:
+    settings = AuthorizerSettings.load(state)
+    return issue_token(SigningKey.load_or_create(state), settings, subject, ttl)
+
+
+def _resource_summary(cloud: LocalCloud) -> str:
+    assert cloud.deployment is not None
+    rows = [
+        (r.behaviour, r.type.removeprefix("aws:"), r.name, r.id if len(r.id) < 70 else "…" + r.id[-69:], r.note)
+        for r in sorted(
+            cloud.deployment.resources, key=lambda r: (r.behaviour != Behaviour.RUNTIME, r.behaviour, r.type)
+        )
+    ]
+    counts = {b: sum(1 for r in cloud.deployment.resources if r.behaviour == b) for b in Behaviour}
+    deliveries = [
+        (d.source, d.shape, d.max_retry_attempts, d.dead_letter_arn or "-") for d in cloud.deployment.deliveries
+    ]
+    text = table(("behaviour", "type", "name", "id", "note"), rows)
+    if deliveries:
+        text += "\n\nLocal deliveries (targets moto cannot invoke):\n"
+        text += table(("source", "event shape", "retries", "dead-letter"), deliveries)
+    summary = ", ".join(f"{count} {behaviour}" for behaviour, count in counts.items())
+    return f"{text}\n\n{len(cloud.deployment.resources)} resources: {summary}"
+
+
+def _start_cloud(args: argparse.Namespace, echo_logs: bool) -> LocalCloud:
+    cloud = LocalCloud(_cloud_options(args), echo=sys.stdout if echo_logs else None)
+    started = time.monotonic()
+    try:
+        cloud.start()
+    except BaseException:
+        cloud.stop()
+        raise
+    print(f"local cloud ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    return cloud
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def command_up(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    cloud = _start_cloud(args, echo_logs=args.logs)
+    try:
+        state = cloud.options.state
+        print(_resource_summary(cloud))
+        token = _token_for(state, DEFAULT_SUBJECT)
+        print(f"\nAPI:      {cloud.api_url}")
+        print(f"Emulator: {cloud.emulator.endpoint if cloud.emulator else '-'}")
+        print(f"Outputs:  {state / OUTPUTS_FILE}")
+        print(f"Logs:     {state / 'logs'}/<function>.log")
+        print(f"Token ({DEFAULT_SUBJECT}, 1 h): {token}")
+        print(f'Try:      curl -H "Authorization: Bearer $(python -m local token --sub me)" {cloud.api_url}jobs')
+        print("Ctrl-C stops everything.", flush=True)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("\nstopping…", file=sys.stderr)
+    finally:
+        cloud.stop()
+    return 0
+
+
+def command_token(args: argparse.Namespace) -> int:
+    print(_token_for(_state_dir(args), args.sub, args.ttl))
+    return 0
+
+
+def _print_job_line(job: dict[str, Any]) -> str:
+    renditions = " ".join(f"{r['name']}:{r['status']}" for r in job.get("renditions") or [])
+    return f"{job['status']:<15} {renditions}"
+
+
+def upload_and_follow(client: ApiClient, path: Path, timeout_seconds: float) -> dict[str, Any]:
+    """The client flow: POST /uploads, send the file to the form with a progress bar, follow the job."""
+    created = client.create_upload(path)
+    job_id = created["jobId"]
+    print(f"job {job_id}: {created['status']}", file=sys.stderr)
+    bar = ProgressBar(f"upload  {path.name}")
+    status = post_form(
+        created["upload"]["url"],
+        created["upload"]["fields"],
+        path,
+        lambda sent, total: bar.update(sent / total, human_bytes(sent)),
+    )
+    bar.close()
+    if status not in (200, 201, 204):
+        raise ApiError(status, "the upload form was refused")
+    progress = ProgressBar("process ")
+    job = client.follow(
+        job_id, lambda j: progress.update((j.get("progress") or 0) / 100, _print_job_line(j)), timeout_seconds
+    )
+    progress.close()
+    return job
+
+
+def rendition_table(job: dict[str, Any]) -> str:
+    rows = [
+        (
+            r["name"],
+            r["status"],
+            f"{r.get('width')}x{r.get('height')}" if r.get("width") else "-",
+            f"{(r.get('durationMs') or 0) / 1000:.2f} s" if r.get("durationMs") else "-",
+            human_bytes(r.get("bytes")),
+            r.get("reason") or "",
+        )
+        for r in job.get("renditions") or []
+    ]
+    return table(("rendition", "status", "resolution", "duration", "size", "reason"), rows)
+
+
+def _job_outcome(job: dict[str, Any]) -> int:
+    print(f"job {job['jobId']}: {job['status']}")
+    if job.get("error"):
+        print(f"error: {job['error'].get('code')}: {job['error'].get('message')}")
+    print(rendition_table(job))
+    return 0 if job["status"] == "COMPLETED" else 1
+
+
+def command_upload(args: argparse.Namespace) -> int:
+    state = _state_dir(args)
+    api_url = args.api or _read_json(state / OUTPUTS_FILE, "start the local cloud (python -m local up)")["apiUrl"]
+    client = ApiClient(api_url, args.token or _token_for(state, args.sub))
+    try:
+        job = upload_and_follow(client, Path(args.file), args.timeout)
+    except ApiError as err:
+        print(f"upload failed: {err}", file=sys.stderr)
+        return 1
+    return _job_outcome(job)
+
+
+def _queue_rows(sqs: Any, queues: list[dict[str, str]]) -> tuple[list[tuple[Any, ...]], list[str]]:
+    dead_letter_arns: set[str] = set()
+    attributes_by_url = {}
+    for queue in queues:
+        attributes = sqs.get_queue_attributes(QueueUrl=queue["url"], AttributeNames=["All"])["Attributes"]
+        attributes_by_url[queue["url"]] = attributes
+        if "RedrivePolicy" in attributes:
+            dead_letter_arns.add(json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"])
+    rows, dlqs = [], []
+    for queue in queues:
+        attributes = attributes_by_url[queue["url"]]
+        is_dlq = queue["arn"] in dead_letter_arns
+        if is_dlq:
+            dlqs.append(queue["url"])
+        rows.append(
+            (
+                queue["name"],
+                "DLQ" if is_dlq else "",
+                attributes.get("ApproximateNumberOfMessages"),
+                attributes.get("ApproximateNumberOfMessagesNotVisible"),
+            )
+        )
+    return rows, dlqs
+
+
+def command_status(args: argparse.Namespace) -> int:
+    from local.emulator import Emulator
+
+    state = _state_dir(args)
+    deployment = _read_json(state / DEPLOYMENT_FILE, "start the local cloud (python -m local up)")
+    if not (state / OUTPUTS_FILE).exists():
+        raise SystemExit("the local cloud is not running (no .local/outputs.json)")
+    emulator = Emulator.attach(deployment["emulatorEndpoint"], deployment["region"])
+    sqs = emulator.client("sqs")
+    rows, dlqs = _queue_rows(sqs, deployment["queues"])
+    print("Queues")
+    print(table(("queue", "", "visible", "in flight"), rows))
+    for url in dlqs:
+        peeked = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=5, VisibilityTimeout=0).get("Messages", [])
+        for message in peeked:
+            print(f"  {url.rsplit('/', 1)[1]}: {message['Body'][:160]}")
+    dynamodb = emulator.client("dynamodb")
+    for resource in deployment["resources"]:
+        if resource["type"] != "aws:dynamodb/table:Table":
+            continue
+        items = dynamodb.scan(TableName=resource["id"], Limit=100).get("Items", [])
+        jobs = [i for i in items if "jobId" in i and "status" in i]
+        print(f"\nTable {resource['id']}: {len(items)} items (first 100 scanned)")
+        if jobs:
+            jobs.sort(key=lambda i: int(i.get("createdAt", {}).get("N", "0")), reverse=True)
+            job_rows = [
+                (
+                    j["jobId"]["S"],
+                    j.get("ownerId", {}).get("S"),
+                    j["status"]["S"],
+                    j.get("progress", {}).get("N", "-"),
+                    j.get("error", {}).get("M", {}).get("code", {}).get("S", ""),
+                )
+                for j in jobs[:20]
+            ]
+            print(table(("job", "owner", "status", "progress", "error"), job_rows))
+    workers = _read_json(state / WORKERS_FILE, "the local cloud is not running")
+    print("\nFunctions")
+    function_rows = [
+        (name, f["stats"]["invocations"], f["stats"]["errors"], f["stats"]["timeouts"], len(f["workers"]))
+        for name, f in workers["functions"].items()
+    ]
+    print(table(("function", "invocations", "errors", "timeouts", "workers"), function_rows))
+    return 0
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    from local.samples import make_sample_video, probe_media
+
+    started = time.monotonic()
+    cloud = _start_cloud(args, echo_logs=args.logs)
+    work_dir = Path(tempfile.mkdtemp(prefix="demo-", dir=cloud.options.state))
+    try:
+        print(f"API {cloud.api_url}", file=sys.stderr)
+        sample = make_sample_video(work_dir / "sample-1080p.mp4", seconds=args.seconds)
+        print(f"sample: {sample.name} ({human_bytes(sample.stat().st_size)}, 1920x1080, {args.seconds:g} s)")
+        client = ApiClient(cloud.api_url, _token_for(cloud.options.state, DEFAULT_SUBJECT))
+        job = upload_and_follow(client, sample, args.timeout)
+        if job["status"] != "COMPLETED":
+            return _job_outcome(job)
+        rows = []
+        for rendition in job["renditions"]:
+            if rendition["status"] != "COMPLETED":
+                rows.append((rendition["name"], rendition["status"], "-", "-", "-", "-"))
+                continue
+            local_copy = download(rendition["url"], work_dir / f"{rendition['name']}.mp4")
+            probed = probe_media(local_copy)
+            rows.append(
+                (
+                    rendition["name"],
+                    rendition["status"],
+                    f"{probed['width']}x{probed['height']}",
+                    f"{probed['durationSeconds']:.2f} s",
+                    f"{probed['bitRate'] / 1000:.0f} kbit/s",
+                    human_bytes(probed["sizeBytes"]),
+                )
+            )
+        print(f"\njob {job['jobId']}: {job['status']} in {time.monotonic() - started:.1f} s (ffprobe of the downloads)")
+        print(table(("rendition", "status", "resolution", "duration", "bitrate", "size"), rows))
+        return 0
+    except ApiError as err:
+        print(f"demo failed: {err}", file=sys.stderr)
+        return 1
+    finally:
+        cloud.stop()
+        if not args.keep:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m local",
+        description="Run the media-pipeline Pulumi program as a local cloud (moto, worker processes, HTTP API).",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--project-dir", default=str(PROJECT_DIR), help="directory of Pulumi.yaml and __main__.py")
+    common.add_argument("--state-dir", help="where keys, outputs and logs go (default: <project>/.local)")
+    cloud = argparse.ArgumentParser(add_help=False)
+    cloud.add_argument("--port", type=int, default=0, help="HTTP API port on 127.0.0.1 (default: a free port)")
+    cloud.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml is read (default: dev)")
+    cloud.add_argument("--config", action="append", metavar="KEY=VALUE", help="override a stack config value")
+    cloud.add_argument("--config-file", action="append", metavar="PATH", help="extra config layer (Pulumi.*.yaml form)")
+    cloud.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.01,
+        help="local clock for service-side waits (schedules, visibility after failure, async retries); 0.01 = 100x",
+    )
+    cloud.add_argument("--concurrency", type=int, default=2, help="worker processes per function at most")
+    cloud.add_argument("--logs", action="store_true", help="echo function logs to the console")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", parents=[common, cloud], help="run the local cloud until Ctrl-C")
+    up.set_defaults(run=command_up)
+
+    token = commands.add_parser("token", parents=[common], help="print a bearer token the local API accepts")
+    token.add_argument("--sub", required=True, help="the user (JWT sub claim; the owner of their jobs)")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until the token expires (default 3600)")
+    token.set_defaults(run=command_token)
+
+    upload = commands.add_parser("upload", parents=[common], help="upload a file and follow its job")
+    upload.add_argument("file", help="media file to upload")
+    upload.add_argument("--api", help="API URL (default: apiUrl from .local/outputs.json)")
+    upload.add_argument("--sub", default=DEFAULT_SUBJECT, help=f"user to upload as (default {DEFAULT_SUBJECT})")
+    upload.add_argument("--token", help="bearer token to use instead of a local one")
+    upload.add_argument("--timeout", type=float, default=600, help="seconds to follow the job (default 600)")
+    upload.set_defaults(run=command_upload)
+
+    status = commands.add_parser("status", parents=[common], help="jobs, queue depths, DLQ contents, functions")
+    status.set_defaults(run=command_status)
+
+    demo = commands.add_parser("demo", parents=[common, cloud], help="start, upload a generated 1080p clip, report")
+    demo.add_argument("--seconds", type=float, default=4.0, help="length of the generated clip (default 4)")
+    demo.add_argument("--timeout", type=float, default=300, help="seconds to wait for the job (default 300)")
+    demo.add_argument("--keep", action="store_true", help="keep the sample and downloads under .local/")
+    demo.set_defaults(run=command_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
