@@ -61,6 +61,8 @@ class LambdaFunctionArgs:
     """Messages per invocation from `queue_arn`."""
 
 
+MAX_TIMEOUT_SECONDS = 900
+MAX_MEMORY_MB = 10_240
 MIB = 1024 * 1024
 MIN_EPHEMERAL_MB = 512
 MAX_EPHEMERAL_MB = 10_240
@@ -100,6 +102,10 @@ class LambdaFunction(pulumi.ComponentResource):
         super().__init__("media-pipeline:index:LambdaFunction", name, None, opts)
         if (args.code is None) == (args.image_uri is None):
             raise ValueError(f"{name}: set exactly one of code and image_uri")
+        if not 1 <= args.timeout_seconds <= MAX_TIMEOUT_SECONDS or not 128 <= args.memory_mb <= MAX_MEMORY_MB:
+            raise ValueError(
+                f"{name}: Lambda allows 1-900 s and 128-10240 MB, got {args.timeout_seconds} s, {args.memory_mb} MB"
+            )
         child = ResourceOptions(parent=self)
 
         # Execution role only Lambda can assume.

