@@ -74,7 +74,9 @@ stack = pulumi.get_stack()
 region = aws.get_region_output().region
 account_id = aws.get_caller_identity_output().account_id
 layers = (region.apply(lambda r: powertools_layer_arn.replace("{region}", r)),)
-functions_code = source_archive(ROOT / "functions")
+# The zip functions run on python3.11 + the Powertools layer (boto3, pydantic, X-Ray SDK); python-ulid (job IDs) is
+# the one pure-Python dependency neither provides, so it travels in the zip.
+functions_code = source_archive(ROOT / "functions", vendored=("ulid",))
 
 # Buckets: uploads (browser POSTs, sources expire) and outputs (renditions expire with their jobs).
 uploads = SecureBucket(

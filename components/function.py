@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from collections.abc import Mapping
@@ -76,12 +77,24 @@ def scratch_space_mb(max_file_bytes: int, copies: int) -> int:
     return needed
 
 
-def source_archive(package_dir: Path) -> pulumi.AssetArchive:
-    """Zip of a Python package directory (e.g. the repo's `functions/`), kept under its own name, bytecode left out."""
+def _package_files(package_dir: Path, name: str) -> dict[str, pulumi.Asset]:
     files = sorted(p for p in package_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    return pulumi.AssetArchive(
-        {f"{package_dir.name}/{p.relative_to(package_dir).as_posix()}": pulumi.FileAsset(str(p)) for p in files}
-    )
+    return {f"{name}/{p.relative_to(package_dir).as_posix()}": pulumi.FileAsset(str(p)) for p in files}
+
+
+def source_archive(package_dir: Path, vendored: tuple[str, ...] = ()) -> pulumi.AssetArchive:
+    """Zip of a package directory (the repo's `functions/`) under its own name, plus installed pure-Python packages.
+
+    `vendored` names importable packages the Lambda runtime and its layers lack; they are copied from the environment
+    running the program, bytecode left out.
+    """
+    assets = _package_files(package_dir, package_dir.name)
+    for name in vendored:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            raise ValueError(f"cannot vendor {name!r}: it is not an installed package")
+        assets |= _package_files(Path(next(iter(spec.submodule_search_locations))), name)
+    return pulumi.AssetArchive(assets)
 
 
 class LambdaFunction(pulumi.ComponentResource):

@@ -211,3 +211,14 @@ def test_mocks_refuse_invokes_the_program_is_not_known_to_make() -> None:
     with pytest.raises(UnknownInvoke, match="getAvailabilityZones"):
         mocks.call(MockCallArgs("aws:index/getAvailabilityZones:getAvailabilityZones", {}, ""))
     assert mocks.call(MockCallArgs("aws:index/getRegion:getRegion", {}, ""))["region"] == "us-east-1"
+
+
+def test_source_archive_vendors_installed_pure_python_packages(tmp_path: Path) -> None:
+    package = tmp_path / "functions"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    names = sorted(source_archive(package, vendored=("ulid",)).assets)
+    assert "ulid/__init__.py" in names and "functions/__init__.py" in names
+    assert not [n for n in names if n.endswith(".pyc")]
+    with pytest.raises(ValueError, match="not an installed package"):
+        source_archive(package, vendored=("no_such_package_anywhere",))

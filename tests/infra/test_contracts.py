@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +125,34 @@ def test_ffmpeg_image_runs_python_311_with_the_functions_and_a_transcode_default
 def test_the_build_context_leaves_out_local_state_and_tests() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".venv", ".git", "tests", ".local"} <= ignored
+
+
+# What a zip function can import: the python3.11 runtime (stdlib, boto3), the Powertools v3 layer and what the program
+# vendors into the zip.
+ZIP_RUNTIME_PACKAGES = {"boto3", "botocore", "aws_lambda_powertools", "pydantic", "aws_xray_sdk", "functions", "ulid"}
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_zip_functions_ship_their_handlers_and_import_only_what_the_runtime_provides(dev: ProgramRun) -> None:
+    handlers = contract_handlers()
+    for function in dev.of_type(FUNCTION):
+        if function.inputs["packageType"] != "Zip":
+            continue
+        archive = set(function.inputs["code"].assets)
+        module = handlers[_service(function.inputs)][0].rsplit(".", 1)[0]
+        assert f"{module.replace('.', '/')}.py" in archive, function.name
+        assert "ulid/__init__.py" in archive
+        package = ROOT / "functions" / _service(function.inputs)
+        for source in [*package.rglob("*.py"), *(ROOT / "functions" / "common").rglob("*.py")]:
+            third_party = _module_level_imports(source) - set(sys.stdlib_module_names) - {"__future__"}
+            assert third_party <= ZIP_RUNTIME_PACKAGES, (source.relative_to(ROOT), third_party - ZIP_RUNTIME_PACKAGES)
