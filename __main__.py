@@ -114,6 +114,7 @@ tracker = Tracker(
         bus_name=store.bus_name,
         bus_arn=store.bus_arn,
         table_arn=store.table_arn,
+        outputs_bucket_arn=outputs.arn,
         deadline_index_arn=store.deadline_index_arn,
         code=functions_code,
         layers=layers,

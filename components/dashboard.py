@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 JOB_METRICS_NAMESPACE = "MediaPipeline"
-JOB_OUTCOME_METRICS = ("JobsCompleted", "JobsFailed", "JobsRejected")
+JOB_OUTCOME_METRICS = ("JobsCompleted", "JobsFailed", "JobsRejected", "JobsExpired")
 _WIDTH = 12
 _HEIGHT = 6
 

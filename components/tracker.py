@@ -29,6 +29,8 @@ class TrackerArgs:
     """Its ARN (the tracker publishes job outcomes there)."""
     table_arn: Input[str]
     """Jobs table ARN."""
+    outputs_bucket_arn: Input[str]
+    """Outputs bucket, whose MediaConvert results the tracker sizes with HEAD."""
     deadline_index_arn: Input[str]
     """ARN of the open-jobs-by-deadline index the sweep queries."""
     code: pulumi.Archive
@@ -84,6 +86,14 @@ class Tracker(pulumi.ComponentResource):
                     ),
                     Grant(("events:PutEvents",), (args.bus_arn,)),
                     Grant(("sqs:SendMessage",), (dlq.arn,)),
+                    Grant(
+                        ("s3:GetObject",),
+                        (
+                            Output.from_input(args.outputs_bucket_arn).apply(
+                                lambda a: policies.object_arns(a, patterns.OUTPUT_PREFIX)
+                            ),
+                        ),
+                    ),
                 ),
             ),
             opts=child,

@@ -11,6 +11,7 @@ from pulumi import Input, Output, ResourceOptions
 
 from components import patterns, policies
 from components.function import Grant, LambdaFunction, LambdaFunctionArgs
+from components.patterns import OUTPUT_PREFIX, UPLOAD_PREFIX
 from components.work_queue import SNS_SERVICE, WorkQueue, WorkQueueArgs
 from functions.common.renditions import Rendition
 
@@ -92,12 +93,17 @@ class Transcoder(pulumi.ComponentResource):
                 queue_arn=self.queue.arn,
                 batch_size=1,
                 grants=(
+                    Grant(("s3:GetObject",), (uploads.apply(lambda a: policies.object_arns(a, UPLOAD_PREFIX)),)),
+                    # HEAD of an output from an earlier delivery lets a redelivered message skip the encode.
                     Grant(
-                        ("s3:GetObject",), (uploads.apply(lambda a: policies.object_arns(a, patterns.UPLOAD_PREFIX)),)
+                        ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"),
+                        (outputs.apply(lambda a: policies.object_arns(a, OUTPUT_PREFIX)),),
                     ),
+                    # Without ListBucket a missing object reads as AccessDenied instead of NotFound.
                     Grant(
-                        ("s3:PutObject", "s3:AbortMultipartUpload"),
-                        (outputs.apply(lambda a: policies.object_arns(a, patterns.OUTPUT_PREFIX)),),
+                        ("s3:ListBucket",),
+                        (args.uploads_bucket_arn, args.outputs_bucket_arn),
+                        {"StringLike": {"s3:prefix": [f"{UPLOAD_PREFIX}*", f"{OUTPUT_PREFIX}*"]}},
                     ),
                     Grant(("events:PutEvents",), (args.bus_arn,)),
                 ),

@@ -163,7 +163,7 @@ def test_dashboard_lists_queues_dlqs_functions_and_outcomes() -> None:
     assert depth == [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "q1", {"label": "ingest"}]]
     assert age[0][1] == "ApproximateAgeOfOldestMessage"
     assert dlq[0][3] == "d1" and errors == [["AWS/Lambda", "Errors", "FunctionName", "f1", {"label": "api"}]]
-    assert [m[0]["label"] for m in outcomes] == ["JobsCompleted", "JobsFailed", "JobsRejected"]
+    assert [m[0]["label"] for m in outcomes] == ["JobsCompleted", "JobsFailed", "JobsRejected", "JobsExpired"]
     assert {w["properties"]["region"] for w in body["widgets"]} == {"eu-west-1"}
     assert len({(w["x"], w["y"]) for w in body["widgets"]}) == 5
     with pytest.raises(ValueError, match="at least one"):

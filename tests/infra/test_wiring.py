@@ -71,14 +71,15 @@ def test_each_rendition_queue_subscribes_to_the_validated_topic_for_its_renditio
         assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": [topic.outputs["arn"]]}}
 
 
-def test_transcoders_read_uploads_write_outputs_and_publish_to_the_bus_only(with_480p: ProgramRun) -> None:
+def test_transcoders_read_uploads_write_and_check_outputs_and_publish_to_the_bus_only(with_480p: ProgramRun) -> None:
     uploads = with_480p.named("aws:s3/bucket:Bucket", "uploads-bucket").outputs["arn"]
     outputs = with_480p.named("aws:s3/bucket:Bucket", "outputs-bucket").outputs["arn"]
     bus = with_480p.of_type("aws:cloudwatch/eventBus:EventBus")[0].outputs["arn"]
     for name in ("480p", "720p", "1080p"):
         queue = with_480p.named(QUEUE, f"transcode-{name}-queue").outputs["arn"]
         assert _grants(with_480p, f"transcode-{name}-function") == {
-            "s3:GetObject": {f"{uploads}/uploads/*"},
+            "s3:GetObject": {f"{uploads}/uploads/*", f"{outputs}/outputs/*"},
+            "s3:ListBucket": {uploads, outputs},
             "s3:PutObject": {f"{outputs}/outputs/*"},
             "s3:AbortMultipartUpload": {f"{outputs}/outputs/*"},
             "events:PutEvents": {bus},
@@ -179,6 +180,8 @@ def test_tracker_failed_invocations_go_to_its_dlq_and_it_may_write_jobs(dev: Pro
     assert grants["dynamodb:Query"] == {table, f"{table}/index/{OPEN_DEADLINE_INDEX}"}
     assert grants["sqs:SendMessage"] == {dlq}
     assert "events:PutEvents" in grants
+    outputs = dev.named("aws:s3/bucket:Bucket", "outputs-bucket").outputs["arn"]
+    assert grants["s3:GetObject"] == {f"{outputs}/outputs/*"}  # HEAD of MediaConvert outputs for their size
 
 
 def test_api_routes_authorize_with_the_configured_jwt_except_health(dev: ProgramRun) -> None:
@@ -280,7 +283,7 @@ def test_dashboard_shows_every_queue_function_and_job_outcome(dev: ProgramRun) -
         assert f'"{queue.outputs["name"]}"' in text, queue.name
     for function in dev.of_type(FUNCTION):
         assert f'"{function.outputs["name"]}"' in text, function.name
-    for metric in ("JobsCompleted", "JobsFailed", "JobsRejected"):
+    for metric in ("JobsCompleted", "JobsFailed", "JobsRejected", "JobsExpired"):
         assert f'MetricName=\\"{metric}\\"' in text
     assert {w["properties"]["region"] for w in body["widgets"]} == {"us-east-1"}
 
