@@ -40,6 +40,16 @@ def ffprobe_path() -> str:
     return tool_path("ffprobe")
 
 
+def tool_env() -> dict[str, str]:
+    """A minimal environment for running ffmpeg/ffprobe on untrusted input.
+
+    The function's own environment holds its AWS credentials, which a parser of uploaded files has no use for.
+    `GCONV_PATH` is set because static ffmpeg builds crash (SIGSEGV) when their built-in glibc iconv loads the
+    host's gconv modules, as the MPEG-TS demuxer does for service names; with it set, ffmpeg carries on.
+    """
+    return {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C", "GCONV_PATH": "/nonexistent"}
+
+
 def _check() -> int:
     for tool in ("ffmpeg", "ffprobe"):
         path = tool_path(tool)

@@ -1,0 +1,1 @@
+"""Ingest Lambda: an upload arrived; probe it, validate it, plan its renditions, choose the engine, fan out."""
