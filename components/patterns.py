@@ -36,7 +36,7 @@ def mediaconvert_state_change_pattern(stack: str) -> dict[str, Any]:
 
 
 def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
-    """Exact-value EventBridge matching (the subset the patterns above use), for tests and the local cloud."""
+    """Exact-value matching as EventBridge rules and SNS filter policies apply it, for the subset used here."""
     for key, expected in pattern.items():
         if key not in event:
             return False

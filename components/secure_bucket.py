@@ -52,6 +52,9 @@ class SecureBucket(pulumi.ComponentResource):
         super().__init__("media-pipeline:index:SecureBucket", name, None, opts)
         if args.sse_algorithm not in SSE_ALGORITHMS:
             raise ValueError(f"{name}: sse_algorithm must be one of {SSE_ALGORITHMS}")
+        for expiry in args.expirations:
+            if not expiry.prefix.endswith("/") or expiry.days < 1:
+                raise ValueError(f"{name}: expiry needs a folder prefix and at least one day, got {expiry}")
         child = ResourceOptions(parent=self)
 
         # The bucket; every setting below is its own resource in pulumi-aws v7.

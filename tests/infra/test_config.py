@@ -87,6 +87,7 @@ def test_adding_a_rendition_adds_one_queue_one_dlq_one_subscription_and_one_func
         ({"transcodeTimeoutSeconds": 1000, "processingDeadlineSeconds": 20000}, "Lambda allows 1-900 s"),
         ({"transcodeMemoryMb": 64}, "128-10240 MB"),
         ({"allowedContentTypes": ["mp4"]}, "MIME types"),
+        ({"uploadRetentionDays": 0}, "at least one day"),
     ],
 )
 def test_invalid_config_stops_the_program_with_a_reason(overrides: dict[str, Any], message: str) -> None:
