@@ -99,7 +99,9 @@ def _on_mediaconvert_event(deps: Dependencies, envelope: EventBridgeModel) -> di
     if not mediaconvert.belongs_to(change, deps.settings.stack_name):
         logger.info("MediaConvert job of another pipeline; ignored", extra={"pipeline": change.user_metadata.pipeline})
         return {"outcome": "ignored", "reason": "another pipeline"}
-    job_id = str(change.job_id)
+    job_id = change.job_id
+    if job_id is None:
+        return _ignored("MediaConvert job of this pipeline without userMetadata.jobId")
     logger.append_keys(jobId=job_id, mediaConvertJobId=change.mediaconvert_job_id, mediaConvertStatus=change.status)
     sizes = _output_sizes(deps, change) if change.status == mediaconvert.MediaConvertStatus.COMPLETE else {}
     transition = mediaconvert.mediaconvert_transition(change, now=now_ms(), sizes=sizes)

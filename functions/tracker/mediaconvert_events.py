@@ -98,7 +98,7 @@ def parse_job_state_change(detail: dict[str, Any]) -> JobStateChange:
 
 def belongs_to(change: JobStateChange, stack_name: str) -> bool:
     """Defence in depth behind the rule's filter: only this stack's MediaConvert jobs move its jobs."""
-    return change.user_metadata.pipeline == stack_name and bool(change.job_id)
+    return change.user_metadata.pipeline == stack_name
 
 
 def s3_location(uri: str) -> tuple[str, str] | None:

@@ -386,6 +386,10 @@ def _without(event: dict[str, Any], key: str) -> dict[str, Any]:
         lambda job_id: {**pipeline_event("rendition_completed", job_id), "detail-type": "Job Completed"},
         lambda job_id: _without(pipeline_event("rendition_completed", job_id), "rendition"),
         lambda job_id: _without(mediaconvert_event("complete", job_id), "status"),
+        lambda job_id: {
+            **mediaconvert_event("complete", job_id),
+            "detail": {"status": "COMPLETE", "userMetadata": {"pipeline": "dev"}},
+        },
         lambda job_id: {**scheduled_event(), "detail-type": "Something Scheduled"},
     ],
     ids=[
@@ -395,6 +399,7 @@ def _without(event: dict[str, Any], key: str) -> dict[str, Any]:
         "untracked-detail-type",
         "pipeline-without-rendition",
         "mediaconvert-without-status",
+        "mediaconvert-without-job-id",
         "unknown-schedule",
     ],
 )

@@ -167,9 +167,10 @@ def test_a_detail_without_status_is_not_a_mediaconvert_state_change() -> None:
         mc.parse_job_state_change({"userMetadata": {"jobId": "j", "pipeline": "dev"}})
 
 
-def test_an_event_without_our_job_id_does_not_belong_to_us() -> None:
-    change = mc.parse_job_state_change({"status": "COMPLETE", "userMetadata": {"pipeline": "dev"}})
-    assert not mc.belongs_to(change, "dev")
+def test_an_event_without_a_job_id_names_no_job() -> None:
+    change = mc.parse_job_state_change({"status": "COMPLETE", "userMetadata": {"pipeline": "dev", "jobId": ""}})
+    assert mc.belongs_to(change, "dev")
+    assert change.job_id is None
 
 
 @pytest.mark.parametrize(
