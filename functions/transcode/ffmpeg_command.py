@@ -28,8 +28,8 @@ from functions.transcode.messages import EncodePlan, SourceProbe
 GOP_SECONDS = 2
 # When ingest could not read a frame rate, assume the common one; the forced keyframes keep the 2 s grid anyway.
 FALLBACK_FRAME_RATE = 30.0
-# Demuxers allowed when the probe does not name one: the containers cameras, phones and editors write.
-DEFAULT_DEMUXERS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,flv"
+# Demuxers allowed when the probe does not name one: the containers ingest accepts (no playlists, no image sequences).
+DEFAULT_DEMUXERS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,flv"
 
 
 @dataclass(frozen=True)

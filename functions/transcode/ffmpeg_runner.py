@@ -1,4 +1,8 @@
-"""Running ffmpeg and ffprobe as child processes: a deadline, live progress, and the end of stderr on failure."""
+"""Running ffmpeg and ffprobe as child processes: a deadline, live progress, and the end of stderr on failure.
+
+Both run with `media_tools.tool_env()`, not the function's environment: a parser of uploaded files has no use for
+the function's AWS credentials.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from functions.common.media_tools import ffprobe_path
+from functions.common.media_tools import ffprobe_path, tool_env
 
 STDERR_TAIL_CHARS = 500
 PROBE_OPTIONS = ("-v", "error", "-protocol_whitelist", "file", "-print_format", "json", "-show_format", "-show_streams")
@@ -51,7 +55,13 @@ def run_ffmpeg(args: list[str], *, timeout_seconds: float, on_progress_line: Cal
     timed_out = threading.Event()
     with tempfile.TemporaryFile() as stderr_file:
         process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr_file, text=True, errors="replace"
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr_file,
+            text=True,
+            errors="replace",
+            env=tool_env(),
         )
 
         def kill_at_deadline() -> None:
@@ -84,6 +94,7 @@ def probe_file(path: Path, *, timeout_seconds: float = 60) -> dict[str, Any]:
         result = subprocess.run(
             [ffprobe_path(), *PROBE_OPTIONS, str(path)],
             stdin=subprocess.DEVNULL,
+            env=tool_env(),
             capture_output=True,
             text=True,
             timeout=timeout_seconds,

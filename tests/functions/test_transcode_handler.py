@@ -14,11 +14,11 @@ from typing import Any
 import boto3
 import pytest
 
-from functions.common.media_tools import ffmpeg_path, ffprobe_path
+from functions.common.media_tools import ffmpeg_path, ffprobe_path, tool_env
 from functions.transcode import handler, transcoder
 from functions.transcode.settings import SettingsError
 from tests.functions.conftest import FIXTURES, REGION, CapturedEvents, FakeLambdaContext
-from tests.media_samples import is_faststart, make_video, probe
+from tests.media_samples import is_faststart, make_video
 
 JOB_ID = "01JBQ7Z8K3M4N5P6Q7R8S9T0VW"
 OWNER_ID = "user-1"
@@ -70,9 +70,22 @@ def harness(
     return result
 
 
+def ffprobe_json(path: Path) -> dict[str, Any]:
+    """Like tests.media_samples.probe, in the environment the functions use (static ffprobe crashes on MPEG-TS
+    service names with the host's iconv modules)."""
+    result = subprocess.run(
+        [ffprobe_path(), "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=tool_env(),
+    )
+    return json.loads(result.stdout)
+
+
 def source_probe(path: Path) -> dict[str, Any]:
     """The probe ingest would put in the fan-out message (docs/CONTRACTS.md "Probe")."""
-    report = probe(path)
+    report = ffprobe_json(path)
     video = next(s for s in report["streams"] if s["codec_type"] == "video")
     audio = next((s for s in report["streams"] if s["codec_type"] == "audio"), None)
     rotation = round(next((d["rotation"] for d in video.get("side_data_list", []) if "rotation" in d), 0)) % 360
@@ -138,6 +151,7 @@ def keyframe_times(path: Path) -> list[float]:
         capture_output=True,
         text=True,
         check=True,
+        env=tool_env(),
     )
     return [round(float(line.strip(",")), 3) for line in result.stdout.split()]
 
@@ -147,14 +161,14 @@ def by_type(events: list[dict[str, Any]], detail_type: str) -> list[dict[str, An
 
 
 def source_duration_ms(path: Path) -> int:
-    return round(float(probe(path)["format"]["duration"]) * 1000)
+    return round(float(ffprobe_json(path)["format"]["duration"]) * 1000)
 
 
 def assert_is_planned_rendition(
     output: Path, *, width: int, height: int, source: Path, has_audio: bool
 ) -> dict[str, Any]:
     """Everything the rendition promises, read back from the file; returns its ffprobe report."""
-    report = probe(output)
+    report = ffprobe_json(output)
     video = [s for s in report["streams"] if s["codec_type"] == "video"]
     audio = [s for s in report["streams"] if s["codec_type"] == "audio"]
     assert len(video) == 1
@@ -298,6 +312,23 @@ def test_odd_sized_source_is_scaled_to_the_even_planned_size(harness: Harness) -
     output = download_output(f"outputs/{JOB_ID}/720p.mp4", harness.tmp)
     assert_is_planned_rendition(output, width=640, height=360, source=source, has_audio=True)
     assert len(by_type(harness.events.drain(), "Rendition Completed")) == 1
+
+
+@pytest.mark.media
+def test_mpegts_source_is_read_with_the_demuxer_ingest_detected(harness: Harness) -> None:
+    # GIVEN a broadcast-style MPEG-TS upload (whose demuxer converts service names with iconv)
+    clip = make_video(harness.tmp / "clip.mp4", width=320, height=180, seconds=2, audio=True)
+    source = harness.tmp / "clip.ts"
+    remux = [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip), "-c", "copy", "-f", "mpegts"]
+    subprocess.run([*remux, str(source)], check=True, env=tool_env())
+    message = fan_out_message(JOB_ID, source, [planned("720p", 320, 180)])
+    assert message["probe"]["formatName"] == "mpegts"
+
+    response = harness.invoke(message)
+
+    assert response == {"batchItemFailures": []}
+    output = download_output(f"outputs/{JOB_ID}/720p.mp4", harness.tmp)
+    assert_is_planned_rendition(output, width=320, height=180, source=source, has_audio=True)
 
 
 @pytest.mark.media
