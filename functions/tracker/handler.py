@@ -50,6 +50,9 @@ class Dependencies:
 def dependencies() -> Dependencies:
     """Clients are built once per execution environment, on first use (tests reset with `cache_clear`)."""
     settings = TrackerSettings.from_env()
+    # Powertools reads the namespace when the module is imported; a host that imports first and configures after
+    # (the local cloud, tests) would otherwise fail the first flush that carries a metric.
+    metrics.namespace = settings.metrics_namespace
     tracker = JobTracker(
         table=JobsTable(settings.jobs_table_name),
         publisher=events.EventPublisher(settings.event_bus_name),

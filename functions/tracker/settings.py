@@ -23,6 +23,8 @@ class TrackerSettings:
     """Bucket the renditions are written to; only its objects are measured with HEAD (`OUTPUTS_BUCKET`)."""
     stack_name: str
     """MediaConvert events whose `userMetadata.pipeline` is not this stack are ignored (`STACK_NAME`)."""
+    metrics_namespace: str = "MediaPipeline"
+    """CloudWatch namespace of JobsCompleted / JobsFailed / JobsExpired (`POWERTOOLS_METRICS_NAMESPACE`)."""
     sweep_max_jobs: int = 200
     """Most overdue jobs one sweep handles; the next scheduled sweep takes the rest (`SWEEP_MAX_JOBS`, optional)."""
     sweep_reserve_ms: int = 10_000
@@ -44,5 +46,6 @@ class TrackerSettings:
             event_bus_name=env["EVENT_BUS_NAME"],
             outputs_bucket=env["OUTPUTS_BUCKET"],
             stack_name=env["STACK_NAME"],
+            metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or cls.metrics_namespace,
             sweep_max_jobs=int(raw_max),
         )

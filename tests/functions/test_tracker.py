@@ -41,8 +41,7 @@ def now_ms() -> int:
 def fresh_tracker(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test builds the handler's clients from its own environment, inside its own moto."""
     tracker_handler.dependencies.cache_clear()
-    # Metrics read the namespace when the module is imported, which in tests is before the env fixture ran.
-    monkeypatch.setattr(tracker_handler.metrics, "namespace", "MediaPipelineTest")
+    monkeypatch.setattr(tracker_handler.metrics, "namespace", None)  # as if imported before the environment was set
     yield
     tracker_handler.dependencies.cache_clear()
 
