@@ -92,7 +92,10 @@ def read_probe_json(path: Path, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> di
             detail=f"ffprobe timed out after {timeout} s",
         ) from err
     if result.returncode != 0:
-        raise classify_probe_failure(result.stderr)
+        rejection = classify_probe_failure(result.stderr)
+        if result.returncode < 0:  # a crash is worth an operator's look, not only a rejection
+            rejection.detail = f"ffprobe killed by signal {-result.returncode}\n{rejection.detail}"
+        raise rejection
     try:
         parsed = json.loads(result.stdout)
     except json.JSONDecodeError as err:
@@ -110,7 +113,9 @@ def classify_probe_failure(stderr: str) -> UploadRejected:
     if _NOT_ON_WHITELIST in stderr:
         return UploadRejected(
             RejectionCode.UNSUPPORTED_FORMAT,
-            f"the file is {name or 'a format'} content, which is not an accepted video container",
+            f"the file is in the {name} format, which is not an accepted video container"
+            if name
+            else "the file's format is not an accepted video container",
             detail=errors,
         )
     if detected and int(detected.group("score")) > _CONFIDENT_SCORE and name in ALLOWED_FORMATS:
