@@ -95,6 +95,9 @@ def _record_metrics(result: IngestResult) -> None:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = IngestSettings.from_env()
+    # Powertools reads the namespace when the module is imported; a host that imports first and configures after
+    # (the local cloud, tests) would otherwise fail the flush.
+    metrics.namespace = settings.metrics_namespace
     # Built per invocation: validating an upload takes seconds, a few ms of client setup do not matter.
     ingest = build_ingest(settings)
 

@@ -50,6 +50,8 @@ class IngestSettings:
     """With `auto`, sources longer than this go to MediaConvert (`MEDIACONVERT_THRESHOLD_SECONDS`)."""
     processing_deadline_seconds: int
     """A job must finish this long after its upload arrived, or the sweep fails it (`PROCESSING_DEADLINE_SECONDS`)."""
+    metrics_namespace: str = "MediaPipeline"
+    """CloudWatch namespace of the EMF metrics (`POWERTOOLS_METRICS_NAMESPACE`)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestSettings:
@@ -79,6 +81,7 @@ class IngestSettings:
             engine=EngineSetting(engine_raw),
             mediaconvert_threshold_seconds=_positive_int(env, "MEDIACONVERT_THRESHOLD_SECONDS"),
             processing_deadline_seconds=_positive_int(env, "PROCESSING_DEADLINE_SECONDS"),
+            metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or cls.metrics_namespace,
         )
 
 

@@ -201,8 +201,6 @@ def ingest_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
-    # Metrics read the namespace when the handler module is imported, which in tests is before the env fixture ran.
-    monkeypatch.setattr(ingest_handler.metrics, "namespace", "MediaPipelineTest")
 
     def override(**changes: str) -> None:
         for key, value in changes.items():
@@ -602,6 +600,8 @@ def test_empty_upload_is_rejected_and_counted(pipeline: Pipeline, capsys: pytest
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     by_code = [m for m in emitted if "UploadsRejectedByCode" in m]
     assert [m["code"] for m in by_code] == ["EMPTY_UPLOAD"]
+    rejected = [m for m in emitted if "UploadsRejected" in m]
+    assert [m["_aws"]["CloudWatchMetrics"][0]["Namespace"] for m in rejected] == ["MediaPipelineTest"]
 
 
 def test_too_large_upload_is_rejected_without_probing(pipeline: Pipeline, ingest_env: Callable[..., None]) -> None:

@@ -578,6 +578,8 @@ def test_settings_from_the_environment() -> None:
     assert settings.engine is EngineSetting.MEDIACONVERT
     assert [r.name for r in settings.renditions] == ["480p", "1080p"]
     assert (settings.mediaconvert_threshold_seconds, settings.processing_deadline_seconds) == (600, 7200)
+    assert settings.metrics_namespace == "MediaPipeline"
+    assert IngestSettings.from_env({**ENV, "POWERTOOLS_METRICS_NAMESPACE": "Other"}).metrics_namespace == "Other"
 
 
 def test_settings_default_to_auto_and_the_shared_ladder() -> None:
