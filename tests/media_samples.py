@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from functions.common.media_tools import ffmpeg_path, ffprobe_path
+from functions.common.media_tools import ffmpeg_path, ffprobe_path, tool_env
 
 
 def make_video(
@@ -29,11 +29,11 @@ def make_video(
         args += ["-c:a", "aac", "-b:a", "96k"]
     encoded = path.with_suffix(".unrotated.mp4") if rotation is not None else path
     args += ["-t", str(seconds), str(encoded)]
-    subprocess.run(args, check=True)
+    subprocess.run(args, check=True, env=tool_env())
     if rotation is not None:
         # Phones store portrait video as landscape frames plus a display matrix; a stream copy keeps it that way.
         remux = [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y", "-display_rotation", str(rotation)]
-        subprocess.run([*remux, "-i", str(encoded), "-c", "copy", str(path)], check=True)
+        subprocess.run([*remux, "-i", str(encoded), "-c", "copy", str(path)], check=True, env=tool_env())
         encoded.unlink()
     return path
 
@@ -45,6 +45,7 @@ def probe(path: Path) -> dict:
         capture_output=True,
         text=True,
         check=True,
+        env=tool_env(),
     )
     return json.loads(result.stdout)
 

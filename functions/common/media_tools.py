@@ -53,9 +53,8 @@ def tool_env() -> dict[str, str]:
 def _check() -> int:
     for tool in ("ffmpeg", "ffprobe"):
         path = tool_path(tool)
-        first_line = subprocess.run([path, "-version"], capture_output=True, text=True, check=True).stdout.splitlines()[
-            0
-        ]
+        version = subprocess.run([path, "-version"], capture_output=True, text=True, check=True, env=tool_env())
+        first_line = version.stdout.splitlines()[0]
         print(f"{tool}: {path} ({first_line})")
     return 0
 
