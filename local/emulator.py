@@ -11,6 +11,8 @@ import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
+from local import moto_patches
+
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
 FAKE_CREDENTIALS = {
@@ -33,6 +35,7 @@ class Emulator:
     def start(self) -> str:
         # Werkzeug logs every request at INFO; the local cloud's own log says what matters.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        moto_patches.apply_all()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
