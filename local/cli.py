@@ -72,13 +72,15 @@ def _resource_summary(cloud: LocalCloud) -> str:
         )
     ]
     counts = {b: sum(1 for r in cloud.deployment.resources if r.behaviour == b) for b in Behaviour}
-    deliveries = [
-        (d.source, d.shape, d.max_retry_attempts, d.dead_letter_arn or "-") for d in cloud.deployment.deliveries
-    ]
+    deliveries = []
+    for delivery in cloud.deployment.deliveries:
+        policy = cloud.deployment.async_invoke_policy(cloud.deployment.function_by_reference(delivery.function_arn))
+        failure = policy.on_failure_arn or policy.dead_letter_arn or "-"
+        deliveries.append((delivery.source, delivery.shape, policy.max_retry_attempts, failure.rsplit(":", 1)[-1]))
     text = table(("behaviour", "type", "name", "id", "note"), rows)
     if deliveries:
         text += "\n\nLocal deliveries (targets moto cannot invoke):\n"
-        text += table(("source", "event shape", "retries", "dead-letter"), deliveries)
+        text += table(("source", "event shape", "retries", "on failure"), deliveries)
     summary = ", ".join(f"{count} {behaviour}" for behaviour, count in counts.items())
     return f"{text}\n\n{len(cloud.deployment.resources)} resources: {summary}"
 

@@ -229,7 +229,11 @@ class LocalCloud:
             source.start()
             self.sources.append(source)
         for delivery in self.deployment.deliveries:
-            loop = AsyncDeliveryLoop(delivery, self.runtimes.get(delivery.function_arn), self.emulator, self.clock)
+            function = self.deployment.function_by_reference(delivery.function_arn)
+            policy = self.deployment.async_invoke_policy(function)
+            loop = AsyncDeliveryLoop(
+                delivery, policy, self.runtimes.get(delivery.function_arn), self.emulator, self.clock
+            )
             loop.start()
             self.deliveries.append(loop)
         self.schedules = ScheduleRunner(self.deployment.of_type(EVENT_RULE), self.emulator, self.clock)

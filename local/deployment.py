@@ -41,12 +41,26 @@ class AsyncDelivery:
     queue_url: str
     queue_arn: str
     function_arn: str
-    max_retry_attempts: int = 2
-    max_event_age_seconds: int = 6 * 3600
-    dead_letter_arn: str | None = None
     rule_arn: str | None = None
+    target_retry_attempts: int | None = None
+    """The EventBridge target's retry policy and DLQ govern delivery to Lambda (throttling, a missing function),
+    which never fails locally; a function's own errors follow its AsyncInvokePolicy, as in AWS."""
+    target_event_age_seconds: int | None = None
+    target_dead_letter_arn: str | None = None
     constant_input: str | None = None
     input_path: str | None = None
+
+
+@dataclass(frozen=True)
+class AsyncInvokePolicy:
+    """What Lambda does when an asynchronous invocation fails: retry, then send it to a destination."""
+
+    max_retry_attempts: int = 2
+    max_event_age_seconds: int = 6 * 3600
+    on_failure_arn: str | None = None
+    """FunctionEventInvokeConfig's on-failure destination: receives an invocation record."""
+    dead_letter_arn: str | None = None
+    """The function's own dead_letter_config: receives the event itself."""
 
 
 @dataclass
@@ -75,8 +89,27 @@ class Deployment:
                 return fn
         raise LookupError(f"no aws:lambda/function:Function matches {reference!r}")
 
+    def async_invoke_policy(self, function: DeclaredResource) -> AsyncInvokePolicy:
+        """The function's FunctionEventInvokeConfig (unqualified or $LATEST), else Lambda's defaults."""
+        dead_letter_arn = (function.inputs.get("deadLetterConfig") or {}).get("targetArn")
+        for config in self.of_type(EVENT_INVOKE_CONFIG):
+            inputs = config.inputs
+            if inputs.get("qualifier") not in (None, "", "$LATEST"):
+                continue
+            if self.function_by_reference(inputs["functionName"]) is not function:
+                continue
+            destination = (inputs.get("destinationConfig") or {}).get("onFailure") or {}
+            return AsyncInvokePolicy(
+                max_retry_attempts=int(inputs.get("maximumRetryAttempts", 2)),
+                max_event_age_seconds=int(inputs.get("maximumEventAgeInSeconds") or 6 * 3600),
+                on_failure_arn=destination.get("destination"),
+                dead_letter_arn=dead_letter_arn,
+            )
+        return AsyncInvokePolicy(dead_letter_arn=dead_letter_arn)
+
 
 FUNCTION = "aws:lambda/function:Function"
+EVENT_INVOKE_CONFIG = "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"
 EVENT_SOURCE_MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
 EVENT_RULE = "aws:cloudwatch/eventRule:EventRule"
 HTTP_API = "aws:apigatewayv2/api:Api"

@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from local.deployment import AsyncDelivery, DeclaredResource
+from local.deployment import AsyncDelivery, AsyncInvokePolicy, DeclaredResource
 from local.emulator import Emulator
 from local.runtime import FunctionError, FunctionRuntime
 
@@ -241,10 +241,16 @@ class AsyncDeliveryLoop(_Loop):
     """Delivers events from a local delivery queue to a function asynchronously, with retries and a DLQ."""
 
     def __init__(
-        self, delivery: AsyncDelivery, runtime: FunctionRuntime, emulator: Emulator, clock: LocalClock
+        self,
+        delivery: AsyncDelivery,
+        policy: AsyncInvokePolicy,
+        runtime: FunctionRuntime,
+        emulator: Emulator,
+        clock: LocalClock,
     ) -> None:
         super().__init__(f"delivery-{delivery.source}")
         self.delivery = delivery
+        self.policy = policy
         self.runtime = runtime
         self.emulator = emulator
         self.clock = clock
@@ -294,28 +300,12 @@ class AsyncDeliveryLoop(_Loop):
     def _deliver(self, message: dict[str, Any]) -> None:
         try:
             event = self.event_for(message["Body"])
-            first_seen = time.monotonic()
-            max_age = self.clock.seconds(self.delivery.max_event_age_seconds)
-            error: FunctionError | None = None
-            for attempt in range(self.delivery.max_retry_attempts + 1):
-                if attempt:
-                    # Lambda's async retries wait about a minute, then two; on the local clock.
-                    if self._stop.wait(self.clock.seconds(60 * 2 ** (attempt - 1))):
-                        return
-                    if time.monotonic() - first_seen > max_age:
-                        break
-                try:
-                    self.runtime.invoke(event)
-                except FunctionError as err:
-                    error = err
-                    log.warning("%s: attempt %d failed: %s", self.name, attempt + 1, err)
-                    continue
+            error, attempts = self._invoke_with_retries(event)
+            if error is None:
                 self.stats.succeeded += 1
-                error = None
-                break
-            if error is not None:
+            else:
                 self.stats.failed += 1
-                self._dead_letter(message["Body"], error)
+                self._send_to_failure_destination(event, error, attempts)
             self.emulator.client("sqs").delete_message(
                 QueueUrl=self.delivery.queue_url, ReceiptHandle=message["ReceiptHandle"]
             )
@@ -325,31 +315,69 @@ class AsyncDeliveryLoop(_Loop):
         finally:
             self._slots.release()
 
-    def _dead_letter(self, body: str, error: FunctionError) -> None:
-        target = self.delivery.dead_letter_arn
-        if not target:
-            log.warning("%s: event dropped after retries (no dead-letter queue declared)", self.name)
-            return
-        attributes = {
-            "ERROR_CODE": error.error.get("errorType", "Unknown"),
-            "ERROR_MESSAGE": str(error.error.get("errorMessage", ""))[:256] or "-",
-            "RULE_ARN": self.delivery.rule_arn or "-",
-            "TARGET_ARN": self.delivery.function_arn,
-        }
-        self.stats.dead_lettered += 1
-        if ":sqs:" in target:
-            queue_url = self.emulator.client("sqs").get_queue_url(QueueName=target.rsplit(":", 1)[1])["QueueUrl"]
-            self.emulator.client("sqs").send_message(
-                QueueUrl=queue_url,
-                MessageBody=body,
-                MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
-            )
+    def _invoke_with_retries(self, event: Any) -> tuple[FunctionError | None, int]:
+        """Lambda's asynchronous invocation: retries about a minute apart, then two, within the event's max age."""
+        first_seen = time.monotonic()
+        max_age = self.clock.seconds(self.policy.max_event_age_seconds)
+        error: FunctionError | None = None
+        attempts = 0
+        for attempt in range(self.policy.max_retry_attempts + 1):
+            if attempt:
+                if self._stop.wait(self.clock.seconds(60 * 2 ** (attempt - 1))):
+                    break
+                if time.monotonic() - first_seen > max_age:
+                    break
+            attempts += 1
+            try:
+                self.runtime.invoke(event)
+            except FunctionError as err:
+                error = err
+                log.warning("%s: attempt %d failed: %s", self.name, attempts, err)
+                continue
+            return None, attempts
+        return error, attempts
+
+    def _send_to_failure_destination(self, event: Any, error: FunctionError, attempts: int) -> None:
+        """The on-failure destination gets an invocation record; else the function's DLQ gets the event."""
+        policy = self.policy
+        request_id = str(uuid.uuid4())
+        if policy.on_failure_arn:
+            record = {
+                "version": "1.0",
+                "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "requestContext": {
+                    "requestId": request_id,
+                    "functionArn": f"{self.delivery.function_arn}:$LATEST",
+                    "condition": "RetriesExhausted",
+                    "approximateInvokeCount": attempts,
+                },
+                "requestPayload": event,
+                "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+                "responsePayload": error.error,
+            }
+            self._send(policy.on_failure_arn, json.dumps(record), {})
+        elif policy.dead_letter_arn:
+            attributes = {
+                "RequestID": request_id,
+                "ErrorCode": "200",
+                "ErrorMessage": str(error.error.get("errorMessage", ""))[:256] or "-",
+            }
+            self._send(policy.dead_letter_arn, json.dumps(event), attributes)
         else:
-            self.emulator.client("sns").publish(
-                TopicArn=target,
-                Message=body,
-                MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
-            )
+            log.warning("%s: event dropped after %d attempts (no destination declared)", self.name, attempts)
+            return
+        self.stats.dead_lettered += 1
+
+    def _send(self, target_arn: str, body: str, attributes: dict[str, str]) -> None:
+        message_attributes = {k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()}
+        if ":sqs:" in target_arn:
+            sqs = self.emulator.client("sqs")
+            queue_url = sqs.get_queue_url(QueueName=target_arn.rsplit(":", 1)[1])["QueueUrl"]
+            sqs.send_message(QueueUrl=queue_url, MessageBody=body, MessageAttributes=message_attributes)
+        elif ":sns:" in target_arn:
+            self.emulator.client("sns").publish(TopicArn=target_arn, Message=body, MessageAttributes=message_attributes)
+        else:
+            log.warning("%s: destination %s is not emulated; record dropped", self.name, target_arn)
 
     def stop(self) -> None:
         super().stop()

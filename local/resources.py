@@ -513,9 +513,9 @@ class ResourceFactory:
                 source=f"rule {rule} → {_lambda_arn_to_name(inputs['arn'])}",
                 shape="eventbridge",
                 function=inputs["arn"],
-                max_retry_attempts=retry.get("maximumRetryAttempts"),
-                max_event_age_seconds=retry.get("maximumEventAgeInSeconds"),
-                dead_letter_arn=dead_letter_arn,
+                target_retry_attempts=retry.get("maximumRetryAttempts"),
+                target_event_age_seconds=retry.get("maximumEventAgeInSeconds"),
+                target_dead_letter_arn=dead_letter_arn,
                 rule_arn=rule_arn,
                 constant_input=inputs.get("input"),
                 input_path=inputs.get("inputPath"),
@@ -539,9 +539,9 @@ class ResourceFactory:
         source: str,
         shape: str,
         function: str,
-        max_retry_attempts: int | None = None,
-        max_event_age_seconds: int | None = None,
-        dead_letter_arn: str | None = None,
+        target_retry_attempts: int | None = None,
+        target_event_age_seconds: int | None = None,
+        target_dead_letter_arn: str | None = None,
         rule_arn: str | None = None,
         constant_input: str | None = None,
         input_path: str | None = None,
@@ -559,15 +559,13 @@ class ResourceFactory:
             queue_url=url,
             queue_arn=arn,
             function_arn=function,
-            dead_letter_arn=dead_letter_arn,
             rule_arn=rule_arn,
+            target_retry_attempts=target_retry_attempts,
+            target_event_age_seconds=target_event_age_seconds,
+            target_dead_letter_arn=target_dead_letter_arn,
             constant_input=constant_input,
             input_path=input_path,
         )
-        if max_retry_attempts is not None:
-            delivery.max_retry_attempts = int(max_retry_attempts)
-        if max_event_age_seconds is not None:
-            delivery.max_event_age_seconds = int(max_event_age_seconds)
         self._deployment.deliveries.append(delivery)
         return delivery
 

@@ -173,6 +173,14 @@ aws.cloudwatch.EventTarget(
 aws.lambda_.Permission(
     "tracked-permission", action="lambda:InvokeFunction", function=tracker_fn.name, principal="events.amazonaws.com"
 )
+# Lambda, not EventBridge, retries a failed asynchronous invocation; then the on-failure destination gets a record.
+aws.lambda_.FunctionEventInvokeConfig(
+    "tracker-async",
+    function_name=tracker_fn.name,
+    maximum_retry_attempts=1,
+    maximum_event_age_in_seconds=600,
+    destination_config={"on_failure": {"destination": tracker_dlq.arn}},
+)
 sweep = aws.cloudwatch.EventRule("sweep", schedule_expression="rate(5 minutes)")
 aws.cloudwatch.EventTarget("sweep-target", rule=sweep.name, arn=sweeper_fn.arn)
 

@@ -1,0 +1,123 @@
+"""One local cloud per test session, run as `python -m local up` in a subprocess on a free port.
+
+A subprocess keeps the cloud's moto server and threads away from the function tests' `mock_aws`, which patches
+botocore for the whole process it runs in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.auth import AuthorizerSettings, SigningKey, issue_token
+from local.client import ApiClient
+from local.cloud import free_port
+from local.emulator import Emulator
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE_PROGRAM = Path(__file__).resolve().parent / "fixture_program"
+E2E_LAYER = Path(__file__).resolve().parent / "Pulumi.e2e.yaml"
+START_TIMEOUT_SECONDS = 90
+
+
+@dataclass
+class RunningCloud:
+    """A local cloud started for the session, and what a test may read about it."""
+
+    process: subprocess.Popen[bytes]
+    state_dir: Path
+    outputs: dict[str, Any]
+    deployment: dict[str, Any]
+
+    @property
+    def api_url(self) -> str:
+        return str(self.outputs["apiUrl"])
+
+    def token(self, sub: str, ttl: int = 3600) -> str:
+        return issue_token(SigningKey.load_or_create(self.state_dir), AuthorizerSettings.load(self.state_dir), sub, ttl)
+
+    def client(self, sub: str) -> ApiClient:
+        return ApiClient(self.api_url, self.token(sub))
+
+    def emulator(self) -> Emulator:
+        """boto3 clients for the cloud's moto server: for fault injection and for reading state, never for setup."""
+        return Emulator.attach(self.deployment["emulatorEndpoint"], self.deployment["region"])
+
+    def workers(self) -> dict[str, Any]:
+        return json.loads((self.state_dir / "workers.json").read_text())
+
+    def resource_ids(self, token: str, name_contains: str = "") -> list[str]:
+        return [r["id"] for r in self.deployment["resources"] if r["type"] == token and name_contains in r["name"]]
+
+    def log_tail(self, lines: int = 60) -> str:
+        log = self.state_dir / "up.log"
+        return "\n".join(log.read_text().splitlines()[-lines:]) if log.exists() else ""
+
+
+def start_cloud(project_dir: Path, state_dir: Path, layers: list[Path]) -> RunningCloud:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "local", "up", "--project-dir", str(project_dir), "--state-dir", str(state_dir)]
+    command += ["--port", str(free_port())]
+    for layer in layers:
+        command += ["--config-file", str(layer)]
+    log = (state_dir / "up.log").open("wb")
+    process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    outputs_file = state_dir / "outputs.json"
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not outputs_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_cloud(process)
+            tail = (state_dir / "up.log").read_text()[-4000:]
+            raise RuntimeError(f"the local cloud did not start ({process.returncode}):\n{tail}")
+        time.sleep(0.2)
+    outputs = json.loads(outputs_file.read_text())
+    deployment = json.loads((state_dir / "deployment.json").read_text())
+    return RunningCloud(process=process, state_dir=state_dir, outputs=outputs, deployment=deployment)
+
+
+def stop_cloud(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def pipeline_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCloud]:
+    """The media-pipeline program itself, with the e2e config layer."""
+    cloud = start_cloud(REPO, tmp_path_factory.mktemp("pipeline-cloud"), [E2E_LAYER])
+    yield cloud
+    stop_cloud(cloud.process)
+
+
+@pytest.fixture(scope="session")
+def fixture_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCloud]:
+    """The engine's own small program (tests/e2e/fixture_program)."""
+    cloud = start_cloud(FIXTURE_PROGRAM, tmp_path_factory.mktemp("fixture-cloud"), [])
+    yield cloud
+    stop_cloud(cloud.process)
+
+
+def wait_for(condition: Any, timeout: float, interval: float = 0.25, message: str = "condition") -> Any:
+    """Polls `condition()` until it returns something truthy; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
