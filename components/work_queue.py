@@ -1,4 +1,4 @@
-"""WorkQueue: an SQS queue with its own dead-letter queue, admitting exactly one sender (an SNS topic or a bucket)."""
+"""WorkQueue: an SQS queue with its own dead-letter queue, admitting exactly one sender (a topic, bucket or rule)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from components import policies
 
 SNS_SERVICE = "sns.amazonaws.com"
 S3_SERVICE = "s3.amazonaws.com"
+EVENTS_SERVICE = "events.amazonaws.com"
 DLQ_RETENTION_SECONDS = 1_209_600  # 14 days, the SQS maximum: time to notice the alarm and redrive
 QUEUE_RETENTION_SECONDS = 345_600  # 4 days
 MAX_VISIBILITY_TIMEOUT_SECONDS = 43_200
@@ -38,9 +39,10 @@ class WorkQueueArgs:
     consumer_timeout_seconds: int
     """Timeout of the Lambda function consuming the queue; sets the visibility timeout."""
     sender_service: str
-    """Service principal allowed to send: `sns.amazonaws.com` (subscribes the queue) or `s3.amazonaws.com`."""
+    """Service principal allowed to send: `sns.amazonaws.com` (subscribes the queue), `s3.amazonaws.com` or
+    `events.amazonaws.com` (an EventBridge rule targets the queue)."""
     sender_arn: Input[str]
-    """ARN of the one topic or bucket allowed to send (aws:SourceArn)."""
+    """ARN of the one topic, bucket or rule allowed to send (aws:SourceArn)."""
     sender_account: Input[str] | None = None
     """Account that must own the sender (aws:SourceAccount); needed for S3, whose bucket ARNs have no account."""
     filter_policy: Mapping[str, Any] | None = None
@@ -70,7 +72,7 @@ class WorkQueue(pulumi.ComponentResource):
     def __init__(self, name: str, args: WorkQueueArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("media-pipeline:index:WorkQueue", name, None, opts)
         subscribes = args.sender_service == SNS_SERVICE
-        if args.sender_service not in (SNS_SERVICE, S3_SERVICE):
+        if args.sender_service not in (SNS_SERVICE, S3_SERVICE, EVENTS_SERVICE):
             raise ValueError(f"{name}: unsupported sender {args.sender_service}")
         if subscribes and not args.filter_policy:
             raise ValueError(f"{name}: a queue subscribed to a topic needs a filter policy")
@@ -93,7 +95,7 @@ class WorkQueue(pulumi.ComponentResource):
             redrive_policy=dlq.arn.apply(lambda arn: json.dumps(policies.redrive_policy(arn, args.max_receive_count))),
             opts=child,
         )
-        # Only the named topic or bucket may send.
+        # Only the named topic, bucket or rule may send.
         self.policy = aws.sqs.QueuePolicy(
             f"{name}-policy",
             queue_url=queue.url,
