@@ -6,17 +6,24 @@ Bucket policies: moto evaluates a bucket policy's conditions without any request
 common operators, against the context the local endpoint stands for (AWS endpoints are HTTPS): a key that is
 absent satisfies only negated operators, `...IfExists` and `Null: true`, as in IAM.
 
+Presigned POST: moto stores whatever a form sends; S3 checks the form against its signed policy (expiration,
+every condition, no unlisted fields), so a client that breaks the policy is refused locally as it is in AWS.
+
 EventBridge: moto's default target input (no InputTransformer) drops the event's `account` field, which every
 EventBridge event carries and typed consumers (Powertools' EventBridgeModel) require.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fnmatch
 import json
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
+from xml.sax.saxutils import escape
 
 log = logging.getLogger("local.moto")
 
@@ -128,6 +135,77 @@ def evaluate_bucket_policies_like_iam() -> None:
     FakeBucket.get_permission = get_permission  # type: ignore[method-assign]
 
 
+# Form fields S3 does not require a policy condition for.
+_UNSIGNED_FIELDS = frozenset({"file", "policy", "signature", "awsaccesskeyid", "x-amz-signature"})
+
+
+class PolicyViolation(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def check_post_policy(policy_b64: str, fields: dict[str, str], bucket: str, size: int, now: datetime) -> None:
+    """Raises PolicyViolation where S3 would refuse the form: expired, a condition unmet, an unlisted field."""
+    try:
+        policy = json.loads(base64.b64decode(policy_b64))
+    except (binascii.Error, ValueError) as err:
+        raise PolicyViolation(400, "InvalidPolicyDocument", "Invalid Policy: Invalid JSON.") from err
+    expiration = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
+    if expiration <= now:
+        raise PolicyViolation(403, "AccessDenied", "Invalid according to Policy: Policy expired.")
+    values = {k.lower(): v for k, v in fields.items()} | {"bucket": bucket}
+    covered: set[str] = set()
+    for condition in policy.get("conditions", []):
+        if isinstance(condition, dict):
+            ((name, expected),) = condition.items()
+            operator, field = "eq", name.lower()
+        elif condition[0] == "content-length-range":
+            low, high = int(condition[1]), int(condition[2])
+            if size > high:
+                raise PolicyViolation(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size")
+            if size < low:
+                raise PolicyViolation(400, "EntityTooSmall", "Your proposed upload is smaller than the minimum size")
+            continue
+        else:
+            operator, field, expected = condition[0].lower(), condition[1].lstrip("$").lower(), condition[2]
+        covered.add(field)
+        actual = values.get(field, "")
+        holds = actual == expected if operator == "eq" else actual.startswith(str(expected))
+        if not holds:
+            failed = json.dumps(condition if isinstance(condition, list) else [operator, f"${field}", expected])
+            raise PolicyViolation(
+                403, "AccessDenied", f"Invalid according to Policy: Policy Condition failed: {failed}"
+            )
+    extra = sorted(
+        f for f in values if f not in covered | _UNSIGNED_FIELDS | {"bucket"} and not f.startswith("x-ignore-")
+    )
+    if extra:
+        raise PolicyViolation(403, "AccessDenied", f"Invalid according to Policy: Extra input fields: {extra[0]}")
+
+
+def enforce_presigned_post_policies() -> None:
+    from moto.s3.responses import S3Response
+
+    original = S3Response._bucket_response_post
+    if getattr(original, "_local_policy_check", False):
+        return
+
+    def bucket_response_post(self: S3Response, request: Any, bucket_name: str) -> Any:
+        fields = {k: v for k, v in (getattr(self, "form_data", None) or {}).items()}
+        if "policy" in fields and "key" in fields and "delete" not in fields:
+            try:
+                check_post_policy(fields["policy"], fields, bucket_name, len(self.body or b""), datetime.now(UTC))
+            except PolicyViolation as err:
+                body = f"<Error><Code>{err.code}</Code><Message>{escape(str(err))}</Message></Error>"
+                return err.status, {"Content-Type": "application/xml"}, body
+        return original(self, request, bucket_name)
+
+    bucket_response_post._local_policy_check = True  # type: ignore[attr-defined]
+    S3Response._bucket_response_post = bucket_response_post  # type: ignore[method-assign]
+
+
 def deliver_whole_eventbridge_events() -> None:
     from moto.events.utils import EventTemplateParser
 
@@ -141,4 +219,5 @@ def deliver_whole_eventbridge_events() -> None:
 def apply_all() -> None:
     """Every correction above; idempotent."""
     evaluate_bucket_policies_like_iam()
+    enforce_presigned_post_policies()
     deliver_whole_eventbridge_events()

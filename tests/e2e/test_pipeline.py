@@ -106,6 +106,17 @@ def test_rejected_upload_carries_its_reason(pipeline_cloud: RunningCloud, tmp_pa
     assert all(r["status"] != "COMPLETED" for r in job["renditions"])
 
 
+def test_the_upload_form_refuses_more_bytes_than_declared(pipeline_cloud: RunningCloud, clip: Path) -> None:
+    client = pipeline_cloud.client("alice")
+    created = client.create_upload(clip)
+    bigger = clip.with_name("bigger.mp4")
+    bigger.write_bytes(clip.read_bytes() + b"\0" * 1024)
+
+    assert post_form(created["upload"]["url"], created["upload"]["fields"], bigger) == 400
+    time.sleep(1)
+    assert client.job(created["jobId"])["status"] == "AWAITING_UPLOAD"
+
+
 def test_another_users_job_answers_like_a_missing_one(pipeline_cloud: RunningCloud, clip: Path) -> None:
     alice, bob = pipeline_cloud.client("alice"), pipeline_cloud.client("bob")
     job_id = alice.create_upload(clip)["jobId"]

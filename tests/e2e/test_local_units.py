@@ -1,0 +1,154 @@
+"""The local cloud's pure parts, without a cloud: config layering, routing, batch responses, schedules, the
+corrections to moto (bucket policy conditions, presigned POST policies), invokes and naming."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from local.auth import _claim_text
+from local.event_sources import LocalClock, failed_message_ids, rate_seconds
+from local.gateway import compile_route
+from local.invokes import InvokeAnswers, UnknownInvoke
+from local.moto_patches import PolicyViolation, bucket_policy_permission, check_post_policy, condition_holds
+from local.resources import autoname, integral, pascal
+from local.stack_config import load_stack_config, parse_override
+
+TLS_ONLY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": ["arn:aws:s3:::b", "arn:aws:s3:::b/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+)
+
+
+def test_stack_config_layers_override_in_order(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text(
+        "name: demo\nconfig:\n  size:\n    type: integer\n    default: 1\n  demo:names:\n    default: [a]\n"
+        "  aws:region:\n    value: eu-west-1\n"
+    )
+    (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  demo:size: 2\n  demo:flag: true\n")
+    layer = tmp_path / "layer.yaml"
+    layer.write_text("config:\n  demo:size: 3\n")
+
+    config = load_stack_config(tmp_path, "dev", [layer], {"names": ["x", "y"]})
+
+    assert config.values == {
+        "demo:size": "3",
+        "demo:names": '["x", "y"]',
+        "aws:region": "eu-west-1",
+        "demo:flag": "true",
+    }
+    assert parse_override("demo:limit=5") == ("demo:limit", 5)
+
+
+def test_routes_prefer_literal_segments_then_parameters_then_greedy() -> None:
+    keys = ["GET /jobs/{jobId}", "GET /jobs/latest", "ANY /{proxy+}", "$default"]
+    compiled = {key: compile_route(key) for key in keys}
+    order = sorted(keys, key=lambda k: compiled[k][2], reverse=True)
+    assert order == ["GET /jobs/latest", "GET /jobs/{jobId}", "ANY /{proxy+}", "$default"]
+    method, pattern, _ = compiled["GET /jobs/{jobId}"]
+    assert method == "GET" and pattern is not None
+    found = pattern.fullmatch("/jobs/01ABC")
+    assert found is not None and found.groupdict() == {"jobId": "01ABC"}
+    assert pattern.fullmatch("/jobs/01ABC/extra") is None
+
+
+def test_batch_item_failures_as_lambda_reads_them() -> None:
+    ids = ["m1", "m2", "m3"]
+    assert failed_message_ids({"batchItemFailures": []}, ids) == []
+    assert failed_message_ids(None, ids) == []
+    assert failed_message_ids({"batchItemFailures": [{"itemIdentifier": "m2"}]}, ids) == ["m2"]
+    # An identifier that is empty or not in the batch fails the whole batch.
+    assert failed_message_ids({"batchItemFailures": [{"itemIdentifier": ""}]}, ids) == ids
+    assert failed_message_ids({"batchItemFailures": [{"itemIdentifier": "other"}]}, ids) == ids
+
+
+def test_rate_expressions_and_the_local_clock() -> None:
+    assert rate_seconds("rate(5 minutes)") == 300
+    assert rate_seconds("rate(1 hour)") == 3600
+    assert rate_seconds("cron(0 12 * * ? *)") is None
+    assert LocalClock(scale=0.01).seconds(300) == 3.0
+    assert LocalClock(scale=0.01).seconds(1) == 0.2
+
+
+def test_tls_only_bucket_policy_allows_the_local_endpoint_and_still_denies() -> None:
+    context = {"aws:securetransport": "true"}
+    assert bucket_policy_permission(TLS_ONLY, "s3:GetObject", "arn:aws:s3:::b/k", context) == "NEUTRAL"
+    insecure = {"aws:securetransport": "false"}
+    assert bucket_policy_permission(TLS_ONLY, "s3:GetObject", "arn:aws:s3:::b/k", insecure) == "DENIED"
+    assert bucket_policy_permission(TLS_ONLY, "s3:GetObject", "arn:aws:s3:::other/k", insecure) == "NEUTRAL"
+
+
+def test_conditions_on_absent_keys_follow_iam() -> None:
+    assert condition_holds("StringEquals", "aws:SourceArn", "arn:x", {}) is False
+    assert condition_holds("StringNotEquals", "aws:SourceArn", "arn:x", {}) is True
+    assert condition_holds("StringEqualsIfExists", "aws:SourceArn", "arn:x", {}) is True
+    assert condition_holds("Null", "aws:SourceArn", "true", {}) is True
+    assert condition_holds("ArnLike", "aws:sourcearn", "arn:aws:s3:::b*", {"aws:sourcearn": "arn:aws:s3:::bucket"})
+
+
+def _policy(conditions: list[object], expires_in: timedelta = timedelta(minutes=5)) -> str:
+    expiration = (datetime.now(UTC) + expires_in).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return base64.b64encode(json.dumps({"expiration": expiration, "conditions": conditions}).encode()).decode()
+
+
+def test_presigned_post_policy_is_enforced_like_s3() -> None:
+    conditions = [
+        {"bucket": "b"},
+        {"key": "uploads/j/source"},
+        {"Content-Type": "video/mp4"},
+        ["content-length-range", 1, 10],
+    ]
+    fields = {"key": "uploads/j/source", "Content-Type": "video/mp4", "policy": "p", "AWSAccessKeyId": "a"}
+    now = datetime.now(UTC)
+    check_post_policy(_policy(conditions), fields, "b", 10, now)
+    cases = {
+        "EntityTooLarge": (fields, 11, conditions),
+        "EntityTooSmall": (fields, 0, conditions),
+        "AccessDenied": ({**fields, "key": "uploads/other/source"}, 5, conditions),
+    }
+    for code, (form, size, signed) in cases.items():
+        with pytest.raises(PolicyViolation) as refused:
+            check_post_policy(_policy(signed), form, "b", size, now)
+        assert refused.value.code == code
+    with pytest.raises(PolicyViolation, match="Extra input fields: x-extra"):
+        check_post_policy(_policy(conditions), {**fields, "x-extra": "1"}, "b", 5, now)
+    with pytest.raises(PolicyViolation, match="Policy expired"):
+        check_post_policy(_policy(conditions, timedelta(seconds=-1)), fields, "b", 5, now)
+
+
+def test_invokes_answer_locally_and_refuse_unknown_tokens() -> None:
+    answers = InvokeAnswers("123456789012", "us-east-1")
+    assert answers.answer("aws:index/getCallerIdentity:getCallerIdentity", {})["accountId"] == "123456789012"
+    document = answers.answer(
+        "aws:iam/getPolicyDocument:getPolicyDocument",
+        {"statements": [{"actions": ["s3:GetObject"], "resources": ["arn:aws:s3:::b/*"]}]},
+    )
+    assert json.loads(document["json"])["Statement"] == [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}
+    ]
+    with pytest.raises(UnknownInvoke):
+        answers.answer("aws:ec2/getVpc:getVpc", {})
+
+
+def test_names_and_shapes() -> None:
+    generated = autoname("ingest-queue", {})
+    assert generated.startswith("ingest-queue-") and len(generated) == len("ingest-queue-") + 7
+    assert autoname("ingest-queue", {"name": "explicit"}) == "explicit"
+    assert integral({"a": 3.0, "b": [1.5, 2.0]}) == {"a": 3, "b": [1.5, 2]}
+    assert pascal({"id": "r", "expiration": {"days": 1}, "skip": None}) == {"ID": "r", "Expiration": {"Days": 1}}
+    assert _claim_text(["a", "b"]) == "[a b]" and _claim_text(1700000000) == "1700000000"
