@@ -191,14 +191,12 @@ def command_upload(args: argparse.Namespace) -> int:
     return _job_outcome(job)
 
 
-def _queue_rows(sqs: Any, queues: list[dict[str, str]]) -> tuple[list[tuple[Any, ...]], list[str]]:
-    dead_letter_arns: set[str] = set()
-    attributes_by_url = {}
-    for queue in queues:
-        attributes = sqs.get_queue_attributes(QueueUrl=queue["url"], AttributeNames=["All"])["Attributes"]
-        attributes_by_url[queue["url"]] = attributes
-        if "RedrivePolicy" in attributes:
-            dead_letter_arns.add(json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"])
+def _queue_rows(
+    sqs: Any, queues: list[dict[str, str]], dead_letter_arns: set[str]
+) -> tuple[list[tuple[Any, ...]], list[str]]:
+    attributes_by_url = {
+        q["url"]: sqs.get_queue_attributes(QueueUrl=q["url"], AttributeNames=["All"])["Attributes"] for q in queues
+    }
     rows, dlqs = [], []
     for queue in queues:
         attributes = attributes_by_url[queue["url"]]
@@ -225,7 +223,7 @@ def command_status(args: argparse.Namespace) -> int:
         raise SystemExit("the local cloud is not running (no .local/outputs.json)")
     emulator = Emulator.attach(deployment["emulatorEndpoint"], deployment["region"])
     sqs = emulator.client("sqs")
-    rows, dlqs = _queue_rows(sqs, deployment["queues"])
+    rows, dlqs = _queue_rows(sqs, deployment["queues"], set(deployment["deadLetterArns"]))
     print("Queues")
     print(table(("queue", "", "visible", "in flight"), rows))
     for url in dlqs:

@@ -259,6 +259,7 @@ class LocalCloud:
                 {"name": q.state["name"], "url": q.state["url"], "arn": q.state["arn"]}
                 for q in self.deployment.of_type(SQS_QUEUE)
             ],
+            "deadLetterArns": sorted(self.deployment.dead_letter_arns()),
             "deliveryQueuePrefix": DELIVERY_QUEUE_PREFIX,
         }
         _write_json(state / DEPLOYMENT_FILE, deployment)

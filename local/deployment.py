@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -89,6 +90,22 @@ class Deployment:
                 return fn
         raise LookupError(f"no aws:lambda/function:Function matches {reference!r}")
 
+    def dead_letter_arns(self) -> set[str]:
+        """Every queue or topic the program declares as a dead-letter target or failure destination."""
+        arns: set[str] = set()
+        for queue in self.of_type(SQS_QUEUE):
+            redrive = queue.inputs.get("redrivePolicy")
+            if redrive:
+                arns.add((json.loads(redrive) if isinstance(redrive, str) else redrive)["deadLetterTargetArn"])
+        for target in self.of_type(EVENT_TARGET):
+            arns.add((target.inputs.get("deadLetterConfig") or {}).get("arn", ""))
+        for function in self.of_type(FUNCTION):
+            arns.add((function.inputs.get("deadLetterConfig") or {}).get("targetArn", ""))
+        for config in self.of_type(EVENT_INVOKE_CONFIG):
+            destination = ((config.inputs.get("destinationConfig") or {}).get("onFailure") or {}).get("destination")
+            arns.add(destination or "")
+        return arns - {""}
+
     def async_invoke_policy(self, function: DeclaredResource) -> AsyncInvokePolicy:
         """The function's FunctionEventInvokeConfig (unqualified or $LATEST), else Lambda's defaults."""
         dead_letter_arn = (function.inputs.get("deadLetterConfig") or {}).get("targetArn")
@@ -111,6 +128,7 @@ class Deployment:
 FUNCTION = "aws:lambda/function:Function"
 EVENT_INVOKE_CONFIG = "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"
 EVENT_SOURCE_MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
+EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
 EVENT_RULE = "aws:cloudwatch/eventRule:EventRule"
 HTTP_API = "aws:apigatewayv2/api:Api"
 HTTP_ROUTE = "aws:apigatewayv2/route:Route"
