@@ -9,6 +9,9 @@ absent satisfies only negated operators, `...IfExists` and `Null: true`, as in I
 Presigned POST: moto stores whatever a form sends; S3 checks the form against its signed policy (expiration,
 every condition, no unlisted fields), so a client that breaks the policy is refused locally as it is in AWS.
 
+S3 event notifications: S3 URL-encodes the object key but keeps `/`; moto encodes `/` as `%2F` too, which a
+consumer that (wrongly) reads the key raw would only trip over locally.
+
 EventBridge: moto's default target input (no InputTransformer) drops the event's `account` field, which every
 EventBridge event carries and typed consumers (Powertools' EventBridgeModel) require.
 """
@@ -206,6 +209,14 @@ def enforce_presigned_post_policies() -> None:
     S3Response._bucket_response_post = bucket_response_post  # type: ignore[method-assign]
 
 
+def encode_notification_keys_like_s3() -> None:
+    from urllib.parse import quote_plus
+
+    from moto.s3 import notifications
+
+    notifications.quote_plus = lambda key: quote_plus(key, safe="/")  # type: ignore[attr-defined]
+
+
 def deliver_whole_eventbridge_events() -> None:
     from moto.events.utils import EventTemplateParser
 
@@ -220,4 +231,5 @@ def apply_all() -> None:
     """Every correction above; idempotent."""
     evaluate_bucket_policies_like_iam()
     enforce_presigned_post_policies()
+    encode_notification_keys_like_s3()
     deliver_whole_eventbridge_events()

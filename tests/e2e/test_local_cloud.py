@@ -80,6 +80,7 @@ def test_upload_flows_through_every_hop(fixture_cloud: RunningCloud, tmp_path: A
     item_id = _upload(fixture_cloud, "alice", b"video ok", tmp_path)
     item = wait_for(lambda: (i := _item(fixture_cloud, item_id)).get("status") == "DONE" and i, 30, message="DONE")
     assert item["eventName"] == "ObjectCreated:Post"
+    assert item["rawKey"] == f"uploads/{item_id}/source"  # URL-encoded as S3 does it: `/` stays
     assert (item["ingestAttempts"], item["workAttempts"], item["trackAttempts"]) == ("1", "1", "1")
     # Exactly the declared variables plus what the Lambda service provides; nothing from the host leaks in.
     declared = {"TABLE_NAME", "BUCKET", "BUS_NAME", "WORK_SECRET"}
@@ -167,6 +168,15 @@ def test_schedule_fires_on_the_local_clock(fixture_cloud: RunningCloud) -> None:
     # rate(5 minutes) at the default scale of 0.01 fires every 3 s.
     first = wait_for(lambda: int(_item(fixture_cloud, "sweeps").get("count", 0)), 15, message="a first sweep")
     wait_for(lambda: int(_item(fixture_cloud, "sweeps").get("count", 0)) > first, 15, message="a second sweep")
+
+
+def test_upload_form_policy_is_enforced(fixture_cloud: RunningCloud, tmp_path: Any) -> None:
+    created = request("POST", fixture_cloud.api_url + "uploads", token=fixture_cloud.token("dave"))
+    too_big = tmp_path / "too-big.bin"
+    too_big.write_bytes(b"video " + b"x" * 2048)  # the fixture's form allows 1..1024 bytes
+    assert post_form(created.body["upload"]["url"], created.body["upload"]["fields"], too_big) == 400
+    time.sleep(1.5)
+    assert _item(fixture_cloud, created.body["id"])["status"] == "AWAITING"
 
 
 def test_routes_authorizer_and_errors(fixture_cloud: RunningCloud) -> None:

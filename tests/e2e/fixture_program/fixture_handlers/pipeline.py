@@ -27,7 +27,8 @@ def ingest(event: dict, context: object) -> dict:
     failures = []
     for record in event["Records"]:
         for s3_record in json.loads(record["body"]).get("Records", []):
-            key = unquote_plus(s3_record["s3"]["object"]["key"])
+            raw_key = s3_record["s3"]["object"]["key"]
+            key = unquote_plus(raw_key)
             item_id = key.split("/")[1]
             _bump(item_id, "ingestAttempts")
             body = s3.get_object(Bucket=s3_record["s3"]["bucket"]["name"], Key=key)["Body"].read().decode()
@@ -37,9 +38,9 @@ def ingest(event: dict, context: object) -> dict:
             kind, _, mode = body.partition(" ")
             table.update_item(
                 Key={"id": item_id},
-                UpdateExpression="SET #s = :s, eventName = :e",
+                UpdateExpression="SET #s = :s, eventName = :e, rawKey = :k",
                 ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":s": "VALIDATED", ":e": s3_record["eventName"]},
+                ExpressionAttributeValues={":s": "VALIDATED", ":e": s3_record["eventName"], ":k": raw_key},
             )
             sns.publish(
                 TopicArn=os.environ["TOPIC_ARN"],
