@@ -54,3 +54,21 @@ def method_not_allowed(allowed: list[str]) -> ApiError:
     return ApiError(
         HTTPStatus.METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", f"this route accepts {methods}", headers={"Allow": methods}
     )
+
+
+def webhook_not_found() -> ApiError:
+    """Like jobs: another user's endpoint answers exactly like a missing one."""
+    return ApiError(HTTPStatus.NOT_FOUND, "WEBHOOK_NOT_FOUND", "webhook not found")
+
+
+def webhook_url_refused(reason: str) -> ApiError:
+    """The URL failed the address policy; `reason` is the policy's, which never repeats the URL."""
+    return bad_request("WEBHOOK_URL_REFUSED", f"this URL cannot receive webhooks: {reason}")
+
+
+def too_many_webhooks(limit: int) -> ApiError:
+    return ApiError(HTTPStatus.CONFLICT, "TOO_MANY_WEBHOOKS", f"an account can register at most {limit} webhooks")
+
+
+def concurrent_change() -> ApiError:
+    return ApiError(HTTPStatus.CONFLICT, "CONCURRENT_CHANGE", "the webhook changed meanwhile; try again")

@@ -1,4 +1,4 @@
-"""The api function: API Gateway HTTP API (payload 2.0) in front of the jobs table and the presigned S3 forms.
+"""The api function: API Gateway HTTP API (payload 2.0) in front of the jobs, the presigned S3 forms and webhooks.
 
 Thin on purpose: each route reads the caller and the request, calls the pure modules beside it, and answers.
 The JWT authorizer in API Gateway has verified the token; the caller is its `sub` claim. Every refusal is an
@@ -26,7 +26,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from ulid import ULID
 
-from functions.api.errors import ApiError, invalid_cursor, job_not_found, method_not_allowed, route_not_found
+from functions.api import webhooks as webhook_api
+from functions.api.errors import (
+    ApiError,
+    concurrent_change,
+    invalid_cursor,
+    job_not_found,
+    method_not_allowed,
+    route_not_found,
+    too_many_webhooks,
+    webhook_not_found,
+    webhook_url_refused,
+)
 from functions.api.job_view import DownloadUrl, job_page_view, job_view
 from functions.api.request_parsing import (
     is_job_id,
@@ -38,6 +49,18 @@ from functions.api.request_parsing import (
 from functions.api.settings import ApiSettings, load_settings
 from functions.api.uploads import new_upload_job, upload_created_view, upload_form, upload_key, validate_upload_request
 from functions.common.jobs_table import InvalidCursor, JobNotFound, JobsTable
+from functions.webhooks.endpoints import (
+    MAX_ENDPOINTS_PER_OWNER,
+    Endpoint,
+    is_endpoint_id,
+    new_endpoint,
+    new_endpoint_id,
+    rotated,
+)
+from functions.webhooks.settings import EndpointSettings, load_endpoint_settings
+from functions.webhooks.signing import new_secret
+from functions.webhooks.ssrf import AddressPolicy, UrlRefused, check_url
+from functions.webhooks.store import DeliveryLog, EndpointNotFound, EndpointsTable, SecretChangedConcurrently
 
 logger = Logger()
 metrics = Metrics()
@@ -62,6 +85,26 @@ def dependencies() -> Dependencies:
     # SigV4 is the only signature S3 accepts in every region; boto3 honours AWS_ENDPOINT_URL for the local cloud.
     s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
     return Dependencies(settings=settings, jobs=JobsTable(settings.jobs_table_name), s3=s3)
+
+
+@dataclass(frozen=True)
+class WebhookDependencies:
+    settings: EndpointSettings
+    endpoints: EndpointsTable
+    deliveries: DeliveryLog
+    policy: AddressPolicy
+
+
+@functools.cache
+def webhook_dependencies() -> WebhookDependencies:
+    """The webhook routes' settings and tables, built on their first use."""
+    settings = load_endpoint_settings(os.environ)
+    return WebhookDependencies(
+        settings=settings,
+        endpoints=EndpointsTable(settings.endpoints_table),
+        deliveries=DeliveryLog(settings.deliveries_table),
+        policy=AddressPolicy(allowed=settings.allowed_networks),
+    )
 
 
 def now_ms() -> int:
@@ -139,6 +182,79 @@ def list_jobs() -> Response:
     return _json(HTTPStatus.OK, job_page_view(jobs, next_cursor, _download_url(deps)))
 
 
+@route("POST", "/webhooks")
+def create_webhook() -> Response:
+    owner_id = _caller()
+    event = app.current_event
+    payload = parse_json_object(event.body, base64_encoded=bool(event.is_base64_encoded))
+    registration = webhook_api.parse_registration(payload)
+    deps = webhook_dependencies()
+    try:
+        check_url(registration.url, deps.policy)  # checked again, against the address used, at every delivery
+    except UrlRefused as err:
+        raise webhook_url_refused(str(err)) from err
+    if len(deps.endpoints.list_for_owner(owner_id)) >= MAX_ENDPOINTS_PER_OWNER:
+        raise too_many_webhooks(MAX_ENDPOINTS_PER_OWNER)
+    endpoint = new_endpoint(
+        endpoint_id=new_endpoint_id(),
+        owner_id=owner_id,
+        url=registration.url,
+        events=registration.events,
+        secret=new_secret(),
+        now_ms=now_ms(),
+    )
+    deps.endpoints.create(endpoint)
+    logger.info("webhook registered", extra={"webhookEndpointId": endpoint["endpointId"]})
+    metrics.add_metric(name="WebhooksRegistered", unit=MetricUnit.Count, value=1)
+    location = {"Location": f"/webhooks/{endpoint['endpointId']}"}
+    return _json(HTTPStatus.CREATED, webhook_api.created_view(endpoint), headers=location)
+
+
+@route("GET", "/webhooks")
+def list_webhooks() -> Response:
+    owner_id = _caller()
+    endpoints = sorted(webhook_dependencies().endpoints.list_for_owner(owner_id), key=lambda e: e["createdAt"])
+    return _json(HTTPStatus.OK, {"webhooks": [webhook_api.endpoint_view(endpoint) for endpoint in endpoints]})
+
+
+@route("DELETE", "/webhooks/<webhook_id>")
+def delete_webhook(webhook_id: str) -> Response:
+    owner_id = _caller()
+    if not is_endpoint_id(webhook_id):
+        raise webhook_not_found()
+    try:
+        webhook_dependencies().endpoints.delete(owner_id, webhook_id)
+    except EndpointNotFound as err:
+        raise webhook_not_found() from err
+    logger.info("webhook deleted", extra={"webhookEndpointId": webhook_id})
+    return Response(status_code=int(HTTPStatus.NO_CONTENT), headers={"Cache-Control": "no-store"})
+
+
+@route("POST", "/webhooks/<webhook_id>/rotate-secret")
+def rotate_webhook_secret(webhook_id: str) -> Response:
+    owner_id = _caller()
+    deps = webhook_dependencies()
+    endpoint = _owned_endpoint(deps, owner_id, webhook_id)
+    overlap = deps.settings.secret_overlap_seconds
+    after = rotated(endpoint, new_secret=new_secret(), now_ms=now_ms(), overlap_seconds=overlap)
+    try:
+        deps.endpoints.rotate_secret(endpoint, after)
+    except SecretChangedConcurrently as err:
+        raise concurrent_change() from err
+    logger.info("webhook secret rotated", extra={"webhookEndpointId": webhook_id, "overlapSeconds": overlap})
+    return _json(HTTPStatus.OK, webhook_api.rotated_view(after))
+
+
+@route("GET", "/webhooks/<webhook_id>/deliveries")
+def list_webhook_deliveries(webhook_id: str) -> Response:
+    owner_id = _caller()
+    limit = webhook_api.parse_delivery_page_size(app.current_event.get_query_string_value("limit"))
+    deps = webhook_dependencies()
+    endpoint = _owned_endpoint(deps, owner_id, webhook_id)
+    entries = deps.deliveries.recent(endpoint["endpointId"], limit)
+    return _json(HTTPStatus.OK, {"deliveries": [webhook_api.delivery_view(entry) for entry in entries]})
+
+
 @app.not_found
 def no_route(_: NotFoundError) -> Response:
     path = app.current_event.path
@@ -169,6 +285,16 @@ def _tag_job(job_id: str) -> None:
     """Every later log line and the trace carry the job."""
     logger.append_keys(jobId=job_id)
     tracer.put_annotation(key="jobId", value=job_id)
+
+
+def _owned_endpoint(deps: WebhookDependencies, owner_id: str, webhook_id: str) -> Endpoint:
+    """The caller's endpoint; another user's answers exactly like a missing one."""
+    if not is_endpoint_id(webhook_id):
+        raise webhook_not_found()
+    try:
+        return deps.endpoints.get(owner_id, webhook_id)
+    except EndpointNotFound as err:
+        raise webhook_not_found() from err
 
 
 def _download_url(deps: Dependencies) -> DownloadUrl:

@@ -1,0 +1,74 @@
+"""Webhook endpoint records: created, rotated, disabled and read as plain dicts, with no AWS in sight.
+
+An endpoint (endpoints table, key `ownerId` + `endpointId`) holds its URL, the event types it wants, its own
+secret and, for an overlap window after a rotation, the secret it replaced. The secret leaves the table only in
+the answer to the request that created or rotated it, and in signatures.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
+
+from ulid import ULID
+
+ENDPOINT_ID_PREFIX = "ep_"
+_ENDPOINT_ID = re.compile(r"ep_[0-9A-HJKMNP-TV-Z]{26}")
+MAX_ENDPOINTS_PER_OWNER = 10
+
+Endpoint = dict[str, Any]
+
+
+class EndpointStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    DISABLED = "DISABLED"  # the receiver answered 410 Gone: nothing more is sent
+
+
+def new_endpoint_id() -> str:
+    return ENDPOINT_ID_PREFIX + str(ULID())
+
+
+def is_endpoint_id(value: str) -> bool:
+    return bool(_ENDPOINT_ID.fullmatch(value))
+
+
+def new_endpoint(
+    *, endpoint_id: str, owner_id: str, url: str, events: Sequence[str], secret: str, now_ms: int
+) -> Endpoint:
+    return {
+        "ownerId": owner_id,
+        "endpointId": endpoint_id,
+        "url": url,
+        "events": list(events),
+        "secret": secret,
+        "status": str(EndpointStatus.ACTIVE),
+        "createdAt": now_ms,
+        "updatedAt": now_ms,
+    }
+
+
+def rotated(endpoint: Endpoint, *, new_secret: str, now_ms: int, overlap_seconds: int) -> Endpoint:
+    """The endpoint signing with `new_secret`; the replaced secret keeps signing too until the overlap ends."""
+    return {
+        **endpoint,
+        "secret": new_secret,
+        "previousSecret": endpoint["secret"],
+        "previousSecretExpiresAt": now_ms + overlap_seconds * 1000,
+        "updatedAt": now_ms,
+    }
+
+
+def signing_secrets(endpoint: Endpoint, now_ms: int) -> list[str]:
+    """Secrets a delivery is signed with now: the current one, then the replaced one while its overlap lasts."""
+    secrets = [endpoint["secret"]]
+    previous = endpoint.get("previousSecret")
+    if previous and int(endpoint.get("previousSecretExpiresAt", 0)) > now_ms:
+        secrets.append(previous)
+    return secrets
+
+
+def is_subscribed(endpoint: Endpoint, event_type: str) -> bool:
+    """Whether an event of this type is sent to the endpoint now."""
+    return endpoint.get("status") == EndpointStatus.ACTIVE and event_type in endpoint.get("events", ())

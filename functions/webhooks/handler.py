@@ -1,0 +1,173 @@
+"""Webhooks Lambda entry point: the delivery queue's SQS batch in, partial batch failures out.
+
+The queue carries two kinds of message: job outcome events (from the rule on the custom bus), which fan out into
+one delivery task per subscribed endpoint, and those tasks. A batch's HTTP attempts run concurrently in worker
+threads, each bounded by the delivery timeout, so a slow or dead endpoint holds up nobody else's delivery; every
+AWS call stays on the event loop's thread. A task that is not due yet is hidden again and reported as a failed
+record, which keeps it in the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.parser import ValidationError, parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from functions.api.job_view import job_view
+from functions.common.events import SOURCE
+from functions.common.job_state import Job
+from functions.common.jobs_table import JobsTable
+from functions.webhooks.payload import event_type_for
+from functions.webhooks.service import JobOutcome, PreparedAttempt, Skipped, TaskNotDue, WebhookService
+from functions.webhooks.settings import DeliverySettings, load_delivery_settings
+from functions.webhooks.ssrf import AddressPolicy
+from functions.webhooks.store import DeliveryLog, EndpointsTable
+from functions.webhooks.tasks import DeliveryTask, TaskQueue, is_task, parse_task
+from functions.webhooks.transport import Transport
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+# A batch of only not-yet-due tasks fails every record on purpose: that is not an invocation error.
+processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+# A claimed attempt still SENDING after this long was abandoned by an invocation that died: longer than the function
+# timeout (60 s, components/webhooks.py), shorter than the queue's visibility timeout (6 x 60 s), so the message SQS
+# redelivers after a crash finds the claim stale and makes the attempt.
+CLAIM_LEASE_MS = 300_000
+
+
+class MalformedMessage(ValueError):
+    """A queue message that is neither a delivery task nor a job outcome event; after its retries, the DLQ."""
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    settings: DeliverySettings
+    service: WebhookService
+    transport: Transport
+
+
+@cache
+def dependencies() -> Dependencies:
+    """Settings, clients and the service, built once per execution environment (tests reset with `cache_clear`)."""
+    settings = load_delivery_settings(os.environ)
+    metrics.namespace = settings.metrics_namespace
+    s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
+
+    def render_job(job: Job) -> dict[str, Any]:
+        def sign(key: str) -> str:
+            return s3.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": settings.outputs_bucket, "Key": key},
+                ExpiresIn=settings.download_url_ttl_seconds,
+            )
+
+        return job_view(job, sign)
+
+    service = WebhookService(
+        endpoints=EndpointsTable(settings.endpoints_table),
+        log=DeliveryLog(settings.deliveries_table),
+        jobs=JobsTable(settings.jobs_table),
+        queue=TaskQueue(settings.queue_url, settings.dead_letter_queue_url),
+        render_job=render_job,
+        schedule=settings.schedule,
+        clock_ms=now_ms,
+        rng=random.SystemRandom(),
+        log_retention_seconds=settings.log_retention_days * 86_400,
+        lease_ms=CLAIM_LEASE_MS,
+    )
+    policy = AddressPolicy(allowed=settings.allowed_networks)
+    transport = Transport(policy=policy, timeout_seconds=settings.timeout_seconds)
+    return Dependencies(settings=settings, service=service, transport=transport)
+
+
+async def handle_record(record: SQSRecord) -> str:
+    """One message: a task is attempted, an event fanned out. Raising reports the record as failed."""
+    deps = dependencies()
+    try:
+        message = json.loads(record.body)
+    except ValueError as err:
+        raise MalformedMessage("message body is not JSON") from err
+    if is_task(message):
+        return await _attempt(deps, parse_task(message), record.receipt_handle)
+    return _fan_out(deps, message)
+
+
+async def _attempt(deps: Dependencies, task: DeliveryTask, receipt_handle: str) -> str:
+    keys = {"jobId": task.job_id, "endpointId": task.endpoint_id, "webhookId": task.webhook_id, "attempt": task.attempt}
+    try:
+        step = deps.service.prepare(task, receipt_handle)
+    except TaskNotDue as not_due:
+        logger.debug("task not due yet; hidden again", extra={**keys, "seconds": not_due.seconds})
+        raise
+    if isinstance(step, Skipped):
+        logger.info(f"task skipped: {step.reason}", extra=keys)
+        metrics.add_metric(name="WebhookTasksSkipped", unit=MetricUnit.Count, value=1)
+        return "skipped"
+    result = await asyncio.to_thread(deps.transport.post, step.url, step.body, step.headers)
+    entry = deps.service.finish(step, result)
+    _record(step, entry, keys)
+    return str(entry["outcome"])
+
+
+def _record(step: PreparedAttempt, entry: dict[str, Any], keys: dict[str, Any]) -> None:
+    outcome = entry["outcome"]
+    extra = {**keys, "outcome": outcome, "statusCode": entry.get("statusCode"), "durationMs": entry.get("durationMs")}
+    if outcome == "delivered":
+        logger.info("webhook delivered", extra=extra)
+        metrics.add_metric(name="WebhooksDelivered", unit=MetricUnit.Count, value=1)
+    else:
+        logger.warning(f"webhook attempt failed: {entry.get('error')}", extra=extra)
+        metrics.add_metric(name="WebhookAttemptsFailed", unit=MetricUnit.Count, value=1)
+    if outcome == "dead-lettered":
+        metrics.add_metric(name="WebhooksDeadLettered", unit=MetricUnit.Count, value=1)
+    if outcome == "endpoint-disabled":
+        metrics.add_metric(name="WebhookEndpointsDisabled", unit=MetricUnit.Count, value=1)
+
+
+def _fan_out(deps: Dependencies, message: Any) -> str:
+    try:
+        envelope = parse(event=message, model=EventBridgeModel)
+    except ValidationError as err:
+        raise MalformedMessage("message is neither a delivery task nor an EventBridge event") from err
+    event_type = event_type_for(envelope.detail_type)
+    detail = envelope.detail if isinstance(envelope.detail, dict) else {}
+    job_id, owner_id = detail.get("jobId"), detail.get("ownerId")
+    if envelope.source != SOURCE or event_type is None:
+        logger.warning("event webhooks do not announce; dropped", extra={"detailType": envelope.detail_type})
+        return "ignored"
+    if not (isinstance(job_id, str) and job_id and isinstance(owner_id, str) and owner_id):
+        raise MalformedMessage(f"{envelope.detail_type} without jobId and ownerId")
+    occurred_at = envelope.time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    tasks = deps.service.fan_out(JobOutcome(job_id, owner_id, event_type, occurred_at))
+    logger.info("job outcome fanned out", extra={"jobId": job_id, "eventType": event_type, "tasks": len(tasks)})
+    metrics.add_metric(name="WebhookTasksQueued", unit=MetricUnit.Count, value=len(tasks))
+    return f"{len(tasks)} tasks"
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return async_process_partial_response(
+        event=event, record_handler=handle_record, processor=processor, context=context
+    )

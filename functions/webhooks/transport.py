@@ -1,0 +1,198 @@
+"""One webhook attempt over HTTP(S): connect to an address the policy checked, POST, read the status, hang up.
+
+- The URL is checked (ssrf.py) and resolved here, at every attempt; the connection goes to one of exactly the
+  checked addresses, with the URL's name as the Host header and as the TLS server name (SNI and certificate
+  check), so no second lookup happens that DNS rebinding could answer differently.
+- Redirects are never followed (http.client has no notion of them): a 3xx is a failed attempt like any other.
+- The whole attempt, from connect to the status line, is bounded: a watchdog shuts the socket down at the
+  deadline, so a receiver that trickles bytes cannot hold a delivery past `timeout_seconds`.
+- No proxy from the environment is used; only the status is read (never more than the headers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from functions.webhooks.ssrf import AddressPolicy, IPAddress, UrlRefused, WebhookUrl, check_url
+
+Connector = Callable[[tuple[str, int], float], socket.socket]
+"""Opens a TCP connection to (address, port) within a timeout: socket.create_connection, or a test's guard."""
+
+USER_AGENT = "media-pipeline-webhooks/1"
+MAX_ADDRESSES = 3
+HTTP_GONE = 410
+
+
+@dataclass(frozen=True)
+class HttpAttempt:
+    """What one attempt came to."""
+
+    status_code: int | None
+    """The receiver's status, or None when no response arrived."""
+    error: str | None
+    """Why the attempt failed, for the delivery log; None on success."""
+    duration_ms: int
+    """From the first lookup to the status line."""
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def gone(self) -> bool:
+        return self.status_code == HTTP_GONE
+
+
+class _ConnectFailed(OSError):
+    """No TCP connection to this address: the next checked address may be tried."""
+
+
+class _PinnedConnection(http.client.HTTPConnection):
+    """HTTP to a fixed address, whatever `host` (used for the Host header) resolves to."""
+
+    def __init__(self, url: WebhookUrl, address: IPAddress, timeout: float, connector: Connector) -> None:
+        super().__init__(url.host, url.port, timeout=timeout)
+        self._address = str(address)
+        self._connector = connector
+        self._abort_handle: socket.socket | None = None
+        self.aborted = False
+
+    def _open(self) -> socket.socket:
+        try:
+            sock = self._connector((self._address, self.port), self.timeout)
+        except OSError as err:
+            raise _ConnectFailed(str(err) or type(err).__name__) from err
+        # A duplicate of the descriptor: shutting it down ends the connection for the TLS layer too.
+        self._abort_handle = sock.dup()
+        if self.aborted:
+            sock.close()
+            raise TimeoutError("deadline passed while connecting")
+        return sock
+
+    def connect(self) -> None:
+        self.sock = self._open()
+
+    def abort(self) -> None:
+        self.aborted = True
+        handle = self._abort_handle
+        if handle is not None:
+            with contextlib.suppress(OSError):  # already closed by the peer or by us
+                handle.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        super().close()
+        if self._abort_handle is not None:
+            self._abort_handle.close()
+            self._abort_handle = None
+
+
+class _PinnedTlsConnection(_PinnedConnection):
+    """HTTPS to a fixed address; SNI and the certificate check use the URL's host name."""
+
+    default_port = http.client.HTTPS_PORT
+
+    def __init__(self, url: WebhookUrl, address: IPAddress, timeout: float, connector: Connector, tls: Any) -> None:
+        super().__init__(url, address, timeout, connector)
+        self._tls = tls
+
+    def connect(self) -> None:
+        self.sock = self._tls.wrap_socket(self._open(), server_hostname=self.host)
+
+
+def _tls_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()  # CERT_REQUIRED and check_hostname
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+@dataclass
+class Transport:
+    """Sends signed webhooks under the address policy."""
+
+    policy: AddressPolicy
+    """Allow-list and resolver for the SSRF check."""
+    timeout_seconds: float = 15.0
+    """A delivery succeeds only with a 2xx within this long."""
+    connector: Connector = socket.create_connection
+    """How TCP connections are opened."""
+    tls: Any = field(default_factory=_tls_context)
+    """TLS context (certificate and host name checks on)."""
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> HttpAttempt:
+        started = time.monotonic()
+        deadline = started + self.timeout_seconds
+
+        def result(status: int | None, error: str | None) -> HttpAttempt:
+            return HttpAttempt(status, error, int((time.monotonic() - started) * 1000))
+
+        try:
+            target, addresses = check_url(url, self.policy)
+        except UrlRefused as err:
+            return result(None, f"refused: {err}")
+        request_headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
+        error = "no address to connect to"
+        for address in addresses[:MAX_ADDRESSES]:
+            try:
+                status = self._exchange(target, address, body, request_headers, deadline)
+            except _ConnectFailed as err:
+                error = f"connection failed: {err}"
+                continue  # nothing was sent: the next checked address may answer
+            except ssl.SSLError as err:  # before OSError: SSLError is one
+                return result(None, f"TLS: {err.reason or err}")
+            except (OSError, http.client.HTTPException) as err:
+                timed_out = isinstance(err, TimeoutError)
+                return result(None, f"timed out after {self.timeout_seconds:g} s" if timed_out else _describe(err))
+            return result(status, None if 200 <= status < 300 else _status_error(status))
+        return result(None, error)
+
+    def _exchange(
+        self, url: WebhookUrl, address: IPAddress, body: bytes, headers: Mapping[str, str], deadline: float
+    ) -> int:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("deadline passed")
+        connection: _PinnedConnection
+        if url.scheme == "https":
+            connection = _PinnedTlsConnection(url, address, remaining, self.connector, self.tls)
+        else:
+            connection = _PinnedConnection(url, address, remaining, self.connector)
+        watchdog = threading.Timer(remaining, connection.abort)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            connection.request("POST", url.request_target, body=body, headers=dict(headers))
+            response = connection.getresponse()
+        except _ConnectFailed:
+            raise
+        except (OSError, http.client.HTTPException) as err:
+            if connection.aborted:
+                raise TimeoutError("deadline passed") from err
+            raise
+        else:
+            if connection.aborted:
+                raise TimeoutError("deadline passed")
+            return response.status
+        finally:
+            watchdog.cancel()
+            connection.close()
+
+
+def _status_error(status: int) -> str:
+    if 300 <= status < 400:
+        return f"HTTP {status}: redirect not followed"
+    if status == HTTP_GONE:
+        return "HTTP 410: endpoint gone, disabled"
+    return f"HTTP {status}"
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text}"[:200] if text else type(err).__name__
