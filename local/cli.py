@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import shutil
 import signal
@@ -22,12 +23,15 @@ from local.cloud import (
     OUTPUTS_FILE,
     PROJECT_DIR,
     WORKERS_FILE,
+    CloudConfigError,
     CloudOptions,
     LocalCloud,
 )
 from local.deployment import Behaviour
 from local.display import ProgressBar, human_bytes, table
-from local.stack_config import parse_override
+from local.engine import ProgramFailed
+from local.gateway import GatewayConfigError
+from local.stack_config import ConfigError, parse_override
 
 DEFAULT_SUBJECT = "local-user"
 
@@ -267,6 +271,7 @@ def command_demo(args: argparse.Namespace) -> int:
     cloud = _start_cloud(args, echo_logs=args.logs)
     work_dir = Path(tempfile.mkdtemp(prefix="demo-", dir=cloud.options.state))
     try:
+        print(_resource_summary(cloud).rsplit("\n", 1)[-1], file=sys.stderr)
         print(f"API {cloud.api_url}", file=sys.stderr)
         sample = make_sample_video(work_dir / "sample-1080p.mp4", seconds=args.seconds)
         print(f"sample: {sample.name} ({human_bytes(sample.stat().st_size)}, 1920x1080, {args.seconds:g} s)")
@@ -355,4 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except (ProgramFailed, CloudConfigError, ConfigError, GatewayConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            print(f"error: port {args.port} is already in use", file=sys.stderr)
+            return 1
+        raise
