@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from functions.common.events import SOURCE, TRACKED_DETAIL_TYPES
+from functions.webhooks.payload import EVENT_TYPES as WEBHOOK_EVENT_TYPES
 
 # Keys: see docs/CONTRACTS.md ("Keys"). The ingest queue hears about exactly uploads/{jobId}/source.
 UPLOAD_PREFIX = "uploads/"
@@ -24,6 +25,11 @@ def rendition_filter_policy(rendition_name: str) -> dict[str, list[str]]:
 def pipeline_events_pattern() -> dict[str, Any]:
     """The tracker's rule on the custom bus: the pipeline's own rendition events."""
     return {"source": [SOURCE], "detail-type": [str(detail_type) for detail_type in TRACKED_DETAIL_TYPES]}
+
+
+def job_outcomes_pattern() -> dict[str, Any]:
+    """The webhooks' rule on the custom bus: the job outcomes announced as webhooks (completed, failed, ...)."""
+    return {"source": [SOURCE], "detail-type": [str(detail_type) for detail_type in WEBHOOK_EVENT_TYPES]}
 
 
 def mediaconvert_state_change_pattern(stack: str) -> dict[str, Any]:
