@@ -19,6 +19,11 @@ ROUTES: dict[str, bool] = {
     "POST /uploads": True,
     "GET /jobs/{jobId}": True,
     "GET /jobs": True,
+    "POST /webhooks": True,
+    "GET /webhooks": True,
+    "DELETE /webhooks/{webhookId}": True,
+    "POST /webhooks/{webhookId}/rotate-secret": True,
+    "GET /webhooks/{webhookId}/deliveries": True,
     "GET /health": False,
 }
 ACCESS_LOG_FORMAT = {
@@ -64,6 +69,8 @@ class ApiArgs:
     """Environment variables: common set plus the api's own (docs/CONTRACTS.md)."""
     log_retention_days: int
     """Retention of the function's and the access log's groups."""
+    extra_grants: tuple[Grant, ...] = ()
+    """What the function may do beyond jobs and buckets, e.g. manage webhook endpoints."""
     timeout_seconds: int = 15
     """Function timeout, under API Gateway's 30 s integration limit."""
     memory_mb: int = 512
@@ -71,7 +78,7 @@ class ApiArgs:
 
 
 class Api(pulumi.ComponentResource):
-    """POST /uploads, GET /jobs/{jobId}, GET /jobs (JWT) and GET /health (open), served by one function."""
+    """Uploads, jobs and webhook endpoints (JWT) and GET /health (open), served by one function."""
 
     url: Output[str]
     """Base URL of the $default stage."""
@@ -84,7 +91,7 @@ class Api(pulumi.ComponentResource):
         uploads = Output.from_input(args.uploads_bucket_arn)
         outputs = Output.from_input(args.outputs_bucket_arn)
 
-        # Creates jobs and presigned upload forms, reads jobs, signs download links.
+        # Creates jobs and presigned upload forms, reads jobs, signs download links, manages webhook endpoints.
         function = LambdaFunction(
             f"{name}-function",
             LambdaFunctionArgs(
@@ -106,6 +113,7 @@ class Api(pulumi.ComponentResource):
                     Grant(
                         ("s3:GetObject",), (outputs.apply(lambda a: policies.object_arns(a, patterns.OUTPUT_PREFIX)),)
                     ),
+                    *args.extra_grants,
                 ),
             ),
             opts=child,
@@ -116,7 +124,7 @@ class Api(pulumi.ComponentResource):
             protocol_type="HTTP",
             cors_configuration=aws.apigatewayv2.ApiCorsConfigurationArgs(
                 allow_origins=list(args.cors_allowed_origins),
-                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
                 allow_headers=["authorization", "content-type"],
                 max_age=3600,
             ),

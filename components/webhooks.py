@@ -1,0 +1,200 @@
+"""Webhooks: endpoint and delivery-log tables, the rule that queues job outcomes, and the delivery function."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+from pulumi import Input, Output, ResourceOptions
+
+from components import patterns, policies
+from components.function import Grant, LambdaFunction, LambdaFunctionArgs
+from components.patterns import OUTPUT_PREFIX
+from components.work_queue import EVENTS_SERVICE, WorkQueue, WorkQueueArgs, visibility_timeout
+from functions.webhooks.schedule import SQS_MAX_DELAY_SECONDS, RetrySchedule, receives_for_longest_wait, schedule_to_env
+from functions.webhooks.store import DELIVERIES_BY_TIME_INDEX
+
+HANDLER = "functions.webhooks.handler.handler"
+MANAGEMENT_ACTIONS = tuple(f"dynamodb:{a}" for a in ("GetItem", "PutItem", "Query", "DeleteItem", "UpdateItem"))
+
+
+def _table_attributes(**types: str) -> list[aws.dynamodb.TableAttributeArgs]:
+    return [aws.dynamodb.TableAttributeArgs(name=name, type=kind) for name, kind in types.items()]
+
+
+@dataclass(frozen=True)
+class WebhooksArgs:
+    """Inputs of Webhooks."""
+
+    bus_name: Input[str]
+    """Custom event bus the job outcomes are announced on."""
+    jobs_table_arn: Input[str]
+    """Jobs table, read for each payload."""
+    outputs_bucket_arn: Input[str]
+    """Outputs bucket the payload's download links point into."""
+    code: pulumi.Archive
+    """Zip of the repo's `functions/` package."""
+    layers: tuple[Input[str], ...]
+    """Layer ARNs (Powertools)."""
+    environment: Mapping[str, Input[str]]
+    """Common environment plus DOWNLOAD_URL_TTL_SECONDS and JOB_RETENTION_DAYS (docs/CONTRACTS.md)."""
+    log_retention_days: int
+    """Retention of the function's log group."""
+    retry_schedule: RetrySchedule
+    """Delays between delivery attempts."""
+    allowed_addresses: tuple[str, ...] = ()
+    """Addresses or networks the SSRF policy admits anyway: empty except on a local cloud (127.0.0.1)."""
+    max_receive_count: int = 5
+    """Failed receives a task survives, on top of the early receives its longest wait needs."""
+    delivery_timeout_seconds: int = 15
+    """An attempt succeeds only with a 2xx within this long."""
+    timeout_seconds: int = 60
+    """Function timeout: one batch of concurrent attempts and the reads and writes around them."""
+    memory_mb: int = 256
+    """Function memory."""
+    batch_size: int = 10
+    """Queue messages per invocation (their attempts run side by side)."""
+    max_event_age_seconds: int = 86_400
+    """How long EventBridge keeps retrying to queue a job outcome before it goes to the DLQ."""
+
+
+class Webhooks(pulumi.ComponentResource):
+    """Job outcomes from the bus, fanned out per endpoint onto a queue with a DLQ, delivered signed and retried."""
+
+    endpoints_table_name: Output[str]
+    """Endpoints table (key ownerId + endpointId)."""
+    deliveries_table_name: Output[str]
+    """Delivery log table (key endpointId + attemptId, TTL)."""
+    queue: WorkQueue
+    """The delivery queue and its DLQ."""
+    function_name: Output[str]
+    """Delivery function name."""
+    management_grants: tuple[Grant, ...]
+    """What a function managing endpoints (the api) needs on these tables."""
+    max_task_age_seconds: int
+    """Oldest a healthy task gets in the queue (its longest scheduled wait): a backlog alarm threshold."""
+
+    def __init__(self, name: str, args: WebhooksArgs, opts: ResourceOptions | None = None) -> None:
+        super().__init__("media-pipeline:index:Webhooks", name, None, opts)
+        child = ResourceOptions(parent=self)
+        encrypted = aws.dynamodb.TableServerSideEncryptionArgs(enabled=True)
+
+        # One item per endpoint, under its owner: fan-out reads one owner's endpoints, never anyone else's.
+        endpoints = aws.dynamodb.Table(
+            f"{name}-endpoints",
+            billing_mode="PAY_PER_REQUEST",
+            hash_key="ownerId",
+            range_key="endpointId",
+            attributes=_table_attributes(ownerId="S", endpointId="S"),
+            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
+            server_side_encryption=encrypted,
+            opts=child,
+        )
+        # One item per attempt (its key claims the attempt); a local index lists an endpoint's latest; TTL expires them.
+        deliveries = aws.dynamodb.Table(
+            f"{name}-deliveries",
+            billing_mode="PAY_PER_REQUEST",
+            hash_key="endpointId",
+            range_key="attemptId",
+            attributes=_table_attributes(endpointId="S", attemptId="S", attemptedAt="N"),
+            local_secondary_indexes=[
+                aws.dynamodb.TableLocalSecondaryIndexArgs(
+                    name=DELIVERIES_BY_TIME_INDEX, range_key="attemptedAt", projection_type="ALL"
+                )
+            ],
+            ttl=aws.dynamodb.TableTtlArgs(attribute_name="expiresAt", enabled=True),
+            server_side_encryption=encrypted,
+            opts=child,
+        )
+        # Job Completed / Failed / Rejected / Expired on the custom bus.
+        rule = aws.cloudwatch.EventRule(
+            f"{name}-job-outcomes",
+            event_bus_name=args.bus_name,
+            event_pattern=json.dumps(patterns.job_outcomes_pattern()),
+            opts=child,
+        )
+        # A task waiting longer than SQS's 15-minute send delay is re-hidden on each early receive, and each of those
+        # is a receive: the redrive threshold counts them on top of the failures a task may survive.
+        waits = receives_for_longest_wait(args.retry_schedule)
+        self.queue = WorkQueue(
+            f"{name}-deliveries",
+            WorkQueueArgs(
+                consumer_timeout_seconds=args.timeout_seconds,
+                sender_service=EVENTS_SERVICE,
+                sender_arn=rule.arn,
+                max_receive_count=args.max_receive_count + waits,
+            ),
+            opts=child,
+        )
+        # Events EventBridge cannot queue land in the same DLQ as tasks whose schedule ended.
+        aws.sqs.QueuePolicy(
+            f"{name}-dlq-policy",
+            queue_url=self.queue.dlq_url,
+            policy=Output.all(self.queue.dlq_arn, rule.arn).apply(
+                lambda v: json.dumps(policies.queue_send_policy(v[0], EVENTS_SERVICE, [v[1]]))
+            ),
+            opts=child,
+        )
+        # Queue every job outcome; the function fans it out per endpoint.
+        aws.cloudwatch.EventTarget(
+            f"{name}-job-outcomes-target",
+            rule=rule.name,
+            event_bus_name=args.bus_name,
+            arn=self.queue.arn,
+            retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(
+                maximum_event_age_in_seconds=args.max_event_age_seconds, maximum_retry_attempts=185
+            ),
+            dead_letter_config=aws.cloudwatch.EventTargetDeadLetterConfigArgs(arn=self.queue.dlq_arn),
+            opts=ResourceOptions(parent=self, depends_on=[self.queue.policy]),
+        )
+        environment = {
+            **args.environment,
+            "POWERTOOLS_SERVICE_NAME": "webhooks",
+            "WEBHOOK_ENDPOINTS_TABLE": endpoints.name,
+            "WEBHOOK_DELIVERIES_TABLE": deliveries.name,
+            "WEBHOOK_QUEUE_URL": self.queue.url,
+            "WEBHOOK_DLQ_URL": self.queue.dlq_url,
+            "WEBHOOK_RETRY_SCHEDULE": schedule_to_env(args.retry_schedule),
+            "WEBHOOK_TIMEOUT_SECONDS": str(args.delivery_timeout_seconds),
+        }
+        if args.allowed_addresses:
+            environment["WEBHOOK_ALLOWED_ADDRESSES"] = ",".join(args.allowed_addresses)
+        outputs = Output.from_input(args.outputs_bucket_arn).apply(lambda a: policies.object_arns(a, OUTPUT_PREFIX))
+        # Fans out, signs, delivers, schedules retries, parks finished-off tasks, disables gone endpoints.
+        function = LambdaFunction(
+            f"{name}-function",
+            LambdaFunctionArgs(
+                handler=HANDLER,
+                code=args.code,
+                layers=args.layers,
+                timeout_seconds=args.timeout_seconds,
+                memory_mb=args.memory_mb,
+                log_retention_days=args.log_retention_days,
+                environment=environment,
+                queue_arn=self.queue.arn,
+                batch_size=args.batch_size,
+                grants=(
+                    Grant(("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"), (endpoints.arn,)),
+                    Grant(("dynamodb:GetItem", "dynamodb:PutItem"), (deliveries.arn,)),
+                    Grant(("dynamodb:GetItem",), (args.jobs_table_arn,)),
+                    Grant(("s3:GetObject",), (outputs,)),
+                    Grant(("sqs:SendMessage", "sqs:ChangeMessageVisibility"), (self.queue.arn,)),
+                    Grant(("sqs:SendMessage",), (self.queue.dlq_arn,)),
+                ),
+            ),
+            opts=child,
+        )
+
+        self.endpoints_table_name = endpoints.name
+        self.deliveries_table_name = deliveries.name
+        self.function_name = function.function_name
+        self.management_grants = (
+            Grant(MANAGEMENT_ACTIONS, (endpoints.arn,)),
+            Grant(("dynamodb:Query",), (Output.concat(deliveries.arn, "/index/", DELIVERIES_BY_TIME_INDEX),)),
+        )
+        longest_wait = int(args.retry_schedule.longest_wait_seconds) + 1
+        self.max_task_age_seconds = longest_wait + SQS_MAX_DELAY_SECONDS + visibility_timeout(args.timeout_seconds)
+        self.register_outputs({"endpointsTable": endpoints.name, "queueUrl": self.queue.url, "function": function.arn})
