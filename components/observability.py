@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -26,6 +26,8 @@ class ObservabilityArgs:
     """Functions whose errors the dashboard shows."""
     queue_age_threshold_seconds: int
     """Age of the oldest message that raises a work queue alarm."""
+    queue_age_thresholds: Mapping[str, int] = field(default_factory=dict)
+    """Per-label overrides of that age, for queues whose messages wait on purpose (webhook retries)."""
     alarm_email: str | None = None
     """Address subscribed to the alarm topic, if any (the subscription must be confirmed)."""
 
@@ -69,16 +71,17 @@ class Observability(pulumi.ComponentResource):
             )
         # A growing oldest-message age means consumers are failing or cannot keep up.
         for label, queue_name in args.work_queues.items():
+            threshold = args.queue_age_thresholds.get(label, args.queue_age_threshold_seconds)
             aws.cloudwatch.MetricAlarm(
                 f"{name}-{label}-backlog-age",
-                alarm_description=f"{label}: oldest message older than {args.queue_age_threshold_seconds}s",
+                alarm_description=f"{label}: oldest message older than {threshold}s",
                 namespace="AWS/SQS",
                 metric_name="ApproximateAgeOfOldestMessage",
                 dimensions={"QueueName": queue_name},
                 statistic="Maximum",
                 period=300,
                 evaluation_periods=1,
-                threshold=args.queue_age_threshold_seconds,
+                threshold=threshold,
                 comparison_operator="GreaterThanThreshold",
                 treat_missing_data="notBreaching",
                 alarm_actions=[topic.arn],
