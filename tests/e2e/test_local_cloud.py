@@ -63,6 +63,7 @@ def test_wiring_comes_from_the_program(fixture_cloud: RunningCloud) -> None:
     subscriptions = [
         s
         for topic in sns.list_topics()["Topics"]
+        if ":validated-" in topic["TopicArn"]
         for s in sns.list_subscriptions_by_topic(TopicArn=topic["TopicArn"])["Subscriptions"]
     ]
     assert len(subscriptions) == 1
@@ -162,6 +163,20 @@ def test_async_target_retries_then_dead_letters(fixture_cloud: RunningCloud, tmp
     assert record["responsePayload"]["errorType"] == "RuntimeError"
     # FunctionEventInvokeConfig allows one retry: two attempts in all.
     assert _item(fixture_cloud, item_id)["trackAttempts"] == "2"
+
+
+def test_s3_and_sns_invoke_functions_directly(fixture_cloud: RunningCloud) -> None:
+    emulator = fixture_cloud.emulator()
+    bucket, topic = fixture_cloud.outputs["dropsBucket"], fixture_cloud.outputs["announcementsTopicArn"]
+    emulator.client("s3").put_object(Bucket=bucket, Key="notes/hello world.txt", Body=b"hi")
+    emulator.client("s3").put_object(Bucket=bucket, Key="notes/ignored.bin", Body=b"hi")  # the suffix filter
+    emulator.client("sns").publish(TopicArn=topic, Message="announcement-1")
+
+    s3_item = wait_for(lambda: _item(fixture_cloud, "notes/hello world.txt"), 20, message="the S3 invocation")
+    sns_item = wait_for(lambda: _item(fixture_cloud, "announcement-1"), 20, message="the SNS invocation")
+    assert s3_item["what"] == "ObjectCreated:Put"
+    assert sns_item["what"] == topic
+    assert _item(fixture_cloud, "notes/ignored.bin") == {}
 
 
 def test_schedule_fires_on_the_local_clock(fixture_cloud: RunningCloud) -> None:

@@ -184,6 +184,19 @@ aws.lambda_.FunctionEventInvokeConfig(
 sweep = aws.cloudwatch.EventRule("sweep", schedule_expression="rate(5 minutes)")
 aws.cloudwatch.EventTarget("sweep-target", rule=sweep.name, arn=sweeper_fn.arn)
 
+# Targets moto cannot invoke: an S3 notification and an SNS subscription straight to a function.
+notify_fn = zip_function("notify-fn", "fixture_handlers.pipeline.notify", common_env)
+drops = aws.s3.Bucket("drops", force_destroy=True)
+aws.s3.BucketNotification(
+    "drops-notification",
+    bucket=drops.id,
+    lambda_functions=[
+        {"lambda_function_arn": notify_fn.arn, "events": ["s3:ObjectCreated:*"], "filter_suffix": ".txt"}
+    ],
+)
+announcements = aws.sns.Topic("announcements")
+aws.sns.TopicSubscription("announcements-notify", topic=announcements.arn, protocol="lambda", endpoint=notify_fn.arn)
+
 api = aws.apigatewayv2.Api("http", protocol_type="HTTP")
 authorizer = aws.apigatewayv2.Authorizer(
     "jwt",
@@ -220,3 +233,5 @@ pulumi.export("uploadsBucket", uploads.bucket)
 pulumi.export("tableName", table.name)
 pulumi.export("ingestDlqUrl", ingest_dlq.url)
 pulumi.export("trackerDlqUrl", tracker_dlq.url)
+pulumi.export("dropsBucket", drops.bucket)
+pulumi.export("announcementsTopicArn", announcements.arn)

@@ -92,3 +92,13 @@ def sweep(event: dict, context: object) -> None:
     if event.get("detail-type") != "Scheduled Event":
         raise ValueError(f"unexpected event {event}")
     _bump("sweeps", "count")
+
+
+def notify(event: dict, context: object) -> None:
+    """S3 and SNS invoke this directly: record what arrived, by its key or message."""
+    for record in event["Records"]:
+        if "s3" in record:
+            item_id, what = unquote_plus(record["s3"]["object"]["key"]), record["eventName"]
+        else:
+            item_id, what = record["Sns"]["Message"], record["Sns"]["TopicArn"]
+        table.put_item(Item={"id": item_id, "owner": "notify", "status": "NOTIFIED", "what": what})
