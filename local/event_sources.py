@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -274,7 +274,13 @@ class AsyncDeliveryLoop(_Loop):
             self._slots.release()
             return
         self.stats.received += 1
-        self._pool.submit(self._deliver, messages[0])
+        self._pool.submit(self._deliver, messages[0]).add_done_callback(self._report_crash)
+
+    def _report_crash(self, future: Future[None]) -> None:
+        """A delivery that raised past its own handling is a defect of the local cloud: say so, loudly."""
+        error = None if future.cancelled() else future.exception()
+        if error is not None:
+            log.error("%s: delivery crashed; the event stays in its local queue", self.name, exc_info=error)
 
     def event_for(self, body: str) -> Any:
         delivery = self.delivery
