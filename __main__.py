@@ -17,7 +17,10 @@ from components.patterns import OUTPUT_PREFIX, UPLOAD_PREFIX
 from components.secure_bucket import Expiry, SecureBucket, SecureBucketArgs
 from components.tracker import Tracker, TrackerArgs
 from components.transcoder import Transcoder, TranscoderArgs
+from components.webhooks import Webhooks, WebhooksArgs
 from functions.common.renditions import parse_renditions, renditions_to_json
+from functions.webhooks.schedule import parse_schedule
+from functions.webhooks.ssrf import parse_allowed_networks
 
 ROOT = Path(__file__).resolve().parent
 ENGINES = ("auto", "lambda", "mediaconvert")
@@ -58,6 +61,9 @@ queue_age_alarm_seconds = config.require_int("queueAgeAlarmSeconds")
 alarm_email = config.require("alarmEmail") or None
 force_destroy_buckets = config.require_bool("forceDestroyBuckets")
 powertools_layer_arn = config.require("powertoolsLayerArn")
+webhook_retry_schedule = parse_schedule(config.require_object("webhookRetrySchedule"))
+webhook_allowed_addresses = tuple(config.require_object("webhookAllowedAddresses"))
+webhook_secret_overlap_seconds = config.require_int("webhookSecretOverlapSeconds")
 
 if engine not in ENGINES:
     raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -67,6 +73,9 @@ if processing_deadline_seconds <= ingest_timeout_seconds + transcode_timeout_sec
     raise ValueError("processingDeadlineSeconds must exceed ingestTimeoutSeconds + transcodeTimeoutSeconds")
 if not all(isinstance(t, str) and "/" in t for t in allowed_content_types):
     raise ValueError(f"allowedContentTypes must be MIME types, got {allowed_content_types!r}")
+parse_allowed_networks(webhook_allowed_addresses)  # raises naming an entry that is not an address or network
+if not 0 <= webhook_secret_overlap_seconds <= 30 * 86_400:
+    raise ValueError(f"webhookSecretOverlapSeconds must be 0 to 30 days, got {webhook_secret_overlap_seconds}")
 if engine != "lambda":
     pulumi.log.warn(f"engine={engine}: this program deploys no MediaConvert submitter yet; such jobs hit the deadline")
 
@@ -169,6 +178,29 @@ transcoders = {
     )
     for rendition in renditions
 }
+webhooks = Webhooks(
+    "webhooks",
+    WebhooksArgs(
+        bus_name=store.bus_name,
+        jobs_table_arn=store.table_arn,
+        outputs_bucket_arn=outputs.arn,
+        code=functions_code,
+        layers=layers,
+        environment={
+            **common_env,
+            "DOWNLOAD_URL_TTL_SECONDS": str(download_url_ttl_seconds),
+            "JOB_RETENTION_DAYS": str(job_retention_days),
+        },
+        log_retention_days=log_retention_days,
+        retry_schedule=webhook_retry_schedule,
+        allowed_addresses=webhook_allowed_addresses,
+        max_receive_count=max_receive_count,
+    ),
+)
+# The SSRF allow-list is passed only when set (a local cloud's receivers): an empty variable would be noise.
+webhook_allow_list = {"WEBHOOK_ALLOWED_ADDRESSES": ",".join(webhook_allowed_addresses)}
+if not webhook_allowed_addresses:
+    webhook_allow_list = {}
 api = Api(
     "api",
     ApiArgs(
@@ -191,12 +223,21 @@ api = Api(
             "DOWNLOAD_URL_TTL_SECONDS": str(download_url_ttl_seconds),
             "JOB_RETENTION_DAYS": str(job_retention_days),
             "PROCESSING_DEADLINE_SECONDS": str(processing_deadline_seconds),
+            "WEBHOOK_ENDPOINTS_TABLE": webhooks.endpoints_table_name,
+            "WEBHOOK_DELIVERIES_TABLE": webhooks.deliveries_table_name,
+            "WEBHOOK_SECRET_OVERLAP_SECONDS": str(webhook_secret_overlap_seconds),
+            **webhook_allow_list,
         },
+        extra_grants=webhooks.management_grants,
         log_retention_days=log_retention_days,
     ),
 )
 
-work_queues = {"ingest": ingest.queue} | {f"transcode-{name}": t.queue for name, t in transcoders.items()}
+work_queues = (
+    {"ingest": ingest.queue}
+    | {f"transcode-{name}": t.queue for name, t in transcoders.items()}
+    | {"webhooks": webhooks.queue}
+)
 observability = Observability(
     "observability",
     ObservabilityArgs(
@@ -205,8 +246,11 @@ observability = Observability(
         dead_letter_queues={label: queue.dlq_name for label, queue in work_queues.items()}
         | {"tracker": tracker.dlq_name},
         functions={"api": api.function_name, "ingest": ingest.function_name, "tracker": tracker.function_name}
-        | {f"transcode-{name}": t.function_name for name, t in transcoders.items()},
+        | {f"transcode-{name}": t.function_name for name, t in transcoders.items()}
+        | {"webhooks": webhooks.function_name},
         queue_age_threshold_seconds=queue_age_alarm_seconds,
+        # Webhook tasks wait hours for their retries by design: only one older than its longest wait is stuck.
+        queue_age_thresholds={"webhooks": webhooks.max_task_age_seconds},
         alarm_email=alarm_email,
     ),
 )
