@@ -4,6 +4,8 @@ corrections to moto (bucket policy conditions, presigned POST policies), invokes
 from __future__ import annotations
 
 import base64
+import importlib
+import inspect
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,11 +13,13 @@ from pathlib import Path
 import pytest
 
 from local.auth import _claim_text
+from local.deployment import Deployment
+from local.emulator import Emulator
 from local.event_sources import LocalClock, failed_message_ids, rate_seconds
 from local.gateway import compile_route
 from local.invokes import InvokeAnswers, UnknownInvoke
 from local.moto_patches import PolicyViolation, bucket_policy_permission, check_post_policy, condition_holds
-from local.resources import autoname, integral, pascal
+from local.resources import ResourceFactory, autoname, integral, pascal
 from local.stack_config import load_stack_config, parse_override
 
 TLS_ONLY = json.dumps(
@@ -152,3 +156,13 @@ def test_names_and_shapes() -> None:
     assert integral({"a": 3.0, "b": [1.5, 2.0]}) == {"a": 3, "b": [1.5, 2]}
     assert pascal({"id": "r", "expiration": {"days": 1}, "skip": None}) == {"ID": "r", "Expiration": {"Days": 1}}
     assert _claim_text(["a", "b"]) == "[a b]" and _claim_text(1700000000) == "1700000000"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the V2 S3 classes are deprecated aliases, still handled
+def test_every_token_the_engine_handles_exists_in_the_installed_pulumi_aws() -> None:
+    factory = ResourceFactory(Emulator(), Deployment(project="p", stack="s", region="us-east-1", account_id="1"), "")
+    for token in sorted(factory.emulated_types | factory.runtime_types):
+        module, class_name = token.split(":")[1].split("/")[0], token.rsplit(":", 1)[1]
+        sdk_module = importlib.import_module(f"pulumi_aws.{'lambda_' if module == 'lambda' else module}")
+        resource_class = getattr(sdk_module, class_name)
+        assert f"'{token}'" in inspect.getsource(resource_class), token
