@@ -14,6 +14,7 @@ QUEUE_POLICY = "aws:sqs/queuePolicy:QueuePolicy"
 FUNCTION = "aws:lambda/function:Function"
 SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 RULE = "aws:cloudwatch/eventRule:EventRule"
+TABLE = "aws:dynamodb/table:Table"
 
 
 def _queue_policy(run: ProgramRun, queue_name: str) -> dict:
@@ -102,21 +103,25 @@ def test_ingest_may_read_uploads_write_jobs_publish_to_the_topic_and_the_bus(dev
     assert not any(action.startswith("s3:Put") for action in grants)
 
 
-def test_api_reads_and_writes_jobs_signs_uploads_and_downloads(dev: ProgramRun) -> None:
+def test_api_reads_and_writes_jobs_signs_uploads_and_downloads_and_manages_webhooks(dev: ProgramRun) -> None:
     uploads = dev.named("aws:s3/bucket:Bucket", "uploads-bucket").outputs["arn"]
     outputs = dev.named("aws:s3/bucket:Bucket", "outputs-bucket").outputs["arn"]
-    table = dev.of_type("aws:dynamodb/table:Table")[0].outputs["arn"]
+    table = dev.named(TABLE, "jobs-table").outputs["arn"]
+    endpoints = dev.named(TABLE, "webhooks-endpoints").outputs["arn"]
+    deliveries = dev.named(TABLE, "webhooks-deliveries").outputs["arn"]
     assert _grants(dev, "api-function") == {
-        "dynamodb:GetItem": {table, f"{table}/index/{OWNER_INDEX}"},
-        "dynamodb:PutItem": {table, f"{table}/index/{OWNER_INDEX}"},
-        "dynamodb:Query": {table, f"{table}/index/{OWNER_INDEX}"},
+        "dynamodb:GetItem": {table, f"{table}/index/{OWNER_INDEX}", endpoints},
+        "dynamodb:PutItem": {table, f"{table}/index/{OWNER_INDEX}", endpoints},
+        "dynamodb:Query": {table, f"{table}/index/{OWNER_INDEX}", endpoints, f"{deliveries}/index/byAttemptedAt"},
+        "dynamodb:DeleteItem": {endpoints},
+        "dynamodb:UpdateItem": {endpoints},
         "s3:PutObject": {f"{uploads}/uploads/*"},
         "s3:GetObject": {f"{outputs}/outputs/*"},
     }
 
 
 def test_jobs_table_matches_the_job_record_contract(dev: ProgramRun) -> None:
-    (table,) = dev.of_type("aws:dynamodb/table:Table")
+    table = dev.named(TABLE, "jobs-table")
     inputs = table.inputs
     assert inputs["billingMode"] == "PAY_PER_REQUEST"
     assert inputs["hashKey"] == "jobId"
@@ -154,7 +159,8 @@ def test_tracker_hears_its_events_mediaconvert_for_this_stack_and_the_sweep(dev:
 
     tracker = dev.named(FUNCTION, "tracker-function")
     dlq = dev.named(QUEUE, "tracker-dlq")
-    rules = dev.of_type(RULE)
+    rules = [rule for rule in dev.of_type(RULE) if rule.name.startswith("tracker-")]
+    assert len(rules) == 3
     for rule in rules:
         (target,) = [t for t in dev.of_type("aws:cloudwatch/eventTarget:EventTarget") if t.inputs["rule"] == rule.id]
         assert target.inputs["arn"] == tracker.outputs["arn"]
@@ -197,7 +203,17 @@ def test_api_routes_authorize_with_the_configured_jwt_except_health(dev: Program
     assert integration.inputs["payloadFormatVersion"] == "2.0"
     assert integration.inputs["integrationUri"] == dev.named(FUNCTION, "api-function").outputs["arn"]
     routes = {r.inputs["routeKey"]: r.inputs for r in dev.of_type("aws:apigatewayv2/route:Route")}
-    assert set(routes) == {"POST /uploads", "GET /jobs/{jobId}", "GET /jobs", "GET /health"}
+    assert set(routes) == {
+        "POST /uploads",
+        "GET /jobs/{jobId}",
+        "GET /jobs",
+        "POST /webhooks",
+        "GET /webhooks",
+        "DELETE /webhooks/{webhookId}",
+        "POST /webhooks/{webhookId}/rotate-secret",
+        "GET /webhooks/{webhookId}/deliveries",
+        "GET /health",
+    }
     for key, route in routes.items():
         assert route["target"] == f"integrations/{integration.id}"
         if key == "GET /health":
@@ -305,6 +321,7 @@ def test_stack_exports_what_clients_and_operators_need(with_480p: ProgramRun) ->
         "transcode-720p",
         "transcode-1080p",
         "tracker",
+        "webhooks",
     }
     for key in ("validatedTopicArn", "mediaImageUri", "alarmTopicArn", "dashboardName"):
         assert outputs[key], key
