@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", parents=[common, cloud], help="start, upload a generated 1080p clip, report")
     demo.add_argument("--seconds", type=float, default=4.0, help="length of the generated clip (default 4)")
-    demo.add_argument("--timeout", type=float, default=300, help="seconds to wait for the job (default 300)")
+    demo.add_argument("--timeout", type=float, default=120, help="seconds to wait for the job (default 120)")
     demo.add_argument("--keep", action="store_true", help="keep the sample and downloads under .local/")
     demo.set_defaults(run=command_demo)
     return parser
