@@ -115,7 +115,10 @@ def parse_webhook_url(raw: str) -> WebhookUrl:
         raise UrlRefused(f"the URL must be 1 to {MAX_URL_LENGTH} characters")
     if not raw.isascii() or any(ch <= " " or ch in "\x7f\\" for ch in raw):
         raise UrlRefused("the URL must be ASCII without spaces, control characters or backslashes (punycode hosts)")
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+    except ValueError as err:  # e.g. a bracketed host that is not an IPv6 address
+        raise UrlRefused("the URL is malformed") from err
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise UrlRefused("only http and https URLs are allowed")
@@ -124,7 +127,7 @@ def parse_webhook_url(raw: str) -> WebhookUrl:
     if parts.fragment:
         raise UrlRefused("a webhook URL has no fragment")
     try:
-        port = parts.port or SCHEMES[scheme]
+        port = SCHEMES[scheme] if parts.port is None else parts.port
     except ValueError as err:
         raise UrlRefused("the URL's port is not a number from 1 to 65535") from err
     if not 1 <= port <= 65535:
