@@ -260,6 +260,35 @@ def record_hls_output(job: Job, *, bucket: str, key: str, now: int) -> Job | Non
     return changed
 
 
+MEDIACONVERT_ENGINE = "mediaconvert"
+
+
+def mediaconvert_job_id(job: Job) -> str | None:
+    """The MediaConvert job recorded for this job (`job.mediaconvert.jobId`), if one was submitted."""
+    return (job.get("mediaconvert") or {}).get("jobId")
+
+
+def record_mediaconvert_job(job: Job, *, mediaconvert_job_id: str, client_request_token: str, now: int) -> Job | None:
+    """The one MediaConvert job that encodes this job was created: record it as `mediaconvert`, once.
+
+    Only a PROCESSING job of the mediaconvert engine takes the record, and only while it has none: a second
+    submission (a redelivered message, a retried function) finds it and does not create another job, and a
+    job that already ended is not reopened by a late record. Returns None for all of those.
+    """
+    if job["status"] != JobStatus.PROCESSING or job.get("engine") != MEDIACONVERT_ENGINE:
+        return None
+    if job.get("mediaconvert"):
+        return None
+    changed = copy.deepcopy(job)
+    changed["mediaconvert"] = {
+        "jobId": mediaconvert_job_id,
+        "clientRequestToken": client_request_token,
+        "submittedAt": now,
+    }
+    changed["updatedAt"] = now
+    return changed
+
+
 def mark_outcome_announced(job: Job, *, now: int) -> Job | None:
     """Bookkeeping after the terminal event was published, so a retried delivery announces only what was missed.
 
