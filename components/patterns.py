@@ -22,6 +22,11 @@ def rendition_filter_policy(rendition_name: str) -> dict[str, list[str]]:
     return {"mediaType": ["video"], "engine": ["lambda"], "renditions": [rendition_name]}
 
 
+def mediaconvert_filter_policy() -> dict[str, list[str]]:
+    """Filter policy of the `mediaconvert` queue: every video job ingest routed to MediaConvert, whatever it queued."""
+    return {"mediaType": ["video"], "engine": ["mediaconvert"]}
+
+
 def pipeline_events_pattern() -> dict[str, Any]:
     """The tracker's rule on the custom bus: the pipeline's own rendition events."""
     return {"source": [SOURCE], "detail-type": [str(detail_type) for detail_type in TRACKED_DETAIL_TYPES]}

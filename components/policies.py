@@ -53,18 +53,28 @@ def function_policy(log_group_arn: str, grants: Sequence[ResolvedGrant]) -> dict
         # X-Ray has no resource-level permissions, so this is the one statement allowed to say "*".
         {"Sid": "XRayTraces", "Effect": "Allow", "Action": list(XRAY_ACTIONS), "Resource": "*"},
     ]
-    for index, grant in enumerate(grants):
-        _check_grant(grant)
-        statement: dict[str, Any] = {
-            "Sid": f"Grant{index}",
-            "Effect": "Allow",
-            "Action": sorted(set(grant.actions)),
-            "Resource": list(dict.fromkeys(grant.resources)),
-        }
-        if grant.conditions:
-            statement["Condition"] = dict(grant.conditions)
-        statements.append(statement)
+    statements += [_grant_statement(index, grant) for index, grant in enumerate(grants)]
     return {"Version": POLICY_VERSION, "Statement": statements}
+
+
+def service_role_policy(grants: Sequence[ResolvedGrant]) -> dict[str, Any]:
+    """A service role's inline policy (e.g. MediaConvert's): exactly the grants, nothing added."""
+    if not grants:
+        raise ValueError("a service role policy needs at least one grant")
+    return {"Version": POLICY_VERSION, "Statement": [_grant_statement(i, grant) for i, grant in enumerate(grants)]}
+
+
+def _grant_statement(index: int, grant: ResolvedGrant) -> dict[str, Any]:
+    _check_grant(grant)
+    statement: dict[str, Any] = {
+        "Sid": f"Grant{index}",
+        "Effect": "Allow",
+        "Action": sorted(set(grant.actions)),
+        "Resource": list(dict.fromkeys(grant.resources)),
+    }
+    if grant.conditions:
+        statement["Condition"] = dict(grant.conditions)
+    return statement
 
 
 def queue_send_policy(
