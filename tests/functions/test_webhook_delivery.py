@@ -1,0 +1,400 @@
+"""The webhooks function end to end against moto and real receivers on 127.0.0.1: a job outcome on the queue is
+fanned out per endpoint, delivered signed (the reference implementation verifies it), retried on a compressed
+schedule with the same webhook-id, dead-lettered after the last attempt, and stops at a 410.
+
+The queue is driven the way Lambda's SQS event source drives it: receive, invoke, delete what succeeded.
+Under guard_network: names resolve only from DNS below; a connection anywhere but 127.0.0.1 raises.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from standardwebhooks.webhooks import Webhook
+from ulid import ULID
+
+from functions.api.job_view import job_view
+from functions.common.events import job_outcome_detail
+from functions.webhooks import handler as webhooks
+from functions.webhooks.endpoints import EndpointStatus, new_endpoint, new_endpoint_id
+from functions.webhooks.signing import new_secret
+from functions.webhooks.store import DeliveryLog, EndpointsTable
+from functions.webhooks.tasks import DeliveryTask
+from tests.functions.conftest import create_jobs_table
+from tests.functions.webhook_support import (
+    HANG,
+    LOOPBACK,
+    Receiver,
+    completed_job,
+    create_webhook_tables,
+    guard_network,
+)
+
+REGION = "us-east-1"
+ALICE, BOB = "user-alice", "user-bob"
+ALL_EVENTS = ("job.completed", "job.failed", "job.rejected", "job.expired")
+EVENT_TIME = "2026-11-24T03:00:00Z"
+DNS = {"receiver.example.test": [LOOPBACK], "rebound.example.test": ["10.0.0.9"]}
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Deliveries:
+    """The delivery queue, its DLQ and the webhook tables, as one test's world."""
+
+    queue_url: str
+    queue_arn: str
+    dlq_url: str
+    context: Any
+
+    @property
+    def sqs(self) -> Any:
+        return boto3.client("sqs", region_name=REGION)
+
+    def endpoint(self, owner: str, url: str, events: tuple[str, ...] = ALL_EVENTS) -> dict[str, Any]:
+        endpoint = new_endpoint(
+            endpoint_id=new_endpoint_id(), owner_id=owner, url=url, events=events, secret=new_secret(), now_ms=now_ms()
+        )
+        EndpointsTable("webhook-endpoints").create(endpoint)
+        return endpoint
+
+    def announce(self, job: dict[str, Any], detail_type: str = "Job Completed") -> None:
+        """The bus event as the rule's SQS target delivers it."""
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": detail_type,
+            "source": "media-pipeline",
+            "account": "123456789012",
+            "time": EVENT_TIME,
+            "region": REGION,
+            "resources": [],
+            "detail": job_outcome_detail(job),
+        }
+        self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(event))
+
+    def receive(self, wait_seconds: int = 1) -> list[dict[str, Any]]:
+        response = self.sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds, AttributeNames=["All"]
+        )
+        return response.get("Messages", [])
+
+    def invoke(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """Lambda's SQS event source: one invocation with these records; delete the ones that did not fail."""
+        event = {"Records": [self._record(message) for message in messages]}
+        response = webhooks.handler(event, self.context)
+        failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
+        for message in messages:
+            if message["MessageId"] not in failed:
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return response
+
+    def pump(self, until: Callable[[], bool], timeout_seconds: float = 20) -> None:
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            messages = self.receive()
+            if messages:
+                self.invoke(messages)
+            if until():
+                return
+        raise AssertionError("the queue did not reach the expected state in time")
+
+    def in_queue(self) -> int:
+        attributes = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["All"])["Attributes"]
+        keys = (
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        )
+        return sum(int(attributes[key]) for key in keys)
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        return self.sqs.receive_message(
+            QueueUrl=self.dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        ).get("Messages", [])
+
+    def log(self, endpoint: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(reversed(DeliveryLog("webhook-deliveries").recent(endpoint["endpointId"], 100)))
+
+    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": {
+                "ApproximateReceiveCount": message["Attributes"]["ApproximateReceiveCount"],
+                "SentTimestamp": message["Attributes"]["SentTimestamp"],
+                "SenderId": "AIDAEXAMPLE",
+                "ApproximateFirstReceiveTimestamp": message["Attributes"]["ApproximateFirstReceiveTimestamp"],
+            },
+            "messageAttributes": {},
+            "md5OfBody": message["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.queue_arn,
+            "awsRegion": REGION,
+        }
+
+
+@pytest.fixture
+def world(aws: None, monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> Iterator[Deliveries]:
+    guard_network(monkeypatch, DNS)
+    create_jobs_table()
+    create_webhook_tables()
+    sqs = boto3.client("sqs", region_name=REGION)
+    dlq_url = sqs.create_queue(QueueName="webhooks-dlq")["QueueUrl"]
+    queue_url = sqs.create_queue(QueueName="webhooks", Attributes={"VisibilityTimeout": "3"})["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for name, value in {
+        "WEBHOOK_ENDPOINTS_TABLE": "webhook-endpoints",
+        "WEBHOOK_DELIVERIES_TABLE": "webhook-deliveries",
+        "WEBHOOK_QUEUE_URL": queue_url,
+        "WEBHOOK_DLQ_URL": dlq_url,
+        "WEBHOOK_RETRY_SCHEDULE": "2,2",
+        "WEBHOOK_TIMEOUT_SECONDS": "2",
+        "WEBHOOK_ALLOWED_ADDRESSES": LOOPBACK,
+        "DOWNLOAD_URL_TTL_SECONDS": "600",
+        "JOB_RETENTION_DAYS": "30",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(webhooks.metrics, "namespace", os.environ["POWERTOOLS_METRICS_NAMESPACE"])
+    webhooks.dependencies.cache_clear()
+    yield Deliveries(queue_url, queue_arn, dlq_url, lambda_context)
+    webhooks.dependencies.cache_clear()
+
+
+def job_for(owner: str) -> dict[str, Any]:
+    return completed_job(str(ULID()), owner, now_ms())
+
+
+def test_a_job_outcome_reaches_each_subscribed_endpoint_of_its_owner_signed_and_verifiable(world: Deliveries) -> None:
+    # GIVEN alice has an endpoint for every event and one for failures only, and bob has one too
+    with Receiver([204]) as everything, Receiver([204]) as failures_only, Receiver([204]) as bobs:
+        wants_all = world.endpoint(ALICE, everything.url("receiver.example.test"))
+        everything.secrets = [wants_all["secret"]]
+        world.endpoint(ALICE, failures_only.url(), events=("job.failed",))
+        world.endpoint(BOB, bobs.url())
+        job = job_for(ALICE)
+
+        # WHEN alice's job completes
+        world.announce(job)
+        world.pump(until=lambda: len(everything.requests) == 1 and world.in_queue() == 0)
+
+    # THEN exactly one signed delivery, which the reference implementation verifies
+    (request,) = everything.requests
+    assert request.verified is True
+    assert Webhook(wants_all["secret"]).verify(request.body, request.headers)["type"] == "job.completed"
+    assert request.headers["webhook-id"] == f"msg_{job['jobId']}_completed"
+    assert request.headers["host"] == f"receiver.example.test:{everything.port}"
+    payload = json.loads(request.body)
+    url = payload["data"]["renditions"][0]["url"]
+    assert url.startswith(f"https://test-outputs.s3.amazonaws.com/outputs/{job['jobId']}/720p.mp4?")
+    assert payload == {
+        "type": "job.completed",
+        "timestamp": "2026-11-24T03:00:00.000Z",
+        "data": job_view(job, lambda key: url),  # exactly what GET /jobs/{id} shows
+    }
+    # AND nobody else heard of it: not the failures-only endpoint, not bob
+    assert failures_only.requests == [] and bobs.requests == []
+    (entry,) = world.log(wants_all)
+    assert (entry["outcome"], entry["statusCode"], entry["attempt"], entry["error"]) == ("delivered", 204, 1, None)
+
+
+def test_a_receiver_failing_twice_then_succeeding_gets_one_logical_delivery(world: Deliveries) -> None:
+    with Receiver([500, 503, 200]) as receiver:
+        endpoint = world.endpoint(ALICE, receiver.url())
+        receiver.secrets = [endpoint["secret"]]
+        world.announce(job_for(ALICE))
+        world.pump(until=lambda: len(receiver.requests) == 3 and world.in_queue() == 0)
+
+    ids = {request.headers["webhook-id"] for request in receiver.requests}
+    assert len(ids) == 1  # the receiver's idempotency key never changes
+    assert all(request.verified for request in receiver.requests)
+    # The same event each time; only the download links are minted afresh, so a late delivery's links still work.
+    payloads = [json.loads(request.body) for request in receiver.requests]
+    links = [payload["data"]["renditions"][0].pop("url") for payload in payloads]
+    assert payloads[0] == payloads[1] == payloads[2]
+    assert all("/720p.mp4?" in link for link in links)
+    timestamps = [int(request.headers["webhook-timestamp"]) for request in receiver.requests]
+    assert timestamps == sorted(set(timestamps))  # re-signed with a fresh timestamp each time
+    gaps = [b.at - a.at for a, b in zip(receiver.requests, receiver.requests[1:], strict=False)]
+    assert all(1.5 <= gap < 8 for gap in gaps)  # the 2 s schedule, jittered, on SQS delays
+    assert [(e["attempt"], e["outcome"], e["statusCode"]) for e in world.log(endpoint)] == [
+        (1, "retrying", 500),
+        (2, "retrying", 503),
+        (3, "delivered", 200),
+    ]
+    assert world.dead_letters() == []
+
+
+def test_after_the_last_attempt_the_task_is_dead_lettered_and_a_redrive_tries_once_more(
+    world: Deliveries, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "1")
+    webhooks.dependencies.cache_clear()
+    with Receiver([500, 500, 204]) as receiver:
+        endpoint = world.endpoint(ALICE, receiver.url())
+        world.announce(job_for(ALICE))
+        world.pump(until=lambda: len(receiver.requests) == 2 and world.in_queue() == 0)
+
+        log = world.log(endpoint)
+        assert [(e["attempt"], e["outcome"], e["error"]) for e in log] == [
+            (1, "retrying", "HTTP 500"),
+            (2, "dead-lettered", "HTTP 500"),
+        ]
+        (parked,) = world.dead_letters()
+        assert parked["MessageAttributes"]["reason"]["StringValue"] == "HTTP 500"
+        task = DeliveryTask.model_validate_json(parked["Body"])
+        assert (task.attempt, task.not_before, task.endpoint_id) == (3, 0, endpoint["endpointId"])
+
+        # WHEN an operator redrives it to the queue, one more attempt is made
+        world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=parked["Body"])
+        world.pump(until=lambda: len(receiver.requests) == 3 and world.in_queue() == 0)
+    assert world.log(endpoint)[-1]["outcome"] == "delivered"
+
+
+def test_a_410_disables_the_endpoint_and_nothing_more_is_sent_to_it(world: Deliveries) -> None:
+    with Receiver([410]) as receiver:
+        endpoint = world.endpoint(ALICE, receiver.url())
+        world.announce(job_for(ALICE))
+        world.pump(until=lambda: len(receiver.requests) == 1 and world.in_queue() == 0)
+        record = EndpointsTable("webhook-endpoints").get(ALICE, endpoint["endpointId"])
+        assert (record["status"], record["disabledReason"]) == (EndpointStatus.DISABLED, "HTTP 410 Gone")
+        assert [e["outcome"] for e in world.log(endpoint)] == ["endpoint-disabled"]
+
+        world.announce(job_for(ALICE), "Job Failed")
+        world.pump(until=lambda: world.in_queue() == 0)
+    assert len(receiver.requests) == 1
+    assert world.dead_letters() == []
+
+
+def test_a_hanging_receiver_does_not_hold_up_anyone_elses_delivery(world: Deliveries) -> None:
+    with Receiver([HANG]) as hanging, Receiver([204]) as alices, Receiver([204]) as bobs:
+        stuck = world.endpoint(ALICE, hanging.url())
+        healthy = world.endpoint(ALICE, alices.url())
+        world.endpoint(BOB, bobs.url())
+        world.announce(job_for(ALICE))
+        world.announce(job_for(BOB))
+        # Fan-out: one task message per endpoint.
+        world.pump(until=lambda: world.in_queue() == 3, timeout_seconds=10)
+        tasks: list[dict[str, Any]] = []
+        for _ in range(10):
+            tasks += world.receive()
+            if len(tasks) == 3:
+                break
+        assert len(tasks) == 3
+
+        started = time.monotonic()
+        response = world.invoke(tasks)  # one batch holding the hanging endpoint's task and the others
+        elapsed = time.monotonic() - started
+
+    assert response == {"batchItemFailures": []}
+    assert alices.requests[0].at - started < 1.0 and bobs.requests[0].at - started < 1.0  # not after the hang
+    assert 1.9 <= elapsed < 4  # the batch took as long as its slowest attempt: the 2 s timeout, not 2 s x 3
+    (entry,) = world.log(stuck)
+    assert (entry["outcome"], entry["error"]) == ("retrying", "timed out after 2 s")
+    assert [e["outcome"] for e in world.log(healthy)] == ["delivered"]
+
+
+def test_urls_are_checked_again_at_every_delivery_and_redirects_are_not_followed(world: Deliveries) -> None:
+    metadata = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
+    with Receiver([302], location=metadata) as redirecting:
+        rebound = world.endpoint(ALICE, "http://rebound.example.test/hook")  # registered public, resolves private now
+        redirect = world.endpoint(ALICE, redirecting.url())
+        world.announce(job_for(ALICE))
+        world.pump(until=lambda: len(world.log(rebound)) == 1 and len(world.log(redirect)) == 1)
+    (refused,) = world.log(rebound)
+    assert (refused["outcome"], refused["statusCode"]) == ("retrying", None)
+    assert refused["error"] == "refused: the URL's host resolves to a private address"
+    (redirected,) = world.log(redirect)
+    assert (redirected["statusCode"], redirected["error"]) == (302, "HTTP 302: redirect not followed")
+    assert len(redirecting.requests) == 1  # the guard would have raised on a connection to the metadata address
+
+
+def test_a_task_that_arrives_before_it_is_due_is_hidden_again(world: Deliveries) -> None:
+    with Receiver([204]) as receiver:
+        endpoint = world.endpoint(ALICE, receiver.url())
+        job = job_for(ALICE)
+        task = DeliveryTask(
+            webhook_id=f"msg_{job['jobId']}_completed",
+            endpoint_id=endpoint["endpointId"],
+            owner_id=ALICE,
+            job_id=job["jobId"],
+            event_type="job.completed",
+            occurred_at="2026-11-24T03:00:00.000Z",
+            attempt=2,
+            not_before=now_ms() + 3_600_000,
+        )
+        world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=task.to_json())
+        (message,) = world.receive()
+        response = world.invoke([message])
+        assert response == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+        time.sleep(3.5)  # past the queue's 3 s visibility timeout: the deferral, not the timeout, hides it
+        assert world.receive(wait_seconds=0) == []
+    assert receiver.requests == [] and world.log(endpoint) == []
+
+
+def test_a_duplicated_outcome_event_delivers_once(world: Deliveries) -> None:
+    with Receiver([204]) as receiver:
+        endpoint = world.endpoint(ALICE, receiver.url())
+        job = job_for(ALICE)
+        world.announce(job)
+        world.announce(job)  # EventBridge delivers at least once
+        world.pump(until=lambda: world.in_queue() == 0 and len(receiver.requests) >= 1)
+    assert len(receiver.requests) == 1
+    assert [(e["attempt"], e["outcome"]) for e in world.log(endpoint)] == [(1, "delivered")]
+
+
+def test_tasks_that_need_no_attempt_are_dropped_without_a_request(world: Deliveries) -> None:
+    with Receiver([204]) as receiver:
+        alices = world.endpoint(ALICE, receiver.url())
+        deleted = world.endpoint(ALICE, receiver.url())
+        job = job_for(ALICE)
+        base = {
+            "webhook_id": f"msg_{job['jobId']}_completed",
+            "owner_id": ALICE,
+            "job_id": job["jobId"],
+            "event_type": "job.completed",
+            "occurred_at": "2026-11-24T03:00:00.000Z",
+            "attempt": 1,
+            "not_before": 0,
+        }
+        EndpointsTable("webhook-endpoints").delete(ALICE, deleted["endpointId"])
+        tasks = [
+            DeliveryTask(**{**base, "endpoint_id": deleted["endpointId"]}),  # deleted since the fan-out
+            DeliveryTask(**{**base, "endpoint_id": alices["endpointId"], "owner_id": BOB}),  # not bob's endpoint
+            DeliveryTask(**{**base, "endpoint_id": alices["endpointId"], "job_id": str(ULID())}),  # job gone
+        ]
+        for task in tasks:
+            world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=task.to_json())
+        world.pump(until=lambda: world.in_queue() == 0)
+    assert receiver.requests == []
+    assert world.log(alices) == [] and world.dead_letters() == []
+
+
+def test_messages_that_are_neither_tasks_nor_outcomes_fail_or_are_ignored(world: Deliveries) -> None:
+    world.sqs.send_message(QueueUrl=world.queue_url, MessageBody="not json")
+    world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps({"kind": "webhook-delivery"}))
+    other = {"version": "0", "id": "1", "detail-type": "Rendition Completed", "source": "media-pipeline"}
+    other |= {"account": "1", "time": EVENT_TIME, "region": REGION, "resources": [], "detail": {"jobId": "J"}}
+    world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps(other))
+    messages: list[dict[str, Any]] = []
+    for _ in range(10):
+        messages += world.receive()
+        if len(messages) == 3:
+            break
+    response = world.invoke(messages)
+    failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
+    by_body = {message["Body"]: message["MessageId"] for message in messages}
+    assert failed == {by_body["not json"], by_body[json.dumps({"kind": "webhook-delivery"})]}
