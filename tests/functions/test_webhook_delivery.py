@@ -398,3 +398,52 @@ def test_messages_that_are_neither_tasks_nor_outcomes_fail_or_are_ignored(world:
     failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
     by_body = {message["Body"]: message["MessageId"] for message in messages}
     assert failed == {by_body["not json"], by_body[json.dumps({"kind": "webhook-delivery"})]}
+
+
+def test_an_attempt_abandoned_by_a_crash_is_made_again_but_one_in_flight_is_not_duplicated(world: Deliveries) -> None:
+    with Receiver([204]) as receiver:
+        abandoned = world.endpoint(ALICE, receiver.url())
+        in_flight = world.endpoint(ALICE, receiver.url("receiver.example.test"))
+        job = job_for(ALICE)
+        webhook_id = f"msg_{job['jobId']}_completed"
+        log = DeliveryLog("webhook-deliveries")
+        for endpoint, claimed_ms_ago in ((abandoned, 10 * 60_000), (in_flight, 5_000)):
+            claim = {
+                "endpointId": endpoint["endpointId"],
+                "attemptId": f"{webhook_id}#001",
+                "attemptedAt": now_ms() - claimed_ms_ago,
+                "webhookId": webhook_id,
+                "eventType": "job.completed",
+                "jobId": job["jobId"],
+                "attempt": 1,
+            }
+            log.claim(claim, lease_ms=0)  # an invocation claimed attempt 1, then (for the first) died
+
+        world.announce(job)
+        world.pump(until=lambda: world.in_queue() == 0 and len(receiver.requests) >= 1)
+    assert [request.headers["host"] for request in receiver.requests] == [f"{LOOPBACK}:{receiver.port}"]
+    assert [e["outcome"] for e in world.log(abandoned)] == ["delivered"]
+    assert [e["outcome"] for e in world.log(in_flight)] == ["sending"]  # still its owner's to finish
+
+
+def test_a_redelivered_task_whose_attempt_already_failed_requeues_the_retry_once(world: Deliveries) -> None:
+    with Receiver([500, 204]) as receiver:
+        endpoint = world.endpoint(ALICE, receiver.url())
+        world.announce(job_for(ALICE))
+        world.pump(until=lambda: world.in_queue() == 0 and len(receiver.requests) == 2)
+        # SQS hands the attempt-1 task over again (its deletion was lost): the retry it queues meets attempt 2's claim.
+        first = world.log(endpoint)[0]
+        replay = DeliveryTask(
+            webhook_id=first["webhookId"],
+            endpoint_id=endpoint["endpointId"],
+            owner_id=ALICE,
+            job_id=first["jobId"],
+            event_type="job.completed",
+            occurred_at="2026-11-24T03:00:00.000Z",
+            attempt=1,
+            not_before=0,
+        )
+        world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=replay.to_json())
+        world.pump(until=lambda: world.in_queue() == 0)
+    assert len(receiver.requests) == 2
+    assert [(e["attempt"], e["outcome"]) for e in world.log(endpoint)] == [(1, "retrying"), (2, "delivered")]

@@ -82,7 +82,7 @@ def test_verification_fails_for_every_tampering_in_both_implementations(
 
 
 def test_ids_that_would_blur_the_signed_content_and_malformed_secrets_are_refused() -> None:
-    with pytest.raises(ValueError, match="no '.'"):
+    with pytest.raises(ValueError, match=r"no '\.'"):
         signing.sign(VECTOR_SECRET, "msg.1", 1, b"{}")
     with pytest.raises(ValueError, match="whsec_"):
         signing.sign("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_1", 1, b"{}")

@@ -115,19 +115,20 @@ def test_urls_that_could_reach_internal_networks_are_refused(url: str, reason: s
 
 
 @pytest.mark.parametrize(
-    ("url", "host", "port", "target", "addresses"),
+    ("url", "expected"),
     [
-        ("https://hooks.example.com/media?x=1", "hooks.example.com", 443, "/media?x=1", [PUBLIC_V4]),
-        ("HTTPS://Hooks.Example.COM./p", "hooks.example.com", 443, "/p", [PUBLIC_V4]),
-        ("http://hooks.example.com:8080", "hooks.example.com", 8080, "/", [PUBLIC_V4]),
-        ("https://dual.example.com/h", "dual.example.com", 443, "/h", [PUBLIC_V4, PUBLIC_V6]),
-        (f"http://{PUBLIC_V4}:8080/h", PUBLIC_V4, 8080, "/h", [PUBLIC_V4]),
-        (f"https://[{PUBLIC_V6}]/h", PUBLIC_V6, 443, "/h", [PUBLIC_V6]),
+        ("https://hooks.example.com/media?x=1", ("hooks.example.com", 443, "/media?x=1", [PUBLIC_V4])),
+        ("HTTPS://Hooks.Example.COM./p", ("hooks.example.com", 443, "/p", [PUBLIC_V4])),
+        ("http://hooks.example.com:8080", ("hooks.example.com", 8080, "/", [PUBLIC_V4])),
+        ("https://dual.example.com/h", ("dual.example.com", 443, "/h", [PUBLIC_V4, PUBLIC_V6])),
+        (f"http://{PUBLIC_V4}:8080/h", (PUBLIC_V4, 8080, "/h", [PUBLIC_V4])),
+        (f"https://[{PUBLIC_V6}]/h", (PUBLIC_V6, 443, "/h", [PUBLIC_V6])),
     ],
 )
 def test_public_urls_are_allowed_with_exactly_the_addresses_checked(
-    url: str, host: str, port: int, target: str, addresses: list[str], lookups: list[str]
+    url: str, expected: tuple[str, int, str, list[str]], lookups: list[str]
 ) -> None:
+    host, port, target, addresses = expected
     parsed, checked = check_url(url, AddressPolicy())
     assert (parsed.host, parsed.port, parsed.request_target) == (host, port, target)
     assert checked == tuple(ipaddress.ip_address(a) for a in addresses)
