@@ -12,6 +12,7 @@ from components.function import scratch_space_mb, source_archive
 from components.ingest import Ingest, IngestArgs
 from components.job_store import JobStore, JobStoreArgs
 from components.media_image import MediaImage, MediaImageArgs
+from components.mediaconvert import MediaConvert, MediaConvertArgs
 from components.observability import Observability, ObservabilityArgs
 from components.patterns import OUTPUT_PREFIX, UPLOAD_PREFIX
 from components.secure_bucket import Expiry, SecureBucket, SecureBucketArgs
@@ -35,6 +36,7 @@ config = pulumi.Config()
 renditions = parse_renditions(config.require_object("renditions"))
 engine = config.require("engine")
 mediaconvert_threshold_seconds = config.require_int("mediaconvertThresholdSeconds")
+lambda_encode_megapixels_per_vcpu_second = config.require_int("lambdaEncodeMegapixelsPerVcpuSecond")
 max_receive_count = config.require_int("maxReceiveCount")
 max_upload_bytes = config.require_int("maxUploadBytes")
 allowed_content_types = config.require_object("allowedContentTypes")
@@ -76,8 +78,10 @@ if not all(isinstance(t, str) and "/" in t for t in allowed_content_types):
 parse_allowed_networks(webhook_allowed_addresses)  # raises naming an entry that is not an address or network
 if not 0 <= webhook_secret_overlap_seconds <= 30 * 86_400:
     raise ValueError(f"webhookSecretOverlapSeconds must be 0 to 30 days, got {webhook_secret_overlap_seconds}")
-if engine != "lambda":
-    pulumi.log.warn(f"engine={engine}: this program deploys no MediaConvert submitter yet; such jobs hit the deadline")
+if lambda_encode_megapixels_per_vcpu_second < 1:
+    raise ValueError(
+        f"lambdaEncodeMegapixelsPerVcpuSecond must be at least 1, got {lambda_encode_megapixels_per_vcpu_second}"
+    )
 
 stack = pulumi.get_stack()
 region = aws.get_region_output().region
@@ -149,6 +153,9 @@ ingest = Ingest(
             "RENDITIONS": renditions_to_json(renditions),
             "ENGINE": engine,
             "MEDIACONVERT_THRESHOLD_SECONDS": str(mediaconvert_threshold_seconds),
+            "TRANSCODE_TIMEOUT_SECONDS": str(transcode_timeout_seconds),
+            "TRANSCODE_MEMORY_MB": str(transcode_memory_mb),
+            "LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND": str(lambda_encode_megapixels_per_vcpu_second),
             "PROCESSING_DEADLINE_SECONDS": str(processing_deadline_seconds),
         },
         timeout_seconds=ingest_timeout_seconds,
@@ -178,6 +185,23 @@ transcoders = {
     )
     for rendition in renditions
 }
+# Jobs ingest routes to MediaConvert (README, "Engines: Lambda or MediaConvert"): deployed whatever the engine
+# setting, so a stack can switch engines with a config change and no job is ever routed to a missing consumer.
+mediaconvert = MediaConvert(
+    "mediaconvert",
+    MediaConvertArgs(
+        topic_arn=ingest.topic_arn,
+        uploads_bucket_arn=uploads.arn,
+        outputs_bucket_arn=outputs.arn,
+        table_arn=store.table_arn,
+        bus_arn=store.bus_arn,
+        code=functions_code,
+        layers=layers,
+        environment=common_env,
+        log_retention_days=log_retention_days,
+        max_receive_count=max_receive_count,
+    ),
+)
 webhooks = Webhooks(
     "webhooks",
     WebhooksArgs(
@@ -236,7 +260,7 @@ api = Api(
 work_queues = (
     {"ingest": ingest.queue}
     | {f"transcode-{name}": t.queue for name, t in transcoders.items()}
-    | {"webhooks": webhooks.queue}
+    | {"mediaconvert": mediaconvert.queue, "webhooks": webhooks.queue}
 )
 observability = Observability(
     "observability",
@@ -247,7 +271,7 @@ observability = Observability(
         | {"tracker": tracker.dlq_name},
         functions={"api": api.function_name, "ingest": ingest.function_name, "tracker": tracker.function_name}
         | {f"transcode-{name}": t.function_name for name, t in transcoders.items()}
-        | {"webhooks": webhooks.function_name},
+        | {"mediaconvert-submit": mediaconvert.function_name, "webhooks": webhooks.function_name},
         queue_age_threshold_seconds=queue_age_alarm_seconds,
         # Webhook tasks wait hours for their retries by design: only one older than its longest wait is stuck.
         queue_age_thresholds={"webhooks": webhooks.max_task_age_seconds},
@@ -263,6 +287,8 @@ pulumi.export("eventBusName", store.bus_name)
 pulumi.export("validatedTopicArn", ingest.topic_arn)
 pulumi.export("ingestQueueUrl", ingest.queue.url)
 pulumi.export("transcodeQueueUrls", {name: t.queue.url for name, t in transcoders.items()})
+pulumi.export("mediaconvertQueueUrl", mediaconvert.queue.url)
+pulumi.export("mediaconvertJobQueueArn", mediaconvert.mediaconvert_queue_arn)
 pulumi.export(
     "deadLetterQueueUrls",
     {label: queue.dlq_url for label, queue in work_queues.items()} | {"tracker": tracker.dlq_url},

@@ -39,7 +39,7 @@ from functions.common import job_state
 from functions.common.events import DetailType, EventPublisher, job_outcome_detail
 from functions.common.job_state import Job, JobStatus
 from functions.common.jobs_table import JobNotFound, JobsTable
-from functions.ingest.engine import choose_engine
+from functions.ingest.engine import estimated_encode_seconds, route
 from functions.ingest.fanout import MEDIA_TYPE_VIDEO, FanoutPublisher, accepted_detail, fanout_message
 from functions.ingest.limits import check_media, check_size
 from functions.ingest.notifications import Upload
@@ -189,8 +189,29 @@ class UploadIngest:
             check_decodes_to_end(local, media)
         probe = media.probe
         planned = plan_renditions(probe["width"], probe["height"], settings.renditions)
-        engine = choose_engine(
-            settings.engine, duration_ms=probe["durationMs"], threshold_seconds=settings.mediaconvert_threshold_seconds
+        capacity = settings.lambda_capacity
+        estimate = estimated_encode_seconds(
+            duration_ms=probe["durationMs"],
+            frame_rate=probe.get("frameRate"),
+            source_pixels=(probe.get("codedWidth") or probe["width"]) * (probe.get("codedHeight") or probe["height"]),
+            planned=planned,
+            megapixels_per_second=capacity.megapixels_per_second,
+        )
+        engine = route(
+            settings.engine,
+            duration_ms=probe["durationMs"],
+            threshold_seconds=settings.mediaconvert_threshold_seconds,
+            estimate_seconds=estimate,
+            capacity=capacity,
+            probe=probe,
+        )
+        logger.info(
+            "engine chosen",
+            extra={
+                "engine": engine.value,
+                "lambdaEstimateSeconds": round(estimate, 1),
+                "lambdaBudgetSeconds": capacity.budget_seconds,
+            },
         )
         return Inspection(probe=probe, planned=planned, engine=engine.value)
 

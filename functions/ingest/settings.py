@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from functions.common.renditions import DEFAULT_RENDITIONS, Rendition, parse_renditions
-from functions.ingest.engine import EngineSetting
+from functions.ingest.engine import EngineSetting, LambdaCapacity, lambda_capacity
 from functions.ingest.limits import Limits
+from functions.transcode.settings import TranscodeSettings
 
 REQUIRED = (
     "JOBS_TABLE_NAME",
@@ -21,6 +22,9 @@ REQUIRED = (
     "MAX_HEIGHT",
     "MEDIACONVERT_THRESHOLD_SECONDS",
     "PROCESSING_DEADLINE_SECONDS",
+    "TRANSCODE_TIMEOUT_SECONDS",
+    "TRANSCODE_MEMORY_MB",
+    "LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND",
 )
 
 
@@ -50,6 +54,9 @@ class IngestSettings:
     """With `auto`, sources longer than this go to MediaConvert (`MEDIACONVERT_THRESHOLD_SECONDS`)."""
     processing_deadline_seconds: int
     """A job must finish this long after its upload arrived, or the sweep fails it (`PROCESSING_DEADLINE_SECONDS`)."""
+    lambda_capacity: LambdaCapacity
+    """What a transcode function encodes before its timeout (`TRANSCODE_TIMEOUT_SECONDS`, `TRANSCODE_MEMORY_MB`,
+    `LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND`); no job that would exceed it goes to Lambda."""
     metrics_namespace: str = "MediaPipeline"
     """CloudWatch namespace of the EMF metrics (`POWERTOOLS_METRICS_NAMESPACE`)."""
 
@@ -81,6 +88,12 @@ class IngestSettings:
             engine=EngineSetting(engine_raw),
             mediaconvert_threshold_seconds=_positive_int(env, "MEDIACONVERT_THRESHOLD_SECONDS"),
             processing_deadline_seconds=_positive_int(env, "PROCESSING_DEADLINE_SECONDS"),
+            lambda_capacity=lambda_capacity(
+                megapixels_per_vcpu_second=_positive_int(env, "LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND"),
+                memory_mb=_positive_int(env, "TRANSCODE_MEMORY_MB"),
+                timeout_seconds=_positive_int(env, "TRANSCODE_TIMEOUT_SECONDS"),
+                reserve_seconds=TranscodeSettings.reserve_seconds,
+            ),
             metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or cls.metrics_namespace,
         )
 

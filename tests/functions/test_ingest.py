@@ -198,6 +198,9 @@ def ingest_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
         "ENGINE": "auto",
         "MEDIACONVERT_THRESHOLD_SECONDS": "600",
         "PROCESSING_DEADLINE_SECONDS": str(DEADLINE_SECONDS),
+        "TRANSCODE_TIMEOUT_SECONDS": "900",
+        "TRANSCODE_MEMORY_MB": "4096",
+        "LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND": "45",
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
@@ -538,6 +541,23 @@ def test_long_source_goes_to_mediaconvert_when_engine_is_auto(
     assert pipeline.bus.drain()[0]["detail"]["engine"] == "mediaconvert"
 
 
+@pytest.mark.media
+def test_a_short_source_too_heavy_for_a_transcode_function_goes_to_mediaconvert(
+    pipeline: Pipeline, media: MediaLibrary, ingest_env: Callable[..., None]
+) -> None:
+    # GIVEN a transcode function with one second of encode budget at 1 Mpx/s per vCPU, under a high threshold
+    ingest_env(TRANSCODE_TIMEOUT_SECONDS="31", LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND="1")
+    pipeline.create_job()
+
+    # WHEN a two-second clip arrives (far below the 600 s threshold, far above the budget)
+    pipeline.upload(media.small_two_seconds)
+
+    # THEN the ceiling wins over the threshold
+    assert pipeline.job()["engine"] == "mediaconvert"
+    [message] = pipeline.fanout.drain()
+    assert message.attributes["engine"] == "mediaconvert"
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Bad uploads: each ends REJECTED with its code, without an exception or a retry, touching no other job
 # --------------------------------------------------------------------------------------------------------------
@@ -562,6 +582,18 @@ BAD_UPLOADS = [
     pytest.param(
         BadUpload("small_two_seconds", RejectionCode.DURATION_TOO_LONG, (("MAX_DURATION_SECONDS", "1"),)),
         id="too-long",
+    ),
+    pytest.param(
+        BadUpload(
+            "small_two_seconds",
+            RejectionCode.DURATION_TOO_LONG,
+            (
+                ("ENGINE", "lambda"),
+                ("TRANSCODE_TIMEOUT_SECONDS", "31"),
+                ("LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND", "1"),
+            ),
+        ),
+        id="beyond-the-lambda-ceiling",
     ),
     pytest.param(
         BadUpload("landscape_1080p", RejectionCode.RESOLUTION_TOO_HIGH, (("MAX_WIDTH", "1280"), ("MAX_HEIGHT", "720"))),

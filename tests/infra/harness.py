@@ -85,6 +85,8 @@ def _outputs(token: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[s
     if token == "docker-build:index:Image":
         digest = "sha256:" + hashlib.sha256(name.encode()).hexdigest()
         return digest, {"digest": digest, "ref": f"{inputs['tags'][0]}@{digest}"}
+    if token == "aws:mediaconvert/queue:Queue":
+        return physical, {"name": physical, "arn": _arn("mediaconvert", f"queues/{physical}")}
     if token == "aws:apigatewayv2/api:Api":
         api_id = _suffix(name)
         return api_id, {

@@ -50,13 +50,14 @@ def _service(function_inputs: dict) -> str:
     return function_inputs["environment"]["variables"]["POWERTOOLS_SERVICE_NAME"]
 
 
-def test_the_contract_parses_into_five_functions() -> None:
-    assert set(contract_handlers()) == {"api", "tracker", "ingest", "transcode", "webhooks"}
+def test_the_contract_parses_into_six_functions() -> None:
+    assert set(contract_handlers()) == {"api", "tracker", "ingest", "transcode", "webhooks", "submit"}
     common, own = contract_environment()
     assert {"JOBS_TABLE_NAME", "EVENT_BUS_NAME", "STACK_NAME", "LOG_LEVEL"} <= common
     assert "AWS_ENDPOINT_URL" not in common
     assert own["transcode"] == {"RENDITION"} and own["tracker"] == set()
     assert "WEBHOOK_ALLOWED_ADDRESSES" not in own["webhooks"] | own["api"]  # optional: only a local cloud sets it
+    assert own["submit"] == {"MEDIACONVERT_QUEUE_ARN", "MEDIACONVERT_ROLE_ARN"}  # the endpoint override is optional
 
 
 def test_every_contract_function_is_deployed_with_its_handler_and_packaging(with_480p: ProgramRun) -> None:

@@ -96,12 +96,17 @@ def test_every_function_logs_json_to_its_own_retained_log_group_and_traces(run: 
     assert len(used) == len(set(used)), "functions share a log group"
 
 
-def test_every_role_is_assumable_by_lambda_only(run: ProgramRun) -> None:
+def test_every_role_is_assumable_by_one_service_lambda_for_functions(run: ProgramRun) -> None:
+    function_roles = {f.inputs["role"] for f in run.of_type(FUNCTION)}
+    trusted: dict[str, int] = {}
     for role in run.of_type("aws:iam/role:Role"):
-        trust = json.loads(role.inputs["assumeRolePolicy"])
-        assert trust["Statement"] == [
-            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
-        ]
+        (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+        service = statement["Principal"]["Service"]
+        assert statement == {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+        assert (service == "lambda.amazonaws.com") == (role.outputs["arn"] in function_roles), role.name
+        trusted[service] = trusted.get(service, 0) + 1
+    # The one other role is MediaConvert's, for its jobs.
+    assert trusted == {"lambda.amazonaws.com": len(run.of_type(FUNCTION)), "mediaconvert.amazonaws.com": 1}
 
 
 def _policy_documents(run: ProgramRun) -> list[tuple[str, dict[str, Any]]]:

@@ -320,9 +320,13 @@ def test_stack_exports_what_clients_and_operators_need(with_480p: ProgramRun) ->
         "transcode-480p",
         "transcode-720p",
         "transcode-1080p",
+        "mediaconvert",
         "tracker",
         "webhooks",
     }
+    assert outputs["mediaconvertQueueUrl"] == with_480p.named(QUEUE, "mediaconvert-queue").outputs["url"]
+    job_queue = with_480p.named("aws:mediaconvert/queue:Queue", "mediaconvert-jobs").outputs["arn"]
+    assert outputs["mediaconvertJobQueueArn"] == job_queue
     for key in ("validatedTopicArn", "mediaImageUri", "alarmTopicArn", "dashboardName"):
         assert outputs[key], key
 

@@ -1,0 +1,169 @@
+"""How fast the Lambda engine encodes, and what a media minute costs on each engine: measured in one run.
+
+Generates a 1080p30 clip with a tone, plans the ladder for it exactly as ingest does, and encodes every rendition
+with the transcoder's own command (`functions/transcode/ffmpeg_command.py`), pinned to `--cpus` CPUs. For each
+rendition it prints the realtime factor (media seconds / wall seconds) and the throughput in the unit ingest's
+estimate uses (source + output megapixels per wall second per CPU, see functions/ingest/engine.py), then the cost
+model of the README ("Engines: Lambda or MediaConvert") with those numbers:
+
+    python -m bench.encode_speed [--seconds 20] [--cpus 2] [--memory-mb 4096] [--renditions JSON]
+
+Lambda gives a function vCPUs in proportion to its memory (one per 1,769 MB); the measured per-CPU throughput is
+scaled by that share. Prices are the published list prices below: check them for your region.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from functions.common.media_tools import ffmpeg_path, tool_env
+from functions.common.renditions import DEFAULT_RENDITIONS, Rendition, parse_renditions
+from functions.ingest.engine import LAMBDA_MB_PER_VCPU, SAFETY_FACTOR, lambda_vcpus
+from functions.ingest.planning import plan_renditions
+from functions.ingest.probe import probe_media
+from functions.transcode.ffmpeg_command import EncoderSettings, transcode_args
+from functions.transcode.messages import EncodePlan, SourceProbe
+from functions.transcode.settings import TranscodeSettings
+
+# Published list prices, us-east-1 (check your region; prices as published on the AWS pricing pages in 2025).
+LAMBDA_USD_PER_GB_SECOND = 0.0000166667  # x86, first 6 billion GB-seconds a month
+LAMBDA_USD_PER_REQUEST = 0.20 / 1_000_000
+MEDIACONVERT_USD_PER_NORMALIZED_MINUTE = 0.0075  # Basic tier (AVC, single pass), first volume band
+# Normalized-minute multipliers of the Basic tier by output resolution (at most 30 fps): SD < 720 lines, HD to 1080.
+MEDIACONVERT_RESOLUTION_MULTIPLIER = ((719, 1.0), (1080, 2.0), (2160, 4.0))
+SOURCE_WIDTH, SOURCE_HEIGHT, SOURCE_FPS = 1920, 1080, 30
+
+
+@dataclass(frozen=True)
+class Measured:
+    rendition: str
+    width: int
+    height: int
+    media_seconds: float
+    wall_seconds: float
+    cpus: int
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.media_seconds / self.wall_seconds
+
+    @property
+    def megapixels_per_cpu_second(self) -> float:
+        """Source plus output pixels per wall second per CPU: the throughput of ingest's estimate."""
+        pixels = SOURCE_WIDTH * SOURCE_HEIGHT + self.width * self.height
+        return pixels * SOURCE_FPS * self.media_seconds / self.wall_seconds / 1e6 / self.cpus
+
+
+def make_source(path: Path, seconds: float) -> Path:
+    """A 1080p30 H.264/AAC MP4 of a moving test pattern and a tone, like a phone upload."""
+    args = [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y"]
+    args += ["-f", "lavfi", "-i", f"testsrc2=size={SOURCE_WIDTH}x{SOURCE_HEIGHT}:rate={SOURCE_FPS}:duration={seconds}"]
+    args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"]
+    args += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-c:a", "aac"]
+    subprocess.run([*args, "-t", str(seconds), str(path)], check=True, env=tool_env())
+    return path
+
+
+def _pin(cpus: int) -> None:
+    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cpus]))
+
+
+def encode(source: Path, work: Path, plan: EncodePlan, probe: SourceProbe, cpus: int) -> float:
+    """Wall seconds of the transcoder's command for one rendition, pinned to `cpus` CPUs."""
+    encoder = EncoderSettings(preset=TranscodeSettings.preset, crf=TranscodeSettings.crf, threads=cpus)
+    args = transcode_args(ffmpeg_path(), source, work / f"{plan.name}.mp4", plan=plan, probe=probe, encoder=encoder)
+    started = time.perf_counter()
+    subprocess.run(args, check=True, env=tool_env(), stdout=subprocess.DEVNULL, preexec_fn=lambda: _pin(cpus))
+    return time.perf_counter() - started
+
+
+def measure(ladder: Sequence[Rendition], seconds: float, cpus: int) -> list[Measured]:
+    with tempfile.TemporaryDirectory(prefix="encode-speed-") as tmp:
+        work = Path(tmp)
+        source = make_source(work / "source.mp4", seconds)
+        media = probe_media(source, size_bytes=source.stat().st_size).probe
+        probe = SourceProbe(**media)
+        results = []
+        for item in plan_renditions(media["width"], media["height"], ladder):
+            if item["status"] != "QUEUED":
+                continue
+            plan = EncodePlan(**{k: item[k] for k in ("name", "width", "height")}, **_bitrates(item))
+            wall = encode(source, work, plan, probe, cpus)
+            results.append(Measured(plan.name, plan.width, plan.height, media["durationMs"] / 1000, wall, cpus))
+        return results
+
+
+def _bitrates(item: dict) -> dict[str, int]:
+    return {"maxVideoBitrateKbps": item["maxVideoBitrateKbps"], "audioBitrateKbps": item["audioBitrateKbps"]}
+
+
+def mediaconvert_usd_per_output_minute(height: int) -> float:
+    multiplier = next((m for limit, m in MEDIACONVERT_RESOLUTION_MULTIPLIER if height <= limit), 4.0)
+    return MEDIACONVERT_USD_PER_NORMALIZED_MINUTE * multiplier
+
+
+def report(results: Sequence[Measured], memory_mb: int, timeout_seconds: int) -> None:
+    vcpus = lambda_vcpus(memory_mb)
+    gb = memory_mb / 1024
+    print(f"{'rendition':<10}{'size':>11}{'media s':>9}{'wall s':>8}{'realtime x':>12}{'Mpx/s/CPU':>11}")
+    for r in results:
+        size = f"{r.width}x{r.height}"
+        print(
+            f"{r.rendition:<10}{size:>11}{r.media_seconds:>9.1f}{r.wall_seconds:>8.2f}"
+            f"{r.realtime_factor:>12.2f}{r.megapixels_per_cpu_second:>11.1f}"
+        )
+    slowest = min(r.megapixels_per_cpu_second for r in results)
+    rate_config = max(1, math.floor(slowest * SAFETY_FACTOR))
+    print(f"\nLambda at {memory_mb} MB: {vcpus:.2f} vCPUs ({LAMBDA_MB_PER_VCPU} MB each), {gb:g} GB")
+    print("per media minute      Lambda GB-s   Lambda $   MediaConvert $ (MP4 + HLS)")
+    lambda_total = mediaconvert_total = 0.0
+    for r in results:
+        wall_per_minute = 60 / (r.realtime_factor * vcpus / r.cpus)
+        gb_seconds = wall_per_minute * gb
+        lambda_usd = gb_seconds * LAMBDA_USD_PER_GB_SECOND + LAMBDA_USD_PER_REQUEST
+        mediaconvert_usd = 2 * mediaconvert_usd_per_output_minute(r.height)
+        lambda_total += lambda_usd
+        mediaconvert_total += mediaconvert_usd
+        print(f"  {r.rendition:<19}{gb_seconds:>12.1f}{lambda_usd:>11.5f}{mediaconvert_usd:>17.4f}")
+    thumbnails = mediaconvert_usd_per_output_minute(0)
+    mediaconvert_total += thumbnails
+    print(f"  {'thumbnails':<19}{'':>12}{'':>11}{thumbnails:>17.4f}")
+    print(f"  {'total':<19}{'':>12}{lambda_total:>11.5f}{mediaconvert_total:>17.4f}")
+    print(f"  MediaConvert costs {mediaconvert_total / lambda_total:.1f}x Lambda per media minute")
+    # The ceiling ingest enforces, for this source: the slowest rendition must fit the budget at the safe rate.
+    top = max(results, key=lambda r: r.width * r.height)
+    budget = timeout_seconds - TranscodeSettings.reserve_seconds
+    megapixels_per_media_second = (SOURCE_WIDTH * SOURCE_HEIGHT + top.width * top.height) * SOURCE_FPS / 1e6
+    ceiling = math.floor(budget * rate_config * vcpus / megapixels_per_media_second)
+    print(f"\nsuggested lambdaEncodeMegapixelsPerVcpuSecond: {rate_config}  (slowest x {SAFETY_FACTOR})")
+    print(f"Lambda ceiling for a {SOURCE_WIDTH}x{SOURCE_HEIGHT}@{SOURCE_FPS} source: {ceiling} s of media")
+    print(f"suggested mediaconvertThresholdSeconds: {ceiling // 60 * 60}  (the ceiling, whole minutes)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the generated clip")
+    parser.add_argument("--cpus", type=int, default=min(2, len(os.sched_getaffinity(0))), help="CPUs ffmpeg may use")
+    parser.add_argument("--memory-mb", type=int, default=4096, help="transcodeMemoryMb of the cost model")
+    parser.add_argument("--timeout-seconds", type=int, default=900, help="transcodeTimeoutSeconds")
+    parser.add_argument("--renditions", help="ladder as JSON (default: the project's default ladder)")
+    args = parser.parse_args(argv)
+    ladder = parse_renditions(args.renditions) if args.renditions else list(DEFAULT_RENDITIONS)
+    results = measure(ladder, args.seconds, args.cpus)
+    source = f"{SOURCE_WIDTH}x{SOURCE_HEIGHT}@{SOURCE_FPS}"
+    print(f"source {source}, {args.seconds:g} s; ffmpeg pinned to {args.cpus} CPUs\n")
+    report(results, args.memory_mb, args.timeout_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
