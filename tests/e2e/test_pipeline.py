@@ -6,13 +6,18 @@ inject faults (a duplicated S3 event) and to look at dead-letter queues and outp
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -280,3 +285,51 @@ def test_twenty_concurrent_uploads_all_reach_a_final_state(pipeline_cloud: Runni
         assert renditions(job)["240p"]["status"] == "COMPLETED"
         assert renditions(job)["360p"]["status"] == "SKIPPED"  # no upscaling
     assert time.monotonic() - started < 180
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    deliveries: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.deliveries.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def _standard_webhooks_signature(secret: str, headers: dict[str, str], body: bytes) -> str:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def test_job_outcome_is_delivered_to_a_signed_webhook(pipeline_cloud: RunningCloud, clip: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = pipeline_cloud.client("webhook-owner")
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        endpoint = client.call("POST", "webhooks", {"url": url})
+        assert endpoint.status == 201, endpoint.body
+        job_id = start_upload(client, clip)
+        assert follow(client, job_id)["status"] == "COMPLETED"
+
+        def delivered() -> tuple[dict[str, str], bytes] | None:
+            return next((d for d in _Receiver.deliveries if job_id.encode() in d[1]), None)
+
+        headers, body = wait_for(delivered, 30, message="the webhook delivery")
+    finally:
+        server.shutdown()
+        server.server_close()
+    payload = json.loads(body)
+    assert (payload["type"], payload["data"]["jobId"], payload["data"]["status"]) == (
+        "job.completed",
+        job_id,
+        "COMPLETED",
+    )
+    expected = _standard_webhooks_signature(endpoint.body["secret"], headers, body)
+    assert expected in headers["webhook-signature"].split(" ")
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
