@@ -12,17 +12,17 @@ from pulumi import Input, Output, ResourceOptions
 
 from components import patterns, policies
 from components.function import Grant, LambdaFunction, LambdaFunctionArgs
-from components.patterns import OUTPUT_PREFIX
 from components.work_queue import EVENTS_SERVICE, WorkQueue, WorkQueueArgs, visibility_timeout
 from functions.webhooks.schedule import SQS_MAX_DELAY_SECONDS, RetrySchedule, receives_for_longest_wait, schedule_to_env
 from functions.webhooks.store import DELIVERIES_BY_TIME_INDEX
+from functions.webhooks.transport import MAX_CONCURRENT_ATTEMPTS
 
 HANDLER = "functions.webhooks.handler.handler"
 MANAGEMENT_ACTIONS = tuple(f"dynamodb:{a}" for a in ("GetItem", "PutItem", "Query", "DeleteItem", "UpdateItem"))
 
 
 def _table_attributes(**types: str) -> list[aws.dynamodb.TableAttributeArgs]:
-    return [aws.dynamodb.TableAttributeArgs(name=name, type=kind) for name, kind in types.items()]
+    return [aws.dynamodb.TableAttributeArgs(name=n, type=t) for n, t in types.items()]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,8 @@ class Webhooks(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: WebhooksArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("media-pipeline:index:Webhooks", name, None, opts)
+        if not 1 <= args.batch_size <= MAX_CONCURRENT_ATTEMPTS:  # more would queue attempts behind slow endpoints
+            raise ValueError(f"{name}: batch size must be 1 to {MAX_CONCURRENT_ATTEMPTS}, got {args.batch_size}")
         child = ResourceOptions(parent=self)
         encrypted = aws.dynamodb.TableServerSideEncryptionArgs(enabled=True)
 
@@ -116,16 +118,14 @@ class Webhooks(pulumi.ComponentResource):
             event_pattern=json.dumps(patterns.job_outcomes_pattern()),
             opts=child,
         )
-        # A task waiting longer than SQS's 15-minute send delay is re-hidden on each early receive, and each of those
-        # is a receive: the redrive threshold counts them on top of the failures a task may survive.
-        waits = receives_for_longest_wait(args.retry_schedule)
+        # The delivery queue; a waiting task's early receives (schedule.py) come on top of the failures it may survive.
         self.queue = WorkQueue(
             f"{name}-deliveries",
             WorkQueueArgs(
                 consumer_timeout_seconds=args.timeout_seconds,
                 sender_service=EVENTS_SERVICE,
                 sender_arn=rule.arn,
-                max_receive_count=args.max_receive_count + waits,
+                max_receive_count=args.max_receive_count + receives_for_longest_wait(args.retry_schedule),
             ),
             opts=child,
         )
@@ -159,10 +159,11 @@ class Webhooks(pulumi.ComponentResource):
             "WEBHOOK_DLQ_URL": self.queue.dlq_url,
             "WEBHOOK_RETRY_SCHEDULE": schedule_to_env(args.retry_schedule),
             "WEBHOOK_TIMEOUT_SECONDS": str(args.delivery_timeout_seconds),
+            **({"WEBHOOK_ALLOWED_ADDRESSES": ",".join(args.allowed_addresses)} if args.allowed_addresses else {}),
         }
-        if args.allowed_addresses:
-            environment["WEBHOOK_ALLOWED_ADDRESSES"] = ",".join(args.allowed_addresses)
-        outputs = Output.from_input(args.outputs_bucket_arn).apply(lambda a: policies.object_arns(a, OUTPUT_PREFIX))
+        outputs = Output.from_input(args.outputs_bucket_arn).apply(
+            lambda bucket: policies.object_arns(bucket, patterns.OUTPUT_PREFIX)
+        )
         # Fans out, signs, delivers, schedules retries, parks finished-off tasks, disables gone endpoints.
         function = LambdaFunction(
             f"{name}-function",
@@ -187,7 +188,6 @@ class Webhooks(pulumi.ComponentResource):
             ),
             opts=child,
         )
-
         self.endpoints_table_name = endpoints.name
         self.deliveries_table_name = deliveries.name
         self.function_name = function.function_name
@@ -195,6 +195,6 @@ class Webhooks(pulumi.ComponentResource):
             Grant(MANAGEMENT_ACTIONS, (endpoints.arn,)),
             Grant(("dynamodb:Query",), (Output.concat(deliveries.arn, "/index/", DELIVERIES_BY_TIME_INDEX),)),
         )
-        longest_wait = int(args.retry_schedule.longest_wait_seconds) + 1
-        self.max_task_age_seconds = longest_wait + SQS_MAX_DELAY_SECONDS + visibility_timeout(args.timeout_seconds)
+        wait = int(args.retry_schedule.longest_wait_seconds) + 1
+        self.max_task_age_seconds = wait + SQS_MAX_DELAY_SECONDS + visibility_timeout(args.timeout_seconds)
         self.register_outputs({"endpointsTable": endpoints.name, "queueUrl": self.queue.url, "function": function.arn})

@@ -14,6 +14,7 @@ import json
 import os
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -38,7 +39,7 @@ from functions.webhooks.settings import DeliverySettings, load_delivery_settings
 from functions.webhooks.ssrf import AddressPolicy
 from functions.webhooks.store import DeliveryLog, EndpointsTable
 from functions.webhooks.tasks import DeliveryTask, TaskQueue, is_task, parse_task
-from functions.webhooks.transport import Transport
+from functions.webhooks.transport import MAX_CONCURRENT_ATTEMPTS, Transport
 
 logger = Logger()
 metrics = Metrics()
@@ -49,6 +50,9 @@ processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_
 # timeout (60 s, components/webhooks.py), shorter than the queue's visibility timeout (6 x 60 s), so the message SQS
 # redelivers after a crash finds the claim stale and makes the attempt.
 CLAIM_LEASE_MS = 300_000
+# A thread per attempt of a batch, so none waits for a slot behind a slow endpoint (asyncio's default executor has
+# as few as five threads on a small Lambda).
+attempts = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ATTEMPTS, thread_name_prefix="webhook-attempt")
 
 
 class MalformedMessage(ValueError):
@@ -123,7 +127,8 @@ async def _attempt(deps: Dependencies, task: DeliveryTask, receipt_handle: str) 
         logger.info(f"task skipped: {step.reason}", extra=keys)
         metrics.add_metric(name="WebhookTasksSkipped", unit=MetricUnit.Count, value=1)
         return "skipped"
-    result = await asyncio.to_thread(deps.transport.post, step.url, step.body, step.headers)
+    loop = asyncio.get_running_loop()
+    result = await loop.run_in_executor(attempts, deps.transport.post, step.url, step.body, step.headers)
     entry = deps.service.finish(step, result)
     _record(step, entry, keys)
     return str(entry["outcome"])

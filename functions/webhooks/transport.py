@@ -28,6 +28,8 @@ Connector = Callable[[tuple[str, int], float], socket.socket]
 
 USER_AGENT = "media-pipeline-webhooks/1"
 MAX_ADDRESSES = 3
+MAX_CONCURRENT_ATTEMPTS = 10
+"""Attempts one invocation runs side by side: the delivery queue's batch size may not exceed it."""
 HTTP_GONE = 410
 
 
@@ -139,7 +141,8 @@ class Transport:
             return result(None, f"refused: {err}")
         request_headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
         error = "no address to connect to"
-        for address in addresses[:MAX_ADDRESSES]:
+        # IPv4 first: a function outside a VPC has no IPv6 route, and a failed connect costs part of the deadline.
+        for address in sorted(addresses, key=lambda a: a.version)[:MAX_ADDRESSES]:
             try:
                 status = self._exchange(target, address, body, request_headers, deadline)
             except _ConnectFailed as err:
