@@ -28,13 +28,14 @@ from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.api.job_view import job_view
 from functions.common.events import SOURCE
 from functions.common.job_state import Job
 from functions.common.jobs_table import JobsTable
 from functions.webhooks.payload import event_type_for
-from functions.webhooks.service import JobOutcome, PreparedAttempt, Skipped, TaskNotDue, WebhookService
+from functions.webhooks.service import JobOutcome, Outcome, Skipped, TaskNotDue, WebhookService
 from functions.webhooks.settings import DeliverySettings, load_delivery_settings
 from functions.webhooks.ssrf import AddressPolicy
 from functions.webhooks.store import DeliveryLog, EndpointsTable
@@ -108,12 +109,19 @@ async def handle_record(record: SQSRecord) -> str:
     """One message: a task is attempted, an event fanned out. Raising reports the record as failed."""
     deps = dependencies()
     try:
-        message = json.loads(record.body)
-    except ValueError as err:
-        raise MalformedMessage("message body is not JSON") from err
-    if is_task(message):
-        return await _attempt(deps, parse_task(message), record.receipt_handle)
-    return _fan_out(deps, message)
+        try:
+            message = json.loads(record.body)
+        except ValueError as err:
+            raise MalformedMessage("message body is not JSON") from err
+        if is_task(message):
+            return await _attempt(deps, parse_task(message), record.receipt_handle)
+        return _fan_out(deps, message)
+    except (MalformedMessage, ValidationError) as err:
+        logger.error(f"message cannot be handled: {err}", extra={"messageId": record.message_id})
+        raise
+    except (ClientError, BotoCoreError) as err:
+        logger.warning(f"AWS call failed; the message is retried: {err}", extra={"messageId": record.message_id})
+        raise
 
 
 async def _attempt(deps: Dependencies, task: DeliveryTask, receipt_handle: str) -> str:
@@ -130,22 +138,23 @@ async def _attempt(deps: Dependencies, task: DeliveryTask, receipt_handle: str) 
     loop = asyncio.get_running_loop()
     result = await loop.run_in_executor(attempts, deps.transport.post, step.url, step.body, step.headers)
     entry = deps.service.finish(step, result)
-    _record(step, entry, keys)
+    _record(entry, keys)
     return str(entry["outcome"])
 
 
-def _record(step: PreparedAttempt, entry: dict[str, Any], keys: dict[str, Any]) -> None:
-    outcome = entry["outcome"]
+def _record(entry: dict[str, Any], keys: dict[str, Any]) -> None:
+    """One log line and the metrics of a finished attempt."""
+    outcome = Outcome(entry["outcome"])
     extra = {**keys, "outcome": outcome, "statusCode": entry.get("statusCode"), "durationMs": entry.get("durationMs")}
-    if outcome == "delivered":
+    if outcome is Outcome.DELIVERED:
         logger.info("webhook delivered", extra=extra)
         metrics.add_metric(name="WebhooksDelivered", unit=MetricUnit.Count, value=1)
-    else:
-        logger.warning(f"webhook attempt failed: {entry.get('error')}", extra=extra)
-        metrics.add_metric(name="WebhookAttemptsFailed", unit=MetricUnit.Count, value=1)
-    if outcome == "dead-lettered":
+        return
+    logger.warning(f"webhook attempt failed: {entry.get('error')}", extra=extra)
+    metrics.add_metric(name="WebhookAttemptsFailed", unit=MetricUnit.Count, value=1)
+    if outcome is Outcome.DEAD_LETTERED:
         metrics.add_metric(name="WebhooksDeadLettered", unit=MetricUnit.Count, value=1)
-    if outcome == "endpoint-disabled":
+    elif outcome is Outcome.ENDPOINT_DISABLED:
         metrics.add_metric(name="WebhookEndpointsDisabled", unit=MetricUnit.Count, value=1)
 
 
@@ -173,6 +182,7 @@ def _fan_out(deps: Dependencies, message: Any) -> str:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    dependencies()  # a misconfigured function fails the invocation, rather than every record quietly
     return async_process_partial_response(
         event=event, record_handler=handle_record, processor=processor, context=context
     )
