@@ -106,8 +106,13 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def command_up(args: argparse.Namespace) -> int:
+    # During startup an interrupt unwinds normally; once serving, a signal only asks the main loop to stop, so
+    # it can never land inside a lock's internals.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     cloud = _start_cloud(args, echo_logs=args.logs)
+    stop_requested = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _signum, _frame: stop_requested.set())
     try:
         state = cloud.options.state
         print(_resource_summary(cloud))
@@ -119,11 +124,12 @@ def command_up(args: argparse.Namespace) -> int:
         print(f"Token ({DEFAULT_SUBJECT}, 1 h): {token}")
         print(f'Try:      curl -H "Authorization: Bearer $(python -m local token --sub me)" {cloud.api_url}jobs')
         print("Ctrl-C stops everything.", flush=True)
-        threading.Event().wait()
-    except KeyboardInterrupt:
+        while not stop_requested.wait(0.5):
+            pass
         print("\nstopping…", file=sys.stderr)
     finally:
         cloud.stop()
+    print("stopped", file=sys.stderr)
     return 0
 
 

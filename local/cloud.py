@@ -138,6 +138,7 @@ class LocalCloud:
         options = self.options
         state = options.state
         state.mkdir(parents=True, exist_ok=True)
+        _refuse_if_in_use(state)
         for stale in (OUTPUTS_FILE, WORKERS_FILE):
             (state / stale).unlink(missing_ok=True)
         config = load_stack_config(options.project_dir, options.stack, options.config_layers(), options.overrides)
@@ -303,7 +304,21 @@ class LocalCloud:
         (self.options.state / WORKERS_FILE).unlink(missing_ok=True)
 
 
+def _refuse_if_in_use(state: Path) -> None:
+    """One local cloud per state directory: a second would overwrite the first one's outputs and key files."""
+    deployment_file, outputs_file = state / DEPLOYMENT_FILE, state / OUTPUTS_FILE
+    if not (deployment_file.exists() and outputs_file.exists()):
+        return
+    pid = int(json.loads(deployment_file.read_text()).get("pid", 0))
+    if pid and pid != os.getpid():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        raise CloudConfigError(f"another local cloud (pid {pid}) is using {state}; stop it or pass --state-dir")
+
+
 def _write_json(path: Path, data: Any) -> None:
-    temporary = path.with_suffix(".tmp")
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
     temporary.write_text(json.dumps(data, indent=2, default=str))
     temporary.replace(path)

@@ -156,7 +156,7 @@ class Worker:
         try:
             self._process.stdin.write(json.dumps(request) + "\n")
             self._process.stdin.flush()
-        except (BrokenPipeError, OSError) as err:
+        except (BrokenPipeError, OSError, ValueError) as err:  # ValueError: stdin closed by a concurrent stop
             self.kill()
             raise WorkerCrashed(self.spec.name, {"errorType": "Runtime.ExitError", "errorMessage": str(err)}) from err
         try:
