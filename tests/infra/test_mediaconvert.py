@@ -164,8 +164,8 @@ def test_ingest_knows_the_transcode_budget_it_must_never_exceed(dev: ProgramRun)
 
     assert int(ingest["TRANSCODE_TIMEOUT_SECONDS"]) == transcoder["timeout"] == 900
     assert int(ingest["TRANSCODE_MEMORY_MB"]) == transcoder["memorySize"] == 4096
-    assert ingest["LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND"] == "45"
-    assert ingest["MEDIACONVERT_THRESHOLD_SECONDS"] == "720"
+    assert ingest["LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND"] == "44"
+    assert ingest["MEDIACONVERT_THRESHOLD_SECONDS"] == "660"
 
 
 def test_a_stack_on_mediaconvert_deploys_the_same_engine_and_tells_ingest(
