@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.metadata
 import json
 import shutil
 import signal
@@ -16,7 +17,7 @@ from types import FrameType
 from typing import Any
 
 from local.auth import AuthorizerSettings, SigningKey, issue_token
-from local.client import ApiClient, ApiError, download, post_form
+from local.client import FINAL_STATUSES, ApiClient, ApiError, download, post_form
 from local.cloud import (
     DEFAULT_LAYER,
     DEPLOYMENT_FILE,
@@ -28,12 +29,21 @@ from local.cloud import (
     LocalCloud,
 )
 from local.deployment import Behaviour
-from local.display import ProgressBar, human_bytes, table
+from local.display import ProgressBar, fields, human_bytes, table, truncate
 from local.engine import ProgramFailed
 from local.gateway import GatewayConfigError
+from local.receiver import (
+    OWN_VERIFIER,
+    REFERENCE_VERIFIER,
+    Delivery,
+    WebhookReceiver,
+    deregister,
+    listen_and_register,
+)
 from local.stack_config import ConfigError, parse_override
 
 DEFAULT_SUBJECT = "local-user"
+SIGNATURE_SHOWN_CHARS = 24
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
@@ -270,48 +280,168 @@ def command_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def delivery_lines(delivery: Delivery) -> str:
+    """A received webhook as the demo and `webhooks listen` show it: headers, event, job, verdict."""
+    rows: list[tuple[str, object]] = [
+        ("webhook-id", delivery.headers.get("webhook-id")),
+        ("webhook-timestamp", delivery.headers.get("webhook-timestamp")),
+        ("webhook-signature", truncate(delivery.headers.get("webhook-signature", ""), SIGNATURE_SHOWN_CHARS)),
+        ("type", delivery.event_type),
+        ("data.jobId", delivery.data.get("jobId")),
+        ("data.status", delivery.data.get("status")),
+        ("answered", delivery.status),
+    ]
+    return fields(rows)
+
+
+def verdict_line(delivery: Delivery) -> str:
+    if not delivery.valid:
+        return f"signature NOT verified: {delivery.error}"
+    if delivery.reference_verified:
+        version = importlib.metadata.version(REFERENCE_VERIFIER)
+        return f"signature verified ({OWN_VERIFIER}; cross-checked with {REFERENCE_VERIFIER} {version})"
+    return f"signature verified ({OWN_VERIFIER}; {REFERENCE_VERIFIER} is not installed, no cross-check)"
+
+
+def _delivery_log_hint(client: ApiClient, endpoint_id: str | None) -> str:
+    """The pipeline's own record of its last attempt (GET /webhooks/{id}/deliveries), to explain a missing webhook."""
+    if endpoint_id is None:
+        return ""
+    try:
+        attempts = client.webhook_deliveries(endpoint_id, limit=1)
+    except (ApiError, OSError) as err:
+        return f" (the delivery log could not be read: {err})"
+    if not attempts:
+        return " (the pipeline has not attempted a delivery yet)"
+    last = attempts[0]
+    return f" (last attempt {last['attempt']}: {last['outcome']}, status {last['statusCode']}, error {last['error']})"
+
+
+def report_webhook(receiver: WebhookReceiver, client: ApiClient, job: dict[str, Any], timeout_seconds: float) -> int:
+    """Waits for the webhook of the job's final state and shows it; 0 only if it arrived, verified and agrees."""
+    job_id = job["jobId"]
+    waiting_since = time.monotonic()
+    if not any(d.concerns(job_id) for d in receiver.deliveries):
+        print(f"waiting up to {timeout_seconds:g} s for the webhook at {receiver.url}…", file=sys.stderr)
+    delivery = receiver.wait_for(lambda d: d.concerns(job_id), timeout_seconds)
+    waited = time.monotonic() - waiting_since
+    if delivery is None:
+        hint = _delivery_log_hint(client, receiver.endpoint_id)
+        print(
+            f"demo failed: no webhook for job {job_id} reached {receiver.url} in {timeout_seconds:g} s{hint}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"\nwebhook received at {receiver.url}" + (f" after waiting {waited:.1f} s" if waited >= 0.1 else ""))
+    print(delivery_lines(delivery))
+    print(verdict_line(delivery))
+    if not delivery.valid:
+        print("demo failed: the webhook's signature did not verify", file=sys.stderr)
+        return 1
+    if delivery.data.get("status") != job["status"]:
+        print(
+            f"demo failed: the webhook reports {delivery.data.get('status')}, the job is {job['status']}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _rendition_rows(job: dict[str, Any], work_dir: Path) -> list[tuple[Any, ...]]:
+    """Each completed rendition downloaded and read back with ffprobe."""
+    from local.samples import probe_media
+
+    rows: list[tuple[Any, ...]] = []
+    for rendition in job["renditions"]:
+        if rendition["status"] != "COMPLETED":
+            rows.append((rendition["name"], rendition["status"], "-", "-", "-", "-"))
+            continue
+        local_copy = download(rendition["url"], work_dir / f"{rendition['name']}.mp4")
+        probed = probe_media(local_copy)
+        rows.append(
+            (
+                rendition["name"],
+                rendition["status"],
+                f"{probed['width']}x{probed['height']}",
+                f"{probed['durationSeconds']:.2f} s",
+                f"{probed['bitRate'] / 1000:.0f} kbit/s",
+                human_bytes(probed["sizeBytes"]),
+            )
+        )
+    return rows
+
+
 def command_demo(args: argparse.Namespace) -> int:
-    from local.samples import make_sample_video, probe_media
+    from local.samples import make_sample_video
 
     started = time.monotonic()
     cloud = _start_cloud(args, echo_logs=args.logs)
     work_dir = Path(tempfile.mkdtemp(prefix="demo-", dir=cloud.options.state))
+    receiver: WebhookReceiver | None = None
     try:
         print(_resource_summary(cloud).rsplit("\n", 1)[-1], file=sys.stderr)
         print(f"API {cloud.api_url}", file=sys.stderr)
+        client = ApiClient(cloud.api_url, _token_for(cloud.options.state, DEFAULT_SUBJECT))
+        receiver = listen_and_register(client)
+        print(f"webhook receiver {receiver.url} registered as {receiver.endpoint_id} for {DEFAULT_SUBJECT}")
         sample = make_sample_video(work_dir / "sample-1080p.mp4", seconds=args.seconds)
         print(f"sample: {sample.name} ({human_bytes(sample.stat().st_size)}, 1920x1080, {args.seconds:g} s)")
-        client = ApiClient(cloud.api_url, _token_for(cloud.options.state, DEFAULT_SUBJECT))
         job = upload_and_follow(client, sample, args.timeout)
+        if job["status"] not in FINAL_STATUSES:
+            print(f"demo failed: job {job['jobId']} is still {job['status']} after {args.timeout:g} s", file=sys.stderr)
+            return 1
         if job["status"] != "COMPLETED":
-            return _job_outcome(job)
-        rows = []
-        for rendition in job["renditions"]:
-            if rendition["status"] != "COMPLETED":
-                rows.append((rendition["name"], rendition["status"], "-", "-", "-", "-"))
-                continue
-            local_copy = download(rendition["url"], work_dir / f"{rendition['name']}.mp4")
-            probed = probe_media(local_copy)
-            rows.append(
-                (
-                    rendition["name"],
-                    rendition["status"],
-                    f"{probed['width']}x{probed['height']}",
-                    f"{probed['durationSeconds']:.2f} s",
-                    f"{probed['bitRate'] / 1000:.0f} kbit/s",
-                    human_bytes(probed["sizeBytes"]),
-                )
-            )
+            outcome = _job_outcome(job)
+            return report_webhook(receiver, client, job, args.webhook_timeout) or outcome
+        rows = _rendition_rows(job, work_dir)
         print(f"\njob {job['jobId']}: {job['status']} in {time.monotonic() - started:.1f} s (ffprobe of the downloads)")
         print(table(("rendition", "status", "resolution", "duration", "bitrate", "size"), rows))
-        return 0
+        return report_webhook(receiver, client, job, args.webhook_timeout)
     except ApiError as err:
         print(f"demo failed: {err}", file=sys.stderr)
         return 1
     finally:
+        if receiver is not None:
+            receiver.stop()
         cloud.stop()
         if not args.keep:
             shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def command_webhooks_listen(args: argparse.Namespace) -> int:
+    state = _state_dir(args)
+    api_url = args.api or _read_json(state / OUTPUTS_FILE, "start the local cloud (python -m local up)")["apiUrl"]
+    client = ApiClient(api_url, args.token or _token_for(state, args.sub))
+    stop_requested = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _signum, _frame: stop_requested.set())
+    try:
+        receiver = listen_and_register(client, port=args.port)
+    except ApiError as err:
+        print(f"registration failed: {err}", file=sys.stderr)
+        return 1
+    try:
+        print(f"listening on {receiver.url}, registered as {receiver.endpoint_id} for {args.sub}; Ctrl-C stops")
+        print(
+            f"deliveries of {args.sub}'s jobs are shown as they arrive (python -m local upload FILE --sub {args.sub})"
+        )
+        print("", flush=True)
+        shown = 0
+        while not stop_requested.is_set():
+            delivery = receiver.wait_for(lambda d, after=shown: d.sequence >= after, 0.5)
+            if delivery is None:
+                continue
+            shown = delivery.sequence + 1
+            print(delivery_lines(delivery))
+            print(verdict_line(delivery) + "\n", flush=True)
+    finally:
+        problem = deregister(client, receiver)
+        receiver.stop()
+    if problem:
+        print(f"could not remove endpoint {receiver.endpoint_id}: {problem}", file=sys.stderr)
+        return 1
+    print("stopped; the endpoint is deregistered", file=sys.stderr)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -359,8 +489,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", parents=[common, cloud], help="start, upload a generated 1080p clip, report")
     demo.add_argument("--seconds", type=float, default=4.0, help="length of the generated clip (default 4)")
     demo.add_argument("--timeout", type=float, default=120, help="seconds to wait for the job (default 120)")
+    demo.add_argument(
+        "--webhook-timeout",
+        type=float,
+        default=30,
+        help="seconds to wait, once the job is final, for its webhook (default 30)",
+    )
     demo.add_argument("--keep", action="store_true", help="keep the sample and downloads under .local/")
     demo.set_defaults(run=command_demo)
+
+    webhooks = commands.add_parser("webhooks", help="webhook tools for the local cloud")
+    webhook_commands = webhooks.add_subparsers(dest="webhooks_command", required=True, metavar="COMMAND")
+    listen = webhook_commands.add_parser(
+        "listen", parents=[common], help="run a receiver on 127.0.0.1, register it, print verified deliveries"
+    )
+    listen.add_argument("--port", type=int, default=0, help="receiver port on 127.0.0.1 (default: a free port)")
+    listen.add_argument("--api", help="API URL (default: apiUrl from .local/outputs.json)")
+    listen.add_argument(
+        "--sub", default=DEFAULT_SUBJECT, help=f"user whose jobs to hear about (default {DEFAULT_SUBJECT})"
+    )
+    listen.add_argument("--token", help="bearer token to use instead of a local one")
+    listen.set_defaults(run=command_webhooks_listen)
     return parser
 
 

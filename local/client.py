@@ -125,6 +125,25 @@ class ApiClient:
             raise ApiError(response.status, response.body)
         return response.body
 
+    def register_webhook(self, url: str, events: list[str] | None = None) -> dict[str, Any]:
+        """`POST /webhooks`: the endpoint, with its secret (shown only in this answer)."""
+        response = self.call("POST", "webhooks", {"url": url, **({"events": events} if events else {})})
+        if response.status != 201:
+            raise ApiError(response.status, response.body)
+        return response.body
+
+    def delete_webhook(self, endpoint_id: str) -> None:
+        response = self.call("DELETE", f"webhooks/{endpoint_id}")
+        if response.status != 204:
+            raise ApiError(response.status, response.body)
+
+    def webhook_deliveries(self, endpoint_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """`GET /webhooks/{id}/deliveries`: recent attempts, newest first."""
+        response = self.call("GET", f"webhooks/{endpoint_id}/deliveries?limit={limit}")
+        if response.status != 200:
+            raise ApiError(response.status, response.body)
+        return list(response.body["deliveries"])
+
     def follow(
         self,
         job_id: str,

@@ -53,3 +53,14 @@ def human_bytes(count: float | None) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
     return f"{count:.1f} GiB"
+
+
+def truncate(text: str, width: int) -> str:
+    """`text` cut to `width` characters, the cut marked with an ellipsis."""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def fields(rows: Sequence[tuple[str, object]], indent: str = "  ") -> str:
+    """Aligned `name  value` lines."""
+    width = max((len(name) for name, _ in rows), default=0)
+    return "\n".join(f"{indent}{name.ljust(width)}  {'-' if value is None else value}".rstrip() for name, value in rows)
