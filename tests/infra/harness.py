@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import runpy
@@ -215,10 +216,18 @@ def run_program(overrides: Mapping[str, Any] | None = None) -> ProgramRun:
         return pulumi.Output.from_input(root.outputs).apply(captured.update)
 
     set_root_resource(None)  # type: ignore[arg-type]  # a fresh stack resource per run
-    with mock.patch.object(pulumi.Config, "full_key", recording_full_key):
-        set_mocks(mocks, project=PROJECT, stack=STACK, preview=False, monitor=monitor)
-        set_all_config(config)
-        program()
+    # Pulumi's runtime asks for the current event loop; an earlier test in this process (the local cloud's engine,
+    # anything that used asyncio.run) may have left none, so each run gets its own.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        with mock.patch.object(pulumi.Config, "full_key", recording_full_key):
+            set_mocks(mocks, project=PROJECT, stack=STACK, preview=False, monitor=monitor)
+            set_all_config(config)
+            program()
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
     return ProgramRun(
         resources=mocks.resources,
         urns=list(monitor.resources),
