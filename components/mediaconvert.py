@@ -131,7 +131,11 @@ class MediaConvert(pulumi.ComponentResource):
                 queue_arn=self.queue.arn,
                 batch_size=1,
                 grants=(
-                    Grant(("mediaconvert:CreateJob",), (jobs_queue.arn,)),
+                    # CreateJob needs the job it creates (jobs/*) as well as the queue it submits to.
+                    Grant(
+                        ("mediaconvert:CreateJob",),
+                        (jobs_queue.arn, jobs_queue.arn.apply(policies.mediaconvert_jobs_arn)),
+                    ),
                     # CreateJob hands the service role to MediaConvert, and to nothing else.
                     Grant(
                         ("iam:PassRole",),

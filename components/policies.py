@@ -126,6 +126,18 @@ def deny_insecure_transport(bucket_arn: str) -> dict[str, Any]:
     }
 
 
+def mediaconvert_jobs_arn(queue_arn: str) -> str:
+    """ARN pattern of every MediaConvert job in a queue's account and region (`arn:aws:mediaconvert:r:a:jobs/*`).
+
+    CreateJob is authorised against the job it creates (a required resource) as well as the queue it names, so a
+    grant on the queue alone is refused.
+    """
+    prefix, sep, _ = queue_arn.rpartition(":queues/")
+    if not sep or not prefix.startswith("arn:"):
+        raise ValueError(f"{queue_arn!r} is not a MediaConvert queue ARN")
+    return f"{prefix}:jobs/*"
+
+
 def object_arns(bucket_arn: str, prefix: str) -> str:
     """ARN of every object under `prefix` in a bucket (`arn:aws:s3:::b/uploads/*`)."""
     if not prefix.endswith("/"):

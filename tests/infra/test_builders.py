@@ -91,6 +91,13 @@ def test_bucket_policy_denies_every_request_without_tls() -> None:
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
+def test_mediaconvert_jobs_arn_is_the_queues_account_and_region() -> None:
+    queue = "arn:aws:mediaconvert:eu-west-1:123456789012:queues/mediaconvert-jobs-1a2b"
+    assert policies.mediaconvert_jobs_arn(queue) == "arn:aws:mediaconvert:eu-west-1:123456789012:jobs/*"
+    with pytest.raises(ValueError):
+        policies.mediaconvert_jobs_arn("arn:aws:sqs:eu-west-1:123456789012:queue")
+
+
 def test_object_arns_need_a_folder_prefix() -> None:
     assert policies.object_arns("arn:aws:s3:::b", "uploads/") == "arn:aws:s3:::b/uploads/*"
     with pytest.raises(ValueError, match="must end with"):

@@ -66,7 +66,12 @@ def test_the_submit_function_may_create_jobs_in_its_queue_pass_the_role_to_media
     queue = dev.named(QUEUE, "mediaconvert-queue").outputs["arn"]
 
     assert _grants(dev, "mediaconvert-submit") == [
-        {"Effect": "Allow", "Action": ["mediaconvert:CreateJob"], "Resource": [job_queue.outputs["arn"]]},
+        {
+            "Effect": "Allow",
+            "Action": ["mediaconvert:CreateJob"],
+            # CreateJob is authorised on the job it creates too (a required resource type), not on the queue alone.
+            "Resource": [job_queue.outputs["arn"], f"arn:aws:mediaconvert:us-east-1:{ACCOUNT}:jobs/*"],
+        },
         {
             "Effect": "Allow",
             "Action": ["iam:PassRole"],
