@@ -20,6 +20,8 @@ class SourceObject(BaseModel):
 
     bucket: str = Field(min_length=1)
     key: str = Field(min_length=1)
+    etag: str | None = None
+    """The ETag ingest validated (unquoted): the source is read only while it is still that object."""
 
 
 class SourceProbe(BaseModel):

@@ -23,6 +23,8 @@ from functions.transcode.output_check import OutputMedia
 CONTENT_TYPE = "video/mp4"
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 _FORBIDDEN_CODES = frozenset({"403", "AccessDenied", "Forbidden"})
+_PRECONDITION_FAILED_CODES = frozenset({"412", "PreconditionFailed"})
+_CHUNK_BYTES = 1024 * 1024
 
 logger = Logger(child=True)
 
@@ -80,6 +82,10 @@ def _is_not_found(err: ClientError) -> bool:
     return _error_code(err) in _NOT_FOUND_CODES
 
 
+def _quoted(etag: str) -> str:
+    return etag if etag.startswith('"') else f'"{etag}"'
+
+
 class MediaStore:
     """The uploads and outputs buckets, as the transcoder uses them."""
 
@@ -87,13 +93,29 @@ class MediaStore:
         self._s3 = s3_client
         self.outputs_bucket = outputs_bucket
 
-    def download_source(self, bucket: str, key: str, destination: Path) -> None:
+    def download_source(self, bucket: str, key: str, destination: Path, *, etag: str | None = None) -> None:
+        """Copy the source to `destination`; with `etag`, only the object ingest validated (a presigned POST can be
+        reused until it expires, so the key may since hold a file nobody validated)."""
+        if etag is None:
+            try:
+                self._s3.download_file(bucket, key, str(destination))
+            except ClientError as err:
+                if _is_not_found(err):
+                    raise SourceMissing(f"s3://{bucket}/{key} does not exist") from err
+                raise
+            return
+        # download_file takes no IfMatch, so the one conditional GET is streamed to disk.
         try:
-            self._s3.download_file(bucket, key, str(destination))
+            response = self._s3.get_object(Bucket=bucket, Key=key, IfMatch=_quoted(etag))
         except ClientError as err:
             if _is_not_found(err):
                 raise SourceMissing(f"s3://{bucket}/{key} does not exist") from err
+            if _error_code(err) in _PRECONDITION_FAILED_CODES:
+                raise SourceMissing(f"s3://{bucket}/{key} was replaced after it was validated") from err
             raise
+        with destination.open("wb") as out:
+            for chunk in response["Body"].iter_chunks(_CHUNK_BYTES):
+                out.write(chunk)
 
     def find_output(self, job_id: str, rendition: str) -> StoredRendition | None:
         """The rendition as an earlier delivery of the same message uploaded it, if one did."""

@@ -136,7 +136,7 @@ class RenditionTranscoder:
     ) -> RenditionResult:
         source, output = work / "source", work / f"{plan.name}.mp4"
         try:
-            self._store.download_source(message.source.bucket, message.source.key, source)
+            self._store.download_source(message.source.bucket, message.source.key, source, etag=message.source.etag)
         except SourceMissing as err:
             return self._fail(message, plan, "TRANSCODE_FAILED", str(err))
 

@@ -486,6 +486,48 @@ def test_missing_source_fails_the_rendition(harness: Harness) -> None:
     }
 
 
+@pytest.mark.media
+def test_source_is_read_only_while_it_is_the_object_ingest_validated(harness: Harness) -> None:
+    # GIVEN a message naming the ETag of the upload ingest validated
+    source = make_video(harness.tmp / "clip.mp4", width=320, height=180, seconds=2, audio=True)
+    message = fan_out_message(JOB_ID, source, [planned("720p", 320, 180)])
+    s3 = boto3.client("s3", region_name=REGION)
+    message["source"]["etag"] = s3.head_object(Bucket=UPLOADS, Key=message["source"]["key"])["ETag"].strip('"')
+
+    # WHEN it is delivered while the upload is still that object
+    response = harness.invoke(message)
+
+    # THEN the rendition is made from it
+    assert response == {"batchItemFailures": []}
+    events = harness.events.drain()
+    assert {e["detail-type"] for e in events[:-1]} == {"Rendition Progress"}
+    assert events[-1]["detail-type"] == "Rendition Completed"
+
+
+def test_source_replaced_after_validation_fails_the_rendition_without_encoding_it(harness: Harness) -> None:
+    # GIVEN a message naming the ETag of the upload ingest validated
+    s3 = boto3.client("s3", region_name=REGION)
+    body = fixture_body()
+    key = body["source"]["key"]
+    s3.put_object(Bucket=UPLOADS, Key=key, Body=b"the file ingest validated")
+    body["source"]["etag"] = s3.head_object(Bucket=UPLOADS, Key=key)["ETag"].strip('"')
+    # AND a second POST of the still valid upload form that replaced it with a file nobody validated
+    s3.put_object(Bucket=UPLOADS, Key=key, Body=b"#EXTM3U\n#EXTINF:1,\nfile:///proc/self/environ\n")
+
+    # WHEN the message is delivered
+    response = harness.invoke(body)
+
+    # THEN the unvalidated file is not encoded: the rendition fails with a reason, and nothing is written
+    assert response == {"batchItemFailures": []}
+    events = harness.events.drain()
+    assert [e["detail-type"] for e in events] == ["Rendition Progress", "Rendition Failed"]
+    assert events[1]["detail"]["error"] == {
+        "code": "TRANSCODE_FAILED",
+        "message": f"s3://{UPLOADS}/{key} was replaced after it was validated",
+    }
+    assert "Contents" not in s3.list_objects_v2(Bucket=OUTPUTS)
+
+
 class AlmostOutOfTime(FakeLambdaContext):
     def get_remaining_time_in_millis(self) -> int:
         return 20_000
