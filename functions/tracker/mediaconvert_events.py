@@ -237,8 +237,25 @@ def mediaconvert_transition(
 ) -> Transition | None:
     """The transition a state change stands for; None when the status changes nothing (INPUT_INFORMATION, unknown).
 
-    `sizes` are the byte counts the adapter read back for the outputs (see `rendition_outputs`).
+    `sizes` are the byte counts the adapter read back for the outputs (see `rendition_outputs`). Once a job has
+    its MediaConvert job recorded, changes of any other MediaConvert job (a duplicate submission) are ignored.
     """
+    transition = _transition_for_status(change, now=now, sizes=sizes)
+    if transition is None:
+        return None
+    return partial(_from_recorded_job, transition=transition, source_job_id=change.mediaconvert_job_id)
+
+
+def _from_recorded_job(job: Job, *, transition: Transition, source_job_id: str | None) -> Job | None:
+    recorded = job_state.mediaconvert_job_id(job)
+    if recorded is not None and source_job_id is not None and recorded != source_job_id:
+        return None
+    return transition(job)
+
+
+def _transition_for_status(
+    change: JobStateChange, *, now: int, sizes: Mapping[tuple[str, str], int]
+) -> Transition | None:
     status = change.status
     if status == MediaConvertStatus.PROGRESSING:
         return partial(start_all, now=now)

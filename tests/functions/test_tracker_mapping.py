@@ -296,6 +296,20 @@ def test_error_fails_the_job_with_the_mediaconvert_code_and_message() -> None:
     assert all(r["error"] == {"code": "MEDIACONVERT_1040", "message": message} for r in job["renditions"].values())
 
 
+def test_changes_of_a_mediaconvert_job_other_than_the_recorded_one_are_ignored() -> None:
+    fixture_job_id = mediaconvert_detail("error")["jobId"]
+    job = job_state.record_mediaconvert_job(
+        mediaconvert_job(), mediaconvert_job_id="1763800000000-other", client_request_token=JOB_ID, now=NOW
+    )
+    assert job is not None
+    assert apply_statuses(job, ["progressing", "error", "complete"]) == job
+    recorded = job_state.record_mediaconvert_job(
+        mediaconvert_job(), mediaconvert_job_id=fixture_job_id, client_request_token=JOB_ID, now=NOW
+    )
+    assert recorded is not None
+    assert apply_statuses(recorded, ["progressing", "error"])["status"] == "FAILED"
+
+
 def test_error_without_a_code_still_fails_with_a_mediaconvert_code() -> None:
     detail = mediaconvert_detail("error")
     del detail["errorCode"], detail["errorMessage"]
