@@ -1,5 +1,6 @@
-"""MediaConvert as the tests hold the program to it: the API model botocore ships, the service's output naming rules,
-and a fake service behind a real boto3 client.
+"""MediaConvert as the tests hold the program to it: the API model botocore ships and the service's output naming
+rules (shared with the local cloud's stand-in: `local/mediaconvert_model.py`, `local/mediaconvert_naming.py`), and a
+fake service behind a real boto3 client.
 
 moto 5.2 has no MediaConvert backend, so `FakeMediaConvert` answers on botocore's `before-send` hook: the client
 still validates and serializes every request against the real API model (rest-json, `POST /2017-08-29/jobs`), and
@@ -9,128 +10,21 @@ the fake reads the wire body, as a stand-in service would.
 from __future__ import annotations
 
 import json
-import posixpath
-import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import botocore.session
 from botocore.awsrequest import AWSResponse
-from botocore.model import Shape
-from botocore.validate import ParamValidator
 
-MODEL = botocore.session.get_session().get_service_model("mediaconvert")
-CREATE_JOB_INPUT = MODEL.operation_model("CreateJob").input_shape
+from local.mediaconvert_model import create_job_errors
+from local.mediaconvert_naming import output_group_details
+
+__all__ = ["FakeMediaConvert", "create_job_errors", "output_group_details", "state_change_event"]
+
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 TOKEN_WINDOW_MS = 60_000  # MediaConvert returns the first job for a repeated ClientRequestToken within a minute
-NUMBERS = ("integer", "long", "double", "float")
-
-
-# --- the API model ---------------------------------------------------------------------------------------------
-
-
-def constraint_errors(value: Any, shape: Shape, path: str) -> list[str]:
-    """min/max/enum/pattern of the model, which botocore's ParamValidator leaves to the service (it checks types)."""
-    errors: list[str] = []
-    meta = shape.metadata
-    kind = shape.type_name
-    if kind == "structure" and isinstance(value, dict):
-        for required in meta.get("required", []):
-            if required not in value:
-                errors.append(f"{path}: missing required {required}")
-        for key, item in value.items():
-            member = shape.members.get(key)
-            if member is None:
-                errors.append(f"{path}.{key}: not in the model")
-                continue
-            errors += constraint_errors(item, member, f"{path}.{key}")
-    elif kind == "list" and isinstance(value, list):
-        errors += _bounds(len(value), meta, f"{path} (length)")
-        for index, item in enumerate(value):
-            errors += constraint_errors(item, shape.member, f"{path}[{index}]")
-    elif kind == "map" and isinstance(value, dict):
-        for key, item in value.items():
-            errors += constraint_errors(key, shape.key, f"{path} key {key!r}")
-            errors += constraint_errors(item, shape.value, f"{path}[{key!r}]")
-    elif kind == "string" and isinstance(value, str):
-        if shape.enum and value not in shape.enum:
-            errors.append(f"{path}: {value!r} is not one of {shape.enum}")
-        errors += _bounds(len(value), meta, f"{path} (length)")
-        if "pattern" in meta and not re.match(meta["pattern"], value):
-            errors.append(f"{path}: {value!r} does not match {meta['pattern']}")
-    elif kind in NUMBERS and isinstance(value, int | float) and not isinstance(value, bool):
-        errors += _bounds(value, meta, path)
-    return errors
-
-
-def _bounds(value: float, meta: dict[str, Any], path: str) -> list[str]:
-    errors = []
-    if "min" in meta and value < meta["min"]:
-        errors.append(f"{path}: {value} < min {meta['min']}")
-    if "max" in meta and value > meta["max"]:
-        errors.append(f"{path}: {value} > max {meta['max']}")
-    return errors
-
-
-def create_job_errors(request: dict[str, Any]) -> list[str]:
-    """Everything wrong with a CreateJob request: botocore's type/shape report plus the model's constraints."""
-    report = ParamValidator().validate(request, CREATE_JOB_INPUT)
-    errors = [report.generate_report()] if report.has_errors() else []
-    return errors + constraint_errors(request, CREATE_JOB_INPUT, "CreateJob")
-
-
-# --- where MediaConvert writes ---------------------------------------------------------------------------------
-
-CONTAINER_EXTENSIONS = {"MP4": "mp4", "M3U8": "m3u8", "RAW": "jpg"}
-
-
-def _base(destination: str, input_uri: str) -> str:
-    """A destination ending in '/' takes the input's file name (without extension) as the base name."""
-    if destination.endswith("/"):
-        return destination + posixpath.splitext(posixpath.basename(urlsplit(input_uri).path))[0]
-    return destination
-
-
-def _video_details(output: dict[str, Any]) -> dict[str, int]:
-    video = output.get("VideoDescription") or {}
-    return {"widthInPx": video.get("Width", 0), "heightInPx": video.get("Height", 0)}
-
-
-def output_group_details(settings: dict[str, Any], duration_ms: int) -> list[dict[str, Any]]:
-    """`outputGroupDetails` of a COMPLETE event for these job settings, by MediaConvert's naming rules:
-    file group outputs are `<base><NameModifier>.<extension>` (frame captures add `.NNNNNNN` before it); an HLS
-    group's master playlist is `<base>.m3u8` and each variant's `<base><NameModifier>.m3u8`."""
-    input_uri = settings["Inputs"][0]["FileInput"]
-    groups: list[dict[str, Any]] = []
-    for group in settings["OutputGroups"]:
-        group_settings = group["OutputGroupSettings"]
-        if group_settings["Type"] == "FILE_GROUP_SETTINGS":
-            base = _base(group_settings["FileGroupSettings"]["Destination"], input_uri)
-            details = []
-            for output in group["Outputs"]:
-                name = base + output.get("NameModifier", "")
-                extension = output.get("Extension") or CONTAINER_EXTENSIONS[output["ContainerSettings"]["Container"]]
-                codec = output["VideoDescription"]["CodecSettings"]["Codec"]
-                path = f"{name}.0000000.{extension}" if codec == "FRAME_CAPTURE" else f"{name}.{extension}"
-                details.append(
-                    {"outputFilePaths": [path], "durationInMs": duration_ms, "videoDetails": _video_details(output)}
-                )
-            groups.append({"type": "FILE_GROUP", "outputDetails": details})
-        elif group_settings["Type"] == "HLS_GROUP_SETTINGS":
-            base = _base(group_settings["HlsGroupSettings"]["Destination"], input_uri)
-            details = [
-                {
-                    "outputFilePaths": [f"{base}{output.get('NameModifier', '')}.m3u8"],
-                    "durationInMs": duration_ms,
-                    "videoDetails": _video_details(output),
-                }
-                for output in group["Outputs"]
-            ]
-            groups.append({"type": "HLS_GROUP", "playlistFilePaths": [f"{base}.m3u8"], "outputDetails": details})
-    return groups
 
 
 def state_change_event(
