@@ -1,0 +1,157 @@
+"""The local cloud's MediaConvert: a stand-in that speaks the service's API to the real botocore client and runs jobs
+with ffmpeg against the emulated S3, announcing them on the emulated default event bus.
+
+- API (`mediaconvert_server.py`): CreateJob, GetJob, ListJobs, CancelJob and DescribeEndpoints on 127.0.0.1, parsed
+  and validated by botocore's service model. A job whose settings the stand-in cannot honour is refused with
+  BadRequestException naming the setting (`mediaconvert_settings.py`), as MediaConvert refuses invalid settings.
+- Jobs (`mediaconvert_jobs.py`): queues, the request-token minute, states. A job waits in a bounded queue
+  (TooManyRequestsException when full) for one of `concurrency` worker threads; a PAUSED queue keeps its jobs SUBMITTED.
+- Runs (`mediaconvert_runner.py`): input from S3, ffmpeg (`mediaconvert_ffmpeg.py`, `mediaconvert_hls.py`), outputs
+  to S3 under MediaConvert's names (`mediaconvert_naming.py`), events (`mediaconvert_events.py`).
+
+Every function worker gets `AWS_ENDPOINT_URL_MEDIACONVERT` (`function_environment`), which boto3 reads by itself, as it
+reads `AWS_ENDPOINT_URL` for the moto server: a function that calls MediaConvert reaches the stand-in without knowing.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from local.event_sources import LocalClock
+from local.mediaconvert_events import EventPublisher
+from local.mediaconvert_jobs import Job, JobStore
+from local.mediaconvert_model import bad_request, too_many_requests
+from local.mediaconvert_runner import JobRunner
+from local.mediaconvert_server import MediaConvertServer
+from local.mediaconvert_settings import SettingsNotHonoured, read_job_settings
+
+log = logging.getLogger("local.mediaconvert")
+
+ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL_MEDIACONVERT"
+MAX_PENDING_JOBS = 100
+POLL_SECONDS = 0.5
+
+
+class Clients(Protocol):
+    def client(self, service: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class StandInOptions:
+    account_id: str
+    region: str
+    work_dir: Path
+    clock: LocalClock
+    concurrency: int = 1
+    max_pending_jobs: int = MAX_PENDING_JOBS
+    port: int = 0
+
+
+class MediaConvertStandIn:
+    def __init__(self, clients: Clients, options: StandInOptions) -> None:
+        self.options = options
+        self.jobs = JobStore(options.region, options.account_id)
+        self._events = EventPublisher(clients.client("events"), options.account_id)
+        self._stopping = threading.Event()
+        self._pending: queue.Queue[Job] = queue.Queue(maxsize=options.max_pending_jobs)
+        self._runner = JobRunner(
+            store=self.jobs,
+            events=self._events,
+            s3=clients.client("s3"),
+            work_root=options.work_dir,
+            status_interval=options.clock.seconds,
+            stopping=self._stopping,
+        )
+        self._server = MediaConvertServer(
+            {
+                "CreateJob": self.create_job,
+                "GetJob": self.get_job,
+                "ListJobs": self.list_jobs,
+                "CancelJob": self.cancel_job,
+                "DescribeEndpoints": self.describe_endpoints,
+            },
+            port=options.port,
+        )
+        self._workers: list[threading.Thread] = []
+
+    @property
+    def endpoint(self) -> str:
+        return self._server.endpoint
+
+    def function_environment(self) -> dict[str, str]:
+        """What every local Lambda gets so that boto3's MediaConvert client reaches the stand-in."""
+        return {ENDPOINT_VARIABLE: self.endpoint}
+
+    def add_queue(self, name: str, arn: str | None = None, status: str = "ACTIVE") -> None:
+        self.jobs.add_queue(name, arn, status)
+
+    def start(self) -> None:
+        self.options.work_dir.mkdir(parents=True, exist_ok=True)
+        self._server.start()
+        for index in range(self.options.concurrency):
+            worker = threading.Thread(target=self._work, name=f"mediaconvert-{index}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._server.stop()
+        for worker in self._workers:
+            worker.join(timeout=10)
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                job = self._pending.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                continue
+            self._runner.run(job)
+
+    def _admit(self, job: Job) -> None:
+        if job.queue.status != "ACTIVE":
+            return
+        try:
+            self._pending.put_nowait(job)
+        except queue.Full as err:
+            raise too_many_requests(f"{self.options.max_pending_jobs} jobs are waiting already") from err
+
+    # --- operations (botocore parameters in, output parameters out) -----------------------------------------
+
+    def create_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("JobTemplate"):
+            raise bad_request("job templates are not emulated by the local MediaConvert")
+        try:
+            spec = read_job_settings(params["Settings"])
+        except SettingsNotHonoured as err:
+            raise bad_request(str(err)) from err
+        job, created, described = self.jobs.create(params, spec, self._admit)
+        if created:
+            log.info("MediaConvert job %s submitted to %s", job.id, job.queue.name)
+        return {"Job": described}
+
+    def get_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"Job": self.jobs.describe(self.jobs.get(params["Id"]))}
+
+    def list_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
+        jobs, token = self.jobs.list(
+            queue=params.get("Queue"),
+            status=params.get("Status"),
+            order=params.get("Order"),
+            max_results=params.get("MaxResults"),
+            next_token=params.get("NextToken"),
+        )
+        return {"Jobs": jobs, "NextToken": token}
+
+    def cancel_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        job, finished = self.jobs.cancel(params["Id"])
+        if finished:
+            self._events.publish(job, "CANCELED")
+        return {}
+
+    def describe_endpoints(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"Endpoints": [{"Url": self.endpoint}]}
