@@ -29,7 +29,8 @@ from local.emulator import Emulator
 from local.engine import evaluate_program
 from local.event_sources import AsyncDeliveryLoop, LocalClock, ScheduleRunner, SqsEventSource
 from local.gateway import HttpApiGateway
-from local.resources import DELIVERY_QUEUE_PREFIX
+from local.mediaconvert import MediaConvertStandIn, StandInOptions
+from local.resources import DELIVERY_QUEUE_PREFIX, MEDIACONVERT_QUEUE
 from local.runtime import FunctionRuntime, FunctionSpec, Runtimes
 from local.stack_config import load_stack_config
 
@@ -121,6 +122,7 @@ class LocalCloud:
         self.deployment: Deployment | None = None
         self.runtimes = Runtimes()
         self.gateway: HttpApiGateway | None = None
+        self.mediaconvert: MediaConvertStandIn | None = None
         self.sources: list[SqsEventSource] = []
         self.deliveries: list[AsyncDeliveryLoop] = []
         self.schedules: ScheduleRunner | None = None
@@ -150,6 +152,7 @@ class LocalCloud:
         self.signing_key = SigningKey.load_or_create(state)
         authorizers = self._authorizers(self.signing_key)
         self._logs = LogSink(state / "logs", self._echo)
+        self._start_mediaconvert()
         self._start_functions()
         self._start_event_sources()
         self.gateway = HttpApiGateway(self.deployment, self.runtimes, authorizers, port)
@@ -177,14 +180,30 @@ class LocalCloud:
             self.token_settings.save(self.options.state)
         return authorizers
 
+    def _start_mediaconvert(self) -> None:
+        """The MediaConvert stand-in, with the queues the program declares (and the account's Default queue)."""
+        assert self.deployment is not None and self.emulator is not None
+        options = StandInOptions(
+            account_id=self.deployment.account_id,
+            region=self.deployment.region,
+            work_dir=self.options.state / "tmp" / "mediaconvert",
+            clock=self.clock,
+        )
+        self.mediaconvert = MediaConvertStandIn(self.emulator, options)
+        for queue in self.deployment.of_type(MEDIACONVERT_QUEUE):
+            self.mediaconvert.add_queue(queue.state["name"], queue.state["arn"], queue.state["status"])
+        self.mediaconvert.start()
+
     def _start_functions(self) -> None:
         assert self.deployment is not None and self.emulator is not None and self._logs is not None
+        assert self.mediaconvert is not None
         base_environment = {
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
             "LANG": "en_US.UTF-8",
             "TZ": ":UTC",
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
             **self.emulator.function_environment(),
+            **self.mediaconvert.function_environment(),
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
         for function in self.deployment.of_type(FUNCTION):
@@ -243,14 +262,15 @@ class LocalCloud:
     # --- state files ----------------------------------------------------------------------------------------
 
     def _write_state_files(self) -> None:
-        assert self.deployment is not None and self.emulator is not None
+        assert self.deployment is not None and self.emulator is not None and self.mediaconvert is not None
         state = self.options.state
-        outputs = {**self.deployment.outputs, "apiUrl": self.api_url, "emulatorEndpoint": self.emulator.endpoint}
+        endpoints = {"emulatorEndpoint": self.emulator.endpoint, "mediaconvertEndpoint": self.mediaconvert.endpoint}
+        outputs = {**self.deployment.outputs, "apiUrl": self.api_url, **endpoints}
         deployment = {
             "project": self.deployment.project,
             "stack": self.deployment.stack,
             "region": self.deployment.region,
-            "emulatorEndpoint": self.emulator.endpoint,
+            **endpoints,
             "pid": os.getpid(),
             "resources": [
                 {"type": r.type, "name": r.name, "id": r.id, "behaviour": str(r.behaviour), "note": r.note}
@@ -293,6 +313,8 @@ class LocalCloud:
         loops = [*self.sources, *self.deliveries, *([self.schedules] if self.schedules else [])]
         for loop in loops:
             loop.stop()
+        if self.mediaconvert is not None:
+            self.mediaconvert.stop()
         self.runtimes.stop()
         for loop in loops:
             loop.join()

@@ -25,6 +25,7 @@ Creator = Callable[[str, dict[str, Any]], tuple[str, Outputs]]
 
 # Local delivery queues hold an event while its function is retried; the delivery loop deletes it when done.
 DELIVERY_QUEUE_PREFIX = "local-delivery-"
+MEDIACONVERT_QUEUE = "aws:mediaconvert/queue:Queue"
 DELIVERY_QUEUE_VISIBILITY_SECONDS = 12 * 3600
 
 
@@ -144,6 +145,7 @@ class ResourceFactory:
             "aws:apigatewayv2/route:Route": self._http_child,
             "aws:apigatewayv2/integration:Integration": self._http_child,
             "aws:apigatewayv2/authorizer:Authorizer": self._http_child,
+            MEDIACONVERT_QUEUE: self._mediaconvert_queue,
         }
 
     @property
@@ -615,6 +617,16 @@ class ResourceFactory:
 
     def _http_child(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
         return _short_id(7), {}
+
+    def _mediaconvert_queue(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        """A queue of the local MediaConvert stand-in, which the local cloud registers from the deployment."""
+        queue = autoname(name, inputs)
+        return queue, {
+            "name": queue,
+            "arn": f"arn:aws:mediaconvert:{self._region}:{self._account}:queues/{queue}",
+            "status": inputs.get("status") or "ACTIVE",
+            "pricingPlan": inputs.get("pricingPlan") or "ON_DEMAND",
+        }
 
     # --- Recorded only --------------------------------------------------------------------------------------
 
