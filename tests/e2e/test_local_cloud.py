@@ -92,6 +92,7 @@ def test_upload_flows_through_every_hop(fixture_cloud: RunningCloud, tmp_path: A
         "AWS_REGION",
         "AWS_DEFAULT_REGION",
         "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_MEDIACONVERT",  # the local cloud's MediaConvert stand-in, for every function
         "AWS_EXECUTION_ENV",
         "AWS_LAMBDA_FUNCTION_NAME",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
