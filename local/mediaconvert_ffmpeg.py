@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ INPUT_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,flv,mxf,a
 PROGRESS_ARGS = ("-nostdin", "-loglevel", "error", "-nostats", "-progress", "pipe:1")
 STDERR_LINES_KEPT = 20
 PROBE_TIMEOUT_SECONDS = 60
+WATCH_SECONDS = 0.2
 
 
 class ProbeFailed(RuntimeError):
@@ -317,10 +319,11 @@ Progress = Callable[[float, int], None]
 """Called with the output time reached (seconds) and the frames written so far."""
 
 
-def run_ffmpeg(args: list[str], *, on_progress: Progress, cancelled: Callable[[], bool]) -> None:
-    """Runs ffmpeg, reporting `-progress` as it comes; kills it once `cancelled()` (checked at each report).
+def run_ffmpeg(args: list[str], *, on_progress: Progress, cancelled: Callable[[], bool], timeout: float) -> None:
+    """Runs ffmpeg, reporting `-progress` as it comes. A watchdog kills it once `cancelled()` or after `timeout`
+    seconds, whether or not it is still reporting.
 
-    Raises FfmpegCancelled, or FfmpegFailed with the last lines of its log.
+    Raises FfmpegCancelled, or FfmpegFailed with the last lines of its log (or the timeout).
     """
     process = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tool_env(), stdin=subprocess.DEVNULL
@@ -329,7 +332,24 @@ def run_ffmpeg(args: list[str], *, on_progress: Progress, cancelled: Callable[[]
     log: deque[str] = deque(maxlen=STDERR_LINES_KEPT)
     reader = threading.Thread(target=lambda: log.extend(line.rstrip() for line in process.stderr), daemon=True)
     reader.start()
-    frames, stopped = 0, False
+    verdict: list[str] = []
+    finished = threading.Event()
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while not finished.wait(WATCH_SECONDS):
+            if cancelled():
+                verdict.append("cancelled")
+            elif time.monotonic() > deadline:
+                verdict.append("timeout")
+            else:
+                continue
+            process.kill()
+            return
+
+    watchdog = threading.Thread(target=watch, name="ffmpeg-watchdog", daemon=True)
+    watchdog.start()
+    frames = 0
     try:
         for line in process.stdout:
             key, _, value = line.strip().partition("=")
@@ -337,17 +357,17 @@ def run_ffmpeg(args: list[str], *, on_progress: Progress, cancelled: Callable[[]
                 frames = int(value)
             elif key == "out_time_us" and value.lstrip("-").isdigit():
                 on_progress(max(0, int(value)) / 1e6, frames)
-            if cancelled():
-                stopped = True
-                process.kill()
-                break
     except BaseException:
         process.kill()
         raise
     finally:
         process.wait()
+        finished.set()
+        watchdog.join()
         reader.join(timeout=5)
-    if stopped or cancelled():
+    if verdict == ["cancelled"]:
         raise FfmpegCancelled("stopped")
+    if verdict == ["timeout"]:
+        raise FfmpegFailed(process.returncode, f"ffmpeg did not finish within {timeout:.0f} s")
     if process.returncode != 0:
         raise FfmpegFailed(process.returncode, "\n".join(log))

@@ -67,6 +67,8 @@ INTERNAL_ERROR = 1999
 # Relative work of each step, per second of media: an encode decodes and encodes, a capture decodes, a repackage copies.
 ENCODE_WEIGHT, CAPTURE_WEIGHT, PACKAGE_WEIGHT = 1.0, 0.5, 0.05
 CHUNK_BYTES = 1 << 20
+# An ffmpeg step that runs longer than this is stuck (x264 veryfast encodes far faster than 10x slower than real time).
+STEP_TIMEOUT_BASE_SECONDS, STEP_TIMEOUT_PER_MEDIA_SECOND = 120.0, 10.0
 
 
 class JobError(Exception):
@@ -79,6 +81,10 @@ class JobError(Exception):
 def _s3(uri: str) -> tuple[str, str]:
     parts = urlsplit(uri)
     return parts.netloc, parts.path.lstrip("/")
+
+
+def step_timeout(media_seconds: float) -> float:
+    return STEP_TIMEOUT_BASE_SECONDS + STEP_TIMEOUT_PER_MEDIA_SECOND * media_seconds
 
 
 def _reason(err: ClientError | BotoCoreError) -> str:
@@ -308,7 +314,7 @@ class _Transcode:
             self.progress.report(weight, reached / seconds if seconds > 0 else 1.0, written)
 
         try:
-            run_ffmpeg(args, on_progress=report, cancelled=self.cancelled)
+            run_ffmpeg(args, on_progress=report, cancelled=self.cancelled, timeout=step_timeout(seconds))
         except FfmpegFailed as err:
             raise JobError(
                 TRANSCODE_FAILED, f"Transcoding failed for output [{output}]: [{_last_line(err.stderr)}]"

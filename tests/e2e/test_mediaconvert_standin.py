@@ -18,12 +18,15 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from functions.common.media_tools import ffmpeg_path
 from functions.submit.job_settings import JobTarget, create_job_request
 from functions.tracker import mediaconvert_events as tracker_view
 from functions.transcode.messages import EncodePlan
 from local.emulator import ACCOUNT_ID, FAKE_CREDENTIALS, Emulator
 from local.event_sources import LocalClock
 from local.mediaconvert import MediaConvertStandIn, StandInOptions
+from local.mediaconvert_ffmpeg import FfmpegFailed, mjpeg_quality, output_size, qvbr_crf, run_ffmpeg
+from local.mediaconvert_hls import Variant, avc_codec, master_playlist, with_integer_durations
 from local.mediaconvert_jobs import JobStore
 from local.mediaconvert_settings import read_job_settings
 from tests.media_samples import make_video, probe
@@ -375,3 +378,34 @@ def test_canceling_a_progressing_job_stops_it(standin: StandIn, long_clip: Path)
     assert "COMPLETE" not in statuses and statuses[-1] == "CANCELED"
     listing = standin.emulator.client("s3").list_objects_v2(Bucket=standin.outputs)
     assert listing.get("KeyCount") == 0  # outputs are written only once every encode is done
+
+
+# --- the pure parts -------------------------------------------------------------------------------------------
+
+
+def test_commands_and_playlists_follow_the_settings() -> None:
+    assert (qvbr_crf(7), qvbr_crf(10), qvbr_crf(1)) == (23, 11, 47)
+    assert (mjpeg_quality(100), mjpeg_quality(80), mjpeg_quality(1)) == (2, 8, 31)
+    assert output_size(None, 240, (1280, 720)) == (426, 240)
+    assert output_size(640, None, (1080, 1920)) == (640, 1138)
+    assert output_size(None, None, (640, 360)) == (640, 360)
+    assert avc_codec("High", 30) == "avc1.64001e"
+    assert avc_codec("Constrained Baseline", 31) == "avc1.42c01f"
+    media = "#EXTM3U\n#EXT-X-TARGETDURATION:7\n#EXTINF:6.400000,\na_00001.ts\n#EXTINF:5.500000,\na_00002.ts\n"
+    assert with_integer_durations(media).splitlines()[2:] == ["#EXTINF:6,", "a_00001.ts", "#EXTINF:6,", "a_00002.ts"]
+    variant = Variant("index_240p.m3u8", 300_000, 250_000, "avc1.64001e,mp4a.40.2", 426, 240, 25.0)
+    assert master_playlist([variant], include_resolution=True).splitlines()[3:] == [
+        '#EXT-X-STREAM-INF:BANDWIDTH=300000,AVERAGE-BANDWIDTH=250000,CODECS="avc1.64001e,mp4a.40.2",'
+        "RESOLUTION=426x240,FRAME-RATE=25.000",
+        "index_240p.m3u8",
+    ]
+
+
+def test_a_stuck_ffmpeg_is_killed_at_its_timeout() -> None:
+    endless = [ffmpeg_path(), "-nostdin", "-re", "-f", "lavfi", "-i", "testsrc2=size=64x64:rate=5", "-f", "null", "-"]
+    started = time.monotonic()
+
+    with pytest.raises(FfmpegFailed, match="did not finish within"):
+        run_ffmpeg([*endless, "-progress", "pipe:1"], on_progress=lambda *_: None, cancelled=lambda: False, timeout=1)
+
+    assert time.monotonic() - started < 5
