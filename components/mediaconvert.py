@@ -25,7 +25,7 @@ class MediaConvertArgs:
     topic_arn: Input[str]
     """Fan-out topic the `mediaconvert` queue subscribes to."""
     uploads_bucket_arn: Input[str]
-    """Bucket MediaConvert reads sources from (`uploads/`)."""
+    """Bucket of the uploads: submit copies each validated one to `uploads/{jobId}/validated`, MediaConvert reads it."""
     outputs_bucket_arn: Input[str]
     """Bucket MediaConvert writes renditions, HLS and thumbnails to (`outputs/`)."""
     table_arn: Input[str]
@@ -40,8 +40,9 @@ class MediaConvertArgs:
     """Environment variables (docs/CONTRACTS.md common set); the queue and role ARNs are added here."""
     log_retention_days: int
     """Retention of the function's log group."""
-    timeout_seconds: int = 30
-    """Submit function timeout (one CreateJob and two DynamoDB calls); the queue's visibility timeout follows it."""
+    timeout_seconds: int = 120
+    """Submit function timeout (one CopyObject, one CreateJob, two DynamoDB calls); the queue's visibility timeout
+    follows it. The server-side copy of a multi-GiB upload can take a minute, hence more than the calls alone need."""
     memory_mb: int = 256
     """Submit function memory."""
     max_receive_count: int = 5
@@ -66,8 +67,9 @@ class MediaConvert(pulumi.ComponentResource):
         uploads = Output.from_input(args.uploads_bucket_arn)
         outputs = Output.from_input(args.outputs_bucket_arn)
 
-        # The role MediaConvert assumes for a job: read sources, write outputs, nothing more. The buckets use SSE-S3,
-        # so no KMS permission is needed; BucketOwnerEnforced means no ACL permission either.
+        # The role MediaConvert assumes for a job: read the validated copies submit pins (`uploads/*/validated`, never
+        # the raw `source` a reused presigned POST can replace, nor another job's upload), write outputs, nothing more.
+        # The buckets use SSE-S3, so no KMS permission is needed; BucketOwnerEnforced means no ACL permission either.
         role = aws.iam.Role(
             f"{name}-service-role",
             assume_role_policy=json.dumps(policies.assume_role_policy(MEDIACONVERT_SERVICE)),
@@ -81,7 +83,8 @@ class MediaConvert(pulumi.ComponentResource):
                     policies.service_role_policy(
                         [
                             policies.ResolvedGrant(
-                                ("s3:GetObject",), (policies.object_arns(arns[0], patterns.UPLOAD_PREFIX),)
+                                ("s3:GetObject",),
+                                (policies.object_arns(arns[0], patterns.UPLOAD_PREFIX, patterns.VALIDATED_SUFFIX),),
                             ),
                             policies.ResolvedGrant(
                                 ("s3:PutObject",), (policies.object_arns(arns[1], patterns.OUTPUT_PREFIX),)
@@ -144,6 +147,19 @@ class MediaConvert(pulumi.ComponentResource):
                     ),
                     Grant(("dynamodb:GetItem", "dynamodb:PutItem"), (args.table_arn,)),
                     Grant(("events:PutEvents",), (args.bus_arn,)),
+                    # CopyObject of the validated upload (functions/submit/source.py): read the source, write only
+                    # `uploads/{jobId}/validated`, a key ingest's notification (suffix `/source`) never announces.
+                    Grant(
+                        ("s3:GetObject",), (uploads.apply(lambda a: policies.object_arns(a, patterns.UPLOAD_PREFIX)),)
+                    ),
+                    Grant(
+                        ("s3:PutObject",),
+                        (
+                            uploads.apply(
+                                lambda a: policies.object_arns(a, patterns.UPLOAD_PREFIX, patterns.VALIDATED_SUFFIX)
+                            ),
+                        ),
+                    ),
                 ),
             ),
             opts=child,

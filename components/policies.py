@@ -138,8 +138,11 @@ def mediaconvert_jobs_arn(queue_arn: str) -> str:
     return f"{prefix}:jobs/*"
 
 
-def object_arns(bucket_arn: str, prefix: str) -> str:
-    """ARN of every object under `prefix` in a bucket (`arn:aws:s3:::b/uploads/*`)."""
+def object_arns(bucket_arn: str, prefix: str, suffix: str = "") -> str:
+    """ARN of every object under `prefix` in a bucket (`arn:aws:s3:::b/uploads/*`), or only those ending in `suffix`
+    (`arn:aws:s3:::b/uploads/*/validated`)."""
     if not prefix.endswith("/"):
         raise ValueError(f"prefix {prefix!r} must end with '/'")
-    return f"{bucket_arn}/{prefix}*"
+    if suffix and not suffix.startswith("/"):
+        raise ValueError(f"suffix {suffix!r} must start with '/'")
+    return f"{bucket_arn}/{prefix}*{suffix}"

@@ -9,6 +9,9 @@ absent satisfies only negated operators, `...IfExists` and `Null: true`, as in I
 Presigned POST: moto stores whatever a form sends; S3 checks the form against its signed policy (expiration,
 every condition, no unlisted fields), so a client that breaks the policy is refused locally as it is in AWS.
 
+CopyObject: moto honours `x-amz-copy-source-if-none-match` but ignores `x-amz-copy-source-if-match`; S3 refuses
+the copy with 412 PreconditionFailed when the source's ETag differs (the submit function relies on it).
+
 S3 event notifications: S3 URL-encodes the object key but keeps `/`; moto encodes `/` as `%2F` too, which a
 consumer that (wrongly) reads the key raw would only trip over locally.
 
@@ -209,6 +212,33 @@ def enforce_presigned_post_policies() -> None:
     S3Response._bucket_response_post = bucket_response_post  # type: ignore[method-assign]
 
 
+def honour_copy_source_if_match() -> None:
+    from urllib.parse import parse_qs, unquote, urlparse
+
+    from moto.s3.exceptions import PreconditionFailed
+    from moto.s3.responses import S3Response
+
+    original = S3Response.copy_object
+    if getattr(original, "_local_if_match", False):
+        return
+
+    def copy_object(self: S3Response) -> Any:
+        wanted = self.headers.get("x-amz-copy-source-if-match")
+        if wanted:
+            source = self.headers.get("x-amz-copy-source")
+            source = source.decode("utf-8") if isinstance(source, bytes) else source
+            parsed = urlparse(source)
+            bucket, key = unquote(parsed.path).lstrip("/").split("/", 1)
+            version = parse_qs(parsed.query).get("versionId", [None])[0]
+            found = self.backend.get_object(bucket, key, version_id=version)
+            if found is not None and wanted.strip('"') != found.etag.strip('"'):
+                raise PreconditionFailed(failed_condition="x-amz-copy-source-If-Match")
+        return original(self)
+
+    copy_object._local_if_match = True  # type: ignore[attr-defined]
+    S3Response.copy_object = copy_object  # type: ignore[method-assign]
+
+
 def encode_notification_keys_like_s3() -> None:
     from urllib.parse import quote_plus
 
@@ -231,5 +261,6 @@ def apply_all() -> None:
     """Every correction above; idempotent."""
     evaluate_bucket_policies_like_iam()
     enforce_presigned_post_policies()
+    honour_copy_source_if_match()
     encode_notification_keys_like_s3()
     deliver_whole_eventbridge_events()

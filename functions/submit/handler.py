@@ -21,6 +21,7 @@ from functions.common.jobs_table import JobsTable
 from functions.submit.mediaconvert import MediaConvertJobs
 from functions.submit.messages import SubmitQueueRecord
 from functions.submit.settings import SubmitSettings
+from functions.submit.source import ValidatedSources
 from functions.submit.submission import JobSubmitter, Outcome
 
 logger = Logger()
@@ -52,6 +53,7 @@ def build_submitter(settings: SubmitSettings) -> JobSubmitter:
         settings=settings,
         jobs=JobsTable(settings.jobs_table_name),
         mediaconvert=MediaConvertJobs(mediaconvert_client()),
+        sources=ValidatedSources(boto3.client("s3")),
         events=EventPublisher(settings.event_bus_name, boto3.client("events")),
         clock=now_ms,
     )

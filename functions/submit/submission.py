@@ -1,6 +1,7 @@
 """Submit one MediaConvert job per pipeline job, whatever SQS and SNS deliver: the use case over injected adapters.
 
-Order: read the job, CreateJob, then record it (submit first, record second). Two guards make that exactly once:
+Order: read the job, pin the validated upload (functions/submit/source.py), CreateJob, then record it (submit
+first, record second). Two guards make that exactly once:
 
 - `ClientRequestToken` = the pipeline's jobId. MediaConvert answers a repeated token with the job the first request
   made, for a minute after it. That covers what happens within seconds: botocore retrying a CreateJob whose answer
@@ -39,11 +40,14 @@ from functions.submit.job_settings import (
 from functions.submit.mediaconvert import MediaConvertJobs, SettingsRefused
 from functions.submit.messages import MalformedMessage, encode_plans
 from functions.submit.settings import SubmitSettings
+from functions.submit.source import SourceReplaced, ValidatedSources
 from functions.transcode.messages import EncodePlan, FanOutMessage
 
 logger = Logger(child=True)
 
 REFUSED_CODE = "MEDIACONVERT_BAD_REQUEST"
+SOURCE_REPLACED_CODE = "SOURCE_REPLACED"
+SOURCE_REPLACED_MESSAGE = "the upload was replaced after it was validated"
 
 
 class Outcome(StrEnum):
@@ -56,7 +60,7 @@ class Outcome(StrEnum):
     NOT_APPLICABLE = "NOT_APPLICABLE"
     """The job is not (or no longer) PROCESSING on the mediaconvert engine; nothing submitted."""
     REFUSED = "REFUSED"
-    """MediaConvert cannot make this job: every rendition was announced as failed."""
+    """MediaConvert cannot make this job (or its upload was replaced): every rendition was announced as failed."""
     JOB_NOT_FOUND = "JOB_NOT_FOUND"
     """No such job (deleted after retention); nothing done."""
 
@@ -74,12 +78,14 @@ class JobSubmitter:
         settings: SubmitSettings,
         jobs: JobsTable,
         mediaconvert: MediaConvertJobs,
+        sources: ValidatedSources,
         events: EventPublisher,
         clock: Callable[[], int],
     ) -> None:
         self._settings = settings
         self._jobs = jobs
         self._mediaconvert = mediaconvert
+        self._sources = sources
         self._events = events
         self._clock = clock
 
@@ -102,11 +108,20 @@ class JobSubmitter:
         if message.source.bucket != self._settings.uploads_bucket:
             raise MalformedMessage(f"source bucket {message.source.bucket!r} is not this stack's uploads bucket")
         plans = encode_plans(message)
+        if message.source.etag is None:
+            # An older message: nothing to verify, so the copy takes whatever the key holds (today's behaviour).
+            logger.warning("the message names no validated ETag; copying the upload unverified")
+        try:
+            source_key = self._sources.pin(
+                bucket=message.source.bucket, key=message.source.key, etag=message.source.etag, job_id=message.jobId
+            )
+        except SourceReplaced as err:
+            return self._refuse(job, plans, SOURCE_REPLACED_MESSAGE, str(err), code=SOURCE_REPLACED_CODE)
         target = JobTarget(
             job_id=message.jobId,
             stack=self._settings.stack_name,
             source_bucket=message.source.bucket,
-            source_key=message.source.key,
+            source_key=source_key,
             outputs_bucket=self._settings.outputs_bucket,
             has_audio=message.probe.hasAudio,
             role_arn=self._settings.role_arn,
@@ -144,9 +159,11 @@ class JobSubmitter:
         logger.warning("the job ended before its MediaConvert job was recorded", extra={"status": current["status"]})
         return SubmitResult(Outcome.NOT_APPLICABLE, mediaconvert_job_id)
 
-    def _refuse(self, job: Job, plans: list[EncodePlan], message: str, detail: str) -> SubmitResult:
+    def _refuse(
+        self, job: Job, plans: list[EncodePlan], message: str, detail: str, *, code: str = REFUSED_CODE
+    ) -> SubmitResult:
         """Announce every planned rendition as failed; the tracker fails the job and says why."""
-        logger.warning("MediaConvert cannot make this job", extra={"reason": detail})
+        logger.warning("MediaConvert cannot make this job", extra={"reason": detail, "code": code})
         for plan in plans:
             self._events.publish(
                 DetailType.RENDITION_FAILED,
@@ -155,7 +172,7 @@ class JobSubmitter:
                     "ownerId": job["ownerId"],
                     "rendition": plan.name,
                     "engine": job_state.MEDIACONVERT_ENGINE,
-                    "error": {"code": REFUSED_CODE, "message": message},
+                    "error": {"code": code, "message": message},
                 },
             )
         return SubmitResult(Outcome.REFUSED)

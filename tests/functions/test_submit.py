@@ -21,6 +21,7 @@ from functions.ingest.planning import plan_renditions
 from functions.submit import handler
 from functions.submit.settings import SettingsError, SubmitSettings
 from functions.tracker import mediaconvert_events as mc
+from local.moto_patches import honour_copy_source_if_match
 from tests.functions.conftest import FIXTURES, REGION, CapturedEvents, FakeLambdaContext
 from tests.functions.mediaconvert_service import (
     TOKEN_WINDOW_MS,
@@ -35,6 +36,9 @@ NOW = 1_795_000_000_000
 QUEUE_ARN = "arn:aws:mediaconvert:us-east-1:123456789012:queues/mediaconvert-jobs-1a2b3c4"
 ROLE_ARN = "arn:aws:iam::123456789012:role/mediaconvert-service-role-5d6e7f8"
 NO_FAILURES = {"batchItemFailures": []}
+SOURCE_KEY = f"uploads/{JOB_ID}/source"
+VALIDATED_KEY = f"uploads/{JOB_ID}/validated"
+UPLOADED = b"the video ingest validated"
 
 
 def sqs_event(*bodies: dict[str, Any] | str, receive_count: int = 1) -> dict[str, Any]:
@@ -58,6 +62,11 @@ class Stack:
     jobs: JobsTable
     bus: CapturedEvents
     context: FakeLambdaContext
+    s3: Any
+
+    def upload(self, body: bytes = UPLOADED, job_id: str = JOB_ID) -> str:
+        """A POST of the upload form; the object's ETag, unquoted, as ingest puts it in the message."""
+        return self.s3.put_object(Bucket="test-uploads", Key=f"uploads/{job_id}/source", Body=body)["ETag"].strip('"')
 
     def create_job(self, *, engine: str = "mediaconvert", has_audio: bool = True, job_id: str = JOB_ID) -> Job:
         """A job ingest accepted: PROCESSING with the plan for a 1080p source."""
@@ -70,12 +79,17 @@ class Stack:
         job = job_state.begin_processing(job, media_type="video", engine=engine, probe=probe, planned=planned, now=NOW)
         assert job is not None
         self.jobs.create(job)
+        self.upload(job_id=job_id)
         return job
 
-    def message(self, job_id: str = JOB_ID, **changes: Any) -> dict[str, Any]:
-        """The fan-out message ingest publishes for the stored job."""
-        body = fanout_message(self.jobs.get(job_id), bucket="test-uploads", key=f"uploads/{job_id}/source", etag="e")
+    def message(self, job_id: str = JOB_ID, *, etag: str | None = None, **changes: Any) -> dict[str, Any]:
+        """The fan-out message ingest publishes for the stored job: by default naming the ETag of the first upload."""
+        etag = etag or self.s3.head_object(Bucket="test-uploads", Key=f"uploads/{job_id}/source")["ETag"].strip('"')
+        body = fanout_message(self.jobs.get(job_id), bucket="test-uploads", key=f"uploads/{job_id}/source", etag=etag)
         return {**json.loads(json.dumps(body.body)), **changes}
+
+    def validated(self) -> bytes:
+        return self.s3.get_object(Bucket="test-uploads", Key=VALIDATED_KEY)["Body"].read()
 
     def invoke(self, *bodies: dict[str, Any] | str, receive_count: int = 1) -> dict[str, Any]:
         return handler.handler(sqs_event(*bodies, receive_count=receive_count), self.context)
@@ -87,6 +101,7 @@ class Stack:
 @pytest.fixture
 def stack(
     jobs_table: Any,
+    buckets: dict[str, str],
     event_bus: CapturedEvents,
     lambda_context: FakeLambdaContext,
     monkeypatch: pytest.MonkeyPatch,
@@ -99,7 +114,8 @@ def stack(
     fake = FakeMediaConvert()
     real_client = handler.mediaconvert_client
     monkeypatch.setattr(handler, "mediaconvert_client", lambda: fake.attach(real_client()))
-    return Stack(fake, JobsTable("jobs"), event_bus, lambda_context)
+    honour_copy_source_if_match()  # moto ignores CopySourceIfMatch; S3 (and the local cloud) refuse with 412
+    return Stack(fake, JobsTable("jobs"), event_bus, lambda_context, boto3.client("s3", region_name=REGION))
 
 
 # --- one job, once --------------------------------------------------------------------------------------------
@@ -119,7 +135,9 @@ def test_a_mediaconvert_job_is_created_for_the_message_and_recorded_on_the_job(s
     assert (request["queue"], request["role"]) == (QUEUE_ARN, ROLE_ARN)
     assert request["userMetadata"] == {"jobId": JOB_ID, "pipeline": "dev"}
     assert request["statusUpdateInterval"] == "SECONDS_10"
-    assert request["settings"]["inputs"][0]["fileInput"] == f"s3://test-uploads/uploads/{JOB_ID}/source"
+    # AND it reads the copy of exactly the validated upload, not the key a reused upload form can still replace
+    assert request["settings"]["inputs"][0]["fileInput"] == f"s3://test-uploads/{VALIDATED_KEY}"
+    assert stack.validated() == UPLOADED
     destinations = [g["outputGroupSettings"] for g in request["settings"]["outputGroups"]]
     assert destinations[0]["fileGroupSettings"]["destination"] == f"s3://test-outputs/outputs/{JOB_ID}/720p"
     # AND the job names it, with nothing else changed
@@ -275,6 +293,59 @@ def test_a_source_outside_the_uploads_bucket_is_never_submitted(stack: Stack) ->
 
     assert stack.invoke(message) == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}
     assert stack.mediaconvert.create_requests == []
+
+
+# --- a source replaced after validation ----------------------------------------------------------------------
+
+
+def test_an_upload_replaced_after_validation_is_never_submitted(stack: Stack) -> None:
+    # GIVEN a job whose upload form was used again after ingest validated the first file
+    stack.create_job()
+    message = stack.message()
+    stack.upload(b"#EXTM3U\nhttp://elsewhere/other-users-upload\n")
+
+    # WHEN its fan-out message, naming the validated ETag, arrives
+    assert stack.invoke(message) == NO_FAILURES  # retrying cannot bring the validated file back
+
+    # THEN MediaConvert is never asked, nothing is pinned, and every rendition fails with the reason
+    assert stack.mediaconvert.create_requests == []
+    assert "Contents" not in stack.s3.list_objects_v2(Bucket="test-uploads", Prefix=VALIDATED_KEY)
+    events = stack.bus.drain()
+    assert [(e["detail-type"], e["detail"]["rendition"]) for e in events] == [
+        ("Rendition Failed", "720p"),
+        ("Rendition Failed", "1080p"),
+    ]
+    assert {json.dumps(e["detail"]["error"]) for e in events} == {
+        json.dumps({"code": "SOURCE_REPLACED", "message": "the upload was replaced after it was validated"})
+    }
+    assert "mediaconvert" not in stack.job()
+
+
+def test_a_redelivered_message_pins_the_same_upload_again(stack: Stack) -> None:
+    stack.create_job()
+    assert stack.invoke(stack.message(), stack.message()) == NO_FAILURES
+
+    assert stack.validated() == UPLOADED
+    assert len(stack.mediaconvert.jobs) == 1
+
+
+def test_a_message_without_an_etag_is_still_submitted_from_a_copy(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a message from before ingest named the validated ETag
+    stack.create_job()
+    message = stack.message()
+    del message["source"]["etag"]
+
+    # WHEN it arrives
+    assert stack.invoke(message) == NO_FAILURES
+
+    # THEN the job is submitted as before, from the copy the service role may read, with a warning
+    (request,) = stack.mediaconvert.create_requests
+    assert request["settings"]["inputs"][0]["fileInput"] == f"s3://test-uploads/{VALIDATED_KEY}"
+    assert stack.validated() == UPLOADED
+    assert stack.job()["mediaconvert"]["jobId"] in stack.mediaconvert.jobs
+    assert any("no validated ETag" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
 
 
 # --- what MediaConvert refuses --------------------------------------------------------------------------------

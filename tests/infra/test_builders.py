@@ -13,6 +13,7 @@ from components.dashboard import dashboard_body, job_metric_search
 from components.function import scratch_space_mb, source_archive
 from components.media_image import keep_recent_images
 from components.work_queue import visibility_timeout
+from functions.submit.source import validated_key
 from tests.infra.harness import RecordingMocks, UnknownInvoke
 
 MEDIACONVERT_FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "mediaconvert"
@@ -102,6 +103,16 @@ def test_object_arns_need_a_folder_prefix() -> None:
     assert policies.object_arns("arn:aws:s3:::b", "uploads/") == "arn:aws:s3:::b/uploads/*"
     with pytest.raises(ValueError, match="must end with"):
         policies.object_arns("arn:aws:s3:::b", "uploads")
+
+
+def test_object_arns_may_name_only_keys_with_a_suffix() -> None:
+    arn = policies.object_arns("arn:aws:s3:::b", patterns.UPLOAD_PREFIX, patterns.VALIDATED_SUFFIX)
+    assert arn == "arn:aws:s3:::b/uploads/*/validated"
+    # the key submit pins is that suffix, and ingest's notification (suffix /source) never announces it
+    assert validated_key("j").endswith(patterns.VALIDATED_SUFFIX)
+    assert not validated_key("j").endswith(patterns.UPLOAD_SUFFIX)
+    with pytest.raises(ValueError, match="must start with"):
+        policies.object_arns("arn:aws:s3:::b", "uploads/", "validated")
 
 
 def test_assume_role_policy_trusts_one_service() -> None:

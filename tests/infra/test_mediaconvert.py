@@ -49,7 +49,8 @@ def test_the_service_role_is_mediaconverts_and_reads_uploads_and_writes_outputs_
     (policy,) = [p for p in dev.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == role.id]
     statements = [{k: v for k, v in s.items() if k != "Sid"} for s in json.loads(policy.inputs["policy"])["Statement"]]
     assert statements == [
-        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{uploads}/uploads/*"]},
+        # Only the copies submit pins (uploads/{jobId}/validated), never a raw upload a reused form can replace.
+        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{uploads}/uploads/*/validated"]},
         {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": [f"{outputs}/outputs/*"]},
     ]
     assert not [
@@ -64,6 +65,7 @@ def test_the_submit_function_may_create_jobs_in_its_queue_pass_the_role_to_media
     table = dev.of_type("aws:dynamodb/table:Table")[0].outputs["arn"]
     bus = dev.of_type("aws:cloudwatch/eventBus:EventBus")[0].outputs["arn"]
     queue = dev.named(QUEUE, "mediaconvert-queue").outputs["arn"]
+    uploads = dev.named("aws:s3/bucket:Bucket", "uploads-bucket").outputs["arn"]
 
     assert _grants(dev, "mediaconvert-submit") == [
         {
@@ -80,6 +82,9 @@ def test_the_submit_function_may_create_jobs_in_its_queue_pass_the_role_to_media
         },
         {"Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:PutItem"], "Resource": [table]},
         {"Effect": "Allow", "Action": ["events:PutEvents"], "Resource": [bus]},
+        # CopyObject of the validated upload: read any upload, write only the pinned copy ingest never hears about.
+        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{uploads}/uploads/*"]},
+        {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": [f"{uploads}/uploads/*/validated"]},
         {
             "Effect": "Allow",
             "Action": ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"],
