@@ -164,7 +164,7 @@ class Receiver:
                 self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:
-                pass
+                """Quiet: the tests read the recorded requests, not the server's log lines."""
 
         self._server = _Server((LOOPBACK, 0), Handler)
         self.scheme = "http"
