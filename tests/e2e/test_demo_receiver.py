@@ -119,7 +119,7 @@ def test_the_receiver_binds_loopback_and_stops(receiver: WebhookReceiver) -> Non
 def test_waiting_for_a_delivery_is_bounded(receiver: WebhookReceiver) -> None:
     started = time.monotonic()
     assert receiver.wait_for(lambda d: True, 0.3) is None
-    assert 0.25 <= time.monotonic() - started < 2
+    assert 0.25 <= time.monotonic() - started < 5
 
 
 def _unreachable_client() -> ApiClient:

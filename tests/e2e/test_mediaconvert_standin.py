@@ -408,4 +408,4 @@ def test_a_stuck_ffmpeg_is_killed_at_its_timeout() -> None:
     with pytest.raises(FfmpegFailed, match="did not finish within"):
         run_ffmpeg([*endless, "-progress", "pipe:1"], on_progress=lambda *_: None, cancelled=lambda: False, timeout=1)
 
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10
