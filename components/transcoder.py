@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import pulumi
 from pulumi import Input, Output, ResourceOptions
@@ -13,7 +12,7 @@ from components import patterns, policies
 from components.function import Grant, LambdaFunction, LambdaFunctionArgs
 from components.patterns import OUTPUT_PREFIX, UPLOAD_PREFIX
 from components.work_queue import SNS_SERVICE, WorkQueue, WorkQueueArgs
-from functions.common.renditions import Rendition
+from functions.common.renditions import Rendition, rendition_to_json
 
 HANDLER = "functions.transcode.handler.handler"
 
@@ -88,7 +87,7 @@ class Transcoder(pulumi.ComponentResource):
                 environment={
                     **args.environment,
                     "POWERTOOLS_SERVICE_NAME": "transcode",
-                    "RENDITION": json.dumps(asdict(rendition), separators=(",", ":")),
+                    "RENDITION": rendition_to_json(rendition),
                 },
                 queue_arn=self.queue.arn,
                 batch_size=1,

@@ -55,5 +55,10 @@ def parse_renditions(raw: list[dict] | str) -> list[Rendition]:
     return sorted(ladder, key=lambda r: r.height)
 
 
+def rendition_to_json(rendition: Rendition) -> str:
+    """One rendition in the config's own key spelling (the transcoder's `RENDITION`)."""
+    return json.dumps(asdict(rendition), separators=(",", ":"))
+
+
 def renditions_to_json(ladder: list[Rendition] | tuple[Rendition, ...]) -> str:
     return json.dumps([asdict(r) for r in ladder], separators=(",", ":"))
