@@ -155,6 +155,12 @@ class ProgramRun:
     def of_type(self, token: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == token]
 
+    def only(self, token: str) -> Recorded:
+        """The one resource of a type the program declares once (registration order is not fixed, so never `[0]`)."""
+        matches = self.of_type(token)
+        assert len(matches) == 1, f"expected one {token}, found {len(matches)}"
+        return matches[0]
+
     def named(self, token: str, name: str) -> Recorded:
         matches = [r for r in self.of_type(token) if r.name == name]
         assert len(matches) == 1, f"expected one {token} named {name}, found {len(matches)}"

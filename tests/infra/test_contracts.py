@@ -80,7 +80,7 @@ def test_every_function_gets_the_contract_environment(with_480p: ProgramRun) -> 
 
 
 def test_common_environment_values_name_this_stacks_resources(dev: ProgramRun) -> None:
-    table = dev.of_type("aws:dynamodb/table:Table")[0].outputs["name"]
+    table = dev.named("aws:dynamodb/table:Table", "jobs-table").outputs["name"]
     uploads = dev.named("aws:s3/bucket:Bucket", "uploads-bucket").outputs["bucket"]
     outputs = dev.named("aws:s3/bucket:Bucket", "outputs-bucket").outputs["bucket"]
     for function in dev.of_type(FUNCTION):

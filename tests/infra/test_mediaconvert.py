@@ -62,8 +62,8 @@ def test_the_submit_function_may_create_jobs_in_its_queue_pass_the_role_to_media
     dev: ProgramRun,
 ) -> None:
     job_queue = dev.named("aws:mediaconvert/queue:Queue", "mediaconvert-jobs")
-    table = dev.of_type("aws:dynamodb/table:Table")[0].outputs["arn"]
-    bus = dev.of_type("aws:cloudwatch/eventBus:EventBus")[0].outputs["arn"]
+    table = dev.named("aws:dynamodb/table:Table", "jobs-table").outputs["arn"]
+    bus = dev.only("aws:cloudwatch/eventBus:EventBus").outputs["arn"]
     queue = dev.named(QUEUE, "mediaconvert-queue").outputs["arn"]
     uploads = dev.named("aws:s3/bucket:Bucket", "uploads-bucket").outputs["arn"]
 

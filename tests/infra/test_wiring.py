@@ -75,7 +75,7 @@ def test_each_rendition_queue_subscribes_to_the_validated_topic_for_its_renditio
 def test_transcoders_read_uploads_write_and_check_outputs_and_publish_to_the_bus_only(with_480p: ProgramRun) -> None:
     uploads = with_480p.named("aws:s3/bucket:Bucket", "uploads-bucket").outputs["arn"]
     outputs = with_480p.named("aws:s3/bucket:Bucket", "outputs-bucket").outputs["arn"]
-    bus = with_480p.of_type("aws:cloudwatch/eventBus:EventBus")[0].outputs["arn"]
+    bus = with_480p.only("aws:cloudwatch/eventBus:EventBus").outputs["arn"]
     for name in ("480p", "720p", "1080p"):
         queue = with_480p.named(QUEUE, f"transcode-{name}-queue").outputs["arn"]
         assert _grants(with_480p, f"transcode-{name}-function") == {
@@ -92,7 +92,7 @@ def test_transcoders_read_uploads_write_and_check_outputs_and_publish_to_the_bus
 
 def test_ingest_may_read_uploads_write_jobs_publish_to_the_topic_and_the_bus(dev: ProgramRun) -> None:
     uploads = dev.named("aws:s3/bucket:Bucket", "uploads-bucket").outputs["arn"]
-    table = dev.of_type("aws:dynamodb/table:Table")[0].outputs["arn"]
+    table = dev.named("aws:dynamodb/table:Table", "jobs-table").outputs["arn"]
     topic = dev.named("aws:sns/topic:Topic", "ingest-validated").outputs["arn"]
     grants = _grants(dev, "ingest-function")
     assert grants["s3:GetObject"] == {f"{uploads}/uploads/*"}
@@ -145,7 +145,7 @@ def test_jobs_table_matches_the_job_record_contract(dev: ProgramRun) -> None:
 
 
 def test_tracker_hears_its_events_mediaconvert_for_this_stack_and_the_sweep(dev: ProgramRun) -> None:
-    bus = dev.of_type("aws:cloudwatch/eventBus:EventBus")[0].outputs["name"]
+    bus = dev.only("aws:cloudwatch/eventBus:EventBus").outputs["name"]
     events = dev.named(RULE, "tracker-pipeline-events")
     assert events.inputs["eventBusName"] == bus
     assert json.loads(events.inputs["eventPattern"]) == {
@@ -181,7 +181,7 @@ def test_tracker_failed_invocations_go_to_its_dlq_and_it_may_write_jobs(dev: Pro
     (invoke_config,) = dev.of_type("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig")
     dlq = dev.named(QUEUE, "tracker-dlq").outputs["arn"]
     assert invoke_config.inputs["destinationConfig"] == {"onFailure": {"destination": dlq}}
-    table = dev.of_type("aws:dynamodb/table:Table")[0].outputs["arn"]
+    table = dev.named("aws:dynamodb/table:Table", "jobs-table").outputs["arn"]
     grants = _grants(dev, "tracker-function")
     assert grants["dynamodb:Query"] == {table, f"{table}/index/{OPEN_DEADLINE_INDEX}"}
     assert grants["sqs:SendMessage"] == {dlq}
@@ -257,7 +257,7 @@ def test_functions_run_the_ffmpeg_image_by_digest_or_the_zip_with_powertools(dev
     (image,) = dev.of_type("docker-build:index:Image")
     assert image.inputs["push"] is True and image.inputs["platforms"] == ["linux/amd64"]
     assert image.inputs["dockerfile"]["location"].endswith("containers/ffmpeg/Dockerfile")
-    repository = dev.of_type("aws:ecr/repository:Repository")[0].outputs["repositoryUrl"]
+    repository = dev.only("aws:ecr/repository:Repository").outputs["repositoryUrl"]
     layer = "arn:aws:lambda:us-east-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python311-x86_64:18"
     for function in dev.of_type(FUNCTION):
         assert function.inputs["architectures"] == ["x86_64"]
@@ -309,7 +309,7 @@ def test_stack_exports_what_clients_and_operators_need(with_480p: ProgramRun) ->
     assert outputs["apiUrl"].startswith("https://")
     assert outputs["uploadsBucket"] == with_480p.named("aws:s3/bucket:Bucket", "uploads-bucket").outputs["bucket"]
     assert outputs["outputsBucket"] == with_480p.named("aws:s3/bucket:Bucket", "outputs-bucket").outputs["bucket"]
-    assert outputs["jobsTable"] == with_480p.of_type("aws:dynamodb/table:Table")[0].outputs["name"]
+    assert outputs["jobsTable"] == with_480p.named("aws:dynamodb/table:Table", "jobs-table").outputs["name"]
     assert outputs["eventBusName"] == "media-pipeline-dev"
     assert outputs["ingestQueueUrl"] == with_480p.named(QUEUE, "ingest-queue").outputs["url"]
     assert outputs["transcodeQueueUrls"] == {
