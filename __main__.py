@@ -246,7 +246,6 @@ api = Api(
             "UPLOAD_URL_TTL_SECONDS": str(upload_url_ttl_seconds),
             "DOWNLOAD_URL_TTL_SECONDS": str(download_url_ttl_seconds),
             "JOB_RETENTION_DAYS": str(job_retention_days),
-            "PROCESSING_DEADLINE_SECONDS": str(processing_deadline_seconds),
             "WEBHOOK_ENDPOINTS_TABLE": webhooks.endpoints_table_name,
             "WEBHOOK_DELIVERIES_TABLE": webhooks.deliveries_table_name,
             "WEBHOOK_SECRET_OVERLAP_SECONDS": str(webhook_secret_overlap_seconds),

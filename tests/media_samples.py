@@ -32,8 +32,13 @@ def make_video(
     subprocess.run(args, check=True, env=tool_env())
     if rotation is not None:
         # Phones store portrait video as landscape frames plus a display matrix; a stream copy keeps it that way.
-        remux = [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y", "-display_rotation", str(rotation)]
-        subprocess.run([*remux, "-i", str(encoded), "-c", "copy", str(path)], check=True, env=tool_env())
+        remux = [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y"]
+        display = [*remux, "-display_rotation", str(rotation), "-i", str(encoded), "-c", "copy", str(path)]
+        if subprocess.run(display, check=False, capture_output=True, env=tool_env()).returncode != 0:
+            # ffmpeg before 6.0 has no -display_rotation; its MP4 muxer writes the same display matrix from the legacy
+            # `rotate` tag.
+            legacy = [*remux, "-i", str(encoded), "-c", "copy", "-metadata:s:v:0", f"rotate={rotation}"]
+            subprocess.run([*legacy, str(path)], check=True, env=tool_env())
         encoded.unlink()
     return path
 

@@ -41,6 +41,8 @@ FORMAT_WHITELIST = ",".join(ALLOWED_FORMATS)
 PROBE_TIMEOUT_SECONDS = 30
 DECODE_TIMEOUT_SECONDS = 120
 TAIL_SECONDS = 2.0
+FRAME_TIME_FIELDS = ("best_effort_timestamp_time", "pts_time", "pkt_dts_time")
+"""A decoded frame's time, best first: the decoder's best guess, else the presentation or decoding timestamp."""
 """How much of the end of the video stream `check_decodes_to_end` decodes (from the keyframe before it)."""
 
 # ffprobe at debug level names the demuxer that recognised the content, even when it then fails to read it.
@@ -183,7 +185,7 @@ def summarize(raw: dict[str, Any], *, size_bytes: int) -> ProbedMedia:
 
 
 def decode_tail_args(path: Path, *, stream_index: int, from_seconds: float) -> list[str]:
-    """Decode the video stream from the keyframe before `from_seconds` to the end; one frame timestamp per line."""
+    """Decode the video stream from the keyframe before `from_seconds` to the end; each frame's timestamps as JSON."""
     return [
         ffprobe_path(),
         "-hide_banner",
@@ -198,11 +200,27 @@ def decode_tail_args(path: Path, *, stream_index: int, from_seconds: float) -> l
         "-read_intervals",
         f"{from_seconds:.3f}%",
         "-show_entries",
-        "frame=best_effort_timestamp_time",
+        f"frame={','.join(FRAME_TIME_FIELDS)}",
+        # JSON, not CSV: a frame that carries side data (x264's SEI on the first one, a display matrix) gets extra
+        # separators and blank lines in CSV, and which frames carry it differs between ffmpeg builds.
         "-print_format",
-        "csv=p=0",
+        "json",
         f"file:{path}",
     ]
+
+
+def last_frame_seconds(probe_output: str) -> float | None:
+    """The latest frame timestamp in the tail decode's JSON, or None when no frame has one."""
+    try:
+        frames = json.loads(probe_output or "{}").get("frames") or []
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    times = []
+    for frame in frames:
+        if isinstance(frame, dict):
+            found = (_float_or_none(frame.get(field)) for field in FRAME_TIME_FIELDS)
+            times.append(next((value for value in found if value is not None), None))
+    return max((value for value in times if value is not None), default=None)
 
 
 def check_decodes_to_end(path: Path, media: ProbedMedia, *, timeout: float = DECODE_TIMEOUT_SECONDS) -> None:
@@ -226,14 +244,13 @@ def check_decodes_to_end(path: Path, media: ProbedMedia, *, timeout: float = DEC
             probe=media.probe,
             detail=f"tail decode timed out after {timeout} s",
         ) from err
-    timestamps = [_float_or_none(line) for line in result.stdout.split()]
-    last = max((value for value in timestamps if value is not None), default=None)
+    last = last_frame_seconds(result.stdout)
     if result.returncode != 0 or last is None:
         raise UploadRejected(
             RejectionCode.CORRUPT_MEDIA,
             "the video's frames could not be decoded",
             probe=media.probe,
-            detail=_error_lines(result.stderr),
+            detail=tool_failure_detail(result),
         )
     frame_rate = media.probe["frameRate"]
     reached = last + (1 / frame_rate if frame_rate > 0 else 0.0)
@@ -324,6 +341,18 @@ def _float_or_none(value: Any) -> float | None:
 def _int_or_none(value: Any) -> int | None:
     number = _float_or_none(value)
     return int(number) if number is not None else None
+
+
+def tool_failure_detail(result: subprocess.CompletedProcess[str]) -> str:
+    """For the logs: how the tool ended (an exit code, or the signal that killed it) and its last error lines."""
+    if result.returncode < 0:
+        ended = f"{Path(result.args[0]).name} killed by signal {-result.returncode}"
+    else:
+        ended = f"{Path(result.args[0]).name} exited {result.returncode}"
+    errors = _error_lines(result.stderr)
+    if errors:
+        return f"{ended}: {errors}"
+    return f"{ended}, no error output; stdout began {result.stdout[:200]!r}"
 
 
 def _error_lines(stderr: str, *, keep: int = 5) -> str:

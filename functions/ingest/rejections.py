@@ -25,7 +25,7 @@ class UploadRejected(Exception):
     """
 
     def __init__(self, code: RejectionCode, message: str, *, probe: dict[str, Any] | None = None, detail: str = ""):
-        super().__init__(f"{code}: {message}")
+        super().__init__(f"{code}: {message}" + (f" [{detail}]" if detail else ""))
         self.code = code
         self.message = message
         self.probe = probe

@@ -33,7 +33,6 @@ API_ENV = {
     "UPLOAD_URL_TTL_SECONDS": "900",
     "DOWNLOAD_URL_TTL_SECONDS": "300",
     "JOB_RETENTION_DAYS": "30",
-    "PROCESSING_DEADLINE_SECONDS": "3600",
 }
 # GET requests emit no application metric; Powertools warns about the empty flush, which is expected here.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -40,7 +41,9 @@ from functions.ingest.probe import (
     classify_probe_failure,
     decode_tail_args,
     ffprobe_args,
+    last_frame_seconds,
     summarize,
+    tool_failure_detail,
 )
 from functions.ingest.rejections import RejectionCode, UploadRejected
 from functions.ingest.settings import IngestSettings, SettingsError
@@ -525,6 +528,46 @@ def test_media_tools_read_only_the_local_file_with_allowed_demuxers(args: list[s
     assert args[args.index("-format_whitelist") + 1] == FORMAT_WHITELIST
     assert args[-1] == "file:/tmp/x/source"
     assert "-f" not in args  # the demuxer is found by probing content, then checked against the whitelist
+
+
+@pytest.mark.parametrize(
+    ("output", "last"),
+    [
+        pytest.param(
+            json.dumps(
+                {
+                    "frames": [
+                        {"best_effort_timestamp_time": "3.900000", "side_data_list": [{}]},
+                        {"best_effort_timestamp_time": "3.966667", "side_data_list": [{"side_data_type": "SEI"}]},
+                    ]
+                }
+            ),
+            3.966667,
+            id="side-data-on-every-frame",
+        ),
+        pytest.param(
+            json.dumps({"frames": [{"best_effort_timestamp_time": "N/A", "pts_time": "1.5"}, {"pkt_dts_time": "1.6"}]}),
+            1.6,
+            id="falls-back-to-pts-then-dts",
+        ),
+        pytest.param(json.dumps({"frames": [{"best_effort_timestamp_time": "N/A"}]}), None, id="no-time-at-all"),
+        pytest.param(json.dumps({"frames": []}), None, id="no-frames"),
+        pytest.param(json.dumps({}), None, id="nothing-decoded"),
+        pytest.param("", None, id="empty-output"),
+        pytest.param('{"frames": [', None, id="cut-off-output"),
+        pytest.param("[1, 2]", None, id="not-an-object"),
+    ],
+)
+def test_last_frame_time_is_read_from_the_tail_decode(output: str, last: float | None) -> None:
+    assert last_frame_seconds(output) == last
+
+
+def test_a_silent_tool_failure_still_says_how_the_tool_ended() -> None:
+    killed = subprocess.CompletedProcess(["/opt/bin/ffprobe", "-i", "x"], returncode=-11, stdout="", stderr="")
+    failed = subprocess.CompletedProcess(["ffprobe"], returncode=1, stdout="", stderr="[error] Invalid data\n")
+
+    assert tool_failure_detail(killed) == "ffprobe killed by signal 11, no error output; stdout began ''"
+    assert tool_failure_detail(failed) == "ffprobe exited 1: [error] Invalid data"
 
 
 # --------------------------------------------------------------------------------------------------------------
