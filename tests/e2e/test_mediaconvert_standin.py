@@ -30,10 +30,11 @@ from local.mediaconvert_hls import Variant, avc_codec, master_playlist, with_int
 from local.mediaconvert_jobs import JobStore
 from local.mediaconvert_settings import read_job_settings
 from tests.media_samples import make_video, probe
+from tests.shared_material import MEDIACONVERT_FIXTURES
 
 pytestmark = pytest.mark.media
 
-FIXTURES = Path("/work/shared/fixtures/mediaconvert")
+FIXTURES = MEDIACONVERT_FIXTURES
 REGION = "us-east-1"
 PLANS = [
     EncodePlan(name="240p", width=426, height=240, maxVideoBitrateKbps=400, audioBitrateKbps=64),

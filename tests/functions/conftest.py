@@ -16,7 +16,6 @@ from functions.common.jobs_table import OPEN_DEADLINE_INDEX, OWNER_INDEX
 
 REGION = "us-east-1"
 FIXTURES = Path(__file__).parent / "fixtures"
-MEDIACONVERT_FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "mediaconvert"
 
 
 @pytest.fixture(autouse=True)

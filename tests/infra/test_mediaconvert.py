@@ -4,7 +4,6 @@ tracker's rule checked against real MediaConvert events with moto's EventBridge 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,12 +12,12 @@ from moto.events.models import EventPattern
 from components import patterns
 from functions.common.renditions import DEFAULT_RENDITIONS
 from tests.infra.harness import ACCOUNT, ProgramRun, run_program
+from tests.shared_material import MEDIACONVERT_FIXTURES
 
 QUEUE = "aws:sqs/queue:Queue"
 FUNCTION = "aws:lambda/function:Function"
 ROLE = "aws:iam/role:Role"
 RULE = "aws:cloudwatch/eventRule:EventRule"
-MEDIACONVERT_FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "mediaconvert"
 THIS_STACK = ["canceled", "complete", "error", "input-information", "progressing", "status-update"]
 
 
