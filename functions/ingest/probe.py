@@ -189,8 +189,14 @@ def decode_tail_args(path: Path, *, stream_index: int, from_seconds: float) -> l
     return [
         ffprobe_path(),
         "-hide_banner",
+        # Warnings too: ffprobe reports a decoder that fails to open (e.g. it cannot start its threads) at warning
+        # level, and exits 1 with nothing else said.
         "-loglevel",
-        "error",
+        "level+warning",
+        # One decoding thread: a couple of seconds of frames need no more, and a sandbox with a low task limit
+        # then cannot make the decoder fail to open.
+        "-threads",
+        "1",
         "-protocol_whitelist",
         "file",
         "-format_whitelist",
