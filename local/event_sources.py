@@ -52,6 +52,11 @@ class SourceStats:
     dead_lettered: int = 0
 
 
+def is_s3_test_event(shape: str, event: Any) -> bool:
+    """moto queues an `s3:TestEvent` when a notification is configured; for a Lambda target AWS sends none."""
+    return shape == "s3" and isinstance(event, dict) and event.get("Event") == "s3:TestEvent"
+
+
 def _sqs_message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
     """SQS API message attributes to the shape Lambda's SQS records carry."""
     converted = {}
@@ -306,6 +311,12 @@ class AsyncDeliveryLoop(_Loop):
     def _deliver(self, message: dict[str, Any]) -> None:
         try:
             event = self.event_for(message["Body"])
+            if is_s3_test_event(self.delivery.shape, event):
+                log.debug("%s: dropped S3's test event (AWS never sends it to a function)", self.name)
+                self.emulator.client("sqs").delete_message(
+                    QueueUrl=self.delivery.queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+                return
             error, attempts = self._invoke_with_retries(event)
             if error is None:
                 self.stats.succeeded += 1

@@ -15,7 +15,7 @@ import pytest
 from local.auth import _claim_text
 from local.deployment import Deployment
 from local.emulator import Emulator
-from local.event_sources import LocalClock, failed_message_ids, rate_seconds
+from local.event_sources import LocalClock, failed_message_ids, is_s3_test_event, rate_seconds
 from local.gateway import compile_route
 from local.invokes import InvokeAnswers, UnknownInvoke
 from local.moto_patches import PolicyViolation, bucket_policy_permission, check_post_policy, condition_holds
@@ -166,3 +166,12 @@ def test_every_token_the_engine_handles_exists_in_the_installed_pulumi_aws() -> 
         sdk_module = importlib.import_module(f"pulumi_aws.{'lambda_' if module == 'lambda' else module}")
         resource_class = getattr(sdk_module, class_name)
         assert f"'{token}'" in inspect.getsource(resource_class), token
+
+
+def test_s3s_test_event_reaches_queues_but_never_a_function() -> None:
+    test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "drops", "RequestId": "r"}
+    upload = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"object": {"key": "a.txt"}}}]}
+
+    assert is_s3_test_event("s3", test_event)
+    assert not is_s3_test_event("s3", upload)
+    assert not is_s3_test_event("eventbridge", test_event)  # a rule's input is the function's business
