@@ -32,7 +32,7 @@ class WebhooksArgs:
     bus_name: Input[str]
     """Custom event bus the job outcomes are announced on."""
     jobs_table_arn: Input[str]
-    """Jobs table, read for each payload."""
+    """Jobs table, read for each payload; a dead-lettered delivery is noted on its job (conditional put)."""
     outputs_bucket_arn: Input[str]
     """Outputs bucket the payload's download links point into."""
     code: pulumi.Archive
@@ -164,7 +164,7 @@ class Webhooks(pulumi.ComponentResource):
         outputs = Output.from_input(args.outputs_bucket_arn).apply(
             lambda bucket: policies.object_arns(bucket, patterns.OUTPUT_PREFIX)
         )
-        # Fans out, signs, delivers, schedules retries, parks finished-off tasks, disables gone endpoints.
+        # Fans out, signs, delivers, schedules retries, notes and parks finished-off tasks, disables gone endpoints.
         function = LambdaFunction(
             f"{name}-function",
             LambdaFunctionArgs(
@@ -180,7 +180,7 @@ class Webhooks(pulumi.ComponentResource):
                 grants=(
                     Grant(("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"), (endpoints.arn,)),
                     Grant(("dynamodb:GetItem", "dynamodb:PutItem"), (deliveries.arn,)),
-                    Grant(("dynamodb:GetItem",), (args.jobs_table_arn,)),
+                    Grant(("dynamodb:GetItem", "dynamodb:PutItem"), (args.jobs_table_arn,)),
                     Grant(("s3:GetObject",), (outputs,)),
                     Grant(("sqs:SendMessage", "sqs:ChangeMessageVisibility"), (self.queue.arn,)),
                     Grant(("sqs:SendMessage",), (self.queue.dlq_arn,)),

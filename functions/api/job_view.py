@@ -2,7 +2,8 @@
 
 The record's internals (`version`, `openJob`, `deadlineAt`, `expiresAt`, `ownerId`, bucket names and keys)
 stay inside; times become ISO-8601 UTC; renditions become a list in ladder order, and a completed one
-carries a short-lived download link made by the `download_url` callable the handler injects.
+carries a short-lived download link made by the `download_url` callable the handler injects. Webhook deliveries
+that gave up (`webhookFailures`, a map on the record) become a list, oldest first.
 """
 
 from __future__ import annotations
@@ -41,7 +42,24 @@ def job_view(job: Job, download_url: DownloadUrl) -> dict[str, Any]:
         "probe": dict(job["probe"]) if job.get("probe") else None,
         "renditions": [rendition_view(rendition, download_url) for rendition in renditions],
         "error": _error_view(job.get("error")),
+        "webhookFailures": webhook_failures_view(job),
     }
+
+
+def webhook_failures_view(job: Job) -> list[dict[str, Any]]:
+    """Webhook deliveries of the job that gave up after their last attempt, oldest first; [] when there are none."""
+    failures = sorted((job.get("webhookFailures") or {}).values(), key=lambda f: (f["failedAt"], f["endpointId"]))
+    return [
+        {
+            "endpointId": failure["endpointId"],
+            "eventType": failure["eventType"],
+            "attempts": failure["attempts"],
+            "statusCode": failure.get("statusCode"),
+            "error": failure.get("error"),
+            "failedAt": iso_utc(failure["failedAt"]),
+        }
+        for failure in failures
+    ]
 
 
 def rendition_view(rendition: dict[str, Any], download_url: DownloadUrl) -> dict[str, Any]:

@@ -8,12 +8,14 @@ concurrent writers cannot both win, and a None never writes at all.
 Job:        AWAITING_UPLOAD -> VALIDATING -> PROCESSING -> COMPLETED | FAILED
             AWAITING_UPLOAD | VALIDATING -> REJECTED | EXPIRED; VALIDATING -> FAILED (ingest gave up)
 Rendition:  QUEUED -> PROCESSING -> COMPLETED | FAILED;  SKIPPED from the start (no upscaling)
+Bookkeeping that leaves the status alone: the outcome announced, a webhook delivery dead-lettered.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -292,12 +294,70 @@ def record_mediaconvert_job(job: Job, *, mediaconvert_job_id: str, client_reques
 def mark_outcome_announced(job: Job, *, now: int) -> Job | None:
     """Bookkeeping after the terminal event was published, so a retried delivery announces only what was missed.
 
-    The one write a terminal job still takes; it changes neither the status nor anything a client reads.
+    A write a terminal job still takes; it changes neither the status nor anything a client reads.
     """
     if not is_terminal(job) or job.get("outcomeAnnouncedAt") is not None:
         return None
     changed = copy.deepcopy(job)
     changed["outcomeAnnouncedAt"] = now
+    return changed
+
+
+# An owner has at most 10 endpoints (functions/webhooks/endpoints.py) and a job one outcome event; the bound leaves
+# room for endpoints deleted and re-created while a job's deliveries were retrying, and keeps the record small.
+MAX_WEBHOOK_FAILURES = 20
+MAX_WEBHOOK_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True)
+class WebhookFailure:
+    """A webhook delivery of this job that gave up after its last attempt (its task is in the DLQ)."""
+
+    owner_id: str
+    """Whose endpoint it is: a job of another owner is never touched."""
+    endpoint_id: str
+    event_type: str
+    webhook_id: str
+    attempts: int
+    status_code: int | None
+    """The receiver's last answer; None when there was none (timeout, refused address, connection failure)."""
+    error: str | None
+
+    @property
+    def key(self) -> str:
+        """Its key in `job.webhookFailures`: one entry per endpoint and event."""
+        return f"{self.endpoint_id}#{self.event_type}"
+
+
+def note_webhook_failure(job: Job, failure: WebhookFailure, *, now: int) -> Job | None:
+    """Record a dead-lettered delivery in `webhookFailures`, for the job's owner to see; the status stays.
+
+    Works on any job of the endpoint's owner (deliveries are only made for terminal ones). A failure already recorded
+    for the same endpoint, event and webhook-id is a no-op: duplicated and redelivered tasks are normal. At most
+    MAX_WEBHOOK_FAILURES entries are kept; the oldest make way. `updatedAt` moves, since a client reads the entry.
+    """
+    if job.get("ownerId") != failure.owner_id:
+        return None
+    failures: dict[str, Any] = job.get("webhookFailures") or {}
+    if (failures.get(failure.key) or {}).get("webhookId") == failure.webhook_id:
+        return None
+    changed = copy.deepcopy(job)
+    kept: dict[str, Any] = changed.get("webhookFailures") or {}
+    kept.pop(failure.key, None)
+    oldest_first = sorted(kept, key=lambda key: (int(kept[key].get("failedAt", 0)), key))
+    for key in oldest_first[: max(0, len(kept) - (MAX_WEBHOOK_FAILURES - 1))]:
+        del kept[key]
+    kept[failure.key] = {
+        "endpointId": failure.endpoint_id,
+        "eventType": failure.event_type,
+        "webhookId": failure.webhook_id,
+        "attempts": failure.attempts,
+        "statusCode": failure.status_code,
+        "error": failure.error[:MAX_WEBHOOK_ERROR_CHARS] if failure.error is not None else None,
+        "failedAt": now,
+    }
+    changed["webhookFailures"] = kept
+    changed["updatedAt"] = now
     return changed
 
 

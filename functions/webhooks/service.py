@@ -2,7 +2,7 @@
 
 An attempt is three steps so the slow one can run beside others: `prepare` (read the endpoint and the job, sign,
 claim the attempt in the delivery log), the HTTP exchange (transport.py, in a worker thread), and `finish`
-(log the result, then queue the retry, dead-letter the task or disable the endpoint).
+(log the result, then queue the retry, disable the endpoint, or note the failure on the job and dead-letter the task).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from functions.common.job_state import Job
+from functions.common import job_state
+from functions.common.job_state import Job, WebhookFailure
 from functions.common.jobs_table import JobNotFound, JobsTable
 from functions.webhooks.endpoints import is_subscribed, signing_secrets
 from functions.webhooks.payload import payload_body, webhook_id
@@ -173,10 +174,29 @@ class WebhookService:
             wait_seconds = (due - self.clock_ms()) / 1000
             self.queue.send([task.next_attempt(due)], delay_seconds=send_delay(wait_seconds))
         elif outcome == Outcome.DEAD_LETTERED:
+            # Noted on the job before the task is parked: a crash in between leaves the task to be redelivered.
+            self._note_on_job(task, entry)
             # The parked task is the next attempt, due at once: redriving it from the DLQ makes one more try.
             self.queue.dead_letter(task.next_attempt(0), reason=str(entry.get("error") or "delivery failed"))
         elif outcome == Outcome.ENDPOINT_DISABLED:
             self.endpoints.disable(task.owner_id, task.endpoint_id, reason="HTTP 410 Gone", now_ms=self.clock_ms())
+
+    def _note_on_job(self, task: DeliveryTask, entry: dict[str, Any]) -> None:
+        """The job shows the dead-lettered delivery (once; a job deleted since is no error)."""
+        failure = WebhookFailure(
+            owner_id=task.owner_id,
+            endpoint_id=task.endpoint_id,
+            event_type=task.event_type,
+            webhook_id=task.webhook_id,
+            attempts=int(entry.get("attempt") or task.attempt),
+            status_code=entry.get("statusCode"),
+            error=entry.get("error"),
+        )
+        now = self.clock_ms()
+        try:
+            self.jobs.change(task.job_id, lambda job: job_state.note_webhook_failure(job, failure, now=now))
+        except JobNotFound:
+            return
 
     def _resume(self, task: DeliveryTask, existing: dict[str, Any]) -> Skipped:
         """A task whose attempt was claimed before: in flight elsewhere, or done by an invocation that then failed.

@@ -554,6 +554,7 @@ def test_get_job_reads_the_callers_new_job(app: Any, lambda_context: Any) -> Non
             "probe": None,
             "renditions": [],
             "error": None,
+            "webhookFailures": [],
         },
     }
 
@@ -687,6 +688,7 @@ def test_get_job_lists_renditions_in_ladder_order_with_a_download_link_only_for_
                 },
             ],
             "error": None,
+            "webhookFailures": [],
         },
     }
     parts = urlsplit(url)

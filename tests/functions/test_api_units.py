@@ -324,7 +324,56 @@ def test_the_job_view_hides_bookkeeping_and_storage_details() -> None:
         "probe": None,
         "renditions": [],
         "error": {"code": "UPLOAD_EXPIRED", "message": "no upload arrived before the upload form expired"},
+        "webhookFailures": [],
     }
+
+
+def test_webhook_failures_read_as_a_list_oldest_first_without_their_webhook_id() -> None:
+    job = {"jobId": "J", "ownerId": "o", "status": "COMPLETED", "createdAt": 0, "updatedAt": 0, "renditions": {}}
+    for endpoint_id, status_code, error, now in (
+        ("ep_B", 500, "HTTP 500", 2_000),
+        ("ep_C", None, "timed out after 15 s", 1_000),
+        ("ep_A", 503, "HTTP 503", 2_000),
+    ):
+        failure = job_state.WebhookFailure(
+            owner_id="o",
+            endpoint_id=endpoint_id,
+            event_type="job.completed",
+            webhook_id="msg_J_completed",
+            attempts=8,
+            status_code=status_code,
+            error=error,
+        )
+        changed = job_state.note_webhook_failure(job, failure, now=now)
+        assert changed is not None
+        job = changed
+
+    assert job_view(job, fake_url)["webhookFailures"] == [
+        {
+            "endpointId": "ep_C",
+            "eventType": "job.completed",
+            "attempts": 8,
+            "statusCode": None,
+            "error": "timed out after 15 s",
+            "failedAt": "1970-01-01T00:00:01.000Z",
+        },
+        {
+            "endpointId": "ep_A",
+            "eventType": "job.completed",
+            "attempts": 8,
+            "statusCode": 503,
+            "error": "HTTP 503",
+            "failedAt": "1970-01-01T00:00:02.000Z",
+        },
+        {
+            "endpointId": "ep_B",
+            "eventType": "job.completed",
+            "attempts": 8,
+            "statusCode": 500,
+            "error": "HTTP 500",
+            "failedAt": "1970-01-01T00:00:02.000Z",
+        },
+    ]
 
 
 def test_renditions_follow_their_order_not_their_name_or_storage_order() -> None:

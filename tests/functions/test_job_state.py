@@ -437,6 +437,79 @@ def test_outcome_is_marked_announced_only_on_terminal_jobs_and_only_once() -> No
     assert job_state.mark_outcome_announced(job, now=NOW + 100) is None
 
 
+def webhook_failure(endpoint_id: str = "ep_1", **changes: Any) -> job_state.WebhookFailure:
+    fields: dict[str, Any] = {
+        "owner_id": "owner-1",
+        "endpoint_id": endpoint_id,
+        "event_type": "job.completed",
+        "webhook_id": "msg_job-1_completed",
+        "attempts": 8,
+        "status_code": 500,
+        "error": "HTTP 500",
+    }
+    return job_state.WebhookFailure(**(fields | changes))
+
+
+@pytest.mark.parametrize("make", [completed, failed, rejected, expired])
+def test_a_dead_lettered_webhook_is_noted_on_a_terminal_job_without_changing_its_status(
+    make: Callable[[], Job],
+) -> None:
+    job = make()
+    noted = must(job_state.note_webhook_failure(job, webhook_failure(), now=NOW + 500))
+    assert noted["webhookFailures"] == {
+        "ep_1#job.completed": {
+            "endpointId": "ep_1",
+            "eventType": "job.completed",
+            "webhookId": "msg_job-1_completed",
+            "attempts": 8,
+            "statusCode": 500,
+            "error": "HTTP 500",
+            "failedAt": NOW + 500,
+        }
+    }
+    assert noted["updatedAt"] == NOW + 500
+    assert {k: v for k, v in noted.items() if k not in ("webhookFailures", "updatedAt")} == {
+        k: v for k, v in job.items() if k != "updatedAt"
+    }
+    assert "webhookFailures" not in job  # the input is not changed in place
+
+
+def test_a_webhook_failure_is_noted_once_per_endpoint_and_event() -> None:
+    job = must(job_state.note_webhook_failure(completed(), webhook_failure(), now=NOW + 500))
+    # A duplicated or redelivered final task, even one that got further, is a no-op.
+    assert job_state.note_webhook_failure(job, webhook_failure(), now=NOW + 600) is None
+    assert job_state.note_webhook_failure(job, webhook_failure(attempts=9, error="HTTP 502"), now=NOW + 700) is None
+    # Another endpoint, or another event of the same endpoint, is an entry of its own.
+    job = must(job_state.note_webhook_failure(job, webhook_failure("ep_2", status_code=None, error="x"), now=NOW + 800))
+    other_event = webhook_failure(event_type="job.failed", webhook_id="msg_job-1_failed")
+    job = must(job_state.note_webhook_failure(job, other_event, now=NOW + 900))
+    assert sorted(job["webhookFailures"]) == ["ep_1#job.completed", "ep_1#job.failed", "ep_2#job.completed"]
+    assert job["webhookFailures"]["ep_2#job.completed"]["statusCode"] is None
+    # A different webhook-id under the same key replaces the entry.
+    replaced = must(job_state.note_webhook_failure(job, webhook_failure(webhook_id="msg_other"), now=NOW + 950))
+    assert replaced["webhookFailures"]["ep_1#job.completed"]["webhookId"] == "msg_other"
+    assert len(replaced["webhookFailures"]) == 3
+
+
+def test_a_webhook_failure_of_another_owners_endpoint_never_touches_the_job() -> None:
+    assert job_state.note_webhook_failure(completed(), webhook_failure(owner_id="owner-2"), now=NOW + 500) is None
+
+
+def test_webhook_failures_are_bounded_and_the_oldest_make_way() -> None:
+    job = completed()
+    limit = job_state.MAX_WEBHOOK_FAILURES
+    for index in range(limit + 3):
+        job = must(job_state.note_webhook_failure(job, webhook_failure(f"ep_{index:02d}"), now=NOW + index))
+        assert len(job["webhookFailures"]) == min(index + 1, limit)
+    kept = sorted(entry["endpointId"] for entry in job["webhookFailures"].values())
+    assert kept == [f"ep_{index:02d}" for index in range(3, limit + 3)]
+
+
+def test_a_long_webhook_error_is_cut_short() -> None:
+    job = must(job_state.note_webhook_failure(completed(), webhook_failure(error="e" * 5000), now=NOW + 500))
+    assert job["webhookFailures"]["ep_1#job.completed"]["error"] == "e" * job_state.MAX_WEBHOOK_ERROR_CHARS
+
+
 def test_apply_in_order_chains_and_reports_no_op_as_none() -> None:
     job = processing()
     steps = [

@@ -21,13 +21,15 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 from ulid import ULID
 
-from functions.api.job_view import job_view
+from functions.api.job_view import iso_utc, job_view
 from functions.common.events import job_outcome_detail
+from functions.common.jobs_table import JobsTable
 from functions.webhooks import handler as webhooks
 from functions.webhooks.endpoints import EndpointStatus, new_endpoint, new_endpoint_id
 from functions.webhooks.signing import new_secret
 from functions.webhooks.store import DeliveryLog, EndpointsTable
 from functions.webhooks.tasks import DeliveryTask
+from functions.webhooks.transport import HttpAttempt, Transport
 from tests.functions.conftest import create_jobs_table
 from tests.functions.webhook_support import (
     HANG,
@@ -241,13 +243,18 @@ def test_a_receiver_failing_twice_then_succeeding_gets_one_logical_delivery(worl
 def test_after_the_last_attempt_the_task_is_dead_lettered_and_a_redrive_tries_once_more(
     world: Deliveries, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # GIVEN a two-attempt schedule and a receiver that fails twice before it recovers
     monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "1")
     webhooks.dependencies.cache_clear()
     with Receiver([500, 500, 204]) as receiver:
         endpoint = world.endpoint(ALICE, receiver.url())
-        world.announce(job_for(ALICE))
+        job = job_for(ALICE)
+
+        # WHEN alice's job completes and both attempts fail
+        world.announce(job)
         world.pump(until=lambda: len(receiver.requests) == 2 and world.in_queue() == 0)
 
+        # THEN the log shows it, the task is parked, and the job shows the failed delivery
         log = world.log(endpoint)
         assert [(e["attempt"], e["outcome"], e["error"]) for e in log] == [
             (1, "retrying", "HTTP 500"),
@@ -257,11 +264,165 @@ def test_after_the_last_attempt_the_task_is_dead_lettered_and_a_redrive_tries_on
         assert parked["MessageAttributes"]["reason"]["StringValue"] == "HTTP 500"
         task = DeliveryTask.model_validate_json(parked["Body"])
         assert (task.attempt, task.not_before, task.endpoint_id) == (3, 0, endpoint["endpointId"])
+        noted = JobsTable("jobs").get(job["jobId"])
+        assert (noted["status"], noted["version"]) == ("COMPLETED", job["version"] + 1)
+        failed_at = noted["updatedAt"]
+        assert log[1]["attemptedAt"] <= failed_at <= now_ms()
+        assert job_view(noted, str)["webhookFailures"] == [
+            {
+                "endpointId": endpoint["endpointId"],
+                "eventType": "job.completed",
+                "attempts": 2,
+                "statusCode": 500,
+                "error": "HTTP 500",
+                "failedAt": iso_utc(failed_at),
+            }
+        ]
 
         # WHEN an operator redrives it to the queue, one more attempt is made
         world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=parked["Body"])
         world.pump(until=lambda: len(receiver.requests) == 3 and world.in_queue() == 0)
     assert world.log(endpoint)[-1]["outcome"] == "delivered"
+    # AND the failure stays on the job as it was: a delivery that succeeds leaves the job alone
+    assert JobsTable("jobs").get(job["jobId"]) == noted
+
+
+def test_each_endpoints_dead_lettered_delivery_shows_once_on_its_owners_job_only(
+    world: Deliveries, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a two-attempt schedule; alice has two endpoints that fail differently, bob one that works
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "1")
+    webhooks.dependencies.cache_clear()
+    with Receiver([503]) as erroring, Receiver([HANG]) as hanging, Receiver([204]) as bobs:
+        first = world.endpoint(ALICE, erroring.url())
+        second = world.endpoint(ALICE, hanging.url())
+        world.endpoint(BOB, bobs.url())
+        alices_job, bobs_job = job_for(ALICE), job_for(BOB)
+
+        # WHEN both jobs complete and every attempt to alice's endpoints fails
+        world.announce(alices_job)
+        world.announce(bobs_job)
+
+        def both_gave_up() -> bool:
+            outcomes = [e["outcome"] for e in world.log(first) + world.log(second)]
+            return outcomes.count("dead-lettered") == 2 and world.in_queue() == 0 and len(bobs.requests) == 1
+
+        world.pump(until=both_gave_up)
+
+    # THEN alice's job shows one failure per endpoint, in the order they failed, and keeps its status
+    noted = JobsTable("jobs").get(alices_job["jobId"])
+    failures = job_view(noted, str)["webhookFailures"]
+    assert sorted((f["endpointId"], f["eventType"], f["attempts"], f["statusCode"], f["error"]) for f in failures) == (
+        sorted(
+            [
+                (first["endpointId"], "job.completed", 2, 503, "HTTP 503"),
+                (second["endpointId"], "job.completed", 2, None, "timed out after 2 s"),
+            ]
+        )
+    )
+    assert [f["failedAt"] for f in failures] == sorted(f["failedAt"] for f in failures)
+    assert (noted["status"], noted["version"]) == ("COMPLETED", alices_job["version"] + 2)
+    # AND bob's job was never written
+    assert JobsTable("jobs").get(bobs_job["jobId"]) == bobs_job
+
+    # WHEN SQS hands a final task over again (its deletion was lost)
+    final = world.log(first)[-1]
+    replay = DeliveryTask(
+        webhook_id=final["webhookId"],
+        endpoint_id=first["endpointId"],
+        owner_id=ALICE,
+        job_id=alices_job["jobId"],
+        event_type="job.completed",
+        occurred_at="2026-11-24T03:00:00.000Z",
+        attempt=final["attempt"],
+        not_before=0,
+    )
+    world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=replay.to_json())
+    world.pump(until=lambda: world.in_queue() == 0)
+
+    # THEN no request is made, the task is parked again, and the job is not written again
+    assert len(erroring.requests) == 2
+    dlq = world.sqs.get_queue_attributes(QueueUrl=world.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+    assert dlq["Attributes"]["ApproximateNumberOfMessages"] == "3"
+    assert JobsTable("jobs").get(alices_job["jobId"]) == noted
+
+
+def test_a_dead_lettering_cut_short_after_the_log_is_finished_by_the_redelivered_task(world: Deliveries) -> None:
+    # GIVEN an invocation logged the last attempt as dead-lettered, then died before noting it or parking the task
+    with Receiver([204]) as receiver:
+        endpoint = world.endpoint(ALICE, receiver.url())
+        job = job_for(ALICE)
+        webhook_id = f"msg_{job['jobId']}_completed"
+        DeliveryLog("webhook-deliveries").finish(
+            {
+                "endpointId": endpoint["endpointId"],
+                "attemptId": f"{webhook_id}#002",
+                "attemptedAt": now_ms() - 60_000,
+                "webhookId": webhook_id,
+                "eventType": "job.completed",
+                "jobId": job["jobId"],
+                "attempt": 2,
+                "outcome": "dead-lettered",
+                "statusCode": None,
+                "error": "connection failed: refused",
+                "durationMs": 3,
+            }
+        )
+        task = DeliveryTask(
+            webhook_id=webhook_id,
+            endpoint_id=endpoint["endpointId"],
+            owner_id=ALICE,
+            job_id=job["jobId"],
+            event_type="job.completed",
+            occurred_at="2026-11-24T03:00:00.000Z",
+            attempt=2,
+            not_before=0,
+        )
+
+        # WHEN SQS redelivers its task
+        world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=task.to_json())
+        world.pump(until=lambda: world.in_queue() == 0)
+
+    # THEN no request is sent again, the job shows the failure, and the task is parked
+    assert receiver.requests == []
+    failures = job_view(JobsTable("jobs").get(job["jobId"]), str)["webhookFailures"]
+    assert [(f["endpointId"], f["attempts"], f["statusCode"], f["error"]) for f in failures] == [
+        (endpoint["endpointId"], 2, None, "connection failed: refused")
+    ]
+    (parked,) = world.dead_letters()
+    assert DeliveryTask.model_validate_json(parked["Body"]).attempt == 3
+
+
+def test_a_job_deleted_during_its_last_attempt_does_not_stop_the_task_being_parked(
+    world: Deliveries, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a two-attempt schedule, a failing receiver, and a job that is deleted while its last attempt is made
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "1")
+    webhooks.dependencies.cache_clear()
+    with Receiver([500]) as receiver:
+        endpoint = world.endpoint(ALICE, receiver.url())
+        job = job_for(ALICE)
+        post = Transport.post
+
+        def post_then_delete_the_job(transport: Transport, url: str, body: bytes, headers: Any) -> HttpAttempt:
+            result = post(transport, url, body, headers)
+            if len(receiver.requests) == 2:
+                boto3.resource("dynamodb", region_name=REGION).Table("jobs").delete_item(Key={"jobId": job["jobId"]})
+            return result
+
+        monkeypatch.setattr(Transport, "post", post_then_delete_the_job)
+
+        # WHEN both attempts fail
+        world.announce(job)
+        world.pump(until=lambda: len(receiver.requests) == 2 and world.in_queue() == 0)
+
+    # THEN the attempt is logged and the task parked as for any other job, and no job is written back
+    assert [e["outcome"] for e in world.log(endpoint)] == ["retrying", "dead-lettered"]
+    (parked,) = world.dead_letters()
+    assert DeliveryTask.model_validate_json(parked["Body"]).attempt == 3
+    assert "Item" not in boto3.resource("dynamodb", region_name=REGION).Table("jobs").get_item(
+        Key={"jobId": job["jobId"]}
+    )
 
 
 def test_a_410_disables_the_endpoint_and_nothing_more_is_sent_to_it(world: Deliveries) -> None:

@@ -86,7 +86,7 @@ def test_the_delivery_function_consumes_the_queue_in_batches_with_least_privileg
         "dynamodb:GetItem": {endpoints, deliveries, jobs},
         "dynamodb:Query": {endpoints},
         "dynamodb:UpdateItem": {endpoints},
-        "dynamodb:PutItem": {deliveries},
+        "dynamodb:PutItem": {deliveries, jobs},  # the conditional put that notes a dead-lettered delivery
         "s3:GetObject": {f"{outputs}/outputs/*"},
         "sqs:SendMessage": {queue.outputs["arn"], dlq.outputs["arn"]},
         "sqs:ChangeMessageVisibility": {queue.outputs["arn"]},
