@@ -180,6 +180,22 @@ def job_for(owner: str) -> dict[str, Any]:
     return completed_job(str(ULID()), owner, now_ms())
 
 
+def alices_task(
+    endpoint_id: str, job_id: str, *, attempt: int, webhook_id: str = "", not_before: int = 0
+) -> DeliveryTask:
+    """A `job.completed` task for one of alice's endpoints, made by hand as SQS would hand it (over) again."""
+    return DeliveryTask(
+        webhook_id=webhook_id or f"msg_{job_id}_completed",
+        endpoint_id=endpoint_id,
+        owner_id=ALICE,
+        job_id=job_id,
+        event_type="job.completed",
+        occurred_at="2026-11-24T03:00:00.000Z",
+        attempt=attempt,
+        not_before=not_before,
+    )
+
+
 def test_a_job_outcome_reaches_each_subscribed_endpoint_of_its_owner_signed_and_verifiable(world: Deliveries) -> None:
     # GIVEN alice has an endpoint for every event and one for failures only, and bob has one too
     with Receiver([204]) as everything, Receiver([204]) as failures_only, Receiver([204]) as bobs:
@@ -327,15 +343,8 @@ def test_each_endpoints_dead_lettered_delivery_shows_once_on_its_owners_job_only
 
     # WHEN SQS hands a final task over again (its deletion was lost)
     final = world.log(first)[-1]
-    replay = DeliveryTask(
-        webhook_id=final["webhookId"],
-        endpoint_id=first["endpointId"],
-        owner_id=ALICE,
-        job_id=alices_job["jobId"],
-        event_type="job.completed",
-        occurred_at="2026-11-24T03:00:00.000Z",
-        attempt=final["attempt"],
-        not_before=0,
+    replay = alices_task(
+        first["endpointId"], alices_job["jobId"], attempt=final["attempt"], webhook_id=final["webhookId"]
     )
     world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=replay.to_json())
     world.pump(until=lambda: world.in_queue() == 0)
@@ -368,16 +377,7 @@ def test_a_dead_lettering_cut_short_after_the_log_is_finished_by_the_redelivered
                 "durationMs": 3,
             }
         )
-        task = DeliveryTask(
-            webhook_id=webhook_id,
-            endpoint_id=endpoint["endpointId"],
-            owner_id=ALICE,
-            job_id=job["jobId"],
-            event_type="job.completed",
-            occurred_at="2026-11-24T03:00:00.000Z",
-            attempt=2,
-            not_before=0,
-        )
+        task = alices_task(endpoint["endpointId"], job["jobId"], attempt=2, webhook_id=webhook_id)
 
         # WHEN SQS redelivers its task
         world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=task.to_json())
@@ -491,16 +491,7 @@ def test_a_task_that_arrives_before_it_is_due_is_hidden_again(world: Deliveries)
     with Receiver([204]) as receiver:
         endpoint = world.endpoint(ALICE, receiver.url())
         job = job_for(ALICE)
-        task = DeliveryTask(
-            webhook_id=f"msg_{job['jobId']}_completed",
-            endpoint_id=endpoint["endpointId"],
-            owner_id=ALICE,
-            job_id=job["jobId"],
-            event_type="job.completed",
-            occurred_at="2026-11-24T03:00:00.000Z",
-            attempt=2,
-            not_before=now_ms() + 3_600_000,
-        )
+        task = alices_task(endpoint["endpointId"], job["jobId"], attempt=2, not_before=now_ms() + 3_600_000)
         world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=task.to_json())
         (message,) = world.receive()
         response = world.invoke([message])
@@ -598,16 +589,7 @@ def test_a_redelivered_task_whose_attempt_already_failed_requeues_the_retry_once
         world.pump(until=lambda: world.in_queue() == 0 and len(receiver.requests) == 2)
         # SQS hands the attempt-1 task over again (its deletion was lost): the retry it queues meets attempt 2's claim.
         first = world.log(endpoint)[0]
-        replay = DeliveryTask(
-            webhook_id=first["webhookId"],
-            endpoint_id=endpoint["endpointId"],
-            owner_id=ALICE,
-            job_id=first["jobId"],
-            event_type="job.completed",
-            occurred_at="2026-11-24T03:00:00.000Z",
-            attempt=1,
-            not_before=0,
-        )
+        replay = alices_task(endpoint["endpointId"], first["jobId"], attempt=1, webhook_id=first["webhookId"])
         world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=replay.to_json())
         world.pump(until=lambda: world.in_queue() == 0)
     assert len(receiver.requests) == 2
