@@ -313,16 +313,8 @@ class AsyncDeliveryLoop(_Loop):
             event = self.event_for(message["Body"])
             if is_s3_test_event(self.delivery.shape, event):
                 log.debug("%s: dropped S3's test event (AWS never sends it to a function)", self.name)
-                self.emulator.client("sqs").delete_message(
-                    QueueUrl=self.delivery.queue_url, ReceiptHandle=message["ReceiptHandle"]
-                )
-                return
-            error, attempts = self._invoke_with_retries(event)
-            if error is None:
-                self.stats.succeeded += 1
             else:
-                self.stats.failed += 1
-                self._send_to_failure_destination(event, error, attempts)
+                self._invoke(event)
             self.emulator.client("sqs").delete_message(
                 QueueUrl=self.delivery.queue_url, ReceiptHandle=message["ReceiptHandle"]
             )
@@ -331,6 +323,15 @@ class AsyncDeliveryLoop(_Loop):
                 log.warning("%s: %s", self.name, err)
         finally:
             self._slots.release()
+
+    def _invoke(self, event: Any) -> None:
+        """Invoke with Lambda's retries, and count the outcome; a failed event goes to the failure destination."""
+        error, attempts = self._invoke_with_retries(event)
+        if error is None:
+            self.stats.succeeded += 1
+        else:
+            self.stats.failed += 1
+            self._send_to_failure_destination(event, error, attempts)
 
     def _invoke_with_retries(self, event: Any) -> tuple[FunctionError | None, int]:
         """Lambda's asynchronous invocation: retries about a minute apart, then two, within the event's max age."""
