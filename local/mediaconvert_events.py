@@ -1,4 +1,4 @@
-"""MediaConvert's "Job State Change" events, shaped like the real ones (../shared/fixtures/mediaconvert), put on the
+"""MediaConvert's "Job State Change" events, shaped like the real ones (tests/fixtures/mediaconvert), put on the
 emulated account's default event bus, where the program's rules match them as EventBridge would.
 
 Every detail carries `timestamp` (epoch ms), `accountId`, `queue` (ARN), `jobId` (MediaConvert's), `status` and the

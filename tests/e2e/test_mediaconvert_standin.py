@@ -29,8 +29,8 @@ from local.mediaconvert_ffmpeg import FfmpegFailed, mjpeg_quality, output_size, 
 from local.mediaconvert_hls import Variant, avc_codec, master_playlist, with_integer_durations
 from local.mediaconvert_jobs import JobStore
 from local.mediaconvert_settings import read_job_settings
+from tests.fixtures import MEDIACONVERT_FIXTURES
 from tests.media_samples import make_video, probe
-from tests.shared_material import MEDIACONVERT_FIXTURES
 
 pytestmark = pytest.mark.media
 

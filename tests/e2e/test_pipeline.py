@@ -259,6 +259,9 @@ def test_poison_message_reaches_the_dlq_and_its_job_fails_with_a_reason(
         return in_a_dlq()
 
     wait_for(crash_or_dead_lettered, 60, interval=0.1, message="the poison message in a dead-letter queue")
+    assert client.job(job_id)["status"] == "PROCESSING"
+    # The job's deadline arrives: the next sweep fails it, however long the dead-lettering took on this machine.
+    pass_processing_deadline(pipeline_cloud, job_id)
     job = follow(client, job_id, timeout=90)
 
     assert job["status"] == "FAILED", job
@@ -266,6 +269,17 @@ def test_poison_message_reaches_the_dlq_and_its_job_fails_with_a_reason(
     assert job["error"]["message"]
     assert renditions(job)["240p"]["status"] == "COMPLETED"
     assert renditions(job)["360p"]["status"] != "COMPLETED"
+
+
+def pass_processing_deadline(cloud: RunningCloud, job_id: str) -> None:
+    """Fault injection standing in for the clock: the job's deadline becomes now (the sweep's index key)."""
+    cloud.emulator().client("dynamodb").update_item(
+        TableName=cloud.outputs["jobsTable"],
+        Key={"jobId": {"S": job_id}},
+        UpdateExpression="SET deadlineAt = :now",
+        ConditionExpression="attribute_exists(deadlineAt)",
+        ExpressionAttributeValues={":now": {"N": str(int(time.time() * 1000))}},
+    )
 
 
 def test_twenty_concurrent_uploads_all_reach_a_final_state(pipeline_cloud: RunningCloud, tmp_path: Path) -> None:

@@ -24,8 +24,8 @@ from functions.submit.job_settings import (
 from functions.submit.messages import encode_plans
 from functions.tracker import mediaconvert_events as mc
 from functions.transcode.messages import EncodePlan, FanOutMessage
+from tests.fixtures import MEDIACONVERT_FIXTURES
 from tests.functions.mediaconvert_service import create_job_errors, output_group_details, state_change_event
-from tests.shared_material import MEDIACONVERT_FIXTURES
 
 JOB_ID = "01JDEMO0000000000000000000"
 NOW = 1_795_000_000_000

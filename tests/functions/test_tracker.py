@@ -19,8 +19,8 @@ from functions.common.events import job_outcome_detail
 from functions.common.job_state import Job
 from functions.common.jobs_table import ConcurrentUpdate, JobsTable
 from functions.tracker import handler as tracker_handler
+from tests.fixtures import MEDIACONVERT_FIXTURES
 from tests.functions.conftest import FIXTURES, REGION, CapturedEvents, FakeLambdaContext
-from tests.shared_material import MEDIACONVERT_FIXTURES
 
 # Most tracker invocations legitimately emit no metric (only jobs that end do); Powertools warns about each one.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")

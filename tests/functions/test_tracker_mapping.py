@@ -21,8 +21,8 @@ from functions.tracker.pipeline_events import (
     pipeline_transition,
 )
 from functions.tracker.settings import SettingsError, TrackerSettings
+from tests.fixtures import MEDIACONVERT_FIXTURES
 from tests.functions.conftest import FIXTURES
-from tests.shared_material import MEDIACONVERT_FIXTURES
 
 NOW = 1_795_000_000_000
 JOB_ID = "01JTRACKER0000000000000000"

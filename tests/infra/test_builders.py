@@ -14,8 +14,8 @@ from components.function import scratch_space_mb, source_archive
 from components.media_image import keep_recent_images
 from components.work_queue import visibility_timeout
 from functions.submit.source import validated_key
+from tests.fixtures import MEDIACONVERT_FIXTURES
 from tests.infra.harness import RecordingMocks, UnknownInvoke
-from tests.shared_material import MEDIACONVERT_FIXTURES
 
 LOG_GROUP = "arn:aws:logs:us-east-1:123456789012:log-group:/media-pipeline/dev/api-function"
 TABLE = "arn:aws:dynamodb:us-east-1:123456789012:table/jobs"

@@ -11,8 +11,8 @@ from moto.events.models import EventPattern
 
 from components import patterns
 from functions.common.renditions import DEFAULT_RENDITIONS
+from tests.fixtures import MEDIACONVERT_FIXTURES
 from tests.infra.harness import ACCOUNT, ProgramRun, run_program
-from tests.shared_material import MEDIACONVERT_FIXTURES
 
 QUEUE = "aws:sqs/queue:Queue"
 FUNCTION = "aws:lambda/function:Function"
