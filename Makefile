@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/hadolint containers/*/Dockerfile
+	$(VENV)/bin/actionlint
 
 test: lint
 	$(PY) -m pytest -n 2
@@ -24,4 +26,4 @@ demo: $(STAMP)
 	$(PY) -m local demo
 
 clean:
-	rm -rf $(VENV) .local .pytest_cache .ruff_cache
+	rm -rf $(VENV) .local build .pytest_cache .ruff_cache

@@ -8,9 +8,11 @@ import pulumi
 import pulumi_aws as aws
 
 from components.api import Api, ApiArgs
-from components.function import scratch_space_mb, source_archive
+from components.encryption_key import EncryptionKey, EncryptionKeyArgs
+from components.function import ZipCode, scratch_space_mb
 from components.ingest import Ingest, IngestArgs
 from components.job_store import JobStore, JobStoreArgs
+from components.lambda_runtime import load_lambda_runtime
 from components.media_image import MediaImage, MediaImageArgs
 from components.mediaconvert import MediaConvert, MediaConvertArgs
 from components.observability import Observability, ObservabilityArgs
@@ -30,6 +32,9 @@ LOG_RETENTION_DAYS = frozenset(
     {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
 )
 METRICS_NAMESPACE = "MediaPipeline"
+# Pulumi.yaml's default issuer: a stack deployed with it refuses every token, so it must be set per stack.
+PLACEHOLDER_JWT_ISSUER = "https://issuer.media-pipeline.invalid/"
+QUEUE_CONSUMERS = ("ingest", "transcode", "submit", "webhooks")
 
 # Stack config, read once. Every key is declared with a description and default in Pulumi.yaml.
 config = pulumi.Config()
@@ -62,11 +67,33 @@ api_rate_limit = config.require_int("apiThrottlingRateLimit")
 queue_age_alarm_seconds = config.require_int("queueAgeAlarmSeconds")
 alarm_email = config.require("alarmEmail") or None
 force_destroy_buckets = config.require_bool("forceDestroyBuckets")
-powertools_layer_arn = config.require("powertoolsLayerArn")
 webhook_retry_schedule = parse_schedule(config.require_object("webhookRetrySchedule"))
 webhook_allowed_addresses = tuple(config.require_object("webhookAllowedAddresses"))
 webhook_secret_overlap_seconds = config.require_int("webhookSecretOverlapSeconds")
+max_concurrency = config.require_object("maxConcurrency")
+api_reserved_concurrency = config.require_int("apiReservedConcurrency")
+build_image_on_preview = config.require_bool("buildImageOnPreview")
 
+if jwt_issuer == PLACEHOLDER_JWT_ISSUER:
+    raise ValueError(
+        "media-pipeline:jwtIssuer is still the placeholder, so the API would refuse every token: set the issuer of "
+        "your users' tokens, e.g. `pulumi config set media-pipeline:jwtIssuer "
+        "https://cognito-idp.<region>.amazonaws.com/<user-pool-id>`"
+    )
+if not jwt_issuer.startswith("https://"):
+    raise ValueError(
+        f"media-pipeline:jwtIssuer must be an https:// URL (API Gateway fetches its keys), got {jwt_issuer!r}"
+    )
+if not isinstance(max_concurrency, dict) or set(max_concurrency) != set(QUEUE_CONSUMERS):
+    raise ValueError(
+        f"media-pipeline:maxConcurrency must name exactly {list(QUEUE_CONSUMERS)}, got {max_concurrency!r}"
+    )
+if not all(isinstance(v, int) and 2 <= v <= 1000 for v in max_concurrency.values()):
+    raise ValueError(
+        f"media-pipeline:maxConcurrency values must be 2-1000 (SQS event sources), got {max_concurrency!r}"
+    )
+if api_reserved_concurrency < 0:
+    raise ValueError(f"apiReservedConcurrency must be at least 1, or 0 for none, got {api_reserved_concurrency}")
 if engine not in ENGINES:
     raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
 if log_retention_days not in LOG_RETENTION_DAYS:
@@ -86,10 +113,15 @@ if lambda_encode_megapixels_per_vcpu_second < 1:
 stack = pulumi.get_stack()
 region = aws.get_region_output().region
 account_id = aws.get_caller_identity_output().account_id
-layers = (region.apply(lambda r: powertools_layer_arn.replace("{region}", r)),)
-# The zip functions run on python3.11 + the Powertools layer (boto3, pydantic, X-Ray SDK); python-ulid (job IDs) is
-# the one pure-Python dependency neither provides, so it travels in the zip.
-functions_code = source_archive(ROOT / "functions", vendored=("ulid",))
+# Zip functions run on the pinned runtime + Powertools layer; each archive holds what its handler imports and
+# whatever of that neither provides (python-ulid), with its metadata (components/packaging.py).
+lambda_runtime = load_lambda_runtime()
+functions_code = ZipCode(
+    source_root=ROOT,
+    build_dir=ROOT / "build" / "lambda",
+    runtime=lambda_runtime,
+    layer_arn=region.apply(lambda_runtime.layer_arn),
+)
 
 # Buckets: uploads (browser POSTs, sources expire) and outputs (renditions expire with their jobs).
 uploads = SecureBucket(
@@ -106,8 +138,15 @@ outputs = SecureBucket(
 )
 store = JobStore("jobs", JobStoreArgs())
 media_image = MediaImage(
-    "ffmpeg", MediaImageArgs(context_dir=str(ROOT), dockerfile=str(ROOT / "containers/ffmpeg/Dockerfile"))
+    "ffmpeg",
+    MediaImageArgs(
+        context_dir=str(ROOT),
+        dockerfile=str(ROOT / "containers/ffmpeg/Dockerfile"),
+        build_on_preview=build_image_on_preview,
+    ),
 )
+# Encrypts the SNS topics (fan-out and alarms); CloudWatch may use it to publish alarms.
+topic_key = EncryptionKey("topics", EncryptionKeyArgs(account_id=account_id))
 
 # docs/CONTRACTS.md: every function gets these; each component adds POWERTOOLS_SERVICE_NAME and its own.
 common_env: dict[str, pulumi.Input[str]] = {
@@ -130,7 +169,6 @@ tracker = Tracker(
         outputs_bucket_arn=outputs.arn,
         deadline_index_arn=store.deadline_index_arn,
         code=functions_code,
-        layers=layers,
         environment=common_env,
         log_retention_days=log_retention_days,
     ),
@@ -143,6 +181,7 @@ ingest = Ingest(
         account_id=account_id,
         table_arn=store.table_arn,
         bus_arn=store.bus_arn,
+        topic_key_arn=topic_key.arn,
         image_uri=media_image.image_uri,
         environment={
             **common_env,
@@ -162,6 +201,7 @@ ingest = Ingest(
         memory_mb=ingest_memory_mb,
         ephemeral_storage_mb=scratch_space_mb(max_upload_bytes, copies=1),
         log_retention_days=log_retention_days,
+        max_concurrency=max_concurrency["ingest"],
         max_receive_count=max_receive_count,
     ),
 )
@@ -180,6 +220,7 @@ transcoders = {
             memory_mb=transcode_memory_mb,
             ephemeral_storage_mb=scratch_space_mb(max_upload_bytes, copies=2),
             log_retention_days=log_retention_days,
+            max_concurrency=max_concurrency["transcode"],
             max_receive_count=max_receive_count,
         ),
     )
@@ -196,9 +237,9 @@ mediaconvert = MediaConvert(
         table_arn=store.table_arn,
         bus_arn=store.bus_arn,
         code=functions_code,
-        layers=layers,
         environment=common_env,
         log_retention_days=log_retention_days,
+        max_concurrency=max_concurrency["submit"],
         max_receive_count=max_receive_count,
     ),
 )
@@ -209,13 +250,13 @@ webhooks = Webhooks(
         jobs_table_arn=store.table_arn,
         outputs_bucket_arn=outputs.arn,
         code=functions_code,
-        layers=layers,
         environment={
             **common_env,
             "DOWNLOAD_URL_TTL_SECONDS": str(download_url_ttl_seconds),
             "JOB_RETENTION_DAYS": str(job_retention_days),
         },
         log_retention_days=log_retention_days,
+        max_concurrency=max_concurrency["webhooks"],
         retry_schedule=webhook_retry_schedule,
         allowed_addresses=webhook_allowed_addresses,
         max_receive_count=max_receive_count,
@@ -238,7 +279,6 @@ api = Api(
         table_arn=store.table_arn,
         owner_index_arn=store.owner_index_arn,
         code=functions_code,
-        layers=layers,
         environment={
             **common_env,
             "MAX_UPLOAD_BYTES": str(max_upload_bytes),
@@ -253,6 +293,7 @@ api = Api(
         },
         extra_grants=webhooks.management_grants,
         log_retention_days=log_retention_days,
+        reserved_concurrency=api_reserved_concurrency or None,
     ),
 )
 
@@ -271,6 +312,8 @@ observability = Observability(
         functions={"api": api.function_name, "ingest": ingest.function_name, "tracker": tracker.function_name}
         | {f"transcode-{name}": t.function_name for name, t in transcoders.items()}
         | {"mediaconvert-submit": mediaconvert.function_name, "webhooks": webhooks.function_name},
+        api_id=api.api_id,
+        topic_key_arn=topic_key.arn,
         queue_age_threshold_seconds=queue_age_alarm_seconds,
         # Webhook tasks wait hours for their retries by design: only one older than its longest wait is stuck.
         queue_age_thresholds={"webhooks": webhooks.max_task_age_seconds},

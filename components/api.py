@@ -11,7 +11,7 @@ import pulumi_aws as aws
 from pulumi import Input, Output, ResourceOptions
 
 from components import patterns, policies
-from components.function import Grant, LambdaFunction, LambdaFunctionArgs
+from components.function import Grant, LambdaFunction, LambdaFunctionArgs, ZipCode
 
 HANDLER = "functions.api.handler.handler"
 # Route key -> needs a JWT. Everything but liveness is per user.
@@ -61,16 +61,16 @@ class ApiArgs:
     """Jobs table ARN."""
     owner_index_arn: Input[str]
     """ARN of the owner index (GET /jobs)."""
-    code: pulumi.Archive
-    """Zip of the repo's `functions/` package."""
-    layers: tuple[Input[str], ...]
-    """Layer ARNs (Powertools)."""
+    code: ZipCode
+    """How zip functions are packaged (each gets its own archive, with the Powertools layer)."""
     environment: Mapping[str, Input[str]]
     """Environment variables: common set plus the api's own (docs/CONTRACTS.md)."""
     log_retention_days: int
     """Retention of the function's and the access log's groups."""
     extra_grants: tuple[Grant, ...] = ()
     """What the function may do beyond jobs and buckets, e.g. manage webhook endpoints."""
+    reserved_concurrency: int | None = None
+    """Concurrency set aside for the API, so a transcode backlog never leaves it none; None for the shared pool."""
     timeout_seconds: int = 15
     """Function timeout, under API Gateway's 30 s integration limit."""
     memory_mb: int = 512
@@ -84,6 +84,8 @@ class Api(pulumi.ComponentResource):
     """Base URL of the $default stage."""
     function_name: Output[str]
     """Api function name."""
+    api_id: Output[str]
+    """HTTP API ID (the dimension of its CloudWatch metrics)."""
 
     def __init__(self, name: str, args: ApiArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("media-pipeline:index:Api", name, None, opts)
@@ -97,11 +99,11 @@ class Api(pulumi.ComponentResource):
             LambdaFunctionArgs(
                 handler=HANDLER,
                 code=args.code,
-                layers=args.layers,
                 timeout_seconds=args.timeout_seconds,
                 memory_mb=args.memory_mb,
                 log_retention_days=args.log_retention_days,
                 environment={**args.environment, "POWERTOOLS_SERVICE_NAME": "api"},
+                reserved_concurrency=args.reserved_concurrency,
                 grants=(
                     Grant(
                         ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
@@ -196,4 +198,5 @@ class Api(pulumi.ComponentResource):
 
         self.url = stage.invoke_url
         self.function_name = function.function_name
+        self.api_id = api.id
         self.register_outputs({"url": self.url, "functionName": self.function_name})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from collections.abc import Mapping
@@ -15,9 +14,10 @@ import pulumi_aws as aws
 from pulumi import Input, Output, ResourceOptions
 
 from components import policies
+from components.lambda_runtime import LambdaRuntime
+from components.packaging import BuiltArchive, build_function_archive
 
-ZIP_RUNTIME = "python3.11"
-ARCHITECTURE = "x86_64"  # the Powertools layer and the ffmpeg image are both x86_64
+IMAGE_ARCHITECTURE = "x86_64"  # the ffmpeg image is built for linux/amd64 (MediaImageArgs.platform)
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,24 @@ class Grant:
     """ARNs the actions apply to."""
     conditions: Mapping[str, Any] = field(default_factory=dict)
     """Optional IAM condition block with plain values."""
+
+
+@dataclass(frozen=True)
+class ZipCode:
+    """How zip functions are packaged: each gets an archive of exactly what its handler imports, on `runtime` with
+    its layer attached."""
+
+    source_root: Path
+    """Directory holding the handlers' top-level package (the repository root, for `functions.*`)."""
+    build_dir: Path
+    """Where the archives are written."""
+    runtime: LambdaRuntime
+    """The runtime and the layer, with what they provide (components/lambda_runtime.toml)."""
+    layer_arn: Input[str]
+    """The layer's ARN in the stack's region."""
+
+    def archive(self, handler: str) -> BuiltArchive:
+        return build_function_archive(self.source_root, handler, self.runtime.provided_distributions(), self.build_dir)
 
 
 @dataclass(frozen=True)
@@ -48,10 +66,8 @@ class LambdaFunctionArgs:
     """Environment variables."""
     grants: tuple[Grant, ...] = ()
     """Everything the function may do beyond logging and tracing."""
-    code: pulumi.Archive | None = None
-    """Zip package (run on the python3.11 runtime with `layers`)."""
-    layers: tuple[Input[str], ...] = ()
-    """Layer ARNs for a zip package, e.g. Powertools."""
+    code: ZipCode | None = None
+    """Zip packaging: the function gets its own archive, built from the handler's imports."""
     image_uri: Input[str] | None = None
     """Container image (`repository@sha256:digest`); the handler becomes the image command."""
     ephemeral_storage_mb: int = 512
@@ -60,9 +76,15 @@ class LambdaFunctionArgs:
     """SQS queue to consume with partial batch failure responses, if any."""
     batch_size: int = 1
     """Messages per invocation from `queue_arn`."""
+    max_concurrency: int | None = None
+    """Most concurrent invocations the queue's event source makes (2-1000), so a backlog cannot take the account's
+    whole concurrency from other functions; None for Lambda's own scaling."""
+    reserved_concurrency: int | None = None
+    """Concurrency set aside for this function (and its ceiling); None for the unreserved pool."""
 
 
 MAX_TIMEOUT_SECONDS = 900
+MAX_SQS_CONCURRENCY = 1000
 MAX_MEMORY_MB = 10_240
 MIB = 1024 * 1024
 MIN_EPHEMERAL_MB = 512
@@ -75,26 +97,6 @@ def scratch_space_mb(max_file_bytes: int, copies: int) -> int:
     if needed > MAX_EPHEMERAL_MB:
         raise ValueError(f"{copies} x {max_file_bytes} bytes does not fit Lambda's {MAX_EPHEMERAL_MB} MB of /tmp")
     return needed
-
-
-def _package_files(package_dir: Path, name: str) -> dict[str, pulumi.Asset]:
-    files = sorted(p for p in package_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    return {f"{name}/{p.relative_to(package_dir).as_posix()}": pulumi.FileAsset(str(p)) for p in files}
-
-
-def source_archive(package_dir: Path, vendored: tuple[str, ...] = ()) -> pulumi.AssetArchive:
-    """Zip of a package directory (the repo's `functions/`) under its own name, plus installed pure-Python packages.
-
-    `vendored` names importable packages the Lambda runtime and its layers lack; they are copied from the environment
-    running the program, bytecode left out.
-    """
-    assets = _package_files(package_dir, package_dir.name)
-    for name in vendored:
-        spec = importlib.util.find_spec(name)
-        if spec is None or not spec.submodule_search_locations:
-            raise ValueError(f"cannot vendor {name!r}: it is not an installed package")
-        assets |= _package_files(Path(next(iter(spec.submodule_search_locations))), name)
-    return pulumi.AssetArchive(assets)
 
 
 class LambdaFunction(pulumi.ComponentResource):
@@ -115,6 +117,10 @@ class LambdaFunction(pulumi.ComponentResource):
         super().__init__("media-pipeline:index:LambdaFunction", name, None, opts)
         if (args.code is None) == (args.image_uri is None):
             raise ValueError(f"{name}: set exactly one of code and image_uri")
+        if args.max_concurrency is not None and not 2 <= args.max_concurrency <= MAX_SQS_CONCURRENCY:
+            raise ValueError(f"{name}: an SQS event source's maximum concurrency is 2-1000, got {args.max_concurrency}")
+        if args.reserved_concurrency is not None and args.reserved_concurrency < 1:
+            raise ValueError(f"{name}: reserved concurrency must be at least 1 (0 would stop the function)")
         if not 1 <= args.timeout_seconds <= MAX_TIMEOUT_SECONDS or not 128 <= args.memory_mb <= MAX_MEMORY_MB:
             raise ValueError(
                 f"{name}: Lambda allows 1-900 s and 128-10240 MB, got {args.timeout_seconds} s, {args.memory_mb} MB"
@@ -152,9 +158,14 @@ class LambdaFunction(pulumi.ComponentResource):
         role_policy = aws.iam.RolePolicy(f"{name}-policy", role=role.id, policy=policy_json, opts=child)
 
         package: dict[str, Any]
+        architecture = IMAGE_ARCHITECTURE
         if args.code is not None:
-            package = {"package_type": "Zip", "runtime": ZIP_RUNTIME, "handler": args.handler, "code": args.code}
-            package |= {"layers": list(args.layers)}
+            archive = args.code.archive(args.handler)
+            architecture = args.code.runtime.architecture
+            package = {"package_type": "Zip", "runtime": args.code.runtime.name, "handler": args.handler}
+            # The archive's own hash: Lambda's code changes exactly when its bytes do.
+            package |= {"code": pulumi.FileArchive(str(archive.path)), "source_code_hash": archive.base64_sha256}
+            package |= {"layers": [args.code.layer_arn]}
         else:
             package = {"package_type": "Image", "image_uri": args.image_uri}
             package |= {"image_config": aws.lambda_.FunctionImageConfigArgs(commands=[args.handler])}
@@ -162,13 +173,14 @@ class LambdaFunction(pulumi.ComponentResource):
         function = aws.lambda_.Function(
             name,
             role=role.arn,
-            architectures=[ARCHITECTURE],
+            architectures=[architecture],
             timeout=args.timeout_seconds,
             memory_size=args.memory_mb,
             ephemeral_storage=aws.lambda_.FunctionEphemeralStorageArgs(size=args.ephemeral_storage_mb),
             environment=aws.lambda_.FunctionEnvironmentArgs(variables=dict(args.environment)),
             logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=log_group.name),
             tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),
+            reserved_concurrent_executions=args.reserved_concurrency,
             **package,
             opts=ResourceOptions(parent=self, depends_on=[role_policy]),
         )
@@ -180,6 +192,11 @@ class LambdaFunction(pulumi.ComponentResource):
                 function_name=function.arn,
                 batch_size=args.batch_size,
                 function_response_types=["ReportBatchItemFailures"],
+                scaling_config=(
+                    aws.lambda_.EventSourceMappingScalingConfigArgs(maximum_concurrency=args.max_concurrency)
+                    if args.max_concurrency is not None
+                    else None
+                ),
                 opts=ResourceOptions(parent=self, depends_on=[role_policy]),
             )
 

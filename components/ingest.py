@@ -30,6 +30,8 @@ class IngestArgs:
     """Jobs table ARN."""
     bus_arn: Input[str]
     """Custom event bus ARN (Job Accepted / Job Rejected)."""
+    topic_key_arn: Input[str]
+    """KMS key the fan-out topic is encrypted with."""
     image_uri: Input[str]
     """ffmpeg container image."""
     environment: Mapping[str, Input[str]]
@@ -42,6 +44,8 @@ class IngestArgs:
     """Size of /tmp, which holds the local copy of the upload while it is probed."""
     log_retention_days: int
     """Retention of the function's log group."""
+    max_concurrency: int
+    """Most uploads probed at once (the queue's event source's maximum concurrency)."""
     max_receive_count: int = 5
     """Receives before an upload notification moves to the DLQ."""
 
@@ -61,7 +65,7 @@ class Ingest(pulumi.ComponentResource):
         child = ResourceOptions(parent=self)
 
         # Valid uploads are published here with mediaType/engine/renditions attributes for the filter policies.
-        topic = aws.sns.Topic(f"{name}-validated", opts=child)
+        topic = aws.sns.Topic(f"{name}-validated", kms_master_key_id=args.topic_key_arn, opts=child)
         # Upload notifications wait here for the ingest function.
         self.queue = WorkQueue(
             name,
@@ -101,6 +105,7 @@ class Ingest(pulumi.ComponentResource):
                 log_retention_days=args.log_retention_days,
                 environment={**args.environment, "POWERTOOLS_SERVICE_NAME": "ingest", "VALIDATED_TOPIC_ARN": topic.arn},
                 queue_arn=self.queue.arn,
+                max_concurrency=args.max_concurrency,
                 batch_size=1,
                 grants=(
                     Grant(
@@ -114,6 +119,8 @@ class Ingest(pulumi.ComponentResource):
                     ),
                     Grant(("dynamodb:GetItem", "dynamodb:PutItem"), (args.table_arn,)),
                     Grant(("sns:Publish",), (topic.arn,)),
+                    # Publishing to an encrypted topic uses its key on the publisher's behalf.
+                    Grant(policies.TOPIC_KEY_ACTIONS, (args.topic_key_arn,)),
                     Grant(("events:PutEvents",), (args.bus_arn,)),
                 ),
             ),

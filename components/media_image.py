@@ -39,6 +39,9 @@ class MediaImageArgs:
     """Images kept in the repository."""
     platform: str = "linux/amd64"
     """Target platform; must match the functions' architecture (x86_64)."""
+    build_on_preview: bool = True
+    """Build (without pushing) during `pulumi preview`, so a broken Dockerfile fails the preview; needs a Docker
+    daemon with BuildKit wherever previews run."""
 
 
 class MediaImage(pulumi.ComponentResource):
@@ -59,6 +62,8 @@ class MediaImage(pulumi.ComponentResource):
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
             encryption_configurations=[aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")],
             image_tag_mutability="MUTABLE",
+            # Images are built from the repository, so `pulumi destroy` may delete them with the repository.
+            force_delete=True,
             opts=child,
         )
         # Old images expire once they are no longer the newest few.
@@ -80,6 +85,7 @@ class MediaImage(pulumi.ComponentResource):
             platforms=[docker_build.Platform(args.platform)],
             tags=[repository.repository_url.apply(lambda url: f"{url}:latest")],
             push=True,
+            build_on_preview=args.build_on_preview,
             registries=[
                 docker_build.RegistryArgs(
                     address=repository.repository_url.apply(lambda url: url.split("/")[0]),

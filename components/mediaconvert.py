@@ -11,7 +11,7 @@ import pulumi_aws as aws
 from pulumi import Input, Output, ResourceOptions
 
 from components import patterns, policies
-from components.function import Grant, LambdaFunction, LambdaFunctionArgs
+from components.function import Grant, LambdaFunction, LambdaFunctionArgs, ZipCode
 from components.work_queue import SNS_SERVICE, WorkQueue, WorkQueueArgs
 
 HANDLER = "functions.submit.handler.handler"
@@ -32,14 +32,14 @@ class MediaConvertArgs:
     """Jobs table: the submitter reads the job and records its MediaConvert job."""
     bus_arn: Input[str]
     """Custom event bus (Rendition Failed when MediaConvert refuses a job)."""
-    code: pulumi.Archive
-    """Zip of the repo's `functions/` package."""
-    layers: tuple[Input[str], ...]
-    """Layer ARNs (Powertools)."""
+    code: ZipCode
+    """How zip functions are packaged (each gets its own archive, with the Powertools layer)."""
     environment: Mapping[str, Input[str]]
     """Environment variables (docs/CONTRACTS.md common set); the queue and role ARNs are added here."""
     log_retention_days: int
     """Retention of the function's log group."""
+    max_concurrency: int
+    """Most submissions at once (the queue's event source's maximum concurrency)."""
     timeout_seconds: int = 120
     """Submit function timeout (one CopyObject, one CreateJob, two DynamoDB calls); the queue's visibility timeout
     follows it. The server-side copy of a multi-GiB upload can take a minute, hence more than the calls alone need."""
@@ -121,7 +121,6 @@ class MediaConvert(pulumi.ComponentResource):
             LambdaFunctionArgs(
                 handler=HANDLER,
                 code=args.code,
-                layers=args.layers,
                 timeout_seconds=args.timeout_seconds,
                 memory_mb=args.memory_mb,
                 log_retention_days=args.log_retention_days,
@@ -132,6 +131,7 @@ class MediaConvert(pulumi.ComponentResource):
                     "MEDIACONVERT_ROLE_ARN": role.arn,
                 },
                 queue_arn=self.queue.arn,
+                max_concurrency=args.max_concurrency,
                 batch_size=1,
                 grants=(
                     # CreateJob needs the job it creates (jobs/*) as well as the queue it submits to.

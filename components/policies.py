@@ -102,6 +102,36 @@ def queue_send_policy(
     }
 
 
+# What a publisher to (or a reader of) an SNS topic encrypted with a customer-managed key needs on that key.
+TOPIC_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+
+
+def topic_key_policy(account_id: str, publishing_services: Sequence[str]) -> dict[str, Any]:
+    """Key policy of the topics' KMS key: the account's IAM policies decide for its roles (the usual delegation to the
+    root principal), and each publishing service (e.g. CloudWatch alarms) may use the key for this account only."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "AccountIamPolicies",
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+            "Action": "kms:*",
+            "Resource": "*",
+        }
+    ]
+    if publishing_services:
+        statements.append(
+            {
+                "Sid": "PublishingServices",
+                "Effect": "Allow",
+                "Principal": {"Service": sorted(publishing_services)},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+            }
+        )
+    return {"Version": POLICY_VERSION, "Statement": statements}
+
+
 def redrive_policy(dead_letter_queue_arn: str, max_receive_count: int) -> dict[str, Any]:
     """SQS redrive policy: after `max_receive_count` failed receives a message moves to the DLQ."""
     if max_receive_count < 1:

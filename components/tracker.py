@@ -11,7 +11,7 @@ import pulumi_aws as aws
 from pulumi import Input, Output, ResourceOptions
 
 from components import patterns, policies
-from components.function import Grant, LambdaFunction, LambdaFunctionArgs
+from components.function import Grant, LambdaFunction, LambdaFunctionArgs, ZipCode
 from components.work_queue import DLQ_RETENTION_SECONDS
 
 HANDLER = "functions.tracker.handler.handler"
@@ -33,10 +33,8 @@ class TrackerArgs:
     """Outputs bucket, whose MediaConvert results the tracker sizes with HEAD."""
     deadline_index_arn: Input[str]
     """ARN of the open-jobs-by-deadline index the sweep queries."""
-    code: pulumi.Archive
-    """Zip of the repo's `functions/` package."""
-    layers: tuple[Input[str], ...]
-    """Layer ARNs (Powertools)."""
+    code: ZipCode
+    """How zip functions are packaged (each gets its own archive, with the Powertools layer)."""
     environment: Mapping[str, Input[str]]
     """Environment variables (docs/CONTRACTS.md common set)."""
     log_retention_days: int
@@ -74,7 +72,6 @@ class Tracker(pulumi.ComponentResource):
             LambdaFunctionArgs(
                 handler=HANDLER,
                 code=args.code,
-                layers=args.layers,
                 timeout_seconds=args.timeout_seconds,
                 memory_mb=args.memory_mb,
                 log_retention_days=args.log_retention_days,

@@ -43,6 +43,8 @@ class TranscoderArgs:
     """Size of /tmp, which holds the source and the encoded rendition."""
     log_retention_days: int
     """Retention of the function's log group."""
+    max_concurrency: int
+    """Most encodes of this rendition at once (the queue's event source's maximum concurrency)."""
     max_receive_count: int = 5
     """Receives before a message moves to the DLQ."""
 
@@ -90,6 +92,7 @@ class Transcoder(pulumi.ComponentResource):
                     "RENDITION": rendition_to_json(rendition),
                 },
                 queue_arn=self.queue.arn,
+                max_concurrency=args.max_concurrency,
                 batch_size=1,
                 grants=(
                     Grant(("s3:GetObject",), (uploads.apply(lambda a: policies.object_arns(a, UPLOAD_PREFIX)),)),

@@ -11,7 +11,7 @@ import pulumi_aws as aws
 from pulumi import Input, Output, ResourceOptions
 
 from components import patterns, policies
-from components.function import Grant, LambdaFunction, LambdaFunctionArgs
+from components.function import Grant, LambdaFunction, LambdaFunctionArgs, ZipCode
 from components.work_queue import EVENTS_SERVICE, WorkQueue, WorkQueueArgs, visibility_timeout
 from functions.webhooks.schedule import SQS_MAX_DELAY_SECONDS, RetrySchedule, receives_for_longest_wait, schedule_to_env
 from functions.webhooks.store import DELIVERIES_BY_TIME_INDEX
@@ -35,14 +35,14 @@ class WebhooksArgs:
     """Jobs table, read for each payload; a dead-lettered delivery is noted on its job (conditional put)."""
     outputs_bucket_arn: Input[str]
     """Outputs bucket the payload's download links point into."""
-    code: pulumi.Archive
-    """Zip of the repo's `functions/` package."""
-    layers: tuple[Input[str], ...]
-    """Layer ARNs (Powertools)."""
+    code: ZipCode
+    """How zip functions are packaged (each gets its own archive, with the Powertools layer)."""
     environment: Mapping[str, Input[str]]
     """Common environment plus DOWNLOAD_URL_TTL_SECONDS and JOB_RETENTION_DAYS (docs/CONTRACTS.md)."""
     log_retention_days: int
     """Retention of the function's log group."""
+    max_concurrency: int
+    """Most delivery batches at once (the queue's event source's maximum concurrency)."""
     retry_schedule: RetrySchedule
     """Delays between delivery attempts."""
     allowed_addresses: tuple[str, ...] = ()
@@ -170,12 +170,12 @@ class Webhooks(pulumi.ComponentResource):
             LambdaFunctionArgs(
                 handler=HANDLER,
                 code=args.code,
-                layers=args.layers,
                 timeout_seconds=args.timeout_seconds,
                 memory_mb=args.memory_mb,
                 log_retention_days=args.log_retention_days,
                 environment=environment,
                 queue_arn=self.queue.arn,
+                max_concurrency=args.max_concurrency,
                 batch_size=args.batch_size,
                 grants=(
                     Grant(("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"), (endpoints.arn,)),

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from local.artifact_check import check_artifacts
 from local.auth import AuthorizerSettings, SigningKey, issue_token
 from local.client import FINAL_STATUSES, ApiClient, ApiError, download, post_form
 from local.cloud import (
@@ -40,6 +41,7 @@ from local.receiver import (
     deregister,
     listen_and_register,
 )
+from local.smoke import Step, run_smoke
 from local.stack_config import ConfigError, parse_override
 
 DEFAULT_SUBJECT = "local-user"
@@ -141,6 +143,41 @@ def command_up(args: argparse.Namespace) -> int:
         cloud.stop()
     print("stopped", file=sys.stderr)
     return 0
+
+
+def command_check_artifacts(args: argparse.Namespace) -> int:
+    cloud = _start_cloud(args, echo_logs=args.logs)
+    try:
+        results = check_artifacts(cloud)
+    finally:
+        cloud.stop()
+    rows = [(r.function, r.event, f"{r.milliseconds:.0f}", r.problem or "ok") for r in results]
+    print(table(("function", "event", "ms", "answer"), rows))
+    failed = [r for r in results if r.problem]
+    print(f"\n{len(results) - len(failed)} of {len(results)} functions answered from their own artifacts")
+    return 1 if failed else 0
+
+
+def command_smoke(args: argparse.Namespace) -> int:
+    """The deployed pipeline, end to end through its public API; exit 0 only if every step passed."""
+    if args.api:
+        api, token = args.api, args.token
+    else:
+        state = _state_dir(args)
+        api = _read_json(state / OUTPUTS_FILE, "start `python -m local up`, or pass --api and --token")["apiUrl"]
+        token = args.token or _token_for(state, DEFAULT_SUBJECT)
+    if not token:
+        raise SystemExit("--token is required with --api: a bearer token your stack's issuer signed")
+
+    def echo(step: Step) -> None:
+        mark = "ok  " if step.ok else "FAIL"
+        print(f"{mark} {step.name:<18} {step.seconds:6.1f} s  {step.detail}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="smoke-") as work_dir:
+        print(f"smoke test of {api}", flush=True)
+        run = run_smoke(api, token, Path(work_dir), webhook_url=args.webhook_url, timeout=args.timeout, echo=echo)
+    print("passed" if run.ok else f"failed at: {run.steps[-1].name}")
+    return 0 if run.ok else 1
 
 
 def command_token(args: argparse.Namespace) -> int:
@@ -469,6 +506,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", parents=[common, cloud], help="run the local cloud until Ctrl-C")
     up.set_defaults(run=command_up)
+
+    check = commands.add_parser(
+        "check-artifacts",
+        parents=[common, cloud],
+        help="start, invoke every function once from its own artifact (health route, schedule or queue), stop",
+    )
+    check.set_defaults(run=command_check_artifacts)
+
+    smoke = commands.add_parser(
+        "smoke",
+        parents=[common],
+        help="end to end against a deployed apiUrl: health, webhook, upload, job, downloads, delivery",
+    )
+    smoke.add_argument("--api", help="the stack's apiUrl (default: the local cloud's, from .local/outputs.json)")
+    smoke.add_argument("--token", help="a bearer token your issuer signed (default: a local one)")
+    smoke.add_argument(
+        "--webhook-url", help="a public receiver to register (needed against AWS: private addresses are refused)"
+    )
+    smoke.add_argument("--timeout", type=float, default=600, help="seconds to wait for the job (default 600)")
+    smoke.set_defaults(run=command_smoke)
 
     token = commands.add_parser("token", parents=[common], help="print a bearer token the local API accepts")
     token.add_argument("--sub", required=True, help="the user (JWT sub claim; the owner of their jobs)")

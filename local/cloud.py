@@ -5,16 +5,22 @@ Everything is derived from the deployment the engine returns; nothing about the 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from components.lambda_runtime import PINS, load_lambda_runtime
+from local import enforcement, iam
+from local.access import lambda_permission_allows
+from local.artifacts import ArtifactBuilder, ArtifactError
 from local.auth import AuthorizerSettings, JwtAuthorizer, SigningKey
 from local.deployment import (
     EVENT_RULE,
@@ -22,7 +28,6 @@ from local.deployment import (
     FUNCTION,
     HTTP_AUTHORIZER,
     SQS_QUEUE,
-    DeclaredResource,
     Deployment,
 )
 from local.emulator import Emulator
@@ -30,11 +35,13 @@ from local.engine import evaluate_program
 from local.event_sources import AsyncDeliveryLoop, LocalClock, ScheduleRunner, SqsEventSource
 from local.gateway import HttpApiGateway
 from local.mediaconvert import MediaConvertStandIn, StandInOptions
+from local.mediaconvert_model import ServiceError
 from local.resources import DELIVERY_QUEUE_PREFIX, MEDIACONVERT_QUEUE
 from local.runtime import FunctionRuntime, FunctionSpec, Runtimes
 from local.stack_config import load_stack_config
 
 log = logging.getLogger("local.cloud")
+MEDIACONVERT_SERVICE = "mediaconvert.amazonaws.com"
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_LAYER = Path(__file__).resolve().parent / "Pulumi.local.yaml"
@@ -58,6 +65,8 @@ class CloudOptions:
     time_scale: float = 0.01
     concurrency: int = 2
     echo_logs: bool = False
+    cache_dir: Path | None = None
+    """Where assembled artifacts are kept (default: .local/cache beside the local cloud's code, shared by stacks)."""
 
     @property
     def state(self) -> Path:
@@ -70,23 +79,16 @@ class CloudOptions:
         return [p for p in (DEFAULT_LAYER, user_layer) if p.exists()]
 
 
+def program_pins(project_dir: Path) -> Path:
+    """The runtime and layer pins of the program being run (a copy of this project has its own), else this one's."""
+    own = project_dir / "components" / PINS.name
+    return own if own.exists() else PINS
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def function_handler(function: DeclaredResource) -> str:
-    """Zip functions name their handler; image functions run image_config.commands[0] (the image's CMD)."""
-    inputs = function.inputs
-    if (inputs.get("packageType") or "Zip") == "Image":
-        commands = (inputs.get("imageConfig") or {}).get("commands") or []
-        if not commands:
-            raise CloudConfigError(f"image function {function.name} has no image_config.commands to run locally")
-        return str(commands[0])
-    if not inputs.get("handler"):
-        raise CloudConfigError(f"zip function {function.name} declares no handler")
-    return str(inputs["handler"])
 
 
 class LogSink:
@@ -149,6 +151,8 @@ class LocalCloud:
         port = options.port or free_port()
         endpoint = f"http://127.0.0.1:{port}"
         self.deployment = evaluate_program(options.project_dir, config, self.emulator, endpoint)
+        # From here on every call a role makes, and every delivery a service makes, is authorized.
+        enforcement.enable()
         self.signing_key = SigningKey.load_or_create(state)
         authorizers = self._authorizers(self.signing_key)
         self._logs = LogSink(state / "logs", self._echo)
@@ -189,7 +193,18 @@ class LocalCloud:
             work_dir=self.options.state / "tmp" / "mediaconvert",
             clock=self.clock,
         )
-        self.mediaconvert = MediaConvertStandIn(self.emulator, options)
+        account, region, emulator = self.deployment.account_id, self.deployment.region, self.emulator
+
+        def role_credentials(role_arn: str) -> dict[str, str]:
+            # MediaConvert reads and writes S3 as the role a job passes, which must trust it.
+            return iam.assume_role_for(emulator.client("sts"), account, role_arn, MEDIACONVERT_SERVICE, "mediaconvert")
+
+        def authorize(operation: str, headers: Mapping[str, str], params: dict[str, Any]) -> None:
+            refusal = enforcement.mediaconvert_refusal(account, region, operation, headers, params)
+            if refusal:
+                raise ServiceError(403, "ForbiddenException", refusal)
+
+        self.mediaconvert = MediaConvertStandIn(self.emulator, options, functools.cache(role_credentials), authorize)
         for queue in self.deployment.of_type(MEDIACONVERT_QUEUE):
             self.mediaconvert.add_queue(queue.state["name"], queue.state["arn"], queue.state["status"])
         self.mediaconvert.start()
@@ -206,16 +221,34 @@ class LocalCloud:
             **self.mediaconvert.function_environment(),
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
+        builder = ArtifactBuilder(
+            self.deployment,
+            self.options.project_dir.resolve(),
+            load_lambda_runtime(program_pins(self.options.project_dir)),
+            **({"cache_root": self.options.cache_dir} if self.options.cache_dir else {}),
+            progress=lambda message: log.info("%s", message),
+        )
         for function in self.deployment.of_type(FUNCTION):
             variables = ((function.inputs.get("environment") or {}).get("variables")) or {}
+            try:
+                artifact = builder.for_function(function)
+            except ArtifactError as err:
+                raise CloudConfigError(str(err)) from err
             spec = FunctionSpec(
                 name=function.state["name"],
                 arn=function.state["arn"],
-                handler=function_handler(function),
+                artifact=artifact,
                 environment={k: str(v) for k, v in variables.items()},
                 timeout_seconds=int(function.state["timeout"]),
                 memory_mb=int(function.state["memorySize"]),
-                task_root=self.options.project_dir.resolve(),
+                # Each function runs as its own role, with temporary credentials, as Lambda runs it.
+                credentials=iam.assume_role_for(
+                    self.emulator.client("sts"),
+                    self.deployment.account_id,
+                    function.inputs["role"],
+                    "lambda.amazonaws.com",
+                    function.state["name"],
+                ),
             )
             reserved = function.inputs.get("reservedConcurrentExecutions")
             concurrency = self.options.concurrency
@@ -251,8 +284,13 @@ class LocalCloud:
         for delivery in self.deployment.deliveries:
             function = self.deployment.function_by_reference(delivery.function_arn)
             policy = self.deployment.async_invoke_policy(function)
+            permissions = self.deployment.function_permissions(function)
+            permitted = lambda_permission_allows(
+                permissions, delivery.service, delivery.source_arn, self.deployment.account_id
+            )
+            refusal = "" if permitted else f"no permission lets {delivery.service} invoke it for {delivery.source_arn}"
             loop = AsyncDeliveryLoop(
-                delivery, policy, self.runtimes.get(delivery.function_arn), self.emulator, self.clock
+                delivery, policy, self.runtimes.get(delivery.function_arn), self.emulator, self.clock, refusal=refusal
             )
             loop.start()
             self.deliveries.append(loop)
@@ -294,6 +332,7 @@ class LocalCloud:
             "sources": {s.name: vars(s.stats) for s in [*self.sources, *self.deliveries]},
             "schedules": dict(self.schedules.fired) if self.schedules else {},
             "requests": self.gateway.requests if self.gateway else 0,
+            "refusals": [vars(r) for r in list(enforcement.refusals)],
             "updatedAt": time.time(),
         }
         _write_json(self.options.state / WORKERS_FILE, snapshot)

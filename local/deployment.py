@@ -50,6 +50,13 @@ class AsyncDelivery:
     target_dead_letter_arn: str | None = None
     constant_input: str | None = None
     input_path: str | None = None
+    source_arn: str | None = None
+    """What invokes the function, as its permission names it: the rule, topic or bucket ARN."""
+
+    @property
+    def service(self) -> str:
+        """The service principal that invokes the function for this delivery."""
+        return {"eventbridge": "events.amazonaws.com", "sns": "sns.amazonaws.com", "s3": "s3.amazonaws.com"}[self.shape]
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,17 @@ class Deployment:
                 return fn
         raise LookupError(f"no aws:lambda/function:Function matches {reference!r}")
 
+    def function_permissions(self, function: DeclaredResource) -> list[dict[str, Any]]:
+        """The inputs of the Permission resources that make up a function's resource policy."""
+        found = []
+        for permission in self.of_type(PERMISSION):
+            try:
+                if self.function_by_reference(str(permission.inputs.get("function", ""))) is function:
+                    found.append(permission.inputs)
+            except LookupError:
+                continue
+        return found
+
     def dead_letter_arns(self) -> set[str]:
         """Every queue or topic the program declares as a dead-letter target or failure destination."""
         arns: set[str] = set()
@@ -126,6 +144,7 @@ class Deployment:
 
 
 FUNCTION = "aws:lambda/function:Function"
+PERMISSION = "aws:lambda/permission:Permission"
 EVENT_INVOKE_CONFIG = "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"
 EVENT_SOURCE_MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
 EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
@@ -137,3 +156,4 @@ HTTP_AUTHORIZER = "aws:apigatewayv2/authorizer:Authorizer"
 HTTP_STAGE = "aws:apigatewayv2/stage:Stage"
 SQS_QUEUE = "aws:sqs/queue:Queue"
 DYNAMODB_TABLE = "aws:dynamodb/table:Table"
+DOCKER_IMAGE = "docker-build:index:Image"

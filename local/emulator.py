@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,15 +12,12 @@ import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from local import moto_patches
+from local import enforcement, moto_patches
+from local.iam import ADMIN_CREDENTIALS
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_SESSION_TOKEN": "local",
-}
+FAKE_CREDENTIALS = ADMIN_CREDENTIALS
 
 
 @dataclass
@@ -29,13 +27,14 @@ class Emulator:
     region: str = REGION
     _server: ThreadedMotoServer | None = None
     _endpoint: str = ""
-    _clients: dict[str, Any] = field(default_factory=dict)
+    _clients: dict[tuple[str, str], Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> str:
         # Werkzeug logs every request at INFO; the local cloud's own log says what matters.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         moto_patches.apply_all()
+        enforcement.install()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
@@ -53,28 +52,28 @@ class Emulator:
             raise RuntimeError("the emulator is not running")
         return self._endpoint
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, credentials: Mapping[str, str] | None = None) -> Any:
+        """A client signing with the admin key (the local cloud's own control plane), or with `credentials` (a role's
+        temporary credentials, as Lambda's environment holds them), whose calls the emulator authorizes."""
+        credentials = credentials or FAKE_CREDENTIALS
+        key = (service, credentials["AWS_ACCESS_KEY_ID"])
         with self._lock:
-            if service not in self._clients:
-                self._clients[service] = boto3.session.Session().client(
+            if key not in self._clients:
+                self._clients[key] = boto3.session.Session().client(
                     service,
                     region_name=self.region,
                     endpoint_url=self.endpoint,
-                    aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                    aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                    aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+                    aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+                    aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+                    aws_session_token=credentials["AWS_SESSION_TOKEN"],
                     config=Config(retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=32),
                 )
-            return self._clients[service]
+            return self._clients[key]
 
     def function_environment(self) -> dict[str, str]:
-        """What every local Lambda gets on top of its declared variables: the endpoint, credentials, region."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            **FAKE_CREDENTIALS,
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
-        }
+        """What every local Lambda gets on top of its declared variables: the endpoint and the region (its role's
+        credentials are its own)."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
 
     def stop(self) -> None:
         if self._server is not None:

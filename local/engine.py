@@ -83,8 +83,14 @@ class LocalMocks(Mocks):
 
 @contextmanager
 def _program_context(project_dir: Path) -> Iterator[None]:
-    """Pulumi runs a program from its directory, with the directory importable."""
+    """Pulumi runs a program in a fresh process from its directory, with the directory importable: here, modules
+    already loaded from elsewhere under a name the program's directory provides (its `components`, say) are set
+    aside while it runs, so the program imports its own, and put back afterwards."""
     previous_cwd, previous_path = Path.cwd(), list(sys.path)
+    own = {p.stem for p in project_dir.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    shadowed = {n: m for n, m in sys.modules.items() if n.split(".", 1)[0] in own}
+    for name in shadowed:
+        del sys.modules[name]
     os.chdir(project_dir)
     sys.path.insert(0, str(project_dir))
     try:
@@ -92,6 +98,9 @@ def _program_context(project_dir: Path) -> Iterator[None]:
     finally:
         os.chdir(previous_cwd)
         sys.path[:] = previous_path
+        for name in [n for n in sys.modules if n.split(".", 1)[0] in own]:
+            del sys.modules[name]
+        sys.modules.update(shadowed)
 
 
 def evaluate_program(project_dir: Path, config: StackConfig, emulator: Emulator, api_endpoint: str) -> Deployment:
@@ -100,7 +109,7 @@ def evaluate_program(project_dir: Path, config: StackConfig, emulator: Emulator,
     region = config.values.get("aws:region", emulator.region)
     deployment = Deployment(project=config.project, stack=config.stack, region=region, account_id=ACCOUNT_ID)
     mocks = LocalMocks(
-        ResourceFactory(emulator, deployment, api_endpoint), InvokeAnswers(ACCOUNT_ID, region), deployment
+        ResourceFactory(emulator, deployment, api_endpoint, project_dir), InvokeAnswers(ACCOUNT_ID, region), deployment
     )
 
     loop = asyncio.new_event_loop()

@@ -23,6 +23,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from local import enforcement
 from local.deployment import AsyncDelivery, AsyncInvokePolicy, DeclaredResource
 from local.emulator import Emulator
 from local.runtime import FunctionError, FunctionRuntime
@@ -175,8 +176,12 @@ class SqsEventSource(_Loop):
         self._visibility = int(attributes["VisibilityTimeout"])
         self._spawn(self._poll_once, min(self.concurrency, self._runtime.concurrency))
 
+    def _poller(self) -> Any:
+        """Lambda polls with the function's execution role: its policy decides whether the mapping works at all."""
+        return self._aws.client("sqs", self._runtime.spec.credentials or None)
+
     def _receive_batch(self) -> list[dict[str, Any]]:
-        sqs = self._aws.client("sqs")
+        sqs = self._poller()
         messages: list[dict[str, Any]] = []
         window_ends = time.monotonic() + self.window_seconds * self._clock.scale
         while len(messages) < self.batch_size and not self.stopping:
@@ -210,18 +215,18 @@ class SqsEventSource(_Loop):
         self._settle(succeeded, [m for m in messages if m["MessageId"] in failed])
 
     def _settle(self, succeeded: list[dict[str, Any]], failed: list[dict[str, Any]]) -> None:
-        sqs = self._aws.client("sqs")
         self.stats.succeeded += len(succeeded)
         self.stats.failed += len(failed)
         for chunk in _chunks(succeeded, 10):
-            sqs.delete_message_batch(
+            self._poller().delete_message_batch(
                 QueueUrl=self.queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
             )
-        # A failed message stays invisible for the queue's visibility timeout, on the local clock.
+        # A failed message stays invisible for the queue's visibility timeout, on the local clock: the local cloud's
+        # own doing (Lambda just lets the timeout run), so with its own credentials.
         visibility = math.ceil(self._clock.seconds(self._visibility))
         for chunk in _chunks(failed, 10):
-            sqs.change_message_visibility_batch(
+            self._aws.client("sqs").change_message_visibility_batch(
                 QueueUrl=self.queue_url,
                 Entries=[
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": visibility}
@@ -252,11 +257,15 @@ class AsyncDeliveryLoop(_Loop):
         runtime: FunctionRuntime,
         emulator: Emulator,
         clock: LocalClock,
+        *,
+        refusal: str = "",
     ) -> None:
         super().__init__(f"delivery-{delivery.source}")
         self.delivery = delivery
         self.policy = policy
         self.runtime = runtime
+        self.refusal = refusal
+        """Why the function's resource policy does not let this source's service invoke it; empty when it does."""
         self.emulator = emulator
         self.clock = clock
         self._slots = threading.Semaphore(self.runtime.concurrency)
@@ -313,6 +322,8 @@ class AsyncDeliveryLoop(_Loop):
             event = self.event_for(message["Body"])
             if is_s3_test_event(self.delivery.shape, event):
                 log.debug("%s: dropped S3's test event (AWS never sends it to a function)", self.name)
+            elif self.refusal:
+                self._refuse(event)
             else:
                 self._invoke(event)
             self.emulator.client("sqs").delete_message(
@@ -323,6 +334,26 @@ class AsyncDeliveryLoop(_Loop):
                 log.warning("%s: %s", self.name, err)
         finally:
             self._slots.release()
+
+    def _refuse(self, event: Any) -> None:
+        """The service may not invoke the function: no retries; EventBridge sends the event to the target's DLQ."""
+        delivery = self.delivery
+        self.stats.failed += 1
+        enforcement.refuse(
+            delivery.service, delivery.source_arn or delivery.source, delivery.function_arn, self.refusal
+        )
+        if delivery.shape == "eventbridge" and delivery.target_dead_letter_arn and delivery.rule_arn:
+            enforcement.send_to_dead_letter_queue(
+                delivery.function_arn.split(":")[4],
+                self.emulator.region,
+                dead_letter_arn=delivery.target_dead_letter_arn,
+                rule_arn=delivery.rule_arn,
+                target_arn=delivery.function_arn,
+                body=json.dumps(event),
+                code="NO_PERMISSIONS",
+                message=self.refusal,
+            )
+            self.stats.dead_lettered += 1
 
     def _invoke(self, event: Any) -> None:
         """Invoke with Lambda's retries, and count the outcome; a failed event goes to the failure destination."""
@@ -387,13 +418,17 @@ class AsyncDeliveryLoop(_Loop):
         self.stats.dead_lettered += 1
 
     def _send(self, target_arn: str, body: str, attributes: dict[str, str]) -> None:
+        """Lambda sends to a failure destination or DLQ with the function's execution role."""
         message_attributes = {k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()}
+        credentials = self.runtime.spec.credentials or None
         if ":sqs:" in target_arn:
-            sqs = self.emulator.client("sqs")
-            queue_url = sqs.get_queue_url(QueueName=target_arn.rsplit(":", 1)[1])["QueueUrl"]
+            # Lambda names the queue by its ARN; looking up its URL is the local cloud's own business.
+            queue_url = self.emulator.client("sqs").get_queue_url(QueueName=target_arn.rsplit(":", 1)[1])["QueueUrl"]
+            sqs = self.emulator.client("sqs", credentials)
             sqs.send_message(QueueUrl=queue_url, MessageBody=body, MessageAttributes=message_attributes)
         elif ":sns:" in target_arn:
-            self.emulator.client("sns").publish(TopicArn=target_arn, Message=body, MessageAttributes=message_attributes)
+            sns = self.emulator.client("sns", credentials)
+            sns.publish(TopicArn=target_arn, Message=body, MessageAttributes=message_attributes)
         else:
             log.warning("%s: destination %s is not emulated; record dropped", self.name, target_arn)
 

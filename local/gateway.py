@@ -18,14 +18,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from local import enforcement
+from local.access import lambda_permission_allows
 from local.auth import JwtAuthorizer, Unauthorized
-from local.deployment import HTTP_API, HTTP_INTEGRATION, HTTP_ROUTE, HTTP_STAGE, Deployment
+from local.deployment import HTTP_API, HTTP_INTEGRATION, HTTP_ROUTE, HTTP_STAGE, DeclaredResource, Deployment
 from local.runtime import FunctionError, FunctionTimeout, Runtimes
 
 log = logging.getLogger("local.gateway")
 
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded", "+json", "+xml")
 MAX_BODY_BYTES = 10 * 1024 * 1024
+API_GATEWAY = "apigateway.amazonaws.com"
 
 
 class GatewayConfigError(ValueError):
@@ -41,6 +44,8 @@ class Route:
     authorizer: JwtAuthorizer | None
     scopes: tuple[str, ...]
     specificity: tuple[int, int, int]
+    refusal: str = ""
+    """Why the function's resource policy does not let API Gateway invoke it for this route; empty when it does."""
 
     def match(self, method: str, path: str) -> dict[str, str] | None:
         if self.pattern is None:
@@ -76,6 +81,23 @@ def _warn_on_multiple_apis(deployment: Deployment) -> None:
         log.warning("%d HTTP APIs declared; the local gateway serves %s", len(apis), apis[0].name)
 
 
+def invoke_source_arn(deployment: Deployment, route_key: str) -> str:
+    """The ARN API Gateway invokes an integration as (a Permission's `source_arn` must match it):
+    `{executionArn}/{stage}/{METHOD}{path}` for the route."""
+    apis, stages = deployment.of_type(HTTP_API), deployment.of_type(HTTP_STAGE)
+    execution_arn = apis[0].state.get("executionArn", "") if apis else ""
+    stage = stages[0].state.get("name", "$default") if stages else "$default"
+    method, _, path = route_key.partition(" ")
+    return f"{execution_arn}/{stage}/{method.upper() if path else route_key}{path}"
+
+
+def _refusal(deployment: Deployment, function: DeclaredResource, route_key: str) -> str:
+    source = invoke_source_arn(deployment, route_key)
+    if lambda_permission_allows(deployment.function_permissions(function), API_GATEWAY, source, deployment.account_id):
+        return ""
+    return f"no permission lets {API_GATEWAY} invoke {function.state['name']} for {source}"
+
+
 def build_routes(deployment: Deployment, authorizers: dict[str, JwtAuthorizer]) -> list[Route]:
     _warn_on_multiple_apis(deployment)
     integrations = {i.id: i for i in deployment.of_type(HTTP_INTEGRATION)}
@@ -86,7 +108,8 @@ def build_routes(deployment: Deployment, authorizers: dict[str, JwtAuthorizer]) 
         integration = integrations.get(target.removeprefix("integrations/"))
         if integration is None:
             raise GatewayConfigError(f"route {inputs['routeKey']!r}: target {target!r} is not a declared integration")
-        function = deployment.function_by_reference(integration.inputs["integrationUri"]).state["name"]
+        declared_function = deployment.function_by_reference(integration.inputs["integrationUri"])
+        function = declared_function.state["name"]
         authorizer = None
         if inputs.get("authorizationType", "NONE") == "JWT":
             if inputs.get("authorizerId") not in authorizers:
@@ -104,6 +127,7 @@ def build_routes(deployment: Deployment, authorizers: dict[str, JwtAuthorizer]) 
                 authorizer=authorizer,
                 scopes=tuple(inputs.get("authorizationScopes") or ()),
                 specificity=specificity,
+                refusal=_refusal(deployment, declared_function, inputs["routeKey"]),
             )
         )
     return sorted(routes, key=lambda r: r.specificity, reverse=True)
@@ -258,6 +282,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             body=body,
             authorizer=authorizer_context,
         )
+        if route.refusal:
+            # API Gateway cannot invoke the integration: the client gets a bare 500, the access log says why.
+            enforcement.refuse(API_GATEWAY, route.route_key, route.function, route.refusal)
+            self._message(500, "Internal Server Error")
+            return
         try:
             result = self.api.runtimes.get(route.function).invoke(event)
         except FunctionTimeout:

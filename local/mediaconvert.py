@@ -18,11 +18,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from local.event_sources import LocalClock
+from local.iam import RoleNotAssumable
 from local.mediaconvert_events import EventPublisher
 from local.mediaconvert_jobs import Job, JobStore
 from local.mediaconvert_model import bad_request, too_many_requests
@@ -38,7 +40,13 @@ POLL_SECONDS = 0.5
 
 
 class Clients(Protocol):
-    def client(self, service: str) -> Any: ...
+    def client(self, service: str, credentials: Mapping[str, str] | None = None) -> Any: ...
+
+
+RoleCredentials = Callable[[str], Mapping[str, str]]
+"""A role ARN → temporary credentials of that role for MediaConvert (raises RoleNotAssumable if it may not)."""
+Authorizer = Callable[[str, Mapping[str, str], dict[str, Any]], None]
+"""(operation, request headers, params) → None, or raises ServiceError(403, ForbiddenException, ...)."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +61,17 @@ class StandInOptions:
 
 
 class MediaConvertStandIn:
-    def __init__(self, clients: Clients, options: StandInOptions) -> None:
+    def __init__(
+        self,
+        clients: Clients,
+        options: StandInOptions,
+        role_credentials: RoleCredentials | None = None,
+        authorize: Authorizer | None = None,
+    ) -> None:
+        """`role_credentials` makes jobs read and write S3 as the role they pass (the local cloud's case; without it,
+        with `clients`' own); `authorize` checks each API call's caller."""
         self.options = options
+        self._role_credentials = role_credentials
         self.jobs = JobStore(options.region, options.account_id)
         self._events = EventPublisher(clients.client("events"), options.account_id)
         self._stopping = threading.Event()
@@ -62,7 +79,7 @@ class MediaConvertStandIn:
         self._runner = JobRunner(
             store=self.jobs,
             events=self._events,
-            s3=clients.client("s3"),
+            s3_for=lambda role: clients.client("s3", role_credentials(role) if role_credentials else None),
             work_root=options.work_dir,
             status_interval=options.clock.seconds,
             stopping=self._stopping,
@@ -76,6 +93,7 @@ class MediaConvertStandIn:
                 "DescribeEndpoints": self.describe_endpoints,
             },
             port=options.port,
+            authorize=authorize,
         )
         self._workers: list[threading.Thread] = []
 
@@ -129,6 +147,11 @@ class MediaConvertStandIn:
             spec = read_job_settings(params["Settings"])
         except SettingsNotHonoured as err:
             raise bad_request(str(err)) from err
+        if self._role_credentials is not None:
+            try:
+                self._role_credentials(params["Role"])
+            except RoleNotAssumable as err:
+                raise bad_request(f"Unable to assume role: {err}") from err
         job, created, described = self.jobs.create(params, spec, self._admit)
         if created:
             log.info("MediaConvert job %s submitted to %s", job.id, job.queue.name)

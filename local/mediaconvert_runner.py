@@ -159,14 +159,15 @@ class JobRunner:
         *,
         store: JobStore,
         events: EventPublisher,
-        s3: Any,
+        s3_for: Callable[[str], Any],
         work_root: Path,
         status_interval: Callable[[float], float],
         stopping: threading.Event,
     ) -> None:
         self._store = store
         self._events = events
-        self._s3 = s3
+        self._s3_for = s3_for
+        """An S3 client acting as a job's role (MediaConvert reads and writes with the role the job passes)."""
         self._work_root = work_root
         self._status_interval = status_interval
         self._stopping = stopping
@@ -208,7 +209,8 @@ class JobRunner:
 
     def _make(self, job: Job, work: Path) -> list[dict[str, Any]]:
         spec = job.spec
-        source = self._download(spec.input.uri, work / "source")
+        s3 = self._s3_for(job.role)
+        source = self._download(s3, spec.input.uri, work / "source")
         try:
             info = probe(source)
         except ProbeFailed as err:
@@ -234,13 +236,13 @@ class JobRunner:
         transcode.run()
         self._store.progress(job, phase="UPLOADING", percent=99)
         for local, uri in transcode.uploads:
-            self._upload(local, uri)
+            self._upload(s3, local, uri)
         return output_group_details(job.settings, info.duration_ms, transcode.measured)
 
-    def _download(self, uri: str, target: Path) -> Path:
+    def _download(self, s3: Any, uri: str, target: Path) -> Path:
         bucket, key = _s3(uri)
         try:
-            body = self._s3.get_object(Bucket=bucket, Key=key)["Body"]
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"]
             with target.open("wb") as file:
                 for chunk in iter(lambda: body.read(CHUNK_BYTES), b""):
                     file.write(chunk)
@@ -251,11 +253,11 @@ class JobRunner:
             ) from err
         return target
 
-    def _upload(self, local: Path, uri: str) -> None:
+    def _upload(self, s3: Any, local: Path, uri: str) -> None:
         bucket, key = _s3(uri)
         try:
             with local.open("rb") as file:
-                self._s3.put_object(Bucket=bucket, Key=key, Body=file)
+                s3.put_object(Bucket=bucket, Key=key, Body=file)
         except (ClientError, BotoCoreError) as err:
             raise JobError(
                 OUTPUT_UNWRITABLE, f"Unable to write to output file [{uri}]: [Failed to write data: {_reason(err)}]"

@@ -14,7 +14,7 @@ import logging
 import re
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -108,8 +108,14 @@ def request_params(operation: OperationModel, path_values: dict[str, str], query
 class MediaConvertServer:
     """ThreadingHTTPServer on 127.0.0.1 serving `handlers` (operation name → params → output params)."""
 
-    def __init__(self, handlers: dict[str, Handler], port: int = 0) -> None:
+    def __init__(
+        self,
+        handlers: dict[str, Handler],
+        port: int = 0,
+        authorize: Callable[[str, Mapping[str, str], dict[str, Any]], None] | None = None,
+    ) -> None:
         self._handlers = handlers
+        self._authorize = authorize
         self._routes = compile_routes()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._request_handler())
         self._server.daemon_threads = True
@@ -131,7 +137,9 @@ class MediaConvertServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def answer(self, method: str, target: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    def answer(
+        self, method: str, target: str, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, dict[str, Any]]:
         """(status, JSON body) for one request; raises ServiceError for an error answer."""
         self.requests += 1
         url = urlsplit(target)
@@ -144,6 +152,8 @@ class MediaConvertServer:
             if handler is None:
                 raise ServiceError(501, "NotImplemented", f"{operation.name} is not emulated by the local MediaConvert")
             params = request_params(operation, found.groupdict(), url.query, body)
+            if self._authorize is not None:
+                self._authorize(operation.name, headers or {}, params)
             result = handler(params)
             output = operation.output_shape
             return int(operation.http.get("responseCode", 200)), to_wire(result, output) if output else {}
@@ -164,7 +174,7 @@ class MediaConvertServer:
                 else:
                     request_body = self.rfile.read(length) if length else b""
                     try:
-                        status, body = server.answer(self.command, self.path, request_body)
+                        status, body = server.answer(self.command, self.path, request_body, dict(self.headers))
                     except ServiceError as err:
                         status, body = err.status, {"message": err.message}
                         headers["x-amzn-ErrorType"] = err.error_type

@@ -23,109 +23,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
 import json
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
+from local.access import bucket_policy_permission
+
 log = logging.getLogger("local.moto")
 
 REQUEST_CONTEXT: dict[str, str] = {"aws:securetransport": "true"}
-
-
-def _as_list(value: Any) -> list[str]:
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-
-
-def _like(pattern: str, value: str) -> bool:
-    return fnmatch.fnmatchcase(value, pattern)
-
-
-def _numeric(compare: Callable[[float, float], bool]) -> Callable[[str, str], bool]:
-    return lambda expected, actual: compare(float(actual), float(expected))
-
-
-_POSITIVE: dict[str, Callable[[str, str], bool]] = {
-    "StringEquals": lambda expected, actual: actual == expected,
-    "StringEqualsIgnoreCase": lambda expected, actual: actual.lower() == expected.lower(),
-    "StringLike": _like,
-    "Bool": lambda expected, actual: actual.lower() == expected.lower(),
-    "ArnEquals": lambda expected, actual: actual == expected,
-    "ArnLike": _like,
-    "NumericEquals": _numeric(lambda a, e: a == e),
-    "NumericLessThan": _numeric(lambda a, e: a < e),
-    "NumericLessThanEquals": _numeric(lambda a, e: a <= e),
-    "NumericGreaterThan": _numeric(lambda a, e: a > e),
-    "NumericGreaterThanEquals": _numeric(lambda a, e: a >= e),
-}
-_NEGATED = {
-    "StringNotEquals": "StringEquals",
-    "StringNotEqualsIgnoreCase": "StringEqualsIgnoreCase",
-    "StringNotLike": "StringLike",
-    "ArnNotEquals": "ArnEquals",
-    "ArnNotLike": "ArnLike",
-    "NumericNotEquals": "NumericEquals",
-}
-
-
-class UnsupportedCondition(ValueError):
-    pass
-
-
-def condition_holds(operator: str, key: str, expected: Any, context: dict[str, str]) -> bool:
-    """One condition of a statement, with IAM's semantics for absent keys."""
-    op = operator.removeprefix("ForAnyValue:").removeprefix("ForAllValues:")
-    if_exists = op.endswith("IfExists")
-    op = op.removesuffix("IfExists")
-    actual = context.get(key.lower())
-    if op == "Null":
-        return (actual is None) == (str(expected).lower() == "true")
-    if actual is None:
-        return if_exists or op in _NEGATED
-    if op in _NEGATED:
-        return not any(_POSITIVE[_NEGATED[op]](e, actual) for e in _as_list(expected))
-    if op not in _POSITIVE:
-        raise UnsupportedCondition(operator)
-    return any(_POSITIVE[op](e, actual) for e in _as_list(expected))
-
-
-def _matches(patterns: Any, value: str) -> bool:
-    return any(fnmatch.fnmatchcase(value, p) for p in _as_list(patterns))
-
-
-def statement_applies(statement: dict[str, Any], action: str, resource: str, context: dict[str, str]) -> bool:
-    if "Action" in statement and not _matches(statement["Action"], action):
-        return False
-    if "NotAction" in statement and _matches(statement["NotAction"], action):
-        return False
-    if "Resource" in statement and not _matches(statement["Resource"], resource):
-        return False
-    if "NotResource" in statement and _matches(statement["NotResource"], resource):
-        return False
-    for operator, conditions in (statement.get("Condition") or {}).items():
-        for key, expected in conditions.items():
-            if not condition_holds(operator, key, expected, context):
-                return False
-    return True
-
-
-def bucket_policy_permission(policy: str, action: str, resource: str, context: dict[str, str]) -> str:
-    """`DENIED`, `PERMITTED` or `NEUTRAL`, as moto's PermissionResult names them; an explicit Deny wins."""
-    statements = json.loads(policy).get("Statement", [])
-    permitted = False
-    for statement in statements if isinstance(statements, list) else [statements]:
-        try:
-            applies = statement_applies(statement, action, resource, context)
-        except UnsupportedCondition as err:
-            log.warning("bucket policy statement %s: condition %s not evaluated locally", statement.get("Sid"), err)
-            applies = False
-        if applies and statement.get("Effect") == "Deny":
-            return "DENIED"
-        permitted = permitted or (applies and statement.get("Effect") == "Allow")
-    return "PERMITTED" if permitted else "NEUTRAL"
 
 
 def evaluate_bucket_policies_like_iam() -> None:

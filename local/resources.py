@@ -13,18 +13,24 @@ import string
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
 
-from local.deployment import AsyncDelivery, Behaviour, Deployment
+from local import enforcement, iam
+from local.access import Principal, Request, decide, lambda_permission_allows
+from local.deployment import DOCKER_IMAGE, AsyncDelivery, Behaviour, Deployment
 from local.emulator import Emulator
+from local.images import image_digest
 
 Outputs = dict[str, Any]
 Creator = Callable[[str, dict[str, Any]], tuple[str, Outputs]]
 
 # Local delivery queues hold an event while its function is retried; the delivery loop deletes it when done.
-DELIVERY_QUEUE_PREFIX = "local-delivery-"
+DELIVERY_QUEUE_PREFIX = enforcement.DELIVERY_QUEUE_PREFIX
+S3 = "s3.amazonaws.com"
+LAMBDA = "lambda.amazonaws.com"
 MEDIACONVERT_QUEUE = "aws:mediaconvert/queue:Queue"
 DELIVERY_QUEUE_VISIBILITY_SECONDS = 12 * 3600
 
@@ -100,8 +106,9 @@ class Created:
 class ResourceFactory:
     """Creates each supported resource type in the emulator; records the rest without behaviour."""
 
-    def __init__(self, emulator: Emulator, deployment: Deployment, api_endpoint: str) -> None:
+    def __init__(self, emulator: Emulator, deployment: Deployment, api_endpoint: str, project_dir: Path) -> None:
         self._aws = emulator
+        self._project_dir = project_dir
         self._deployment = deployment
         self._region = deployment.region
         self._account = deployment.account_id
@@ -136,6 +143,11 @@ class ResourceFactory:
             "aws:cloudwatch/eventBus:EventBus": self._event_bus,
             "aws:cloudwatch/eventRule:EventRule": self._event_rule,
             "aws:cloudwatch/eventTarget:EventTarget": self._event_target,
+            "aws:iam/role:Role": self._role,
+            "aws:iam/rolePolicy:RolePolicy": self._role_policy,
+            "aws:iam/rolePolicyAttachment:RolePolicyAttachment": self._role_policy_attachment,
+            "aws:kms/key:Key": self._kms_key,
+            "aws:kms/alias:Alias": self._kms_alias,
         }
         self._runtime: dict[str, Creator] = {
             "aws:lambda/function:Function": self._function,
@@ -146,6 +158,7 @@ class ResourceFactory:
             "aws:apigatewayv2/integration:Integration": self._http_child,
             "aws:apigatewayv2/authorizer:Authorizer": self._http_child,
             MEDIACONVERT_QUEUE: self._mediaconvert_queue,
+            DOCKER_IMAGE: self._docker_image,
         }
 
     @property
@@ -188,8 +201,32 @@ class ResourceFactory:
             "hostedZoneId": "Z3AQBSTGFYJSTF",
         }
 
+    def _check_notification_destinations(self, bucket: str, inputs: dict[str, Any]) -> None:
+        """S3 validates a notification configuration's destinations when it is put: each queue's or topic's policy
+        must admit S3 from this bucket, and each function's permission must (pulumi up fails on the resource)."""
+        source = f"arn:aws:s3:::{bucket}"
+        problems = []
+        for spec in inputs.get("queues") or []:
+            queue = spec["queueArn"]
+            decision = enforcement.queue_admits(self._account, self._region, queue.rsplit(":", 1)[-1], S3, source)
+            if not decision.allowed:
+                problems.append(f"{queue}: {decision.reason}")
+        for spec in inputs.get("topics") or []:
+            decision = enforcement.topic_admits(self._account, self._region, spec["topicArn"], S3, source)
+            if not decision.allowed:
+                problems.append(f"{spec['topicArn']}: {decision.reason}")
+        for spec in inputs.get("lambdaFunctions") or []:
+            function = self._deployment.function_by_reference(spec["lambdaFunctionArn"])
+            if not lambda_permission_allows(self._deployment.function_permissions(function), S3, source, self._account):
+                problems.append(f"{spec['lambdaFunctionArn']}: no permission lets s3.amazonaws.com invoke it")
+        if problems:
+            raise ValueError(
+                "InvalidArgument: Unable to validate the following destination configurations: " + "; ".join(problems)
+            )
+
     def _bucket_notification(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
         bucket = inputs["bucket"]
+        self._check_notification_destinations(bucket, inputs)
         queue_configs = [self._s3_target(q, "queueArn", "QueueArn") for q in inputs.get("queues") or []]
         topic_configs = [self._s3_target(t, "topicArn", "TopicArn") for t in inputs.get("topics") or []]
         # moto cannot invoke Lambda: each function notification goes to a local delivery queue instead.
@@ -199,6 +236,7 @@ class ResourceFactory:
                 source=f"bucket {bucket} notification",
                 shape="s3",
                 function=fn["lambdaFunctionArn"],
+                source_arn=f"arn:aws:s3:::{bucket}",
             )
             queue_configs.append(self._s3_target({**fn, "queueArn": delivery.queue_arn}, "queueArn", "QueueArn"))
         configuration: dict[str, Any] = {}
@@ -320,7 +358,7 @@ class ResourceFactory:
         if protocol == "lambda":
             # moto cannot invoke Lambda: the subscription feeds a local delivery queue (SNS envelope, not raw).
             delivery = self._delivery_queue(
-                f"sns-{name}", source=f"subscription {name}", shape="sns", function=endpoint
+                f"sns-{name}", source=f"subscription {name}", shape="sns", function=endpoint, source_arn=inputs["topic"]
             )
             protocol, endpoint = "sqs", delivery.queue_arn
             attributes.pop("RawMessageDelivery", None)
@@ -456,6 +494,46 @@ class ResourceFactory:
             "streamLabel": description.get("LatestStreamLabel", ""),
         }
 
+    # --- IAM ------------------------------------------------------------------------------------------------
+
+    def _role(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        role = autoname(name, inputs)
+        request = {
+            "RoleName": role,
+            "AssumeRolePolicyDocument": inputs["assumeRolePolicy"],
+            "Path": inputs.get("path") or "/",
+        }
+        created = self._aws.client("iam").create_role(**request)["Role"]
+        return role, {"name": role, "arn": created["Arn"], "uniqueId": created["RoleId"]}
+
+    def _role_policy(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        policy = autoname(name, inputs)
+        self._aws.client("iam").put_role_policy(
+            RoleName=inputs["role"], PolicyName=policy, PolicyDocument=inputs["policy"]
+        )
+        return f"{inputs['role']}:{policy}", {"name": policy}
+
+    def _role_policy_attachment(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        self._aws.client("iam").attach_role_policy(RoleName=inputs["role"], PolicyArn=inputs["policyArn"])
+        return f"{inputs['role']}-{random_hex()}", {}
+
+    # --- KMS ------------------------------------------------------------------------------------------------
+
+    def _kms_key(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        request: dict[str, Any] = {"Description": inputs.get("description") or ""}
+        if inputs.get("policy"):
+            request["Policy"] = inputs["policy"]
+        kms = self._aws.client("kms")
+        metadata = kms.create_key(**request)["KeyMetadata"]
+        if inputs.get("enableKeyRotation"):
+            kms.enable_key_rotation(KeyId=metadata["KeyId"])
+        return metadata["KeyId"], {"arn": metadata["Arn"], "keyId": metadata["KeyId"]}
+
+    def _kms_alias(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        alias = autoname(name, inputs)
+        self._aws.client("kms").create_alias(AliasName=alias, TargetKeyId=inputs["targetKeyId"])
+        return alias, {"arn": f"arn:aws:kms:{self._region}:{self._account}:{alias}", "targetKeyArn": ""}
+
     # --- EventBridge ----------------------------------------------------------------------------------------
 
     @staticmethod
@@ -547,6 +625,7 @@ class ResourceFactory:
         rule_arn: str | None = None,
         constant_input: str | None = None,
         input_path: str | None = None,
+        source_arn: str | None = None,
     ) -> AsyncDelivery:
         safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in label)
         queue = f"{DELIVERY_QUEUE_PREFIX}{safe[: 80 - len(DELIVERY_QUEUE_PREFIX) - 8]}-{random_hex()}"
@@ -567,6 +646,7 @@ class ResourceFactory:
             target_dead_letter_arn=target_dead_letter_arn,
             constant_input=constant_input,
             input_path=input_path,
+            source_arn=source_arn or rule_arn,
         )
         self._deployment.deliveries.append(delivery)
         return delivery
@@ -575,6 +655,11 @@ class ResourceFactory:
 
     def _function(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
         function = autoname(name, inputs)
+        if not iam.trust_allows(self._account, inputs["role"], LAMBDA):
+            raise ValueError(
+                f"InvalidParameterValueException: The role defined for the function cannot be assumed by Lambda "
+                f"({inputs['role']})"
+            )
         arn = f"arn:aws:lambda:{self._region}:{self._account}:function:{function}"
         invoke_arn = f"arn:aws:apigateway:{self._region}:lambda:path/2015-03-31/functions/{arn}/invocations"
         return function, {
@@ -594,7 +679,23 @@ class ResourceFactory:
         function = inputs["functionName"]
         if not function.startswith("arn:"):
             function = f"arn:aws:lambda:{self._region}:{self._account}:function:{function}"
+        self._check_poller_permissions(function, inputs["eventSourceArn"])
         return mapping, {"uuid": mapping, "functionArn": function, "state": "Enabled"}
+
+    def _check_poller_permissions(self, function_arn: str, queue_arn: str) -> None:
+        """Lambda polls a queue with the function's role and checks, when the mapping is created, that it may."""
+        if ":sqs:" not in queue_arn:
+            return
+        role_arn = self._deployment.function_by_reference(function_arn).inputs["role"]
+        role = role_arn.rsplit("/", 1)[-1]
+        policies = iam.role_policies(self._account, role)
+        principal = Principal(account=self._account, role_arn=role_arn)
+        for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
+            if not decide(principal, Request(action, (queue_arn,)), policies).allowed:
+                raise ValueError(
+                    "InvalidParameterValueException: The provided execution role does not have permissions to call "
+                    f"{action.split(':')[1]} on SQS ({role_arn}, {queue_arn})"
+                )
 
     def _http_api(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
         api_id = _short_id()
@@ -628,6 +729,14 @@ class ResourceFactory:
             "pricingPlan": inputs.get("pricingPlan") or "ON_DEMAND",
         }
 
+    def _docker_image(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        """An image assembled from its Dockerfile when a function runs it; its digest is that of its content."""
+        context = self._project_dir / inputs["context"]["location"]
+        dockerfile = self._project_dir / inputs["dockerfile"]["location"]
+        digest = image_digest(context, dockerfile)
+        tags = inputs.get("tags") or [f"{name}:latest"]
+        return digest, {"digest": digest, "ref": f"{tags[0]}@{digest}", "contextHash": digest.removeprefix("sha256:")}
+
     # --- Recorded only --------------------------------------------------------------------------------------
 
     def _recorded(self, token: str, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
@@ -645,10 +754,6 @@ class ResourceFactory:
             outputs["arn"] = f"arn:aws:ecr:{self._region}:{self._account}:repository/{physical}"
             outputs["repositoryUrl"] = f"{self._account}.dkr.ecr.{self._region}.amazonaws.com/{physical}"
             outputs["registryId"] = self._account
-        elif token.startswith("docker-build:"):
-            digest = f"sha256:{secrets.token_hex(32)}"
-            tags = inputs.get("tags") or [f"{physical}:latest"]
-            outputs = {"digest": digest, "ref": f"{tags[0].rsplit(':', 1)[0]}@{digest}"}
         elif token.startswith("aws:"):
             outputs["arn"] = f"arn:aws:{module}:{self._region}:{self._account}:{kind}/{physical}"
         return physical, outputs

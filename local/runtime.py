@@ -10,10 +10,8 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import queue
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from local.artifacts import Artifact, worker_interpreter
+
 log = logging.getLogger("local.runtime")
 
 # Time allowed for the worker to import the handler (Lambda's init phase is capped at 10 s, plus the timeout).
 INIT_TIMEOUT_SECONDS = 60.0
-LOCAL_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+WORKER_SCRIPT = Path(__file__).resolve().with_name("worker.py")
 
 
 class FunctionError(RuntimeError):
@@ -48,15 +48,16 @@ class WorkerCrashed(FunctionError):
 
 @dataclass(frozen=True)
 class FunctionSpec:
-    """What the function resource declares, resolved: name, ARN, handler, environment, limits."""
+    """What the function resource declares, resolved: name, ARN, its artifact, environment, limits."""
 
     name: str
     arn: str
-    handler: str
+    artifact: Artifact
     environment: dict[str, str]
     timeout_seconds: int
     memory_mb: int
-    task_root: Path
+    credentials: dict[str, str] = field(default_factory=dict)
+    """Temporary credentials of the function's role (AWS_ACCESS_KEY_ID, ...), which Lambda puts in its environment."""
 
 
 @dataclass
@@ -85,26 +86,31 @@ class Worker:
         self._responses: queue.Queue[dict[str, Any] | None] = queue.Queue()
         tmp_dir = tmp_root / f"{spec.name}-{self.number}"
         tmp_dir.mkdir(parents=True, exist_ok=True)
+        artifact = spec.artifact
+        # The runtime's and the image's variables, then the function's own, then what Lambda reserves.
         environment = {
             **base_environment,
+            **artifact.environment,
             **spec.environment,
+            **spec.credentials,
             "AWS_LAMBDA_FUNCTION_NAME": spec.name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
             "AWS_LAMBDA_FUNCTION_TIMEOUT": str(spec.timeout_seconds),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": f"local/{self.number}",
-            "LAMBDA_TASK_ROOT": str(spec.task_root),
-            "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(spec.task_root), str(LOCAL_PACKAGE_ROOT)])),
+            "LAMBDA_TASK_ROOT": str(artifact.task_root),
             "TMPDIR": str(tmp_dir),
         }
+        # Isolated (-I) and without site-packages (-S): the worker imports from its artifact's directories only.
+        command = [worker_interpreter(artifact.python), "-I", "-S", str(WORKER_SCRIPT), artifact.handler]
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "local.worker", spec.handler],
+            [*command, *map(str, artifact.sys_path)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=environment,
-            cwd=spec.task_root,
+            cwd=artifact.task_root,
             text=True,
             bufsize=1,
         )

@@ -1,9 +1,11 @@
 """One Lambda execution environment: imports a handler once (cold start) and serves invocations (warm).
 
-Started by the local cloud as `python -m local.worker HANDLER` with exactly the function's environment.
-Requests arrive as JSON lines on stdin; responses go as JSON lines to the original stdout, which is moved to
-a private descriptor first, so whatever the handler prints lands on stderr (the function's log) instead of
-corrupting the protocol. Standard library only: it must not change what the handler's process imports.
+Started by the local cloud as `python -I -S local/worker.py HANDLER PATH...` with exactly the function's environment:
+isolated (no PYTHONPATH, no site-packages, not even this file's directory), importing only from PATH..., the
+function's artifact in Lambda's order. Requests arrive as JSON lines on stdin; responses go as JSON lines to the
+original stdout, which is moved to a private descriptor first, so whatever the handler prints lands on stderr (the
+function's log) instead of corrupting the protocol. Standard library only: it must not change what the handler's
+process imports.
 """
 
 from __future__ import annotations
@@ -48,11 +50,21 @@ def _error(err: BaseException) -> dict[str, Any]:
     }
 
 
+class HandlerNotFound(Exception):
+    """The module imported but has no such attribute (Lambda's Runtime.HandlerNotFound)."""
+
+
 def _load_handler(spec: str) -> Callable[[Any, Any], Any]:
     module_name, _, attribute = spec.rpartition(".")
     if not module_name:
-        raise ImportError(f"handler {spec!r} must be module.function")
-    return getattr(importlib.import_module(module_name), attribute)
+        raise ImportError(f"Bad handler '{spec}': not enough values to unpack (expected 2, got 1)")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # Lambda's own wording, so a local failure reads like the deployed one
+        raise ImportError(f"Unable to import module '{module_name}': {err}") from err
+    if not hasattr(module, attribute):
+        raise HandlerNotFound(f"Handler '{attribute}' missing on module '{module_name}'")
+    return getattr(module, attribute)
 
 
 def _send(channel: IO[str], message: dict[str, Any]) -> None:
@@ -63,8 +75,10 @@ def _send(channel: IO[str], message: dict[str, Any]) -> None:
 def serve(handler_spec: str, requests: IO[str], channel: IO[str]) -> int:
     try:
         handler = _load_handler(handler_spec)
-    except Exception as err:  # Runtime.ImportModuleError: reported to the caller, then this environment ends.
-        _send(channel, {"type": "init_error", "error": {**_error(err), "errorType": "Runtime.ImportModuleError"}})
+    except Exception as err:  # Reported to the caller and logged, then this environment ends.
+        kind = "Runtime.HandlerNotFound" if isinstance(err, HandlerNotFound) else "Runtime.ImportModuleError"
+        print(f"[ERROR] {kind}: {err}", file=sys.stderr, flush=True)
+        _send(channel, {"type": "init_error", "error": {**_error(err), "errorType": kind}})
         return 1
     _send(channel, {"type": "ready"})
     environment = os.environ
@@ -93,9 +107,11 @@ def serve(handler_spec: str, requests: IO[str], channel: IO[str]) -> int:
 
 
 def main() -> int:
-    if len(sys.argv) != 2:
-        print("usage: python -m local.worker MODULE.FUNCTION", file=sys.stderr)
+    if len(sys.argv) < 2:
+        print("usage: python -I -S local/worker.py MODULE.FUNCTION [IMPORT_PATH ...]", file=sys.stderr)
         return 2
+    # The artifact's directories go before the standard library, as Lambda's bootstrap puts them.
+    sys.path[:0] = sys.argv[2:]
     channel = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     return serve(sys.argv[1], sys.stdin, channel)

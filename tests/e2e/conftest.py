@@ -27,7 +27,7 @@ from local.emulator import Emulator
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_PROGRAM = Path(__file__).resolve().parent / "fixture_program"
 E2E_LAYER = Path(__file__).resolve().parent / "Pulumi.e2e.yaml"
-START_TIMEOUT_SECONDS = 90
+START_TIMEOUT_SECONDS = 600  # a first start installs the layer, the SDK and the image requirements (cached after)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from local.client import post_form, request
-from tests.e2e.conftest import RunningCloud, wait_for
+from tests.e2e.conftest import REPO, RunningCloud, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -105,11 +105,15 @@ def test_upload_flows_through_every_hop(fixture_cloud: RunningCloud, tmp_path: A
         "PATH",
         "LANG",
         "TZ",
-        "PYTHONPATH",
+        "LAMBDA_RUNTIME_DIR",
         "TMPDIR",
     }
     # LC_CTYPE is set by the Python interpreter itself (PEP 538), as it is in Lambda's runtime.
     assert set(item["workEnv"]) - {"LC_CTYPE"} == declared | service
+    # The image function imports from its assembled /var/task, the runtime's SDK and the standard library only.
+    task_root, sdk, *stdlib = item["workPath"]
+    assert "/cache/images/" in task_root and "/cache/sdk/" in sdk, item["workPath"]
+    assert not [p for p in stdlib if "site-packages" in p or ".venv" in p or p == str(REPO)], stdlib
 
 
 def test_filter_policy_decides_like_sns(fixture_cloud: RunningCloud, tmp_path: Any) -> None:

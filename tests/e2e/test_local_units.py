@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from local.access import bucket_policy_permission, condition_holds
 from local.auth import _claim_text
 from local.deployment import Deployment
 from local.emulator import Emulator
 from local.event_sources import LocalClock, failed_message_ids, is_s3_test_event, rate_seconds
 from local.gateway import compile_route
 from local.invokes import InvokeAnswers, UnknownInvoke
-from local.moto_patches import PolicyViolation, bucket_policy_permission, check_post_policy, condition_holds
+from local.moto_patches import PolicyViolation, check_post_policy
 from local.resources import ResourceFactory, autoname, integral, pascal
 from local.stack_config import load_stack_config, parse_override
 
@@ -159,11 +160,15 @@ def test_names_and_shapes() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the V2 S3 classes are deprecated aliases, still handled
-def test_every_token_the_engine_handles_exists_in_the_installed_pulumi_aws() -> None:
-    factory = ResourceFactory(Emulator(), Deployment(project="p", stack="s", region="us-east-1", account_id="1"), "")
+def test_every_token_the_engine_handles_exists_in_the_installed_providers() -> None:
+    deployment = Deployment(project="p", stack="s", region="us-east-1", account_id="1")
+    factory = ResourceFactory(Emulator(), deployment, "", Path("."))
     for token in sorted(factory.emulated_types | factory.runtime_types):
-        module, class_name = token.split(":")[1].split("/")[0], token.rsplit(":", 1)[1]
-        sdk_module = importlib.import_module(f"pulumi_aws.{'lambda_' if module == 'lambda' else module}")
+        package, module, class_name = token.split(":")[0], token.split(":")[1].split("/")[0], token.rsplit(":", 1)[1]
+        if package == "docker-build":
+            sdk_module = importlib.import_module("pulumi_docker_build")
+        else:
+            sdk_module = importlib.import_module(f"pulumi_aws.{'lambda_' if module == 'lambda' else module}")
         resource_class = getattr(sdk_module, class_name)
         assert f"'{token}'" in inspect.getsource(resource_class), token
 

@@ -24,6 +24,8 @@ PROJECT = "media-pipeline"
 STACK = "dev"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
+# The committed stacks leave the issuer to their operator (the program refuses the placeholder); tests name one.
+TEST_ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TestPool"
 
 
 class UnknownInvoke(AssertionError):
@@ -199,9 +201,10 @@ class ProgramRun:
         return counts
 
 
-def run_program(overrides: Mapping[str, Any] | None = None) -> ProgramRun:
-    """Execute __main__.py with the dev stack's config (plus overrides) under recording mocks, preview off."""
-    config = stack_config(ROOT, STACK, overrides)
+def run_program(overrides: Mapping[str, Any] | None = None, stack: str = STACK) -> ProgramRun:
+    """Execute __main__.py with a stack's config (dev by default; a test issuer, then overrides) under recording mocks,
+    preview off."""
+    config = stack_config(ROOT, stack, {"jwtIssuer": TEST_ISSUER, **(overrides or {})})
     mocks = RecordingMocks()
     monitor = MockMonitor(mocks)
     keys_read: set[str] = set()
@@ -228,7 +231,7 @@ def run_program(overrides: Mapping[str, Any] | None = None) -> ProgramRun:
     asyncio.set_event_loop(loop)
     try:
         with mock.patch.object(pulumi.Config, "full_key", recording_full_key):
-            set_mocks(mocks, project=PROJECT, stack=STACK, preview=False, monitor=monitor)
+            set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
             set_all_config(config)
             program()
     finally:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from pulumi.runtime import MockCallArgs
 
 from components import patterns, policies
 from components.dashboard import dashboard_body, job_metric_search
-from components.function import scratch_space_mb, source_archive
+from components.function import scratch_space_mb
 from components.media_image import keep_recent_images
 from components.work_queue import visibility_timeout
 from functions.submit.source import validated_key
@@ -207,15 +206,6 @@ def test_scratch_space_fits_the_copies_and_lambdas_limit() -> None:
         scratch_space_mb(5 * 1024**3, copies=2)
 
 
-def test_source_archive_keeps_the_package_name_and_drops_bytecode(tmp_path: Path) -> None:
-    package = tmp_path / "functions"
-    (package / "api" / "__pycache__").mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "api" / "handler.py").write_text("def handler(event, context): ...\n")
-    (package / "api" / "__pycache__" / "handler.cpython-311.pyc").write_bytes(b"\0")
-    assert sorted(source_archive(package).assets) == ["functions/__init__.py", "functions/api/handler.py"]
-
-
 def test_ecr_lifecycle_keeps_the_newest_images() -> None:
     (rule,) = keep_recent_images(10)["rules"]
     assert rule["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 10}
@@ -229,14 +219,3 @@ def test_mocks_refuse_invokes_the_program_is_not_known_to_make() -> None:
     with pytest.raises(UnknownInvoke, match="getAvailabilityZones"):
         mocks.call(MockCallArgs("aws:index/getAvailabilityZones:getAvailabilityZones", {}, ""))
     assert mocks.call(MockCallArgs("aws:index/getRegion:getRegion", {}, ""))["region"] == "us-east-1"
-
-
-def test_source_archive_vendors_installed_pure_python_packages(tmp_path: Path) -> None:
-    package = tmp_path / "functions"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    names = sorted(source_archive(package, vendored=("ulid",)).assets)
-    assert "ulid/__init__.py" in names and "functions/__init__.py" in names
-    assert not [n for n in names if n.endswith(".pyc")]
-    with pytest.raises(ValueError, match="not an installed package"):
-        source_archive(package, vendored=("no_such_package_anywhere",))

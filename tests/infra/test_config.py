@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.infra.harness import ROOT, ProgramRun, run_program
+from components.lambda_runtime import load_lambda_runtime
+from tests.infra.harness import REGION, ROOT, ProgramRun, run_program
 from tests.infra.stack_config import declared_keys, stack_config
 
 PROJECT_FILE = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
@@ -68,7 +69,8 @@ def test_adding_a_rendition_adds_one_queue_one_dlq_one_subscription_and_one_func
         "aws:iam/role:Role": 1,
         "aws:iam/rolePolicy:RolePolicy": 1,
         "aws:cloudwatch/logGroup:LogGroup": 1,
-        "aws:cloudwatch/metricAlarm:MetricAlarm": 2,  # the queue's age and the DLQ's depth
+        # the queue's age, the DLQ's depth, the function's errors and throttles
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 4,
         "media-pipeline:index:Transcoder": 1,
         "media-pipeline:index:WorkQueue": 1,
         "media-pipeline:index:LambdaFunction": 1,
@@ -95,9 +97,13 @@ def test_invalid_config_stops_the_program_with_a_reason(overrides: dict[str, Any
         run_program(overrides)
 
 
-def test_the_program_reads_a_region_specific_layer_and_calls_only_known_invokes(dev: ProgramRun) -> None:
-    layer = declared_keys(ROOT)["media-pipeline:powertoolsLayerArn"].default
-    assert "{region}" in layer and "python311-x86_64" in layer
+def test_the_program_attaches_the_pinned_layer_in_its_region_and_calls_only_known_invokes(dev: ProgramRun) -> None:
+    runtime = load_lambda_runtime()
+    assert "{region}" in runtime.layer_arn_template and "python311-x86_64" in runtime.layer_arn_template
+    zip_functions = [f for f in dev.of_type("aws:lambda/function:Function") if f.inputs.get("packageType") == "Zip"]
+    assert len(zip_functions) == 4
+    assert {tuple(f.inputs["layers"]) for f in zip_functions} == {(runtime.layer_arn(REGION),)}
+    assert {f.inputs["runtime"] for f in zip_functions} == {runtime.name}
     assert set(dev.calls) == {
         "aws:index/getRegion:getRegion",
         "aws:index/getCallerIdentity:getCallerIdentity",

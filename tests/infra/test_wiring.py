@@ -7,7 +7,7 @@ import json
 from components import patterns
 from functions.common.jobs_table import OPEN_DEADLINE_INDEX, OWNER_INDEX
 from tests.infra.conftest import ALARM_EMAIL
-from tests.infra.harness import ACCOUNT, ProgramRun
+from tests.infra.harness import ACCOUNT, TEST_ISSUER, ProgramRun
 
 QUEUE = "aws:sqs/queue:Queue"
 QUEUE_POLICY = "aws:sqs/queuePolicy:QueuePolicy"
@@ -194,10 +194,7 @@ def test_api_routes_authorize_with_the_configured_jwt_except_health(dev: Program
     (authorizer,) = dev.of_type("aws:apigatewayv2/authorizer:Authorizer")
     assert authorizer.inputs["authorizerType"] == "JWT"
     assert authorizer.inputs["identitySources"] == ["$request.header.Authorization"]
-    assert authorizer.inputs["jwtConfiguration"] == {
-        "issuer": "https://issuer.media-pipeline.invalid/",
-        "audiences": ["media-pipeline"],
-    }
+    assert authorizer.inputs["jwtConfiguration"] == {"issuer": TEST_ISSUER, "audiences": ["media-pipeline"]}
     (integration,) = dev.of_type("aws:apigatewayv2/integration:Integration")
     assert integration.inputs["integrationType"] == "AWS_PROXY"
     assert integration.inputs["payloadFormatVersion"] == "2.0"
@@ -273,7 +270,8 @@ def test_alarms_watch_every_dlq_and_work_queue_and_notify_the_alarm_topic(dev: P
     queues = dev.of_type(QUEUE)
     topic = dev.named("aws:sns/topic:Topic", "observability-alarms").outputs["arn"]
     alarms = dev.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-    watched = {(a.inputs["metricName"], a.inputs["dimensions"]["QueueName"]) for a in alarms}
+    on_queues = [a for a in alarms if a.inputs["namespace"] == "AWS/SQS"]
+    watched = {(a.inputs["metricName"], a.inputs["dimensions"]["QueueName"]) for a in on_queues}
     expected = {
         ("ApproximateNumberOfMessagesVisible" if q.outputs["arn"] in dlqs else "ApproximateAgeOfOldestMessage", q.id)
         for q in queues

@@ -9,13 +9,13 @@ import json
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_docker_build as docker_build
 
 config = pulumi.Config()
 issuer = config.require("issuer")
 audience = config.require("audience")
 kinds = config.require_object("kinds")
 work_timeout = config.get_int("workTimeout") or 5
-caller = aws.get_caller_identity()
 
 role = aws.iam.Role(
     "fn-role",
@@ -67,7 +67,7 @@ ingest_queue = aws.sqs.Queue(
     visibility_timeout_seconds=30,
     redrive_policy=ingest_dlq.arn.apply(lambda arn: json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 2})),
 )
-aws.sqs.QueuePolicy(
+ingest_policy = aws.sqs.QueuePolicy(
     "ingest-policy",
     queue_url=ingest_queue.id,
     policy=pulumi.Output.all(ingest_queue.arn, uploads.arn).apply(
@@ -91,6 +91,7 @@ aws.s3.BucketNotification(
     "uploads-notification",
     bucket=uploads.id,
     queues=[{"queue_arn": ingest_queue.arn, "events": ["s3:ObjectCreated:*"], "filter_prefix": "uploads/"}],
+    opts=pulumi.ResourceOptions(depends_on=[ingest_policy]),
 )
 
 topic = aws.sns.Topic("validated")
@@ -100,6 +101,26 @@ work_queue = aws.sqs.Queue(
     visibility_timeout_seconds=6 * work_timeout,
     redrive_policy=work_dlq.arn.apply(lambda arn: json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 3})),
 )
+work_policy = aws.sqs.QueuePolicy(
+    "work-policy",
+    queue_url=work_queue.id,
+    policy=pulumi.Output.all(work_queue.arn, topic.arn).apply(
+        lambda a: json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "sns.amazonaws.com"},
+                        "Action": "sqs:SendMessage",
+                        "Resource": a[0],
+                        "Condition": {"ArnEquals": {"aws:SourceArn": a[1]}},
+                    }
+                ],
+            }
+        )
+    ),
+)
 aws.sns.TopicSubscription(
     "work-subscription",
     topic=topic.arn,
@@ -108,16 +129,48 @@ aws.sns.TopicSubscription(
     raw_message_delivery=True,
     filter_policy_scope="MessageAttributes",
     filter_policy=json.dumps({"kind": kinds}),
+    opts=pulumi.ResourceOptions(depends_on=[work_policy]),
 )
+tracker_dlq = aws.sqs.Queue("tracker-dlq")
 
 common_env = {"TABLE_NAME": table.name, "BUCKET": uploads.bucket, "BUS_NAME": bus.name}
+# What every fixture function may do (one role for all, unlike the real program): the local cloud enforces it.
+role_policy = aws.iam.RolePolicy(
+    "fn-policy",
+    role=role.id,
+    policy=pulumi.Output.all(
+        table.arn, uploads.arn, topic.arn, bus.arn, ingest_queue.arn, work_queue.arn, tracker_dlq.arn
+    ).apply(
+        lambda a: json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"],
+                        "Resource": [a[0], f"{a[0]}/index/*"],
+                    },
+                    {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": f"{a[1]}/*"},
+                    {"Effect": "Allow", "Action": "sns:Publish", "Resource": a[2]},
+                    {"Effect": "Allow", "Action": "events:PutEvents", "Resource": a[3]},
+                    {
+                        "Effect": "Allow",
+                        "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+                        "Resource": [a[4], a[5]],
+                    },
+                    {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": a[6]},
+                ],
+            }
+        )
+    ),
+)
 
 
 def zip_function(name: str, handler: str, env: dict, timeout: int = 10) -> aws.lambda_.Function:
     return aws.lambda_.Function(
         name,
         role=role.arn,
-        runtime="python3.12",
+        runtime="python3.11",
         handler=handler,
         code=pulumi.AssetArchive({"fixture_handlers": pulumi.FileArchive("./fixture_handlers")}),
         timeout=timeout,
@@ -127,11 +180,20 @@ def zip_function(name: str, handler: str, env: dict, timeout: int = 10) -> aws.l
 
 
 ingest_fn = zip_function("ingest-fn", "fixture_handlers.pipeline.ingest", {**common_env, "TOPIC_ARN": topic.arn})
+repository = aws.ecr.Repository("fixture")
+work_image = docker_build.Image(
+    "work-image",
+    context=docker_build.BuildContextArgs(location="."),
+    dockerfile=docker_build.DockerfileArgs(location="./containers/work/Dockerfile"),
+    platforms=[docker_build.Platform.LINUX_AMD64],
+    tags=[repository.repository_url.apply(lambda url: f"{url}:latest")],
+    push=False,
+)
 work_fn = aws.lambda_.Function(
     "work-fn",
     role=role.arn,
     package_type="Image",
-    image_uri=f"{caller.account_id}.dkr.ecr.us-east-1.amazonaws.com/fixture:latest",
+    image_uri=pulumi.Output.concat(repository.repository_url, "@", work_image.digest),
     image_config={"commands": ["fixture_handlers.pipeline.work"]},
     timeout=work_timeout,
     memory_size=512,
@@ -140,9 +202,11 @@ work_fn = aws.lambda_.Function(
 tracker_fn = zip_function("tracker-fn", "fixture_handlers.pipeline.track", common_env)
 sweeper_fn = zip_function("sweeper-fn", "fixture_handlers.pipeline.sweep", common_env)
 api_fn = zip_function("api-fn", "fixture_handlers.api.handler", common_env)
+isolated_fn = zip_function("isolated-fn", "fixture_handlers.isolation.handler", common_env)
 
 aws.lambda_.EventSourceMapping(
     "ingest-mapping",
+    opts=pulumi.ResourceOptions(depends_on=[role_policy]),
     event_source_arn=ingest_queue.arn,
     function_name=ingest_fn.name,
     batch_size=5,
@@ -150,13 +214,13 @@ aws.lambda_.EventSourceMapping(
 )
 aws.lambda_.EventSourceMapping(
     "work-mapping",
+    opts=pulumi.ResourceOptions(depends_on=[role_policy]),
     event_source_arn=work_queue.arn,
     function_name=work_fn.arn,
     batch_size=1,
     function_response_types=["ReportBatchItemFailures"],
 )
 
-tracker_dlq = aws.sqs.Queue("tracker-dlq")
 tracked = aws.cloudwatch.EventRule(
     "tracked",
     event_bus_name=bus.name,
@@ -182,19 +246,41 @@ aws.lambda_.FunctionEventInvokeConfig(
     destination_config={"on_failure": {"destination": tracker_dlq.arn}},
 )
 sweep = aws.cloudwatch.EventRule("sweep", schedule_expression="rate(5 minutes)")
+aws.lambda_.Permission(
+    "sweep-permission",
+    action="lambda:InvokeFunction",
+    function=sweeper_fn.name,
+    principal="events.amazonaws.com",
+    source_arn=sweep.arn,
+)
 aws.cloudwatch.EventTarget("sweep-target", rule=sweep.name, arn=sweeper_fn.arn)
 
 # Targets moto cannot invoke: an S3 notification and an SNS subscription straight to a function.
 notify_fn = zip_function("notify-fn", "fixture_handlers.pipeline.notify", common_env)
 drops = aws.s3.Bucket("drops", force_destroy=True)
+drops_permission = aws.lambda_.Permission(
+    "drops-permission",
+    action="lambda:InvokeFunction",
+    function=notify_fn.name,
+    principal="s3.amazonaws.com",
+    source_arn=drops.arn,
+)
 aws.s3.BucketNotification(
     "drops-notification",
+    opts=pulumi.ResourceOptions(depends_on=[drops_permission]),
     bucket=drops.id,
     lambda_functions=[
         {"lambda_function_arn": notify_fn.arn, "events": ["s3:ObjectCreated:*"], "filter_suffix": ".txt"}
     ],
 )
 announcements = aws.sns.Topic("announcements")
+aws.lambda_.Permission(
+    "announcements-permission",
+    action="lambda:InvokeFunction",
+    function=notify_fn.name,
+    principal="sns.amazonaws.com",
+    source_arn=announcements.arn,
+)
 aws.sns.TopicSubscription("announcements-notify", topic=announcements.arn, protocol="lambda", endpoint=notify_fn.arn)
 
 api = aws.apigatewayv2.Api("http", protocol_type="HTTP")
@@ -212,21 +298,37 @@ integration = aws.apigatewayv2.Integration(
     integration_uri=api_fn.invoke_arn,
     payload_format_version="2.0",
 )
-for route_key, protected in (
-    ("GET /health", False),
-    ("POST /uploads", True),
-    ("GET /items/{itemId}", True),
-    ("GET /boom", True),
+isolated_integration = aws.apigatewayv2.Integration(
+    "isolated-integration",
+    api_id=api.id,
+    integration_type="AWS_PROXY",
+    integration_uri=isolated_fn.invoke_arn,
+    payload_format_version="2.0",
+)
+for route_key, protected, target in (
+    ("GET /health", False, integration),
+    ("POST /uploads", True, integration),
+    ("GET /items/{itemId}", True, integration),
+    ("GET /boom", True, integration),
+    ("GET /isolated", False, isolated_integration),
 ):
     aws.apigatewayv2.Route(
         route_key.replace(" ", "").replace("/", "-").replace("{", "").replace("}", ""),
         api_id=api.id,
         route_key=route_key,
-        target=integration.id.apply(lambda i: f"integrations/{i}"),
+        target=target.id.apply(lambda i: f"integrations/{i}"),
         authorization_type="JWT" if protected else "NONE",
         authorizer_id=authorizer.id if protected else None,
     )
 stage = aws.apigatewayv2.Stage("default", api_id=api.id, name="$default", auto_deploy=True)
+for function in (api_fn, isolated_fn):
+    aws.lambda_.Permission(
+        f"{function._name}-from-api",
+        action="lambda:InvokeFunction",
+        function=function.name,
+        principal="apigateway.amazonaws.com",
+        source_arn=api.execution_arn.apply(lambda arn: f"{arn}/*/*"),
+    )
 
 pulumi.export("apiUrl", stage.invoke_url)
 pulumi.export("uploadsBucket", uploads.bucket)

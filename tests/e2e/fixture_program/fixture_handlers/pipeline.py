@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 import time
 from urllib.parse import unquote_plus
 
@@ -59,8 +60,8 @@ def work(event: dict, context: object) -> dict:
             time.sleep(context.get_remaining_time_in_millis() / 1000 + 5)
         table.update_item(
             Key={"id": message["id"]},
-            UpdateExpression="SET workEnv = :env",
-            ExpressionAttributeValues={":env": sorted(os.environ)},
+            UpdateExpression="SET workEnv = :env, workPath = :path",
+            ExpressionAttributeValues={":env": sorted(os.environ), ":path": sys.path},
         )
         events.put_events(
             Entries=[

@@ -1,0 +1,447 @@
+"""Permissions enforced in the emulator as AWS enforces them: on every API call a role makes, and on every delivery a
+service makes on the account's behalf.
+
+API calls. moto authenticates a request's access key but evaluates identity policies only against `*` for most
+services, ignoring Resource and Condition. Here its authorization hook is replaced: the caller is the role session
+the credentials belong to (or the local cloud's own admin key, which is not subject to policies), the resource is the
+one the request names (a queue, a table or index, a topic, an event bus, a key, a bucket or object, presigned requests
+included), and `local/access.py` decides with the role's policies and the resource's own policy. A CopyObject also
+needs s3:GetObject on its source; a Publish to an encrypted topic also needs the topic's key. Refusals are the
+service's own errors (AccessDeniedException, AccessDenied, AuthorizationError). Signatures are not verified: the
+session token identifies the session.
+
+Deliveries. Before S3 sends a notification to a queue or topic, SNS delivers to a subscribed queue, or EventBridge
+delivers to a queue target, the destination's policy must admit that service from that source (`aws:SourceArn`,
+`aws:SourceAccount`). A refused delivery is dropped as AWS drops it (EventBridge sends it to the target's DLQ, if that
+queue's policy admits it, with `ERROR_CODE` NO_PERMISSIONS and no retries), and recorded in `refusals` with a warning.
+Lambda targets are checked by the local cloud itself (`lambda_permission_allows`), as are API Gateway integrations.
+
+Enforcement starts when the local cloud has created the program's resources (`enable`); until then, and in any
+process that never enables it (tests using moto directly), moto behaves as it does unpatched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from local.access import Decision, Principal, Request, decide
+from local.iam import ADMIN_ACCESS_KEY, Caller, caller_for, role_policies
+
+log = logging.getLogger("local.permissions")
+
+DELIVERY_QUEUE_PREFIX = "local-delivery-"
+SECURE_TRANSPORT = {"aws:SecureTransport": "true"}  # AWS endpoints are HTTPS; the local one stands for them
+JSON_ERRORS = {"dynamodb": "AccessDeniedException", "events": "AccessDeniedException", "kms": "AccessDeniedException"}
+# The permission a batch API needs is its single action's (IAM has no separate actions for these batches).
+BATCH_ACTIONS = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+    "sns:PublishBatch": "sns:Publish",
+}
+_state = {"enabled": False}
+_delivering = threading.local()
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A delivery a service could not make because the destination's policy does not admit it."""
+
+    service: str
+    source: str
+    destination: str
+    reason: str
+
+
+refusals: deque[Refusal] = deque(maxlen=200)
+
+
+def enable() -> None:
+    _state["enabled"] = True
+
+
+def refuse(service: str, source: str, destination: str, reason: str) -> None:
+    refusals.append(Refusal(service, source, destination, reason))
+    log.warning("%s could not deliver from %s to %s: %s", service, source, destination, reason)
+
+
+# --- API calls ------------------------------------------------------------------------------------------------------
+
+
+def _first(values: Any) -> str | None:
+    if isinstance(values, list):
+        return str(values[0]) if values else None
+    return None if values is None else str(values)
+
+
+def _credentials(response: Any) -> tuple[str | None, str | None]:
+    """Access key and session token: from the Authorization header, a presigned URL's query, or a POST form."""
+    authorization = response.headers.get("Authorization", "")
+    if "Credential=" in authorization:
+        return authorization.split("Credential=", 1)[1].split("/", 1)[0], response.headers.get("X-Amz-Security-Token")
+    fields = {k.lower(): v for k, v in (getattr(response, "querystring", None) or {}).items()}
+    fields |= {k.lower(): v for k, v in (getattr(response, "form_data", None) or {}).items()}
+    credential = _first(fields.get("x-amz-credential"))  # SigV4: KEY/date/region/service/aws4_request
+    token = _first(fields.get("x-amz-security-token"))
+    return (credential.split("/", 1)[0] if credential else _first(fields.get("awsaccesskeyid"))), token
+
+
+def _s3_resources(response: Any, resource: str, action: str) -> list[tuple[str, str]]:
+    """(action, resource) pairs an S3 request needs: a POST form names its key in the form; a copy reads its source."""
+    needed = []
+    fields = getattr(response, "querystring", None) or {}
+    if resource.count("/") == 0 and action == "s3:PutObject" and _first(fields.get("key")):
+        resource = f"{resource}/{_first(fields.get('key'))}"
+    needed.append((action, resource))
+    source = response.headers.get("x-amz-copy-source")
+    if source and action == "s3:PutObject":
+        source = source.decode() if isinstance(source, bytes) else source
+        needed.append(("s3:GetObject", f"arn:aws:s3:::{unquote(urlparse(source).path).lstrip('/')}"))
+    return needed
+
+
+def _json_body(response: Any) -> dict[str, Any]:
+    body = response.body
+    if isinstance(body, dict):  # some handlers (DynamoDB) parse it before authorizing
+        return body
+    return json.loads(body or "{}")
+
+
+def _table_arn(response: Any, table: str) -> str:
+    return f"arn:aws:dynamodb:{response.region}:{response.current_account}:table/{table}"
+
+
+def _dynamodb_resources(response: Any) -> list[str]:
+    body = _json_body(response)
+    if "TableName" in body:
+        table = _table_arn(response, body["TableName"])
+        return [f"{table}/index/{body['IndexName']}" if body.get("IndexName") else table]
+    tables = set(body.get("RequestItems") or {})
+    for item in body.get("TransactItems") or []:
+        tables |= {operation["TableName"] for operation in item.values() if "TableName" in operation}
+    return [_table_arn(response, t) for t in sorted(tables)] or ["*"]
+
+
+def _bus_arns(response: Any) -> list[str]:
+    buses = set()
+    for entry in _json_body(response).get("Entries") or []:
+        bus = entry.get("EventBusName") or "default"
+        buses.add(
+            bus
+            if bus.startswith("arn:")
+            else f"arn:aws:events:{response.region}:{response.current_account}:event-bus/{bus}"
+        )
+    return sorted(buses) or ["*"]
+
+
+def _kms_key(account: str, region: str, key_id: str) -> Any:
+    from moto.kms.models import kms_backends
+
+    return kms_backends[account][region].describe_key(key_id)
+
+
+def _topic(account: str, region: str, arn: str) -> Any:
+    from moto.sns.models import sns_backends
+
+    return sns_backends[account][region].get_topic(arn)
+
+
+def _resource_policy(service: str, account: str, region: str, resource: str) -> str | None:
+    """The resource's own policy, where the service has one that can admit a role of the same account."""
+    try:
+        if service == "sqs":
+            from moto.sqs.models import sqs_backends
+
+            return sqs_backends[account][region].get_queue(resource.rsplit(":", 1)[-1]).policy
+        if service == "sns":
+            return _topic(account, region, resource).policy
+        if service == "s3":
+            from moto.s3.models import s3_backends
+
+            bucket = s3_backends[account]["aws"].get_bucket(resource.split(":::", 1)[1].split("/", 1)[0])
+            return bucket.policy.decode() if bucket.policy else None
+    except Exception:  # a resource that does not exist: the service answers that itself, after authorization
+        return None
+    return None
+
+
+def _denied(response: Any, service: str, caller: Caller, action: str, message: str) -> Exception:
+    """The service's own refusal: S3's AccessDenied, a JSON service's AccessDeniedException, a query service's 403."""
+    from moto.core.exceptions import AccessDeniedError, JsonRESTError
+    from moto.s3.exceptions import S3AccessDeniedError
+
+    log.warning("%s", message)
+    if service == "s3":
+        return S3AccessDeniedError()
+    if response.headers.get("X-Amz-Target"):  # the JSON protocols (DynamoDB, EventBridge, KMS, SQS)
+        error = JsonRESTError(JSON_ERRORS.get(service, "AccessDenied"), message)
+        error.code = 400 if service in JSON_ERRORS else 403
+        return error
+    return AccessDeniedError(caller.arn, action)
+
+
+def _requests(response: Any, service: str, action: str, resource: str) -> list[Request]:
+    context = dict(SECURE_TRANSPORT)
+    account, region = response.current_account, response.region
+    if service == "s3":
+        prefix = _first((getattr(response, "querystring", None) or {}).get("prefix"))
+        if prefix is not None:
+            context["s3:prefix"] = prefix
+        return [Request(a, (r,), context) for a, r in _s3_resources(response, resource, action)]
+    if service == "dynamodb":
+        return [Request(action, tuple(_dynamodb_resources(response)), context)]
+    if service == "events":
+        return [Request(action, tuple(_bus_arns(response)), context)]
+    if service == "sns":
+        topic = response._get_param("TopicArn") or response._get_param("TargetArn") or "*"
+        requests = [Request(action, (topic,), context)]
+        if action == "sns:Publish" and topic != "*":
+            key = getattr(_topic(account, region, topic), "kms_master_key_id", "")
+            if key:
+                key_arn = _kms_key(account, region, key).arn
+                requests += [Request(a, (key_arn,), context) for a in ("kms:GenerateDataKey", "kms:Decrypt")]
+        return requests
+    if service == "kms":
+        key = response._get_param("KeyId")
+        return [Request(action, (_kms_key(account, region, key).arn if key else "*",), context)]
+    return [Request(action, (resource,), context)]
+
+
+def authorize(response: Any, iam_request_cls: type, resource: str = "*") -> None:
+    """moto's authorization hook, replaced: the role session's policies and the resource's policy decide."""
+    if not _state["enabled"]:
+        return
+    access_key, token = _credentials(response)
+    if access_key == ADMIN_ACCESS_KEY:
+        return
+    from moto.core.exceptions import InvalidClientTokenIdError
+
+    account, region = response.current_account, response.region
+    caller = caller_for(account, access_key, token) if access_key else None
+    is_s3 = iam_request_cls.__name__ == "S3IAMRequest"
+    service = "s3" if is_s3 else (response.service_name or "")
+    if caller is None:
+        if is_s3:
+            from moto.s3.exceptions import S3AccessDeniedError
+
+            raise S3AccessDeniedError()
+        raise InvalidClientTokenIdError()
+    operation = response.data.get("Action") if is_s3 else response._get_action()
+    action = BATCH_ACTIONS.get(f"{service}:{operation}", f"{service}:{operation}")
+    if action == "sts:GetCallerIdentity":
+        return  # always allowed, whatever the policies say
+    policies = role_policies(account, caller.role_name)
+    for request in _requests(response, service, action, resource):
+        target = request.resources[0]
+        request_service = request.action.split(":", 1)[0]
+        key_policy = None
+        if request_service == "kms":
+            key_policy = _kms_key(account, region, target).policy if target != "*" else None
+        resource_policy = (
+            None if request_service == "kms" else _resource_policy(request_service, account, region, target)
+        )
+        decision = decide(
+            caller.principal, request, policies, resource_policy, key_policy if request_service == "kms" else None
+        )
+        if not decision.allowed:
+            message = f"User: {caller.arn} is not authorized to perform: {request.action} on resource: {target}"
+            raise _denied(response, service, caller, request.action, f"{message} because {decision.reason}")
+
+
+def mediaconvert_refusal(account: str, region: str, operation: str, headers: Any, params: dict[str, Any]) -> str:
+    """Why the caller of a MediaConvert operation may not make it ("" when it may). CreateJob needs
+    mediaconvert:CreateJob on the job and on the queue it names, and iam:PassRole on the role it hands over."""
+    if not _state["enabled"]:
+        return ""
+    authorization = headers.get("Authorization") or headers.get("authorization") or ""
+    access_key = authorization.split("Credential=", 1)[1].split("/", 1)[0] if "Credential=" in authorization else None
+    if access_key == ADMIN_ACCESS_KEY:
+        return ""
+    token = headers.get("X-Amz-Security-Token") or headers.get("x-amz-security-token")
+    caller = caller_for(account, access_key, token) if access_key else None
+    if caller is None:
+        return "The security token included in the request is invalid"
+    prefix = f"arn:aws:mediaconvert:{region}:{account}"
+    queue = str(params.get("Queue") or "Default")
+    queue_arn = queue if queue.startswith("arn:") else f"{prefix}:queues/{queue}"
+    job = f"{prefix}:jobs/{params.get('Id', '*')}"
+    needed = {
+        "CreateJob": [
+            Request("mediaconvert:CreateJob", (job, queue_arn)),
+            Request(
+                "iam:PassRole",
+                (str(params.get("Role", "")),),
+                {"iam:PassedToService": "mediaconvert.amazonaws.com"},
+            ),
+        ],
+        "GetJob": [Request("mediaconvert:GetJob", (job,))],
+        "CancelJob": [Request("mediaconvert:CancelJob", (job,))],
+    }.get(operation, [Request(f"mediaconvert:{operation}", ("*",))])
+    policies = role_policies(account, caller.role_name)
+    for request in needed:
+        decision = decide(caller.principal, request, policies)
+        if not decision.allowed:
+            target = ", ".join(request.resources)
+            return f"User: {caller.arn} is not authorized to perform: {request.action} on resource: {target}"
+    return ""
+
+
+# --- deliveries by services -----------------------------------------------------------------------------------------
+
+
+def queue_admits(account: str, region: str, queue_name: str, service: str, source_arn: str) -> Decision:
+    """Whether a queue's policy lets `service` send to it on behalf of `source_arn` (local delivery queues, which stand
+    in for Lambda targets, admit everything: the function's own permission is checked when it is invoked)."""
+    if queue_name.startswith(DELIVERY_QUEUE_PREFIX):
+        return Decision(True)
+    from moto.sqs.models import sqs_backends
+
+    queue = sqs_backends[account][region].get_queue(queue_name)
+    request = Request(
+        "sqs:SendMessage", (queue.queue_arn,), {"aws:SourceArn": source_arn, "aws:SourceAccount": account}
+    )
+    return decide(Principal(account=account, service=service), request, resource_policy=queue.policy)
+
+
+def topic_admits(account: str, region: str, topic_arn: str, service: str, source_arn: str) -> Decision:
+    request = Request("sns:Publish", (topic_arn,), {"aws:SourceArn": source_arn, "aws:SourceAccount": account})
+    return decide(
+        Principal(account=account, service=service), request, resource_policy=_topic(account, region, topic_arn).policy
+    )
+
+
+def _patch_s3_notifications() -> None:
+    from moto.s3 import notifications
+
+    if getattr(notifications.send_event, "_local_permissions", False):
+        return
+    send_event, send_sqs, send_sns = (
+        notifications.send_event,
+        notifications._send_sqs_message,
+        notifications._send_sns_message,
+    )
+
+    def send_event_from_bucket(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
+        _delivering.bucket = bucket.arn
+        try:
+            send_event(account_id, event_name, bucket, key)
+        finally:
+            _delivering.bucket = None
+
+    def send_sqs_message(account_id: str, event_body: Any, queue_name: str, region_name: str) -> None:
+        source = getattr(_delivering, "bucket", None) or ""
+        decision = queue_admits(account_id, region_name, queue_name, "s3.amazonaws.com", source)
+        if _state["enabled"] and not decision.allowed:
+            refuse("s3.amazonaws.com", source, queue_name, decision.reason)
+            return
+        send_sqs(account_id, event_body, queue_name, region_name)
+
+    def send_sns_message(account_id: str, event_body: Any, topic_arn: str, region_name: str) -> None:
+        source = getattr(_delivering, "bucket", None) or ""
+        decision = topic_admits(account_id, region_name, topic_arn, "s3.amazonaws.com", source)
+        if _state["enabled"] and not decision.allowed:
+            refuse("s3.amazonaws.com", source, topic_arn, decision.reason)
+            return
+        send_sns(account_id, event_body, topic_arn, region_name)
+
+    send_event_from_bucket._local_permissions = True  # type: ignore[attr-defined]
+    notifications.send_event = send_event_from_bucket  # type: ignore[assignment]
+    notifications._send_sqs_message = send_sqs_message  # type: ignore[assignment]
+    notifications._send_sns_message = send_sns_message  # type: ignore[assignment]
+
+
+def _patch_sns_subscriptions() -> None:
+    from moto.sns.models import Subscription
+
+    original = Subscription.publish
+    if getattr(original, "_local_permissions", False):
+        return
+
+    def publish(self: Subscription, message: str, message_id: str, *args: Any, **kwargs: Any) -> None:
+        if self.protocol == "sqs" and _state["enabled"]:
+            matcher = self._filter_policy_matcher
+            attributes = kwargs.get("message_attributes", args[1] if len(args) > 1 else None)
+            if matcher is None or matcher.matches(attributes, message):
+                queue_name, region = self.endpoint.split(":")[-1], self.endpoint.split(":")[3]
+                decision = queue_admits(self.account_id, region, queue_name, "sns.amazonaws.com", self.topic.arn)
+                if not decision.allowed:
+                    refuse("sns.amazonaws.com", self.topic.arn, self.endpoint, decision.reason)
+                    return
+        original(self, message, message_id, *args, **kwargs)
+
+    publish._local_permissions = True  # type: ignore[attr-defined]
+    Subscription.publish = publish  # type: ignore[method-assign]
+
+
+def send_to_dead_letter_queue(
+    account: str,
+    region: str,
+    *,
+    dead_letter_arn: str,
+    rule_arn: str,
+    target_arn: str,
+    body: str,
+    code: str,
+    message: str,
+) -> None:
+    """EventBridge's DLQ delivery: the event, with why it failed, if the DLQ's own policy admits EventBridge."""
+    from moto.sqs.models import sqs_backends
+
+    queue_name = dead_letter_arn.rsplit(":", 1)[-1]
+    decision = queue_admits(account, region, queue_name, "events.amazonaws.com", rule_arn)
+    if not decision.allowed:
+        refuse("events.amazonaws.com", rule_arn, dead_letter_arn, f"dead-letter queue: {decision.reason}")
+        return
+    attributes = {"RULE_ARN": rule_arn, "TARGET_ARN": target_arn, "ERROR_CODE": code, "ERROR_MESSAGE": message}
+    sqs_backends[account][region].send_message(
+        queue_name,
+        body,
+        message_attributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
+    )
+
+
+def _patch_eventbridge_queue_targets() -> None:
+    from moto.events.models import Rule
+
+    original = Rule._send_to_sqs_queue
+    if getattr(original, "_local_permissions", False):
+        return
+
+    def send_to_sqs_queue(self: Rule, resource_id: str, event: dict[str, Any], group_id: str | None = None) -> None:
+        decision = queue_admits(self.account_id, self.region_name, resource_id, "events.amazonaws.com", self.arn)
+        if decision.allowed or not _state["enabled"]:
+            original(self, resource_id, event, group_id)
+            return
+        target = next((t for t in self.targets if t["Arn"].rsplit(":", 1)[-1] == resource_id), {})
+        refuse("events.amazonaws.com", self.arn, target.get("Arn", resource_id), decision.reason)
+        dead_letter_arn = (target.get("DeadLetterConfig") or {}).get("Arn")
+        if dead_letter_arn:  # permission errors are not retried: straight to the DLQ
+            send_to_dead_letter_queue(
+                self.account_id,
+                self.region_name,
+                dead_letter_arn,
+                self.arn,
+                target["Arn"],
+                json.dumps(event, default=str),
+                "NO_PERMISSIONS",
+                decision.reason,
+            )
+
+    send_to_sqs_queue._local_permissions = True  # type: ignore[attr-defined]
+    Rule._send_to_sqs_queue = send_to_sqs_queue  # type: ignore[method-assign]
+
+
+def install() -> None:
+    """Replaces moto's authorization hook and wraps its deliveries; inert until `enable()`. Idempotent."""
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    ActionAuthenticatorMixin._authenticate_and_authorize_action = authorize  # type: ignore[method-assign,assignment]
+    _patch_s3_notifications()
+    _patch_sns_subscriptions()
+    _patch_eventbridge_queue_targets()
