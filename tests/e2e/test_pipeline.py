@@ -289,7 +289,6 @@ def test_twenty_concurrent_uploads_all_reach_a_final_state(pipeline_cloud: Runni
         client = pipeline_cloud.client(f"user-{index}")
         return follow(client, start_upload(client, small), timeout=180)
 
-    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=20) as pool:
         jobs = list(pool.map(one_client, range(20)))
 
@@ -298,7 +297,6 @@ def test_twenty_concurrent_uploads_all_reach_a_final_state(pipeline_cloud: Runni
     for job in jobs:
         assert renditions(job)["240p"]["status"] == "COMPLETED"
         assert renditions(job)["360p"]["status"] == "SKIPPED"  # no upscaling
-    assert time.monotonic() - started < 180
 
 
 class _Receiver(BaseHTTPRequestHandler):
