@@ -26,6 +26,7 @@ import json
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -239,16 +240,12 @@ def authorize(response: Any, iam_request_cls: type, resource: str = "*") -> None
     policies = role_policies(account, caller.role_name)
     for request in _requests(response, service, action, resource):
         target = request.resources[0]
-        request_service = request.action.split(":", 1)[0]
-        key_policy = None
-        if request_service == "kms":
-            key_policy = _kms_key(account, region, target).policy if target != "*" else None
-        resource_policy = (
-            None if request_service == "kms" else _resource_policy(request_service, account, region, target)
-        )
-        decision = decide(
-            caller.principal, request, policies, resource_policy, key_policy if request_service == "kms" else None
-        )
+        if request.action.startswith("kms:") and target != "*":
+            # A key's own policy must admit the caller, directly or by delegating to the account's IAM policies.
+            decision = decide(caller.principal, request, policies, key_policy=_kms_key(account, region, target).policy)
+        else:
+            resource_policy = _resource_policy(request.action.split(":", 1)[0], account, region, target)
+            decision = decide(caller.principal, request, policies, resource_policy)
         if not decision.allowed:
             message = f"User: {caller.arn} is not authorized to perform: {request.action} on resource: {target}"
             raise _denied(response, service, caller, request.action, f"{message} because {decision.reason}")
@@ -334,26 +331,23 @@ def _patch_s3_notifications() -> None:
         finally:
             _delivering.bucket = None
 
-    def send_sqs_message(account_id: str, event_body: Any, queue_name: str, region_name: str) -> None:
-        source = getattr(_delivering, "bucket", None) or ""
-        decision = queue_admits(account_id, region_name, queue_name, "s3.amazonaws.com", source)
-        if _state["enabled"] and not decision.allowed:
-            refuse("s3.amazonaws.com", source, queue_name, decision.reason)
-            return
-        send_sqs(account_id, event_body, queue_name, region_name)
+    def checked(send: Callable[[str, Any, str, str], None], admits: Callable[..., Decision]) -> Callable[..., None]:
+        """S3's delivery to a queue or topic, made only if its policy admits S3 from the bucket."""
 
-    def send_sns_message(account_id: str, event_body: Any, topic_arn: str, region_name: str) -> None:
-        source = getattr(_delivering, "bucket", None) or ""
-        decision = topic_admits(account_id, region_name, topic_arn, "s3.amazonaws.com", source)
-        if _state["enabled"] and not decision.allowed:
-            refuse("s3.amazonaws.com", source, topic_arn, decision.reason)
-            return
-        send_sns(account_id, event_body, topic_arn, region_name)
+        def deliver(account_id: str, event_body: Any, destination: str, region_name: str) -> None:
+            source = getattr(_delivering, "bucket", None) or ""
+            decision = admits(account_id, region_name, destination, "s3.amazonaws.com", source)
+            if _state["enabled"] and not decision.allowed:
+                refuse("s3.amazonaws.com", source, destination, decision.reason)
+                return
+            send(account_id, event_body, destination, region_name)
+
+        return deliver
 
     send_event_from_bucket._local_permissions = True  # type: ignore[attr-defined]
     notifications.send_event = send_event_from_bucket  # type: ignore[assignment]
-    notifications._send_sqs_message = send_sqs_message  # type: ignore[assignment]
-    notifications._send_sns_message = send_sns_message  # type: ignore[assignment]
+    notifications._send_sqs_message = checked(send_sqs, queue_admits)  # type: ignore[assignment]
+    notifications._send_sns_message = checked(send_sns, topic_admits)  # type: ignore[assignment]
 
 
 def _patch_sns_subscriptions() -> None:

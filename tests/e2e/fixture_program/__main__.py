@@ -30,6 +30,27 @@ role = aws.iam.Role(
 )
 aws.cloudwatch.LogGroup("fn-logs", retention_in_days=7)
 
+
+def queue_admitting(queue: aws.sqs.Queue, service: str, source_arn: pulumi.Output[str]) -> pulumi.Output[str]:
+    """A queue policy letting one service send on behalf of one source (the local cloud enforces it)."""
+    return pulumi.Output.all(queue.arn, source_arn).apply(
+        lambda a: json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": service},
+                        "Action": "sqs:SendMessage",
+                        "Resource": a[0],
+                        "Condition": {"ArnEquals": {"aws:SourceArn": a[1]}},
+                    }
+                ],
+            }
+        )
+    )
+
+
 uploads = aws.s3.Bucket("uploads", force_destroy=True)
 aws.s3.BucketPublicAccessBlock(
     "uploads-pab",
@@ -68,24 +89,7 @@ ingest_queue = aws.sqs.Queue(
     redrive_policy=ingest_dlq.arn.apply(lambda arn: json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 2})),
 )
 ingest_policy = aws.sqs.QueuePolicy(
-    "ingest-policy",
-    queue_url=ingest_queue.id,
-    policy=pulumi.Output.all(ingest_queue.arn, uploads.arn).apply(
-        lambda a: json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "s3.amazonaws.com"},
-                        "Action": "sqs:SendMessage",
-                        "Resource": a[0],
-                        "Condition": {"ArnEquals": {"aws:SourceArn": a[1]}},
-                    }
-                ],
-            }
-        )
-    ),
+    "ingest-policy", queue_url=ingest_queue.id, policy=queue_admitting(ingest_queue, "s3.amazonaws.com", uploads.arn)
 )
 aws.s3.BucketNotification(
     "uploads-notification",
@@ -102,24 +106,7 @@ work_queue = aws.sqs.Queue(
     redrive_policy=work_dlq.arn.apply(lambda arn: json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 3})),
 )
 work_policy = aws.sqs.QueuePolicy(
-    "work-policy",
-    queue_url=work_queue.id,
-    policy=pulumi.Output.all(work_queue.arn, topic.arn).apply(
-        lambda a: json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "sns.amazonaws.com"},
-                        "Action": "sqs:SendMessage",
-                        "Resource": a[0],
-                        "Condition": {"ArnEquals": {"aws:SourceArn": a[1]}},
-                    }
-                ],
-            }
-        )
-    ),
+    "work-policy", queue_url=work_queue.id, policy=queue_admitting(work_queue, "sns.amazonaws.com", topic.arn)
 )
 aws.sns.TopicSubscription(
     "work-subscription",
