@@ -28,7 +28,9 @@ from packaging.utils import canonicalize_name
 # The zip format's earliest date: the entries' timestamps carry no information, so none differs between builds.
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o100644
-COMPRESS_LEVEL = 9
+# Metadata files that say how a distribution was installed here (by pip or uv, with or without bytecode), not what
+# it is: left out, so the archive is the same whichever installer set up the building environment.
+INSTALLATION_RECORDS = frozenset({"INSTALLER", "RECORD", "REQUESTED", "direct_url.json"})
 
 
 class PackagingError(ValueError):
@@ -163,6 +165,8 @@ def distribution_files(name: str) -> dict[str, Path]:
         relative = entry.as_posix()
         if relative.startswith("..") or "__pycache__" in entry.parts or relative.endswith(".pyc"):
             continue  # console scripts outside site-packages, and bytecode
+        if entry.parent.name.endswith(".dist-info") and entry.name in INSTALLATION_RECORDS:
+            continue
         files[relative] = Path(str(distribution.locate_file(entry)))
     return files
 
@@ -175,8 +179,9 @@ def write_zip(entries: Mapping[str, bytes], destination: Path) -> BuiltArchive:
             info = zipfile.ZipInfo(name, date_time=FIXED_DATE_TIME)
             info.external_attr = FILE_MODE << 16
             info.create_system = 3  # unix, so the mode above is read as such
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, entries[name], compresslevel=COMPRESS_LEVEL)
+            # Stored, not deflated: compressed bytes depend on the zlib build, and the archives are small anyway.
+            info.compress_type = zipfile.ZIP_STORED
+            archive.writestr(info, entries[name])
     data = buffer.getvalue()
     destination.parent.mkdir(parents=True, exist_ok=True)
     temporary = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")

@@ -108,7 +108,8 @@ TOPIC_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
 
 def topic_key_policy(account_id: str, publishing_services: Sequence[str]) -> dict[str, Any]:
     """Key policy of the topics' KMS key: the account's IAM policies decide for its roles (the usual delegation to the
-    root principal), and each publishing service (e.g. CloudWatch alarms) may use the key for this account only."""
+    root principal), and each publishing service (e.g. CloudWatch alarms) may use the key, as the SNS developer guide's
+    statement for CloudWatch has it."""
     statements: list[dict[str, Any]] = [
         {
             "Sid": "AccountIamPolicies",
@@ -126,7 +127,6 @@ def topic_key_policy(account_id: str, publishing_services: Sequence[str]) -> dic
                 "Principal": {"Service": sorted(publishing_services)},
                 "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
                 "Resource": "*",
-                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
             }
         )
     return {"Version": POLICY_VERSION, "Statement": statements}

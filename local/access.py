@@ -12,11 +12,12 @@ Plain functions over plain dicts, unit-tested without moto.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 log = logging.getLogger("local.access")
@@ -28,12 +29,25 @@ def _as_list(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
+@cache
+def _wildcard(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
+    """IAM's wildcards: `*` any run of characters, `?` any one; nothing else is special (no `[...]` classes)."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(regex, re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+
+
 def _like(pattern: str, value: str) -> bool:
-    return fnmatch.fnmatchcase(value, pattern)
+    return _wildcard(pattern).fullmatch(value) is not None
 
 
 def _numeric(compare: Callable[[float, float], bool]) -> Callable[[str, str], bool]:
-    return lambda expected, actual: compare(float(actual), float(expected))
+    def holds(expected: str, actual: str) -> bool:
+        try:
+            return compare(float(actual), float(expected))
+        except ValueError:  # IAM: a value that is not a number does not match
+            return False
+
+    return holds
 
 
 _POSITIVE: dict[str, Callable[[str, str], bool]] = {
@@ -65,27 +79,28 @@ class UnsupportedCondition(ValueError):
 
 def condition_holds(operator: str, key: str, expected: Any, context: Mapping[str, str]) -> bool:
     """One condition of a statement, with IAM's semantics for absent keys (context keys are lower-case)."""
+    for_all_values = operator.startswith("ForAllValues:")
     op = operator.removeprefix("ForAnyValue:").removeprefix("ForAllValues:")
     if_exists = op.endswith("IfExists")
     op = op.removesuffix("IfExists")
+    if op not in _POSITIVE and op not in _NEGATED and op != "Null":
+        raise UnsupportedCondition(operator)
     actual = context.get(key.lower())
     if op == "Null":
         return (actual is None) == (str(expected).lower() == "true")
     if actual is None:
-        return if_exists or op in _NEGATED
+        return if_exists or for_all_values or op in _NEGATED
     if op in _NEGATED:
         return not any(_POSITIVE[_NEGATED[op]](e, actual) for e in _as_list(expected))
-    if op not in _POSITIVE:
-        raise UnsupportedCondition(operator)
     return any(_POSITIVE[op](e, actual) for e in _as_list(expected))
 
 
 def _matches(patterns: Any, value: str) -> bool:
-    return any(fnmatch.fnmatchcase(value, p) for p in _as_list(patterns))
+    return any(_wildcard(p).fullmatch(value) for p in _as_list(patterns))
 
 
 def _action_matches(patterns: Any, action: str) -> bool:
-    return any(fnmatch.fnmatchcase(action.lower(), p.lower()) for p in _as_list(patterns))  # actions ignore case
+    return any(_wildcard(p, ignore_case=True).fullmatch(action) for p in _as_list(patterns))  # actions ignore case
 
 
 def statement_applies(statement: Mapping[str, Any], action: str, resource: str, context: Mapping[str, str]) -> bool:
@@ -107,22 +122,32 @@ def statement_applies(statement: Mapping[str, Any], action: str, resource: str, 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who makes a request: a role session (`arn` of the role) or an AWS service delivering for the account."""
+    """Who makes a request: a role session (the role's ARN and the session's) or an AWS service acting for the
+    account."""
 
     account: str
     role_arn: str | None = None
     service: str | None = None
+    session_arn: str | None = None
 
-    def named_by(self, statement: Mapping[str, Any]) -> bool:
-        """Whether the statement's Principal names this principal itself (not merely its account)."""
-        principal = statement.get("Principal")
+    def _listed(self, principal: Any) -> bool:
         if principal == "*":
             return True
         if not isinstance(principal, Mapping):
             return False
         if self.service is not None:
             return self.service in _as_list(principal.get("Service", []))
-        return self.role_arn is not None and self.role_arn in _as_list(principal.get("AWS", []))
+        aws = set(_as_list(principal.get("AWS", [])))
+        return "*" in aws or bool(aws & {self.role_arn, self.session_arn} - {None})
+
+    def named_by(self, statement: Mapping[str, Any]) -> bool:
+        """Whether the statement's Principal (or NotPrincipal) takes in this principal itself, not merely its
+        account; `*`, whether bare or as `{"AWS": "*"}`, is everyone."""
+        if "NotPrincipal" in statement:
+            return not self._listed(statement["NotPrincipal"]) and not self.account_named_by(
+                {"Principal": statement["NotPrincipal"]}
+            )
+        return self._listed(statement.get("Principal"))
 
     def account_named_by(self, statement: Mapping[str, Any]) -> bool:
         """Whether the statement names this principal's account root, which delegates to its IAM policies."""
@@ -154,7 +179,8 @@ def _statements(policy: Policy | str | None) -> list[Mapping[str, Any]]:
 def _verdicts(
     statements: Iterable[Mapping[str, Any]], action: str, resource: str, context: Mapping[str, str]
 ) -> set[str]:
-    """Effects of the statements that apply; a statement whose condition cannot be evaluated does not apply."""
+    """Effects of the statements that apply. A condition the local evaluation does not know fails safe: its Allow
+    does not apply, its Deny does."""
     effects = set()
     for statement in statements:
         try:
@@ -162,6 +188,8 @@ def _verdicts(
                 effects.add(str(statement.get("Effect")))
         except UnsupportedCondition as err:
             log.warning("policy statement %s: condition %s is not evaluated locally", statement.get("Sid"), err)
+            if statement.get("Effect") == "Deny":
+                effects.add("Deny")
     return effects
 
 
@@ -231,7 +259,7 @@ def lambda_permission_allows(
         if permission.get("principal") != service:
             continue
         expected_arn = permission.get("sourceArn")
-        if expected_arn and (source_arn is None or not fnmatch.fnmatchcase(source_arn, expected_arn)):
+        if expected_arn and (source_arn is None or not _like(expected_arn, source_arn)):
             continue
         expected_account = permission.get("sourceAccount")
         if expected_account and expected_account != source_account:

@@ -71,6 +71,7 @@ def _cloud_options(args: argparse.Namespace) -> CloudOptions:
         overrides=dict(parse_override(item) for item in args.config or []),
         time_scale=args.time_scale,
         concurrency=args.concurrency,
+        progress=lambda message: print(message, file=sys.stderr, flush=True),
     )
 
 
@@ -314,6 +315,14 @@ def command_status(args: argparse.Namespace) -> int:
         for name, f in workers["functions"].items()
     ]
     print(table(("function", "invocations", "errors", "timeouts", "workers"), function_rows))
+    refusals = workers.get("refusals") or []
+    if refusals:
+        print("\nDeliveries refused by a policy or permission (most recent last)")
+        rows = [
+            (r["service"], r["source"].rsplit(":", 1)[-1], r["destination"].rsplit(":", 1)[-1]) for r in refusals[-10:]
+        ]
+        print(table(("service", "from", "to"), rows))
+        print(f"  why (last): {refusals[-1]['reason']}")
     return 0
 
 

@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -67,6 +67,8 @@ class CloudOptions:
     echo_logs: bool = False
     cache_dir: Path | None = None
     """Where assembled artifacts are kept (default: .local/cache beside the local cloud's code, shared by stacks)."""
+    progress: Callable[[str], None] | None = None
+    """Told about slow first-time work (installing the layer, the SDK, an image's requirements); default: the log."""
 
     @property
     def state(self) -> Path:
@@ -226,7 +228,7 @@ class LocalCloud:
             self.options.project_dir.resolve(),
             load_lambda_runtime(program_pins(self.options.project_dir)),
             **({"cache_root": self.options.cache_dir} if self.options.cache_dir else {}),
-            progress=lambda message: log.info("%s", message),
+            progress=self.options.progress or (lambda message: log.info("%s", message)),
         )
         for function in self.deployment.of_type(FUNCTION):
             variables = ((function.inputs.get("environment") or {}).get("variables")) or {}

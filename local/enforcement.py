@@ -7,7 +7,8 @@ the credentials belong to (or the local cloud's own admin key, which is not subj
 one the request names (a queue, a table or index, a topic, an event bus, a key, a bucket or object, presigned requests
 included), and `local/access.py` decides with the role's policies and the resource's own policy. A CopyObject also
 needs s3:GetObject on its source; a Publish to an encrypted topic also needs the topic's key. Refusals are the
-service's own errors (AccessDeniedException, AccessDenied, AuthorizationError). Signatures are not verified: the
+service's own errors (S3's and SQS's AccessDenied, DynamoDB's, EventBridge's and KMS's AccessDeniedException; a
+query service's AccessDenied). Signatures are not verified: the
 session token identifies the session.
 
 Deliveries. Before S3 sends a notification to a queue or topic, SNS delivers to a subscribed queue, or EventBridge
@@ -25,9 +26,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -39,8 +42,10 @@ log = logging.getLogger("local.permissions")
 DELIVERY_QUEUE_PREFIX = "local-delivery-"
 SECURE_TRANSPORT = {"aws:SecureTransport": "true"}  # AWS endpoints are HTTPS; the local one stands for them
 JSON_ERRORS = {"dynamodb": "AccessDeniedException", "events": "AccessDeniedException", "kms": "AccessDeniedException"}
-# The permission a batch API needs is its single action's (IAM has no separate actions for these batches).
-BATCH_ACTIONS = {
+# API operations authorized as another IAM action: a batch as its single action (IAM has no separate actions for
+# these batches), S3's HeadBucket as ListBucket.
+IAM_ACTIONS = {
+    "s3:HeadBucket": "s3:ListBucket",
     "sqs:SendMessageBatch": "sqs:SendMessage",
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
@@ -153,7 +158,7 @@ def _topic(account: str, region: str, arn: str) -> Any:
     return sns_backends[account][region].get_topic(arn)
 
 
-def _resource_policy(service: str, account: str, region: str, resource: str) -> str | None:
+def resource_policy_of(service: str, account: str, region: str, resource: str) -> str | None:
     """The resource's own policy, where the service has one that can admit a role of the same account."""
     try:
         if service == "sqs":
@@ -170,6 +175,33 @@ def _resource_policy(service: str, account: str, region: str, resource: str) -> 
     except Exception:  # a resource that does not exist: the service answers that itself, after authorization
         return None
     return None
+
+
+def _presigned_url_expired(response: Any) -> bool:
+    """A presigned URL past its lifetime: S3 refuses it (SigV4 X-Amz-Date + X-Amz-Expires, or SigV2 Expires)."""
+    query = {k.lower(): v for k, v in (getattr(response, "querystring", None) or {}).items()}
+    signed_at, lifetime = _first(query.get("x-amz-date")), _first(query.get("x-amz-expires"))
+    if signed_at and lifetime:
+        start = datetime.strptime(signed_at, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        return datetime.now(UTC) > start + timedelta(seconds=int(lifetime))
+    expires = _first(query.get("expires"))
+    return bool(expires and expires.isdigit() and time.time() > int(expires))
+
+
+def _missing_object_needs_list_bucket(response: Any, caller: Caller, policies: list[str], resource: str) -> bool:
+    """S3 answers a read of a missing key with 403, not 404, unless the caller may list the bucket."""
+    from moto.s3.models import s3_backends
+
+    bucket, _, key = resource.split(":::", 1)[1].partition("/")
+    try:
+        if s3_backends[response.current_account]["aws"].get_object(bucket, key) is not None:
+            return False
+    except Exception:  # no such bucket: S3 says so itself
+        return False
+    bucket_arn = f"arn:aws:s3:::{bucket}"
+    listing = Request("s3:ListBucket", (bucket_arn,), SECURE_TRANSPORT)
+    bucket_policy = resource_policy_of("s3", response.current_account, response.region, bucket_arn)
+    return not decide(caller.principal, listing, policies, bucket_policy).allowed
 
 
 def _denied(response: Any, service: str, caller: Caller, action: str, message: str) -> Exception:
@@ -208,6 +240,8 @@ def _requests(response: Any, service: str, action: str, resource: str) -> list[R
                 key_arn = _kms_key(account, region, key).arn
                 requests += [Request(a, (key_arn,), context) for a in ("kms:GenerateDataKey", "kms:Decrypt")]
         return requests
+    if service == "sqs" and resource == "*" and response._get_param("QueueName"):  # GetQueueUrl names the queue
+        return [Request(action, (f"arn:aws:sqs:{region}:{account}:{response._get_param('QueueName')}",), context)]
     if service == "kms":
         key = response._get_param("KeyId")
         return [Request(action, (_kms_key(account, region, key).arn if key else "*",), context)]
@@ -234,17 +268,25 @@ def authorize(response: Any, iam_request_cls: type, resource: str = "*") -> None
             raise S3AccessDeniedError()
         raise InvalidClientTokenIdError()
     operation = response.data.get("Action") if is_s3 else response._get_action()
-    action = BATCH_ACTIONS.get(f"{service}:{operation}", f"{service}:{operation}")
+    action = IAM_ACTIONS.get(f"{service}:{operation}", f"{service}:{operation}")
     if action == "sts:GetCallerIdentity":
         return  # always allowed, whatever the policies say
     policies = role_policies(account, caller.role_name)
+    if is_s3 and "Authorization" not in response.headers and _presigned_url_expired(response):
+        from moto.s3.exceptions import S3ClientError
+
+        raise S3ClientError("AccessDenied", "Request has expired")
+    if action == "s3:GetObject" and _missing_object_needs_list_bucket(response, caller, policies, resource):
+        bucket = resource.split("/", 1)[0]
+        message = f"User: {caller.arn} is not authorized to perform: s3:ListBucket on resource: {bucket}"
+        raise _denied(response, service, caller, "s3:ListBucket", f"{message} (a read of a missing key answers 403)")
     for request in _requests(response, service, action, resource):
         target = request.resources[0]
         if request.action.startswith("kms:") and target != "*":
             # A key's own policy must admit the caller, directly or by delegating to the account's IAM policies.
             decision = decide(caller.principal, request, policies, key_policy=_kms_key(account, region, target).policy)
         else:
-            resource_policy = _resource_policy(request.action.split(":", 1)[0], account, region, target)
+            resource_policy = resource_policy_of(request.action.split(":", 1)[0], account, region, target)
             decision = decide(caller.principal, request, policies, resource_policy)
         if not decision.allowed:
             message = f"User: {caller.arn} is not authorized to perform: {request.action} on resource: {target}"
@@ -299,7 +341,10 @@ def queue_admits(account: str, region: str, queue_name: str, service: str, sourc
         return Decision(True)
     from moto.sqs.models import sqs_backends
 
-    queue = sqs_backends[account][region].get_queue(queue_name)
+    try:
+        queue = sqs_backends[account][region].get_queue(queue_name)
+    except Exception:  # a queue that does not exist: the service has nowhere to deliver
+        return Decision(False, f"the queue {queue_name} does not exist")
     request = Request(
         "sqs:SendMessage", (queue.queue_arn,), {"aws:SourceArn": source_arn, "aws:SourceAccount": account}
     )
@@ -307,10 +352,13 @@ def queue_admits(account: str, region: str, queue_name: str, service: str, sourc
 
 
 def topic_admits(account: str, region: str, topic_arn: str, service: str, source_arn: str) -> Decision:
+    """Whether a topic's policy lets `service` publish to it on behalf of `source_arn`."""
+    try:
+        policy = _topic(account, region, topic_arn).policy
+    except Exception:  # a topic that does not exist: the service has nowhere to deliver
+        return Decision(False, f"the topic {topic_arn} does not exist")
     request = Request("sns:Publish", (topic_arn,), {"aws:SourceArn": source_arn, "aws:SourceAccount": account})
-    return decide(
-        Principal(account=account, service=service), request, resource_policy=_topic(account, region, topic_arn).policy
-    )
+    return decide(Principal(account=account, service=service), request, resource_policy=policy)
 
 
 def _patch_s3_notifications() -> None:
@@ -335,11 +383,12 @@ def _patch_s3_notifications() -> None:
         """S3's delivery to a queue or topic, made only if its policy admits S3 from the bucket."""
 
         def deliver(account_id: str, event_body: Any, destination: str, region_name: str) -> None:
-            source = getattr(_delivering, "bucket", None) or ""
-            decision = admits(account_id, region_name, destination, "s3.amazonaws.com", source)
-            if _state["enabled"] and not decision.allowed:
-                refuse("s3.amazonaws.com", source, destination, decision.reason)
-                return
+            if _state["enabled"]:
+                source = getattr(_delivering, "bucket", None) or ""
+                decision = admits(account_id, region_name, destination, "s3.amazonaws.com", source)
+                if not decision.allowed:
+                    refuse("s3.amazonaws.com", source, destination, decision.reason)
+                    return
             send(account_id, event_body, destination, region_name)
 
         return deliver
@@ -408,8 +457,11 @@ def _patch_eventbridge_queue_targets() -> None:
         return
 
     def send_to_sqs_queue(self: Rule, resource_id: str, event: dict[str, Any], group_id: str | None = None) -> None:
+        if not _state["enabled"]:
+            original(self, resource_id, event, group_id)
+            return
         decision = queue_admits(self.account_id, self.region_name, resource_id, "events.amazonaws.com", self.arn)
-        if decision.allowed or not _state["enabled"]:
+        if decision.allowed:
             original(self, resource_id, event, group_id)
             return
         target = next((t for t in self.targets if t["Arn"].rsplit(":", 1)[-1] == resource_id), {})
@@ -419,12 +471,12 @@ def _patch_eventbridge_queue_targets() -> None:
             send_to_dead_letter_queue(
                 self.account_id,
                 self.region_name,
-                dead_letter_arn,
-                self.arn,
-                target["Arn"],
-                json.dumps(event, default=str),
-                "NO_PERMISSIONS",
-                decision.reason,
+                dead_letter_arn=dead_letter_arn,
+                rule_arn=self.arn,
+                target_arn=target["Arn"],
+                body=json.dumps(event, default=str),
+                code="NO_PERMISSIONS",
+                message=decision.reason,
             )
 
     send_to_sqs_queue._local_permissions = True  # type: ignore[attr-defined]

@@ -43,7 +43,7 @@ class Caller:
 
     @property
     def principal(self) -> Principal:
-        return Principal(account=self.account, role_arn=self.role_arn)
+        return Principal(account=self.account, role_arn=self.role_arn, session_arn=self.arn)
 
 
 def _iam(account: str) -> Any:

@@ -133,29 +133,45 @@ def is_ignored(relative: str, patterns: list[tuple[bool, str]]) -> bool:
 
 
 def context_files(context: Path, source: str, patterns: list[tuple[bool, str]]) -> Iterator[tuple[Path, str]]:
-    """(path, name relative to the copied source) of each file a `COPY source` sends, .dockerignore honoured."""
-    root = (context / source).resolve()
-    if not str(root).startswith(str(context.resolve())):
+    """(path, name relative to the copied source) of each file a `COPY source` sends, .dockerignore honoured;
+    directories nothing could be re-included from are not walked."""
+    base = context.resolve()
+    root = (base / source).resolve()
+    if not root.is_relative_to(base):
         raise ImageError(f"COPY {source}: outside the build context")
     if root.is_file():
-        relative = root.relative_to(context.resolve()).as_posix()
-        if not is_ignored(relative, patterns):
+        if not is_ignored(root.relative_to(base).as_posix(), patterns):
             yield root, root.name
         return
     if not root.is_dir():
         raise ImageError(f"COPY {source}: not found in the build context {context}")
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(context.resolve()).as_posix()
-        if path.is_file() and not is_ignored(relative, patterns):
-            yield path, path.relative_to(root).as_posix()
+    reincluded = [pattern for negated, pattern in patterns if negated]
+    for directory, subdirectories, files in os.walk(root):
+        here = Path(directory)
+        kept = []
+        for name in sorted(subdirectories):
+            relative = (here / name).relative_to(base).as_posix()
+            if not is_ignored(relative, patterns) or any(p.startswith(f"{relative}/") for p in reincluded):
+                kept.append(name)
+        subdirectories[:] = kept
+        for name in sorted(files):
+            path = here / name
+            if not is_ignored(path.relative_to(base).as_posix(), patterns):
+                yield path, path.relative_to(root).as_posix()
 
 
 def image_digest(context: Path, dockerfile: Path) -> str:
-    """A digest of everything a build reads (the Dockerfile and the context .dockerignore lets through), so the
-    local image reference changes exactly when the image would."""
+    """A digest of everything a build reads: the Dockerfile and each file its COPY instructions send (.dockerignore
+    honoured), so the local image reference changes exactly when the image would."""
     digest = hashlib.sha256(dockerfile.read_bytes())
-    for path, name in context_files(context, ".", dockerignore_patterns(context)):
-        digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    patterns = dockerignore_patterns(context)
+    for instruction in parse_dockerfile(dockerfile.read_text()):
+        if instruction.keyword != "COPY":
+            continue
+        sources = [w for w in shlex.split(instruction.argument) if not w.startswith("--")][:-1]
+        for source in sources:
+            for path, name in context_files(context, source, patterns):
+                digest.update(f"{source}/{name}".encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     return f"sha256:{digest.hexdigest()}"
 
 
@@ -220,7 +236,10 @@ def _copy(build: _Build, instruction: Instruction) -> None:
     patterns = dockerignore_patterns(build.context)
     files: list[tuple[Path, str]] = []
     for source in sources:
-        files.extend(context_files(build.context, source, patterns))
+        sent = list(context_files(build.context, source, patterns))
+        if not sent:  # Docker fails the build when a source is excluded from the context
+            raise ImageError(f"line {instruction.line}: COPY {source}: excluded from the build context (.dockerignore)")
+        files.extend(sent)
     into_directory = destination.endswith("/") or len(files) > 1 or (build.context / sources[0]).is_dir()
     kind, target = _destination(destination, instruction)
     names = {(f"{target.rstrip('/')}/{name}" if into_directory else target).lstrip("/"): path for path, name in files}

@@ -690,8 +690,9 @@ class ResourceFactory:
         role = role_arn.rsplit("/", 1)[-1]
         policies = iam.role_policies(self._account, role)
         principal = Principal(account=self._account, role_arn=role_arn)
+        queue_policy = enforcement.resource_policy_of("sqs", self._account, self._region, queue_arn)
         for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
-            if not decide(principal, Request(action, (queue_arn,)), policies).allowed:
+            if not decide(principal, Request(action, (queue_arn,)), policies, queue_policy).allowed:
                 raise ValueError(
                     "InvalidParameterValueException: The provided execution role does not have permissions to call "
                     f"{action.split(':')[1]} on SQS ({role_arn}, {queue_arn})"

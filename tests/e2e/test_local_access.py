@@ -103,3 +103,48 @@ def test_a_lambda_permission_names_the_service_and_the_source() -> None:
     accounted = [{"action": "lambda:InvokeFunction", "principal": "s3.amazonaws.com", "sourceAccount": ACCOUNT}]
     assert lambda_permission_allows(accounted, "s3.amazonaws.com", "arn:aws:s3:::b", ACCOUNT)
     assert not lambda_permission_allows(accounted, "s3.amazonaws.com", "arn:aws:s3:::b", "999999999999")
+
+
+def test_aws_star_is_everyone_and_a_session_arn_names_its_caller() -> None:
+    deny_all = policy({"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:*", "Resource": f"{BUCKET}/*"})
+    identity = policy(allow("s3:GetObject", f"{BUCKET}/*"))
+    request = Request("s3:GetObject", (f"{BUCKET}/k",))
+    assert not decide(ROLE_PRINCIPAL, request, [identity], resource_policy=deny_all).allowed
+    session = f"arn:aws:sts::{ACCOUNT}:assumed-role/transcode-role/transcode-fn"
+    caller = Principal(account=ACCOUNT, role_arn=ROLE, session_arn=session)
+    by_session = policy(allow("s3:GetObject", f"{BUCKET}/*", Principal={"AWS": session}))
+    assert decide(caller, request, [], resource_policy=by_session).allowed
+
+
+def test_not_principal_denies_everyone_it_does_not_name() -> None:
+    others = policy(
+        allow("s3:*", "*", Principal="*"),
+        {"Effect": "Deny", "NotPrincipal": {"AWS": ROLE}, "Action": "s3:*", "Resource": f"{BUCKET}/*"},
+    )
+    request = Request("s3:GetObject", (f"{BUCKET}/k",))
+    assert decide(ROLE_PRINCIPAL, request, [], resource_policy=others).allowed
+    other = Principal(account=ACCOUNT, role_arn=f"arn:aws:iam::{ACCOUNT}:role/other")
+    assert not decide(other, request, [], resource_policy=others).allowed
+
+
+def test_an_unknown_condition_operator_fails_safe() -> None:
+    late = {"DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}}
+    request = Request("s3:GetObject", (f"{BUCKET}/k",))
+    assert not decide(ROLE_PRINCIPAL, request, [policy(allow("s3:GetObject", "*", Condition=late))]).allowed
+    deny = {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "*", "Condition": late}
+    assert not decide(ROLE_PRINCIPAL, request, [policy(allow("s3:GetObject", "*"), deny)]).allowed
+
+
+def test_iam_wildcards_are_only_star_and_question_mark() -> None:
+    identity = policy(allow("s3:GetObject", f"{BUCKET}/[ab]*"))
+    assert not decide(ROLE_PRINCIPAL, Request("s3:GetObject", (f"{BUCKET}/a1",)), [identity]).allowed
+    assert decide(ROLE_PRINCIPAL, Request("s3:GetObject", (f"{BUCKET}/[ab]1",)), [identity]).allowed
+    assert decide(ROLE_PRINCIPAL, Request("S3:getobject", (f"{BUCKET}/[ab]1",)), [identity]).allowed  # case-insensitive
+
+
+def test_for_all_values_holds_without_the_key_and_numbers_that_are_not_numbers_do_not_match() -> None:
+    request = Request("s3:ListBucket", (BUCKET,))
+    all_values = policy(allow("s3:ListBucket", BUCKET, Condition={"ForAllValues:StringLike": {"s3:prefix": "a*"}}))
+    assert decide(ROLE_PRINCIPAL, request, [all_values]).allowed
+    numeric = policy(allow("s3:ListBucket", BUCKET, Condition={"NumericLessThan": {"s3:max-keys": "10"}}))
+    assert not decide(ROLE_PRINCIPAL, Request("s3:ListBucket", (BUCKET,), {"s3:max-keys": "ten"}), [numeric]).allowed

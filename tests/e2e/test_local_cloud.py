@@ -116,6 +116,32 @@ def test_upload_flows_through_every_hop(fixture_cloud: RunningCloud, tmp_path: A
     assert not [p for p in stdlib if "site-packages" in p or ".venv" in p or p == str(REPO)], stdlib
 
 
+def test_an_eventbridge_queue_target_whose_policy_refuses_it_dead_letters_without_retries(
+    fixture_cloud: RunningCloud, tmp_path: Any
+) -> None:
+    item_id = _upload(fixture_cloud, "alice", b"video ok", tmp_path)
+    sqs = fixture_cloud.emulator().client("sqs")
+
+    def refused_event() -> dict[str, Any] | None:
+        answer = sqs.receive_message(
+            QueueUrl=fixture_cloud.outputs["auditDlqUrl"],
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=0,
+            MessageAttributeNames=["All"],
+        )
+        for message in answer.get("Messages", []):
+            if json.loads(message["Body"])["detail"]["id"] == item_id:
+                return {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+        return None
+
+    attributes = wait_for(refused_event, 30, message="the refused event in the target's DLQ")
+    assert attributes["ERROR_CODE"] == "NO_PERMISSIONS"
+    assert attributes["TARGET_ARN"].endswith(fixture_cloud.outputs["auditQueueUrl"].rsplit("/", 1)[-1])
+    audit = sqs.receive_message(QueueUrl=fixture_cloud.outputs["auditQueueUrl"], VisibilityTimeout=0)
+    assert audit.get("Messages", []) == []
+    assert any(r["service"] == "events.amazonaws.com" for r in fixture_cloud.workers()["refusals"])
+
+
 def test_filter_policy_decides_like_sns(fixture_cloud: RunningCloud, tmp_path: Any) -> None:
     """`image` is not in the program's filter policy: the message must not reach the work queue."""
     item_id = _upload(fixture_cloud, "alice", b"image ok", tmp_path)

@@ -53,13 +53,21 @@ def test_copy_env_and_cmd_make_the_task_root(tmp_path: Path) -> None:
     assert again.task_root == image.task_root  # cached by content
 
 
-def test_the_digest_follows_the_content_and_not_the_ignored_files(tmp_path: Path) -> None:
-    root = context(tmp_path, f"FROM {BASE}\n", "**/__pycache__\n")
+def test_the_digest_follows_what_the_image_copies_and_nothing_else(tmp_path: Path) -> None:
+    root = context(tmp_path, f"FROM {BASE}\nCOPY app/pkg/ /var/task/pkg/\n", "**/__pycache__\n")
     before = image_digest(root, root / "Dockerfile")
     (root / "app" / "pkg" / "__pycache__" / "other.pyc").write_bytes(b"1")
     assert image_digest(root, root / "Dockerfile") == before
+    (root / "app" / "notes.txt").write_text("not copied, so no new image")
+    assert image_digest(root, root / "Dockerfile") == before
     (root / "app" / "pkg" / "handler.py").write_text("changed\n")
     assert image_digest(root, root / "Dockerfile") != before
+
+
+def test_a_copy_of_something_the_context_leaves_out_fails_as_docker_fails(tmp_path: Path) -> None:
+    root = context(tmp_path / "ctx", f"FROM {BASE}\nCOPY app/notes.txt /var/task/\n", "app/notes.txt\n")
+    with pytest.raises(ImageError, match="excluded from the build context"):
+        assemble_image(root, root / "Dockerfile", tmp_path / "cache")
 
 
 @pytest.mark.parametrize(

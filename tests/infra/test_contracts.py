@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from functions.common.renditions import DEFAULT_RENDITIONS, Rendition, renditions_to_json
+from local.images import dockerignore_patterns, is_ignored
 from tests.infra.harness import ROOT, ProgramRun
 
 CONTRACTS = (ROOT / "docs" / "CONTRACTS.md").read_text()
@@ -118,9 +119,20 @@ def test_each_transcoder_knows_exactly_its_rendition_and_has_room_for_it(with_48
     assert function["ephemeralStorage"]["size"] >= 2 * 2048  # source and output of a 2 GiB upload
 
 
-def test_the_build_context_leaves_out_local_state_and_tests() -> None:
-    ignored = set((ROOT / ".dockerignore").read_text().split())
-    assert {".venv", ".git", "tests", ".local"} <= ignored
+def test_the_build_context_holds_only_what_the_images_copy() -> None:
+    patterns = dockerignore_patterns(ROOT)
+    for left_out in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "tests/e2e/conftest.py",
+        ".local/cache/x",
+        "README.md",
+        "build/a.zip",
+    ):
+        assert is_ignored(left_out, patterns), left_out
+    assert is_ignored("functions/api/__pycache__/handler.cpython-311.pyc", patterns)
+    for sent in ("functions/api/handler.py", "containers/ffmpeg/requirements.txt", "containers/ffmpeg/Dockerfile"):
+        assert not is_ignored(sent, patterns), sent
 
 
 def test_zip_functions_ship_their_own_archive_with_its_hash(dev: ProgramRun) -> None:

@@ -70,7 +70,7 @@ def test_every_topic_is_encrypted_with_a_rotated_key_cloudwatch_may_use(dev: Pro
     assert statements["AccountIamPolicies"]["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
     services = statements["PublishingServices"]
     assert services["Principal"] == {"Service": ["cloudwatch.amazonaws.com"]}
-    assert services["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    assert services["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
 
 
 def test_the_publisher_to_the_encrypted_topic_may_use_its_key(dev: ProgramRun) -> None:

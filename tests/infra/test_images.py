@@ -91,6 +91,13 @@ def test_the_image_and_the_layer_agree_on_every_package_they_share() -> None:
     assert {name: image[name][0] for name in shared} == {name: layer[name] for name in shared}
 
 
+def test_the_image_carries_the_sdk_the_zip_functions_run_with() -> None:
+    image = pinned_requirements(ROOT / "containers" / "ffmpeg" / "requirements.txt")
+    for line in load_lambda_runtime().sdk:
+        requirement = Requirement(line)
+        assert image[canonicalize_name(requirement.name)][0] == next(iter(requirement.specifier)).version, line
+
+
 def test_what_the_image_functions_import_is_pinned_in_the_image_or_provided_by_the_runtime(dev: ProgramRun) -> None:
     pins = set(pinned_requirements(ROOT / "containers" / "ffmpeg" / "requirements.txt"))
     sdk = {canonicalize_name(Requirement(r).name) for r in load_lambda_runtime().sdk}

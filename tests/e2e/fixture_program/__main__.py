@@ -232,6 +232,22 @@ aws.lambda_.FunctionEventInvokeConfig(
     maximum_event_age_in_seconds=600,
     destination_config={"on_failure": {"destination": tracker_dlq.arn}},
 )
+# A queue target whose policy does not admit EventBridge: every event goes to the target's DLQ, whose policy does.
+audit = aws.cloudwatch.EventRule(
+    "audit", event_bus_name=bus.name, event_pattern=json.dumps({"source": ["fixture"], "detail-type": ["Work Done"]})
+)
+audit_queue = aws.sqs.Queue("audit")
+audit_dlq = aws.sqs.Queue("audit-dlq")
+aws.sqs.QueuePolicy(
+    "audit-dlq-policy", queue_url=audit_dlq.id, policy=queue_admitting(audit_dlq, "events.amazonaws.com", audit.arn)
+)
+aws.cloudwatch.EventTarget(
+    "audit-target",
+    rule=audit.name,
+    event_bus_name=bus.name,
+    arn=audit_queue.arn,
+    dead_letter_config={"arn": audit_dlq.arn},
+)
 sweep = aws.cloudwatch.EventRule("sweep", schedule_expression="rate(5 minutes)")
 aws.lambda_.Permission(
     "sweep-permission",
@@ -323,4 +339,6 @@ pulumi.export("tableName", table.name)
 pulumi.export("ingestDlqUrl", ingest_dlq.url)
 pulumi.export("trackerDlqUrl", tracker_dlq.url)
 pulumi.export("dropsBucket", drops.bucket)
+pulumi.export("auditQueueUrl", audit_queue.url)
+pulumi.export("auditDlqUrl", audit_dlq.url)
 pulumi.export("announcementsTopicArn", announcements.arn)
