@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from local.auth import issue_token
-from local.client import request
+from local.cli.client import request
 from local.cloud import CloudOptions, LocalCloud
+from local.runtime.auth import issue_token
 
 FIXTURE_PROGRAM = Path(__file__).resolve().parent.parent / "tests" / "e2e" / "fixture_program"
 

@@ -18,11 +18,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from components.lambda_runtime import PINS, load_lambda_runtime
-from local import enforcement, iam
-from local.access import lambda_permission_allows
-from local.artifacts import ArtifactBuilder, ArtifactError
-from local.auth import AuthorizerSettings, JwtAuthorizer, SigningKey
-from local.deployment import (
+from local.artifacts.builder import ArtifactBuilder, ArtifactError
+from local.engine.deployment import (
     EVENT_RULE,
     EVENT_SOURCE_MAPPING,
     FUNCTION,
@@ -30,15 +27,18 @@ from local.deployment import (
     SQS_QUEUE,
     Deployment,
 )
-from local.emulator import Emulator
-from local.engine import evaluate_program
-from local.event_sources import AsyncDeliveryLoop, LocalClock, ScheduleRunner, SqsEventSource
-from local.gateway import HttpApiGateway
-from local.mediaconvert import MediaConvertStandIn, StandInOptions
-from local.mediaconvert_model import ServiceError
-from local.resources import DELIVERY_QUEUE_PREFIX, MEDIACONVERT_QUEUE
-from local.runtime import FunctionRuntime, FunctionSpec, Runtimes
-from local.stack_config import load_stack_config
+from local.engine.emulator import Emulator
+from local.engine.program import evaluate_program
+from local.engine.resources import DELIVERY_QUEUE_PREFIX, MEDIACONVERT_QUEUE
+from local.engine.stack_config import load_stack_config
+from local.mediaconvert.model import ServiceError
+from local.mediaconvert.service import MediaConvertStandIn, StandInOptions
+from local.permissions import enforcement, roles
+from local.permissions.access import lambda_permission_allows
+from local.runtime.auth import AuthorizerSettings, JwtAuthorizer, SigningKey
+from local.runtime.event_sources import AsyncDeliveryLoop, LocalClock, ScheduleRunner, SqsEventSource
+from local.runtime.gateway import HttpApiGateway
+from local.runtime.workers import FunctionRuntime, FunctionSpec, Runtimes
 
 log = logging.getLogger("local.cloud")
 MEDIACONVERT_SERVICE = "mediaconvert.amazonaws.com"
@@ -199,7 +199,9 @@ class LocalCloud:
 
         def role_credentials(role_arn: str) -> dict[str, str]:
             # MediaConvert reads and writes S3 as the role a job passes, which must trust it.
-            return iam.assume_role_for(emulator.client("sts"), account, role_arn, MEDIACONVERT_SERVICE, "mediaconvert")
+            return roles.assume_role_for(
+                emulator.client("sts"), account, role_arn, MEDIACONVERT_SERVICE, "mediaconvert"
+            )
 
         def authorize(operation: str, headers: Mapping[str, str], params: dict[str, Any]) -> None:
             refusal = enforcement.mediaconvert_refusal(account, region, operation, headers, params)
@@ -244,7 +246,7 @@ class LocalCloud:
                 timeout_seconds=int(function.state["timeout"]),
                 memory_mb=int(function.state["memorySize"]),
                 # Each function runs as its own role, with temporary credentials, as Lambda runs it.
-                credentials=iam.assume_role_for(
+                credentials=roles.assume_role_for(
                     self.emulator.client("sts"),
                     self.deployment.account_id,
                     function.inputs["role"],

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from local.auth import AuthorizerSettings, SigningKey, issue_token
-from local.client import ApiClient
+from local.cli.client import ApiClient
 from local.cloud import free_port
-from local.emulator import Emulator
+from local.engine.emulator import Emulator
+from local.runtime.auth import AuthorizerSettings, SigningKey, issue_token
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_PROGRAM = Path(__file__).resolve().parent / "fixture_program"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from local.client import request
+from local.cli.client import request
 from local.cloud import free_port
 from tests.e2e.conftest import E2E_LAYER, REPO, RunningCloud, wait_for
 

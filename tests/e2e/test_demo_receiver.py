@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 
 from functions.webhooks.signing import new_secret, webhook_headers
-from local.cli import report_webhook
-from local.client import ApiClient
+from local.cli.client import ApiClient
+from local.cli.commands import report_webhook
+from local.cli.receiver import DEFAULT_PATH, WebhookReceiver
 from local.cloud import free_port
-from local.receiver import DEFAULT_PATH, WebhookReceiver
 
 JOB_ID = "01J0000000000000000000000A"
 MSG_ID = f"msg_{JOB_ID}_completed"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from local.cli import report_webhook, upload_and_follow
-from local.receiver import deregister, listen_and_register
+from local.cli.commands import report_webhook, upload_and_follow
+from local.cli.receiver import deregister, listen_and_register
 from tests.e2e.conftest import RunningCloud, wait_for
 from tests.media_samples import make_video
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from local.access import Principal, Request, decide, lambda_permission_allows
+from local.permissions.access import Principal, Request, decide, lambda_permission_allows
 
 ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/transcode-role"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from local.client import post_form, request
+from local.cli.client import post_form, request
 from tests.e2e.conftest import REPO, RunningCloud, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from local.images import ImageError, assemble_image, image_digest, is_ignored, parse_dockerfile
+from local.artifacts.images import ImageError, assemble_image, image_digest, is_ignored, parse_dockerfile
 
 BASE = "public.ecr.aws/lambda/python:3.11@sha256:" + "0" * 64
 

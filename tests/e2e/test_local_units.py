@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from local.access import bucket_policy_permission, condition_holds
-from local.auth import _claim_text
-from local.deployment import Deployment
-from local.emulator import Emulator
-from local.event_sources import LocalClock, failed_message_ids, is_s3_test_event, rate_seconds
-from local.gateway import compile_route
-from local.invokes import InvokeAnswers, UnknownInvoke
-from local.moto_patches import PolicyViolation, check_post_policy
-from local.resources import ResourceFactory, autoname, integral, pascal
-from local.stack_config import load_stack_config, parse_override
+from local.engine.deployment import Deployment
+from local.engine.emulator import Emulator
+from local.engine.invokes import InvokeAnswers, UnknownInvoke
+from local.engine.moto_patches import PolicyViolation, check_post_policy
+from local.engine.resources import ResourceFactory, autoname, integral, pascal
+from local.engine.stack_config import load_stack_config, parse_override
+from local.permissions.access import bucket_policy_permission, condition_holds
+from local.runtime.auth import _claim_text
+from local.runtime.event_sources import LocalClock, failed_message_ids, is_s3_test_event, rate_seconds
+from local.runtime.gateway import compile_route
 
 TLS_ONLY = json.dumps(
     {

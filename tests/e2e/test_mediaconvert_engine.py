@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from functions.common.media_tools import ffprobe_path, tool_env
-from local.client import download, post_form
+from local.cli.client import download, post_form
 from tests.e2e.conftest import RunningCloud
 from tests.e2e.test_pipeline import follow, renditions, start_upload
 from tests.media_samples import is_faststart, make_video, probe

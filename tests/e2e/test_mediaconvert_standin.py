@@ -22,13 +22,13 @@ from functions.common.media_tools import ffmpeg_path
 from functions.submit.job_settings import JobTarget, create_job_request
 from functions.tracker import mediaconvert_events as tracker_view
 from functions.transcode.messages import EncodePlan
-from local.emulator import ACCOUNT_ID, FAKE_CREDENTIALS, Emulator
-from local.event_sources import LocalClock
-from local.mediaconvert import MediaConvertStandIn, StandInOptions
-from local.mediaconvert_ffmpeg import FfmpegFailed, mjpeg_quality, output_size, qvbr_crf, run_ffmpeg
-from local.mediaconvert_hls import Variant, avc_codec, master_playlist, with_integer_durations
-from local.mediaconvert_jobs import JobStore
-from local.mediaconvert_settings import read_job_settings
+from local.engine.emulator import ACCOUNT_ID, FAKE_CREDENTIALS, Emulator
+from local.mediaconvert.jobs import JobStore
+from local.mediaconvert.outputs.ffmpeg import FfmpegFailed, mjpeg_quality, output_size, qvbr_crf, run_ffmpeg
+from local.mediaconvert.outputs.hls import Variant, avc_codec, master_playlist, with_integer_durations
+from local.mediaconvert.service import MediaConvertStandIn, StandInOptions
+from local.mediaconvert.settings import read_job_settings
+from local.runtime.event_sources import LocalClock
 from tests.fixtures import MEDIACONVERT_FIXTURES
 from tests.media_samples import make_video, probe
 

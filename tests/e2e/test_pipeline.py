@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from local.auth import AuthorizerSettings, SigningKey, issue_token
-from local.client import FINAL_STATUSES, ApiClient, download, post_form, request
+from local.cli.client import FINAL_STATUSES, ApiClient, download, post_form, request
+from local.runtime.auth import AuthorizerSettings, SigningKey, issue_token
 from tests.e2e.conftest import RunningCloud, wait_for
 from tests.media_samples import is_faststart, make_video, probe
 

@@ -1,6 +1,6 @@
 """MediaConvert as the tests hold the program to it: the API model botocore ships and the service's output naming
-rules (shared with the local cloud's stand-in: `local/mediaconvert_model.py`, `local/mediaconvert_naming.py`), and a
-fake service behind a real boto3 client.
+rules (shared with the local cloud's stand-in: `local/mediaconvert/model.py`, `local/mediaconvert/outputs/naming.py`),
+and a fake service behind a real boto3 client.
 
 moto 5.2 has no MediaConvert backend, so `FakeMediaConvert` answers on botocore's `before-send` hook: the client
 still validates and serializes every request against the real API model (rest-json, `POST /2017-08-29/jobs`), and
@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 from botocore.awsrequest import AWSResponse
 
-from local.mediaconvert_model import create_job_errors
-from local.mediaconvert_naming import output_group_details
+from local.mediaconvert.model import create_job_errors
+from local.mediaconvert.outputs.naming import output_group_details
 
 __all__ = ["FakeMediaConvert", "create_job_errors", "output_group_details", "state_change_event"]
 

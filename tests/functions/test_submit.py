@@ -21,7 +21,7 @@ from functions.ingest.planning import plan_renditions
 from functions.submit import handler
 from functions.submit.settings import SettingsError, SubmitSettings
 from functions.tracker import mediaconvert_events as mc
-from local.moto_patches import honour_copy_source_if_match
+from local.engine.moto_patches import honour_copy_source_if_match
 from tests.functions.conftest import FIXTURES, REGION, CapturedEvents, FakeLambdaContext
 from tests.functions.mediaconvert_service import (
     TOKEN_WINDOW_MS,

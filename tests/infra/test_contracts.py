@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from functions.common.renditions import DEFAULT_RENDITIONS, Rendition, renditions_to_json
-from local.images import dockerignore_patterns, is_ignored
+from local.artifacts.images import dockerignore_patterns, is_ignored
 from tests.infra.harness import ROOT, ProgramRun
 
 CONTRACTS = (ROOT / "docs" / "CONTRACTS.md").read_text()

@@ -14,7 +14,7 @@ from packaging.utils import canonicalize_name
 
 from components.lambda_runtime import load_lambda_runtime
 from components.packaging import handler_closure
-from local.images import parse_dockerfile
+from local.artifacts.images import parse_dockerfile
 from tests.infra.harness import ROOT, ProgramRun
 
 DOCKERFILES = sorted((ROOT / "containers").glob("*/Dockerfile"))

@@ -11,8 +11,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from local.cloud import LocalCloud
-from local.deployment import EVENT_RULE, EVENT_SOURCE_MAPPING, EVENT_TARGET, FUNCTION, HTTP_INTEGRATION, HTTP_ROUTE
-from local.runtime import FunctionError
+from local.engine.deployment import (
+    EVENT_RULE,
+    EVENT_SOURCE_MAPPING,
+    EVENT_TARGET,
+    FUNCTION,
+    HTTP_INTEGRATION,
+    HTTP_ROUTE,
+)
+from local.runtime.workers import FunctionError
 
 CHECK_MESSAGE_ID = "check-artifacts-0000"
 

@@ -18,11 +18,11 @@ from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
 
-from local import enforcement, iam
-from local.access import Principal, Request, decide, lambda_permission_allows
-from local.deployment import DOCKER_IMAGE, AsyncDelivery, Behaviour, Deployment
-from local.emulator import Emulator
-from local.images import image_digest
+from local.artifacts.images import image_digest
+from local.engine.deployment import DOCKER_IMAGE, AsyncDelivery, Behaviour, Deployment
+from local.engine.emulator import Emulator
+from local.permissions import enforcement, roles
+from local.permissions.access import Principal, Request, decide, lambda_permission_allows
 
 Outputs = dict[str, Any]
 Creator = Callable[[str, dict[str, Any]], tuple[str, Outputs]]
@@ -655,7 +655,7 @@ class ResourceFactory:
 
     def _function(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
         function = autoname(name, inputs)
-        if not iam.trust_allows(self._account, inputs["role"], LAMBDA):
+        if not roles.trust_allows(self._account, inputs["role"], LAMBDA):
             raise ValueError(
                 f"InvalidParameterValueException: The role defined for the function cannot be assumed by Lambda "
                 f"({inputs['role']})"
@@ -688,7 +688,7 @@ class ResourceFactory:
             return
         role_arn = self._deployment.function_by_reference(function_arn).inputs["role"]
         role = role_arn.rsplit("/", 1)[-1]
-        policies = iam.role_policies(self._account, role)
+        policies = roles.role_policies(self._account, role)
         principal = Principal(account=self._account, role_arn=role_arn)
         queue_policy = enforcement.resource_policy_of("sqs", self._account, self._region, queue_arn)
         for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):

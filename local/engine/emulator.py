@@ -12,8 +12,9 @@ import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from local import enforcement, moto_patches
-from local.iam import ADMIN_CREDENTIALS
+from local.engine import moto_patches
+from local.permissions import enforcement
+from local.permissions.roles import ADMIN_CREDENTIALS
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"

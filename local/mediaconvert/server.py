@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from botocore.model import OperationModel
 
-from local.mediaconvert_model import (
+from local.mediaconvert.model import (
     MODEL,
     ServiceError,
     ShapeMismatch,
@@ -32,7 +32,7 @@ from local.mediaconvert_model import (
     to_wire,
 )
 
-log = logging.getLogger("local.mediaconvert")
+log = logging.getLogger("local.mediaconvert.service")
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 MAX_BODY_BYTES = 10 * 1024 * 1024

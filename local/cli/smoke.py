@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from local.client import ApiClient, ApiError, download, post_form, request
-from local.receiver import WebhookReceiver, deregister, listen_and_register
-from local.samples import make_sample_video, probe_media
+from local.cli.client import ApiClient, ApiError, download, post_form, request
+from local.cli.receiver import WebhookReceiver, deregister, listen_and_register
+from local.cli.samples import make_sample_video, probe_media
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 DELIVERED = "delivered"

@@ -5,11 +5,11 @@ API calls. moto authenticates a request's access key but evaluates identity poli
 services, ignoring Resource and Condition. Here its authorization hook is replaced: the caller is the role session
 the credentials belong to (or the local cloud's own admin key, which is not subject to policies), the resource is the
 one the request names (a queue, a table or index, a topic, an event bus, a key, a bucket or object, presigned requests
-included), and `local/access.py` decides with the role's policies and the resource's own policy. A CopyObject also
-needs s3:GetObject on its source; a Publish to an encrypted topic also needs the topic's key. Refusals are the
-service's own errors (S3's and SQS's AccessDenied, DynamoDB's, EventBridge's and KMS's AccessDeniedException; a
-query service's AccessDenied). Signatures are not verified: the
-session token identifies the session.
+included), and `access.py` decides with the role's policies and the resource's own policy. A CopyObject also needs
+s3:GetObject on its source; a Publish to an encrypted topic also needs the topic's key; an expired presigned URL, and
+a read of a missing key by a caller who may not list the bucket, are refused as S3 refuses them. Refusals are the
+services' own errors (S3's and SQS's AccessDenied, DynamoDB's, EventBridge's and KMS's AccessDeniedException; a query
+service's AccessDenied). Signatures are not verified: the session token identifies the session.
 
 Deliveries. Before S3 sends a notification to a queue or topic, SNS delivers to a subscribed queue, or EventBridge
 delivers to a queue target, the destination's policy must admit that service from that source (`aws:SourceArn`,
@@ -34,8 +34,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from local.access import Decision, Principal, Request, decide
-from local.iam import ADMIN_ACCESS_KEY, Caller, caller_for, role_policies
+from local.permissions.access import Decision, Principal, Request, decide
+from local.permissions.roles import ADMIN_ACCESS_KEY, Caller, caller_for, role_policies
 
 log = logging.getLogger("local.permissions")
 

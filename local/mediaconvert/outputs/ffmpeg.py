@@ -28,7 +28,7 @@ import ffmpeg
 
 from functions.common.media_tools import ffmpeg_path, ffprobe_path, tool_env
 from functions.transcode.ffmpeg_command import FALLBACK_FRAME_RATE, EncoderSettings
-from local.mediaconvert_settings import AudioSpec, FrameCaptureSpec, InputSpec, VideoSpec
+from local.mediaconvert.settings import AudioSpec, FrameCaptureSpec, InputSpec, VideoSpec
 
 # Container demuxers of the files MediaConvert takes as inputs (by ffmpeg's demuxer names).
 INPUT_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,flv,mxf,asf"

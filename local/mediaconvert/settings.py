@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from local.mediaconvert_naming import PlannedGroup, PlannedOutput, plan_output_groups
+from local.mediaconvert.outputs.naming import PlannedGroup, PlannedOutput, plan_output_groups
 
 
 class SettingsNotHonoured(ValueError):

@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from local.mediaconvert_events import EventPublisher, input_details, job_progress
-from local.mediaconvert_ffmpeg import (
+from local.mediaconvert.events import EventPublisher, input_details, job_progress
+from local.mediaconvert.jobs import Job, JobStore
+from local.mediaconvert.outputs.ffmpeg import (
     FfmpegCancelled,
     FfmpegFailed,
     MediaInfo,
@@ -38,7 +39,7 @@ from local.mediaconvert_ffmpeg import (
     probe,
     run_ffmpeg,
 )
-from local.mediaconvert_hls import (
+from local.mediaconvert.outputs.hls import (
     PlaylistError,
     Variant,
     aac_codec,
@@ -47,17 +48,16 @@ from local.mediaconvert_hls import (
     master_playlist,
     with_integer_durations,
 )
-from local.mediaconvert_jobs import Job, JobStore
-from local.mediaconvert_naming import (
+from local.mediaconvert.outputs.naming import (
     OutputMeasure,
     PlannedGroup,
     frame_capture_path,
     hls_segment_pattern,
     output_group_details,
 )
-from local.mediaconvert_settings import OutputSpec
+from local.mediaconvert.settings import OutputSpec
 
-log = logging.getLogger("local.mediaconvert")
+log = logging.getLogger("local.mediaconvert.service")
 
 INPUT_UNREADABLE = 1040
 INPUT_NOT_MEDIA = 1010

@@ -2,7 +2,7 @@
 
 A zip function runs its declared archive, extracted, with the pinned packages of each declared layer and the runtime's
 SDK (`components/lambda_runtime.toml`), on an isolated interpreter. An image function runs its image's `/var/task`,
-assembled from the Dockerfile of the program's image build (`local/images.py`), with the same SDK its base image has.
+assembled from the Dockerfile of the program's image build (`local/artifacts/images.py`), then the same SDK.
 Nothing from the development environment is on the worker's `sys.path`: a handler that needs a package its artifact
 lacks fails at import as it would in Lambda. Everything is cached by content under `.local/cache`.
 """
@@ -22,9 +22,9 @@ from typing import Any
 import pulumi
 
 from components.lambda_runtime import LambdaRuntime
-from local.cache import ensure_directory
-from local.deployment import DOCKER_IMAGE, DeclaredResource, Deployment
-from local.images import BASE_ENVIRONMENT, AssembledImage, assemble_image
+from local.artifacts.cache import ensure_directory
+from local.artifacts.images import BASE_ENVIRONMENT, AssembledImage, assemble_image
+from local.engine.deployment import DOCKER_IMAGE, DeclaredResource, Deployment
 
 CACHE_ROOT = Path(__file__).resolve().parent.parent / ".local" / "cache"
 # Lambda's python3.11 runtime runs on Amazon Linux 2 (glibc 2.26): wheels for manylinux2014 (glibc 2.17) are what

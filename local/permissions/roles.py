@@ -3,7 +3,7 @@ apply to a caller. Reads the in-process moto backends the local cloud's server r
 
 The local cloud's own control plane (creating the program's resources, emulating the services' side of deliveries,
 tests injecting faults) signs with the emulator's admin key and is not subject to policies; everything a function or
-MediaConvert does is signed with temporary credentials of its role, and evaluated (`local/access.py`).
+MediaConvert does is signed with temporary credentials of its role, and evaluated (`access.py`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from local.access import Principal, Request, decide
+from local.permissions.access import Principal, Request, decide
 
 # The local cloud's control plane signs with these; no policy applies to them.
 ADMIN_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}

@@ -18,13 +18,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from local import enforcement
-from local.access import lambda_permission_allows
-from local.auth import JwtAuthorizer, Unauthorized
-from local.deployment import HTTP_API, HTTP_INTEGRATION, HTTP_ROUTE, HTTP_STAGE, DeclaredResource, Deployment
-from local.runtime import FunctionError, FunctionTimeout, Runtimes
+from local.engine.deployment import (
+    HTTP_API,
+    HTTP_INTEGRATION,
+    HTTP_ROUTE,
+    HTTP_STAGE,
+    DeclaredResource,
+    Deployment,
+)
+from local.permissions import enforcement
+from local.permissions.access import lambda_permission_allows
+from local.runtime.auth import JwtAuthorizer, Unauthorized
+from local.runtime.workers import FunctionError, FunctionTimeout, Runtimes
 
-log = logging.getLogger("local.gateway")
+log = logging.getLogger("local.runtime.gateway")
 
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded", "+json", "+xml")
 MAX_BODY_BYTES = 10 * 1024 * 1024

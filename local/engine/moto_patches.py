@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
-from local.access import bucket_policy_permission
+from local.permissions.access import bucket_policy_permission
 
 log = logging.getLogger("local.moto")
 

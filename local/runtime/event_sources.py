@@ -23,10 +23,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from local import enforcement
-from local.deployment import AsyncDelivery, AsyncInvokePolicy, DeclaredResource
-from local.emulator import Emulator
-from local.runtime import FunctionError, FunctionRuntime
+from local.engine.deployment import AsyncDelivery, AsyncInvokePolicy, DeclaredResource
+from local.engine.emulator import Emulator
+from local.permissions import enforcement
+from local.runtime.workers import FunctionError, FunctionRuntime
 
 log = logging.getLogger("local.events")
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from local.artifacts import Artifact, worker_interpreter
+from local.artifacts.builder import Artifact, worker_interpreter
 
-log = logging.getLogger("local.runtime")
+log = logging.getLogger("local.runtime.workers")
 
 # Time allowed for the worker to import the handler (Lambda's init phase is capped at 10 s, plus the timeout).
 INIT_TIMEOUT_SECONDS = 60.0

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-log = logging.getLogger("local.access")
+log = logging.getLogger("local.permissions.access")
 
 Policy = Mapping[str, Any]
 

@@ -16,9 +16,18 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from local.artifact_check import check_artifacts
-from local.auth import AuthorizerSettings, SigningKey, issue_token
-from local.client import FINAL_STATUSES, ApiClient, ApiError, download, post_form
+from local.cli.artifact_check import check_artifacts
+from local.cli.client import FINAL_STATUSES, ApiClient, ApiError, download, post_form
+from local.cli.display import ProgressBar, fields, human_bytes, table, truncate
+from local.cli.receiver import (
+    OWN_VERIFIER,
+    REFERENCE_VERIFIER,
+    Delivery,
+    WebhookReceiver,
+    deregister,
+    listen_and_register,
+)
+from local.cli.smoke import Step, run_smoke
 from local.cloud import (
     DEFAULT_LAYER,
     DEPLOYMENT_FILE,
@@ -29,20 +38,11 @@ from local.cloud import (
     CloudOptions,
     LocalCloud,
 )
-from local.deployment import Behaviour
-from local.display import ProgressBar, fields, human_bytes, table, truncate
-from local.engine import ProgramFailed
-from local.gateway import GatewayConfigError
-from local.receiver import (
-    OWN_VERIFIER,
-    REFERENCE_VERIFIER,
-    Delivery,
-    WebhookReceiver,
-    deregister,
-    listen_and_register,
-)
-from local.smoke import Step, run_smoke
-from local.stack_config import ConfigError, parse_override
+from local.engine.deployment import Behaviour
+from local.engine.program import ProgramFailed
+from local.engine.stack_config import ConfigError, parse_override
+from local.runtime.auth import AuthorizerSettings, SigningKey, issue_token
+from local.runtime.gateway import GatewayConfigError
 
 DEFAULT_SUBJECT = "local-user"
 SIGNATURE_SHOWN_CHARS = 24
@@ -273,7 +273,7 @@ def _queue_rows(
 
 
 def command_status(args: argparse.Namespace) -> int:
-    from local.emulator import Emulator
+    from local.engine.emulator import Emulator
 
     state = _state_dir(args)
     deployment = _read_json(state / DEPLOYMENT_FILE, "start the local cloud (python -m local up)")
@@ -395,7 +395,7 @@ def report_webhook(receiver: WebhookReceiver, client: ApiClient, job: dict[str, 
 
 def _rendition_rows(job: dict[str, Any], work_dir: Path) -> list[tuple[Any, ...]]:
     """Each completed rendition downloaded and read back with ffprobe."""
-    from local.samples import probe_media
+    from local.cli.samples import probe_media
 
     rows: list[tuple[Any, ...]] = []
     for rendition in job["renditions"]:
@@ -418,7 +418,7 @@ def _rendition_rows(job: dict[str, Any], work_dir: Path) -> list[tuple[Any, ...]
 
 
 def command_demo(args: argparse.Namespace) -> int:
-    from local.samples import make_sample_video
+    from local.cli.samples import make_sample_video
 
     started = time.monotonic()
     cloud = _start_cloud(args, echo_logs=args.logs)

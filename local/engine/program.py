@@ -24,13 +24,13 @@ from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from local.deployment import DeclaredResource, Deployment
-from local.emulator import ACCOUNT_ID, Emulator
-from local.invokes import InvokeAnswers, UnknownInvoke
-from local.resources import ResourceFactory
-from local.stack_config import StackConfig
+from local.engine.deployment import DeclaredResource, Deployment
+from local.engine.emulator import ACCOUNT_ID, Emulator
+from local.engine.invokes import InvokeAnswers, UnknownInvoke
+from local.engine.resources import ResourceFactory
+from local.engine.stack_config import StackConfig
 
-log = logging.getLogger("local.engine")
+log = logging.getLogger("local.engine.program")
 
 
 class ProgramFailed(RuntimeError):

@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from local.mediaconvert_model import bad_request, conflict, not_found
-from local.mediaconvert_settings import JobSpec
+from local.mediaconvert.model import bad_request, conflict, not_found
+from local.mediaconvert.settings import JobSpec
 
 TOKEN_WINDOW_SECONDS = 60.0
 DEFAULT_QUEUE = "Default"

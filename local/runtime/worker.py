@@ -1,8 +1,8 @@
 """One Lambda execution environment: imports a handler once (cold start) and serves invocations (warm).
 
-Started by the local cloud as `python -I -S local/worker.py HANDLER PATH...` with exactly the function's environment:
-isolated (no PYTHONPATH, no site-packages, not even this file's directory), importing only from PATH..., the
-function's artifact in Lambda's order. Requests arrive as JSON lines on stdin; responses go as JSON lines to the
+Started by the local cloud as `python -I -S local/runtime/worker.py HANDLER PATH...` with exactly the function's
+environment: isolated (no PYTHONPATH, no site-packages, not even this file's directory), importing only from PATH...,
+the function's artifact in Lambda's order. Requests arrive as JSON lines on stdin; responses go as JSON lines to the
 original stdout, which is moved to a private descriptor first, so whatever the handler prints lands on stderr (the
 function's log) instead of corrupting the protocol. Standard library only: it must not change what the handler's
 process imports.
@@ -108,7 +108,7 @@ def serve(handler_spec: str, requests: IO[str], channel: IO[str]) -> int:
 
 def main() -> int:
     if len(sys.argv) < 2:
-        print("usage: python -I -S local/worker.py MODULE.FUNCTION [IMPORT_PATH ...]", file=sys.stderr)
+        print("usage: python -I -S local/runtime/worker.py MODULE.FUNCTION [IMPORT_PATH ...]", file=sys.stderr)
         return 2
     # The artifact's directories go before the standard library, as Lambda's bootstrap puts them.
     sys.path[:0] = sys.argv[2:]

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from local.cache import ensure_directory
+from local.artifacts.cache import ensure_directory
 
 TASK_ROOT = "/var/task"
 BASE_IMAGE = re.compile(r"^public\.ecr\.aws/lambda/python:(?P<version>\d+\.\d+)[^@\s]*(@sha256:[0-9a-f]{64})?$")

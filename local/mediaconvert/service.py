@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from local.event_sources import LocalClock
-from local.iam import RoleNotAssumable
-from local.mediaconvert_events import EventPublisher
-from local.mediaconvert_jobs import Job, JobStore
-from local.mediaconvert_model import bad_request, too_many_requests
-from local.mediaconvert_runner import JobRunner
-from local.mediaconvert_server import MediaConvertServer
-from local.mediaconvert_settings import SettingsNotHonoured, read_job_settings
+from local.mediaconvert.events import EventPublisher
+from local.mediaconvert.jobs import Job, JobStore
+from local.mediaconvert.model import bad_request, too_many_requests
+from local.mediaconvert.runner import JobRunner
+from local.mediaconvert.server import MediaConvertServer
+from local.mediaconvert.settings import SettingsNotHonoured, read_job_settings
+from local.permissions.roles import RoleNotAssumable
+from local.runtime.event_sources import LocalClock
 
-log = logging.getLogger("local.mediaconvert")
+log = logging.getLogger("local.mediaconvert.service")
 
 ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL_MEDIACONVERT"
 MAX_PENDING_JOBS = 100

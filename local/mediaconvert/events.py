@@ -17,10 +17,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from local.mediaconvert_ffmpeg import MediaInfo
-from local.mediaconvert_jobs import Job
+from local.mediaconvert.jobs import Job
+from local.mediaconvert.outputs.ffmpeg import MediaInfo
 
-log = logging.getLogger("local.mediaconvert")
+log = logging.getLogger("local.mediaconvert.service")
 
 SOURCE = "aws.mediaconvert"
 DETAIL_TYPE = "MediaConvert Job State Change"

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from functions.webhooks.signing import SignatureError, verify
-from local.client import ApiClient, ApiError
+from local.cli.client import ApiClient, ApiError
 
 try:
     import standardwebhooks

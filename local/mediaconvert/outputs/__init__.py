@@ -1,0 +1,1 @@
+"""What a MediaConvert job writes: the ffmpeg commands, HLS playlists and MediaConvert's output names."""
