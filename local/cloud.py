@@ -19,24 +19,18 @@ from typing import Any, TextIO
 
 from components.lambda_runtime import PINS, load_lambda_runtime
 from local.artifacts.builder import ArtifactBuilder, ArtifactError
-from local.engine.deployment import (
-    EVENT_RULE,
-    EVENT_SOURCE_MAPPING,
-    FUNCTION,
-    HTTP_AUTHORIZER,
-    SQS_QUEUE,
-    Deployment,
-)
+from local.engine.deployment import Deployment, ResourceType
 from local.engine.emulator import Emulator
 from local.engine.program import evaluate_program
-from local.engine.resources import DELIVERY_QUEUE_PREFIX, MEDIACONVERT_QUEUE
+from local.engine.resources import DELIVERY_QUEUE_PREFIX
 from local.engine.stack_config import load_stack_config
 from local.mediaconvert.model import ServiceError
 from local.mediaconvert.service import MediaConvertStandIn, StandInOptions
 from local.permissions import enforcement, roles
 from local.permissions.access import lambda_permission_allows
 from local.runtime.auth import AuthorizerSettings, JwtAuthorizer, SigningKey
-from local.runtime.event_sources import AsyncDeliveryLoop, LocalClock, ScheduleRunner, SqsEventSource
+from local.runtime.clock import LocalClock
+from local.runtime.event_sources import AsyncDeliveryLoop, ScheduleRunner, SqsEventSource
 from local.runtime.gateway import HttpApiGateway
 from local.runtime.workers import FunctionRuntime, FunctionSpec, Runtimes
 
@@ -171,7 +165,7 @@ class LocalCloud:
     def _authorizers(self, key: SigningKey) -> dict[str, JwtAuthorizer]:
         assert self.deployment is not None
         authorizers: dict[str, JwtAuthorizer] = {}
-        for declared in self.deployment.of_type(HTTP_AUTHORIZER):
+        for declared in self.deployment.of_type(ResourceType.HTTP_AUTHORIZER):
             inputs = declared.inputs
             if inputs.get("authorizerType") != "JWT":
                 raise CloudConfigError(f"authorizer {declared.name}: {inputs.get('authorizerType')} is not emulated")
@@ -209,7 +203,7 @@ class LocalCloud:
                 raise ServiceError(403, "ForbiddenException", refusal)
 
         self.mediaconvert = MediaConvertStandIn(self.emulator, options, functools.cache(role_credentials), authorize)
-        for queue in self.deployment.of_type(MEDIACONVERT_QUEUE):
+        for queue in self.deployment.of_type(ResourceType.MEDIACONVERT_QUEUE):
             self.mediaconvert.add_queue(queue.state["name"], queue.state["arn"], queue.state["status"])
         self.mediaconvert.start()
 
@@ -232,7 +226,7 @@ class LocalCloud:
             **({"cache_root": self.options.cache_dir} if self.options.cache_dir else {}),
             progress=self.options.progress or (lambda message: log.info("%s", message)),
         )
-        for function in self.deployment.of_type(FUNCTION):
+        for function in self.deployment.of_type(ResourceType.FUNCTION):
             variables = ((function.inputs.get("environment") or {}).get("variables")) or {}
             try:
                 artifact = builder.for_function(function)
@@ -270,14 +264,14 @@ class LocalCloud:
 
     def _queue_url(self, arn: str) -> str:
         assert self.deployment is not None and self.emulator is not None
-        for queue in self.deployment.of_type(SQS_QUEUE):
+        for queue in self.deployment.of_type(ResourceType.SQS_QUEUE):
             if queue.state.get("arn") == arn:
                 return str(queue.state["url"])
         return str(self.emulator.client("sqs").get_queue_url(QueueName=arn.rsplit(":", 1)[1])["QueueUrl"])
 
     def _start_event_sources(self) -> None:
         assert self.deployment is not None and self.emulator is not None
-        for mapping in self.deployment.of_type(EVENT_SOURCE_MAPPING):
+        for mapping in self.deployment.of_type(ResourceType.EVENT_SOURCE_MAPPING):
             source_arn = mapping.inputs.get("eventSourceArn", "")
             if ":sqs:" not in source_arn:
                 raise CloudConfigError(f"event source mapping {mapping.name}: only SQS sources are emulated")
@@ -298,7 +292,7 @@ class LocalCloud:
             )
             loop.start()
             self.deliveries.append(loop)
-        self.schedules = ScheduleRunner(self.deployment.of_type(EVENT_RULE), self.emulator, self.clock)
+        self.schedules = ScheduleRunner(self.deployment.of_type(ResourceType.EVENT_RULE), self.emulator, self.clock)
         self.schedules.start()
 
     # --- state files ----------------------------------------------------------------------------------------
@@ -320,7 +314,7 @@ class LocalCloud:
             ],
             "queues": [
                 {"name": q.state["name"], "url": q.state["url"], "arn": q.state["arn"]}
-                for q in self.deployment.of_type(SQS_QUEUE)
+                for q in self.deployment.of_type(ResourceType.SQS_QUEUE)
             ],
             "deadLetterArns": sorted(self.deployment.dead_letter_arns()),
             "deliveryQueuePrefix": DELIVERY_QUEUE_PREFIX,

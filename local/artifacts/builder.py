@@ -24,7 +24,7 @@ import pulumi
 from components.lambda_runtime import LambdaRuntime
 from local.artifacts.cache import ensure_directory
 from local.artifacts.images import BASE_ENVIRONMENT, AssembledImage, assemble_image
-from local.engine.deployment import DOCKER_IMAGE, DeclaredResource, Deployment
+from local.engine.deployment import DeclaredResource, Deployment, ResourceType
 
 CACHE_ROOT = Path(__file__).resolve().parent.parent / ".local" / "cache"
 # Lambda's python3.11 runtime runs on Amazon Linux 2 (glibc 2.26): wheels for manylinux2014 (glibc 2.17) are what
@@ -169,7 +169,7 @@ class ArtifactBuilder:
 
     def _image(self, function: DeclaredResource) -> AssembledImage:
         uri = str(function.inputs.get("imageUri") or "")
-        for image in self._deployment.of_type(DOCKER_IMAGE):
+        for image in self._deployment.of_type(ResourceType.DOCKER_IMAGE):
             digest = image.state.get("digest")
             if digest and uri.endswith(f"@{digest}"):
                 context = self._project_dir / image.inputs["context"]["location"]

@@ -11,14 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from local.cloud import LocalCloud
-from local.engine.deployment import (
-    EVENT_RULE,
-    EVENT_SOURCE_MAPPING,
-    EVENT_TARGET,
-    FUNCTION,
-    HTTP_INTEGRATION,
-    HTTP_ROUTE,
-)
+from local.engine.deployment import ResourceType
 from local.runtime.workers import FunctionError
 
 CHECK_MESSAGE_ID = "check-artifacts-0000"
@@ -38,9 +31,11 @@ class ArtifactCheck:
 def _health_route(cloud: LocalCloud, function_arn: str) -> str | None:
     assert cloud.deployment is not None
     integrations = {
-        i.id for i in cloud.deployment.of_type(HTTP_INTEGRATION) if function_arn in str(i.inputs.get("integrationUri"))
+        i.id
+        for i in cloud.deployment.of_type(ResourceType.HTTP_INTEGRATION)
+        if function_arn in str(i.inputs.get("integrationUri"))
     }
-    for route in cloud.deployment.of_type(HTTP_ROUTE):
+    for route in cloud.deployment.of_type(ResourceType.HTTP_ROUTE):
         key = str(route.inputs.get("routeKey"))
         public = route.inputs.get("authorizationType", "NONE") == "NONE"
         if (
@@ -82,8 +77,12 @@ def _http_event(route_key: str) -> dict[str, Any]:
 
 def _scheduled_rule(cloud: LocalCloud, function_arn: str) -> dict[str, Any] | None:
     assert cloud.deployment is not None
-    scheduled = {r.state["name"]: r for r in cloud.deployment.of_type(EVENT_RULE) if r.inputs.get("scheduleExpression")}
-    for target in cloud.deployment.of_type(EVENT_TARGET):
+    scheduled = {
+        r.state["name"]: r
+        for r in cloud.deployment.of_type(ResourceType.EVENT_RULE)
+        if r.inputs.get("scheduleExpression")
+    }
+    for target in cloud.deployment.of_type(ResourceType.EVENT_TARGET):
         if target.inputs.get("arn") == function_arn and target.inputs.get("rule") in scheduled:
             rule = scheduled[target.inputs["rule"]]
             return {
@@ -105,7 +104,7 @@ def _sqs_event(cloud: LocalCloud, function_arn: str) -> dict[str, Any] | None:
     for any consumer, which either skips it or reports it as a failed batch item."""
     assert cloud.deployment is not None
     now = str(int(time.time() * 1000))
-    for mapping in cloud.deployment.of_type(EVENT_SOURCE_MAPPING):
+    for mapping in cloud.deployment.of_type(ResourceType.EVENT_SOURCE_MAPPING):
         if mapping.state.get("functionArn") == function_arn:
             body = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": now, "Bucket": "check"})
             attributes = {"ApproximateReceiveCount": "1", "SentTimestamp": now, "SenderId": "AIDACHECKARTIFACTS"}
@@ -142,7 +141,7 @@ def check_artifacts(cloud: LocalCloud) -> list[ArtifactCheck]:
     """Invokes every function once, in its own worker, with the event its wiring implies."""
     assert cloud.deployment is not None
     results = []
-    for function in cloud.deployment.of_type(FUNCTION):
+    for function in cloud.deployment.of_type(ResourceType.FUNCTION):
         arn, name = function.state["arn"], function.state["name"]
         route = _health_route(cloud, arn)
         candidates = [(route, _http_event(route) if route else None)]

@@ -38,7 +38,7 @@ from local.cloud import (
     CloudOptions,
     LocalCloud,
 )
-from local.engine.deployment import Behaviour
+from local.engine.deployment import Behaviour, ResourceType
 from local.engine.program import ProgramFailed
 from local.engine.stack_config import ConfigError, parse_override
 from local.runtime.auth import AuthorizerSettings, SigningKey, issue_token
@@ -290,7 +290,7 @@ def command_status(args: argparse.Namespace) -> int:
             print(f"  {url.rsplit('/', 1)[1]}: {message['Body'][:160]}")
     dynamodb = emulator.client("dynamodb")
     for resource in deployment["resources"]:
-        if resource["type"] != "aws:dynamodb/table:Table":
+        if resource["type"] != ResourceType.DYNAMODB_TABLE:
             continue
         items = dynamodb.scan(TableName=resource["id"], Limit=100).get("Items", [])
         jobs = [i for i in items if "jobId" in i and "status" in i]

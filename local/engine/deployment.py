@@ -89,7 +89,7 @@ class Deployment:
 
     def function_by_reference(self, reference: str) -> DeclaredResource:
         """A Lambda function named by its name, ARN, qualified ARN or API Gateway invoke ARN."""
-        for fn in self.of_type(FUNCTION):
+        for fn in self.of_type(ResourceType.FUNCTION):
             state = fn.state
             if reference in (state.get("name"), state.get("arn"), state.get("invokeArn"), state.get("qualifiedArn")):
                 return fn
@@ -100,7 +100,7 @@ class Deployment:
     def function_permissions(self, function: DeclaredResource) -> list[dict[str, Any]]:
         """The inputs of the Permission resources that make up a function's resource policy."""
         found = []
-        for permission in self.of_type(PERMISSION):
+        for permission in self.of_type(ResourceType.PERMISSION):
             try:
                 if self.function_by_reference(str(permission.inputs.get("function", ""))) is function:
                     found.append(permission.inputs)
@@ -111,15 +111,15 @@ class Deployment:
     def dead_letter_arns(self) -> set[str]:
         """Every queue or topic the program declares as a dead-letter target or failure destination."""
         arns: set[str] = set()
-        for queue in self.of_type(SQS_QUEUE):
+        for queue in self.of_type(ResourceType.SQS_QUEUE):
             redrive = queue.inputs.get("redrivePolicy")
             if redrive:
                 arns.add((json.loads(redrive) if isinstance(redrive, str) else redrive)["deadLetterTargetArn"])
-        for target in self.of_type(EVENT_TARGET):
+        for target in self.of_type(ResourceType.EVENT_TARGET):
             arns.add((target.inputs.get("deadLetterConfig") or {}).get("arn", ""))
-        for function in self.of_type(FUNCTION):
+        for function in self.of_type(ResourceType.FUNCTION):
             arns.add((function.inputs.get("deadLetterConfig") or {}).get("targetArn", ""))
-        for config in self.of_type(EVENT_INVOKE_CONFIG):
+        for config in self.of_type(ResourceType.EVENT_INVOKE_CONFIG):
             destination = ((config.inputs.get("destinationConfig") or {}).get("onFailure") or {}).get("destination")
             arns.add(destination or "")
         return arns - {""}
@@ -127,7 +127,7 @@ class Deployment:
     def async_invoke_policy(self, function: DeclaredResource) -> AsyncInvokePolicy:
         """The function's FunctionEventInvokeConfig (unqualified or $LATEST), else Lambda's defaults."""
         dead_letter_arn = (function.inputs.get("deadLetterConfig") or {}).get("targetArn")
-        for config in self.of_type(EVENT_INVOKE_CONFIG):
+        for config in self.of_type(ResourceType.EVENT_INVOKE_CONFIG):
             inputs = config.inputs
             if inputs.get("qualifier") not in (None, "", "$LATEST"):
                 continue
@@ -143,17 +143,53 @@ class Deployment:
         return AsyncInvokePolicy(dead_letter_arn=dead_letter_arn)
 
 
-FUNCTION = "aws:lambda/function:Function"
-PERMISSION = "aws:lambda/permission:Permission"
-EVENT_INVOKE_CONFIG = "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"
-EVENT_SOURCE_MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
-EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
-EVENT_RULE = "aws:cloudwatch/eventRule:EventRule"
-HTTP_API = "aws:apigatewayv2/api:Api"
-HTTP_ROUTE = "aws:apigatewayv2/route:Route"
-HTTP_INTEGRATION = "aws:apigatewayv2/integration:Integration"
-HTTP_AUTHORIZER = "aws:apigatewayv2/authorizer:Authorizer"
-HTTP_STAGE = "aws:apigatewayv2/stage:Stage"
-SQS_QUEUE = "aws:sqs/queue:Queue"
-DYNAMODB_TABLE = "aws:dynamodb/table:Table"
-DOCKER_IMAGE = "docker-build:index:Image"
+class ResourceType(StrEnum):
+    """The resource type tokens the local engine gives behaviour to or reads, as Pulumi names them."""
+
+    CLOUDWATCH_EVENT_BUS = "aws:cloudwatch/eventBus:EventBus"
+    CLOUDWATCH_LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+    DOCKER_IMAGE = "docker-build:index:Image"
+    DYNAMODB_TABLE = "aws:dynamodb/table:Table"
+    ECR_REPOSITORY = "aws:ecr/repository:Repository"
+    EVENT_INVOKE_CONFIG = "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"
+    EVENT_RULE = "aws:cloudwatch/eventRule:EventRule"
+    EVENT_SOURCE_MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
+    EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
+    FUNCTION = "aws:lambda/function:Function"
+    HTTP_API = "aws:apigatewayv2/api:Api"
+    HTTP_AUTHORIZER = "aws:apigatewayv2/authorizer:Authorizer"
+    HTTP_INTEGRATION = "aws:apigatewayv2/integration:Integration"
+    HTTP_ROUTE = "aws:apigatewayv2/route:Route"
+    HTTP_STAGE = "aws:apigatewayv2/stage:Stage"
+    IAM_ROLE = "aws:iam/role:Role"
+    IAM_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+    IAM_ROLE_POLICY_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+    KMS_ALIAS = "aws:kms/alias:Alias"
+    KMS_KEY = "aws:kms/key:Key"
+    MEDIACONVERT_QUEUE = "aws:mediaconvert/queue:Queue"
+    PERMISSION = "aws:lambda/permission:Permission"
+    S3_BUCKET = "aws:s3/bucket:Bucket"
+    S3_BUCKET_CORS_CONFIGURATION = "aws:s3/bucketCorsConfiguration:BucketCorsConfiguration"
+    S3_BUCKET_CORS_CONFIGURATION_V2 = "aws:s3/bucketCorsConfigurationV2:BucketCorsConfigurationV2"
+    S3_BUCKET_LIFECYCLE_CONFIGURATION = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
+    S3_BUCKET_LIFECYCLE_CONFIGURATION_V2 = "aws:s3/bucketLifecycleConfigurationV2:BucketLifecycleConfigurationV2"
+    S3_BUCKET_NOTIFICATION = "aws:s3/bucketNotification:BucketNotification"
+    S3_BUCKET_OWNERSHIP_CONTROLS = "aws:s3/bucketOwnershipControls:BucketOwnershipControls"
+    S3_BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+    S3_BUCKET_PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+    S3_BUCKET_SERVER_SIDE_ENCRYPTION_CONFIGURATION = (
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    )
+    S3_BUCKET_SERVER_SIDE_ENCRYPTION_CONFIGURATION_V2 = (
+        "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2"
+    )
+    S3_BUCKET_V2 = "aws:s3/bucketV2:BucketV2"
+    S3_BUCKET_VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
+    S3_BUCKET_VERSIONING_V2 = "aws:s3/bucketVersioningV2:BucketVersioningV2"
+    SNS_TOPIC = "aws:sns/topic:Topic"
+    SNS_TOPIC_POLICY = "aws:sns/topicPolicy:TopicPolicy"
+    SNS_TOPIC_SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
+    SQS_QUEUE = "aws:sqs/queue:Queue"
+    SQS_QUEUE_POLICY = "aws:sqs/queuePolicy:QueuePolicy"
+    SQS_REDRIVE_ALLOW_POLICY = "aws:sqs/redriveAllowPolicy:RedriveAllowPolicy"
+    SQS_REDRIVE_POLICY = "aws:sqs/redrivePolicy:RedrivePolicy"

@@ -21,12 +21,11 @@ from typing import Any
 import pulumi
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks, set_all_config, set_mocks
 from pulumi.runtime.settings import get_root_resource
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
 from local.engine.deployment import DeclaredResource, Deployment
 from local.engine.emulator import ACCOUNT_ID, Emulator
 from local.engine.invokes import InvokeAnswers, UnknownInvoke
+from local.engine.pulumi_internals import run_program, wait_for
 from local.engine.resources import ResourceFactory
 from local.engine.stack_config import StackConfig
 
@@ -120,7 +119,7 @@ def evaluate_program(project_dir: Path, config: StackConfig, emulator: Emulator,
         program = project_dir / "__main__.py"
         with _program_context(project_dir):
             try:
-                _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
+                run_program(lambda: runpy.run_path(str(program), run_name="__main__"))
             except Exception as err:
                 details = "; ".join(mocks.errors) or f"{type(err).__name__}: {err}"
                 raise ProgramFailed(f"{program}: {details}") from err
@@ -129,7 +128,7 @@ def evaluate_program(project_dir: Path, config: StackConfig, emulator: Emulator,
             stack = get_root_resource()
             exported = getattr(stack, "outputs", {}) or {}
             if exported:
-                deployment.outputs = dict(_sync_await(pulumi.Output.all(**exported).future()) or {})
+                deployment.outputs = dict(wait_for(pulumi.Output.all(**exported).future()) or {})
     finally:
         loop.close()
         asyncio.set_event_loop(None)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from botocore.exceptions import ClientError
 
 from local.artifacts.images import image_digest
-from local.engine.deployment import DOCKER_IMAGE, AsyncDelivery, Behaviour, Deployment
+from local.engine.deployment import AsyncDelivery, Behaviour, Deployment, ResourceType
 from local.engine.emulator import Emulator
 from local.permissions import enforcement, roles
 from local.permissions.access import Principal, Request, decide, lambda_permission_allows
@@ -31,7 +31,6 @@ Creator = Callable[[str, dict[str, Any]], tuple[str, Outputs]]
 DELIVERY_QUEUE_PREFIX = enforcement.DELIVERY_QUEUE_PREFIX
 S3 = "s3.amazonaws.com"
 LAMBDA = "lambda.amazonaws.com"
-MEDIACONVERT_QUEUE = "aws:mediaconvert/queue:Queue"
 DELIVERY_QUEUE_VISIBILITY_SECONDS = 12 * 3600
 
 
@@ -114,51 +113,47 @@ class ResourceFactory:
         self._account = deployment.account_id
         self._api_endpoint = api_endpoint.rstrip("/")
         self._emulated: dict[str, Creator] = {
-            "aws:s3/bucket:Bucket": self._bucket,
-            "aws:s3/bucketV2:BucketV2": self._bucket,
-            "aws:s3/bucketNotification:BucketNotification": self._bucket_notification,
-            "aws:s3/bucketPolicy:BucketPolicy": self._bucket_policy,
-            "aws:s3/bucketCorsConfiguration:BucketCorsConfiguration": self._bucket_cors,
-            "aws:s3/bucketCorsConfigurationV2:BucketCorsConfigurationV2": self._bucket_cors,
-            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": self._bucket_public_access_block,
-            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": self._bucket_sse,
-            "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2": (
-                self._bucket_sse
-            ),
-            "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": self._bucket_lifecycle,
-            "aws:s3/bucketLifecycleConfigurationV2:BucketLifecycleConfigurationV2": self._bucket_lifecycle,
-            "aws:s3/bucketVersioning:BucketVersioning": self._bucket_versioning,
-            "aws:s3/bucketVersioningV2:BucketVersioningV2": self._bucket_versioning,
-            "aws:s3/bucketOwnershipControls:BucketOwnershipControls": self._bucket_ownership,
-            "aws:sns/topic:Topic": self._topic,
-            "aws:sns/topicPolicy:TopicPolicy": self._topic_policy,
-            "aws:sns/topicSubscription:TopicSubscription": self._subscription,
-            "aws:sqs/queue:Queue": self._queue,
-            "aws:sqs/queuePolicy:QueuePolicy": self._queue_attribute("policy", "Policy"),
-            "aws:sqs/redrivePolicy:RedrivePolicy": self._queue_attribute("redrivePolicy", "RedrivePolicy"),
-            "aws:sqs/redriveAllowPolicy:RedriveAllowPolicy": self._queue_attribute(
-                "redriveAllowPolicy", "RedriveAllowPolicy"
-            ),
-            "aws:dynamodb/table:Table": self._table,
-            "aws:cloudwatch/eventBus:EventBus": self._event_bus,
-            "aws:cloudwatch/eventRule:EventRule": self._event_rule,
-            "aws:cloudwatch/eventTarget:EventTarget": self._event_target,
-            "aws:iam/role:Role": self._role,
-            "aws:iam/rolePolicy:RolePolicy": self._role_policy,
-            "aws:iam/rolePolicyAttachment:RolePolicyAttachment": self._role_policy_attachment,
-            "aws:kms/key:Key": self._kms_key,
-            "aws:kms/alias:Alias": self._kms_alias,
+            ResourceType.S3_BUCKET: self._bucket,
+            ResourceType.S3_BUCKET_V2: self._bucket,
+            ResourceType.S3_BUCKET_NOTIFICATION: self._bucket_notification,
+            ResourceType.S3_BUCKET_POLICY: self._bucket_policy,
+            ResourceType.S3_BUCKET_CORS_CONFIGURATION: self._bucket_cors,
+            ResourceType.S3_BUCKET_CORS_CONFIGURATION_V2: self._bucket_cors,
+            ResourceType.S3_BUCKET_PUBLIC_ACCESS_BLOCK: self._bucket_public_access_block,
+            ResourceType.S3_BUCKET_SERVER_SIDE_ENCRYPTION_CONFIGURATION: self._bucket_sse,
+            ResourceType.S3_BUCKET_SERVER_SIDE_ENCRYPTION_CONFIGURATION_V2: (self._bucket_sse),
+            ResourceType.S3_BUCKET_LIFECYCLE_CONFIGURATION: self._bucket_lifecycle,
+            ResourceType.S3_BUCKET_LIFECYCLE_CONFIGURATION_V2: self._bucket_lifecycle,
+            ResourceType.S3_BUCKET_VERSIONING: self._bucket_versioning,
+            ResourceType.S3_BUCKET_VERSIONING_V2: self._bucket_versioning,
+            ResourceType.S3_BUCKET_OWNERSHIP_CONTROLS: self._bucket_ownership,
+            ResourceType.SNS_TOPIC: self._topic,
+            ResourceType.SNS_TOPIC_POLICY: self._topic_policy,
+            ResourceType.SNS_TOPIC_SUBSCRIPTION: self._subscription,
+            ResourceType.SQS_QUEUE: self._queue,
+            ResourceType.SQS_QUEUE_POLICY: self._queue_attribute("policy", "Policy"),
+            ResourceType.SQS_REDRIVE_POLICY: self._queue_attribute("redrivePolicy", "RedrivePolicy"),
+            ResourceType.SQS_REDRIVE_ALLOW_POLICY: self._queue_attribute("redriveAllowPolicy", "RedriveAllowPolicy"),
+            ResourceType.DYNAMODB_TABLE: self._table,
+            ResourceType.CLOUDWATCH_EVENT_BUS: self._event_bus,
+            ResourceType.EVENT_RULE: self._event_rule,
+            ResourceType.EVENT_TARGET: self._event_target,
+            ResourceType.IAM_ROLE: self._role,
+            ResourceType.IAM_ROLE_POLICY: self._role_policy,
+            ResourceType.IAM_ROLE_POLICY_ATTACHMENT: self._role_policy_attachment,
+            ResourceType.KMS_KEY: self._kms_key,
+            ResourceType.KMS_ALIAS: self._kms_alias,
         }
         self._runtime: dict[str, Creator] = {
-            "aws:lambda/function:Function": self._function,
-            "aws:lambda/eventSourceMapping:EventSourceMapping": self._event_source_mapping,
-            "aws:apigatewayv2/api:Api": self._http_api,
-            "aws:apigatewayv2/stage:Stage": self._http_stage,
-            "aws:apigatewayv2/route:Route": self._http_child,
-            "aws:apigatewayv2/integration:Integration": self._http_child,
-            "aws:apigatewayv2/authorizer:Authorizer": self._http_child,
-            MEDIACONVERT_QUEUE: self._mediaconvert_queue,
-            DOCKER_IMAGE: self._docker_image,
+            ResourceType.FUNCTION: self._function,
+            ResourceType.EVENT_SOURCE_MAPPING: self._event_source_mapping,
+            ResourceType.HTTP_API: self._http_api,
+            ResourceType.HTTP_STAGE: self._http_stage,
+            ResourceType.HTTP_ROUTE: self._http_child,
+            ResourceType.HTTP_INTEGRATION: self._http_child,
+            ResourceType.HTTP_AUTHORIZER: self._http_child,
+            ResourceType.MEDIACONVERT_QUEUE: self._mediaconvert_queue,
+            ResourceType.DOCKER_IMAGE: self._docker_image,
         }
 
     @property
@@ -749,9 +744,9 @@ class ResourceFactory:
         if token.startswith("aws:iam/"):
             outputs["arn"] = f"arn:aws:iam::{self._account}:{kind}/{physical}"
             outputs["uniqueId"] = f"AROA{random_hex(16).upper()}"
-        elif token == "aws:cloudwatch/logGroup:LogGroup":
+        elif token == ResourceType.CLOUDWATCH_LOG_GROUP:
             outputs["arn"] = f"arn:aws:logs:{self._region}:{self._account}:log-group:{physical}"
-        elif token == "aws:ecr/repository:Repository":
+        elif token == ResourceType.ECR_REPOSITORY:
             outputs["arn"] = f"arn:aws:ecr:{self._region}:{self._account}:repository/{physical}"
             outputs["repositoryUrl"] = f"{self._account}.dkr.ecr.{self._region}.amazonaws.com/{physical}"
             outputs["registryId"] = self._account

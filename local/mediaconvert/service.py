@@ -30,7 +30,7 @@ from local.mediaconvert.runner import JobRunner
 from local.mediaconvert.server import MediaConvertServer
 from local.mediaconvert.settings import SettingsNotHonoured, read_job_settings
 from local.permissions.roles import RoleNotAssumable
-from local.runtime.event_sources import LocalClock
+from local.runtime.clock import LocalClock
 
 log = logging.getLogger("local.mediaconvert.service")
 

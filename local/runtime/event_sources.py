@@ -26,23 +26,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from local.engine.deployment import AsyncDelivery, AsyncInvokePolicy, DeclaredResource
 from local.engine.emulator import Emulator
 from local.permissions import enforcement
+from local.runtime.clock import LocalClock
 from local.runtime.workers import FunctionError, FunctionRuntime
 
 log = logging.getLogger("local.events")
 
 AwsError = (ClientError, BotoCoreError)
 RECEIVE_WAIT_SECONDS = 1
-
-
-@dataclass(frozen=True)
-class LocalClock:
-    """Maps AWS service durations onto local time: `scale` 0.01 turns five minutes into three seconds."""
-
-    scale: float = 0.01
-    minimum_seconds: float = 0.2
-
-    def seconds(self, aws_seconds: float) -> float:
-        return max(self.minimum_seconds, aws_seconds * self.scale)
 
 
 @dataclass

@@ -18,14 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from local.engine.deployment import (
-    HTTP_API,
-    HTTP_INTEGRATION,
-    HTTP_ROUTE,
-    HTTP_STAGE,
-    DeclaredResource,
-    Deployment,
-)
+from local.engine.deployment import DeclaredResource, Deployment, ResourceType
 from local.permissions import enforcement
 from local.permissions.access import lambda_permission_allows
 from local.runtime.auth import JwtAuthorizer, Unauthorized
@@ -83,7 +76,7 @@ def compile_route(route_key: str) -> tuple[str, re.Pattern[str] | None, tuple[in
 
 
 def _warn_on_multiple_apis(deployment: Deployment) -> None:
-    apis = deployment.of_type(HTTP_API)
+    apis = deployment.of_type(ResourceType.HTTP_API)
     if len(apis) > 1:
         log.warning("%d HTTP APIs declared; the local gateway serves %s", len(apis), apis[0].name)
 
@@ -91,7 +84,7 @@ def _warn_on_multiple_apis(deployment: Deployment) -> None:
 def invoke_source_arn(deployment: Deployment, route_key: str) -> str:
     """The ARN API Gateway invokes an integration as (a Permission's `source_arn` must match it):
     `{executionArn}/{stage}/{METHOD}{path}` for the route."""
-    apis, stages = deployment.of_type(HTTP_API), deployment.of_type(HTTP_STAGE)
+    apis, stages = deployment.of_type(ResourceType.HTTP_API), deployment.of_type(ResourceType.HTTP_STAGE)
     execution_arn = apis[0].state.get("executionArn", "") if apis else ""
     stage = stages[0].state.get("name", "$default") if stages else "$default"
     method, _, path = route_key.partition(" ")
@@ -107,9 +100,9 @@ def _refusal(deployment: Deployment, function: DeclaredResource, route_key: str)
 
 def build_routes(deployment: Deployment, authorizers: dict[str, JwtAuthorizer]) -> list[Route]:
     _warn_on_multiple_apis(deployment)
-    integrations = {i.id: i for i in deployment.of_type(HTTP_INTEGRATION)}
+    integrations = {i.id: i for i in deployment.of_type(ResourceType.HTTP_INTEGRATION)}
     routes: list[Route] = []
-    for declared in deployment.of_type(HTTP_ROUTE):
+    for declared in deployment.of_type(ResourceType.HTTP_ROUTE):
         inputs = declared.inputs
         target = inputs.get("target") or ""
         integration = integrations.get(target.removeprefix("integrations/"))
@@ -141,7 +134,7 @@ def build_routes(deployment: Deployment, authorizers: dict[str, JwtAuthorizer]) 
 
 
 def stage_prefix(deployment: Deployment) -> str:
-    stages = deployment.of_type(HTTP_STAGE)
+    stages = deployment.of_type(ResourceType.HTTP_STAGE)
     name = stages[0].state.get("name", "$default") if stages else "$default"
     return "" if name == "$default" else f"/{name}"
 
@@ -158,7 +151,7 @@ class HttpApiGateway:
     ) -> None:
         self.routes = build_routes(deployment, authorizers)
         self.prefix = stage_prefix(deployment)
-        apis = deployment.of_type(HTTP_API)
+        apis = deployment.of_type(ResourceType.HTTP_API)
         self.api_id = apis[0].id if apis else "local"
         self.cors = (apis[0].inputs.get("corsConfiguration") if apis else None) or None
         self.account_id = deployment.account_id

@@ -20,7 +20,8 @@ from local.engine.resources import ResourceFactory, autoname, integral, pascal
 from local.engine.stack_config import load_stack_config, parse_override
 from local.permissions.access import bucket_policy_permission, condition_holds
 from local.runtime.auth import _claim_text
-from local.runtime.event_sources import LocalClock, failed_message_ids, is_s3_test_event, rate_seconds
+from local.runtime.clock import LocalClock
+from local.runtime.event_sources import failed_message_ids, is_s3_test_event, rate_seconds
 from local.runtime.gateway import compile_route
 
 TLS_ONLY = json.dumps(

@@ -28,7 +28,7 @@ from local.mediaconvert.outputs.ffmpeg import FfmpegFailed, mjpeg_quality, outpu
 from local.mediaconvert.outputs.hls import Variant, avc_codec, master_playlist, with_integer_durations
 from local.mediaconvert.service import MediaConvertStandIn, StandInOptions
 from local.mediaconvert.settings import read_job_settings
-from local.runtime.event_sources import LocalClock
+from local.runtime.clock import LocalClock
 from tests.fixtures import MEDIACONVERT_FIXTURES
 from tests.media_samples import make_video, probe
 
