@@ -26,7 +26,7 @@ from local.artifacts.cache import ensure_directory
 from local.artifacts.images import BASE_ENVIRONMENT, AssembledImage, assemble_image
 from local.engine.deployment import DeclaredResource, Deployment, ResourceType
 
-CACHE_ROOT = Path(__file__).resolve().parent.parent / ".local" / "cache"
+CACHE_ROOT = Path(__file__).resolve().parents[2] / ".local" / "cache"  # the repository's .local/, beside the state
 # Lambda's python3.11 runtime runs on Amazon Linux 2 (glibc 2.26): wheels for manylinux2014 (glibc 2.17) are what
 # a layer built for it carries.
 WHEEL_PLATFORM = "manylinux2014_x86_64"

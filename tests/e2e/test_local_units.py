@@ -181,3 +181,9 @@ def test_s3s_test_event_reaches_queues_but_never_a_function() -> None:
     assert is_s3_test_event("s3", test_event)
     assert not is_s3_test_event("s3", upload)
     assert not is_s3_test_event("eventbridge", test_event)  # a rule's input is the function's business
+
+
+def test_the_artifact_cache_lives_in_the_repositorys_local_state() -> None:
+    from local.artifacts.builder import CACHE_ROOT
+
+    assert CACHE_ROOT == Path(__file__).resolve().parents[2] / ".local" / "cache"
