@@ -27,7 +27,6 @@ from local.engine.stack_config import load_stack_config
 from local.mediaconvert.model import ServiceError
 from local.mediaconvert.service import MediaConvertStandIn, StandInOptions
 from local.permissions import enforcement, roles
-from local.permissions.access import lambda_permission_allows
 from local.runtime.auth import AuthorizerSettings, JwtAuthorizer, SigningKey
 from local.runtime.clock import LocalClock
 from local.runtime.event_sources import AsyncDeliveryLoop, ScheduleRunner, SqsEventSource
@@ -282,11 +281,7 @@ class LocalCloud:
         for delivery in self.deployment.deliveries:
             function = self.deployment.function_by_reference(delivery.function_arn)
             policy = self.deployment.async_invoke_policy(function)
-            permissions = self.deployment.function_permissions(function)
-            permitted = lambda_permission_allows(
-                permissions, delivery.service, delivery.source_arn, self.deployment.account_id
-            )
-            refusal = "" if permitted else f"no permission lets {delivery.service} invoke it for {delivery.source_arn}"
+            refusal = self.deployment.invoke_refusal(function, delivery.service, delivery.source_arn)
             loop = AsyncDeliveryLoop(
                 delivery, policy, self.runtimes.get(delivery.function_arn), self.emulator, self.clock, refusal=refusal
             )

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from local.permissions.access import lambda_permission_allows
+
 
 class Behaviour(StrEnum):
     EMULATED = "emulated"  # created in the moto server
@@ -107,6 +109,12 @@ class Deployment:
             except LookupError:
                 continue
         return found
+
+    def invoke_refusal(self, function: DeclaredResource, service: str, source_arn: str | None) -> str:
+        """Why the function's resource policy does not let `service` invoke it for `source_arn`; "" when it does."""
+        if lambda_permission_allows(self.function_permissions(function), service, source_arn, self.account_id):
+            return ""
+        return f"no permission lets {service} invoke {function.state.get('name', function.name)} for {source_arn}"
 
     def dead_letter_arns(self) -> set[str]:
         """Every queue or topic the program declares as a dead-letter target or failure destination."""

@@ -29,11 +29,9 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
-from local.permissions.access import bucket_policy_permission
+from local.permissions.access import ENDPOINT_CONTEXT, bucket_policy_permission
 
 log = logging.getLogger("local.moto")
-
-REQUEST_CONTEXT: dict[str, str] = {"aws:securetransport": "true"}
 
 
 def evaluate_bucket_policies_like_iam() -> None:
@@ -43,7 +41,7 @@ def evaluate_bucket_policies_like_iam() -> None:
     def get_permission(self: FakeBucket, action: str, resource: str) -> PermissionResult:
         if self.policy is None:
             return PermissionResult.NEUTRAL
-        verdict = bucket_policy_permission(self.policy.decode(), action, resource, REQUEST_CONTEXT)
+        verdict = bucket_policy_permission(self.policy.decode(), action, resource, ENDPOINT_CONTEXT)
         return PermissionResult[verdict]
 
     FakeBucket.get_permission = get_permission  # type: ignore[method-assign]

@@ -22,7 +22,7 @@ from local.artifacts.images import image_digest
 from local.engine.deployment import AsyncDelivery, Behaviour, Deployment, ResourceType
 from local.engine.emulator import Emulator
 from local.permissions import enforcement, roles
-from local.permissions.access import Principal, Request, decide, lambda_permission_allows
+from local.permissions.access import Principal, Request, decide
 
 Outputs = dict[str, Any]
 Creator = Callable[[str, dict[str, Any]], tuple[str, Outputs]]
@@ -212,8 +212,9 @@ class ResourceFactory:
                 problems.append(f"{spec['topicArn']}: {decision.reason}")
         for spec in inputs.get("lambdaFunctions") or []:
             function = self._deployment.function_by_reference(spec["lambdaFunctionArn"])
-            if not lambda_permission_allows(self._deployment.function_permissions(function), S3, source, self._account):
-                problems.append(f"{spec['lambdaFunctionArn']}: no permission lets s3.amazonaws.com invoke it")
+            refusal = self._deployment.invoke_refusal(function, S3, source)
+            if refusal:
+                problems.append(f"{spec['lambdaFunctionArn']}: {refusal}")
         if problems:
             raise ValueError(
                 "InvalidArgument: Unable to validate the following destination configurations: " + "; ".join(problems)

@@ -23,6 +23,8 @@ from typing import Any
 log = logging.getLogger("local.permissions.access")
 
 Policy = Mapping[str, Any]
+# What every request to the local endpoint stands for: AWS endpoints are HTTPS.
+ENDPOINT_CONTEXT: Mapping[str, str] = {"aws:SecureTransport": "true"}
 
 
 def _as_list(value: Any) -> list[str]:

@@ -34,13 +34,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from local.permissions.access import Decision, Principal, Request, decide
+from local.permissions.access import ENDPOINT_CONTEXT, Decision, Principal, Request, decide
 from local.permissions.roles import ADMIN_ACCESS_KEY, Caller, caller_for, role_policies
 
 log = logging.getLogger("local.permissions")
 
 DELIVERY_QUEUE_PREFIX = "local-delivery-"
-SECURE_TRANSPORT = {"aws:SecureTransport": "true"}  # AWS endpoints are HTTPS; the local one stands for them
 JSON_ERRORS = {"dynamodb": "AccessDeniedException", "events": "AccessDeniedException", "kms": "AccessDeniedException"}
 # API operations authorized as another IAM action: a batch as its single action (IAM has no separate actions for
 # these batches), S3's HeadBucket as ListBucket.
@@ -199,7 +198,7 @@ def _missing_object_needs_list_bucket(response: Any, caller: Caller, policies: l
     except Exception:  # no such bucket: S3 says so itself
         return False
     bucket_arn = f"arn:aws:s3:::{bucket}"
-    listing = Request("s3:ListBucket", (bucket_arn,), SECURE_TRANSPORT)
+    listing = Request("s3:ListBucket", (bucket_arn,), ENDPOINT_CONTEXT)
     bucket_policy = resource_policy_of("s3", response.current_account, response.region, bucket_arn)
     return not decide(caller.principal, listing, policies, bucket_policy).allowed
 
@@ -220,7 +219,7 @@ def _denied(response: Any, service: str, caller: Caller, action: str, message: s
 
 
 def _requests(response: Any, service: str, action: str, resource: str) -> list[Request]:
-    context = dict(SECURE_TRANSPORT)
+    context = dict(ENDPOINT_CONTEXT)
     account, region = response.current_account, response.region
     if service == "s3":
         prefix = _first((getattr(response, "querystring", None) or {}).get("prefix"))

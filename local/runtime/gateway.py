@@ -18,9 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from local.engine.deployment import DeclaredResource, Deployment, ResourceType
+from local.engine.deployment import Deployment, ResourceType
 from local.permissions import enforcement
-from local.permissions.access import lambda_permission_allows
 from local.runtime.auth import JwtAuthorizer, Unauthorized
 from local.runtime.workers import FunctionError, FunctionTimeout, Runtimes
 
@@ -91,13 +90,6 @@ def invoke_source_arn(deployment: Deployment, route_key: str) -> str:
     return f"{execution_arn}/{stage}/{method.upper() if path else route_key}{path}"
 
 
-def _refusal(deployment: Deployment, function: DeclaredResource, route_key: str) -> str:
-    source = invoke_source_arn(deployment, route_key)
-    if lambda_permission_allows(deployment.function_permissions(function), API_GATEWAY, source, deployment.account_id):
-        return ""
-    return f"no permission lets {API_GATEWAY} invoke {function.state['name']} for {source}"
-
-
 def build_routes(deployment: Deployment, authorizers: dict[str, JwtAuthorizer]) -> list[Route]:
     _warn_on_multiple_apis(deployment)
     integrations = {i.id: i for i in deployment.of_type(ResourceType.HTTP_INTEGRATION)}
@@ -127,7 +119,9 @@ def build_routes(deployment: Deployment, authorizers: dict[str, JwtAuthorizer]) 
                 authorizer=authorizer,
                 scopes=tuple(inputs.get("authorizationScopes") or ()),
                 specificity=specificity,
-                refusal=_refusal(deployment, declared_function, inputs["routeKey"]),
+                refusal=deployment.invoke_refusal(
+                    declared_function, API_GATEWAY, invoke_source_arn(deployment, inputs["routeKey"])
+                ),
             )
         )
     return sorted(routes, key=lambda r: r.specificity, reverse=True)
