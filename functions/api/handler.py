@@ -49,7 +49,7 @@ from functions.api.request_parsing import (
 from functions.api.settings import ApiSettings, load_settings
 from functions.api.uploads import new_upload_job, upload_created_view, upload_form, upload_key, validate_upload_request
 from functions.common.jobs_table import InvalidCursor, JobNotFound, JobsTable
-from functions.webhooks.endpoints import (
+from functions.contracts.webhooks import (
     MAX_ENDPOINTS_PER_OWNER,
     Endpoint,
     is_endpoint_id,
@@ -58,9 +58,9 @@ from functions.webhooks.endpoints import (
     rotated,
 )
 from functions.webhooks.settings import EndpointSettings, load_endpoint_settings
-from functions.webhooks.signing import new_secret
-from functions.webhooks.ssrf import AddressPolicy, UrlRefused, check_url
-from functions.webhooks.store import DeliveryLog, EndpointNotFound, EndpointsTable, SecretChangedConcurrently
+from functions.common.webhook_signing import new_secret
+from functions.common.ssrf import AddressPolicy, UrlRefused, check_url
+from functions.common.webhook_tables import DeliveryLog, EndpointNotFound, EndpointsTable, SecretChangedConcurrently
 
 logger = Logger()
 metrics = Metrics()

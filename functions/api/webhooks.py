@@ -13,8 +13,8 @@ from typing import Any
 
 from functions.api.errors import bad_request
 from functions.api.job_view import iso_utc
-from functions.webhooks.endpoints import Endpoint
-from functions.webhooks.payload import ALL_EVENT_TYPES
+from functions.contracts.webhooks import Endpoint
+from functions.contracts.webhooks import ALL_EVENT_TYPES
 
 DEFAULT_DELIVERY_PAGE = 20
 MAX_DELIVERY_PAGE = 100

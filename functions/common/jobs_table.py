@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
-import boto3
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from functions.common.job_state import OPEN_MARKER, Job
+from functions.common.clients import dynamodb_resource
+from functions.contracts.jobs import OPEN_MARKER, JobRecord
 
 # Index names are part of the table's contract with components/tracker.py, which imports them.
 OWNER_INDEX = "byOwner"  # ownerId + createdAt: GET /jobs, newest first
@@ -84,23 +84,23 @@ def decode_cursor(cursor: str, owner_id: str) -> dict[str, Any]:
 
 class JobsTable:
     def __init__(self, table_name: str, dynamodb: Any = None) -> None:
-        self._table = (dynamodb or boto3.resource("dynamodb")).Table(table_name)
+        self._table = (dynamodb or dynamodb_resource()).Table(table_name)
 
-    def create(self, job: Job) -> None:
+    def create(self, job: JobRecord) -> None:
         try:
-            self._table.put_item(Item=to_dynamo(job), ConditionExpression="attribute_not_exists(jobId)")
+            self._table.put_item(Item=to_dynamo(job.to_item()), ConditionExpression="attribute_not_exists(jobId)")
         except ClientError as err:
             if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise JobAlreadyExists(job["jobId"]) from err
+                raise JobAlreadyExists(job.jobId) from err
             raise
 
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str) -> JobRecord:
         item = self._table.get_item(Key={"jobId": job_id}, ConsistentRead=True).get("Item")
         if item is None:
             raise JobNotFound(job_id)
-        return from_dynamo(item)
+        return JobRecord.from_item(from_dynamo(item))
 
-    def list_for_owner(self, owner_id: str, *, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
+    def list_for_owner(self, owner_id: str, *, limit: int, cursor: str | None) -> tuple[list[JobRecord], str | None]:
         query: dict[str, Any] = {
             "IndexName": OWNER_INDEX,
             "KeyConditionExpression": Key("ownerId").eq(owner_id),
@@ -111,24 +111,25 @@ class JobsTable:
             query["ExclusiveStartKey"] = decode_cursor(cursor, owner_id)
         page = self._table.query(**query)
         last_key = page.get("LastEvaluatedKey")
-        return [from_dynamo(item) for item in page["Items"]], encode_cursor(last_key) if last_key else None
+        jobs = [JobRecord.from_item(from_dynamo(item)) for item in page["Items"]]
+        return jobs, encode_cursor(last_key) if last_key else None
 
     def change(
-        self, job_id: str, transition: Callable[[Job], Job | None], *, attempts: int = 5
-    ) -> tuple[Job, Job] | None:
+        self, job_id: str, transition: Callable[[JobRecord], JobRecord | None], *, attempts: int = 5
+    ) -> tuple[JobRecord, JobRecord] | None:
         """Read, apply a pure transition, write conditionally; returns (before, after), or None for a no-op."""
         for _ in range(attempts):
             before = self.get(job_id)
             after = transition(before)
             if after is None:
                 return None
-            after = {**after, "version": int(before["version"]) + 1}
+            after = after.model_copy(update={"version": before.version + 1})
             try:
                 self._table.put_item(
-                    Item=to_dynamo(after),
+                    Item=to_dynamo(after.to_item()),
                     ConditionExpression="#version = :version AND #status = :status",
                     ExpressionAttributeNames={"#version": "version", "#status": "status"},
-                    ExpressionAttributeValues={":version": before["version"], ":status": before["status"]},
+                    ExpressionAttributeValues={":version": before.version, ":status": str(before.status)},
                 )
             except ClientError as err:
                 if err.response["Error"]["Code"] != "ConditionalCheckFailedException":

@@ -34,11 +34,11 @@ from functions.api.job_view import job_view
 from functions.common.events import SOURCE
 from functions.common.job_state import Job
 from functions.common.jobs_table import JobsTable
-from functions.webhooks.payload import event_type_for
+from functions.contracts.webhooks import event_type_for
 from functions.webhooks.service import JobOutcome, Outcome, Skipped, TaskNotDue, WebhookService
 from functions.webhooks.settings import DeliverySettings, load_delivery_settings
-from functions.webhooks.ssrf import AddressPolicy
-from functions.webhooks.store import DeliveryLog, EndpointsTable
+from functions.common.ssrf import AddressPolicy
+from functions.common.webhook_tables import DeliveryLog, EndpointsTable
 from functions.webhooks.tasks import DeliveryTask, TaskQueue, is_task, parse_task
 from functions.webhooks.transport import MAX_CONCURRENT_ATTEMPTS, Transport
 

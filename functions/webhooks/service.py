@@ -16,11 +16,12 @@ from typing import Any
 from functions.common import job_state
 from functions.common.job_state import Job, WebhookFailure
 from functions.common.jobs_table import JobNotFound, JobsTable
-from functions.webhooks.endpoints import is_subscribed, signing_secrets
-from functions.webhooks.payload import payload_body, webhook_id
+from functions.contracts.webhooks import is_subscribed, signing_secrets
+from functions.contracts.webhooks import webhook_id
+from functions.webhooks.payload import payload_body
 from functions.webhooks.schedule import RetrySchedule, defer_seconds, send_delay
-from functions.webhooks.signing import webhook_headers
-from functions.webhooks.store import AttemptAlreadyClaimed, DeliveryLog, EndpointNotFound, EndpointsTable, attempt_id
+from functions.common.webhook_signing import webhook_headers
+from functions.common.webhook_tables import AttemptAlreadyClaimed, DeliveryLog, EndpointNotFound, EndpointsTable, attempt_id
 from functions.webhooks.tasks import DeliveryTask, TaskQueue
 from functions.webhooks.transport import HttpAttempt
 

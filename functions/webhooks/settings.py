@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from functions.webhooks.schedule import RetrySchedule, schedule_from_env
-from functions.webhooks.ssrf import IPNetwork, parse_allowed_networks
+from functions.common.ssrf import IPNetwork, parse_allowed_networks
 
 T = TypeVar("T")
 MAX_TIMEOUT_SECONDS = 30

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from functions.webhooks.ssrf import AddressPolicy, IPAddress, UrlRefused, WebhookUrl, check_url
+from functions.common.ssrf import AddressPolicy, IPAddress, UrlRefused, WebhookUrl, check_url
 
 Connector = Callable[[tuple[str, int], float], socket.socket]
 """Opens a TCP connection to (address, port) within a timeout: socket.create_connection, or a test's guard."""

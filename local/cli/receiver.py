@@ -1,7 +1,7 @@
 """A webhook receiver on 127.0.0.1, as a client's endpoint would be: it verifies every delivery's Standard Webhooks
 signature on the raw body, answers 204 to a valid one and 401 to any other, and keeps what it received.
 
-Signatures are checked with `functions.webhooks.signing.verify` and, when the `standardwebhooks` reference package is
+Signatures are checked with `functions.common.webhook_signing.verify` and, when the `standardwebhooks` reference package is
 importable (a dev dependency), cross-checked with it: a delivery is valid only if every verifier accepts it. Used by
 `python -m local demo`, `python -m local webhooks listen` and the tests.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from functions.webhooks.signing import SignatureError, verify
+from functions.common.webhook_signing import SignatureError, verify
 from local.cli.client import ApiClient, ApiError
 
 try:
@@ -29,7 +29,7 @@ DEFAULT_PATH = "/hooks"
 MAX_BODY_BYTES = 1024 * 1024
 REQUEST_TIMEOUT_SECONDS = 10
 SHUTDOWN_POLL_SECONDS = 0.05
-OWN_VERIFIER = "functions.webhooks.signing.verify"
+OWN_VERIFIER = "functions.common.webhook_signing.verify"
 REFERENCE_VERIFIER = "standardwebhooks"
 
 
@@ -41,7 +41,7 @@ class Delivery:
     received_at: float
     headers: dict[str, str]
     body: bytes
-    verified: bool  # functions.webhooks.signing.verify accepted it
+    verified: bool  # functions.common.webhook_signing.verify accepted it
     reference_verified: bool | None  # the standardwebhooks package accepted it; None when it is not installed
     error: str | None  # why the delivery is invalid, when it is
     status: int  # what the receiver answered

@@ -102,6 +102,68 @@ class Created:
     note: str = ""
 
 
+def _key_schema(spec: dict[str, Any]) -> list[dict[str, str]]:
+    if spec.get("keySchemas"):
+        return [{"AttributeName": k["attributeName"], "KeyType": k["keyType"]} for k in spec["keySchemas"]]
+    schema = [{"AttributeName": spec["hashKey"], "KeyType": "HASH"}] if spec.get("hashKey") else []
+    if spec.get("rangeKey"):
+        schema.append({"AttributeName": spec["rangeKey"], "KeyType": "RANGE"})
+    return schema
+
+
+def _projection(spec: dict[str, Any]) -> dict[str, Any]:
+    projection: dict[str, Any] = {"ProjectionType": spec.get("projectionType", "ALL")}
+    if spec.get("nonKeyAttributes"):
+        projection["NonKeyAttributes"] = list(spec["nonKeyAttributes"])
+    return projection
+
+
+def create_table_request(table: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The CreateTable request for a declared `aws.dynamodb.Table` (its Pulumi inputs), named `table`."""
+    provisioned = inputs.get("billingMode", "PROVISIONED") == "PROVISIONED"
+
+    def throughput(spec: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ReadCapacityUnits": spec.get("readCapacity") or 1,
+            "WriteCapacityUnits": spec.get("writeCapacity") or 1,
+        }
+
+    request: dict[str, Any] = {
+        "TableName": table,
+        "KeySchema": _key_schema(inputs),
+        "AttributeDefinitions": [
+            {"AttributeName": a["name"], "AttributeType": a["type"]} for a in inputs.get("attributes") or []
+        ],
+        "BillingMode": "PROVISIONED" if provisioned else "PAY_PER_REQUEST",
+    }
+    if provisioned:
+        request["ProvisionedThroughput"] = throughput(inputs)
+    indexes = []
+    for gsi in inputs.get("globalSecondaryIndexes") or []:
+        index = {"IndexName": gsi["name"], "KeySchema": _key_schema(gsi), "Projection": _projection(gsi)}
+        if provisioned:
+            index["ProvisionedThroughput"] = throughput(gsi)
+        indexes.append(index)
+    if indexes:
+        request["GlobalSecondaryIndexes"] = indexes
+    local_indexes = [
+        {
+            "IndexName": lsi["name"],
+            "KeySchema": [
+                {"AttributeName": inputs["hashKey"], "KeyType": "HASH"},
+                {"AttributeName": lsi["rangeKey"], "KeyType": "RANGE"},
+            ],
+            "Projection": _projection(lsi),
+        }
+        for lsi in inputs.get("localSecondaryIndexes") or []
+    ]
+    if local_indexes:
+        request["LocalSecondaryIndexes"] = local_indexes
+    if inputs.get("streamEnabled"):
+        request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": inputs["streamViewType"]}
+    return request
+
+
 class ResourceFactory:
     """Creates each supported resource type in the emulator; records the rest without behaviour."""
 
@@ -417,65 +479,9 @@ class ResourceFactory:
 
     # --- DynamoDB -------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _key_schema(spec: dict[str, Any]) -> list[dict[str, str]]:
-        if spec.get("keySchemas"):
-            return [{"AttributeName": k["attributeName"], "KeyType": k["keyType"]} for k in spec["keySchemas"]]
-        schema = [{"AttributeName": spec["hashKey"], "KeyType": "HASH"}] if spec.get("hashKey") else []
-        if spec.get("rangeKey"):
-            schema.append({"AttributeName": spec["rangeKey"], "KeyType": "RANGE"})
-        return schema
-
-    @staticmethod
-    def _projection(spec: dict[str, Any]) -> dict[str, Any]:
-        projection: dict[str, Any] = {"ProjectionType": spec.get("projectionType", "ALL")}
-        if spec.get("nonKeyAttributes"):
-            projection["NonKeyAttributes"] = list(spec["nonKeyAttributes"])
-        return projection
-
     def _table(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
         table = autoname(name, inputs)
-        provisioned = inputs.get("billingMode", "PROVISIONED") == "PROVISIONED"
-
-        def throughput(spec: dict[str, Any]) -> dict[str, Any]:
-            return {
-                "ReadCapacityUnits": spec.get("readCapacity") or 1,
-                "WriteCapacityUnits": spec.get("writeCapacity") or 1,
-            }
-
-        request: dict[str, Any] = {
-            "TableName": table,
-            "KeySchema": self._key_schema(inputs),
-            "AttributeDefinitions": [
-                {"AttributeName": a["name"], "AttributeType": a["type"]} for a in inputs.get("attributes") or []
-            ],
-            "BillingMode": "PROVISIONED" if provisioned else "PAY_PER_REQUEST",
-        }
-        if provisioned:
-            request["ProvisionedThroughput"] = throughput(inputs)
-        indexes = []
-        for gsi in inputs.get("globalSecondaryIndexes") or []:
-            index = {"IndexName": gsi["name"], "KeySchema": self._key_schema(gsi), "Projection": self._projection(gsi)}
-            if provisioned:
-                index["ProvisionedThroughput"] = throughput(gsi)
-            indexes.append(index)
-        if indexes:
-            request["GlobalSecondaryIndexes"] = indexes
-        local_indexes = [
-            {
-                "IndexName": lsi["name"],
-                "KeySchema": [
-                    {"AttributeName": inputs["hashKey"], "KeyType": "HASH"},
-                    {"AttributeName": lsi["rangeKey"], "KeyType": "RANGE"},
-                ],
-                "Projection": self._projection(lsi),
-            }
-            for lsi in inputs.get("localSecondaryIndexes") or []
-        ]
-        if local_indexes:
-            request["LocalSecondaryIndexes"] = local_indexes
-        if inputs.get("streamEnabled"):
-            request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": inputs["streamViewType"]}
+        request = create_table_request(table, inputs)
         dynamodb = self._aws.client("dynamodb")
         description = dynamodb.create_table(**request)["TableDescription"]
         ttl = inputs.get("ttl") or {}

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from functions.common.jobs_table import OPEN_DEADLINE_INDEX, OWNER_INDEX
+from tests.functions.declared_tables import JOBS_TABLE, create_declared_table
 
 REGION = "us-east-1"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -47,38 +47,8 @@ def aws(aws_environment: None) -> Iterator[None]:
 
 
 def create_jobs_table(name: str = "jobs") -> Any:
-    """The table as components/tracker.py declares it: jobId key, owner+createdAt GSI, sparse deadline GSI."""
-    dynamodb = boto3.resource("dynamodb", region_name=REGION)
-    return dynamodb.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "jobId", "KeyType": "HASH"}],
-        AttributeDefinitions=[
-            {"AttributeName": "jobId", "AttributeType": "S"},
-            {"AttributeName": "ownerId", "AttributeType": "S"},
-            {"AttributeName": "createdAt", "AttributeType": "N"},
-            {"AttributeName": "openJob", "AttributeType": "S"},
-            {"AttributeName": "deadlineAt", "AttributeType": "N"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": OWNER_INDEX,
-                "KeySchema": [
-                    {"AttributeName": "ownerId", "KeyType": "HASH"},
-                    {"AttributeName": "createdAt", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-            {
-                "IndexName": OPEN_DEADLINE_INDEX,
-                "KeySchema": [
-                    {"AttributeName": "openJob", "KeyType": "HASH"},
-                    {"AttributeName": "deadlineAt", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-            },
-        ],
-    )
+    """The jobs table as components/job_store.py declares it."""
+    return create_declared_table(JOBS_TABLE, name)
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from functions.api import handler as api
-from functions.webhooks.endpoints import signing_secrets
-from functions.webhooks.signing import secret_key
-from functions.webhooks.store import DeliveryLog, EndpointsTable
+from functions.contracts.webhooks import signing_secrets
+from functions.common.webhook_signing import secret_key
+from functions.common.webhook_tables import DeliveryLog, EndpointsTable
 from tests.functions.webhook_support import create_webhook_tables, guard_network
 
 FIXTURES = Path(__file__).parent / "fixtures"

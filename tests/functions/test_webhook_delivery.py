@@ -25,9 +25,9 @@ from functions.api.job_view import iso_utc, job_view
 from functions.common.events import job_outcome_detail
 from functions.common.jobs_table import JobsTable
 from functions.webhooks import handler as webhooks
-from functions.webhooks.endpoints import EndpointStatus, new_endpoint, new_endpoint_id
-from functions.webhooks.signing import new_secret
-from functions.webhooks.store import DeliveryLog, EndpointsTable
+from functions.contracts.webhooks import EndpointStatus, new_endpoint, new_endpoint_id
+from functions.common.webhook_signing import new_secret
+from functions.common.webhook_tables import DeliveryLog, EndpointsTable
 from functions.webhooks.tasks import DeliveryTask
 from functions.webhooks.transport import HttpAttempt, Transport
 from tests.functions.conftest import create_jobs_table

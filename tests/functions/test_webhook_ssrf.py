@@ -10,7 +10,7 @@ import ipaddress
 
 import pytest
 
-from functions.webhooks.ssrf import AddressPolicy, UrlRefused, check_url, parse_allowed_networks, refusal
+from functions.common.ssrf import AddressPolicy, UrlRefused, check_url, parse_allowed_networks, refusal
 from tests.functions.webhook_support import guard_network
 
 PUBLIC_V4 = "93.184.215.14"

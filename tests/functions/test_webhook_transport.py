@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from functions.webhooks.signing import new_secret, webhook_headers
-from functions.webhooks.ssrf import AddressPolicy, parse_allowed_networks
+from functions.common.webhook_signing import new_secret, webhook_headers
+from functions.common.ssrf import AddressPolicy, parse_allowed_networks
 from functions.webhooks.transport import Transport
 from tests.functions.webhook_support import (
     HANG,

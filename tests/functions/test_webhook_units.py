@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from functions.common.events import DetailType
-from functions.webhooks.endpoints import (
+from functions.contracts.webhooks import (
     EndpointStatus,
     is_endpoint_id,
     is_subscribed,

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import boto3
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -28,7 +27,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from functions.common import job_state
 from functions.common.jobs_table import JobsTable
-from functions.webhooks.store import DELIVERIES_BY_TIME_INDEX
+from tests.functions.declared_tables import WEBHOOK_DELIVERIES_TABLE, WEBHOOK_ENDPOINTS_TABLE, create_declared_table
 
 LOOPBACK = "127.0.0.1"
 REGION = "us-east-1"
@@ -204,42 +203,8 @@ class Receiver:
 
 def create_webhook_tables(endpoints: str = "webhook-endpoints", deliveries: str = "webhook-deliveries") -> None:
     """The two tables as components/webhooks.py declares them."""
-    dynamodb = boto3.client("dynamodb", region_name=REGION)
-    dynamodb.create_table(
-        TableName=endpoints,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[
-            {"AttributeName": "ownerId", "KeyType": "HASH"},
-            {"AttributeName": "endpointId", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "ownerId", "AttributeType": "S"},
-            {"AttributeName": "endpointId", "AttributeType": "S"},
-        ],
-    )
-    dynamodb.create_table(
-        TableName=deliveries,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[
-            {"AttributeName": "endpointId", "KeyType": "HASH"},
-            {"AttributeName": "attemptId", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "endpointId", "AttributeType": "S"},
-            {"AttributeName": "attemptId", "AttributeType": "S"},
-            {"AttributeName": "attemptedAt", "AttributeType": "N"},
-        ],
-        LocalSecondaryIndexes=[
-            {
-                "IndexName": DELIVERIES_BY_TIME_INDEX,
-                "KeySchema": [
-                    {"AttributeName": "endpointId", "KeyType": "HASH"},
-                    {"AttributeName": "attemptedAt", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
+    create_declared_table(WEBHOOK_ENDPOINTS_TABLE, endpoints)
+    create_declared_table(WEBHOOK_DELIVERIES_TABLE, deliveries)
 
 
 def completed_job(job_id: str, owner_id: str, now_ms: int) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from functions.common.jobs_table import from_dynamo, to_dynamo
-from functions.webhooks.endpoints import MAX_ENDPOINTS_PER_OWNER, Endpoint, EndpointStatus
+from functions.contracts.webhooks import MAX_ENDPOINTS_PER_OWNER, Endpoint, EndpointStatus
 
 DELIVERIES_BY_TIME_INDEX = "byAttemptedAt"  # endpointId + attemptedAt: the endpoint's recent attempts
 SENDING = "sending"

@@ -1,4 +1,6 @@
-"""Webhook endpoint records: created, rotated, disabled and read as plain dicts, with no AWS in sight.
+"""Webhooks' shared formats: the event types they announce, their ids, and the endpoint records.
+
+Endpoint records are created, rotated, disabled and read as plain dicts, with no AWS in sight.
 
 An endpoint (endpoints table, key `ownerId` + `endpointId`) holds its URL, the event types it wants, its own
 secret and, for an overlap window after a rotation, the secret it replaced. The secret leaves the table only in
@@ -13,6 +15,8 @@ from enum import StrEnum
 from typing import Any
 
 from ulid import ULID
+
+from functions.contracts.events import DetailType
 
 ENDPOINT_ID_PREFIX = "ep_"
 _ENDPOINT_ID = re.compile(r"ep_[0-9A-HJKMNP-TV-Z]{26}")
@@ -72,3 +76,26 @@ def signing_secrets(endpoint: Endpoint, now_ms: int) -> list[str]:
 def is_subscribed(endpoint: Endpoint, event_type: str) -> bool:
     """Whether an event of this type is sent to the endpoint now."""
     return endpoint.get("status") == EndpointStatus.ACTIVE and event_type in endpoint.get("events", ())
+
+
+EVENT_TYPES: dict[DetailType, str] = {
+    DetailType.JOB_COMPLETED: "job.completed",
+    DetailType.JOB_FAILED: "job.failed",
+    DetailType.JOB_REJECTED: "job.rejected",
+    DetailType.JOB_EXPIRED: "job.expired",
+}
+"""The bus events that become webhooks, and the webhook event type each becomes."""
+ALL_EVENT_TYPES: tuple[str, ...] = tuple(EVENT_TYPES.values())
+
+
+def event_type_for(detail_type: str) -> str | None:
+    """The webhook event type of a bus event, or None when it is not one webhooks announce."""
+    return next((event for detail, event in EVENT_TYPES.items() if detail == detail_type), None)
+
+
+def webhook_id(job_id: str, event_type: str) -> str:
+    """`webhook-id`: one per job outcome, the same on every retry and for every endpoint (the idempotency key).
+
+    A job reaches one final state once, so a re-announced outcome or a duplicate bus event gets the same id.
+    """
+    return f"msg_{job_id}_{event_type.rpartition('.')[2]}"

@@ -1,0 +1,177 @@
+"""The pipeline's events on its custom bus (docs/CONTRACTS.md "Events", source `media-pipeline`).
+
+Producers build a detail model and put `detail.to_detail()`; the tracker and webhooks parse with the same models.
+Field names are camelCase on the wire and snake_case in Python.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from functions.contracts.jobs import ErrorInfo, JobRecord, JobStatus, RenditionStatus
+
+SOURCE = "media-pipeline"
+
+
+class DetailType(StrEnum):
+    JOB_ACCEPTED = "Job Accepted"
+    JOB_REJECTED = "Job Rejected"
+    RENDITION_PROGRESS = "Rendition Progress"
+    RENDITION_COMPLETED = "Rendition Completed"
+    RENDITION_FAILED = "Rendition Failed"
+    JOB_COMPLETED = "Job Completed"
+    JOB_FAILED = "Job Failed"
+    JOB_EXPIRED = "Job Expired"
+
+
+TRACKED_DETAIL_TYPES = (DetailType.RENDITION_PROGRESS, DetailType.RENDITION_COMPLETED, DetailType.RENDITION_FAILED)
+"""The events the tracker applies to a job (the rule on the custom bus matches exactly these)."""
+
+TERMINAL_DETAIL_TYPES = {
+    JobStatus.COMPLETED: DetailType.JOB_COMPLETED,
+    JobStatus.FAILED: DetailType.JOB_FAILED,
+    JobStatus.REJECTED: DetailType.JOB_REJECTED,
+    JobStatus.EXPIRED: DetailType.JOB_EXPIRED,
+}
+
+NonNegative = Annotated[int, Field(ge=0)]
+
+
+class EventDetail(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore")
+
+    def to_detail(self) -> dict[str, Any]:
+        """The detail as it goes on the bus: camelCase names, every field present."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class _RenditionDetail(EventDetail):
+    job_id: str = Field(min_length=1)
+    owner_id: str | None = None
+    rendition: str = Field(min_length=1)
+
+
+class RenditionProgress(_RenditionDetail):
+    """`Rendition Progress`: a transcoder is working on a rendition (0 when it starts)."""
+
+    percent: Annotated[int, Field(ge=0, le=100)]
+
+
+class RenditionCompleted(_RenditionDetail):
+    """`Rendition Completed`: the output exists and was read back."""
+
+    engine: str
+    bucket: str
+    key: str
+    width: NonNegative | None = None
+    height: NonNegative | None = None
+    duration_ms: NonNegative | None = None
+    bytes: NonNegative | None = None
+    content_type: str | None = None
+
+    def output(self) -> dict[str, Any]:
+        """The rendition fields the job record keeps (docs/CONTRACTS.md, `renditions`)."""
+        return {
+            "width": self.width,
+            "height": self.height,
+            "durationMs": self.duration_ms,
+            "bytes": self.bytes,
+            "contentType": self.content_type,
+            "bucket": self.bucket,
+            "key": self.key,
+            "engine": self.engine,
+        }
+
+
+class RenditionFailed(_RenditionDetail):
+    """`Rendition Failed`: the transcoder gave up on a rendition."""
+
+    engine: str | None = None
+    error: ErrorInfo
+
+
+RenditionEvent = RenditionProgress | RenditionCompleted | RenditionFailed
+
+RENDITION_EVENT_MODELS: dict[str, type[RenditionEvent]] = {
+    DetailType.RENDITION_PROGRESS: RenditionProgress,
+    DetailType.RENDITION_COMPLETED: RenditionCompleted,
+    DetailType.RENDITION_FAILED: RenditionFailed,
+}
+
+
+def parse_rendition_event(detail_type: str, detail: dict[str, Any]) -> RenditionEvent | None:
+    """The typed event, or None for a detail type that is not a rendition event.
+
+    Raises pydantic.ValidationError when the detail does not have the documented shape.
+    """
+    model = RENDITION_EVENT_MODELS.get(detail_type)
+    return model.model_validate(detail) if model else None
+
+
+class JobAccepted(EventDetail):
+    """`Job Accepted` (ingest): the job is PROCESSING and these renditions were fanned out."""
+
+    job_id: str
+    owner_id: str
+    engine: str | None
+    renditions: list[str]
+
+    @classmethod
+    def of(cls, job: JobRecord) -> JobAccepted:
+        queued = [r.name for r in job.renditions_in_order() if r.status == RenditionStatus.QUEUED]
+        return cls(job_id=job.jobId, owner_id=job.ownerId, engine=job.engine, renditions=queued)
+
+
+class OutcomeRendition(EventDetail):
+    status: RenditionStatus
+    width: int | None = None
+    height: int | None = None
+    duration_ms: int | None = None
+    bytes: int | None = None
+    bucket: str | None = None
+    key: str | None = None
+
+
+class JobOutcome(EventDetail):
+    """Job Completed / Failed / Rejected / Expired: enough for a subscriber to act without a read."""
+
+    job_id: str
+    owner_id: str
+    status: JobStatus
+    engine: str | None = None
+    error: ErrorInfo | None = None
+    renditions: dict[str, OutcomeRendition] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, job: JobRecord) -> JobOutcome:
+        return cls(
+            job_id=job.jobId,
+            owner_id=job.ownerId,
+            status=job.status,
+            engine=job.engine,
+            error=job.error,
+            renditions={
+                name: OutcomeRendition(
+                    status=rendition.status,
+                    width=rendition.width,
+                    height=rendition.height,
+                    duration_ms=rendition.durationMs,
+                    bytes=rendition.bytes,
+                    bucket=rendition.bucket,
+                    key=rendition.key,
+                )
+                for name, rendition in job.renditions.items()
+            },
+        )
+
+
+def outcome_event(before: JobRecord, after: JobRecord) -> tuple[DetailType, JobOutcome] | None:
+    """The event to announce when a write made the job terminal; None when it did not."""
+    if before.status == after.status:
+        return None
+    detail_type = TERMINAL_DETAIL_TYPES.get(after.status)
+    return (detail_type, JobOutcome.of(after)) if detail_type else None

@@ -1,0 +1,115 @@
+"""The fan-out message (docs/CONTRACTS.md "Fan-out message"): ingest builds it, transcode and submit parse it.
+
+SNS delivers it raw to each consumer's queue, so an SQS body is the JSON ingest published. A body that does not
+match fails validation in the consumer's batch processor, is retried and ends in the DLQ.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from pydantic import BaseModel, ConfigDict, Field, Json
+
+from functions.common.renditions import Rendition
+from functions.contracts.jobs import JobRecord, Probe, RenditionRecord, RenditionStatus
+from functions.contracts.media import MediaType
+
+
+class SourceObject(BaseModel):
+    """Where the upload is."""
+
+    bucket: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+    etag: str | None = None
+    """The ETag ingest validated (unquoted): the source is read only while it is still that object."""
+
+
+class PlannedRendition(BaseModel):
+    """One rendition as ingest planned it for this source: display-oriented size and bitrate caps."""
+
+    name: str = Field(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9-]+$")
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    maxVideoBitrateKbps: int | None = Field(default=None, gt=0)
+    audioBitrateKbps: int | None = Field(default=None, gt=0)
+
+
+class FanOutMessage(BaseModel):
+    """The body ingest publishes to the validated topic, listing the QUEUED renditions."""
+
+    model_config = ConfigDict(extra="allow")
+
+    jobId: str = Field(min_length=1)
+    ownerId: str = Field(min_length=1)
+    engine: str = "lambda"
+    source: SourceObject
+    probe: Probe
+    renditions: list[PlannedRendition]
+
+    @classmethod
+    def for_job(cls, job: JobRecord, *, bucket: str, key: str, etag: str | None) -> FanOutMessage:
+        """The message for a job as written (not the validation in hand), so a retried publish sends the same plan."""
+        if job.probe is None:
+            raise ValueError(f"job {job.jobId} has no probe: it was not validated")
+        return cls(
+            jobId=job.jobId,
+            ownerId=job.ownerId,
+            engine=job.engine or "lambda",
+            source=SourceObject(bucket=bucket, key=key, etag=etag or None),
+            probe=job.probe,
+            renditions=[PlannedRendition.model_validate(r.model_dump()) for r in queued_renditions(job)],
+        )
+
+    def body(self) -> str:
+        """The compact JSON published (no `etag` when ingest had none)."""
+        return self.model_dump_json(exclude_none=False, exclude={"source": {"etag"}} if not self.source.etag else None)
+
+    def attributes(self, media_type: str | None) -> dict[str, dict[str, str]]:
+        """SNS `MessageAttributes`: what the consumers' filter policies match."""
+        return {
+            "mediaType": {"DataType": "String", "StringValue": media_type or MediaType.VIDEO},
+            "engine": {"DataType": "String", "StringValue": self.engine},
+            "renditions": {"DataType": "String.Array", "StringValue": json.dumps([r.name for r in self.renditions])},
+        }
+
+
+def queued_renditions(job: JobRecord) -> list[RenditionRecord]:
+    return [r for r in job.renditions_in_order() if r.status == RenditionStatus.QUEUED]
+
+
+class FanOutQueueRecord(SqsRecordModel):
+    """An SQS record of a consumer's queue: the body is the raw-delivered fan-out message."""
+
+    body: Json[FanOutMessage]  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class EncodePlan:
+    """A rendition to encode, with the bitrates settled (the message's, else the ladder's)."""
+
+    name: str
+    width: int
+    """Display width of the output, even."""
+    height: int
+    """Display height of the output, even."""
+    maxVideoBitrateKbps: int
+    audioBitrateKbps: int
+
+
+def plan_for(message: FanOutMessage, rendition: Rendition) -> EncodePlan | None:
+    """The message's entry for a rendition, or None when ingest did not plan it (e.g. skipped: no upscaling).
+
+    Odd planned sizes are rounded down to even ones: H.264 4:2:0 cannot code odd dimensions.
+    """
+    entry = next((r for r in message.renditions if r.name == rendition.name), None)
+    if entry is None:
+        return None
+    return EncodePlan(
+        name=entry.name,
+        width=max(2, entry.width - entry.width % 2),
+        height=max(2, entry.height - entry.height % 2),
+        maxVideoBitrateKbps=entry.maxVideoBitrateKbps or rendition.maxVideoBitrateKbps,
+        audioBitrateKbps=entry.audioBitrateKbps or rendition.audioBitrateKbps,
+    )

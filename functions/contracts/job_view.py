@@ -1,0 +1,143 @@
+"""How a job reads to its owner: `GET /jobs/{id}`, and the `data` of every webhook (DESIGN.md, "A job reads").
+
+The record minus its bookkeeping: `version`, `openJob`, `deadlineAt`, `expiresAt`, `ownerId`, bucket names and keys
+stay inside; times become ISO-8601 UTC; renditions become a list in ladder order, and a completed one carries a
+short-lived download link made by the `download_url` callable the caller injects. Webhook deliveries that gave up
+(`webhookFailures`, a map on the record) become a list, oldest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from functions.contracts.jobs import ErrorInfo, JobRecord, JobStatus, RenditionRecord, RenditionStatus
+
+DownloadUrl = Callable[[str], str]
+"""Makes a download link for a key in the outputs bucket."""
+
+
+def iso_utc(epoch_ms: int) -> str:
+    """Epoch milliseconds as ISO-8601 UTC with milliseconds: `2026-11-24T02:22:13.123Z`."""
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ErrorView(BaseModel):
+    code: str = Field(description="One of the documented error codes, e.g. `UNSUPPORTED_FORMAT`.")
+    message: str = Field(description="What went wrong, in plain words.")
+
+
+class SourceView(BaseModel):
+    filename: str | None
+    contentType: str | None
+    size: int | None
+
+
+class RenditionView(BaseModel):
+    name: str
+    status: RenditionStatus
+    progress: int = Field(ge=0, le=100)
+    width: int | None
+    height: int | None
+    durationMs: int | None
+    bytes: int | None
+    contentType: str | None
+    url: str | None = Field(description="A short-lived download link, once the rendition is COMPLETED.")
+    error: ErrorView | None
+    reason: str | None = Field(description="Why a SKIPPED rendition was skipped.")
+
+
+class WebhookFailureView(BaseModel):
+    endpointId: str
+    eventType: str
+    attempts: int
+    statusCode: int | None
+    error: str | None
+    failedAt: str = Field(description="ISO-8601 UTC.")
+
+
+class JobView(BaseModel):
+    """A job as its owner reads it."""
+
+    jobId: str
+    status: JobStatus
+    mediaType: str | None
+    engine: str | None
+    createdAt: str = Field(description="ISO-8601 UTC.")
+    updatedAt: str = Field(description="ISO-8601 UTC.")
+    progress: int = Field(ge=0, le=100)
+    source: SourceView
+    probe: dict[str, Any] | None = Field(description="What ingest learnt about the upload (docs/CONTRACTS.md).")
+    renditions: list[RenditionView]
+    error: ErrorView | None
+    webhookFailures: list[WebhookFailureView]
+
+
+class JobPage(BaseModel):
+    """`GET /jobs`: a page of the owner's jobs, newest first, and the cursor of the next page."""
+
+    jobs: list[JobView]
+    nextCursor: str | None
+
+
+def job_view(job: JobRecord, download_url: DownloadUrl) -> JobView:
+    return JobView(
+        jobId=job.jobId,
+        status=job.status,
+        mediaType=job.mediaType,
+        engine=job.engine,
+        createdAt=iso_utc(job.createdAt),
+        updatedAt=iso_utc(job.updatedAt),
+        progress=job.progress,
+        source=SourceView(filename=job.source.filename, contentType=job.source.contentType, size=job.source.size),
+        probe=job.probe.model_dump(mode="json") if job.probe else None,
+        renditions=[rendition_view(rendition, download_url) for rendition in job.renditions_in_order()],
+        error=_error_view(job.error),
+        webhookFailures=webhook_failures_view(job),
+    )
+
+
+def webhook_failures_view(job: JobRecord) -> list[WebhookFailureView]:
+    """Webhook deliveries of the job that gave up after their last attempt, oldest first; [] when there are none."""
+    failures = sorted((job.webhookFailures or {}).values(), key=lambda f: (f.failedAt, f.endpointId))
+    return [
+        WebhookFailureView(
+            endpointId=failure.endpointId,
+            eventType=failure.eventType,
+            attempts=failure.attempts,
+            statusCode=failure.statusCode,
+            error=failure.error,
+            failedAt=iso_utc(failure.failedAt),
+        )
+        for failure in failures
+    ]
+
+
+def rendition_view(rendition: RenditionRecord, download_url: DownloadUrl) -> RenditionView:
+    """One rendition; `url` only once it is COMPLETED, `reason` says why a SKIPPED one was skipped."""
+    completed = rendition.status == RenditionStatus.COMPLETED and rendition.key
+    return RenditionView(
+        name=rendition.name,
+        status=rendition.status,
+        progress=rendition.progress,
+        width=rendition.width,
+        height=rendition.height,
+        durationMs=rendition.durationMs,
+        bytes=rendition.bytes,
+        contentType=rendition.contentType,
+        url=download_url(rendition.key) if completed and rendition.key else None,
+        error=_error_view(rendition.error),
+        reason=rendition.reason,
+    )
+
+
+def job_page(jobs: Iterable[JobRecord], next_cursor: str | None, download_url: DownloadUrl) -> JobPage:
+    """A page of the owner's jobs as the table returned them (newest first), and where to go on."""
+    return JobPage(jobs=[job_view(job, download_url) for job in jobs], nextCursor=next_cursor)
+
+
+def _error_view(error: ErrorInfo | None) -> ErrorView | None:
+    return ErrorView(code=error.code, message=error.message) if error else None

@@ -1,0 +1,190 @@
+"""The job record (docs/CONTRACTS.md "Job record"), its statuses and its parts, as DynamoDB stores them.
+
+The api creates a record, ingest, the tracker, submit and the webhooks function change it through the state
+machine (`functions/common/job_state.py`), and the api and webhooks render it (`contracts/job_view.py`).
+Every one of them holds a `JobRecord`: `JobRecord.from_item` parses what the table returned and `to_item`
+gives back exactly the attributes the table keeps.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobStatus(StrEnum):
+    AWAITING_UPLOAD = "AWAITING_UPLOAD"
+    VALIDATING = "VALIDATING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+
+
+class RenditionStatus(StrEnum):
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+
+TERMINAL_JOB_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.REJECTED, JobStatus.EXPIRED})
+TERMINAL_RENDITION_STATUSES = frozenset({RenditionStatus.COMPLETED, RenditionStatus.FAILED, RenditionStatus.SKIPPED})
+
+OPEN_MARKER = "OPEN"
+"""`openJob` while the job can still change: the sparse index key, so the deadline sweep reads open jobs only."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorInfo(_Record):
+    """Why a job or a rendition failed or was rejected; `code` is one of docs/CONTRACTS.md "Error codes"."""
+
+    code: str = Field(min_length=1)
+    message: str
+
+
+class JobSource(_Record):
+    """What the client declared when it asked for the upload, and where the upload goes."""
+
+    filename: str | None = None
+    contentType: str | None = None
+    size: int | None = Field(default=None, ge=0)
+    bucket: str | None = None
+    key: str | None = None
+
+
+class Probe(BaseModel):
+    """What ingest learnt about the source (docs/CONTRACTS.md "Probe"); display size, after rotation.
+
+    Undeclared fields are kept: consumers read what they need and pass the rest on.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    durationMs: int = Field(ge=0)
+    width: int | None = Field(default=None, ge=0)
+    height: int | None = Field(default=None, ge=0)
+    codedWidth: int | None = None
+    codedHeight: int | None = None
+    rotation: int = 0
+    """Counter-clockwise degrees, as ffprobe reports them: 0, 90, 180 or 270."""
+    videoCodec: str | None = None
+    audioCodec: str | None = None
+    hasAudio: bool = False
+    frameRate: float | None = Field(default=None, ge=0)
+    formatName: str | None = Field(default=None, pattern=r"^[a-z0-9_]+(,[a-z0-9_]+)*$")
+    """The demuxer ffprobe chose at ingest (e.g. `mov,mp4,m4a,3gp,3g2,mj2`); the encode may use only that one."""
+    bitRate: int | None = None
+    sizeBytes: int | None = None
+
+
+class RenditionRecord(_Record):
+    """One rendition of the job: the plan ingest made, then what the transcoder reported back."""
+
+    name: str = Field(min_length=1)
+    status: RenditionStatus
+    order: int = 0
+    """Its place in the ladder (a DynamoDB map does not keep the order it was written in)."""
+    progress: int = Field(default=0, ge=0, le=100)
+    width: int | None = None
+    height: int | None = None
+    maxVideoBitrateKbps: int | None = None
+    audioBitrateKbps: int | None = None
+    reason: str | None = None
+    """Why a SKIPPED rendition was skipped, or why one was encoded at another size."""
+    durationMs: int | None = None
+    bytes: int | None = None
+    contentType: str | None = None
+    bucket: str | None = None
+    key: str | None = None
+    engine: str | None = None
+    error: ErrorInfo | None = None
+
+
+class ObjectLocation(_Record):
+    bucket: str
+    key: str
+
+
+class MediaConvertSubmission(_Record):
+    """The job's one MediaConvert job, recorded once by submit."""
+
+    jobId: str
+    clientRequestToken: str
+    submittedAt: int
+
+
+class WebhookFailureEntry(_Record):
+    """A webhook delivery of the job that gave up after its last attempt (its task is in the DLQ)."""
+
+    endpointId: str
+    eventType: str
+    webhookId: str
+    attempts: int
+    statusCode: int | None = None
+    error: str | None = None
+    failedAt: int
+
+
+SPARSE_ATTRIBUTES = frozenset({"openJob", "deadlineAt", "hls", "mediaconvert", "outcomeAnnouncedAt", "webhookFailures"})
+"""Attributes the table holds only while they have a value (an index key cannot be NULL)."""
+
+
+class JobRecord(_Record):
+    """One job, as the jobs table keeps it. Times are epoch milliseconds, `expiresAt` epoch seconds (the TTL)."""
+
+    jobId: str = Field(min_length=1)
+    ownerId: str = Field(min_length=1)
+    status: JobStatus
+    version: int = Field(ge=0)
+    """Bumped by every write; the next write is conditional on it."""
+    createdAt: int
+    updatedAt: int
+    mediaType: str | None = None
+    engine: str | None = None
+    progress: int = Field(default=0, ge=0, le=100)
+    source: JobSource = Field(default_factory=JobSource)
+    probe: Probe | None = None
+    renditions: dict[str, RenditionRecord] = Field(default_factory=dict)
+    error: ErrorInfo | None = None
+    hls: ObjectLocation | None = None
+    """MediaConvert's master playlist."""
+    mediaconvert: MediaConvertSubmission | None = None
+    outcomeAnnouncedAt: int | None = None
+    """Set once the terminal event was put: a retry re-announces only an outcome whose put failed."""
+    webhookFailures: dict[str, WebhookFailureEntry] | None = None
+    """`{endpointId}#{eventType}` -> the dead-lettered delivery; at most 20, the oldest make way."""
+    openJob: str | None = None
+    deadlineAt: int | None = None
+    expiresAt: int
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> JobRecord:
+        """The record from a table item whose numbers are already plain ints and floats."""
+        return cls.model_validate(item)
+
+    def to_item(self) -> dict[str, Any]:
+        """The table item: every attribute but the sparse ones that have no value; renditions without their Nones."""
+        item = self.model_dump(mode="json", exclude={"renditions"})
+        for name in SPARSE_ATTRIBUTES:
+            if item.get(name) is None:
+                item.pop(name, None)
+        item["renditions"] = {
+            name: rendition.model_dump(mode="json", exclude_none=True) for name, rendition in self.renditions.items()
+        }
+        return item
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_JOB_STATUSES
+
+    def renditions_in_order(self) -> list[RenditionRecord]:
+        """The renditions in plan order."""
+        return sorted(self.renditions.values(), key=lambda r: (r.order, r.name))
