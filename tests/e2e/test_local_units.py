@@ -14,8 +14,8 @@ import pytest
 
 from local.engine.deployment import Deployment
 from local.engine.emulator import Emulator
-from local.engine.invokes import InvokeAnswers, UnknownInvoke
 from local.engine.moto_patches import PolicyViolation, check_post_policy
+from local.engine.program import InvokeAnswers, UnknownInvoke
 from local.engine.resources import ResourceFactory, autoname, integral, pascal
 from local.engine.stack_config import load_stack_config, parse_override
 from local.permissions.access import bucket_policy_permission, condition_holds

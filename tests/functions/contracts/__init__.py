@@ -1,0 +1,1 @@
+"""The contracts package against docs/CONTRACTS.md."""
