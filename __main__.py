@@ -9,7 +9,8 @@ import pulumi_aws as aws
 
 from components.api import Api, ApiArgs
 from components.encryption_key import EncryptionKey, EncryptionKeyArgs
-from components.function import ZipCode, scratch_space_mb
+from components.event_bus import EventBus, EventBusArgs
+from components.function import FunctionDefaults, FunctionSize, ZipCode, scratch_space_mb
 from components.ingest import Ingest, IngestArgs
 from components.job_store import JobStore, JobStoreArgs
 from components.lambda_runtime import load_lambda_runtime
@@ -22,8 +23,8 @@ from components.tracker import Tracker, TrackerArgs
 from components.transcoder import Transcoder, TranscoderArgs
 from components.webhooks import Webhooks, WebhooksArgs
 from functions.common.renditions import parse_renditions, renditions_to_json
-from functions.webhooks.schedule import parse_schedule
-from functions.webhooks.ssrf import parse_allowed_networks
+from functions.common.ssrf import parse_allowed_networks
+from functions.webhooks.service import parse_schedule
 
 ROOT = Path(__file__).resolve().parent
 ENGINES = ("auto", "lambda", "mediaconvert")
@@ -113,15 +114,6 @@ if lambda_encode_megapixels_per_vcpu_second < 1:
 stack = pulumi.get_stack()
 region = aws.get_region_output().region
 account_id = aws.get_caller_identity_output().account_id
-# Zip functions run on the pinned runtime + Powertools layer; each archive holds what its handler imports and
-# whatever of that neither provides (python-ulid), with its metadata (components/packaging.py).
-lambda_runtime = load_lambda_runtime()
-functions_code = ZipCode(
-    source_root=ROOT,
-    build_dir=ROOT / "build" / "lambda",
-    runtime=lambda_runtime,
-    layer_arn=region.apply(lambda_runtime.layer_arn),
-)
 
 # Buckets: uploads (browser POSTs, sources expire) and outputs (renditions expire with their jobs).
 uploads = SecureBucket(
@@ -137,6 +129,9 @@ outputs = SecureBucket(
     SecureBucketArgs(expirations=(Expiry(OUTPUT_PREFIX, job_retention_days),), force_destroy=force_destroy_buckets),
 )
 store = JobStore("jobs", JobStoreArgs())
+# The bus was the JobStore's child (`jobs-bus`) until it got a component of its own: the same name and the alias to
+# its old parent keep a deployed stack's bus.
+bus = EventBus("jobs", EventBusArgs(previous_parent=store))
 media_image = MediaImage(
     "ffmpeg",
     MediaImageArgs(
@@ -148,59 +143,68 @@ media_image = MediaImage(
 # Encrypts the SNS topics (fan-out and alarms); CloudWatch may use it to publish alarms.
 topic_key = EncryptionKey("topics", EncryptionKeyArgs(account_id=account_id))
 
-# docs/CONTRACTS.md: every function gets these; each component adds POWERTOOLS_SERVICE_NAME and its own.
-common_env: dict[str, pulumi.Input[str]] = {
-    "JOBS_TABLE_NAME": store.table_name,
-    "EVENT_BUS_NAME": store.bus_name,
-    "UPLOADS_BUCKET": uploads.bucket_name,
-    "OUTPUTS_BUCKET": outputs.bucket_name,
-    "STACK_NAME": stack,
-    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-    "LOG_LEVEL": log_level,
-}
+# What every function shares; each component adds its functions' own size, grants and variables.
+lambda_runtime = load_lambda_runtime()
+functions = FunctionDefaults(
+    # Zip functions run on the pinned runtime + Powertools layer; each archive holds what its handler imports and
+    # whatever of that neither provides (python-ulid), with its metadata (components/packaging.py).
+    code=ZipCode(
+        source_root=ROOT,
+        build_dir=ROOT / "build" / "lambda",
+        runtime=lambda_runtime,
+        layer_arn=region.apply(lambda_runtime.layer_arn),
+    ),
+    image_uri=media_image.image_uri,
+    # docs/CONTRACTS.md: every function gets these; each component adds POWERTOOLS_SERVICE_NAME and its own.
+    environment={
+        "JOBS_TABLE_NAME": store.table_name,
+        "EVENT_BUS_NAME": bus.bus_name,
+        "UPLOADS_BUCKET": uploads.bucket_name,
+        "OUTPUTS_BUCKET": outputs.bucket_name,
+        "STACK_NAME": stack,
+        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        "LOG_LEVEL": log_level,
+    },
+    log_retention_days=log_retention_days,
+)
 
 tracker = Tracker(
     "tracker",
     TrackerArgs(
+        functions=functions,
         stack=stack,
-        bus_name=store.bus_name,
-        bus_arn=store.bus_arn,
+        bus_name=bus.bus_name,
+        bus_arn=bus.bus_arn,
         table_arn=store.table_arn,
         outputs_bucket_arn=outputs.arn,
         deadline_index_arn=store.deadline_index_arn,
-        code=functions_code,
-        environment=common_env,
-        log_retention_days=log_retention_days,
     ),
 )
 ingest = Ingest(
     "ingest",
     IngestArgs(
+        functions=functions.with_environment(
+            {
+                "MAX_UPLOAD_BYTES": str(max_upload_bytes),
+                "MAX_DURATION_SECONDS": str(max_duration_seconds),
+                "MAX_WIDTH": str(max_width),
+                "MAX_HEIGHT": str(max_height),
+                "RENDITIONS": renditions_to_json(renditions),
+                "ENGINE": engine,
+                "MEDIACONVERT_THRESHOLD_SECONDS": str(mediaconvert_threshold_seconds),
+                "TRANSCODE_TIMEOUT_SECONDS": str(transcode_timeout_seconds),
+                "TRANSCODE_MEMORY_MB": str(transcode_memory_mb),
+                "LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND": str(lambda_encode_megapixels_per_vcpu_second),
+                "PROCESSING_DEADLINE_SECONDS": str(processing_deadline_seconds),
+            }
+        ),
         uploads_bucket_name=uploads.bucket_name,
         uploads_bucket_arn=uploads.arn,
         account_id=account_id,
         table_arn=store.table_arn,
-        bus_arn=store.bus_arn,
+        bus_arn=bus.bus_arn,
         topic_key_arn=topic_key.arn,
-        image_uri=media_image.image_uri,
-        environment={
-            **common_env,
-            "MAX_UPLOAD_BYTES": str(max_upload_bytes),
-            "MAX_DURATION_SECONDS": str(max_duration_seconds),
-            "MAX_WIDTH": str(max_width),
-            "MAX_HEIGHT": str(max_height),
-            "RENDITIONS": renditions_to_json(renditions),
-            "ENGINE": engine,
-            "MEDIACONVERT_THRESHOLD_SECONDS": str(mediaconvert_threshold_seconds),
-            "TRANSCODE_TIMEOUT_SECONDS": str(transcode_timeout_seconds),
-            "TRANSCODE_MEMORY_MB": str(transcode_memory_mb),
-            "LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND": str(lambda_encode_megapixels_per_vcpu_second),
-            "PROCESSING_DEADLINE_SECONDS": str(processing_deadline_seconds),
-        },
-        timeout_seconds=ingest_timeout_seconds,
-        memory_mb=ingest_memory_mb,
-        ephemeral_storage_mb=scratch_space_mb(max_upload_bytes, copies=1),
-        log_retention_days=log_retention_days,
+        size=FunctionSize(ingest_timeout_seconds, ingest_memory_mb, scratch_space_mb(max_upload_bytes, copies=1)),
         max_concurrency=max_concurrency["ingest"],
         max_receive_count=max_receive_count,
     ),
@@ -209,17 +213,15 @@ transcoders = {
     rendition.name: Transcoder(
         f"transcode-{rendition.name}",
         TranscoderArgs(
+            functions=functions,
             rendition=rendition,
             topic_arn=ingest.topic_arn,
             uploads_bucket_arn=uploads.arn,
             outputs_bucket_arn=outputs.arn,
-            bus_arn=store.bus_arn,
-            image_uri=media_image.image_uri,
-            environment=common_env,
-            timeout_seconds=transcode_timeout_seconds,
-            memory_mb=transcode_memory_mb,
-            ephemeral_storage_mb=scratch_space_mb(max_upload_bytes, copies=2),
-            log_retention_days=log_retention_days,
+            bus_arn=bus.bus_arn,
+            size=FunctionSize(
+                transcode_timeout_seconds, transcode_memory_mb, scratch_space_mb(max_upload_bytes, copies=2)
+            ),
             max_concurrency=max_concurrency["transcode"],
             max_receive_count=max_receive_count,
         ),
@@ -231,14 +233,12 @@ transcoders = {
 mediaconvert = MediaConvert(
     "mediaconvert",
     MediaConvertArgs(
+        functions=functions,
         topic_arn=ingest.topic_arn,
         uploads_bucket_arn=uploads.arn,
         outputs_bucket_arn=outputs.arn,
         table_arn=store.table_arn,
-        bus_arn=store.bus_arn,
-        code=functions_code,
-        environment=common_env,
-        log_retention_days=log_retention_days,
+        bus_arn=bus.bus_arn,
         max_concurrency=max_concurrency["submit"],
         max_receive_count=max_receive_count,
     ),
@@ -246,16 +246,12 @@ mediaconvert = MediaConvert(
 webhooks = Webhooks(
     "webhooks",
     WebhooksArgs(
-        bus_name=store.bus_name,
+        functions=functions.with_environment(
+            {"DOWNLOAD_URL_TTL_SECONDS": str(download_url_ttl_seconds), "JOB_RETENTION_DAYS": str(job_retention_days)}
+        ),
+        bus_name=bus.bus_name,
         jobs_table_arn=store.table_arn,
         outputs_bucket_arn=outputs.arn,
-        code=functions_code,
-        environment={
-            **common_env,
-            "DOWNLOAD_URL_TTL_SECONDS": str(download_url_ttl_seconds),
-            "JOB_RETENTION_DAYS": str(job_retention_days),
-        },
-        log_retention_days=log_retention_days,
         max_concurrency=max_concurrency["webhooks"],
         retry_schedule=webhook_retry_schedule,
         allowed_addresses=webhook_allowed_addresses,
@@ -269,6 +265,19 @@ if not webhook_allowed_addresses:
 api = Api(
     "api",
     ApiArgs(
+        functions=functions.with_environment(
+            {
+                "MAX_UPLOAD_BYTES": str(max_upload_bytes),
+                "ALLOWED_CONTENT_TYPES": ",".join(allowed_content_types),
+                "UPLOAD_URL_TTL_SECONDS": str(upload_url_ttl_seconds),
+                "DOWNLOAD_URL_TTL_SECONDS": str(download_url_ttl_seconds),
+                "JOB_RETENTION_DAYS": str(job_retention_days),
+                "WEBHOOK_ENDPOINTS_TABLE": webhooks.endpoints_table_name,
+                "WEBHOOK_DELIVERIES_TABLE": webhooks.deliveries_table_name,
+                "WEBHOOK_SECRET_OVERLAP_SECONDS": str(webhook_secret_overlap_seconds),
+                **webhook_allow_list,
+            }
+        ),
         jwt_issuer=jwt_issuer,
         jwt_audience=(jwt_audience,),
         cors_allowed_origins=cors_allowed_origins,
@@ -278,21 +287,7 @@ api = Api(
         outputs_bucket_arn=outputs.arn,
         table_arn=store.table_arn,
         owner_index_arn=store.owner_index_arn,
-        code=functions_code,
-        environment={
-            **common_env,
-            "MAX_UPLOAD_BYTES": str(max_upload_bytes),
-            "ALLOWED_CONTENT_TYPES": ",".join(allowed_content_types),
-            "UPLOAD_URL_TTL_SECONDS": str(upload_url_ttl_seconds),
-            "DOWNLOAD_URL_TTL_SECONDS": str(download_url_ttl_seconds),
-            "JOB_RETENTION_DAYS": str(job_retention_days),
-            "WEBHOOK_ENDPOINTS_TABLE": webhooks.endpoints_table_name,
-            "WEBHOOK_DELIVERIES_TABLE": webhooks.deliveries_table_name,
-            "WEBHOOK_SECRET_OVERLAP_SECONDS": str(webhook_secret_overlap_seconds),
-            **webhook_allow_list,
-        },
         extra_grants=webhooks.management_grants,
-        log_retention_days=log_retention_days,
         reserved_concurrency=api_reserved_concurrency or None,
     ),
 )
@@ -325,7 +320,7 @@ pulumi.export("apiUrl", api.url)
 pulumi.export("uploadsBucket", uploads.bucket_name)
 pulumi.export("outputsBucket", outputs.bucket_name)
 pulumi.export("jobsTable", store.table_name)
-pulumi.export("eventBusName", store.bus_name)
+pulumi.export("eventBusName", bus.bus_name)
 pulumi.export("validatedTopicArn", ingest.topic_arn)
 pulumi.export("ingestQueueUrl", ingest.queue.url)
 pulumi.export("transcodeQueueUrls", {name: t.queue.url for name, t in transcoders.items()})

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 from pulumi import Input, Output, ResourceOptions
 
-from components import patterns, policies
-from components.function import Grant, LambdaFunction, LambdaFunctionArgs, ZipCode
+from components import patterns
+from components.function import (
+    FunctionDefaults,
+    FunctionSize,
+    LambdaFunction,
+    LambdaFunctionArgs,
+    allow_invoke,
+    stack_log_group,
+)
+from components.grants import Grant, objects_under
 
 HANDLER = "functions.api.handler.handler"
+SIZE = FunctionSize(timeout_seconds=15, memory_mb=512)  # the timeout stays under API Gateway's 30 s integration limit
 # Route key -> needs a JWT. Everything but liveness is per user.
 ROUTES: dict[str, bool] = {
     "POST /uploads": True,
@@ -43,6 +51,9 @@ ACCESS_LOG_FORMAT = {
 class ApiArgs:
     """Inputs of an Api."""
 
+    functions: FunctionDefaults
+    """Packaging, environment (the common set plus the api's own, docs/CONTRACTS.md) and log retention, which the
+    access log keeps too."""
     jwt_issuer: str
     """Issuer URL the JWT authorizer trusts."""
     jwt_audience: tuple[str, ...]
@@ -61,20 +72,12 @@ class ApiArgs:
     """Jobs table ARN."""
     owner_index_arn: Input[str]
     """ARN of the owner index (GET /jobs)."""
-    code: ZipCode
-    """How zip functions are packaged (each gets its own archive, with the Powertools layer)."""
-    environment: Mapping[str, Input[str]]
-    """Environment variables: common set plus the api's own (docs/CONTRACTS.md)."""
-    log_retention_days: int
-    """Retention of the function's and the access log's groups."""
     extra_grants: tuple[Grant, ...] = ()
     """What the function may do beyond jobs and buckets, e.g. manage webhook endpoints."""
     reserved_concurrency: int | None = None
     """Concurrency set aside for the API, so a transcode backlog never leaves it none; None for the shared pool."""
-    timeout_seconds: int = 15
-    """Function timeout, under API Gateway's 30 s integration limit."""
-    memory_mb: int = 512
-    """Function memory."""
+    size: FunctionSize = SIZE
+    """Function size."""
 
 
 class Api(pulumi.ComponentResource):
@@ -90,31 +93,23 @@ class Api(pulumi.ComponentResource):
     def __init__(self, name: str, args: ApiArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("media-pipeline:index:Api", name, None, opts)
         child = ResourceOptions(parent=self)
-        uploads = Output.from_input(args.uploads_bucket_arn)
-        outputs = Output.from_input(args.outputs_bucket_arn)
 
         # Creates jobs and presigned upload forms, reads jobs, signs download links, manages webhook endpoints.
         function = LambdaFunction(
             f"{name}-function",
             LambdaFunctionArgs(
+                defaults=args.functions,
                 handler=HANDLER,
-                code=args.code,
-                timeout_seconds=args.timeout_seconds,
-                memory_mb=args.memory_mb,
-                log_retention_days=args.log_retention_days,
-                environment={**args.environment, "POWERTOOLS_SERVICE_NAME": "api"},
+                service="api",
+                size=args.size,
                 reserved_concurrency=args.reserved_concurrency,
                 grants=(
                     Grant(
                         ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
                         (args.table_arn, args.owner_index_arn),
                     ),
-                    Grant(
-                        ("s3:PutObject",), (uploads.apply(lambda a: policies.object_arns(a, patterns.UPLOAD_PREFIX)),)
-                    ),
-                    Grant(
-                        ("s3:GetObject",), (outputs.apply(lambda a: policies.object_arns(a, patterns.OUTPUT_PREFIX)),)
-                    ),
+                    Grant(("s3:PutObject",), (objects_under(args.uploads_bucket_arn, patterns.UPLOAD_PREFIX),)),
+                    Grant(("s3:GetObject",), (objects_under(args.outputs_bucket_arn, patterns.OUTPUT_PREFIX),)),
                     *args.extra_grants,
                 ),
             ),
@@ -164,12 +159,7 @@ class Api(pulumi.ComponentResource):
                 opts=child,
             )
         # Access log, one JSON line per request.
-        access_logs = aws.cloudwatch.LogGroup(
-            f"{name}-access-logs",
-            name=f"/media-pipeline/{pulumi.get_stack()}/{name}-access",
-            retention_in_days=args.log_retention_days,
-            opts=child,
-        )
+        access_logs = stack_log_group(f"{name}-access-logs", f"{name}-access", args.functions.log_retention_days, child)
         # The $default stage deploys every change and throttles all routes.
         stage = aws.apigatewayv2.Stage(
             f"{name}-stage",
@@ -186,15 +176,9 @@ class Api(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        # API Gateway may invoke the function, from this API only.
-        aws.lambda_.Permission(
-            f"{name}-invoke",
-            action="lambda:InvokeFunction",
-            function=function.function_name,
-            principal="apigateway.amazonaws.com",
-            source_arn=Output.concat(api.execution_arn, "/*/*"),
-            opts=child,
-        )
+        # API Gateway may invoke the function, from this API only (`/*/*`: any of its stages and routes).
+        source_arn = Output.concat(api.execution_arn, "/*/*")
+        allow_invoke(f"{name}-invoke", function.function_name, "apigateway.amazonaws.com", source_arn, child)
 
         self.url = stage.invoke_url
         self.function_name = function.function_name

@@ -1,11 +1,15 @@
-"""LambdaFunction: one Lambda with its own role, least-privilege policy, log group, tracing and optional SQS source."""
+"""LambdaFunction: one Lambda with its own role, least-privilege policy, log group, tracing and optional SQS source.
+
+FunctionDefaults is what every function of the stack shares (__main__.py builds it once); FunctionSize is what each
+one may use.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +18,11 @@ import pulumi_aws as aws
 from pulumi import Input, Output, ResourceOptions
 
 from components import policies
+from components.grants import Grant, resolve_grants
 from components.lambda_runtime import LambdaRuntime
 from components.packaging import BuiltArchive, build_function_archive
 
 IMAGE_ARCHITECTURE = "x86_64"  # the ffmpeg image is built for linux/amd64 (MediaImageArgs.platform)
-
-
-@dataclass(frozen=True)
-class Grant:
-    """Named IAM actions on named resources (no wildcards; X-Ray and the own log group are added for you)."""
-
-    actions: tuple[str, ...]
-    """IAM actions, e.g. `("s3:GetObject",)`."""
-    resources: tuple[Input[str], ...]
-    """ARNs the actions apply to."""
-    conditions: Mapping[str, Any] = field(default_factory=dict)
-    """Optional IAM condition block with plain values."""
 
 
 @dataclass(frozen=True)
@@ -51,27 +44,54 @@ class ZipCode:
 
 
 @dataclass(frozen=True)
-class LambdaFunctionArgs:
-    """Inputs of a LambdaFunction; exactly one of `code` (zip) and `image_uri` (container) is set."""
+class FunctionDefaults:
+    """What every function of the stack shares: __main__.py builds it once and hands it to each component."""
 
-    handler: str
-    """Module path of the handler, e.g. `functions.api.handler.handler` (docs/CONTRACTS.md)."""
+    code: ZipCode
+    """How zip functions are packaged (each gets its own archive, with the Powertools layer)."""
+    image_uri: Input[str]
+    """The ffmpeg container image, for the functions that run ffmpeg."""
+    environment: Mapping[str, Input[str]]
+    """Variables every function gets (docs/CONTRACTS.md); each function adds POWERTOOLS_SERVICE_NAME and its own."""
+    log_retention_days: int
+    """Retention of every function's log group."""
+
+    def with_environment(self, variables: Mapping[str, Input[str]]) -> FunctionDefaults:
+        """The same defaults with more variables, for the functions of one component."""
+        return replace(self, environment={**self.environment, **variables})
+
+
+@dataclass(frozen=True)
+class FunctionSize:
+    """How much one function may use per invocation."""
+
     timeout_seconds: int
     """Function timeout; an SQS source's visibility timeout is derived from it."""
     memory_mb: int
     """Memory size, which also sets the CPU share."""
-    log_retention_days: int
-    """Retention of the function's log group."""
-    environment: Mapping[str, Input[str]]
-    """Environment variables."""
-    grants: tuple[Grant, ...] = ()
-    """Everything the function may do beyond logging and tracing."""
-    code: ZipCode | None = None
-    """Zip packaging: the function gets its own archive, built from the handler's imports."""
-    image_uri: Input[str] | None = None
-    """Container image (`repository@sha256:digest`); the handler becomes the image command."""
     ephemeral_storage_mb: int = 512
     """Size of /tmp, which must hold the local copies of media the function works on."""
+
+
+@dataclass(frozen=True)
+class LambdaFunctionArgs:
+    """Inputs of a LambdaFunction: the stack's defaults, and what is this function's own."""
+
+    defaults: FunctionDefaults
+    """Packaging, common environment and log retention."""
+    handler: str
+    """Module path of the handler, e.g. `functions.api.handler.handler` (docs/CONTRACTS.md)."""
+    service: str
+    """Its POWERTOOLS_SERVICE_NAME, the name its logs, traces and metrics carry."""
+    size: FunctionSize
+    """Timeout, memory and /tmp."""
+    environment: Mapping[str, Input[str]] = field(default_factory=dict)
+    """Its own variables, on top of the defaults'."""
+    grants: tuple[Grant, ...] = ()
+    """Everything the function may do beyond logging and tracing."""
+    from_image: bool = False
+    """Run the defaults' container image (the handler becomes its command) instead of a zip archive built from the
+    handler's imports."""
     queue_arn: Input[str] | None = None
     """SQS queue to consume with partial batch failure responses, if any."""
     batch_size: int = 1
@@ -99,6 +119,27 @@ def scratch_space_mb(max_file_bytes: int, copies: int) -> int:
     return needed
 
 
+def stack_log_group(name: str, group: str, retention_days: int, opts: ResourceOptions) -> aws.cloudwatch.LogGroup:
+    """Log group `/media-pipeline/{stack}/{group}`: created here rather than on first write, so retention is ours."""
+    return aws.cloudwatch.LogGroup(
+        name, name=f"/media-pipeline/{pulumi.get_stack()}/{group}", retention_in_days=retention_days, opts=opts
+    )
+
+
+def allow_invoke(
+    name: str, function_name: Input[str], principal: str, source_arn: Input[str], opts: ResourceOptions
+) -> aws.lambda_.Permission:
+    """Resource policy statement letting one service invoke the function, on behalf of one source only."""
+    return aws.lambda_.Permission(
+        name,
+        action="lambda:InvokeFunction",
+        function=function_name,
+        principal=principal,
+        source_arn=source_arn,
+        opts=opts,
+    )
+
+
 class LambdaFunction(pulumi.ComponentResource):
     """A Lambda function and everything it needs to run observably with least privilege."""
 
@@ -115,17 +156,17 @@ class LambdaFunction(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LambdaFunctionArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("media-pipeline:index:LambdaFunction", name, None, opts)
-        if (args.code is None) == (args.image_uri is None):
-            raise ValueError(f"{name}: set exactly one of code and image_uri")
         if args.max_concurrency is not None and not 2 <= args.max_concurrency <= MAX_SQS_CONCURRENCY:
             raise ValueError(f"{name}: an SQS event source's maximum concurrency is 2-1000, got {args.max_concurrency}")
         if args.reserved_concurrency is not None and args.reserved_concurrency < 1:
             raise ValueError(f"{name}: reserved concurrency must be at least 1 (0 would stop the function)")
-        if not 1 <= args.timeout_seconds <= MAX_TIMEOUT_SECONDS or not 128 <= args.memory_mb <= MAX_MEMORY_MB:
+        size = args.size
+        if not 1 <= size.timeout_seconds <= MAX_TIMEOUT_SECONDS or not 128 <= size.memory_mb <= MAX_MEMORY_MB:
             raise ValueError(
-                f"{name}: Lambda allows 1-900 s and 128-10240 MB, got {args.timeout_seconds} s, {args.memory_mb} MB"
+                f"{name}: Lambda allows 1-900 s and 128-10240 MB, got {size.timeout_seconds} s, {size.memory_mb} MB"
             )
         child = ResourceOptions(parent=self)
+        defaults = args.defaults
 
         # Execution role only Lambda can assume.
         role = aws.iam.Role(
@@ -133,51 +174,43 @@ class LambdaFunction(pulumi.ComponentResource):
             assume_role_policy=json.dumps(policies.assume_role_policy("lambda.amazonaws.com")),
             opts=child,
         )
-        # Explicit log group, so retention is ours and the role can be scoped to it.
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/media-pipeline/{pulumi.get_stack()}/{name}",
-            retention_in_days=args.log_retention_days,
-            opts=child,
-        )
+        # Explicit log group, so the role can be scoped to it.
+        log_group = stack_log_group(f"{name}-logs", name, defaults.log_retention_days, child)
         grants = args.grants
         if args.queue_arn is not None:
             grants = (*grants, Grant(actions=policies.SQS_CONSUMER_ACTIONS, resources=(args.queue_arn,)))
-        policy_json = Output.all(log_group.arn, *[Output.all(*g.resources) for g in grants]).apply(
-            lambda values: json.dumps(
-                policies.function_policy(
-                    values[0],
-                    [
-                        policies.ResolvedGrant(tuple(g.actions), tuple(res), dict(g.conditions))
-                        for g, res in zip(grants, values[1:], strict=True)
-                    ],
-                )
-            )
-        )
         # Inline policy: own log group, X-Ray, and the named grants.
-        role_policy = aws.iam.RolePolicy(f"{name}-policy", role=role.id, policy=policy_json, opts=child)
+        role_policy = aws.iam.RolePolicy(
+            f"{name}-policy",
+            role=role.id,
+            policy=Output.all(log_group.arn, resolve_grants(grants)).apply(
+                lambda values: json.dumps(policies.function_policy(*values))
+            ),
+            opts=child,
+        )
 
         package: dict[str, Any]
-        architecture = IMAGE_ARCHITECTURE
-        if args.code is not None:
-            archive = args.code.archive(args.handler)
-            architecture = args.code.runtime.architecture
-            package = {"package_type": "Zip", "runtime": args.code.runtime.name, "handler": args.handler}
+        if args.from_image:
+            architecture = IMAGE_ARCHITECTURE
+            package = {"package_type": "Image", "image_uri": defaults.image_uri}
+            package |= {"image_config": aws.lambda_.FunctionImageConfigArgs(commands=[args.handler])}
+        else:
+            archive = defaults.code.archive(args.handler)
+            architecture = defaults.code.runtime.architecture
+            package = {"package_type": "Zip", "runtime": defaults.code.runtime.name, "handler": args.handler}
             # The archive's own hash: Lambda's code changes exactly when its bytes do.
             package |= {"code": pulumi.FileArchive(str(archive.path)), "source_code_hash": archive.base64_sha256}
-            package |= {"layers": [args.code.layer_arn]}
-        else:
-            package = {"package_type": "Image", "image_uri": args.image_uri}
-            package |= {"image_config": aws.lambda_.FunctionImageConfigArgs(commands=[args.handler])}
+            package |= {"layers": [defaults.code.layer_arn]}
+        environment = {**defaults.environment, **args.environment, "POWERTOOLS_SERVICE_NAME": args.service}
         # The function itself, logging JSON to its own group and tracing every invocation.
         function = aws.lambda_.Function(
             name,
             role=role.arn,
             architectures=[architecture],
-            timeout=args.timeout_seconds,
-            memory_size=args.memory_mb,
-            ephemeral_storage=aws.lambda_.FunctionEphemeralStorageArgs(size=args.ephemeral_storage_mb),
-            environment=aws.lambda_.FunctionEnvironmentArgs(variables=dict(args.environment)),
+            timeout=size.timeout_seconds,
+            memory_size=size.memory_mb,
+            ephemeral_storage=aws.lambda_.FunctionEphemeralStorageArgs(size=size.ephemeral_storage_mb),
+            environment=aws.lambda_.FunctionEnvironmentArgs(variables=environment),
             logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=log_group.name),
             tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),
             reserved_concurrent_executions=args.reserved_concurrency,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -10,7 +9,8 @@ import pulumi_aws as aws
 from pulumi import Input, Output, ResourceOptions
 
 from components import patterns, policies
-from components.function import Grant, LambdaFunction, LambdaFunctionArgs
+from components.function import FunctionDefaults, FunctionSize, LambdaFunction, LambdaFunctionArgs
+from components.grants import Grant, objects_under
 from components.work_queue import S3_SERVICE, WorkQueue, WorkQueueArgs
 
 HANDLER = "functions.ingest.handler.handler"
@@ -20,6 +20,9 @@ HANDLER = "functions.ingest.handler.handler"
 class IngestArgs:
     """Inputs of Ingest."""
 
+    functions: FunctionDefaults
+    """Packaging (the ffmpeg image), environment (the common set plus ingest's own, docs/CONTRACTS.md, except the
+    topic ARN added here) and log retention."""
     uploads_bucket_name: Input[str]
     """Bucket clients upload to."""
     uploads_bucket_arn: Input[str]
@@ -32,18 +35,9 @@ class IngestArgs:
     """Custom event bus ARN (Job Accepted / Job Rejected)."""
     topic_key_arn: Input[str]
     """KMS key the fan-out topic is encrypted with."""
-    image_uri: Input[str]
-    """ffmpeg container image."""
-    environment: Mapping[str, Input[str]]
-    """Environment variables: the common set plus ingest's own (docs/CONTRACTS.md), except the topic ARN."""
-    timeout_seconds: int
-    """Function timeout; the queue's visibility timeout follows it."""
-    memory_mb: int
-    """Function memory."""
-    ephemeral_storage_mb: int
-    """Size of /tmp, which holds the local copy of the upload while it is probed."""
-    log_retention_days: int
-    """Retention of the function's log group."""
+    size: FunctionSize
+    """Function size: the queue's visibility timeout follows its timeout; /tmp holds the local copy of the upload
+    while it is probed."""
     max_concurrency: int
     """Most uploads probed at once (the queue's event source's maximum concurrency)."""
     max_receive_count: int = 5
@@ -70,7 +64,7 @@ class Ingest(pulumi.ComponentResource):
         self.queue = WorkQueue(
             name,
             WorkQueueArgs(
-                consumer_timeout_seconds=args.timeout_seconds,
+                consumer_timeout_seconds=args.size.timeout_seconds,
                 sender_service=S3_SERVICE,
                 sender_arn=args.uploads_bucket_arn,
                 sender_account=args.account_id,
@@ -93,24 +87,19 @@ class Ingest(pulumi.ComponentResource):
             ],
             opts=ResourceOptions(parent=self, depends_on=[self.queue.policy]),
         )
-        uploads = Output.from_input(args.uploads_bucket_arn)
         function = LambdaFunction(
             f"{name}-function",
             LambdaFunctionArgs(
+                defaults=args.functions,
                 handler=HANDLER,
-                image_uri=args.image_uri,
-                timeout_seconds=args.timeout_seconds,
-                memory_mb=args.memory_mb,
-                ephemeral_storage_mb=args.ephemeral_storage_mb,
-                log_retention_days=args.log_retention_days,
-                environment={**args.environment, "POWERTOOLS_SERVICE_NAME": "ingest", "VALIDATED_TOPIC_ARN": topic.arn},
+                service="ingest",
+                from_image=True,
+                size=args.size,
+                environment={"VALIDATED_TOPIC_ARN": topic.arn},
                 queue_arn=self.queue.arn,
                 max_concurrency=args.max_concurrency,
-                batch_size=1,
                 grants=(
-                    Grant(
-                        ("s3:GetObject",), (uploads.apply(lambda a: policies.object_arns(a, patterns.UPLOAD_PREFIX)),)
-                    ),
+                    Grant(("s3:GetObject",), (objects_under(args.uploads_bucket_arn, patterns.UPLOAD_PREFIX),)),
                     # Without ListBucket a missing upload reads as AccessDenied instead of NoSuchKey.
                     Grant(
                         ("s3:ListBucket",),

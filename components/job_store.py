@@ -1,4 +1,4 @@
-"""JobStore: where job state lives (the DynamoDB jobs table) and where its changes are announced (the event bus)."""
+"""JobStore: where job state lives, the DynamoDB jobs table (its changes are announced on the EventBus)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pulumi
 import pulumi_aws as aws
 from pulumi import Output, ResourceOptions
 
+from components.grants import index_arn
 from functions.common.jobs_table import OPEN_DEADLINE_INDEX, OWNER_INDEX
 
 TTL_ATTRIBUTE = "expiresAt"
@@ -31,7 +32,7 @@ class JobStoreArgs:
 
 
 class JobStore(pulumi.ComponentResource):
-    """The jobs table (key `jobId`, owner and open-deadline indexes, TTL) and the pipeline's custom event bus."""
+    """The jobs table: key `jobId`, owner and open-deadline indexes, TTL."""
 
     table_name: Output[str]
     """Jobs table name."""
@@ -41,10 +42,6 @@ class JobStore(pulumi.ComponentResource):
     """ARN of the owner index (GET /jobs)."""
     deadline_index_arn: Output[str]
     """ARN of the sparse open-jobs-by-deadline index (the sweep)."""
-    bus_name: Output[str]
-    """Custom event bus name."""
-    bus_arn: Output[str]
-    """Custom event bus ARN."""
 
     def __init__(self, name: str, args: JobStoreArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("media-pipeline:index:JobStore", name, None, opts)
@@ -79,15 +76,9 @@ class JobStore(pulumi.ComponentResource):
             deletion_protection_enabled=args.deletion_protection,
             opts=child,
         )
-        # The bus the pipeline's functions publish to and downstream systems subscribe to.
-        bus = aws.cloudwatch.EventBus(f"{name}-bus", name=f"media-pipeline-{pulumi.get_stack()}", opts=child)
 
         self.table_name = table.name
         self.table_arn = table.arn
-        self.owner_index_arn = Output.concat(table.arn, "/index/", OWNER_INDEX)
-        self.deadline_index_arn = Output.concat(table.arn, "/index/", OPEN_DEADLINE_INDEX)
-        self.bus_name = bus.name
-        self.bus_arn = bus.arn
-        self.register_outputs(
-            {"tableName": self.table_name, "tableArn": self.table_arn, "busName": self.bus_name, "busArn": self.bus_arn}
-        )
+        self.owner_index_arn = index_arn(table.arn, OWNER_INDEX)
+        self.deadline_index_arn = index_arn(table.arn, OPEN_DEADLINE_INDEX)
+        self.register_outputs({"tableName": self.table_name, "tableArn": self.table_arn})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -11,17 +10,23 @@ import pulumi_aws as aws
 from pulumi import Input, Output, ResourceOptions
 
 from components import patterns, policies
-from components.function import Grant, LambdaFunction, LambdaFunctionArgs, ZipCode
+from components.function import FunctionDefaults, FunctionSize, LambdaFunction, LambdaFunctionArgs
+from components.grants import Grant, objects_under, resolve_grants
 from components.work_queue import SNS_SERVICE, WorkQueue, WorkQueueArgs
 
 HANDLER = "functions.submit.handler.handler"
 MEDIACONVERT_SERVICE = "mediaconvert.amazonaws.com"
+# The timeout covers one CopyObject, one CreateJob and two DynamoDB calls; the server-side copy of a multi-GiB upload
+# can take a minute, hence more than the calls alone need.
+SUBMIT_SIZE = FunctionSize(timeout_seconds=120, memory_mb=256)
 
 
 @dataclass(frozen=True)
 class MediaConvertArgs:
     """Inputs of MediaConvert."""
 
+    functions: FunctionDefaults
+    """Packaging, common environment (the queue and role ARNs are added here) and log retention."""
     topic_arn: Input[str]
     """Fan-out topic the `mediaconvert` queue subscribes to."""
     uploads_bucket_arn: Input[str]
@@ -32,19 +37,10 @@ class MediaConvertArgs:
     """Jobs table: the submitter reads the job and records its MediaConvert job."""
     bus_arn: Input[str]
     """Custom event bus (Rendition Failed when MediaConvert refuses a job)."""
-    code: ZipCode
-    """How zip functions are packaged (each gets its own archive, with the Powertools layer)."""
-    environment: Mapping[str, Input[str]]
-    """Environment variables (docs/CONTRACTS.md common set); the queue and role ARNs are added here."""
-    log_retention_days: int
-    """Retention of the function's log group."""
     max_concurrency: int
     """Most submissions at once (the queue's event source's maximum concurrency)."""
-    timeout_seconds: int = 120
-    """Submit function timeout (one CopyObject, one CreateJob, two DynamoDB calls); the queue's visibility timeout
-    follows it. The server-side copy of a multi-GiB upload can take a minute, hence more than the calls alone need."""
-    memory_mb: int = 256
-    """Submit function memory."""
+    size: FunctionSize = SUBMIT_SIZE
+    """Submit function size; the queue's visibility timeout follows its timeout."""
     max_receive_count: int = 5
     """Receives before a message moves to the DLQ."""
 
@@ -64,8 +60,7 @@ class MediaConvert(pulumi.ComponentResource):
     def __init__(self, name: str, args: MediaConvertArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("media-pipeline:index:MediaConvert", name, None, opts)
         child = ResourceOptions(parent=self)
-        uploads = Output.from_input(args.uploads_bucket_arn)
-        outputs = Output.from_input(args.outputs_bucket_arn)
+        validated_uploads = objects_under(args.uploads_bucket_arn, patterns.UPLOAD_PREFIX, patterns.VALIDATED_SUFFIX)
 
         # The role MediaConvert assumes for a job: read the validated copies submit pins (`uploads/*/validated`, never
         # the raw `source` a reused presigned POST can replace, nor another job's upload), write outputs, nothing more.
@@ -78,21 +73,12 @@ class MediaConvert(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-service-policy",
             role=role.id,
-            policy=Output.all(uploads, outputs).apply(
-                lambda arns: json.dumps(
-                    policies.service_role_policy(
-                        [
-                            policies.ResolvedGrant(
-                                ("s3:GetObject",),
-                                (policies.object_arns(arns[0], patterns.UPLOAD_PREFIX, patterns.VALIDATED_SUFFIX),),
-                            ),
-                            policies.ResolvedGrant(
-                                ("s3:PutObject",), (policies.object_arns(arns[1], patterns.OUTPUT_PREFIX),)
-                            ),
-                        ]
-                    )
-                )
-            ),
+            policy=resolve_grants(
+                [
+                    Grant(("s3:GetObject",), (validated_uploads,)),
+                    Grant(("s3:PutObject",), (objects_under(args.outputs_bucket_arn, patterns.OUTPUT_PREFIX),)),
+                ]
+            ).apply(lambda grants: json.dumps(policies.service_role_policy(grants))),
             opts=child,
         )
         # The stack's own on-demand queue: its ARN scopes the submitter's CreateJob, and its jobs are billed per minute.
@@ -107,7 +93,7 @@ class MediaConvert(pulumi.ComponentResource):
         self.queue = WorkQueue(
             name,
             WorkQueueArgs(
-                consumer_timeout_seconds=args.timeout_seconds,
+                consumer_timeout_seconds=args.size.timeout_seconds,
                 sender_service=SNS_SERVICE,
                 sender_arn=args.topic_arn,
                 filter_policy=patterns.mediaconvert_filter_policy(),
@@ -119,20 +105,13 @@ class MediaConvert(pulumi.ComponentResource):
         function = LambdaFunction(
             f"{name}-submit",
             LambdaFunctionArgs(
+                defaults=args.functions,
                 handler=HANDLER,
-                code=args.code,
-                timeout_seconds=args.timeout_seconds,
-                memory_mb=args.memory_mb,
-                log_retention_days=args.log_retention_days,
-                environment={
-                    **args.environment,
-                    "POWERTOOLS_SERVICE_NAME": "submit",
-                    "MEDIACONVERT_QUEUE_ARN": jobs_queue.arn,
-                    "MEDIACONVERT_ROLE_ARN": role.arn,
-                },
+                service="submit",
+                size=args.size,
+                environment={"MEDIACONVERT_QUEUE_ARN": jobs_queue.arn, "MEDIACONVERT_ROLE_ARN": role.arn},
                 queue_arn=self.queue.arn,
                 max_concurrency=args.max_concurrency,
-                batch_size=1,
                 grants=(
                     # CreateJob needs the job it creates (jobs/*) as well as the queue it submits to.
                     Grant(
@@ -149,17 +128,8 @@ class MediaConvert(pulumi.ComponentResource):
                     Grant(("events:PutEvents",), (args.bus_arn,)),
                     # CopyObject of the validated upload (functions/submit/source.py): read the source, write only
                     # `uploads/{jobId}/validated`, a key ingest's notification (suffix `/source`) never announces.
-                    Grant(
-                        ("s3:GetObject",), (uploads.apply(lambda a: policies.object_arns(a, patterns.UPLOAD_PREFIX)),)
-                    ),
-                    Grant(
-                        ("s3:PutObject",),
-                        (
-                            uploads.apply(
-                                lambda a: policies.object_arns(a, patterns.UPLOAD_PREFIX, patterns.VALIDATED_SUFFIX)
-                            ),
-                        ),
-                    ),
+                    Grant(("s3:GetObject",), (objects_under(args.uploads_bucket_arn, patterns.UPLOAD_PREFIX),)),
+                    Grant(("s3:PutObject",), (validated_uploads,)),
                 ),
             ),
             opts=child,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from functions.common.events import SOURCE, TRACKED_DETAIL_TYPES
-from functions.webhooks.payload import EVENT_TYPES as WEBHOOK_EVENT_TYPES
+from functions.contracts.events import SOURCE, TRACKED_DETAIL_TYPES
+from functions.contracts.webhooks import EVENT_TYPES as WEBHOOK_EVENT_TYPES
 
 # Keys: see docs/CONTRACTS.md ("Keys"). The ingest queue hears about exactly uploads/{jobId}/source.
 UPLOAD_PREFIX = "uploads/"

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 from pulumi import Input, Output, ResourceOptions
 
-from components import patterns, policies
-from components.function import Grant, LambdaFunction, LambdaFunctionArgs, ZipCode
-from components.work_queue import DLQ_RETENTION_SECONDS
+from components import patterns
+from components.event_bus import deliver_with_retries
+from components.function import FunctionDefaults, FunctionSize, LambdaFunction, LambdaFunctionArgs, allow_invoke
+from components.grants import Grant, objects_under
+from components.work_queue import EVENTS_SERVICE, admit_senders, dead_letter_queue
 
 HANDLER = "functions.tracker.handler.handler"
+SIZE = FunctionSize(timeout_seconds=30, memory_mb=512)
 
 
 @dataclass(frozen=True)
 class TrackerArgs:
     """Inputs of a Tracker."""
 
+    functions: FunctionDefaults
+    """Packaging, common environment and log retention."""
     stack: str
     """Stack name MediaConvert jobs carry in `userMetadata.pipeline`."""
     bus_name: Input[str]
@@ -33,16 +37,8 @@ class TrackerArgs:
     """Outputs bucket, whose MediaConvert results the tracker sizes with HEAD."""
     deadline_index_arn: Input[str]
     """ARN of the open-jobs-by-deadline index the sweep queries."""
-    code: ZipCode
-    """How zip functions are packaged (each gets its own archive, with the Powertools layer)."""
-    environment: Mapping[str, Input[str]]
-    """Environment variables (docs/CONTRACTS.md common set)."""
-    log_retention_days: int
-    """Retention of the function's log group."""
-    timeout_seconds: int = 30
-    """Function timeout."""
-    memory_mb: int = 512
-    """Function memory."""
+    size: FunctionSize = SIZE
+    """Function size."""
     max_event_age_seconds: int = 3600
     """How long EventBridge and Lambda keep retrying an event before it goes to the DLQ."""
     max_retry_attempts: int = 20
@@ -64,18 +60,14 @@ class Tracker(pulumi.ComponentResource):
         child = ResourceOptions(parent=self)
 
         # Events EventBridge could not deliver, and invocations the function failed after Lambda's own retries.
-        dlq = aws.sqs.Queue(
-            f"{name}-dlq", message_retention_seconds=DLQ_RETENTION_SECONDS, sqs_managed_sse_enabled=True, opts=child
-        )
+        dlq = dead_letter_queue(f"{name}-dlq", child)
         function = LambdaFunction(
             f"{name}-function",
             LambdaFunctionArgs(
+                defaults=args.functions,
                 handler=HANDLER,
-                code=args.code,
-                timeout_seconds=args.timeout_seconds,
-                memory_mb=args.memory_mb,
-                log_retention_days=args.log_retention_days,
-                environment={**args.environment, "POWERTOOLS_SERVICE_NAME": "tracker"},
+                service="tracker",
+                size=args.size,
                 grants=(
                     Grant(
                         ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
@@ -83,14 +75,7 @@ class Tracker(pulumi.ComponentResource):
                     ),
                     Grant(("events:PutEvents",), (args.bus_arn,)),
                     Grant(("sqs:SendMessage",), (dlq.arn,)),
-                    Grant(
-                        ("s3:GetObject",),
-                        (
-                            Output.from_input(args.outputs_bucket_arn).apply(
-                                lambda a: policies.object_arns(a, patterns.OUTPUT_PREFIX)
-                            ),
-                        ),
-                    ),
+                    Grant(("s3:GetObject",), (objects_under(args.outputs_bucket_arn, patterns.OUTPUT_PREFIX),)),
                 ),
             ),
             opts=child,
@@ -125,34 +110,25 @@ class Tracker(pulumi.ComponentResource):
             )
             rule_arns.append(rule.arn)
             # EventBridge may invoke the function for this rule only.
-            permission = aws.lambda_.Permission(
-                f"{name}-{key}-invoke",
-                action="lambda:InvokeFunction",
-                function=function.function_name,
-                principal="events.amazonaws.com",
-                source_arn=rule.arn,
-                opts=child,
-            )
+            permission = allow_invoke(f"{name}-{key}-invoke", function.function_name, EVENTS_SERVICE, rule.arn, child)
             # Deliver to the function, retrying within limits, then to the DLQ.
-            aws.cloudwatch.EventTarget(
+            deliver_with_retries(
                 f"{name}-{key}-target",
-                rule=rule.name,
-                event_bus_name=bus,
-                arn=function.arn,
-                retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(
-                    maximum_event_age_in_seconds=args.max_event_age_seconds,
-                    maximum_retry_attempts=args.max_retry_attempts,
-                ),
-                dead_letter_config=aws.cloudwatch.EventTargetDeadLetterConfigArgs(arn=dlq.arn),
+                rule=rule,
+                bus_name=bus,
+                target_arn=function.arn,
+                dead_letter_arn=dlq.arn,
+                max_event_age_seconds=args.max_event_age_seconds,
+                max_retry_attempts=args.max_retry_attempts,
                 opts=ResourceOptions(parent=self, depends_on=[permission]),
             )
         # Only these rules may put undeliverable events in the DLQ.
-        aws.sqs.QueuePolicy(
+        admit_senders(
             f"{name}-dlq-policy",
             queue_url=dlq.url,
-            policy=Output.all(dlq.arn, *rule_arns).apply(
-                lambda v: json.dumps(policies.queue_send_policy(v[0], "events.amazonaws.com", v[1:]))
-            ),
+            queue_arn=dlq.arn,
+            service=EVENTS_SERVICE,
+            source_arns=rule_arns,
             opts=child,
         )
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 from pulumi import Input, Output, ResourceOptions
 
-from components import patterns, policies
-from components.function import Grant, LambdaFunction, LambdaFunctionArgs
+from components import patterns
+from components.function import FunctionDefaults, FunctionSize, LambdaFunction, LambdaFunctionArgs
+from components.grants import Grant, objects_under
 from components.patterns import OUTPUT_PREFIX, UPLOAD_PREFIX
 from components.work_queue import SNS_SERVICE, WorkQueue, WorkQueueArgs
 from functions.common.renditions import Rendition, rendition_to_json
@@ -21,6 +21,8 @@ HANDLER = "functions.transcode.handler.handler"
 class TranscoderArgs:
     """Inputs of a Transcoder."""
 
+    functions: FunctionDefaults
+    """Packaging (the ffmpeg image), common environment (RENDITION is added here) and log retention."""
     rendition: Rendition
     """The rendition this transcoder produces."""
     topic_arn: Input[str]
@@ -31,18 +33,9 @@ class TranscoderArgs:
     """Bucket the renditions are written to (`outputs/`)."""
     bus_arn: Input[str]
     """Custom event bus for Rendition Progress/Completed/Failed."""
-    image_uri: Input[str]
-    """ffmpeg container image."""
-    environment: Mapping[str, Input[str]]
-    """Environment variables (docs/CONTRACTS.md common set); RENDITION is added here."""
-    timeout_seconds: int
-    """Function timeout; the queue's visibility timeout follows it."""
-    memory_mb: int
-    """Function memory (and so vCPUs for ffmpeg)."""
-    ephemeral_storage_mb: int
-    """Size of /tmp, which holds the source and the encoded rendition."""
-    log_retention_days: int
-    """Retention of the function's log group."""
+    size: FunctionSize
+    """Function size: the queue's visibility timeout follows its timeout, memory sets ffmpeg's vCPUs, /tmp holds the
+    source and the encoded rendition."""
     max_concurrency: int
     """Most encodes of this rendition at once (the queue's event source's maximum concurrency)."""
     max_receive_count: int = 5
@@ -66,7 +59,7 @@ class Transcoder(pulumi.ComponentResource):
         self.queue = WorkQueue(
             name,
             WorkQueueArgs(
-                consumer_timeout_seconds=args.timeout_seconds,
+                consumer_timeout_seconds=args.size.timeout_seconds,
                 sender_service=SNS_SERVICE,
                 sender_arn=args.topic_arn,
                 filter_policy=patterns.rendition_filter_policy(rendition.name),
@@ -74,32 +67,24 @@ class Transcoder(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        uploads = Output.from_input(args.uploads_bucket_arn)
-        outputs = Output.from_input(args.outputs_bucket_arn)
         # The encoder: reads the source, writes outputs/{jobId}/{rendition}.mp4, announces progress and the result.
         function = LambdaFunction(
             f"{name}-function",
             LambdaFunctionArgs(
+                defaults=args.functions,
                 handler=HANDLER,
-                image_uri=args.image_uri,
-                timeout_seconds=args.timeout_seconds,
-                memory_mb=args.memory_mb,
-                ephemeral_storage_mb=args.ephemeral_storage_mb,
-                log_retention_days=args.log_retention_days,
-                environment={
-                    **args.environment,
-                    "POWERTOOLS_SERVICE_NAME": "transcode",
-                    "RENDITION": rendition_to_json(rendition),
-                },
+                service="transcode",
+                from_image=True,
+                size=args.size,
+                environment={"RENDITION": rendition_to_json(rendition)},
                 queue_arn=self.queue.arn,
                 max_concurrency=args.max_concurrency,
-                batch_size=1,
                 grants=(
-                    Grant(("s3:GetObject",), (uploads.apply(lambda a: policies.object_arns(a, UPLOAD_PREFIX)),)),
+                    Grant(("s3:GetObject",), (objects_under(args.uploads_bucket_arn, UPLOAD_PREFIX),)),
                     # HEAD of an output from an earlier delivery lets a redelivered message skip the encode.
                     Grant(
                         ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"),
-                        (outputs.apply(lambda a: policies.object_arns(a, OUTPUT_PREFIX)),),
+                        (objects_under(args.outputs_bucket_arn, OUTPUT_PREFIX),),
                     ),
                     # Without ListBucket a missing object reads as AccessDenied instead of NotFound.
                     Grant(

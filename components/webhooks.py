@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 from pulumi import Input, Output, ResourceOptions
 
-from components import patterns, policies
-from components.function import Grant, LambdaFunction, LambdaFunctionArgs, ZipCode
-from components.work_queue import EVENTS_SERVICE, WorkQueue, WorkQueueArgs, visibility_timeout
-from functions.webhooks.schedule import SQS_MAX_DELAY_SECONDS, RetrySchedule, receives_for_longest_wait, schedule_to_env
-from functions.webhooks.store import DELIVERIES_BY_TIME_INDEX
-from functions.webhooks.transport import MAX_CONCURRENT_ATTEMPTS
+from components import patterns
+from components.event_bus import deliver_with_retries
+from components.function import FunctionDefaults, FunctionSize, LambdaFunction, LambdaFunctionArgs
+from components.grants import Grant, index_arn, objects_under
+from components.work_queue import EVENTS_SERVICE, WorkQueue, WorkQueueArgs, admit_senders, visibility_timeout
+from functions.common.webhook_tables import DELIVERIES_BY_TIME_INDEX
+from functions.webhooks.service import (
+    MAX_CONCURRENT_ATTEMPTS,
+    SQS_MAX_DELAY_SECONDS,
+    RetrySchedule,
+    receives_for_longest_wait,
+    schedule_to_env,
+)
 
 HANDLER = "functions.webhooks.handler.handler"
+# The timeout covers one batch of concurrent attempts and the reads and writes around them.
+SIZE = FunctionSize(timeout_seconds=60, memory_mb=256)
 MANAGEMENT_ACTIONS = tuple(f"dynamodb:{a}" for a in ("GetItem", "PutItem", "Query", "DeleteItem", "UpdateItem"))
 
 
@@ -29,18 +37,15 @@ def _table_attributes(**types: str) -> list[aws.dynamodb.TableAttributeArgs]:
 class WebhooksArgs:
     """Inputs of Webhooks."""
 
+    functions: FunctionDefaults
+    """Packaging, environment (the common set plus DOWNLOAD_URL_TTL_SECONDS and JOB_RETENTION_DAYS,
+    docs/CONTRACTS.md) and log retention."""
     bus_name: Input[str]
     """Custom event bus the job outcomes are announced on."""
     jobs_table_arn: Input[str]
     """Jobs table, read for each payload; a dead-lettered delivery is noted on its job (conditional put)."""
     outputs_bucket_arn: Input[str]
     """Outputs bucket the payload's download links point into."""
-    code: ZipCode
-    """How zip functions are packaged (each gets its own archive, with the Powertools layer)."""
-    environment: Mapping[str, Input[str]]
-    """Common environment plus DOWNLOAD_URL_TTL_SECONDS and JOB_RETENTION_DAYS (docs/CONTRACTS.md)."""
-    log_retention_days: int
-    """Retention of the function's log group."""
     max_concurrency: int
     """Most delivery batches at once (the queue's event source's maximum concurrency)."""
     retry_schedule: RetrySchedule
@@ -51,10 +56,8 @@ class WebhooksArgs:
     """Failed receives a task survives, on top of the early receives its longest wait needs."""
     delivery_timeout_seconds: int = 15
     """An attempt succeeds only with a 2xx within this long."""
-    timeout_seconds: int = 60
-    """Function timeout: one batch of concurrent attempts and the reads and writes around them."""
-    memory_mb: int = 256
-    """Function memory."""
+    size: FunctionSize = SIZE
+    """Function size."""
     batch_size: int = 10
     """Queue messages per invocation (their attempts run side by side)."""
     max_event_age_seconds: int = 86_400
@@ -122,7 +125,7 @@ class Webhooks(pulumi.ComponentResource):
         self.queue = WorkQueue(
             f"{name}-deliveries",
             WorkQueueArgs(
-                consumer_timeout_seconds=args.timeout_seconds,
+                consumer_timeout_seconds=args.size.timeout_seconds,
                 sender_service=EVENTS_SERVICE,
                 sender_arn=rule.arn,
                 max_receive_count=args.max_receive_count + receives_for_longest_wait(args.retry_schedule),
@@ -130,29 +133,26 @@ class Webhooks(pulumi.ComponentResource):
             opts=child,
         )
         # Events EventBridge cannot queue land in the same DLQ as tasks whose schedule ended.
-        aws.sqs.QueuePolicy(
+        admit_senders(
             f"{name}-dlq-policy",
             queue_url=self.queue.dlq_url,
-            policy=Output.all(self.queue.dlq_arn, rule.arn).apply(
-                lambda v: json.dumps(policies.queue_send_policy(v[0], EVENTS_SERVICE, [v[1]]))
-            ),
+            queue_arn=self.queue.dlq_arn,
+            service=EVENTS_SERVICE,
+            source_arns=[rule.arn],
             opts=child,
         )
         # Queue every job outcome; the function fans it out per endpoint.
-        aws.cloudwatch.EventTarget(
+        deliver_with_retries(
             f"{name}-job-outcomes-target",
-            rule=rule.name,
-            event_bus_name=args.bus_name,
-            arn=self.queue.arn,
-            retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(
-                maximum_event_age_in_seconds=args.max_event_age_seconds, maximum_retry_attempts=185
-            ),
-            dead_letter_config=aws.cloudwatch.EventTargetDeadLetterConfigArgs(arn=self.queue.dlq_arn),
+            rule=rule,
+            bus_name=args.bus_name,
+            target_arn=self.queue.arn,
+            dead_letter_arn=self.queue.dlq_arn,
+            max_event_age_seconds=args.max_event_age_seconds,
+            max_retry_attempts=185,  # EventBridge's most: the event age is the limit that applies
             opts=ResourceOptions(parent=self, depends_on=[self.queue.policy]),
         )
         environment = {
-            **args.environment,
-            "POWERTOOLS_SERVICE_NAME": "webhooks",
             "WEBHOOK_ENDPOINTS_TABLE": endpoints.name,
             "WEBHOOK_DELIVERIES_TABLE": deliveries.name,
             "WEBHOOK_QUEUE_URL": self.queue.url,
@@ -161,18 +161,14 @@ class Webhooks(pulumi.ComponentResource):
             "WEBHOOK_TIMEOUT_SECONDS": str(args.delivery_timeout_seconds),
             **({"WEBHOOK_ALLOWED_ADDRESSES": ",".join(args.allowed_addresses)} if args.allowed_addresses else {}),
         }
-        outputs = Output.from_input(args.outputs_bucket_arn).apply(
-            lambda bucket: policies.object_arns(bucket, patterns.OUTPUT_PREFIX)
-        )
         # Fans out, signs, delivers, schedules retries, notes and parks finished-off tasks, disables gone endpoints.
         function = LambdaFunction(
             f"{name}-function",
             LambdaFunctionArgs(
+                defaults=args.functions,
                 handler=HANDLER,
-                code=args.code,
-                timeout_seconds=args.timeout_seconds,
-                memory_mb=args.memory_mb,
-                log_retention_days=args.log_retention_days,
+                service="webhooks",
+                size=args.size,
                 environment=environment,
                 queue_arn=self.queue.arn,
                 max_concurrency=args.max_concurrency,
@@ -181,7 +177,7 @@ class Webhooks(pulumi.ComponentResource):
                     Grant(("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"), (endpoints.arn,)),
                     Grant(("dynamodb:GetItem", "dynamodb:PutItem"), (deliveries.arn,)),
                     Grant(("dynamodb:GetItem", "dynamodb:PutItem"), (args.jobs_table_arn,)),
-                    Grant(("s3:GetObject",), (outputs,)),
+                    Grant(("s3:GetObject",), (objects_under(args.outputs_bucket_arn, patterns.OUTPUT_PREFIX),)),
                     Grant(("sqs:SendMessage", "sqs:ChangeMessageVisibility"), (self.queue.arn,)),
                     Grant(("sqs:SendMessage",), (self.queue.dlq_arn,)),
                 ),
@@ -193,8 +189,8 @@ class Webhooks(pulumi.ComponentResource):
         self.function_name = function.function_name
         self.management_grants = (
             Grant(MANAGEMENT_ACTIONS, (endpoints.arn,)),
-            Grant(("dynamodb:Query",), (Output.concat(deliveries.arn, "/index/", DELIVERIES_BY_TIME_INDEX),)),
+            Grant(("dynamodb:Query",), (index_arn(deliveries.arn, DELIVERIES_BY_TIME_INDEX),)),
         )
         wait = int(args.retry_schedule.longest_wait_seconds) + 1
-        self.max_task_age_seconds = wait + SQS_MAX_DELAY_SECONDS + visibility_timeout(args.timeout_seconds)
+        self.max_task_age_seconds = wait + SQS_MAX_DELAY_SECONDS + visibility_timeout(args.size.timeout_seconds)
         self.register_outputs({"endpointsTable": endpoints.name, "queueUrl": self.queue.url, "function": function.arn})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,32 @@ def visibility_timeout(consumer_timeout_seconds: int) -> int:
     if not 0 < seconds <= MAX_VISIBILITY_TIMEOUT_SECONDS:
         raise ValueError(f"visibility timeout {seconds}s (6 x {consumer_timeout_seconds}s) is outside SQS limits")
     return seconds
+
+
+def dead_letter_queue(name: str, opts: ResourceOptions) -> aws.sqs.Queue:
+    """Where failed messages (or undeliverable events) go, kept for the SQS maximum of 14 days."""
+    return aws.sqs.Queue(name, message_retention_seconds=DLQ_RETENTION_SECONDS, sqs_managed_sse_enabled=True, opts=opts)
+
+
+def admit_senders(
+    name: str,
+    *,
+    queue_url: Input[str],
+    queue_arn: Input[str],
+    service: str,
+    source_arns: Sequence[Input[str]],
+    opts: ResourceOptions,
+    source_account: Input[str] | None = None,
+) -> aws.sqs.QueuePolicy:
+    """Queue policy letting `service` send on behalf of the named sources (topic, bucket or rules) and no others."""
+    return aws.sqs.QueuePolicy(
+        name,
+        queue_url=queue_url,
+        policy=Output.all(queue_arn, source_account, *source_arns).apply(
+            lambda v: json.dumps(policies.queue_send_policy(v[0], service, v[2:], v[1]))
+        ),
+        opts=opts,
+    )
 
 
 @dataclass(frozen=True)
@@ -78,13 +104,8 @@ class WorkQueue(pulumi.ComponentResource):
             raise ValueError(f"{name}: a queue subscribed to a topic needs a filter policy")
         child = ResourceOptions(parent=self)
 
-        # Where messages go after max_receive_count failed attempts, kept for the SQS maximum of 14 days.
-        dlq = aws.sqs.Queue(
-            f"{name}-dlq",
-            message_retention_seconds=DLQ_RETENTION_SECONDS,
-            sqs_managed_sse_enabled=True,
-            opts=child,
-        )
+        # Where messages go after max_receive_count failed attempts.
+        dlq = dead_letter_queue(f"{name}-dlq", child)
         # The work queue itself.
         queue = aws.sqs.Queue(
             f"{name}-queue",
@@ -96,12 +117,13 @@ class WorkQueue(pulumi.ComponentResource):
             opts=child,
         )
         # Only the named topic, bucket or rule may send.
-        self.policy = aws.sqs.QueuePolicy(
+        self.policy = admit_senders(
             f"{name}-policy",
             queue_url=queue.url,
-            policy=Output.all(queue.arn, args.sender_arn, args.sender_account).apply(
-                lambda v: json.dumps(policies.queue_send_policy(v[0], args.sender_service, [v[1]], v[2]))
-            ),
+            queue_arn=queue.arn,
+            service=args.sender_service,
+            source_arns=[args.sender_arn],
+            source_account=args.sender_account,
             opts=child,
         )
         if subscribes:

@@ -143,6 +143,21 @@ class RecordingMocks(Mocks):
         raise UnknownInvoke(f"the program called {args.token}, which these mocks do not answer")
 
 
+class RecordingMonitor(MockMonitor):
+    """The mock monitor, also keeping the parents a registration's aliases name (mocks never see aliases)."""
+
+    def __init__(self, mocks: Mocks) -> None:
+        super().__init__(mocks)
+        self.alias_parents: dict[str, list[str]] = {}
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        parents = [alias.spec.parentUrn for alias in request.aliases if alias.spec.parentUrn]
+        if parents:
+            self.alias_parents[response.urn] = parents
+        return response
+
+
 @dataclass
 class ProgramRun:
     """Everything one run of __main__.py declared."""
@@ -153,6 +168,8 @@ class ProgramRun:
     config: dict[str, str]
     calls: list[str] = field(default_factory=list)
     config_keys_read: set[str] = field(default_factory=set)
+    alias_parents: dict[str, list[str]] = field(default_factory=dict)
+    """URN -> the parents its aliases name: where a moved resource used to live."""
 
     def of_type(self, token: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == token]
@@ -206,7 +223,7 @@ def run_program(overrides: Mapping[str, Any] | None = None, stack: str = STACK) 
     preview off."""
     config = stack_config(ROOT, stack, {"jwtIssuer": TEST_ISSUER, **(overrides or {})})
     mocks = RecordingMocks()
-    monitor = MockMonitor(mocks)
+    monitor = RecordingMonitor(mocks)
     keys_read: set[str] = set()
     original_full_key = pulumi.Config.full_key
 
@@ -244,4 +261,5 @@ def run_program(overrides: Mapping[str, Any] | None = None, stack: str = STACK) 
         config=config,
         calls=mocks.calls,
         config_keys_read={k for k in keys_read if k.startswith(f"{PROJECT}:")},
+        alias_parents=monitor.alias_parents,
     )

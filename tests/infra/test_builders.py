@@ -12,7 +12,7 @@ from components.dashboard import dashboard_body, job_metric_search
 from components.function import scratch_space_mb
 from components.media_image import keep_recent_images
 from components.work_queue import visibility_timeout
-from functions.submit.source import validated_key
+from functions.submit.service import validated_key
 from tests.fixtures import MEDIACONVERT_FIXTURES
 from tests.infra.harness import RecordingMocks, UnknownInvoke
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from components.policies import XRAY_ACTIONS
-from functions.webhooks.schedule import RetrySchedule, receives_for_longest_wait
+from functions.webhooks.service import RetrySchedule, receives_for_longest_wait
 from tests.infra.harness import ProgramRun
 
 QUEUE = "aws:sqs/queue:Queue"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from components.patterns import job_outcomes_pattern
-from functions.webhooks.schedule import SQS_MAX_DELAY_SECONDS
+from functions.webhooks.service import SQS_MAX_DELAY_SECONDS
 from tests.infra.harness import ProgramRun, run_program
 
 QUEUE = "aws:sqs/queue:Queue"

@@ -144,6 +144,17 @@ def test_jobs_table_matches_the_job_record_contract(dev: ProgramRun) -> None:
     assert inputs["serverSideEncryption"]["enabled"] is True
 
 
+def test_the_bus_keeps_the_urn_it_had_as_the_job_stores_child(dev: ProgramRun) -> None:
+    """The bus has its own component now; its alias names the old parent, so a deployed stack keeps its bus."""
+    (bus,) = [
+        urn
+        for urn in dev.urns
+        if urn.endswith("::media-pipeline:index:EventBus$aws:cloudwatch/eventBus:EventBus::jobs-bus")
+    ]
+    (store,) = [urn for urn in dev.urns if urn.endswith("$media-pipeline:index:JobStore::jobs")]
+    assert dev.alias_parents == {bus: [store]}
+
+
 def test_tracker_hears_its_events_mediaconvert_for_this_stack_and_the_sweep(dev: ProgramRun) -> None:
     bus = dev.only("aws:cloudwatch/eventBus:EventBus").outputs["name"]
     events = dev.named(RULE, "tracker-pipeline-events")
