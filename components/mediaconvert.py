@@ -101,7 +101,7 @@ class MediaConvert(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        # The submitter: one CreateJob per pipeline job, recorded on the job (functions/submit/submission.py).
+        # The submitter: one CreateJob per pipeline job, recorded on the job (functions/submit/service.py).
         function = LambdaFunction(
             f"{name}-submit",
             LambdaFunctionArgs(
@@ -126,7 +126,7 @@ class MediaConvert(pulumi.ComponentResource):
                     ),
                     Grant(("dynamodb:GetItem", "dynamodb:PutItem"), (args.table_arn,)),
                     Grant(("events:PutEvents",), (args.bus_arn,)),
-                    # CopyObject of the validated upload (functions/submit/source.py): read the source, write only
+                    # CopyObject of the validated upload (functions/submit/adapters.py): read the source, write only
                     # `uploads/{jobId}/validated`, a key ingest's notification (suffix `/source`) never announces.
                     Grant(("s3:GetObject",), (objects_under(args.uploads_bucket_arn, patterns.UPLOAD_PREFIX),)),
                     Grant(("s3:PutObject",), (validated_uploads,)),

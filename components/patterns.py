@@ -10,7 +10,7 @@ from functions.contracts.webhooks import EVENT_TYPES as WEBHOOK_EVENT_TYPES
 # Keys: see docs/CONTRACTS.md ("Keys"). The ingest queue hears about exactly uploads/{jobId}/source.
 UPLOAD_PREFIX = "uploads/"
 UPLOAD_SUFFIX = "/source"
-# The copy of the validated upload MediaConvert reads (functions/submit/source.py); never announced to ingest.
+# The copy of the validated upload MediaConvert reads (functions/submit/service.py); never announced to ingest.
 VALIDATED_SUFFIX = "/validated"
 OUTPUT_PREFIX = "outputs/"
 

@@ -1,29 +1,11 @@
-"""The submit function's configuration, read from the environment (docs/CONTRACTS.md, "Environment variables").
-
-The MediaConvert client is boto3's default for the region; `AWS_ENDPOINT_URL_MEDIACONVERT` (which boto3 reads by
-itself) points it elsewhere, e.g. at the local cloud's stand-in. DescribeEndpoints is not needed: every account
-can use the regional endpoint.
-"""
+"""The submit function's configuration, read from the environment (docs/CONTRACTS.md, "Environment variables")."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-REQUIRED = (
-    "JOBS_TABLE_NAME",
-    "EVENT_BUS_NAME",
-    "UPLOADS_BUCKET",
-    "OUTPUTS_BUCKET",
-    "STACK_NAME",
-    "MEDIACONVERT_QUEUE_ARN",
-    "MEDIACONVERT_ROLE_ARN",
-)
-
-
-class SettingsError(RuntimeError):
-    """A required environment variable is missing or malformed: a deployment defect, not a bad message."""
+from functions.common.settings import DEFAULT_METRICS_NAMESPACE, EnvironmentReader
 
 
 @dataclass(frozen=True)
@@ -44,25 +26,22 @@ class SubmitSettings:
     """The stack's on-demand MediaConvert queue (`MEDIACONVERT_QUEUE_ARN`)."""
     role_arn: str
     """The service role MediaConvert assumes for the job's S3 reads and writes (`MEDIACONVERT_ROLE_ARN`)."""
-    metrics_namespace: str = "MediaPipeline"
-    """CloudWatch namespace of the EMF metrics (`POWERTOOLS_METRICS_NAMESPACE`)."""
+    metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
+    """CloudWatch namespace of the EMF metrics (`POWERTOOLS_METRICS_NAMESPACE`, which Powertools reads itself)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SubmitSettings:
-        env = os.environ if environ is None else environ
-        missing = [name for name in REQUIRED if not env.get(name)]
-        if missing:
-            raise SettingsError(f"missing environment variables: {', '.join(missing)}")
-        for name in ("MEDIACONVERT_QUEUE_ARN", "MEDIACONVERT_ROLE_ARN"):
-            if not env[name].startswith("arn:"):
-                raise SettingsError(f"{name} must be an ARN, got {env[name]!r}")
-        return cls(
-            jobs_table_name=env["JOBS_TABLE_NAME"],
-            event_bus_name=env["EVENT_BUS_NAME"],
-            uploads_bucket=env["UPLOADS_BUCKET"],
-            outputs_bucket=env["OUTPUTS_BUCKET"],
-            stack_name=env["STACK_NAME"],
-            queue_arn=env["MEDIACONVERT_QUEUE_ARN"],
-            role_arn=env["MEDIACONVERT_ROLE_ARN"],
-            metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or cls.metrics_namespace,
+        """The settings; raises SettingsError naming every missing or malformed variable."""
+        read = EnvironmentReader(environ)
+        settings = cls(
+            jobs_table_name=read.text("JOBS_TABLE_NAME"),
+            event_bus_name=read.text("EVENT_BUS_NAME"),
+            uploads_bucket=read.text("UPLOADS_BUCKET"),
+            outputs_bucket=read.text("OUTPUTS_BUCKET"),
+            stack_name=read.text("STACK_NAME"),
+            queue_arn=read.arn("MEDIACONVERT_QUEUE_ARN"),
+            role_arn=read.arn("MEDIACONVERT_ROLE_ARN"),
+            metrics_namespace=read.optional("POWERTOOLS_METRICS_NAMESPACE", DEFAULT_METRICS_NAMESPACE),
         )
+        read.done("submit function")
+        return settings

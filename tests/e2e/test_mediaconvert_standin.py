@@ -19,9 +19,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from functions.common.media_tools import ffmpeg_path
-from functions.submit.job_settings import JobTarget, create_job_request
-from functions.tracker import mediaconvert_events as tracker_view
-from functions.transcode.messages import EncodePlan
+from functions.contracts.fanout import EncodePlan
+from functions.submit.service import JobTarget, create_job_request
+from functions.tracker import service as tracker_view
 from local.engine.emulator import ACCOUNT_ID, FAKE_CREDENTIALS, Emulator
 from local.mediaconvert.jobs import JobStore
 from local.mediaconvert.outputs.ffmpeg import FfmpegFailed, mjpeg_quality, output_size, qvbr_crf, run_ffmpeg
@@ -110,8 +110,8 @@ def standin(tmp_path: Path) -> Iterator[StandIn]:
     queue_url = sqs.create_queue(QueueName=f"mediaconvert-events-{suffix}")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     pattern = {
-        "source": [tracker_view.SOURCE],
-        "detail-type": [tracker_view.DETAIL_TYPE],
+        "source": [tracker_view.MEDIACONVERT_SOURCE],
+        "detail-type": [tracker_view.MEDIACONVERT_DETAIL_TYPE],
         "detail": {"userMetadata": {"pipeline": [stack]}},
     }
     events.put_rule(Name=f"mediaconvert-{suffix}", EventPattern=json.dumps(pattern))

@@ -11,21 +11,20 @@ from typing import Any
 import pytest
 
 from functions.common import job_state
-from functions.common.job_state import Job
 from functions.common.renditions import DEFAULT_RENDITIONS, Rendition
-from functions.ingest.fanout import fanout_message
-from functions.ingest.planning import plan_renditions
-from functions.submit.job_settings import (
+from functions.contracts.fanout import EncodePlan, FanOutMessage
+from functions.contracts.jobs import JobRecord, ObjectLocation
+from functions.submit.service import (
     JobTarget,
     UnsupportedByMediaConvert,
     client_request_token,
     create_job_request,
+    encode_plans,
 )
-from functions.submit.messages import encode_plans
-from functions.tracker import mediaconvert_events as mc
-from functions.transcode.messages import EncodePlan, FanOutMessage
+from functions.tracker import service as tracker
 from tests.fixtures import MEDIACONVERT_FIXTURES
-from tests.functions.mediaconvert_service import create_job_errors, output_group_details, state_change_event
+from tests.functions.submit.conftest import processing_job as _processing_job
+from tests.functions.submit.mediaconvert_service import create_job_errors, output_group_details, state_change_event
 
 JOB_ID = "01JDEMO0000000000000000000"
 NOW = 1_795_000_000_000
@@ -57,25 +56,25 @@ CONFIGS = {
 }
 
 
-def processing_job(config: Config) -> Job:
+def processing_job(config: Config) -> JobRecord:
     """A job ingest accepted for the MediaConvert engine, with the plan ingest makes for this source."""
-    job = job_state.new_job(
-        job_id=JOB_ID, owner_id="owner-1", source={}, now=NOW, upload_deadline=NOW + 1, retention_seconds=60
+    return _processing_job(
+        job_id=JOB_ID,
+        owner_id="owner-1",
+        width=config.width,
+        height=config.height,
+        has_audio=config.has_audio,
+        ladder=config.ladder,
+        duration_ms=10_000,
     )
-    job = job_state.begin_validation(job, now=NOW, deadline=NOW + 7_200_000)
-    probe = {"durationMs": 10_000, "width": config.width, "height": config.height, "hasAudio": config.has_audio}
-    planned = plan_renditions(config.width, config.height, sorted(config.ladder, key=lambda r: r.height))
-    moved = job_state.begin_processing(
-        job, media_type="video", engine="mediaconvert", probe=probe, planned=planned, now=NOW
-    )
-    assert moved is not None
-    return moved
 
 
 def request_for(config: Config, outputs_bucket: str = "dev-outputs") -> tuple[dict[str, Any], list[EncodePlan]]:
     """The CreateJob request the submit function sends for the fan-out message of this config."""
-    body = fanout_message(processing_job(config), bucket="dev-uploads", key=f"uploads/{JOB_ID}/source", etag="e").body
-    message = FanOutMessage.model_validate(json.loads(json.dumps(body)))
+    published = FanOutMessage.for_job(
+        processing_job(config), bucket="dev-uploads", key=f"uploads/{JOB_ID}/source", etag="e"
+    )
+    message = FanOutMessage.model_validate_json(published.body())
     plans = encode_plans(message)
     target = JobTarget(
         job_id=JOB_ID,
@@ -284,31 +283,29 @@ def test_the_fixtures_name_files_exactly_as_these_settings_do() -> None:
 def test_a_complete_event_built_from_the_settings_completes_every_rendition(config: Config) -> None:
     request, plans = request_for(config)
     event = state_change_event(request, "COMPLETE", mediaconvert_job_id="1795000000000-abc123")
-    change = mc.parse_job_state_change(event["detail"])
+    change = tracker.parse_job_state_change(event["detail"])
     job = processing_job(config)
 
-    transition = mc.mediaconvert_transition(change, now=NOW + 1, sizes={})
+    transition = tracker.mediaconvert_transition(change, now=NOW + 1, sizes={})
     assert transition is not None
     done = transition(copy.deepcopy(job))
 
-    assert done is not None and done["status"] == "COMPLETED"
-    assert done["hls"] == {"bucket": "dev-outputs", "key": f"outputs/{JOB_ID}/hls/index.m3u8"}
+    assert done is not None and done.status == "COMPLETED"
+    assert done.hls == ObjectLocation(bucket="dev-outputs", key=f"outputs/{JOB_ID}/hls/index.m3u8")
     for plan in plans:
-        rendition = done["renditions"][plan.name]
-        assert rendition["status"] == "COMPLETED", plan.name
-        assert (rendition["bucket"], rendition["key"]) == ("dev-outputs", f"outputs/{JOB_ID}/{plan.name}.mp4")
-        assert (rendition["width"], rendition["height"], rendition["engine"]) == (
+        rendition = done.renditions[plan.name]
+        assert rendition.status == "COMPLETED", plan.name
+        assert (rendition.bucket, rendition.key) == ("dev-outputs", f"outputs/{JOB_ID}/{plan.name}.mp4")
+        assert (rendition.width, rendition.height, rendition.engine) == (
             plan.width,
             plan.height,
             "mediaconvert",
         )
-    assert {r["name"] for r in job_state.renditions_in_order(done) if r["status"] == "COMPLETED"} == {
-        p.name for p in plans
-    }
+    assert {r.name for r in job_state.renditions_in_order(done) if r.status == "COMPLETED"} == {p.name for p in plans}
 
 
 def test_thumbnails_and_hls_variants_are_not_taken_for_renditions() -> None:
     request, _ = request_for(CONFIGS["default-ladder"])
-    change = mc.parse_job_state_change(state_change_event(request, "COMPLETE", mediaconvert_job_id="m")["detail"])
+    change = tracker.parse_job_state_change(state_change_event(request, "COMPLETE", mediaconvert_job_id="m")["detail"])
 
-    assert sorted(o.rendition for o in mc.rendition_outputs(change)) == ["1080p", "720p"]
+    assert sorted(o.rendition for o in tracker.rendition_outputs(change)) == ["1080p", "720p"]
