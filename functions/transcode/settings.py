@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from functions.common.renditions import Rendition, parse_renditions
+from functions.common.settings import EnvironmentReader
 
 # The presets x264 knows, fastest first. `ultrafast` disables CABAC and 8x8 transforms, so its output is signalled
 # as Constrained Baseline even with `-profile:v high`; `superfast` is the fastest that yields High profile.
@@ -29,10 +30,8 @@ X264_PRESETS = (
     "slower",
     "veryslow",
 )
-
-
-class SettingsError(RuntimeError):
-    """A required environment variable is missing or malformed: a deployment defect, not a retryable event."""
+# x264 runs at most 128 threads (X264_THREAD_MAX).
+MAX_THREADS = 128
 
 
 @dataclass(frozen=True)
@@ -58,49 +57,40 @@ class TranscodeSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TranscodeSettings:
-        env = os.environ if environ is None else environ
-        required = ("RENDITION", "OUTPUTS_BUCKET", "EVENT_BUS_NAME")
-        problems = [f"{name} is not set" for name in required if not env.get(name)]
-        rendition = None
-        if env.get("RENDITION"):
-            try:
-                rendition = _parse_rendition(env["RENDITION"])
-            except ValueError as err:
-                problems.append(f"RENDITION: {err}")
-        threads = _positive_int(env, "FFMPEG_THREADS", os.cpu_count() or 2, problems)
-        crf = _positive_int(env, "FFMPEG_CRF", cls.crf, problems)
-        if not 0 < crf <= 51:
-            problems.append(f"FFMPEG_CRF must be 1-51, got {crf}")
-        preset = env.get("FFMPEG_PRESET") or cls.preset
+        read = EnvironmentReader(environ)
+        rendition_raw = _required(read, "RENDITION")
+        outputs_bucket = _required(read, "OUTPUTS_BUCKET")
+        event_bus_name = _required(read, "EVENT_BUS_NAME")
+        rendition = read.parsed("RENDITION", _parse_rendition, None) if rendition_raw else None
+        threads = read.integer("FFMPEG_THREADS", 1, MAX_THREADS, default=os.cpu_count() or 2)
+        crf = read.integer("FFMPEG_CRF", 1, 51, default=cls.crf)
+        preset = read.optional("FFMPEG_PRESET", cls.preset)
         if preset not in X264_PRESETS:
-            problems.append(f"FFMPEG_PRESET must be one of {', '.join(X264_PRESETS)}, got {preset!r}")
-        if problems or rendition is None:
-            raise SettingsError("; ".join(problems))
+            read.problem(f"FFMPEG_PRESET must be one of {', '.join(X264_PRESETS)}, got {preset!r}")
+        read.done("transcode function")
+        assert rendition is not None  # done() raised when RENDITION was missing or unreadable
         return cls(
             rendition=rendition,
-            outputs_bucket=env["OUTPUTS_BUCKET"],
-            event_bus_name=env["EVENT_BUS_NAME"],
+            outputs_bucket=outputs_bucket,
+            event_bus_name=event_bus_name,
             threads=threads,
             preset=preset,
             crf=crf,
-            work_root=Path(env.get("TRANSCODE_WORK_DIR") or tempfile.gettempdir()),
+            work_root=Path(read.optional("TRANSCODE_WORK_DIR", tempfile.gettempdir())),
         )
+
+
+def _required(read: EnvironmentReader, name: str) -> str:
+    """A required, non-empty value; a missing one is reported as "{name} is not set"."""
+    value = read.raw(name)
+    if not value:
+        read.problem(f"{name} is not set")
+    return value
 
 
 def _parse_rendition(raw: str) -> Rendition:
     """`RENDITION` is one object; a one-element list (the ladder's own format) is accepted too."""
-    stripped = raw.strip()
-    ladder = parse_renditions(stripped if stripped.startswith("[") else f"[{stripped}]")
+    ladder = parse_renditions(raw if raw.startswith("[") else f"[{raw}]")
     if len(ladder) != 1:
         raise ValueError(f"expected one rendition, got {len(ladder)}")
     return ladder[0]
-
-
-def _positive_int(env: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
-    raw = env.get(name)
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        problems.append(f"{name} must be a positive integer, got {raw!r}")
-        return default
-    return int(raw)

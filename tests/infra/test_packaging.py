@@ -43,9 +43,7 @@ def test_an_archive_holds_its_handler_and_what_it_imports_and_nothing_else(name:
     # Code of functions this one never imports stays out, and of those it borrows from, only the modules it imports.
     others = {"ingest", "transcode", *ZIP_HANDLERS} - {name, *BORROWS[name]}
     assert not [n for n in names if n.split("/")[1] in others], sorted(names)
-    assert (
-        "functions/transcode/ffmpeg_runner.py" not in names and "functions/api/uploads.py" not in names
-    ) or name == "api"
+    assert ("functions/transcode/adapters.py" not in names and "functions/api/uploads.py" not in names) or name == "api"
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     # What the runtime and the layer provide is never carried.
     assert not [n for n in names if n.split("/")[0] in {"boto3", "botocore", "aws_lambda_powertools", "pydantic"}]

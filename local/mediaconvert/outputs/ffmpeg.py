@@ -1,6 +1,6 @@
 """ffmpeg and ffprobe for the local MediaConvert: the commands its settings stand for, and running them with progress.
 
-Commands are built with ffmpeg-python, as the Lambda transcoder's are (functions/transcode/ffmpeg_command.py), with the
+Commands are built with ffmpeg-python, as the Lambda transcoder's are (functions/transcode/service.py), with the
 same x264 preset and the same guard on untrusted input: the source is opened with `-protocol_whitelist file` and only
 container demuxers (`INPUT_FORMATS`: no playlists, no image sequences), so a crafted upload cannot make ffmpeg read
 other files or the network. The tools run with `media_tools.tool_env()` (no AWS credentials).
@@ -27,7 +27,7 @@ from typing import Any
 import ffmpeg
 
 from functions.common.media_tools import ffmpeg_path, ffprobe_path, tool_env
-from functions.transcode.ffmpeg_command import FALLBACK_FRAME_RATE, EncoderSettings
+from functions.transcode.service import FALLBACK_FRAME_RATE, EncoderSettings
 from local.mediaconvert.settings import AudioSpec, FrameCaptureSpec, InputSpec, VideoSpec
 
 # Container demuxers of the files MediaConvert takes as inputs (by ffmpeg's demuxer names).

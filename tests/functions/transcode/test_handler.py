@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import copy
-import json
 import math
-import os
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,134 +11,27 @@ import boto3
 import pytest
 
 from functions.common.media_tools import ffmpeg_path, ffprobe_path, tool_env
-from functions.transcode import handler, transcoder
-from functions.transcode.settings import SettingsError
-from tests.functions.conftest import FIXTURES, REGION, CapturedEvents, FakeLambdaContext
-from tests.media_samples import is_faststart, make_video
+from functions.common.settings import SettingsError
+from functions.transcode import adapters
+from tests.functions.conftest import REGION, FakeLambdaContext
+from tests.functions.transcode.conftest import (
+    JOB_ID,
+    OUTPUTS,
+    OWNER_ID,
+    UPLOADS,
+    Harness,
+    fan_out_message,
+    fixture_body,
+    make_odd_sized_video,
+    planned,
+)
+from tests.media_samples import is_faststart, make_video, probe
 
-JOB_ID = "01JBQ7Z8K3M4N5P6Q7R8S9T0VW"
-OWNER_ID = "user-1"
-UPLOADS, OUTPUTS = "test-uploads", "test-outputs"
-MP4_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"
 KEYFRAME_TIMES_OPTIONS = ("-v", "error", "-select_streams", "v:0", "-skip_frame", "nokey")
 KEYFRAME_TIMES_OPTIONS += ("-show_entries", "frame=pts_time", "-of", "csv=p=0")
-BITRATES = {"maxVideoBitrateKbps": 3000, "audioBitrateKbps": 128}
 
 
-# --- helpers ----------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Harness:
-    """The 720p transcoder deployed against moto, with a working directory and a bus we can read back."""
-
-    events: CapturedEvents
-    context: FakeLambdaContext
-    tmp: Path
-    work: Path
-    monkeypatch: pytest.MonkeyPatch
-
-    def use_rendition(self, name: str, height: int) -> None:
-        """Deploy the function for rendition `name`, as components/transcoder.py does through RENDITION."""
-        self.monkeypatch.setenv("RENDITION", json.dumps({"name": name, "height": height, **BITRATES}))
-
-    def invoke(self, *bodies: dict[str, Any] | str, context: FakeLambdaContext | None = None) -> dict[str, Any]:
-        return handler.handler(sqs_event(*bodies), context or self.context)
-
-
-@pytest.fixture
-def harness(
-    buckets: dict[str, str],
-    event_bus: CapturedEvents,
-    lambda_context: FakeLambdaContext,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Harness:
-    """superfast is the quickest x264 preset that still yields High profile (ultrafast signals Baseline)."""
-    work = tmp_path / "work"
-    monkeypatch.setenv("FFMPEG_PRESET", "superfast")
-    monkeypatch.setenv("FFMPEG_THREADS", "2")
-    monkeypatch.setenv("TRANSCODE_WORK_DIR", str(work))
-    # Powertools read its environment when the handler module was imported, before the test's environment existed.
-    monkeypatch.setattr(handler.metrics, "namespace", os.environ["POWERTOOLS_METRICS_NAMESPACE"])
-    result = Harness(event_bus, lambda_context, tmp_path, work, monkeypatch)
-    result.use_rendition("720p", 720)
-    return result
-
-
-def ffprobe_json(path: Path) -> dict[str, Any]:
-    """Like tests.media_samples.probe, in the environment the functions use (static ffprobe crashes on MPEG-TS
-    service names with the host's iconv modules)."""
-    result = subprocess.run(
-        [ffprobe_path(), "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=tool_env(),
-    )
-    return json.loads(result.stdout)
-
-
-def source_probe(path: Path) -> dict[str, Any]:
-    """The probe ingest would put in the fan-out message (docs/CONTRACTS.md "Probe")."""
-    report = ffprobe_json(path)
-    video = next(s for s in report["streams"] if s["codec_type"] == "video")
-    audio = next((s for s in report["streams"] if s["codec_type"] == "audio"), None)
-    rotation = round(next((d["rotation"] for d in video.get("side_data_list", []) if "rotation" in d), 0)) % 360
-    coded_w, coded_h = video["width"], video["height"]
-    width, height = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
-    num, den = (int(x) for x in video["avg_frame_rate"].split("/"))
-    return {
-        "durationMs": round(float(report["format"]["duration"]) * 1000),
-        "width": width,
-        "height": height,
-        "codedWidth": coded_w,
-        "codedHeight": coded_h,
-        "rotation": rotation,
-        "videoCodec": video["codec_name"],
-        "audioCodec": audio["codec_name"] if audio else None,
-        "hasAudio": audio is not None,
-        "frameRate": num / den,
-        "formatName": report["format"]["format_name"],
-        "bitRate": int(report["format"]["bit_rate"]),
-        "sizeBytes": int(report["format"]["size"]),
-    }
-
-
-def fan_out_message(job_id: str, source: Path, renditions: list[dict[str, Any]]) -> dict[str, Any]:
-    """Upload `source` where the API would have put it and return the message ingest would publish for it."""
-    key = f"uploads/{job_id}/source"
-    boto3.client("s3", region_name=REGION).upload_file(str(source), UPLOADS, key)
-    return {
-        "jobId": job_id,
-        "ownerId": OWNER_ID,
-        "engine": "lambda",
-        "source": {"bucket": UPLOADS, "key": key},
-        "probe": source_probe(source),
-        "renditions": renditions,
-    }
-
-
-def planned(name: str, width: int, height: int) -> dict[str, Any]:
-    return {"name": name, "width": width, "height": height, **BITRATES}
-
-
-def sqs_event(*bodies: dict[str, Any] | str) -> dict[str, Any]:
-    """The fixture's record, once per body, each with its own message id."""
-    template = json.loads((FIXTURES / "transcode_sqs_event.json").read_text())["Records"][0]
-    records = []
-    for index, body in enumerate(bodies):
-        record = copy.deepcopy(template)
-        record["messageId"] = f"message-{index}"
-        record["body"] = body if isinstance(body, str) else json.dumps(body)
-        records.append(record)
-    return {"Records": records}
-
-
-def download_output(key: str, directory: Path) -> Path:
-    path = directory / key.replace("/", "_")
-    boto3.client("s3", region_name=REGION).download_file(OUTPUTS, key, str(path))
-    return path
+# --- reading the results back -----------------------------------------------------------------------------------
 
 
 def keyframe_times(path: Path) -> list[float]:
@@ -161,14 +50,14 @@ def by_type(events: list[dict[str, Any]], detail_type: str) -> list[dict[str, An
 
 
 def source_duration_ms(path: Path) -> int:
-    return round(float(ffprobe_json(path)["format"]["duration"]) * 1000)
+    return round(float(probe(path)["format"]["duration"]) * 1000)
 
 
 def assert_is_planned_rendition(
     output: Path, *, width: int, height: int, source: Path, has_audio: bool
 ) -> dict[str, Any]:
     """Everything the rendition promises, read back from the file; returns its ffprobe report."""
-    report = ffprobe_json(output)
+    report = probe(output)
     video = [s for s in report["streams"] if s["codec_type"] == "video"]
     audio = [s for s in report["streams"] if s["codec_type"] == "audio"]
     assert len(video) == 1
@@ -204,7 +93,7 @@ def test_landscape_1080p_with_audio_becomes_the_planned_rendition(
     # THEN the record succeeded, the rendition is in the outputs bucket, and it reads back as planned
     assert response == {"batchItemFailures": []}
     key = f"outputs/{JOB_ID}/{name}.mp4"
-    output = download_output(key, harness.tmp)
+    output = harness.download_output(key)
     report = assert_is_planned_rendition(output, width=width, height=height, source=source, has_audio=True)
     head = boto3.client("s3", region_name=REGION).head_object(Bucket=OUTPUTS, Key=key)
     assert head["ContentType"] == "video/mp4"
@@ -265,7 +154,7 @@ def test_portrait_sources_come_out_upright_at_the_planned_portrait_size(
 
     # THEN the output is stored as upright portrait frames, 270x480, with no rotation left to apply
     assert response == {"batchItemFailures": []}
-    output = download_output(f"outputs/{JOB_ID}/480p.mp4", harness.tmp)
+    output = harness.download_output(f"outputs/{JOB_ID}/480p.mp4")
     assert_is_planned_rendition(output, width=270, height=480, source=source, has_audio=True)
     (completed,) = by_type(harness.events.drain(), "Rendition Completed")
     assert (completed["width"], completed["height"]) == (270, 480)
@@ -279,23 +168,9 @@ def test_source_without_audio_gives_a_rendition_without_audio(harness: Harness) 
     response = harness.invoke(message)
 
     assert response == {"batchItemFailures": []}
-    output = download_output(f"outputs/{JOB_ID}/720p.mp4", harness.tmp)
+    output = harness.download_output(f"outputs/{JOB_ID}/720p.mp4")
     assert_is_planned_rendition(output, width=1280, height=720, source=source, has_audio=False)
     assert len(by_type(harness.events.drain(), "Rendition Completed")) == 1
-
-
-def make_odd_sized_video(path: Path) -> Path:
-    """853x479 H.264: only 4:4:4 chroma allows odd sizes (and only the RGB `testsrc` keeps them odd)."""
-    subprocess.run(
-        [
-            *(ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y"),
-            *("-f", "lavfi", "-i", "testsrc=size=853x479:rate=30:duration=2"),
-            *("-f", "lavfi", "-i", "sine=frequency=440:duration=2"),
-            *("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv444p", "-c:a", "aac", "-t", "2", str(path)),
-        ],
-        check=True,
-    )
-    return path
 
 
 @pytest.mark.media
@@ -309,7 +184,7 @@ def test_odd_sized_source_is_scaled_to_the_even_planned_size(harness: Harness) -
 
     # THEN the output is 640x360, 4:2:0, High profile
     assert response == {"batchItemFailures": []}
-    output = download_output(f"outputs/{JOB_ID}/720p.mp4", harness.tmp)
+    output = harness.download_output(f"outputs/{JOB_ID}/720p.mp4")
     assert_is_planned_rendition(output, width=640, height=360, source=source, has_audio=True)
     assert len(by_type(harness.events.drain(), "Rendition Completed")) == 1
 
@@ -327,7 +202,7 @@ def test_mpegts_source_is_read_with_the_demuxer_ingest_detected(harness: Harness
     response = harness.invoke(message)
 
     assert response == {"batchItemFailures": []}
-    output = download_output(f"outputs/{JOB_ID}/720p.mp4", harness.tmp)
+    output = harness.download_output(f"outputs/{JOB_ID}/720p.mp4")
     assert_is_planned_rendition(output, width=320, height=180, source=source, has_audio=True)
 
 
@@ -340,7 +215,7 @@ def test_480p_source_is_encoded_at_its_own_planned_size(harness: Harness) -> Non
     response = harness.invoke(message)
 
     assert response == {"batchItemFailures": []}
-    output = download_output(f"outputs/{JOB_ID}/480p.mp4", harness.tmp)
+    output = harness.download_output(f"outputs/{JOB_ID}/480p.mp4")
     assert_is_planned_rendition(output, width=854, height=480, source=source, has_audio=True)
     (completed,) = by_type(harness.events.drain(), "Rendition Completed")
     assert (completed["width"], completed["height"]) == (854, 480)
@@ -359,7 +234,7 @@ def test_keyframes_fall_every_two_seconds(harness: Harness, fps: int, expected: 
 
     # THEN every keyframe, and only those, sits on the 2 s grid
     assert response == {"batchItemFailures": []}
-    assert keyframe_times(download_output(f"outputs/{JOB_ID}/720p.mp4", harness.tmp)) == expected
+    assert keyframe_times(harness.download_output(f"outputs/{JOB_ID}/720p.mp4")) == expected
 
 
 @pytest.mark.media
@@ -436,13 +311,13 @@ def test_upload_errors_return_the_record_to_the_queue(harness: Harness) -> None:
     # GIVEN an outputs bucket that goes away while the rendition is being encoded, so the upload is refused
     source = make_video(harness.tmp / "clip.mp4", width=320, height=180, seconds=2, audio=False)
     message = fan_out_message(JOB_ID, source, [planned("720p", 320, 180)])
-    read_output_back = transcoder.probe_file
+    read_output_back = adapters.probe_file
 
     def bucket_gone_before_upload(path: Path, **options: Any) -> dict[str, Any]:
         boto3.client("s3", region_name=REGION).delete_bucket(Bucket=OUTPUTS)
         return read_output_back(path, **options)
 
-    harness.monkeypatch.setattr(transcoder, "probe_file", bucket_gone_before_upload)
+    harness.monkeypatch.setattr(adapters, "probe_file", bucket_gone_before_upload)
 
     response = harness.invoke(message)
 
@@ -454,10 +329,6 @@ def test_upload_errors_return_the_record_to_the_queue(harness: Harness) -> None:
 
 
 # --- paths that never reach ffmpeg -------------------------------------------------------------------------------
-
-
-def fixture_body() -> dict[str, Any]:
-    return json.loads(json.loads((FIXTURES / "transcode_sqs_event.json").read_text())["Records"][0]["body"])
 
 
 def test_message_that_does_not_plan_this_rendition_is_dropped(harness: Harness) -> None:

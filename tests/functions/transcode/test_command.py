@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from functions.common.renditions import Rendition
-from functions.transcode.ffmpeg_command import DEFAULT_DEMUXERS, EncoderSettings, keyframe_interval, transcode_args
-from functions.transcode.messages import EncodePlan, FanOutMessage, PlannedRendition, SourceProbe, plan_for
+from functions.contracts.fanout import EncodePlan, FanOutMessage, PlannedRendition, plan_for
+from functions.contracts.jobs import Probe
+from functions.contracts.media import DEMUXER_WHITELIST
+from functions.transcode.service import EncoderSettings, keyframe_interval, transcode_args
 
 SOURCE = Path("/tmp/transcode-x/source")
 OUTPUT = Path("/tmp/transcode-x/720p.mp4")
@@ -16,7 +18,7 @@ PLAN_720P = EncodePlan(name="720p", width=1280, height=720, maxVideoBitrateKbps=
 MP4_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"
 
 
-def probe(**overrides: object) -> SourceProbe:
+def probe(**overrides: object) -> Probe:
     fields: dict[str, object] = {
         "durationMs": 2000,
         "hasAudio": True,
@@ -26,11 +28,11 @@ def probe(**overrides: object) -> SourceProbe:
         "height": 1080,
         "formatName": MP4_DEMUXER,
     }
-    return SourceProbe(**(fields | overrides))
+    return Probe(**(fields | overrides))
 
 
 def args_for(
-    source_probe: SourceProbe | None = None, plan: EncodePlan = PLAN_720P, encoder: EncoderSettings | None = None
+    source_probe: Probe | None = None, plan: EncodePlan = PLAN_720P, encoder: EncoderSettings | None = None
 ) -> list[str]:
     return transcode_args(
         "ffmpeg",
@@ -138,9 +140,9 @@ def test_input_is_restricted_to_local_files_and_the_probed_demuxer() -> None:
 
 def test_input_without_probed_demuxer_gets_the_default_allow_list() -> None:
     args = args_for(probe(formatName=None))
-    assert option(args, "-format_whitelist") == DEFAULT_DEMUXERS
-    assert "hls" not in DEFAULT_DEMUXERS.split(",")
-    assert "concat" not in DEFAULT_DEMUXERS.split(",")
+    assert option(args, "-format_whitelist") == DEMUXER_WHITELIST
+    assert "hls" not in DEMUXER_WHITELIST.split(",")
+    assert "concat" not in DEMUXER_WHITELIST.split(",")
 
 
 def test_bitrate_is_capped_per_rendition_under_crf() -> None:

@@ -1,0 +1,437 @@
+"""Producing one rendition of one job: the steps between "a message arrived" and "Rendition Completed/Failed".
+
+Failure policy:
+- The message does not plan this function's rendition (ingest skipped it, e.g. no upscaling): dropped, nothing
+  announced.
+- The input cannot be encoded (ffmpeg exits with an error, the source object is gone): `Rendition Failed`
+  TRANSCODE_FAILED with the end of ffmpeg's stderr, and return normally: a retry would fail the same way.
+- The encode does not read back as the planned rendition: `Rendition Failed` OUTPUT_INVALID, nothing uploaded.
+- Anything transient (S3 or EventBridge errors, ffmpeg killed at the deadline or by a signal, too little time
+  left to start): raise, so SQS delivers the message again and, after the last try, parks it in the DLQ.
+
+Redelivery is cheap: when the output object already carries metadata saying this job and rendition produced it,
+the Completed event is announced again from that metadata without downloading or encoding anything. An encode that
+was interrupted before its upload simply runs again and overwrites the same key; the tracker ignores duplicates.
+
+What the ffmpeg command (`build_transcode`) guarantees, and why:
+- H.264 High profile (libx264, yuv420p) and AAC: what every browser and phone plays.
+- `-movflags +faststart`: the index (moov) goes first, so playback starts before the download ends.
+- 2-second closed GOPs: a keyframe exactly every 2 s (`-g`/`-keyint_min` = round(2 x fps), no scene-cut keyframes,
+  and `-force_key_frames` on the 2 s grid for variable frame rates), so renditions can be segmented for HLS/DASH
+  and switched between at the same instants.
+- CRF with `-maxrate`/`-bufsize` (2 x maxrate): constant quality, capped per rendition.
+- Scale to the planned display size and square pixels. ffmpeg autorotates while decoding, so a phone clip stored as
+  landscape frames with a 90 degree display matrix comes out as upright portrait frames without one; the plan is
+  already display-oriented.
+- Explicit `-map` of the first video and (only when the source has one) the first audio stream, `-an` otherwise;
+  `-map_metadata -1` so the uploader's tags (GPS position, device) are not republished.
+- The input is opened with `-protocol_whitelist file` and only the demuxer ingest validated (`-format_whitelist`),
+  so a crafted playlist cannot make ffmpeg read other files or the network.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Protocol
+
+import ffmpeg
+
+from functions.common.observability import logger
+from functions.contracts.events import DetailType, EventDetail, RenditionCompleted, RenditionFailed, RenditionProgress
+from functions.contracts.fanout import EncodePlan, FanOutMessage, SourceObject, plan_for
+from functions.contracts.jobs import ErrorInfo, Probe
+from functions.contracts.media import DEMUXER_WHITELIST
+from functions.transcode.settings import TranscodeSettings
+
+ENGINE = "lambda"
+CONTENT_TYPE = "video/mp4"
+WORK_DIR_PREFIX = "transcode-"
+ERROR_MESSAGE_CHARS = 500
+# Below this, an encode cannot do anything useful before the invocation ends; let SQS hand it to a fresh one.
+MIN_ENCODE_SECONDS = 5.0
+GOP_SECONDS = 2
+# When ingest could not read a frame rate, assume the common one; the forced keyframes keep the 2 s grid anyway.
+FALLBACK_FRAME_RATE = 30.0
+
+
+# --- domain errors ------------------------------------------------------------------------------------------------
+
+
+class SourceMissing(RuntimeError):
+    """The upload is no longer in the uploads bucket, or is no longer the object ingest validated."""
+
+
+class FfmpegFailed(RuntimeError):
+    """ffmpeg exited with an error: the input cannot be encoded as planned. Permanent, not worth a retry."""
+
+    def __init__(self, returncode: int, stderr_tail: str) -> None:
+        super().__init__(stderr_tail or f"ffmpeg exited with status {returncode}")
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+
+
+class FfmpegTimedOut(RuntimeError):
+    """ffmpeg did not finish before the deadline and was killed. Raised so SQS delivers the message again."""
+
+
+class FfmpegKilled(RuntimeError):
+    """ffmpeg was killed by a signal it did not ask for (e.g. out of memory). Raised so SQS retries."""
+
+
+class OutputUnreadable(ValueError):
+    """The encoded file cannot be read back as a video (no video stream, no usable size, ffprobe refused it)."""
+
+
+class NotEnoughTime(RuntimeError):
+    """Too little of the invocation is left to start the encode. Raised so SQS retries in a new invocation."""
+
+
+class EventNotPublished(RuntimeError):
+    """The bus did not take an event (refused, throttled or unreachable)."""
+
+
+# --- what the ports exchange --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """The knobs that are the same for every rendition of a deployment."""
+
+    preset: str = "veryfast"
+    """x264 preset."""
+    crf: int = 23
+    """x264 constant rate factor."""
+    threads: int = 2
+    """Encoder threads."""
+
+
+@dataclass(frozen=True)
+class OutputMedia:
+    """What a player will see: display size (after any rotation), duration, size in bytes, codecs."""
+
+    width: int
+    height: int
+    durationMs: int
+    bytes: int
+    videoCodec: str
+    profile: str | None
+    pixelFormat: str | None
+    rotation: int
+    audioCodec: str | None
+
+
+@dataclass(frozen=True)
+class StoredRendition:
+    """A rendition object in the outputs bucket, with what the Completed event reports about it."""
+
+    bucket: str
+    key: str
+    width: int
+    height: int
+    durationMs: int
+    bytes: int
+
+
+# --- ports --------------------------------------------------------------------------------------------------------
+
+
+class MediaStore(Protocol):
+    """The uploads and outputs buckets, as the transcoder uses them."""
+
+    def download_source(self, source: SourceObject, destination: Path) -> None:
+        """Copy the source to `destination`; with an ETag, only that object. SourceMissing when it is not there."""
+
+    def find_output(self, job_id: str, rendition: str) -> StoredRendition | None:
+        """The rendition as an earlier delivery of the same message uploaded it, if one did."""
+
+    def upload_output(self, path: Path, job_id: str, rendition: str, media: OutputMedia) -> StoredRendition: ...
+
+
+class MediaTools(Protocol):
+    """ffmpeg and ffprobe."""
+
+    def ffmpeg_binary(self) -> str: ...
+
+    def run_ffmpeg(self, args: list[str], *, timeout_seconds: float, on_progress_line: Callable[[str], None]) -> None:
+        """Run the command; FfmpegFailed when ffmpeg refuses the input, FfmpegTimedOut/FfmpegKilled when stopped."""
+
+    def read_output(self, path: Path) -> OutputMedia:
+        """The encoded file as ffprobe sees it; OutputUnreadable when it is not a video."""
+
+
+class EventSink(Protocol):
+    def publish(self, detail_type: DetailType, detail: EventDetail) -> None:
+        """Put one event on the bus; EventNotPublished when the bus does not take it."""
+
+
+# --- the ffmpeg command -------------------------------------------------------------------------------------------
+
+
+def keyframe_interval(frame_rate: float | None) -> int:
+    """Frames per 2-second GOP at the source's frame rate (which the output keeps)."""
+    fps = frame_rate if frame_rate and frame_rate > 0 else FALLBACK_FRAME_RATE
+    return max(1, round(GOP_SECONDS * fps))
+
+
+def build_transcode(
+    source: Path, output: Path, *, plan: EncodePlan, probe: Probe, encoder: EncoderSettings
+) -> ffmpeg.nodes.OutputStream:
+    """The ffmpeg-python graph that turns `source` into the planned rendition at `output` (an MP4)."""
+    media = ffmpeg.input(str(source), protocol_whitelist="file", format_whitelist=probe.formatName or DEMUXER_WHITELIST)
+    video = media["v:0"].filter("scale", plan.width, plan.height).filter("setsar", 1)
+    keyint = keyframe_interval(probe.frameRate)
+    video_options = {
+        "c:v": "libx264",
+        "profile:v": "high",
+        "pix_fmt": "yuv420p",
+        "preset": encoder.preset,
+        "crf": encoder.crf,
+        "maxrate": f"{plan.maxVideoBitrateKbps}k",
+        "bufsize": f"{2 * plan.maxVideoBitrateKbps}k",
+        "g": keyint,
+        "keyint_min": keyint,
+        "sc_threshold": 0,
+        "force_key_frames": f"expr:gte(t,n_forced*{GOP_SECONDS})",
+    }
+    if probe.hasAudio:
+        streams = [video, media["a:0"]]
+        audio_options: dict[str, object] = {"c:a": "aac", "b:a": f"{plan.audioBitrateKbps}k", "ac": 2}
+    else:
+        streams = [video]
+        audio_options = {"an": None}
+    container_options = {"movflags": "+faststart", "map_metadata": -1, "threads": encoder.threads}
+    return (
+        ffmpeg.output(*streams, str(output), format="mp4", **video_options, **audio_options, **container_options)
+        .global_args("-nostdin", "-loglevel", "error", "-nostats", "-progress", "pipe:1")
+        .overwrite_output()
+    )
+
+
+def transcode_args(
+    ffmpeg_binary: str, source: Path, output: Path, *, plan: EncodePlan, probe: Probe, encoder: EncoderSettings
+) -> list[str]:
+    """The full command line (argv, no shell) for `build_transcode`."""
+    return build_transcode(source, output, plan=plan, probe=probe, encoder=encoder).compile(cmd=ffmpeg_binary)
+
+
+# --- progress -----------------------------------------------------------------------------------------------------
+
+
+def out_time_us(line: str) -> int | None:
+    """Microseconds of output written so far, from an `out_time_us=` line of ffmpeg's `-progress` output; None for
+    any other line or `N/A`."""
+    key, _, value = line.strip().partition("=")
+    if key != "out_time_us":
+        return None
+    value = value.strip()
+    return int(value) if value.lstrip("-").isdigit() else None
+
+
+class ProgressMilestones:
+    """Reports each multiple of `step` percent once as the encode passes it; never 0 or 100 (start and end are
+    announced by the Progress 0 and Completed events)."""
+
+    def __init__(self, duration_ms: int, step: int = 25) -> None:
+        self._duration_us = duration_ms * 1000
+        self._step = step
+        self._reported = 0
+
+    def feed(self, line: str) -> int | None:
+        """The milestone this line crosses, if any."""
+        written = out_time_us(line)
+        if written is None or self._duration_us <= 0:
+            return None
+        percent = min(99, written * 100 // self._duration_us)
+        milestone = percent // self._step * self._step
+        if milestone <= self._reported:
+            return None
+        self._reported = milestone
+        return milestone
+
+
+# --- checking the output ------------------------------------------------------------------------------------------
+
+
+def output_problems(media: OutputMedia, plan: EncodePlan, *, expect_audio: bool) -> list[str]:
+    """Why the output is not the planned rendition; empty when it is."""
+    problems = []
+    if media.videoCodec != "h264":
+        problems.append(f"video codec is {media.videoCodec}, expected h264")
+    if (media.width, media.height) != (plan.width, plan.height):
+        problems.append(f"display size is {media.width}x{media.height}, expected {plan.width}x{plan.height}")
+    if media.durationMs <= 0:
+        problems.append("duration is zero")
+    if media.bytes <= 0:
+        problems.append("file is empty")
+    if expect_audio and media.audioCodec != "aac":
+        problems.append(f"audio codec is {media.audioCodec}, expected aac")
+    if not expect_audio and media.audioCodec is not None:
+        problems.append(f"has a {media.audioCodec} audio stream, expected none")
+    return problems
+
+
+# --- the events ---------------------------------------------------------------------------------------------------
+
+
+def progress_event(message: FanOutMessage, rendition: str, percent: int) -> RenditionProgress:
+    return RenditionProgress(job_id=message.jobId, owner_id=message.ownerId, rendition=rendition, percent=percent)
+
+
+def completed_event(message: FanOutMessage, rendition: str, stored: StoredRendition) -> RenditionCompleted:
+    return RenditionCompleted(
+        job_id=message.jobId,
+        owner_id=message.ownerId,
+        rendition=rendition,
+        engine=ENGINE,
+        bucket=stored.bucket,
+        key=stored.key,
+        width=stored.width,
+        height=stored.height,
+        duration_ms=stored.durationMs,
+        bytes=stored.bytes,
+        content_type=CONTENT_TYPE,
+    )
+
+
+def failed_event(message: FanOutMessage, rendition: str, code: str, text: str) -> RenditionFailed:
+    return RenditionFailed(
+        job_id=message.jobId,
+        owner_id=message.ownerId,
+        rendition=rendition,
+        engine=ENGINE,
+        error=ErrorInfo(code=code, message=text[-ERROR_MESSAGE_CHARS:]),
+    )
+
+
+# --- the transcoder -----------------------------------------------------------------------------------------------
+
+
+class Outcome(StrEnum):
+    COMPLETED = "COMPLETED"
+    REANNOUNCED = "REANNOUNCED"
+    FAILED = "FAILED"
+    DROPPED = "DROPPED"
+
+
+@dataclass(frozen=True)
+class RenditionResult:
+    """How a message ended; the handler turns it into metrics."""
+
+    outcome: Outcome
+    stored: StoredRendition | None = None
+    error_code: str | None = None
+    encode_seconds: float = 0.0
+
+
+def remove_stale_work_dirs(work_root: Path) -> None:
+    """Delete working directories an earlier invocation could not clean (Lambda stopped it at its timeout).
+
+    One invocation handles its records one after the other, so at its start no directory is in use; left behind,
+    gigabytes of sources in a warm sandbox's /tmp would make the next encodes fail for lack of space.
+    """
+    if not work_root.is_dir():
+        return
+    for stale in work_root.glob(f"{WORK_DIR_PREFIX}*"):
+        if stale.is_dir() and not stale.is_symlink():
+            logger.warning("removing a working directory left by an interrupted invocation", extra={"path": str(stale)})
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+class RenditionTranscoder:
+    """Encodes this function's rendition of a message with ffmpeg and announces the result on the bus."""
+
+    def __init__(self, store: MediaStore, tools: MediaTools, events: EventSink, settings: TranscodeSettings) -> None:
+        self._store = store
+        self._tools = tools
+        self._events = events
+        self._settings = settings
+        self._encoder = EncoderSettings(preset=settings.preset, crf=settings.crf, threads=settings.threads)
+
+    def transcode(self, message: FanOutMessage, remaining_ms: Callable[[], int]) -> RenditionResult:
+        plan = plan_for(message, self._settings.rendition)
+        if plan is None:
+            logger.warning("message does not plan this rendition; dropped", extra={"planned": message.renditions})
+            return RenditionResult(Outcome.DROPPED)
+        logger.info("transcoding")
+
+        existing = self._store.find_output(message.jobId, plan.name)
+        if existing is not None and (existing.width, existing.height) == (plan.width, plan.height):
+            logger.info("rendition uploaded by an earlier delivery; announcing it again", extra={"key": existing.key})
+            self._events.publish(DetailType.RENDITION_COMPLETED, completed_event(message, plan.name, existing))
+            return RenditionResult(Outcome.REANNOUNCED, stored=existing)
+
+        self._encode_budget(remaining_ms)
+        self._events.publish(DetailType.RENDITION_PROGRESS, progress_event(message, plan.name, 0))
+        self._settings.work_root.mkdir(parents=True, exist_ok=True)
+        with TemporaryDirectory(prefix=WORK_DIR_PREFIX, dir=self._settings.work_root) as work:
+            return self._transcode_in(Path(work), message, plan, remaining_ms)
+
+    def _transcode_in(
+        self, work: Path, message: FanOutMessage, plan: EncodePlan, remaining_ms: Callable[[], int]
+    ) -> RenditionResult:
+        source, output = work / "source", work / f"{plan.name}.mp4"
+        try:
+            self._store.download_source(message.source, source)
+        except SourceMissing as err:
+            return self._fail(message, plan, "TRANSCODE_FAILED", str(err))
+
+        timeout = self._encode_budget(remaining_ms)
+        args = transcode_args(
+            self._tools.ffmpeg_binary(), source, output, plan=plan, probe=message.probe, encoder=self._encoder
+        )
+        logger.info("encoding", extra={"ffmpeg": args, "timeoutSeconds": round(timeout)})
+        milestones = ProgressMilestones(message.probe.durationMs)
+        started = time.monotonic()
+        try:
+            self._tools.run_ffmpeg(
+                args,
+                timeout_seconds=timeout,
+                on_progress_line=lambda line: self.announce_progress(message, plan, milestones.feed(line)),
+            )
+        except FfmpegFailed as err:
+            return self._fail(message, plan, "TRANSCODE_FAILED", err.stderr_tail.replace(f"{work}/", ""))
+        encode_seconds = time.monotonic() - started
+
+        try:
+            media = self._tools.read_output(output)
+        except OutputUnreadable as err:
+            return self._fail(message, plan, "OUTPUT_INVALID", f"the output cannot be read back: {err}")
+        problems = output_problems(media, plan, expect_audio=message.probe.hasAudio)
+        if problems:
+            return self._fail(message, plan, "OUTPUT_INVALID", "; ".join(problems))
+
+        stored = self._store.upload_output(output, message.jobId, plan.name, media)
+        self._events.publish(DetailType.RENDITION_COMPLETED, completed_event(message, plan.name, stored))
+        logger.info(
+            "rendition completed",
+            extra={"key": stored.key, "bytes": stored.bytes, "encodeSeconds": round(encode_seconds, 3)},
+        )
+        return RenditionResult(Outcome.COMPLETED, stored=stored, encode_seconds=encode_seconds)
+
+    def _encode_budget(self, remaining_ms: Callable[[], int]) -> float:
+        """Seconds ffmpeg may run: what is left of the invocation, less the reserve for reading back and uploading."""
+        left_ms = remaining_ms()
+        budget = left_ms / 1000 - self._settings.reserve_seconds
+        if budget < MIN_ENCODE_SECONDS:
+            raise NotEnoughTime(f"only {left_ms} ms left in the invocation")
+        return budget
+
+    def announce_progress(self, message: FanOutMessage, plan: EncodePlan, percent: int | None) -> None:
+        """Progress is advisory: a failed put is logged and the encode goes on (Completed is not optional)."""
+        if percent is None:
+            return
+        try:
+            self._events.publish(DetailType.RENDITION_PROGRESS, progress_event(message, plan.name, percent))
+        except EventNotPublished as err:
+            logger.warning("progress event not published", extra={"percent": percent, "error": str(err)})
+
+    def _fail(self, message: FanOutMessage, plan: EncodePlan, code: str, text: str) -> RenditionResult:
+        logger.error("rendition failed", extra={"code": code, "reason": text})
+        self._events.publish(DetailType.RENDITION_FAILED, failed_event(message, plan.name, code, text))
+        return RenditionResult(Outcome.FAILED, error_code=code)
