@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from functions.common.settings import DEFAULT_METRICS_NAMESPACE, EnvironmentReader
 
-class SettingsError(RuntimeError):
-    """A required environment variable is missing or malformed: a deployment defect, not a retryable event."""
+DEFAULT_SWEEP_MAX_JOBS = 200
+MAX_SWEEP_MAX_JOBS = 10_000
 
 
 @dataclass(frozen=True)
@@ -23,29 +23,25 @@ class TrackerSettings:
     """Bucket the renditions are written to; only its objects are measured with HEAD (`OUTPUTS_BUCKET`)."""
     stack_name: str
     """MediaConvert events whose `userMetadata.pipeline` is not this stack are ignored (`STACK_NAME`)."""
-    metrics_namespace: str = "MediaPipeline"
-    """CloudWatch namespace of JobsCompleted / JobsFailed / JobsExpired (`POWERTOOLS_METRICS_NAMESPACE`)."""
-    sweep_max_jobs: int = 200
+    metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
+    """CloudWatch namespace of JobsCompleted / JobsFailed / JobsExpired (`POWERTOOLS_METRICS_NAMESPACE`, which
+    Powertools reads itself)."""
+    sweep_max_jobs: int = DEFAULT_SWEEP_MAX_JOBS
     """Most overdue jobs one sweep handles; the next scheduled sweep takes the rest (`SWEEP_MAX_JOBS`, optional)."""
     sweep_reserve_ms: int = 10_000
     """The sweep stops when less than this much of the invocation's time is left."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TrackerSettings:
-        env = os.environ if environ is None else environ
-        missing = [
-            name for name in ("JOBS_TABLE_NAME", "EVENT_BUS_NAME", "OUTPUTS_BUCKET", "STACK_NAME") if not env.get(name)
-        ]
-        if missing:
-            raise SettingsError(f"missing environment variables: {', '.join(missing)}")
-        raw_max = env.get("SWEEP_MAX_JOBS") or str(cls.sweep_max_jobs)
-        if not raw_max.isdigit() or int(raw_max) < 1:
-            raise SettingsError(f"SWEEP_MAX_JOBS must be a positive integer, got {raw_max!r}")
-        return cls(
-            jobs_table_name=env["JOBS_TABLE_NAME"],
-            event_bus_name=env["EVENT_BUS_NAME"],
-            outputs_bucket=env["OUTPUTS_BUCKET"],
-            stack_name=env["STACK_NAME"],
-            metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or cls.metrics_namespace,
-            sweep_max_jobs=int(raw_max),
+        """Raises SettingsError naming every missing or malformed variable."""
+        read = EnvironmentReader(environ)
+        settings = cls(
+            jobs_table_name=read.text("JOBS_TABLE_NAME"),
+            event_bus_name=read.text("EVENT_BUS_NAME"),
+            outputs_bucket=read.text("OUTPUTS_BUCKET"),
+            stack_name=read.text("STACK_NAME"),
+            metrics_namespace=read.optional("POWERTOOLS_METRICS_NAMESPACE", DEFAULT_METRICS_NAMESPACE),
+            sweep_max_jobs=read.integer("SWEEP_MAX_JOBS", 1, MAX_SWEEP_MAX_JOBS, default=DEFAULT_SWEEP_MAX_JOBS),
         )
+        read.done("tracker")
+        return settings

@@ -2,149 +2,37 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from functions.common import job_state
-from functions.common.events import job_outcome_detail
-from functions.common.job_state import Job
 from functions.common.jobs_table import ConcurrentUpdate, JobsTable
+from functions.contracts.events import JobOutcome
+from functions.contracts.jobs import ErrorInfo, JobRecord, ObjectLocation, RenditionRecord
 from functions.tracker import handler as tracker_handler
-from tests.fixtures import MEDIACONVERT_FIXTURES
-from tests.functions.conftest import FIXTURES, REGION, CapturedEvents, FakeLambdaContext
+from functions.tracker import service
+from tests.functions.conftest import REGION, CapturedEvents, FakeLambdaContext
+from tests.functions.tracker.conftest import (
+    ShortOnTimeContext,
+    completed_1080p,
+    create_job,
+    interleave,
+    mediaconvert_event,
+    metrics_in,
+    outcome_events,
+    pipeline_event,
+    scheduled_event,
+)
 
 # Most tracker invocations legitimately emit no metric (only jobs that end do); Powertools warns about each one.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
-FIXTURE_JOB_ID = "01JDEMO0000000000000000000"
-PIPELINE_FIXTURE_JOB_ID = "01JTRACKER0000000000000000"
-HOUR_MS = 3_600_000
 OUTPUT_GROUP_EVENTS = ("progressing", "status-update", "input-information", "complete")
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-# --- fixtures and builders -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def fresh_tracker(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Each test builds the handler's clients from its own environment, inside its own moto."""
-    tracker_handler.dependencies.cache_clear()
-    monkeypatch.setattr(tracker_handler.metrics, "namespace", None)  # as if imported before the environment was set
-    yield
-    tracker_handler.dependencies.cache_clear()
-
-
-@pytest.fixture
-def table(jobs_table: Any, event_bus: CapturedEvents) -> JobsTable:
-    return JobsTable("jobs", boto3.resource("dynamodb", region_name=REGION))
-
-
-@pytest.fixture
-def logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    """The handler's structured log lines."""
-    stream = io.StringIO()
-    previous = tracker_handler.logger.registered_handler.setStream(stream)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
-    tracker_handler.logger.registered_handler.setStream(previous)
-
-
-def metrics_in(output: str) -> list[tuple[str, str, float]]:
-    """(namespace, metric name, value) for every EMF document printed."""
-    found = []
-    for line in output.splitlines():
-        if not line.startswith("{") or '"_aws"' not in line:
-            continue
-        document = json.loads(line)
-        for directive in document["_aws"]["CloudWatchMetrics"]:
-            for metric in directive["Metrics"]:
-                value = document[metric["Name"]]
-                found.append((directive["Namespace"], metric["Name"], sum(value) if isinstance(value, list) else value))
-    return found
-
-
-def create_job(
-    table: JobsTable,
-    job_id: str,
-    *,
-    status: str = "PROCESSING",
-    engine: str = "mediaconvert",
-    plan: tuple[tuple[str, str], ...] = (("720p", "QUEUED"), ("1080p", "QUEUED")),
-    deadline_in_ms: int = HOUR_MS,
-) -> Job:
-    """A job as the API and ingest leave it, written to the table."""
-    now = now_ms()
-    job = job_state.new_job(
-        job_id=job_id,
-        owner_id="owner-1",
-        source={"filename": "clip.mp4", "contentType": "video/mp4", "size": 1234},
-        now=now - 2 * HOUR_MS,
-        upload_deadline=now + deadline_in_ms,
-        retention_seconds=86_400,
-    )
-    if status != "AWAITING_UPLOAD":
-        job = job_state.begin_validation(job, now=now - HOUR_MS, deadline=now + deadline_in_ms)
-        assert job is not None
-    if status == "PROCESSING":
-        planned = [{"name": name, "status": s, "height": int(name.rstrip("p"))} for name, s in plan]
-        probe = {"durationMs": 10_000, "width": 1920, "height": 1080}
-        job = job_state.begin_processing(job, media_type="video", engine=engine, probe=probe, planned=planned, now=now)
-        assert job is not None
-    table.create(job)
-    return table.get(job_id)
-
-
-def mediaconvert_event(name: str, job_id: str) -> dict[str, Any]:
-    """A MediaConvert fixture for this test's job: userMetadata.jobId and the output paths name it."""
-    event = json.loads((MEDIACONVERT_FIXTURES / f"{name}.json").read_text().replace(FIXTURE_JOB_ID, job_id))
-    event["detail"]["userMetadata"]["jobId"] = job_id
-    return event
-
-
-def pipeline_event(name: str, job_id: str, **detail: Any) -> dict[str, Any]:
-    event = json.loads((FIXTURES / f"tracker_{name}.json").read_text().replace(PIPELINE_FIXTURE_JOB_ID, job_id))
-    event["detail"].update(detail)
-    return event
-
-
-def completed_1080p(job_id: str) -> dict[str, Any]:
-    return pipeline_event(
-        "rendition_completed",
-        job_id,
-        rendition="1080p",
-        key=f"outputs/{job_id}/1080p.mp4",
-        width=1920,
-        height=1080,
-        bytes=2_097_152,
-    )
-
-
-def scheduled_event() -> dict[str, Any]:
-    return json.loads((FIXTURES / "tracker_scheduled_event.json").read_text())
-
-
-def outcome_events(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return [(e["detail-type"], e["detail"]["jobId"]) for e in events]
-
-
-@dataclass
-class ShortOnTimeContext(FakeLambdaContext):
-    remaining_ms: int = 5_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 # --- MediaConvert ----------------------------------------------------------------------------------------------------
@@ -163,31 +51,33 @@ def test_mediaconvert_events_in_any_order_and_repeated_complete_the_job_once(
 
     # THEN the job completed with the outputs MediaConvert reported, exactly once
     job = table.get(job_id)
-    assert job["status"] == "COMPLETED"
-    assert job["progress"] == 100
-    assert job["error"] is None
-    assert "openJob" not in job
-    assert sorted(job["renditions"]) == ["1080p", "720p"]
+    assert job.status == "COMPLETED"
+    assert job.progress == 100
+    assert job.error is None
+    assert job.openJob is None
+    assert sorted(job.renditions) == ["1080p", "720p"]
     for name, width, height in (("720p", 1280, 720), ("1080p", 1920, 1080)):
-        assert job["renditions"][name] == {
-            "name": name,
-            "status": "COMPLETED",
-            "height": height,
-            "order": 0 if name == "720p" else 1,
-            "progress": 100,
-            "width": width,
-            "durationMs": 10_000,
-            "bytes": None,
-            "contentType": "video/mp4",
-            "bucket": "dev-outputs",
-            "key": f"outputs/{job_id}/{name}.mp4",
-            "engine": "mediaconvert",
-        }
-    assert job["hls"] == {"bucket": "dev-outputs", "key": f"outputs/{job_id}/hls/index.m3u8"}
+        assert job.renditions[name] == RenditionRecord.model_validate(
+            {
+                "name": name,
+                "status": "COMPLETED",
+                "height": height,
+                "order": 0 if name == "720p" else 1,
+                "progress": 100,
+                "width": width,
+                "durationMs": 10_000,
+                "bytes": None,
+                "contentType": "video/mp4",
+                "bucket": "dev-outputs",
+                "key": f"outputs/{job_id}/{name}.mp4",
+                "engine": "mediaconvert",
+            }
+        )
+    assert job.hls == ObjectLocation(bucket="dev-outputs", key=f"outputs/{job_id}/hls/index.m3u8")
     events = event_bus.drain()
     assert outcome_events(events) == [("Job Completed", job_id)]
     assert events[0]["source"] == "media-pipeline"
-    assert events[0]["detail"] == job_outcome_detail(job)
+    assert events[0]["detail"] == JobOutcome.of(job).to_detail()
     assert [o["announced"] for o in outcomes if o.get("announced")] == ["Job Completed"]
     complete_at = deliveries.index("complete")
     assert outcomes[complete_at]["outcome"] == "applied"
@@ -210,9 +100,9 @@ def test_complete_reads_output_sizes_from_the_outputs_bucket(
 
     # THEN the sizes that could be read are recorded, the missing one stays unknown, the job still completes
     job = table.get(job_id)
-    assert job["status"] == "COMPLETED"
-    assert job["renditions"]["720p"]["bytes"] == 2048
-    assert job["renditions"]["1080p"]["bytes"] is None
+    assert job.status == "COMPLETED"
+    assert job.renditions["720p"].bytes == 2048
+    assert job.renditions["1080p"].bytes is None
     assert outcome_events(event_bus.drain()) == [("Job Completed", job_id)]
 
 
@@ -228,16 +118,16 @@ def test_mediaconvert_error_fails_the_job_with_its_code_and_message(
     message = mediaconvert_event("error", job_id)["detail"]["errorMessage"]
     assert result == {"outcome": "applied", "jobId": job_id, "status": "FAILED", "announced": "Job Failed"}
     job = table.get(job_id)
-    assert job["status"] == "FAILED"
-    assert job["error"] == {"code": "MEDIACONVERT_1040", "message": message}
-    assert {r["status"] for r in job["renditions"].values()} == {"FAILED"}
+    assert job.status == "FAILED"
+    assert job.error == ErrorInfo(code="MEDIACONVERT_1040", message=message)
+    assert {r.status for r in job.renditions.values()} == {"FAILED"}
     events = event_bus.drain()
     assert outcome_events(events) == [("Job Failed", job_id)]
     assert events[0]["detail"]["error"] == {"code": "MEDIACONVERT_1040", "message": message}
     assert ("MediaPipelineTest", "JobsFailed", 1) in metrics_in(capsys.readouterr().out)
     # a late COMPLETE does not resurrect it
     assert tracker_handler.handler(mediaconvert_event("complete", job_id), lambda_context)["outcome"] == "unchanged"
-    assert table.get(job_id)["status"] == "FAILED"
+    assert table.get(job_id).status == "FAILED"
     assert event_bus.drain() == []
 
 
@@ -250,8 +140,9 @@ def test_mediaconvert_canceled_fails_the_job(
     tracker_handler.handler(mediaconvert_event("canceled", job_id), lambda_context)
 
     job = table.get(job_id)
-    assert job["status"] == "FAILED"
-    assert job["error"]["code"] == "MEDIACONVERT_CANCELED"
+    assert job.status == "FAILED"
+    assert job.error is not None
+    assert job.error.code == "MEDIACONVERT_CANCELED"
     assert outcome_events(event_bus.drain()) == [("Job Failed", job_id)]
 
 
@@ -310,11 +201,11 @@ def test_rendition_events_complete_the_job_and_announce_it_once(
     # THEN the job completed with each transcoder's output and one Job Completed went out
     assert [r["outcome"] for r in results] == ["applied"] * 5 + ["unchanged"] * 5
     job = table.get(job_id)
-    assert job["status"] == "COMPLETED"
-    assert job["renditions"]["720p"]["bytes"] == 1_048_576
-    assert job["renditions"]["1080p"]["key"] == f"outputs/{job_id}/1080p.mp4"
-    assert job["renditions"]["1080p"]["engine"] == "lambda"
-    assert isinstance(job["outcomeAnnouncedAt"], int)
+    assert job.status == "COMPLETED"
+    assert job.renditions["720p"].bytes == 1_048_576
+    assert job.renditions["1080p"].key == f"outputs/{job_id}/1080p.mp4"
+    assert job.renditions["1080p"].engine == "lambda"
+    assert isinstance(job.outcomeAnnouncedAt, int)
     assert outcome_events(event_bus.drain()) == [("Job Completed", job_id)]
     assert metrics_in(capsys.readouterr().out) == [("MediaPipelineTest", "JobsCompleted", 1)]
     # and every line logged about the job carries its ID
@@ -334,8 +225,8 @@ def test_a_progress_report_moves_a_queued_rendition_forward_but_never_back(
     tracker_handler.handler(pipeline_event("rendition_progress", job_id, percent=20), lambda_context)
 
     job = table.get(job_id)
-    assert (job["renditions"]["720p"]["status"], job["renditions"]["720p"]["progress"]) == ("PROCESSING", 60)
-    assert job["progress"] == 30
+    assert (job.renditions["720p"].status, job.renditions["720p"].progress) == ("PROCESSING", 60)
+    assert job.progress == 30
     assert event_bus.drain() == []
 
 
@@ -346,13 +237,13 @@ def test_a_failed_rendition_fails_the_job_with_its_reason(
     create_job(table, job_id, engine="lambda")
 
     tracker_handler.handler(pipeline_event("rendition_failed", job_id), lambda_context)
-    assert table.get(job_id)["status"] == "PROCESSING"  # 720p still open
+    assert table.get(job_id).status == "PROCESSING"  # 720p still open
     tracker_handler.handler(pipeline_event("rendition_completed", job_id), lambda_context)
 
     job = table.get(job_id)
-    assert job["status"] == "FAILED"
-    assert job["error"] == {"code": "TRANSCODE_FAILED", "message": "1080p: ffmpeg exited with status 1"}
-    assert job["renditions"]["720p"]["status"] == "COMPLETED"
+    assert job.status == "FAILED"
+    assert job.error == ErrorInfo(code="TRANSCODE_FAILED", message="1080p: ffmpeg exited with status 1")
+    assert job.renditions["720p"].status == "COMPLETED"
     assert outcome_events(event_bus.drain()) == [("Job Failed", job_id)]
 
 
@@ -364,7 +255,7 @@ def test_a_skipped_rendition_does_not_hold_the_job_open(
 
     tracker_handler.handler(pipeline_event("rendition_completed", job_id), lambda_context)
 
-    assert table.get(job_id)["status"] == "COMPLETED"
+    assert table.get(job_id).status == "COMPLETED"
     assert outcome_events(event_bus.drain()) == [("Job Completed", job_id)]
 
 
@@ -451,12 +342,12 @@ def test_an_outcome_whose_event_could_not_be_put_is_announced_on_the_retry(
     monkeypatch.setenv("EVENT_BUS_NAME", "unavailable-bus")
     with pytest.raises(ClientError):
         tracker_handler.handler(event, lambda_context)
-    assert table.get(job_id)["status"] == "COMPLETED"
-    assert "outcomeAnnouncedAt" not in table.get(job_id)
+    assert table.get(job_id).status == "COMPLETED"
+    assert table.get(job_id).outcomeAnnouncedAt is None
 
     # WHEN EventBridge retries the same event once the bus is back, and then delivers it again
     monkeypatch.setenv("EVENT_BUS_NAME", "media-pipeline-test")
-    tracker_handler.dependencies.cache_clear()
+    tracker_handler.tracker.cache_clear()
     retried = tracker_handler.handler(event, lambda_context)
     again = tracker_handler.handler(event, lambda_context)
 
@@ -464,7 +355,7 @@ def test_an_outcome_whose_event_could_not_be_put_is_announced_on_the_retry(
     assert retried == {"outcome": "unchanged", "jobId": job_id, "status": "COMPLETED", "announced": "Job Completed"}
     assert again["announced"] is None
     assert outcome_events(event_bus.drain()) == [("Job Completed", job_id)]
-    assert "outcomeAnnouncedAt" in table.get(job_id)
+    assert table.get(job_id).outcomeAnnouncedAt is not None
 
 
 def test_a_write_between_read_and_write_is_never_lost(
@@ -473,22 +364,16 @@ def test_a_write_between_read_and_write_is_never_lost(
     # GIVEN 720p's completion, whose first read is overtaken by 1080p's completion written by another invocation
     job_id = "01JRACE0000000000000000000"
     create_job(table, job_id, engine="lambda")
-    real_transition = tracker_handler.pipeline_transition
+    real_transition = service.rendition_transition
     versions_seen: list[int] = []
 
-    def racing_transition(event: Any, *, now: int) -> Callable[[Job], Job | None]:
-        transition = real_transition(event, now=now)
+    def overtaken_once(job: JobRecord) -> None:
+        versions_seen.append(job.version)
+        if len(versions_seen) == 1:
+            monkeypatch.setattr(service, "rendition_transition", real_transition)
+            assert tracker_handler.handler(completed_1080p(job_id), lambda_context)["outcome"] == "applied"
 
-        def interleaved(job: Job) -> Job | None:
-            versions_seen.append(job["version"])
-            if len(versions_seen) == 1:
-                monkeypatch.setattr(tracker_handler, "pipeline_transition", real_transition)
-                assert tracker_handler.handler(completed_1080p(job_id), lambda_context)["outcome"] == "applied"
-            return transition(job)
-
-        return interleaved
-
-    monkeypatch.setattr(tracker_handler, "pipeline_transition", racing_transition)
+    interleave(monkeypatch, overtaken_once)
 
     # WHEN 720p's write goes ahead on the stale read
     result = tracker_handler.handler(pipeline_event("rendition_completed", job_id), lambda_context)
@@ -497,10 +382,10 @@ def test_a_write_between_read_and_write_is_never_lost(
     assert versions_seen == [0, 1]
     assert result["outcome"] == "applied"
     job = table.get(job_id)
-    assert job["status"] == "COMPLETED"
-    assert job["renditions"]["720p"]["key"] == f"outputs/{job_id}/720p.mp4"
-    assert job["renditions"]["1080p"]["key"] == f"outputs/{job_id}/1080p.mp4"
-    assert job["version"] == 3  # 1080p, 720p, outcome bookkeeping
+    assert job.status == "COMPLETED"
+    assert job.renditions["720p"].key == f"outputs/{job_id}/720p.mp4"
+    assert job.renditions["1080p"].key == f"outputs/{job_id}/1080p.mp4"
+    assert job.version == 3  # 1080p, 720p, outcome bookkeeping
     assert outcome_events(event_bus.drain()) == [("Job Completed", job_id)]
 
 
@@ -509,24 +394,16 @@ def test_a_writer_that_keeps_losing_fails_the_invocation_for_a_retry(
 ) -> None:
     job_id = "01JRACELOST000000000000000"
     create_job(table, job_id, engine="lambda")
-    real_transition = tracker_handler.pipeline_transition
     other_writer = JobsTable("jobs", boto3.resource("dynamodb", region_name=REGION))
-
-    def always_overtaken(event: Any, *, now: int) -> Callable[[Job], Job | None]:
-        transition = real_transition(event, now=now)
-
-        def interleaved(job: Job) -> Job | None:
-            other_writer.change(job_id, lambda j: {**j, "updatedAt": j["updatedAt"] + 1})
-            return transition(job)
-
-        return interleaved
-
-    monkeypatch.setattr(tracker_handler, "pipeline_transition", always_overtaken)
+    interleave(
+        monkeypatch,
+        lambda job: other_writer.change(job_id, lambda j: j.model_copy(update={"updatedAt": j.updatedAt + 1})),
+    )
 
     with pytest.raises(ConcurrentUpdate):
         tracker_handler.handler(pipeline_event("rendition_completed", job_id), lambda_context)
 
-    assert table.get(job_id)["renditions"]["720p"]["status"] == "QUEUED"
+    assert table.get(job_id).renditions["720p"].status == "QUEUED"
     assert event_bus.drain() == []
 
 
@@ -553,13 +430,15 @@ def test_the_sweep_closes_overdue_jobs_and_leaves_the_rest_alone(
     # THEN the overdue upload expired, the overdue processing failed, nothing else moved
     assert result == {"outcome": "swept", "examined": 2, "closed": 2, "truncated": False}
     expired = table.get("01JSWEEPUPLOADLATE00000000")
-    assert (expired["status"], expired["error"]["code"]) == ("EXPIRED", "UPLOAD_EXPIRED")
+    assert expired.error is not None
+    assert (expired.status, expired.error.code) == ("EXPIRED", "UPLOAD_EXPIRED")
     timed_out = table.get("01JSWEEPPROCESSLATE0000000")
-    assert (timed_out["status"], timed_out["error"]["code"]) == ("FAILED", "PROCESSING_TIMEOUT")
-    assert {r["status"] for r in timed_out["renditions"].values()} == {"FAILED"}
-    assert table.get(waiting["jobId"]) == waiting
-    assert table.get(working["jobId"]) == working
-    assert table.get(done["jobId"]) == done
+    assert timed_out.error is not None
+    assert (timed_out.status, timed_out.error.code) == ("FAILED", "PROCESSING_TIMEOUT")
+    assert {r.status for r in timed_out.renditions.values()} == {"FAILED"}
+    assert table.get(waiting.jobId) == waiting
+    assert table.get(working.jobId) == working
+    assert table.get(done.jobId) == done
     assert sorted(outcome_events(event_bus.drain())) == [
         ("Job Expired", "01JSWEEPUPLOADLATE00000000"),
         ("Job Failed", "01JSWEEPPROCESSLATE0000000"),
@@ -590,5 +469,5 @@ def test_the_sweep_stops_when_the_invocation_runs_out_of_time(table: JobsTable, 
     result = tracker_handler.handler(scheduled_event(), ShortOnTimeContext(remaining_ms=5_000))
 
     assert result == {"outcome": "swept", "examined": 0, "closed": 0, "truncated": True}
-    assert table.get(job["jobId"]) == job
+    assert table.get(job.jobId) == job
     assert event_bus.drain() == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import itertools
 import random
 from collections.abc import Callable
@@ -12,7 +11,17 @@ from typing import Any
 import pytest
 
 from functions.common import job_state
-from functions.common.job_state import Job, JobStatus, RenditionStatus
+from functions.contracts.jobs import (
+    TERMINAL_JOB_STATUSES,
+    TERMINAL_RENDITION_STATUSES,
+    ErrorInfo,
+    JobRecord,
+    JobStatus,
+    ObjectLocation,
+    Probe,
+    RenditionRecord,
+    RenditionStatus,
+)
 
 NOW = 1_795_000_000_000
 HOUR_MS = 3_600_000
@@ -43,7 +52,7 @@ JOB_RANK = {"AWAITING_UPLOAD": 0, "VALIDATING": 1, "PROCESSING": 2}
 RENDITION_RANK = {"QUEUED": 0, "PROCESSING": 1}
 
 
-def awaiting(job_id: str = "job-1") -> Job:
+def awaiting(job_id: str = "job-1") -> JobRecord:
     return job_state.new_job(
         job_id=job_id,
         owner_id="owner-1",
@@ -54,13 +63,13 @@ def awaiting(job_id: str = "job-1") -> Job:
     )
 
 
-def validating(job_id: str = "job-1") -> Job:
+def validating(job_id: str = "job-1") -> JobRecord:
     job = job_state.begin_validation(awaiting(job_id), now=NOW + 1, deadline=NOW + 2 * HOUR_MS)
     assert job is not None
     return job
 
 
-def processing(*plan: tuple[str, str], engine: str = "lambda") -> Job:
+def processing(*plan: tuple[str, str], engine: str = "lambda") -> JobRecord:
     """A PROCESSING job with the given (name, status) plan; by default 720p and 1080p, both QUEUED."""
     plan = plan or (("720p", "QUEUED"), ("1080p", "QUEUED"))
     planned = [
@@ -79,29 +88,29 @@ def processing(*plan: tuple[str, str], engine: str = "lambda") -> Job:
     return job
 
 
-def must(job: Job | None) -> Job:
+def must(job: JobRecord | None) -> JobRecord:
     assert job is not None
     return job
 
 
-def completed() -> Job:
+def completed() -> JobRecord:
     job = must(job_state.complete_rendition(processing(), name="720p", output=OUTPUT_720, now=NOW + 10))
     return must(job_state.complete_rendition(job, name="1080p", output=OUTPUT_1080, now=NOW + 11))
 
 
-def failed() -> Job:
+def failed() -> JobRecord:
     return must(job_state.fail_job(processing(), code="TRANSCODE_FAILED", message="boom", now=NOW + 10))
 
 
-def rejected() -> Job:
+def rejected() -> JobRecord:
     return must(job_state.reject(validating(), code="UNSUPPORTED_FORMAT", message="not media", now=NOW + 10))
 
 
-def expired() -> Job:
+def expired() -> JobRecord:
     return must(job_state.expire_if_overdue(awaiting(), now=NOW + HOUR_MS))
 
 
-def every_transition(now: int) -> dict[str, Callable[[Job], Job | None]]:
+def every_transition(now: int) -> dict[str, Callable[[JobRecord], JobRecord | None]]:
     """Every public transition with plausible arguments, for the 'terminal jobs are immune' checks."""
     return {
         "begin_validation": partial(job_state.begin_validation, now=now, deadline=now + HOUR_MS),
@@ -138,9 +147,9 @@ def test_rendition_moves_exactly_as_designed(current: RenditionStatus, target: R
 
 
 def test_terminal_statuses_have_no_way_out() -> None:
-    for status in job_state.TERMINAL_JOB_STATUSES:
+    for status in TERMINAL_JOB_STATUSES:
         assert not any(job_state.can_move_job(status, target) for target in JobStatus)
-    for status in job_state.TERMINAL_RENDITION_STATUSES:
+    for status in TERMINAL_RENDITION_STATUSES:
         assert not any(job_state.can_move_rendition(status, target) for target in RenditionStatus)
 
 
@@ -154,39 +163,41 @@ def test_unknown_status_is_an_error_not_a_silent_no() -> None:
 
 def test_new_job_is_open_awaiting_upload_with_ttl_in_seconds() -> None:
     job = awaiting()
-    assert job == {
-        "jobId": "job-1",
-        "ownerId": "owner-1",
-        "status": "AWAITING_UPLOAD",
-        "version": 0,
-        "createdAt": NOW,
-        "updatedAt": NOW,
-        "mediaType": None,
-        "engine": None,
-        "progress": 0,
-        "source": {"filename": "clip.mp4", "contentType": "video/mp4", "size": 1234},
-        "probe": None,
-        "renditions": {},
-        "error": None,
-        "openJob": "OPEN",
-        "deadlineAt": NOW + HOUR_MS,
-        "expiresAt": NOW // 1000 + 86_400,
-    }
+    assert job == JobRecord.model_validate(
+        {
+            "jobId": "job-1",
+            "ownerId": "owner-1",
+            "status": "AWAITING_UPLOAD",
+            "version": 0,
+            "createdAt": NOW,
+            "updatedAt": NOW,
+            "mediaType": None,
+            "engine": None,
+            "progress": 0,
+            "source": {"filename": "clip.mp4", "contentType": "video/mp4", "size": 1234},
+            "probe": None,
+            "renditions": {},
+            "error": None,
+            "openJob": "OPEN",
+            "deadlineAt": NOW + HOUR_MS,
+            "expiresAt": NOW // 1000 + 86_400,
+        }
+    )
 
 
 def test_begin_validation_moves_the_deadline_and_only_applies_once() -> None:
     job = validating()
-    assert (job["status"], job["deadlineAt"], job["updatedAt"]) == ("VALIDATING", NOW + 2 * HOUR_MS, NOW + 1)
+    assert (job.status, job.deadlineAt, job.updatedAt) == ("VALIDATING", NOW + 2 * HOUR_MS, NOW + 1)
     assert job_state.begin_validation(job, now=NOW + 5, deadline=NOW + 9) is None
 
 
 @pytest.mark.parametrize("make", [awaiting, validating])
-def test_reject_records_the_reason_and_closes_the_job(make: Callable[[], Job]) -> None:
+def test_reject_records_the_reason_and_closes_the_job(make: Callable[[], JobRecord]) -> None:
     job = must(job_state.reject(make(), code="CORRUPT_MEDIA", message="bad", now=NOW + 7, probe={"durationMs": 1}))
-    assert job["status"] == "REJECTED"
-    assert job["error"] == {"code": "CORRUPT_MEDIA", "message": "bad"}
-    assert job["probe"] == {"durationMs": 1}
-    assert "openJob" not in job and "deadlineAt" not in job
+    assert job.status == "REJECTED"
+    assert job.error == ErrorInfo(code="CORRUPT_MEDIA", message="bad")
+    assert job.probe == Probe.model_validate({"durationMs": 1})
+    assert job.openJob is None and job.deadlineAt is None
 
 
 def test_reject_does_not_apply_once_processing() -> None:
@@ -195,7 +206,7 @@ def test_reject_does_not_apply_once_processing() -> None:
 
 def test_transitions_never_mutate_their_input() -> None:
     job = processing()
-    snapshot = copy.deepcopy(job)
+    snapshot = job.model_copy(deep=True)
     for transition in every_transition(NOW + 50).values():
         transition(job)
     assert job == snapshot
@@ -206,9 +217,9 @@ def test_transitions_never_mutate_their_input() -> None:
 
 def test_begin_processing_keeps_the_plan_in_order_with_zero_progress() -> None:
     job = processing(("720p", "QUEUED"), ("1080p", "SKIPPED"))
-    assert job["status"] == "PROCESSING"
-    assert (job["mediaType"], job["engine"], job["probe"]) == ("video", "lambda", PROBE)
-    assert job["renditions"] == {
+    assert job.status == "PROCESSING"
+    assert (job.mediaType, job.engine, job.probe) == ("video", "lambda", Probe.model_validate(PROBE))
+    assert job.to_item()["renditions"] == {
         "720p": {"name": "720p", "status": "QUEUED", "height": 720, "order": 0, "progress": 0},
         "1080p": {
             "name": "1080p",
@@ -219,23 +230,23 @@ def test_begin_processing_keeps_the_plan_in_order_with_zero_progress() -> None:
             "progress": 0,
         },
     }
-    assert job["openJob"] == "OPEN"
+    assert job.openJob == "OPEN"
 
 
 def test_begin_processing_only_from_validating() -> None:
     for job in (awaiting(), processing(), completed()):
         planned = [{"name": "720p", "status": "QUEUED"}]
         assert (
-            job_state.begin_processing(job, media_type="video", engine="lambda", probe={}, planned=planned, now=NOW)
+            job_state.begin_processing(job, media_type="video", engine="lambda", probe=PROBE, planned=planned, now=NOW)
             is None
         )
 
 
 def test_a_plan_of_only_skipped_renditions_completes_at_once() -> None:
     job = processing(("1080p", "SKIPPED"))
-    assert job["status"] == "COMPLETED"
-    assert job["progress"] == 100
-    assert "openJob" not in job
+    assert job.status == "COMPLETED"
+    assert job.progress == 100
+    assert job.openJob is None
 
 
 @pytest.mark.parametrize(
@@ -249,22 +260,22 @@ def test_a_plan_of_only_skipped_renditions_completes_at_once() -> None:
 def test_a_plan_holds_only_distinct_queued_or_skipped_renditions(planned: list[dict[str, Any]]) -> None:
     with pytest.raises(ValueError):
         job_state.begin_processing(
-            validating(), media_type="video", engine="lambda", probe={}, planned=planned, now=NOW
+            validating(), media_type="video", engine="lambda", probe=PROBE, planned=planned, now=NOW
         )
 
 
 def test_start_rendition_moves_queued_to_processing_once() -> None:
     job = must(job_state.start_rendition(processing(), name="720p", now=NOW + 5))
-    assert job["renditions"]["720p"]["status"] == "PROCESSING"
-    assert job["updatedAt"] == NOW + 5
+    assert job.renditions["720p"].status == "PROCESSING"
+    assert job.updatedAt == NOW + 5
     assert job_state.start_rendition(job, name="720p", now=NOW + 6) is None
     assert job_state.start_rendition(job, name="4k", now=NOW + 6) is None
 
 
 def test_progress_zero_starts_a_queued_rendition() -> None:
     job = must(job_state.record_progress(processing(), name="720p", percent=0, now=NOW + 5))
-    assert job["renditions"]["720p"]["status"] == "PROCESSING"
-    assert job["renditions"]["720p"]["progress"] == 0
+    assert job.renditions["720p"].status == "PROCESSING"
+    assert job.renditions["720p"].progress == 0
     assert job_state.record_progress(job, name="720p", percent=0, now=NOW + 6) is None
 
 
@@ -273,14 +284,14 @@ def test_progress_is_monotonic_and_capped_below_completion() -> None:
     assert job_state.record_progress(job, name="720p", percent=40, now=NOW + 6) is None
     assert job_state.record_progress(job, name="720p", percent=10, now=NOW + 6) is None
     job = must(job_state.record_progress(job, name="720p", percent=150, now=NOW + 7))
-    assert job["renditions"]["720p"]["progress"] == 99
-    assert job["progress"] == 49  # mean of 99 and the untouched 1080p's 0
+    assert job.renditions["720p"].progress == 99
+    assert job.progress == 49  # mean of 99 and the untouched 1080p's 0
 
 
 def test_overall_progress_ignores_skipped_renditions() -> None:
     job = processing(("720p", "QUEUED"), ("1080p", "SKIPPED"))
     job = must(job_state.record_progress(job, name="720p", percent=60, now=NOW + 5))
-    assert job["progress"] == 60
+    assert job.progress == 60
 
 
 def test_progress_after_completion_is_a_no_op() -> None:
@@ -292,62 +303,64 @@ def test_progress_after_completion_is_a_no_op() -> None:
 def test_complete_rendition_records_the_output_but_not_over_state_keys() -> None:
     output = {**OUTPUT_720, "status": "QUEUED", "name": "evil", "order": 9, "progress": 3, "error": {"code": "X"}}
     job = must(job_state.complete_rendition(processing(), name="720p", output=output, now=NOW + 5))
-    rendition = job["renditions"]["720p"]
-    assert rendition == {
-        "name": "720p",
-        "status": "COMPLETED",
-        "height": 720,
-        "order": 0,
-        "progress": 100,
-        **OUTPUT_720,
-    }
-    assert job["status"] == "PROCESSING"  # 1080p is still open
-    assert job["progress"] == 50
+    rendition = job.renditions["720p"]
+    assert rendition == RenditionRecord.model_validate(
+        {
+            "name": "720p",
+            "status": "COMPLETED",
+            "height": 720,
+            "order": 0,
+            "progress": 100,
+            **OUTPUT_720,
+        }
+    )
+    assert job.status == "PROCESSING"  # 1080p is still open
+    assert job.progress == 50
 
 
 def test_completion_before_any_progress_is_accepted() -> None:
     job = must(job_state.complete_rendition(processing(), name="1080p", output=OUTPUT_1080, now=NOW + 5))
-    assert job["renditions"]["1080p"]["status"] == "COMPLETED"
+    assert job.renditions["1080p"].status == "COMPLETED"
 
 
 def test_job_completes_only_when_every_rendition_is_terminal() -> None:
     job = must(job_state.complete_rendition(processing(), name="720p", output=OUTPUT_720, now=NOW + 5))
-    assert job["status"] == "PROCESSING" and job["openJob"] == "OPEN"
+    assert job.status == "PROCESSING" and job.openJob == "OPEN"
     job = must(job_state.complete_rendition(job, name="1080p", output=OUTPUT_1080, now=NOW + 6))
-    assert job["status"] == "COMPLETED"
-    assert job["progress"] == 100
-    assert job["error"] is None
-    assert "openJob" not in job and "deadlineAt" not in job
+    assert job.status == "COMPLETED"
+    assert job.progress == 100
+    assert job.error is None
+    assert job.openJob is None and job.deadlineAt is None
 
 
 def test_skipped_renditions_do_not_block_completion() -> None:
     job = processing(("720p", "QUEUED"), ("1080p", "SKIPPED"))
     job = must(job_state.complete_rendition(job, name="720p", output=OUTPUT_720, now=NOW + 5))
-    assert job["status"] == "COMPLETED"
-    assert job["renditions"]["1080p"]["status"] == "SKIPPED"
+    assert job.status == "COMPLETED"
+    assert job.renditions["1080p"].status == "SKIPPED"
 
 
 def test_a_failed_rendition_fails_the_job_with_its_reason_once_all_are_terminal() -> None:
     job = must(
         job_state.fail_rendition(processing(), name="1080p", code="TRANSCODE_FAILED", message="oom", now=NOW + 5)
     )
-    assert job["status"] == "PROCESSING"
+    assert job.status == "PROCESSING"
     job = must(job_state.complete_rendition(job, name="720p", output=OUTPUT_720, now=NOW + 6))
-    assert job["status"] == "FAILED"
-    assert job["error"] == {"code": "TRANSCODE_FAILED", "message": "1080p: oom"}
-    assert job["renditions"]["720p"]["status"] == "COMPLETED"
-    assert job["renditions"]["1080p"]["error"] == {"code": "TRANSCODE_FAILED", "message": "oom"}
+    assert job.status == "FAILED"
+    assert job.error == ErrorInfo(code="TRANSCODE_FAILED", message="1080p: oom")
+    assert job.renditions["720p"].status == "COMPLETED"
+    assert job.renditions["1080p"].error == ErrorInfo(code="TRANSCODE_FAILED", message="oom")
 
 
 def test_the_reported_failure_is_the_first_in_plan_order_whatever_the_map_order() -> None:
     """DynamoDB does not keep a map's order: the reason must not depend on how the record came back."""
     job = processing()
     job = must(job_state.fail_rendition(job, name="1080p", code="OUTPUT_INVALID", message="b", now=NOW + 5))
-    job["renditions"] = dict(reversed(list(job["renditions"].items())))
+    job.renditions = dict(reversed(list(job.renditions.items())))
     job = must(job_state.fail_rendition(job, name="720p", code="TRANSCODE_FAILED", message="a", now=NOW + 6))
-    assert job["error"] == {"code": "TRANSCODE_FAILED", "message": "720p: a"}
-    job["renditions"] = dict(reversed(list(job["renditions"].items())))
-    assert job_state.renditions_in_order(job)[0]["name"] == "720p"
+    assert job.error == ErrorInfo(code="TRANSCODE_FAILED", message="720p: a")
+    job.renditions = dict(reversed(list(job.renditions.items())))
+    assert job_state.renditions_in_order(job)[0].name == "720p"
 
 
 def test_a_completed_rendition_cannot_fail_later_nor_complete_twice() -> None:
@@ -368,14 +381,14 @@ def test_fail_job_fails_open_renditions_and_keeps_finished_ones() -> None:
     job = processing(("480p", "QUEUED"), ("720p", "QUEUED"), ("1080p", "SKIPPED"))
     job = must(job_state.complete_rendition(job, name="480p", output=OUTPUT_720, now=NOW + 5))
     job = must(job_state.fail_job(job, code="MEDIACONVERT_1040", message="cannot read", now=NOW + 6))
-    assert job["status"] == "FAILED"
-    assert job["error"] == {"code": "MEDIACONVERT_1040", "message": "cannot read"}
-    assert {n: r["status"] for n, r in job["renditions"].items()} == {
+    assert job.status == "FAILED"
+    assert job.error == ErrorInfo(code="MEDIACONVERT_1040", message="cannot read")
+    assert {n: r.status for n, r in job.renditions.items()} == {
         "480p": "COMPLETED",
         "720p": "FAILED",
         "1080p": "SKIPPED",
     }
-    assert job["renditions"]["720p"]["error"] == {"code": "MEDIACONVERT_1040", "message": "cannot read"}
+    assert job.renditions["720p"].error == ErrorInfo(code="MEDIACONVERT_1040", message="cannot read")
 
 
 # --- the deadline sweep --------------------------------------------------------------------------------------------
@@ -385,25 +398,25 @@ def test_an_upload_that_never_came_expires_at_its_deadline() -> None:
     job = awaiting()
     assert job_state.expire_if_overdue(job, now=NOW + HOUR_MS - 1) is None
     job = must(job_state.expire_if_overdue(job, now=NOW + HOUR_MS))
-    assert job["status"] == "EXPIRED"
-    assert job["error"]["code"] == "UPLOAD_EXPIRED"
-    assert "openJob" not in job and "deadlineAt" not in job
+    assert job.status == "EXPIRED"
+    assert job.error.code == "UPLOAD_EXPIRED"
+    assert job.openJob is None and job.deadlineAt is None
 
 
 @pytest.mark.parametrize("make", [validating, processing])
-def test_validation_or_processing_past_the_deadline_fails(make: Callable[[], Job]) -> None:
+def test_validation_or_processing_past_the_deadline_fails(make: Callable[[], JobRecord]) -> None:
     job = make()
-    assert job_state.expire_if_overdue(job, now=job["deadlineAt"] - 1) is None
-    job = must(job_state.expire_if_overdue(job, now=job["deadlineAt"]))
-    assert job["status"] == "FAILED"
-    assert job["error"]["code"] == "PROCESSING_TIMEOUT"
-    assert all(r["status"] == "FAILED" for r in job["renditions"].values())
-    assert "openJob" not in job
+    assert job_state.expire_if_overdue(job, now=job.deadlineAt - 1) is None
+    job = must(job_state.expire_if_overdue(job, now=job.deadlineAt))
+    assert job.status == "FAILED"
+    assert job.error.code == "PROCESSING_TIMEOUT"
+    assert all(r.status == "FAILED" for r in job.renditions.values())
+    assert job.openJob is None
 
 
 def test_a_job_without_a_deadline_is_left_alone() -> None:
     job = processing()
-    del job["deadlineAt"]
+    job.deadlineAt = None
     assert job_state.expire_if_overdue(job, now=NOW + 1000 * HOUR_MS) is None
 
 
@@ -411,7 +424,7 @@ def test_a_job_without_a_deadline_is_left_alone() -> None:
 
 
 @pytest.mark.parametrize("make", [completed, failed, rejected, expired])
-def test_terminal_jobs_are_immune_to_every_transition(make: Callable[[], Job]) -> None:
+def test_terminal_jobs_are_immune_to_every_transition(make: Callable[[], JobRecord]) -> None:
     job = make()
     assert job_state.is_terminal(job)
     for name, transition in every_transition(NOW + 1000).items():
@@ -423,7 +436,7 @@ def test_terminal_jobs_are_immune_to_every_transition(make: Callable[[], Job]) -
 
 def test_hls_output_is_recorded_once_while_processing() -> None:
     job = must(job_state.record_hls_output(processing(), bucket="b", key="outputs/j/hls/index.m3u8", now=NOW + 5))
-    assert job["hls"] == {"bucket": "b", "key": "outputs/j/hls/index.m3u8"}
+    assert job.hls == ObjectLocation(bucket="b", key="outputs/j/hls/index.m3u8")
     assert job_state.record_hls_output(job, bucket="b", key="outputs/j/hls/index.m3u8", now=NOW + 6) is None
     assert job_state.record_hls_output(validating(), bucket="b", key="k", now=NOW) is None
 
@@ -431,9 +444,9 @@ def test_hls_output_is_recorded_once_while_processing() -> None:
 def test_outcome_is_marked_announced_only_on_terminal_jobs_and_only_once() -> None:
     assert job_state.mark_outcome_announced(processing(), now=NOW) is None
     job = must(job_state.mark_outcome_announced(completed(), now=NOW + 99))
-    assert job["outcomeAnnouncedAt"] == NOW + 99
-    assert job["status"] == "COMPLETED"
-    assert job["updatedAt"] == completed()["updatedAt"]
+    assert job.outcomeAnnouncedAt == NOW + 99
+    assert job.status == "COMPLETED"
+    assert job.updatedAt == completed().updatedAt
     assert job_state.mark_outcome_announced(job, now=NOW + 100) is None
 
 
@@ -452,11 +465,11 @@ def webhook_failure(endpoint_id: str = "ep_1", **changes: Any) -> job_state.Webh
 
 @pytest.mark.parametrize("make", [completed, failed, rejected, expired])
 def test_a_dead_lettered_webhook_is_noted_on_a_terminal_job_without_changing_its_status(
-    make: Callable[[], Job],
+    make: Callable[[], JobRecord],
 ) -> None:
     job = make()
     noted = must(job_state.note_webhook_failure(job, webhook_failure(), now=NOW + 500))
-    assert noted["webhookFailures"] == {
+    assert noted.to_item()["webhookFailures"] == {
         "ep_1#job.completed": {
             "endpointId": "ep_1",
             "eventType": "job.completed",
@@ -467,11 +480,11 @@ def test_a_dead_lettered_webhook_is_noted_on_a_terminal_job_without_changing_its
             "failedAt": NOW + 500,
         }
     }
-    assert noted["updatedAt"] == NOW + 500
-    assert {k: v for k, v in noted.items() if k not in ("webhookFailures", "updatedAt")} == {
-        k: v for k, v in job.items() if k != "updatedAt"
-    }
-    assert "webhookFailures" not in job  # the input is not changed in place
+    assert noted.updatedAt == NOW + 500
+    assert noted.model_dump(exclude={"webhookFailures", "updatedAt"}) == job.model_dump(
+        exclude={"webhookFailures", "updatedAt"}
+    )
+    assert job.webhookFailures is None  # the input is not changed in place
 
 
 def test_a_webhook_failure_is_noted_once_per_endpoint_and_event() -> None:
@@ -483,12 +496,12 @@ def test_a_webhook_failure_is_noted_once_per_endpoint_and_event() -> None:
     job = must(job_state.note_webhook_failure(job, webhook_failure("ep_2", status_code=None, error="x"), now=NOW + 800))
     other_event = webhook_failure(event_type="job.failed", webhook_id="msg_job-1_failed")
     job = must(job_state.note_webhook_failure(job, other_event, now=NOW + 900))
-    assert sorted(job["webhookFailures"]) == ["ep_1#job.completed", "ep_1#job.failed", "ep_2#job.completed"]
-    assert job["webhookFailures"]["ep_2#job.completed"]["statusCode"] is None
+    assert sorted(job.webhookFailures) == ["ep_1#job.completed", "ep_1#job.failed", "ep_2#job.completed"]
+    assert job.webhookFailures["ep_2#job.completed"].statusCode is None
     # A different webhook-id under the same key replaces the entry.
     replaced = must(job_state.note_webhook_failure(job, webhook_failure(webhook_id="msg_other"), now=NOW + 950))
-    assert replaced["webhookFailures"]["ep_1#job.completed"]["webhookId"] == "msg_other"
-    assert len(replaced["webhookFailures"]) == 3
+    assert replaced.webhookFailures["ep_1#job.completed"].webhookId == "msg_other"
+    assert len(replaced.webhookFailures) == 3
 
 
 def test_a_webhook_failure_of_another_owners_endpoint_never_touches_the_job() -> None:
@@ -500,14 +513,14 @@ def test_webhook_failures_are_bounded_and_the_oldest_make_way() -> None:
     limit = job_state.MAX_WEBHOOK_FAILURES
     for index in range(limit + 3):
         job = must(job_state.note_webhook_failure(job, webhook_failure(f"ep_{index:02d}"), now=NOW + index))
-        assert len(job["webhookFailures"]) == min(index + 1, limit)
-    kept = sorted(entry["endpointId"] for entry in job["webhookFailures"].values())
+        assert len(job.webhookFailures) == min(index + 1, limit)
+    kept = sorted(entry.endpointId for entry in job.webhookFailures.values())
     assert kept == [f"ep_{index:02d}" for index in range(3, limit + 3)]
 
 
 def test_a_long_webhook_error_is_cut_short() -> None:
     job = must(job_state.note_webhook_failure(completed(), webhook_failure(error="e" * 5000), now=NOW + 500))
-    assert job["webhookFailures"]["ep_1#job.completed"]["error"] == "e" * job_state.MAX_WEBHOOK_ERROR_CHARS
+    assert job.webhookFailures["ep_1#job.completed"].error == "e" * job_state.MAX_WEBHOOK_ERROR_CHARS
 
 
 def test_apply_in_order_chains_and_reports_no_op_as_none() -> None:
@@ -518,20 +531,20 @@ def test_apply_in_order_chains_and_reports_no_op_as_none() -> None:
         partial(job_state.complete_rendition, name="1080p", output=OUTPUT_1080, now=NOW + 3),
     ]
     result = must(job_state.apply_in_order(job, steps))
-    assert {n: r["status"] for n, r in result["renditions"].items()} == {"720p": "PROCESSING", "1080p": "COMPLETED"}
+    assert {n: r.status for n, r in result.renditions.items()} == {"720p": "PROCESSING", "1080p": "COMPLETED"}
     assert job_state.apply_in_order(result, steps) is None
     assert job_state.apply_in_order(job, []) is None
 
 
 def test_open_rendition_names_are_in_plan_order() -> None:
     job = processing(("480p", "QUEUED"), ("720p", "SKIPPED"), ("1080p", "QUEUED"))
-    job["renditions"] = dict(reversed(list(job["renditions"].items())))
+    job.renditions = dict(reversed(list(job.renditions.items())))
     assert job_state.open_rendition_names(job) == ["480p", "1080p"]
 
 
 # --- duplicates, reordering, forward-only --------------------------------------------------------------------------
 
-EVENTS: dict[str, Callable[[Job], Job | None]] = {
+EVENTS: dict[str, Callable[[JobRecord], JobRecord | None]] = {
     "start 720p": partial(job_state.start_rendition, name="720p", now=NOW + 10),
     "progress 720p 0": partial(job_state.record_progress, name="720p", percent=0, now=NOW + 10),
     "progress 720p 30": partial(job_state.record_progress, name="720p", percent=30, now=NOW + 10),
@@ -543,7 +556,7 @@ EVENTS: dict[str, Callable[[Job], Job | None]] = {
 }
 
 
-def apply_all(job: Job, names: list[str] | tuple[str, ...]) -> Job:
+def apply_all(job: JobRecord, names: list[str] | tuple[str, ...]) -> JobRecord:
     for name in names:
         job = EVENTS[name](job) or job
     return job
@@ -570,18 +583,18 @@ def test_applying_an_event_twice_equals_applying_it_once(name: str) -> None:
 def test_every_order_of_the_same_events_ends_in_the_same_job(names: tuple[str, ...]) -> None:
     finals = [apply_all(processing(), order) for order in itertools.permutations(names)]
     assert all(final == finals[0] for final in finals)
-    assert finals[0]["status"] in ("COMPLETED", "FAILED")
+    assert finals[0].status in ("COMPLETED", "FAILED")
     if "fail 1080p" in names:
-        assert finals[0]["error"] == {"code": "TRANSCODE_FAILED", "message": "1080p: x"}
+        assert finals[0].error == ErrorInfo(code="TRANSCODE_FAILED", message="1080p: x")
     else:
-        assert finals[0]["renditions"]["720p"]["width"] == 1280
-        assert finals[0]["renditions"]["1080p"]["bytes"] == 2_000
+        assert finals[0].renditions["720p"].width == 1280
+        assert finals[0].renditions["1080p"].bytes == 2_000
 
 
 def test_completed_before_progress_leaves_the_rendition_completed() -> None:
     job = apply_all(processing(), ["complete 720p", "progress 720p 30", "start 720p", "progress 720p 0"])
-    assert job["renditions"]["720p"]["status"] == "COMPLETED"
-    assert job["renditions"]["720p"]["progress"] == 100
+    assert job.renditions["720p"].status == "COMPLETED"
+    assert job.renditions["720p"].progress == 100
 
 
 @pytest.mark.parametrize("seed", range(25))
@@ -593,14 +606,14 @@ def test_random_event_streams_only_ever_move_forward(seed: int) -> None:
         changed = EVENTS[name](job)
         if changed is None:
             continue
-        if job["status"] in JOB_RANK and changed["status"] in JOB_RANK:
-            assert JOB_RANK[changed["status"]] >= JOB_RANK[job["status"]]
+        if job.status in JOB_RANK and changed.status in JOB_RANK:
+            assert JOB_RANK[changed.status] >= JOB_RANK[job.status]
         assert not job_state.is_terminal(job), f"{name} changed a terminal job"
-        for rendition_name, before in job["renditions"].items():
-            after = changed["renditions"][rendition_name]
-            if before["status"] in job_state.TERMINAL_RENDITION_STATUSES:
+        for rendition_name, before in job.renditions.items():
+            after = changed.renditions[rendition_name]
+            if before.status in TERMINAL_RENDITION_STATUSES:
                 assert after == before, f"{name} changed terminal rendition {rendition_name}"
-            elif after["status"] in RENDITION_RANK:
-                assert RENDITION_RANK[after["status"]] >= RENDITION_RANK[before["status"]]
-            assert after["progress"] >= before["progress"]
+            elif after.status in RENDITION_RANK:
+                assert RENDITION_RANK[after.status] >= RENDITION_RANK[before.status]
+            assert after.progress >= before.progress
         job = changed

@@ -2,101 +2,48 @@
 
 from __future__ import annotations
 
-import copy
 import itertools
-import json
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from functions.common import job_state
-from functions.common.job_state import Job
-from functions.tracker import mediaconvert_events as mc
-from functions.tracker.pipeline_events import (
-    RenditionCompleted,
-    RenditionFailed,
-    RenditionProgress,
-    parse_pipeline_event,
-    pipeline_transition,
+from functions.contracts.events import RenditionCompleted, RenditionFailed, RenditionProgress, parse_rendition_event
+from functions.contracts.jobs import ErrorInfo, JobRecord, ObjectLocation, RenditionRecord
+from functions.tracker import service as mc
+from tests.functions.tracker.conftest import (
+    NOW,
+    PIPELINE_FIXTURE_JOB_ID,
+    job_in,
+    mediaconvert_change,
+    mediaconvert_detail,
+    pipeline_detail,
 )
-from functions.tracker.settings import SettingsError, TrackerSettings
-from tests.fixtures import MEDIACONVERT_FIXTURES
-from tests.functions.conftest import FIXTURES
 
-NOW = 1_795_000_000_000
-JOB_ID = "01JTRACKER0000000000000000"
+JOB_ID = PIPELINE_FIXTURE_JOB_ID
 
 
-def mediaconvert_detail(name: str, job_id: str = JOB_ID) -> dict[str, Any]:
-    event = json.loads((MEDIACONVERT_FIXTURES / f"{name}.json").read_text())
-    event["detail"]["userMetadata"]["jobId"] = job_id
-    return event["detail"]
+def mediaconvert_job(*plan: tuple[str, str], engine: str = "mediaconvert") -> JobRecord:
+    return job_in("PROCESSING", JOB_ID, engine=engine, plan=plan or (("720p", "QUEUED"), ("1080p", "QUEUED")))
 
 
-def pipeline_detail(name: str, **changes: Any) -> dict[str, Any]:
-    event = json.loads((FIXTURES / f"tracker_{name}.json").read_text())
-    return {**event["detail"], **changes}
-
-
-def mediaconvert_job(*plan: tuple[str, str], engine: str = "mediaconvert") -> Job:
-    plan = plan or (("720p", "QUEUED"), ("1080p", "QUEUED"))
-    job = job_state.new_job(
-        job_id=JOB_ID, owner_id="owner-1", source={}, now=NOW, upload_deadline=NOW + 1, retention_seconds=60
-    )
-    job = job_state.begin_validation(job, now=NOW, deadline=NOW + 10_000_000)
-    assert job is not None
-    planned = [{"name": n, "status": s} for n, s in plan]
-    job = job_state.begin_processing(job, media_type="video", engine=engine, probe={}, planned=planned, now=NOW)
-    assert job is not None
-    return job
-
-
-def apply_statuses(job: Job, names: list[str] | tuple[str, ...], sizes: dict | None = None) -> Job:
+def apply_statuses(job: JobRecord, names: list[str] | tuple[str, ...], sizes: dict | None = None) -> JobRecord:
     for name in names:
-        transition = mc.mediaconvert_transition(
-            mc.parse_job_state_change(mediaconvert_detail(name)), now=NOW + 1, sizes=sizes or {}
-        )
+        transition = mc.mediaconvert_transition(mediaconvert_change(name), now=NOW + 1, sizes=sizes or {})
         if transition is not None:
             job = transition(job) or job
     return job
-
-
-# --- settings ------------------------------------------------------------------------------------------------------
-
-ENV = {"JOBS_TABLE_NAME": "jobs", "EVENT_BUS_NAME": "bus", "OUTPUTS_BUCKET": "out", "STACK_NAME": "dev"}
-
-
-def test_settings_come_from_the_common_environment() -> None:
-    assert TrackerSettings.from_env(ENV) == TrackerSettings(
-        jobs_table_name="jobs", event_bus_name="bus", outputs_bucket="out", stack_name="dev", sweep_max_jobs=200
-    )
-    assert TrackerSettings.from_env(ENV).metrics_namespace == "MediaPipeline"
-    assert TrackerSettings.from_env({**ENV, "POWERTOOLS_METRICS_NAMESPACE": "Other"}).metrics_namespace == "Other"
-    assert TrackerSettings.from_env({**ENV, "SWEEP_MAX_JOBS": "7"}).sweep_max_jobs == 7
-
-
-@pytest.mark.parametrize(
-    "env",
-    [
-        {k: v for k, v in ENV.items() if k != "STACK_NAME"},
-        {**ENV, "EVENT_BUS_NAME": ""},
-        {**ENV, "SWEEP_MAX_JOBS": "0"},
-    ],
-)
-def test_settings_refuse_a_broken_environment(env: dict[str, str]) -> None:
-    with pytest.raises(SettingsError):
-        TrackerSettings.from_env(env)
 
 
 # --- pipeline events -----------------------------------------------------------------------------------------------
 
 
 def test_pipeline_fixtures_parse_into_typed_events() -> None:
-    progress = parse_pipeline_event("Rendition Progress", pipeline_detail("rendition_progress"))
-    completed = parse_pipeline_event("Rendition Completed", pipeline_detail("rendition_completed"))
-    failed = parse_pipeline_event("Rendition Failed", pipeline_detail("rendition_failed"))
-    assert progress == RenditionProgress(job_id=JOB_ID, rendition="720p", percent=0)
+    progress = parse_rendition_event("Rendition Progress", pipeline_detail("rendition_progress"))
+    completed = parse_rendition_event("Rendition Completed", pipeline_detail("rendition_completed"))
+    failed = parse_rendition_event("Rendition Failed", pipeline_detail("rendition_failed"))
+    assert progress == RenditionProgress(job_id=JOB_ID, owner_id="owner-1", rendition="720p", percent=0)
     assert isinstance(completed, RenditionCompleted)
     assert completed.output() == {
         "width": 1280,
@@ -118,7 +65,7 @@ def test_pipeline_fixtures_parse_into_typed_events() -> None:
 
 @pytest.mark.parametrize("detail_type", ["Job Completed", "Job Accepted", "Something Else"])
 def test_detail_types_the_tracker_does_not_apply_parse_to_none(detail_type: str) -> None:
-    assert parse_pipeline_event(detail_type, pipeline_detail("rendition_progress")) is None
+    assert parse_rendition_event(detail_type, pipeline_detail("rendition_progress")) is None
 
 
 @pytest.mark.parametrize(
@@ -133,7 +80,7 @@ def test_detail_types_the_tracker_does_not_apply_parse_to_none(detail_type: str)
 )
 def test_malformed_pipeline_details_are_rejected(detail_type: str, detail: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
-        parse_pipeline_event(detail_type, detail)
+        parse_rendition_event(detail_type, detail)
 
 
 def test_pipeline_transitions_drive_the_state_machine() -> None:
@@ -143,12 +90,12 @@ def test_pipeline_transitions_drive_the_state_machine() -> None:
         ("Rendition Completed", pipeline_detail("rendition_completed")),
         ("Rendition Failed", pipeline_detail("rendition_failed")),
     ]:
-        event = parse_pipeline_event(name, detail)
+        event = parse_rendition_event(name, detail)
         assert event is not None
-        job = pipeline_transition(event, now=NOW + 5)(job) or job
-    assert job["status"] == "FAILED"
-    assert job["error"] == {"code": "TRANSCODE_FAILED", "message": "1080p: ffmpeg exited with status 1"}
-    assert job["renditions"]["720p"]["bytes"] == 1048576
+        job = mc.rendition_transition(event, now=NOW + 5)(job) or job
+    assert job.status == "FAILED"
+    assert job.error == ErrorInfo(code="TRANSCODE_FAILED", message="1080p: ffmpeg exited with status 1")
+    assert job.renditions["720p"].bytes == 1048576
 
 
 # --- MediaConvert: parsing and outputs -----------------------------------------------------------------------------
@@ -159,7 +106,7 @@ def test_pipeline_transitions_drive_the_state_machine() -> None:
     ["progressing", "status-update", "input-information", "complete", "error", "canceled", "other-pipeline-complete"],
 )
 def test_every_mediaconvert_fixture_parses(name: str) -> None:
-    change = mc.parse_job_state_change(mediaconvert_detail(name, job_id="job-x"))
+    change = mediaconvert_change(name, job_id="job-x")
     assert change.job_id == "job-x"
     assert change.mediaconvert_job_id == "1763800000000-abc123"
     assert mc.belongs_to(change, "dev") is (name != "other-pipeline-complete")
@@ -191,7 +138,7 @@ def test_s3_uris_parse_to_bucket_and_key(uri: str, expected: tuple[str, str] | N
 
 
 def test_complete_maps_file_group_outputs_to_renditions_and_finds_the_hls_master() -> None:
-    change = mc.parse_job_state_change(mediaconvert_detail("complete"))
+    change = mediaconvert_change("complete")
     assert mc.rendition_outputs(change) == [
         mc.RenditionOutput("720p", "dev-outputs", "outputs/01JDEMO0000000000000000000/720p.mp4", 1280, 720, 10000),
         mc.RenditionOutput("1080p", "dev-outputs", "outputs/01JDEMO0000000000000000000/1080p.mp4", 1920, 1080, 10000),
@@ -214,7 +161,7 @@ def test_outputs_that_are_not_rendition_files_are_left_out() -> None:
 
 
 def test_sizes_fill_bytes_by_bucket_and_key() -> None:
-    outputs = mc.rendition_outputs(mc.parse_job_state_change(mediaconvert_detail("complete")))
+    outputs = mc.rendition_outputs(mediaconvert_change("complete"))
     sized = mc.with_sizes(outputs, {("dev-outputs", "outputs/01JDEMO0000000000000000000/720p.mp4"): 4321})
     assert [o.bytes for o in sized] == [4321, None]
 
@@ -224,13 +171,13 @@ def test_sizes_fill_bytes_by_bucket_and_key() -> None:
 
 def test_progressing_starts_every_queued_rendition() -> None:
     job = apply_statuses(mediaconvert_job(("720p", "QUEUED"), ("1080p", "SKIPPED")), ["progressing"])
-    assert {n: r["status"] for n, r in job["renditions"].items()} == {"720p": "PROCESSING", "1080p": "SKIPPED"}
+    assert {n: r.status for n, r in job.renditions.items()} == {"720p": "PROCESSING", "1080p": "SKIPPED"}
 
 
 def test_status_update_sets_every_open_rendition_to_the_job_percentage() -> None:
     job = apply_statuses(mediaconvert_job(), ["status-update"])
-    assert [(r["status"], r["progress"]) for r in job["renditions"].values()] == [("PROCESSING", 40)] * 2
-    assert job["progress"] == 40
+    assert [(r.status, r.progress) for r in job.renditions.values()] == [("PROCESSING", 40)] * 2
+    assert job.progress == 40
 
 
 def test_status_update_without_a_percentage_changes_nothing() -> None:
@@ -248,23 +195,25 @@ def test_statuses_that_change_nothing_have_no_transition(status: str) -> None:
 def test_complete_completes_the_renditions_with_what_mediaconvert_reported() -> None:
     sizes = {("dev-outputs", "outputs/01JDEMO0000000000000000000/1080p.mp4"): 99}
     job = apply_statuses(mediaconvert_job(), ["complete"], sizes=sizes)
-    assert job["status"] == "COMPLETED"
-    assert job["hls"] == {"bucket": "dev-outputs", "key": "outputs/01JDEMO0000000000000000000/hls/index.m3u8"}
-    assert job["renditions"]["1080p"] == {
-        "name": "1080p",
-        "status": "COMPLETED",
-        "order": 1,
-        "progress": 100,
-        "width": 1920,
-        "height": 1080,
-        "durationMs": 10000,
-        "bytes": 99,
-        "contentType": "video/mp4",
-        "bucket": "dev-outputs",
-        "key": "outputs/01JDEMO0000000000000000000/1080p.mp4",
-        "engine": "mediaconvert",
-    }
-    assert job["renditions"]["720p"]["bytes"] is None
+    assert job.status == "COMPLETED"
+    assert job.hls == ObjectLocation(bucket="dev-outputs", key="outputs/01JDEMO0000000000000000000/hls/index.m3u8")
+    assert job.renditions["1080p"] == RenditionRecord.model_validate(
+        {
+            "name": "1080p",
+            "status": "COMPLETED",
+            "order": 1,
+            "progress": 100,
+            "width": 1920,
+            "height": 1080,
+            "durationMs": 10000,
+            "bytes": 99,
+            "contentType": "video/mp4",
+            "bucket": "dev-outputs",
+            "key": "outputs/01JDEMO0000000000000000000/1080p.mp4",
+            "engine": "mediaconvert",
+        }
+    )
+    assert job.renditions["720p"].bytes is None
 
 
 def test_complete_without_a_planned_rendition_fails_that_rendition() -> None:
@@ -275,26 +224,27 @@ def test_complete_without_a_planned_rendition_fails_that_rendition() -> None:
     assert transition is not None
     job = transition(mediaconvert_job())
     assert job is not None
-    assert job["status"] == "FAILED"
-    assert job["renditions"]["720p"]["status"] == "COMPLETED"
-    assert job["renditions"]["1080p"]["status"] == "FAILED"
-    assert job["error"]["code"] == "MEDIACONVERT_OUTPUT_MISSING"
-    assert job["error"]["message"].startswith("1080p: ")
+    assert job.status == "FAILED"
+    assert job.renditions["720p"].status == "COMPLETED"
+    assert job.renditions["1080p"].status == "FAILED"
+    assert job.error is not None
+    assert job.error.code == "MEDIACONVERT_OUTPUT_MISSING"
+    assert job.error.message.startswith("1080p: ")
 
 
 def test_complete_leaves_skipped_renditions_skipped_even_if_an_output_carries_their_name() -> None:
     job = apply_statuses(mediaconvert_job(("720p", "QUEUED"), ("1080p", "SKIPPED")), ["complete"])
-    assert job["status"] == "COMPLETED"
-    assert job["renditions"]["1080p"]["status"] == "SKIPPED"
-    assert "width" not in job["renditions"]["1080p"]
+    assert job.status == "COMPLETED"
+    assert job.renditions["1080p"].status == "SKIPPED"
+    assert job.renditions["1080p"].width is None
 
 
 def test_error_fails_the_job_with_the_mediaconvert_code_and_message() -> None:
     job = apply_statuses(mediaconvert_job(), ["progressing", "error"])
     message = mediaconvert_detail("error")["errorMessage"]
-    assert job["status"] == "FAILED"
-    assert job["error"] == {"code": "MEDIACONVERT_1040", "message": message}
-    assert all(r["error"] == {"code": "MEDIACONVERT_1040", "message": message} for r in job["renditions"].values())
+    assert job.status == "FAILED"
+    assert job.error == ErrorInfo(code="MEDIACONVERT_1040", message=message)
+    assert all(r.error == ErrorInfo(code="MEDIACONVERT_1040", message=message) for r in job.renditions.values())
 
 
 def test_changes_of_a_mediaconvert_job_other_than_the_recorded_one_are_ignored() -> None:
@@ -308,7 +258,7 @@ def test_changes_of_a_mediaconvert_job_other_than_the_recorded_one_are_ignored()
         mediaconvert_job(), mediaconvert_job_id=fixture_job_id, client_request_token=JOB_ID, now=NOW
     )
     assert recorded is not None
-    assert apply_statuses(recorded, ["progressing", "error"])["status"] == "FAILED"
+    assert apply_statuses(recorded, ["progressing", "error"]).status == "FAILED"
 
 
 def test_error_without_a_code_still_fails_with_a_mediaconvert_code() -> None:
@@ -319,8 +269,9 @@ def test_error_without_a_code_still_fails_with_a_mediaconvert_code() -> None:
 
 def test_canceled_fails_the_job() -> None:
     job = apply_statuses(mediaconvert_job(), ["canceled"])
-    assert job["status"] == "FAILED"
-    assert job["error"]["code"] == "MEDIACONVERT_CANCELED"
+    assert job.status == "FAILED"
+    assert job.error is not None
+    assert job.error.code == "MEDIACONVERT_CANCELED"
 
 
 @pytest.mark.parametrize("name", ["progressing", "status-update", "complete", "error", "canceled"])
@@ -332,11 +283,11 @@ def test_mediaconvert_events_do_not_touch_jobs_of_the_lambda_engine(name: str) -
 @pytest.mark.parametrize("late", ["progressing", "status-update", "input-information", "complete", "error", "canceled"])
 def test_nothing_moves_a_job_after_complete(late: str) -> None:
     done = apply_statuses(mediaconvert_job(), ["complete"])
-    assert apply_statuses(copy.deepcopy(done), [late]) == done
+    assert apply_statuses(done.model_copy(deep=True), [late]) == done
 
 
 def test_every_order_of_the_mediaconvert_events_ends_in_the_same_completed_job() -> None:
     names = ["progressing", "status-update", "input-information", "complete"]
     finals = [apply_statuses(mediaconvert_job(), order + order) for order in itertools.permutations(names)]
     assert all(final == finals[0] for final in finals)
-    assert finals[0]["status"] == "COMPLETED"
+    assert finals[0].status == "COMPLETED"

@@ -1,0 +1,1 @@
+"""Tests of the modules every function shares (functions/common/)."""

@@ -1,0 +1,186 @@
+"""Builders for the tracker's tests: jobs in each open state, its events from the fixtures, what it logged."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+
+from functions.common import job_state
+from functions.common.clients import forget_clients
+from functions.common.clock import now_ms
+from functions.common.jobs_table import JobsTable
+from functions.contracts.jobs import JobRecord, JobStatus
+from functions.tracker import handler as tracker_handler
+from functions.tracker import service
+from tests.fixtures import MEDIACONVERT_FIXTURES
+from tests.functions.conftest import FIXTURES, REGION, CapturedEvents, FakeLambdaContext
+
+NOW = 1_795_000_000_000
+HOUR_MS = 3_600_000
+FIXTURE_JOB_ID = "01JDEMO0000000000000000000"
+"""The job the MediaConvert fixtures name in their output paths."""
+PIPELINE_FIXTURE_JOB_ID = "01JTRACKER0000000000000000"
+"""The job the pipeline fixtures (`tests/functions/fixtures/tracker_*.json`) name."""
+DEFAULT_PLAN = (("720p", "QUEUED"), ("1080p", "QUEUED"))
+PROBE = {"durationMs": 10_000, "width": 1920, "height": 1080}
+
+
+@pytest.fixture(autouse=True)
+def fresh_tracker() -> Iterator[None]:
+    """Each test builds the handler's service and clients from its own environment, inside its own moto."""
+    tracker_handler.tracker.cache_clear()
+    forget_clients()
+    yield
+    tracker_handler.tracker.cache_clear()
+    forget_clients()
+
+
+@pytest.fixture
+def table(jobs_table: Any, event_bus: CapturedEvents) -> JobsTable:
+    return JobsTable("jobs", boto3.resource("dynamodb", region_name=REGION))
+
+
+@pytest.fixture
+def logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """The handler's structured log lines."""
+    stream = io.StringIO()
+    previous = tracker_handler.logger.registered_handler.setStream(stream)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    tracker_handler.logger.registered_handler.setStream(previous)
+
+
+def metrics_in(output: str) -> list[tuple[str, str, float]]:
+    """(namespace, metric name, value) for every EMF document printed."""
+    found = []
+    for line in output.splitlines():
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        document = json.loads(line)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                value = document[metric["Name"]]
+                found.append((directive["Namespace"], metric["Name"], sum(value) if isinstance(value, list) else value))
+    return found
+
+
+# --- jobs ----------------------------------------------------------------------------------------------------------
+
+
+def job_in(
+    status: str,
+    job_id: str = PIPELINE_FIXTURE_JOB_ID,
+    *,
+    engine: str = "mediaconvert",
+    plan: tuple[tuple[str, str], ...] = DEFAULT_PLAN,
+    now: int = NOW,
+    deadline_in_ms: int = HOUR_MS,
+) -> JobRecord:
+    """A job as the API and ingest leave it, made by the state machine: AWAITING_UPLOAD, VALIDATING or PROCESSING."""
+    job = job_state.new_job(
+        job_id=job_id,
+        owner_id="owner-1",
+        source={"filename": "clip.mp4", "contentType": "video/mp4", "size": 1234},
+        now=now - 2 * HOUR_MS,
+        upload_deadline=now + deadline_in_ms,
+        retention_seconds=86_400,
+    )
+    if status != JobStatus.AWAITING_UPLOAD:
+        validating = job_state.begin_validation(job, now=now - HOUR_MS, deadline=now + deadline_in_ms)
+        assert validating is not None
+        job = validating
+    if status == JobStatus.PROCESSING:
+        planned = [{"name": name, "status": s, "height": int(name.rstrip("p"))} for name, s in plan]
+        processing = job_state.begin_processing(
+            job, media_type="video", engine=engine, probe=PROBE, planned=planned, now=now
+        )
+        assert processing is not None
+        job = processing
+    return job
+
+
+def create_job(table: JobsTable, job_id: str, *, status: str = JobStatus.PROCESSING, **shape: Any) -> JobRecord:
+    """A job made now (the handler reads the real clock), written to the table and read back."""
+    table.create(job_in(status, job_id, now=now_ms(), **shape))
+    return table.get(job_id)
+
+
+# --- events --------------------------------------------------------------------------------------------------------
+
+
+def mediaconvert_event(name: str, job_id: str) -> dict[str, Any]:
+    """A MediaConvert fixture for this test's job: userMetadata.jobId and the output paths name it."""
+    event = json.loads((MEDIACONVERT_FIXTURES / f"{name}.json").read_text().replace(FIXTURE_JOB_ID, job_id))
+    event["detail"]["userMetadata"]["jobId"] = job_id
+    return event
+
+
+def mediaconvert_detail(name: str, job_id: str = PIPELINE_FIXTURE_JOB_ID) -> dict[str, Any]:
+    """A MediaConvert fixture's detail naming `job_id` in userMetadata (its output paths keep the demo job)."""
+    detail = json.loads((MEDIACONVERT_FIXTURES / f"{name}.json").read_text())["detail"]
+    detail["userMetadata"]["jobId"] = job_id
+    return detail
+
+
+def mediaconvert_change(name: str, job_id: str = PIPELINE_FIXTURE_JOB_ID) -> service.JobStateChange:
+    return service.parse_job_state_change(mediaconvert_detail(name, job_id))
+
+
+def pipeline_event(name: str, job_id: str = PIPELINE_FIXTURE_JOB_ID, **detail: Any) -> dict[str, Any]:
+    """A pipeline fixture (`tracker_{name}.json`) for this test's job, with `detail` changed."""
+    event = json.loads((FIXTURES / f"tracker_{name}.json").read_text().replace(PIPELINE_FIXTURE_JOB_ID, job_id))
+    event["detail"].update(detail)
+    return event
+
+
+def pipeline_detail(name: str, **changes: Any) -> dict[str, Any]:
+    return pipeline_event(name, **changes)["detail"]
+
+
+def completed_1080p(job_id: str) -> dict[str, Any]:
+    return pipeline_event(
+        "rendition_completed",
+        job_id,
+        rendition="1080p",
+        key=f"outputs/{job_id}/1080p.mp4",
+        width=1920,
+        height=1080,
+        bytes=2_097_152,
+    )
+
+
+def scheduled_event() -> dict[str, Any]:
+    return json.loads((FIXTURES / "tracker_scheduled_event.json").read_text())
+
+
+def outcome_events(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(e["detail-type"], e["detail"]["jobId"]) for e in events]
+
+
+def interleave(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[JobRecord], None]) -> None:
+    """Another writer's turn: each rendition event's transition first runs `meanwhile` on the job the tracker read."""
+    real_transition = service.rendition_transition
+
+    def transition_after(event: Any, *, now: int) -> Callable[[JobRecord], JobRecord | None]:
+        transition = real_transition(event, now=now)
+
+        def interleaved(job: JobRecord) -> JobRecord | None:
+            meanwhile(job)
+            return transition(job)
+
+        return interleaved
+
+    monkeypatch.setattr(service, "rendition_transition", transition_after)
+
+
+@dataclass
+class ShortOnTimeContext(FakeLambdaContext):
+    remaining_ms: int = 5_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
