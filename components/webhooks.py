@@ -121,7 +121,8 @@ class Webhooks(pulumi.ComponentResource):
             event_pattern=json.dumps(patterns.job_outcomes_pattern()),
             opts=child,
         )
-        # The delivery queue; a waiting task's early receives (schedule.py) come on top of the failures it may survive.
+        # The delivery queue; a waiting task's early receives (functions/webhooks/service.py) come on top of the
+        # failures it may survive.
         self.queue = WorkQueue(
             f"{name}-deliveries",
             WorkQueueArgs(

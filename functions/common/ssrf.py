@@ -1,13 +1,13 @@
 """Which webhook URLs may be called: the address policy that keeps deliveries off internal networks (SSRF).
 
 Only http and https URLs with a DNS name or a canonical IP literal are accepted. A name is resolved and *every*
-address it resolves to is checked; the caller then connects to one of exactly those addresses (transport.py), so
-a second lookup an attacker could rebind never happens. Refused: loopback, private, link-local (169.254.169.254
-and fd00:ec2::254, the instance metadata service, included), CGNAT, multicast, reserved, documentation,
-unspecified, and the IPv6 forms that carry or translate an IPv4 address (IPv4-mapped, -compatible, NAT64, 6to4,
-Teredo). Integer, octal, hex and short forms of IPv4 hosts are refused outright rather than decoded. An explicit
-allow-list (stack config, empty by default, set by the local cloud for its 127.0.0.1 receivers) admits addresses
-the policy would otherwise refuse.
+address it resolves to is checked; the caller then connects to one of exactly those addresses
+(functions/webhooks/adapters.py), so a second lookup an attacker could rebind never happens. Refused: loopback,
+private, link-local (169.254.169.254 and fd00:ec2::254, the instance metadata service, included), CGNAT, multicast,
+reserved, documentation, unspecified, and the IPv6 forms that carry or translate an IPv4 address (IPv4-mapped,
+-compatible, NAT64, 6to4, Teredo). Integer, octal, hex and short forms of IPv4 hosts are refused outright rather
+than decoded. An explicit allow-list (stack config, empty by default, set by the local cloud for its 127.0.0.1
+receivers) admits addresses the policy would otherwise refuse.
 """
 
 from __future__ import annotations
@@ -107,6 +107,11 @@ def parse_allowed_networks(entries: Iterable[str]) -> tuple[IPNetwork, ...]:
         except ValueError as err:
             raise ValueError(f"webhook allow-list entries are IP addresses or networks, got {entry!r}") from err
     return tuple(networks)
+
+
+def parse_allowed_addresses(raw: str) -> tuple[IPNetwork, ...]:
+    """The allow-list from a function's environment (`WEBHOOK_ALLOWED_ADDRESSES`): a comma list, empty for none."""
+    return parse_allowed_networks(item for item in raw.split(",") if item.strip())
 
 
 def parse_webhook_url(raw: str) -> WebhookUrl:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
+from functions.common.clients import dynamodb_resource
 from functions.common.jobs_table import from_dynamo, to_dynamo
 from functions.contracts.webhooks import MAX_ENDPOINTS_PER_OWNER, Endpoint, EndpointStatus
 
@@ -46,7 +46,7 @@ def attempt_id(webhook_id: str, attempt: int) -> str:
 
 class EndpointsTable:
     def __init__(self, table_name: str, dynamodb: Any = None) -> None:
-        self._table = (dynamodb or boto3.resource("dynamodb")).Table(table_name)
+        self._table = (dynamodb or dynamodb_resource()).Table(table_name)
 
     def create(self, endpoint: Endpoint) -> None:
         self._table.put_item(Item=to_dynamo(endpoint), ConditionExpression="attribute_not_exists(endpointId)")
@@ -123,7 +123,7 @@ class EndpointsTable:
 
 class DeliveryLog:
     def __init__(self, table_name: str, dynamodb: Any = None) -> None:
-        self._table = (dynamodb or boto3.resource("dynamodb")).Table(table_name)
+        self._table = (dynamodb or dynamodb_resource()).Table(table_name)
 
     def claim(self, entry: dict[str, Any], *, lease_ms: int) -> None:
         """Record an attempt as SENDING unless it is already claimed (and not abandoned)."""

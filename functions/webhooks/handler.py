@@ -11,40 +11,40 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from functions.api.job_view import job_view
-from functions.common.events import SOURCE
-from functions.common.job_state import Job
+from functions.common.clock import now_ms
 from functions.common.jobs_table import JobsTable
-from functions.contracts.webhooks import event_type_for
-from functions.webhooks.service import JobOutcome, Outcome, Skipped, TaskNotDue, WebhookService
-from functions.webhooks.settings import DeliverySettings, load_delivery_settings
+from functions.common.observability import logger, metrics, tracer
 from functions.common.ssrf import AddressPolicy
 from functions.common.webhook_tables import DeliveryLog, EndpointsTable
-from functions.webhooks.tasks import DeliveryTask, TaskQueue, is_task, parse_task
-from functions.webhooks.transport import MAX_CONCURRENT_ATTEMPTS, Transport
+from functions.contracts.events import SOURCE
+from functions.contracts.webhooks import event_type_for
+from functions.webhooks.adapters import DownloadLinks, SqsTaskQueue, Transport
+from functions.webhooks.service import (
+    MAX_CONCURRENT_ATTEMPTS,
+    DeliveryTask,
+    JobOutcome,
+    Outcome,
+    Skipped,
+    TaskNotDue,
+    WebhookService,
+    is_task,
+)
+from functions.webhooks.settings import WebhooksSettings
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
 # A batch of only not-yet-due tasks fails every record on purpose: that is not an invocation error.
 processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 # A claimed attempt still SENDING after this long was abandoned by an invocation that died: longer than the function
@@ -60,13 +60,8 @@ class MalformedMessage(ValueError):
     """A queue message that is neither a delivery task nor a job outcome event; after its retries, the DLQ."""
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 @dataclass(frozen=True)
 class Dependencies:
-    settings: DeliverySettings
     service: WebhookService
     transport: Transport
 
@@ -74,26 +69,13 @@ class Dependencies:
 @cache
 def dependencies() -> Dependencies:
     """Settings, clients and the service, built once per execution environment (tests reset with `cache_clear`)."""
-    settings = load_delivery_settings(os.environ)
-    metrics.namespace = settings.metrics_namespace
-    s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
-
-    def render_job(job: Job) -> dict[str, Any]:
-        def sign(key: str) -> str:
-            return s3.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": settings.outputs_bucket, "Key": key},
-                ExpiresIn=settings.download_url_ttl_seconds,
-            )
-
-        return job_view(job, sign)
-
+    settings = WebhooksSettings.from_env()
     service = WebhookService(
         endpoints=EndpointsTable(settings.endpoints_table),
         log=DeliveryLog(settings.deliveries_table),
         jobs=JobsTable(settings.jobs_table),
-        queue=TaskQueue(settings.queue_url, settings.dead_letter_queue_url),
-        render_job=render_job,
+        queue=SqsTaskQueue(settings.queue_url, settings.dead_letter_queue_url),
+        download_url=DownloadLinks(settings.outputs_bucket, settings.download_url_ttl_seconds).url,
         schedule=settings.schedule,
         clock_ms=now_ms,
         rng=random.SystemRandom(),
@@ -102,7 +84,7 @@ def dependencies() -> Dependencies:
     )
     policy = AddressPolicy(allowed=settings.allowed_networks)
     transport = Transport(policy=policy, timeout_seconds=settings.timeout_seconds)
-    return Dependencies(settings=settings, service=service, transport=transport)
+    return Dependencies(service=service, transport=transport)
 
 
 async def handle_record(record: SQSRecord) -> str:
@@ -114,7 +96,7 @@ async def handle_record(record: SQSRecord) -> str:
         except ValueError as err:
             raise MalformedMessage("message body is not JSON") from err
         if is_task(message):
-            return await _attempt(deps, parse_task(message), record.receipt_handle)
+            return await _attempt(deps, DeliveryTask.model_validate(message), record.receipt_handle)
         return _fan_out(deps, message)
     except (MalformedMessage, ValidationError) as err:
         logger.error(f"message cannot be handled: {err}", extra={"messageId": record.message_id})

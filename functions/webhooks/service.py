@@ -1,31 +1,186 @@
-"""The webhooks function's work, over injected adapters: fan a job outcome out, and make one attempt of a task.
+"""The webhooks function's work, over ports: fan a job outcome out, and make one attempt of a delivery task.
 
-An attempt is three steps so the slow one can run beside others: `prepare` (read the endpoint and the job, sign,
-claim the attempt in the delivery log), the HTTP exchange (transport.py, in a worker thread), and `finish`
-(log the result, then queue the retry, disable the endpoint, or note the failure on the job and dead-letter the task).
+Fan-out turns one job event into one task per subscribed endpoint (one SQS message per job outcome, endpoint and
+attempt), so an endpoint's failures and waits only ever hold its own messages. An attempt is three steps so the
+slow one can run beside others: `prepare` (read the endpoint and the job, sign, claim the attempt in the delivery
+log), the HTTP exchange (adapters.Transport, in a worker thread), and `finish` (log the result, then queue the
+retry, disable the endpoint, or note the failure on the job and dead-letter the task). A retry is a new task
+(attempt + 1, `notBefore` its due time); a task that arrives early is hidden again.
+
+The retry schedule: after attempt n fails, attempt n+1 is due `delays[n-1]` seconds later (with jitter); after the
+last attempt the task is dead-lettered. Each attempt is a new task message, so its receive count starts again at
+zero. AWS constraints that shape the waits: SQS delays a sent message by at most 900 s (DelaySeconds), and a
+received message can be hidden by ChangeMessageVisibility for at most 12 h from its receipt. A wait longer than
+15 minutes is therefore sent with the 15-minute delay and, each time the task arrives early, deferred again by up
+to 11 h 45 m (the 12 h limit less a margin for the time between receipt and the deferral). Every deferral is one
+more receive, so the queue's maxReceiveCount must exceed the deferrals the longest wait needs
+(`receives_for_longest_wait`), or SQS would dead-letter a healthy task before its schedule ends.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from functions.common import job_state
-from functions.common.job_state import Job, WebhookFailure
-from functions.common.jobs_table import JobNotFound, JobsTable
-from functions.contracts.webhooks import is_subscribed, signing_secrets
-from functions.contracts.webhooks import webhook_id
-from functions.webhooks.payload import payload_body
-from functions.webhooks.schedule import RetrySchedule, defer_seconds, send_delay
+from functions.common.job_state import Transition, WebhookFailure
+from functions.common.jobs_table import JobNotFound
 from functions.common.webhook_signing import webhook_headers
-from functions.common.webhook_tables import AttemptAlreadyClaimed, DeliveryLog, EndpointNotFound, EndpointsTable, attempt_id
-from functions.webhooks.tasks import DeliveryTask, TaskQueue
-from functions.webhooks.transport import HttpAttempt
+from functions.common.webhook_tables import AttemptAlreadyClaimed, EndpointNotFound, attempt_id
+from functions.contracts.job_view import DownloadUrl, job_view
+from functions.contracts.jobs import JobRecord
+from functions.contracts.webhooks import Endpoint, is_subscribed, signing_secrets, webhook_id
 
+# --- The retry schedule, and how its waits are laid onto SQS's limits ---
+
+SQS_MAX_DELAY_SECONDS = 900
+SQS_MAX_VISIBILITY_SECONDS = 43_200
+DEFER_MARGIN_SECONDS = 900
+DEFER_STEP_SECONDS = SQS_MAX_VISIBILITY_SECONDS - DEFER_MARGIN_SECONDS
+DEFAULT_JITTER = 0.1
+MAX_DELAY_SECONDS = 2 * 86_400  # a task must outlive its wait in the queue (retention 4 days)
+MAX_RETRIES = 20
+STANDARD_DELAYS = (5, 300, 1800, 7200, 18_000, 36_000, 50_400, 72_000, 86_400)
+"""Standard Webhooks' example: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h (about 75 h in all)."""
+
+
+@dataclass(frozen=True)
+class RetrySchedule:
+    """Delays between attempts, in seconds; one more attempt than delays."""
+
+    delays: tuple[int, ...] = STANDARD_DELAYS
+    """Seconds from a failed attempt to the next one, in order."""
+    jitter: float = DEFAULT_JITTER
+    """Each delay is scaled by a random factor in [1 - jitter, 1 + jitter]."""
+
+    @property
+    def attempts(self) -> int:
+        return len(self.delays) + 1
+
+    @property
+    def longest_wait_seconds(self) -> float:
+        """The longest any task can wait for its attempt, jitter included."""
+        return max(self.delays, default=0) * (1 + self.jitter)
+
+    def delay_after(self, attempt: int, rng: random.Random) -> float | None:
+        """Seconds until the attempt after `attempt` (1-based); None when `attempt` was the last."""
+        if attempt < 1:
+            raise ValueError(f"attempts count from 1, got {attempt}")
+        if attempt > len(self.delays):
+            return None
+        return self.delays[attempt - 1] * (1 + self.jitter * (2 * rng.random() - 1))
+
+
+def parse_schedule(values: Iterable[object]) -> RetrySchedule:
+    """A schedule from config (a list of whole seconds); ValueError naming what is wrong."""
+    delays = list(values)
+    if not 1 <= len(delays) <= MAX_RETRIES:
+        raise ValueError(f"webhook retry schedule has 1 to {MAX_RETRIES} delays, got {len(delays)}")
+    for delay in delays:
+        if isinstance(delay, bool) or not isinstance(delay, int) or not 1 <= delay <= MAX_DELAY_SECONDS:
+            raise ValueError(f"webhook retry delays are whole seconds from 1 to {MAX_DELAY_SECONDS}, got {delay!r}")
+    return RetrySchedule(delays=tuple(delays))
+
+
+def schedule_to_env(schedule: RetrySchedule) -> str:
+    return ",".join(str(delay) for delay in schedule.delays)
+
+
+def schedule_from_env(raw: str) -> RetrySchedule:
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if not all(item.isascii() and item.isdigit() for item in items):
+        raise ValueError(f"webhook retry schedule is a comma list of seconds, got {raw!r}")
+    return parse_schedule(int(item) for item in items)
+
+
+def send_delay(wait_seconds: float) -> int:
+    """DelaySeconds for a task due in `wait_seconds`: as much of the wait as SQS allows."""
+    return min(max(0, math.ceil(wait_seconds)), SQS_MAX_DELAY_SECONDS)
+
+
+def defer_seconds(remaining_seconds: float) -> int:
+    """Visibility timeout that hides an early task until it is due, or for as long as one deferral may."""
+    return min(max(1, math.ceil(remaining_seconds)), DEFER_STEP_SECONDS)
+
+
+def deferrals_needed(wait_seconds: float) -> int:
+    """Early receives a task due in `wait_seconds` goes through: the wait beyond its send delay, in deferral steps."""
+    return math.ceil(max(0.0, wait_seconds - SQS_MAX_DELAY_SECONDS) / DEFER_STEP_SECONDS)
+
+
+def receives_for_longest_wait(schedule: RetrySchedule) -> int:
+    """Receives the longest-waiting task uses up before its attempt (add the failures you tolerate)."""
+    return deferrals_needed(schedule.longest_wait_seconds)
+
+
+# --- Delivery tasks and what a webhook says ---
+
+TASK_KIND = "webhook-delivery"
+MAX_CONCURRENT_ATTEMPTS = 10
+"""Attempts one invocation runs side by side: the delivery queue's batch size may not exceed it."""
 EARLY_TOLERANCE_MS = 1000  # a task this close to due is attempted rather than deferred for a second
+HTTP_GONE = 410
+
+
+class DeliveryTask(BaseModel):
+    """One attempt to deliver one job outcome to one endpoint."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    kind: Literal["webhook-delivery"] = TASK_KIND
+    webhook_id: str = Field(min_length=1, max_length=100, pattern=r"^msg_[A-Za-z0-9_]+$")
+    endpoint_id: str = Field(min_length=1, max_length=100)
+    owner_id: str = Field(min_length=1, max_length=1000)
+    job_id: str = Field(min_length=1, max_length=100)
+    event_type: str = Field(min_length=1, max_length=50)
+    occurred_at: str = Field(min_length=1, max_length=50)
+    attempt: int = Field(ge=1, le=1000)
+    not_before: int = Field(ge=0)
+    """Epoch ms before which the attempt is not made."""
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+    def next_attempt(self, due_ms: int) -> DeliveryTask:
+        return self.model_copy(update={"attempt": self.attempt + 1, "not_before": due_ms})
+
+
+def is_task(message: Any) -> bool:
+    return isinstance(message, dict) and message.get("kind") == TASK_KIND
+
+
+def payload_body(event_type: str, occurred_at: str, job: dict[str, Any]) -> bytes:
+    """The exact bytes sent and signed: compact JSON `{"type", "timestamp", "data": <the job as GET /jobs/{id}>}`."""
+    payload = {"type": event_type, "timestamp": occurred_at, "data": job}
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class HttpAttempt:
+    """What one attempt came to."""
+
+    status_code: int | None
+    """The receiver's status, or None when no response arrived."""
+    error: str | None
+    """Why the attempt failed, for the delivery log; None on success."""
+    duration_ms: int
+    """From the first lookup to the status line."""
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def gone(self) -> bool:
+        return self.status_code == HTTP_GONE
 
 
 class Outcome(StrEnum):
@@ -43,6 +198,10 @@ class TaskNotDue(Exception):
     def __init__(self, seconds: int) -> None:
         super().__init__(f"not due; hidden for {seconds} s")
         self.seconds = seconds
+
+
+class TaskEnqueueFailed(RuntimeError):
+    """SQS refused some of the tasks sent; the message that asked for them is retried."""
 
 
 @dataclass(frozen=True)
@@ -73,14 +232,70 @@ class Skipped:
     reason: str
 
 
+# --- Ports ---
+
+
+class EndpointStore(Protocol):
+    """The endpoints table (functions/common/webhook_tables.py)."""
+
+    def list_for_owner(self, owner_id: str) -> list[Endpoint]: ...
+
+    def get(self, owner_id: str, endpoint_id: str) -> Endpoint:
+        """Raises EndpointNotFound."""
+        ...
+
+    def disable(self, owner_id: str, endpoint_id: str, *, reason: str, now_ms: int) -> None: ...
+
+
+class AttemptLog(Protocol):
+    """The delivery log: an attempt is claimed before it is made, then logged with its outcome."""
+
+    def claim(self, entry: dict[str, Any], *, lease_ms: int) -> None:
+        """Raises AttemptAlreadyClaimed when another task holds, or has finished, the attempt."""
+        ...
+
+    def finish(self, entry: dict[str, Any]) -> None: ...
+
+
+class JobStore(Protocol):
+    """The jobs table (functions/common/jobs_table.py)."""
+
+    def get(self, job_id: str) -> JobRecord:
+        """Raises JobNotFound."""
+        ...
+
+    def change(self, job_id: str, transition: Transition) -> tuple[JobRecord, JobRecord] | None:
+        """Raises JobNotFound."""
+        ...
+
+
+class TaskQueue(Protocol):
+    """The delivery queue and its DLQ."""
+
+    def send(self, tasks: Sequence[DeliveryTask], delay_seconds: int = 0) -> None:
+        """Raises TaskEnqueueFailed when a task was not queued."""
+        ...
+
+    def defer(self, receipt_handle: str, seconds: int) -> None:
+        """Hide a received task for `seconds` more (it comes back then, one receive later)."""
+        ...
+
+    def dead_letter(self, task: DeliveryTask, reason: str) -> None:
+        """Park a task whose schedule ended; redriving it to the queue makes one more attempt."""
+        ...
+
+
+# --- The service ---
+
+
 @dataclass
 class WebhookService:
-    endpoints: EndpointsTable
-    log: DeliveryLog
-    jobs: JobsTable
+    endpoints: EndpointStore
+    log: AttemptLog
+    jobs: JobStore
     queue: TaskQueue
-    render_job: Callable[[Job], dict[str, Any]]
-    """The job as `GET /jobs/{id}` shows it (functions/api/job_view.py), with fresh download links."""
+    download_url: DownloadUrl
+    """Fresh download links for the job's renditions, as `GET /jobs/{id}` shows them."""
     schedule: RetrySchedule
     clock_ms: Callable[[], int]
     rng: random.Random
@@ -124,9 +339,10 @@ class WebhookService:
             job = self.jobs.get(task.job_id)
         except JobNotFound:
             return Skipped("job no longer exists")
-        if job.get("ownerId") != task.owner_id:
+        if job.ownerId != task.owner_id:
             return Skipped("job belongs to another owner")
-        body = payload_body(task.event_type, task.occurred_at, self.render_job(job))
+        data = job_view(job, self.download_url).model_dump(mode="json")
+        body = payload_body(task.event_type, task.occurred_at, data)
         headers = webhook_headers(signing_secrets(endpoint, now), task.webhook_id, now // 1000, body)
         entry = {
             "endpointId": task.endpoint_id,

@@ -21,7 +21,6 @@ from tests.infra.harness import ROOT
 
 PROVIDED = load_lambda_runtime().provided_distributions()
 # The packages each function borrows modules from today (issue 9 moves the shared contracts to one home).
-BORROWS = {"api": {"webhooks"}, "tracker": set(), "submit": {"transcode"}, "webhooks": {"api"}}
 ZIP_HANDLERS = {
     "api": "functions.api.handler.handler",
     "tracker": "functions.tracker.handler.handler",
@@ -40,10 +39,10 @@ def test_an_archive_holds_its_handler_and_what_it_imports_and_nothing_else(name:
     names = set(archive.entries)
     assert f"functions/{name}/handler.py" in names
     assert {"functions/__init__.py", f"functions/{name}/__init__.py", "functions/common/__init__.py"} <= names
-    # Code of functions this one never imports stays out, and of those it borrows from, only the modules it imports.
-    others = {"ingest", "transcode", *ZIP_HANDLERS} - {name, *BORROWS[name]}
+    # A function shares only common/ and contracts/ with the others: no other function's code is ever carried.
+    others = {"ingest", "transcode", *ZIP_HANDLERS} - {name}
     assert not [n for n in names if n.split("/")[1] in others], sorted(names)
-    assert ("functions/transcode/adapters.py" not in names and "functions/api/uploads.py" not in names) or name == "api"
+    assert "functions/contracts/jobs.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     # What the runtime and the layer provide is never carried.
     assert not [n for n in names if n.split("/")[0] in {"boto3", "botocore", "aws_lambda_powertools", "pydantic"}]

@@ -1,4 +1,6 @@
-"""Webhook test support: a network guard, scriptable receivers on 127.0.0.1, the webhook tables, completed jobs.
+"""Webhook test support: a network guard, scriptable receivers on 127.0.0.1, the webhook tables, TLS certificates.
+
+Not fixtures: the API's webhook tests import it too.
 
 NETWORK RULE: every server here binds 127.0.0.1, and `guard_network` makes it impossible for a test to reach any
 other address: name resolution answers only from the test's own table (nothing goes to a DNS server), and a socket
@@ -25,8 +27,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from functions.common import job_state
-from functions.common.jobs_table import JobsTable
 from tests.functions.declared_tables import WEBHOOK_DELIVERIES_TABLE, WEBHOOK_ENDPOINTS_TABLE, create_declared_table
 
 LOOPBACK = "127.0.0.1"
@@ -205,35 +205,6 @@ def create_webhook_tables(endpoints: str = "webhook-endpoints", deliveries: str 
     """The two tables as components/webhooks.py declares them."""
     create_declared_table(WEBHOOK_ENDPOINTS_TABLE, endpoints)
     create_declared_table(WEBHOOK_DELIVERIES_TABLE, deliveries)
-
-
-def completed_job(job_id: str, owner_id: str, now_ms: int) -> dict[str, Any]:
-    """A job that finished its one rendition, as the tracker leaves it, written to the jobs table."""
-    job = job_state.new_job(
-        job_id=job_id,
-        owner_id=owner_id,
-        source={"filename": "clip.mp4", "contentType": "video/mp4", "size": 1234},
-        now=now_ms - 60_000,
-        upload_deadline=now_ms + 600_000,
-        retention_seconds=86_400,
-    )
-    job = job_state.begin_validation(job, now=now_ms - 50_000, deadline=now_ms + 600_000)
-    planned = [{"name": "720p", "status": "QUEUED", "height": 720}]
-    probe = {"durationMs": 4000, "width": 1280, "height": 720}
-    job = job_state.begin_processing(job, media_type="video", engine="lambda", probe=probe, planned=planned, now=now_ms)
-    output = {
-        "bucket": "test-outputs",
-        "key": f"outputs/{job_id}/720p.mp4",
-        "width": 1280,
-        "height": 720,
-        "durationMs": 4000,
-        "bytes": 98765,
-        "contentType": "video/mp4",
-    }
-    job = job_state.complete_rendition(job, name="720p", output=output, now=now_ms)
-    assert job is not None and job["status"] == "COMPLETED"
-    JobsTable("jobs").create(job)
-    return job
 
 
 def self_signed_certificate(directory: Any, hostname: str) -> tuple[str, str]:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,24 +20,19 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 from ulid import ULID
 
-from functions.api.job_view import iso_utc, job_view
-from functions.common.events import job_outcome_detail
+from functions.common.clock import now_ms
 from functions.common.jobs_table import JobsTable
-from functions.webhooks import handler as webhooks
-from functions.contracts.webhooks import EndpointStatus, new_endpoint, new_endpoint_id
 from functions.common.webhook_signing import new_secret
 from functions.common.webhook_tables import DeliveryLog, EndpointsTable
-from functions.webhooks.tasks import DeliveryTask
-from functions.webhooks.transport import HttpAttempt, Transport
+from functions.contracts.job_view import iso_utc, job_view
+from functions.contracts.jobs import JobRecord
+from functions.contracts.webhooks import EndpointStatus, new_endpoint, new_endpoint_id
+from functions.webhooks import handler as webhooks
+from functions.webhooks.adapters import Transport
+from functions.webhooks.service import DeliveryTask, HttpAttempt
 from tests.functions.conftest import create_jobs_table
-from tests.functions.webhook_support import (
-    HANG,
-    LOOPBACK,
-    Receiver,
-    completed_job,
-    create_webhook_tables,
-    guard_network,
-)
+from tests.functions.webhooks.conftest import completed_job, outcome_event
+from tests.functions.webhooks.support import HANG, LOOPBACK, Receiver, create_webhook_tables, guard_network
 
 REGION = "us-east-1"
 ALICE, BOB = "user-alice", "user-bob"
@@ -46,10 +40,6 @@ ALL_EVENTS = ("job.completed", "job.failed", "job.rejected", "job.expired")
 EVENT_TIME = "2026-11-24T03:00:00Z"
 DNS = {"receiver.example.test": [LOOPBACK], "rebound.example.test": ["10.0.0.9"]}
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass
@@ -72,19 +62,9 @@ class Deliveries:
         EndpointsTable("webhook-endpoints").create(endpoint)
         return endpoint
 
-    def announce(self, job: dict[str, Any], detail_type: str = "Job Completed") -> None:
+    def announce(self, job: JobRecord, detail_type: str = "Job Completed") -> None:
         """The bus event as the rule's SQS target delivers it."""
-        event = {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": detail_type,
-            "source": "media-pipeline",
-            "account": "123456789012",
-            "time": EVENT_TIME,
-            "region": REGION,
-            "resources": [],
-            "detail": job_outcome_detail(job),
-        }
+        event = outcome_event(job, detail_type, time=EVENT_TIME)
         self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(event))
 
     def receive(self, wait_seconds: int = 1) -> list[dict[str, Any]]:
@@ -150,7 +130,7 @@ class Deliveries:
 
 
 @pytest.fixture
-def world(aws: None, monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> Iterator[Deliveries]:
+def world(aws: None, monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> Deliveries:
     guard_network(monkeypatch, DNS)
     create_jobs_table()
     create_webhook_tables()
@@ -170,13 +150,10 @@ def world(aws: None, monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> It
         "JOB_RETENTION_DAYS": "30",
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(webhooks.metrics, "namespace", os.environ["POWERTOOLS_METRICS_NAMESPACE"])
-    webhooks.dependencies.cache_clear()
-    yield Deliveries(queue_url, queue_arn, dlq_url, lambda_context)
-    webhooks.dependencies.cache_clear()
+    return Deliveries(queue_url, queue_arn, dlq_url, lambda_context)
 
 
-def job_for(owner: str) -> dict[str, Any]:
+def job_for(owner: str) -> JobRecord:
     return completed_job(str(ULID()), owner, now_ms())
 
 
@@ -213,15 +190,15 @@ def test_a_job_outcome_reaches_each_subscribed_endpoint_of_its_owner_signed_and_
     (request,) = everything.requests
     assert request.verified is True
     assert Webhook(wants_all["secret"]).verify(request.body, request.headers)["type"] == "job.completed"
-    assert request.headers["webhook-id"] == f"msg_{job['jobId']}_completed"
+    assert request.headers["webhook-id"] == f"msg_{job.jobId}_completed"
     assert request.headers["host"] == f"receiver.example.test:{everything.port}"
     payload = json.loads(request.body)
     url = payload["data"]["renditions"][0]["url"]
-    assert url.startswith(f"https://test-outputs.s3.amazonaws.com/outputs/{job['jobId']}/720p.mp4?")
+    assert url.startswith(f"https://test-outputs.s3.amazonaws.com/outputs/{job.jobId}/720p.mp4?")
     assert payload == {
         "type": "job.completed",
         "timestamp": "2026-11-24T03:00:00.000Z",
-        "data": job_view(job, lambda key: url),  # exactly what GET /jobs/{id} shows
+        "data": job_view(job, lambda key: url).model_dump(mode="json"),  # exactly what GET /jobs/{id} shows
     }
     # AND nobody else heard of it: not the failures-only endpoint, not bob
     assert failures_only.requests == [] and bobs.requests == []
@@ -280,11 +257,11 @@ def test_after_the_last_attempt_the_task_is_dead_lettered_and_a_redrive_tries_on
         assert parked["MessageAttributes"]["reason"]["StringValue"] == "HTTP 500"
         task = DeliveryTask.model_validate_json(parked["Body"])
         assert (task.attempt, task.not_before, task.endpoint_id) == (3, 0, endpoint["endpointId"])
-        noted = JobsTable("jobs").get(job["jobId"])
-        assert (noted["status"], noted["version"]) == ("COMPLETED", job["version"] + 1)
-        failed_at = noted["updatedAt"]
+        noted = JobsTable("jobs").get(job.jobId)
+        assert (noted.status, noted.version) == ("COMPLETED", job.version + 1)
+        failed_at = noted.updatedAt
         assert log[1]["attemptedAt"] <= failed_at <= now_ms()
-        assert job_view(noted, str)["webhookFailures"] == [
+        assert job_view(noted, str).model_dump(mode="json")["webhookFailures"] == [
             {
                 "endpointId": endpoint["endpointId"],
                 "eventType": "job.completed",
@@ -300,7 +277,7 @@ def test_after_the_last_attempt_the_task_is_dead_lettered_and_a_redrive_tries_on
         world.pump(until=lambda: len(receiver.requests) == 3 and world.in_queue() == 0)
     assert world.log(endpoint)[-1]["outcome"] == "delivered"
     # AND the failure stays on the job as it was: a delivery that succeeds leaves the job alone
-    assert JobsTable("jobs").get(job["jobId"]) == noted
+    assert JobsTable("jobs").get(job.jobId) == noted
 
 
 def test_each_endpoints_dead_lettered_delivery_shows_once_on_its_owners_job_only(
@@ -326,8 +303,8 @@ def test_each_endpoints_dead_lettered_delivery_shows_once_on_its_owners_job_only
         world.pump(until=both_gave_up)
 
     # THEN alice's job shows one failure per endpoint, in the order they failed, and keeps its status
-    noted = JobsTable("jobs").get(alices_job["jobId"])
-    failures = job_view(noted, str)["webhookFailures"]
+    noted = JobsTable("jobs").get(alices_job.jobId)
+    failures = job_view(noted, str).model_dump(mode="json")["webhookFailures"]
     assert sorted((f["endpointId"], f["eventType"], f["attempts"], f["statusCode"], f["error"]) for f in failures) == (
         sorted(
             [
@@ -337,15 +314,13 @@ def test_each_endpoints_dead_lettered_delivery_shows_once_on_its_owners_job_only
         )
     )
     assert [f["failedAt"] for f in failures] == sorted(f["failedAt"] for f in failures)
-    assert (noted["status"], noted["version"]) == ("COMPLETED", alices_job["version"] + 2)
+    assert (noted.status, noted.version) == ("COMPLETED", alices_job.version + 2)
     # AND bob's job was never written
-    assert JobsTable("jobs").get(bobs_job["jobId"]) == bobs_job
+    assert JobsTable("jobs").get(bobs_job.jobId) == bobs_job
 
     # WHEN SQS hands a final task over again (its deletion was lost)
     final = world.log(first)[-1]
-    replay = alices_task(
-        first["endpointId"], alices_job["jobId"], attempt=final["attempt"], webhook_id=final["webhookId"]
-    )
+    replay = alices_task(first["endpointId"], alices_job.jobId, attempt=final["attempt"], webhook_id=final["webhookId"])
     world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=replay.to_json())
     world.pump(until=lambda: world.in_queue() == 0)
 
@@ -353,7 +328,7 @@ def test_each_endpoints_dead_lettered_delivery_shows_once_on_its_owners_job_only
     assert len(erroring.requests) == 2
     dlq = world.sqs.get_queue_attributes(QueueUrl=world.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
     assert dlq["Attributes"]["ApproximateNumberOfMessages"] == "3"
-    assert JobsTable("jobs").get(alices_job["jobId"]) == noted
+    assert JobsTable("jobs").get(alices_job.jobId) == noted
 
 
 def test_a_dead_lettering_cut_short_after_the_log_is_finished_by_the_redelivered_task(world: Deliveries) -> None:
@@ -361,7 +336,7 @@ def test_a_dead_lettering_cut_short_after_the_log_is_finished_by_the_redelivered
     with Receiver([204]) as receiver:
         endpoint = world.endpoint(ALICE, receiver.url())
         job = job_for(ALICE)
-        webhook_id = f"msg_{job['jobId']}_completed"
+        webhook_id = f"msg_{job.jobId}_completed"
         DeliveryLog("webhook-deliveries").finish(
             {
                 "endpointId": endpoint["endpointId"],
@@ -369,7 +344,7 @@ def test_a_dead_lettering_cut_short_after_the_log_is_finished_by_the_redelivered
                 "attemptedAt": now_ms() - 60_000,
                 "webhookId": webhook_id,
                 "eventType": "job.completed",
-                "jobId": job["jobId"],
+                "jobId": job.jobId,
                 "attempt": 2,
                 "outcome": "dead-lettered",
                 "statusCode": None,
@@ -377,7 +352,7 @@ def test_a_dead_lettering_cut_short_after_the_log_is_finished_by_the_redelivered
                 "durationMs": 3,
             }
         )
-        task = alices_task(endpoint["endpointId"], job["jobId"], attempt=2, webhook_id=webhook_id)
+        task = alices_task(endpoint["endpointId"], job.jobId, attempt=2, webhook_id=webhook_id)
 
         # WHEN SQS redelivers its task
         world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=task.to_json())
@@ -385,7 +360,7 @@ def test_a_dead_lettering_cut_short_after_the_log_is_finished_by_the_redelivered
 
     # THEN no request is sent again, the job shows the failure, and the task is parked
     assert receiver.requests == []
-    failures = job_view(JobsTable("jobs").get(job["jobId"]), str)["webhookFailures"]
+    failures = job_view(JobsTable("jobs").get(job.jobId), str).model_dump(mode="json")["webhookFailures"]
     assert [(f["endpointId"], f["attempts"], f["statusCode"], f["error"]) for f in failures] == [
         (endpoint["endpointId"], 2, None, "connection failed: refused")
     ]
@@ -407,7 +382,7 @@ def test_a_job_deleted_during_its_last_attempt_does_not_stop_the_task_being_park
         def post_then_delete_the_job(transport: Transport, url: str, body: bytes, headers: Any) -> HttpAttempt:
             result = post(transport, url, body, headers)
             if len(receiver.requests) == 2:
-                boto3.resource("dynamodb", region_name=REGION).Table("jobs").delete_item(Key={"jobId": job["jobId"]})
+                boto3.resource("dynamodb", region_name=REGION).Table("jobs").delete_item(Key={"jobId": job.jobId})
             return result
 
         monkeypatch.setattr(Transport, "post", post_then_delete_the_job)
@@ -420,9 +395,7 @@ def test_a_job_deleted_during_its_last_attempt_does_not_stop_the_task_being_park
     assert [e["outcome"] for e in world.log(endpoint)] == ["retrying", "dead-lettered"]
     (parked,) = world.dead_letters()
     assert DeliveryTask.model_validate_json(parked["Body"]).attempt == 3
-    assert "Item" not in boto3.resource("dynamodb", region_name=REGION).Table("jobs").get_item(
-        Key={"jobId": job["jobId"]}
-    )
+    assert "Item" not in boto3.resource("dynamodb", region_name=REGION).Table("jobs").get_item(Key={"jobId": job.jobId})
 
 
 def test_a_410_disables_the_endpoint_and_nothing_more_is_sent_to_it(world: Deliveries) -> None:
@@ -494,7 +467,7 @@ def test_a_task_that_arrives_before_it_is_due_is_hidden_again(world: Deliveries)
     with Receiver([204]) as receiver:
         endpoint = world.endpoint(ALICE, receiver.url())
         job = job_for(ALICE)
-        task = alices_task(endpoint["endpointId"], job["jobId"], attempt=2, not_before=now_ms() + 3_600_000)
+        task = alices_task(endpoint["endpointId"], job.jobId, attempt=2, not_before=now_ms() + 3_600_000)
         world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=task.to_json())
         (message,) = world.receive()
         response = world.invoke([message])
@@ -521,9 +494,9 @@ def test_tasks_that_need_no_attempt_are_dropped_without_a_request(world: Deliver
         deleted = world.endpoint(ALICE, receiver.url())
         job = job_for(ALICE)
         base = {
-            "webhook_id": f"msg_{job['jobId']}_completed",
+            "webhook_id": f"msg_{job.jobId}_completed",
             "owner_id": ALICE,
-            "job_id": job["jobId"],
+            "job_id": job.jobId,
             "event_type": "job.completed",
             "occurred_at": "2026-11-24T03:00:00.000Z",
             "attempt": 1,
@@ -545,8 +518,7 @@ def test_tasks_that_need_no_attempt_are_dropped_without_a_request(world: Deliver
 def test_messages_that_are_neither_tasks_nor_outcomes_fail_or_are_ignored(world: Deliveries) -> None:
     world.sqs.send_message(QueueUrl=world.queue_url, MessageBody="not json")
     world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps({"kind": "webhook-delivery"}))
-    other = {"version": "0", "id": "1", "detail-type": "Rendition Completed", "source": "media-pipeline"}
-    other |= {"account": "1", "time": EVENT_TIME, "region": REGION, "resources": [], "detail": {"jobId": "J"}}
+    other = outcome_event(detail_type="Rendition Completed", detail={"jobId": "J"})
     world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps(other))
     messages: list[dict[str, Any]] = []
     for _ in range(10):
@@ -564,7 +536,7 @@ def test_an_attempt_abandoned_by_a_crash_is_made_again_but_one_in_flight_is_not_
         abandoned = world.endpoint(ALICE, receiver.url())
         in_flight = world.endpoint(ALICE, receiver.url("receiver.example.test"))
         job = job_for(ALICE)
-        webhook_id = f"msg_{job['jobId']}_completed"
+        webhook_id = f"msg_{job.jobId}_completed"
         log = DeliveryLog("webhook-deliveries")
         for endpoint, claimed_ms_ago in ((abandoned, 10 * 60_000), (in_flight, 5_000)):
             claim = {
@@ -573,7 +545,7 @@ def test_an_attempt_abandoned_by_a_crash_is_made_again_but_one_in_flight_is_not_
                 "attemptedAt": now_ms() - claimed_ms_ago,
                 "webhookId": webhook_id,
                 "eventType": "job.completed",
-                "jobId": job["jobId"],
+                "jobId": job.jobId,
                 "attempt": 1,
             }
             log.claim(claim, lease_ms=0)  # an invocation claimed attempt 1, then (for the first) died

@@ -1,4 +1,4 @@
-"""Pure parts of the webhooks: endpoint records, payloads and ids, task messages, settings from the environment."""
+"""Pure parts of the webhooks: endpoint records, event types and ids, payloads, task messages."""
 
 from __future__ import annotations
 
@@ -7,33 +7,20 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from functions.common.events import DetailType
+from functions.contracts.events import DetailType
 from functions.contracts.webhooks import (
+    ALL_EVENT_TYPES,
     EndpointStatus,
+    event_type_for,
     is_endpoint_id,
     is_subscribed,
     new_endpoint,
     new_endpoint_id,
     rotated,
     signing_secrets,
+    webhook_id,
 )
-from functions.webhooks.payload import ALL_EVENT_TYPES, event_type_for, payload_body, webhook_id
-from functions.webhooks.schedule import RetrySchedule
-from functions.webhooks.settings import SettingsError, load_delivery_settings, load_endpoint_settings
-from functions.webhooks.tasks import DeliveryTask, is_task
-
-DELIVERY_ENV = {
-    "WEBHOOK_ENDPOINTS_TABLE": "endpoints",
-    "WEBHOOK_DELIVERIES_TABLE": "deliveries",
-    "JOBS_TABLE_NAME": "jobs",
-    "OUTPUTS_BUCKET": "outputs",
-    "DOWNLOAD_URL_TTL_SECONDS": "3600",
-    "WEBHOOK_QUEUE_URL": "https://sqs/q",
-    "WEBHOOK_DLQ_URL": "https://sqs/dlq",
-    "WEBHOOK_RETRY_SCHEDULE": "5,300",
-    "WEBHOOK_TIMEOUT_SECONDS": "15",
-    "JOB_RETENTION_DAYS": "30",
-}
+from functions.webhooks.service import DeliveryTask, is_task, payload_body
 
 
 def endpoint(**changes: object) -> dict[str, object]:
@@ -116,23 +103,3 @@ def test_task_messages_round_trip_in_camel_case_and_refuse_anything_else() -> No
     for broken in ({**message, "extra": 1}, {**message, "attempt": 0}, {**message, "webhookId": "msg.1"}):
         with pytest.raises(ValidationError):
             DeliveryTask.model_validate(broken)
-
-
-def test_delivery_settings_are_read_and_every_problem_is_reported_at_once() -> None:
-    settings = load_delivery_settings({**DELIVERY_ENV, "WEBHOOK_ALLOWED_ADDRESSES": "127.0.0.1, ::1"})
-    assert settings.schedule == RetrySchedule(delays=(5, 300))
-    assert [str(n) for n in settings.allowed_networks] == ["127.0.0.1/32", "::1/128"]
-    assert load_delivery_settings(DELIVERY_ENV).allowed_networks == ()
-    broken = {**DELIVERY_ENV, "WEBHOOK_QUEUE_URL": "", "WEBHOOK_RETRY_SCHEDULE": "5,x", "WEBHOOK_TIMEOUT_SECONDS": "99"}
-    with pytest.raises(SettingsError) as raised:
-        load_delivery_settings({**broken, "WEBHOOK_ALLOWED_ADDRESSES": "intranet"})
-    message = str(raised.value)
-    for name in ("WEBHOOK_QUEUE_URL", "WEBHOOK_RETRY_SCHEDULE", "WEBHOOK_TIMEOUT_SECONDS", "WEBHOOK_ALLOWED_ADDRESSES"):
-        assert name in message
-
-
-def test_endpoint_settings_bound_the_overlap() -> None:
-    env = {"WEBHOOK_ENDPOINTS_TABLE": "e", "WEBHOOK_DELIVERIES_TABLE": "d", "WEBHOOK_SECRET_OVERLAP_SECONDS": "0"}
-    assert load_endpoint_settings(env).secret_overlap_seconds == 0
-    with pytest.raises(SettingsError, match="WEBHOOK_SECRET_OVERLAP_SECONDS"):
-        load_endpoint_settings({**env, "WEBHOOK_SECRET_OVERLAP_SECONDS": str(31 * 86_400)})

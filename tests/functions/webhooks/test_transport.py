@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from functions.common.webhook_signing import new_secret, webhook_headers
 from functions.common.ssrf import AddressPolicy, parse_allowed_networks
-from functions.webhooks.transport import Transport
-from tests.functions.webhook_support import (
+from functions.common.webhook_signing import new_secret, webhook_headers
+from functions.webhooks.adapters import Transport
+from tests.functions.webhooks.support import (
     HANG,
     LOOPBACK,
     TRICKLE,

@@ -11,7 +11,7 @@ import ipaddress
 import pytest
 
 from functions.common.ssrf import AddressPolicy, UrlRefused, check_url, parse_allowed_networks, refusal
-from tests.functions.webhook_support import guard_network
+from tests.functions.webhooks.support import guard_network
 
 PUBLIC_V4 = "93.184.215.14"
 PUBLIC_V6 = "2606:4700:4700::1111"

@@ -8,7 +8,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from functions.webhooks import signing
+from functions.common import webhook_signing as signing
 
 # The test vector of the Standard Webhooks reference libraries (e.g. libraries/python/tests/test_webhooks.py).
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

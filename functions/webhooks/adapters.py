@@ -1,12 +1,17 @@
-"""One webhook attempt over HTTP(S): connect to an address the policy checked, POST, read the status, hang up.
+"""The webhooks function's I/O: HTTP delivery over SSRF-pinned connections, the SQS task queue, S3 download links.
 
-- The URL is checked (ssrf.py) and resolved here, at every attempt; the connection goes to one of exactly the
-  checked addresses, with the URL's name as the Host header and as the TLS server name (SNI and certificate
-  check), so no second lookup happens that DNS rebinding could answer differently.
+One webhook attempt over HTTP(S) (`Transport`): connect to an address the policy checked, POST, read the status,
+hang up.
+- The URL is checked (functions/common/ssrf.py) and resolved here, at every attempt; the connection goes to one of
+  exactly the checked addresses, with the URL's name as the Host header and as the TLS server name (SNI and
+  certificate check), so no second lookup happens that DNS rebinding could answer differently.
 - Redirects are never followed (http.client has no notion of them): a 3xx is a failed attempt like any other.
 - The whole attempt, from connect to the status line, is bounded: a watchdog shuts the socket down at the
   deadline, so a receiver that trickles bytes cannot hold a delivery past `timeout_seconds`.
 - No proxy from the environment is used; only the status is read (never more than the headers).
+
+Delivery tasks travel as SQS messages (`SqsTaskQueue`): a retry is sent with as much of its wait as DelaySeconds
+allows, and a task that arrives early is hidden again with ChangeMessageVisibility (service.py explains the limits).
 """
 
 from __future__ import annotations
@@ -17,40 +22,23 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import boto3
+from botocore.config import Config
+
+from functions.common.clients import aws_client
 from functions.common.ssrf import AddressPolicy, IPAddress, UrlRefused, WebhookUrl, check_url
+from functions.webhooks.service import HTTP_GONE, DeliveryTask, HttpAttempt, TaskEnqueueFailed
 
 Connector = Callable[[tuple[str, int], float], socket.socket]
 """Opens a TCP connection to (address, port) within a timeout: socket.create_connection, or a test's guard."""
 
 USER_AGENT = "media-pipeline-webhooks/1"
 MAX_ADDRESSES = 3
-MAX_CONCURRENT_ATTEMPTS = 10
-"""Attempts one invocation runs side by side: the delivery queue's batch size may not exceed it."""
-HTTP_GONE = 410
-
-
-@dataclass(frozen=True)
-class HttpAttempt:
-    """What one attempt came to."""
-
-    status_code: int | None
-    """The receiver's status, or None when no response arrived."""
-    error: str | None
-    """Why the attempt failed, for the delivery log; None on success."""
-    duration_ms: int
-    """From the first lookup to the status line."""
-
-    @property
-    def delivered(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-    @property
-    def gone(self) -> bool:
-        return self.status_code == HTTP_GONE
+SQS_BATCH = 10
 
 
 class _ConnectFailed(OSError):
@@ -199,3 +187,52 @@ def _status_error(status: int) -> str:
 def _describe(err: BaseException) -> str:
     text = str(err).strip()
     return f"{type(err).__name__}: {text}"[:200] if text else type(err).__name__
+
+
+class SqsTaskQueue:
+    """The delivery queue and its DLQ (the service's TaskQueue)."""
+
+    def __init__(self, queue_url: str, dead_letter_queue_url: str, sqs: Any = None) -> None:
+        self._queue_url = queue_url
+        self._dlq_url = dead_letter_queue_url
+        self._sqs = sqs or aws_client("sqs")
+
+    def send(self, tasks: Sequence[DeliveryTask], delay_seconds: int = 0) -> None:
+        for start in range(0, len(tasks), SQS_BATCH):
+            chunk = tasks[start : start + SQS_BATCH]
+            entries = [
+                {"Id": str(index), "MessageBody": task.to_json(), "DelaySeconds": delay_seconds}
+                for index, task in enumerate(chunk)
+            ]
+            response = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+            if response.get("Failed"):
+                codes = sorted({failure.get("Code", "?") for failure in response["Failed"]})
+                raise TaskEnqueueFailed(f"{len(response['Failed'])} of {len(chunk)} tasks not queued: {codes}")
+
+    def defer(self, receipt_handle: str, seconds: int) -> None:
+        self._sqs.change_message_visibility(
+            QueueUrl=self._queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
+        )
+
+    def dead_letter(self, task: DeliveryTask, reason: str) -> None:
+        self._sqs.send_message(
+            QueueUrl=self._dlq_url,
+            MessageBody=task.to_json(),
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:256]}},
+        )
+
+
+class DownloadLinks:
+    """Presigned GET links into the outputs bucket: the job view's `download_url`."""
+
+    def __init__(self, bucket: str, ttl_seconds: int, s3: Any = None) -> None:
+        self._bucket = bucket
+        self._ttl_seconds = ttl_seconds
+        # SigV4 links on the bucket's own host, as the API's `GET /jobs/{id}` gives them: the default client would
+        # presign SigV2, path-style. Made once per execution environment, with the handler's other dependencies.
+        self._s3 = s3 or boto3.client("s3", config=Config(signature_version="s3v4"))
+
+    def url(self, key: str) -> str:
+        return self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=self._ttl_seconds
+        )

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from functions.webhooks.schedule import (
+from functions.webhooks.service import (
     DEFER_STEP_SECONDS,
     STANDARD_DELAYS,
     RetrySchedule,
