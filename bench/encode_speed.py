@@ -1,9 +1,9 @@
 """How fast the Lambda engine encodes, and what a media minute costs on each engine: measured in one run.
 
 Generates a 1080p30 clip with a tone, plans the ladder for it exactly as ingest does, and encodes every rendition
-with the transcoder's own command (`functions/transcode/ffmpeg_command.py`), pinned to `--cpus` CPUs. For each
+with the transcoder's own command (`functions/transcode/service.py`), pinned to `--cpus` CPUs. For each
 rendition it prints the realtime factor (media seconds / wall seconds) and the throughput in the unit ingest's
-estimate uses (source + output megapixels per wall second per CPU, see functions/ingest/engine.py), then the cost
+estimate uses (source + output megapixels per wall second per CPU, see functions/ingest/service.py), then the cost
 model of the README ("Engines: Lambda or MediaConvert") with those numbers:
 
     python -m bench.encode_speed [--seconds 20] [--repeat 3] [--cpus 2] [--memory-mb 4096] [--renditions JSON]
@@ -30,11 +30,11 @@ from pathlib import Path
 
 from functions.common.media_tools import ffmpeg_path, tool_env
 from functions.common.renditions import DEFAULT_RENDITIONS, Rendition, parse_renditions
-from functions.ingest.engine import LAMBDA_MB_PER_VCPU, SAFETY_FACTOR, lambda_vcpus
-from functions.ingest.planning import plan_renditions
-from functions.ingest.probe import probe_media
-from functions.transcode.ffmpeg_command import EncoderSettings, transcode_args
-from functions.transcode.messages import EncodePlan, SourceProbe
+from functions.contracts.fanout import TRANSCODE_RESERVE_SECONDS, EncodePlan
+from functions.contracts.jobs import Probe
+from functions.ingest.adapters import probe_media
+from functions.ingest.service import LAMBDA_MB_PER_VCPU, SAFETY_FACTOR, lambda_vcpus, plan_renditions
+from functions.transcode.service import EncoderSettings, transcode_args
 from functions.transcode.settings import TranscodeSettings
 
 # Published list prices, us-east-1 (check your region; prices as published on the AWS pricing pages in 2025).
@@ -80,7 +80,7 @@ def _pin(cpus: int) -> None:
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cpus]))
 
 
-def encode(source: Path, work: Path, plan: EncodePlan, probe: SourceProbe, cpus: int) -> float:
+def encode(source: Path, work: Path, plan: EncodePlan, probe: Probe, cpus: int) -> float:
     """Wall seconds of the transcoder's command for one rendition, pinned to `cpus` CPUs."""
     encoder = EncoderSettings(preset=TranscodeSettings.preset, crf=TranscodeSettings.crf, threads=cpus)
     args = transcode_args(ffmpeg_path(), source, work / f"{plan.name}.mp4", plan=plan, probe=probe, encoder=encoder)
@@ -93,15 +93,14 @@ def measure(ladder: Sequence[Rendition], seconds: float, cpus: int, repeat: int 
     with tempfile.TemporaryDirectory(prefix="encode-speed-") as tmp:
         work = Path(tmp)
         source = make_source(work / "source.mp4", seconds)
-        media = probe_media(source, size_bytes=source.stat().st_size).probe
-        probe = SourceProbe(**media)
+        probe = probe_media(source, size_bytes=source.stat().st_size).probe
         results = []
-        for item in plan_renditions(media["width"], media["height"], ladder):
+        for item in plan_renditions(probe.width, probe.height, ladder):
             if item["status"] != "QUEUED":
                 continue
             plan = EncodePlan(**{k: item[k] for k in ("name", "width", "height")}, **_bitrates(item))
             wall = min(encode(source, work, plan, probe, cpus) for _ in range(repeat))
-            results.append(Measured(plan.name, plan.width, plan.height, media["durationMs"] / 1000, wall, cpus))
+            results.append(Measured(plan.name, plan.width, plan.height, probe.durationMs / 1000, wall, cpus))
         return results
 
 
@@ -144,7 +143,7 @@ def report(results: Sequence[Measured], memory_mb: int, timeout_seconds: int) ->
     print(f"  MediaConvert costs {mediaconvert_total / lambda_total:.1f}x Lambda per media minute")
     # The ceiling ingest enforces, for this source: the slowest rendition must fit the budget at the safe rate.
     top = max(results, key=lambda r: r.width * r.height)
-    budget = timeout_seconds - TranscodeSettings.reserve_seconds
+    budget = timeout_seconds - TRANSCODE_RESERVE_SECONDS
     megapixels_per_media_second = (SOURCE_WIDTH * SOURCE_HEIGHT + top.width * top.height) * SOURCE_FPS / 1e6
     ceiling = math.floor(budget * rate_config * vcpus / megapixels_per_media_second)
     print(f"\nsuggested lambdaEncodeMegapixelsPerVcpuSecond: {rate_config}  (slowest x {SAFETY_FACTOR})")

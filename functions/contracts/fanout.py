@@ -63,8 +63,9 @@ class FanOutMessage(BaseModel):
         )
 
     def body(self) -> str:
-        """The compact JSON published (no `etag` when ingest had none)."""
-        return self.model_dump_json(exclude_none=False, exclude={"source": {"etag"}} if not self.source.etag else None)
+        """The compact JSON published (no `etag` when ingest had none), ASCII-escaped as `json.dumps` writes it."""
+        exclude = {"source": {"etag"}} if not self.source.etag else None
+        return json.dumps(self.model_dump(mode="json", exclude=exclude), separators=(",", ":"))
 
     def attributes(self, media_type: str | None) -> dict[str, dict[str, str]]:
         """SNS `MessageAttributes`: what the consumers' filter policies match."""
@@ -83,6 +84,12 @@ class FanOutQueueRecord(SqsRecordModel):
     """An SQS record of a consumer's queue: the body is the raw-delivered fan-out message."""
 
     body: Json[FanOutMessage]  # type: ignore[assignment]
+
+
+TRANSCODE_RESERVE_SECONDS = 30.0
+"""What a Lambda transcoder keeps back from its timeout to read its output back, upload it and announce it.
+
+Ingest sends Lambda only the jobs whose estimated encode fits the rest of the timeout, so both read it here."""
 
 
 @dataclass(frozen=True)

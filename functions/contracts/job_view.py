@@ -93,7 +93,7 @@ def job_view(job: JobRecord, download_url: DownloadUrl) -> JobView:
         updatedAt=iso_utc(job.updatedAt),
         progress=job.progress,
         source=SourceView(filename=job.source.filename, contentType=job.source.contentType, size=job.source.size),
-        probe=job.probe.model_dump(mode="json") if job.probe else None,
+        probe=job.probe.model_dump(mode="json", exclude_unset=True) if job.probe else None,
         renditions=[rendition_view(rendition, download_url) for rendition in job.renditions_in_order()],
         error=_error_view(job.error),
         webhookFailures=webhook_failures_view(job),

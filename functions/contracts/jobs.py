@@ -179,6 +179,8 @@ class JobRecord(_Record):
         item["renditions"] = {
             name: rendition.model_dump(mode="json", exclude_none=True) for name, rendition in self.renditions.items()
         }
+        # The probe as ingest learnt it: fields it never set are not stored as NULLs (nor shown by the job view).
+        item["probe"] = self.probe.model_dump(mode="json", exclude_unset=True) if self.probe else None
         return item
 
     @property

@@ -3,45 +3,112 @@
 A bad upload never fails a record (the job is REJECTED instead); notifications that are not uploads are logged
 and dropped; a body that is not a notification fails validation and, after its retries, lands in the DLQ; AWS
 errors raise, so SQS redelivers the record and the service finishes what the failed attempt started.
+
+The notification models declare only what ingest reads. Powertools' `S3Model` requires fields (`userIdentity`,
+`requestParameters`, the bucket's `ownerIdentity`, ...) that the local cloud's emulated S3 does not send, and
+ingest has no use for them.
 """
 
 from __future__ import annotations
 
-import time
-from typing import Any
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import unquote_plus
 
-import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
+from aws_lambda_powertools import single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.parser import BaseModel
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Field, Json
 
-from functions.common.events import EventPublisher
+from functions.common.clients import aws_client
+from functions.common.clock import now_ms
+from functions.common.event_bus import EventPublisher
 from functions.common.jobs_table import JobsTable
-from functions.ingest.fanout import FanoutPublisher
-from functions.ingest.notifications import Ignored, IngestQueueRecord, S3TestEvent, upload_from_record
-from functions.ingest.service import IngestResult, Outcome, UploadIngest
+from functions.common.observability import logger, metrics, tracer
+from functions.ingest.adapters import Ffprobe, S3Source, SnsFanOut
+from functions.ingest.service import IngestResult, Outcome, Upload, UploadIngest
 from functions.ingest.settings import IngestSettings
-from functions.ingest.storage import SourceStore
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
+# The key the presigned POST is bound to (docs/CONTRACTS.md "Keys"); job IDs are generated, never client-chosen.
+UPLOAD_KEY = re.compile(r"uploads/(?P<job_id>[A-Za-z0-9][A-Za-z0-9_-]{0,127})/source")
+
+
+class S3TestEvent(BaseModel):
+    """Sent once when the bucket notification is configured; acknowledged and ignored."""
+
+    Event: Literal["s3:TestEvent"]
+    Bucket: str | None = None
+
+
+class NotifiedBucket(BaseModel):
+    name: str
+
+
+class NotifiedObject(BaseModel):
+    key: str
+    """URL-encoded, as S3 sends it (spaces as `+`)."""
+    size: int | None = None
+    eTag: str | None = None
+
+
+class NotifiedEntity(BaseModel):
+    bucket: NotifiedBucket
+    object_: NotifiedObject = Field(alias="object")
+
+
+class S3NotificationRecord(BaseModel):
+    eventSource: str
+    eventName: str
+    s3: NotifiedEntity
+
+
+class S3Notification(BaseModel):
+    Records: list[S3NotificationRecord]
+
+
+class IngestQueueRecord(SqsRecordModel):
+    """An SQS record of the ingest queue. A body that is neither shape fails validation and ends in the DLQ."""
+
+    body: Json[S3Notification | S3TestEvent]  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A notification ingest does not act on (and does not retry), with the reason for the log."""
+
+    reason: str
+
+
+def upload_from_record(record: S3NotificationRecord, *, uploads_bucket: str) -> Upload | Ignored:
+    """The upload a notification announces, or why it is ignored (another event type, bucket or key)."""
+    if record.eventSource != "aws:s3" or not record.eventName.startswith("ObjectCreated:"):
+        return Ignored(f"not an object-created notification ({record.eventSource} {record.eventName})")
+    bucket = record.s3.bucket.name
+    if bucket != uploads_bucket:
+        return Ignored(f"object in bucket {bucket!r}, not the uploads bucket")
+    key = unquote_plus(record.s3.object_.key)
+    match = UPLOAD_KEY.fullmatch(key)
+    if match is None:
+        return Ignored(f"key {key[:200]!r} is not uploads/{{jobId}}/source")
+    return Upload(job_id=match.group("job_id"), bucket=bucket, key=key, etag=record.s3.object_.eTag or None)
+
+
 processor = BatchProcessor(event_type=EventType.SQS, model=IngestQueueRecord)
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def build_ingest(settings: IngestSettings) -> UploadIngest:
-    """The service with real AWS clients (boto3 honours AWS_ENDPOINT_URL for the local cloud)."""
+    """The service on the real adapters (boto3 honours AWS_ENDPOINT_URL for the local cloud)."""
     return UploadIngest(
-        settings=settings,
+        rules=settings,
         jobs=JobsTable(settings.jobs_table_name),
-        store=SourceStore(boto3.client("s3")),
-        fanout=FanoutPublisher(settings.validated_topic_arn, boto3.client("sns")),
-        events=EventPublisher(settings.event_bus_name, boto3.client("events")),
+        store=S3Source(aws_client("s3")),
+        media=Ffprobe(),
+        fanout=SnsFanOut(settings.validated_topic_arn, aws_client("sns")),
+        events=EventPublisher(settings.event_bus_name),
         clock=now_ms,
     )
 
@@ -94,11 +161,8 @@ def _record_metrics(result: IngestResult) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Read per invocation (a few microseconds); the AWS clients behind the service are made once per sandbox.
     settings = IngestSettings.from_env()
-    # Powertools reads the namespace when the module is imported; a host that imports first and configures after
-    # (the local cloud, tests) would otherwise fail the flush.
-    metrics.namespace = settings.metrics_namespace
-    # Built per invocation: validating an upload takes seconds, a few ms of client setup do not matter.
     ingest = build_ingest(settings)
 
     def record_handler(record: IngestQueueRecord) -> list[str]:

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from functions.common.renditions import DEFAULT_RENDITIONS, Rendition, parse_renditions
-from functions.ingest.engine import EngineSetting, LambdaCapacity, lambda_capacity
-from functions.ingest.limits import Limits
-from functions.transcode.settings import TranscodeSettings
+from functions.common.settings import EnvironmentReader
+from functions.contracts.fanout import TRANSCODE_RESERVE_SECONDS
+from functions.ingest.service import EngineSetting, LambdaCapacity, Limits, lambda_capacity
 
-REQUIRED = (
-    "JOBS_TABLE_NAME",
-    "EVENT_BUS_NAME",
-    "UPLOADS_BUCKET",
-    "VALIDATED_TOPIC_ARN",
-    "MAX_UPLOAD_BYTES",
-    "MAX_DURATION_SECONDS",
-    "MAX_WIDTH",
-    "MAX_HEIGHT",
-    "MEDIACONVERT_THRESHOLD_SECONDS",
-    "PROCESSING_DEADLINE_SECONDS",
-    "TRANSCODE_TIMEOUT_SECONDS",
-    "TRANSCODE_MEMORY_MB",
-    "LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND",
-)
-
-
-class SettingsError(RuntimeError):
-    """A required environment variable is missing or malformed: a deployment defect, not a bad upload."""
+# The program checks the stack config; here a cap or a duration only has to be a positive whole number.
+NO_CAP = sys.maxsize
+S3_MAX_OBJECT_BYTES = 5 * 1024**4
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
+LAMBDA_MAX_MEMORY_MB = 10_240
 
 
 @dataclass(frozen=True)
@@ -57,49 +43,45 @@ class IngestSettings:
     lambda_capacity: LambdaCapacity
     """What a transcode function encodes before its timeout (`TRANSCODE_TIMEOUT_SECONDS`, `TRANSCODE_MEMORY_MB`,
     `LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND`); no job that would exceed it goes to Lambda."""
-    metrics_namespace: str = "MediaPipeline"
-    """CloudWatch namespace of the EMF metrics (`POWERTOOLS_METRICS_NAMESPACE`)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestSettings:
-        env = os.environ if environ is None else environ
-        missing = [name for name in REQUIRED if not env.get(name)]
-        if missing:
-            raise SettingsError(f"missing environment variables: {', '.join(missing)}")
-        engine_raw = env.get("ENGINE") or EngineSetting.AUTO.value
-        if engine_raw not in {setting.value for setting in EngineSetting}:
-            raise SettingsError(f"ENGINE must be auto, lambda or mediaconvert, got {engine_raw!r}")
-        try:
-            ladder = parse_renditions(env["RENDITIONS"]) if env.get("RENDITIONS") else list(DEFAULT_RENDITIONS)
-        except ValueError as err:
-            raise SettingsError(f"RENDITIONS: {err}") from err
-        return cls(
-            jobs_table_name=env["JOBS_TABLE_NAME"],
-            event_bus_name=env["EVENT_BUS_NAME"],
-            uploads_bucket=env["UPLOADS_BUCKET"],
-            validated_topic_arn=env["VALIDATED_TOPIC_ARN"],
+        """Raises `SettingsError` naming every variable that is missing or malformed."""
+        read = EnvironmentReader(environ)
+        settings = cls(
+            jobs_table_name=read.text("JOBS_TABLE_NAME"),
+            event_bus_name=read.text("EVENT_BUS_NAME"),
+            uploads_bucket=read.text("UPLOADS_BUCKET"),
+            validated_topic_arn=read.arn("VALIDATED_TOPIC_ARN"),
             limits=Limits(
-                max_upload_bytes=_positive_int(env, "MAX_UPLOAD_BYTES"),
-                max_duration_seconds=_positive_int(env, "MAX_DURATION_SECONDS"),
-                max_width=_positive_int(env, "MAX_WIDTH"),
-                max_height=_positive_int(env, "MAX_HEIGHT"),
+                max_upload_bytes=read.integer("MAX_UPLOAD_BYTES", 1, S3_MAX_OBJECT_BYTES),
+                max_duration_seconds=read.integer("MAX_DURATION_SECONDS", 1, NO_CAP),
+                max_width=read.integer("MAX_WIDTH", 1, NO_CAP),
+                max_height=read.integer("MAX_HEIGHT", 1, NO_CAP),
             ),
-            renditions=tuple(sorted(ladder, key=lambda r: r.height)),
-            engine=EngineSetting(engine_raw),
-            mediaconvert_threshold_seconds=_positive_int(env, "MEDIACONVERT_THRESHOLD_SECONDS"),
-            processing_deadline_seconds=_positive_int(env, "PROCESSING_DEADLINE_SECONDS"),
+            renditions=read.parsed("RENDITIONS", _ladder, DEFAULT_RENDITIONS),
+            engine=read.parsed("ENGINE", _engine_setting, EngineSetting.AUTO),
+            mediaconvert_threshold_seconds=read.integer("MEDIACONVERT_THRESHOLD_SECONDS", 1, NO_CAP),
+            processing_deadline_seconds=read.integer("PROCESSING_DEADLINE_SECONDS", 1, NO_CAP),
             lambda_capacity=lambda_capacity(
-                megapixels_per_vcpu_second=_positive_int(env, "LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND"),
-                memory_mb=_positive_int(env, "TRANSCODE_MEMORY_MB"),
-                timeout_seconds=_positive_int(env, "TRANSCODE_TIMEOUT_SECONDS"),
-                reserve_seconds=TranscodeSettings.reserve_seconds,
+                megapixels_per_vcpu_second=read.integer("LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND", 1, NO_CAP),
+                memory_mb=read.integer("TRANSCODE_MEMORY_MB", 1, LAMBDA_MAX_MEMORY_MB),
+                timeout_seconds=read.integer("TRANSCODE_TIMEOUT_SECONDS", 1, LAMBDA_MAX_TIMEOUT_SECONDS),
+                reserve_seconds=TRANSCODE_RESERVE_SECONDS,
             ),
-            metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or cls.metrics_namespace,
         )
+        read.done("ingest function")
+        return settings
 
 
-def _positive_int(env: Mapping[str, str], name: str) -> int:
-    raw = env[name].strip()
-    if not raw.isdigit() or int(raw) < 1:
-        raise SettingsError(f"{name} must be a positive integer, got {raw!r}")
-    return int(raw)
+def _ladder(raw: str) -> tuple[Rendition, ...]:
+    """The configured ladder, lowest first; the shared default when unset."""
+    return tuple(parse_renditions(raw)) if raw else DEFAULT_RENDITIONS
+
+
+def _engine_setting(raw: str) -> EngineSetting:
+    if not raw:
+        return EngineSetting.AUTO
+    if raw not in {setting.value for setting in EngineSetting}:
+        raise ValueError(f"must be auto, lambda or mediaconvert, got {raw!r}")
+    return EngineSetting(raw)

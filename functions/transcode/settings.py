@@ -16,6 +16,7 @@ from pathlib import Path
 
 from functions.common.renditions import Rendition, parse_renditions
 from functions.common.settings import EnvironmentReader
+from functions.contracts.fanout import TRANSCODE_RESERVE_SECONDS
 
 # The presets x264 knows, fastest first. `ultrafast` disables CABAC and 8x8 transforms, so its output is signalled
 # as Constrained Baseline even with `-profile:v high`; `superfast` is the fastest that yields High profile.
@@ -52,7 +53,7 @@ class TranscodeSettings:
     """x264 constant rate factor (`FFMPEG_CRF`, optional); `-maxrate` caps the bitrate above it."""
     work_root: Path = Path(tempfile.gettempdir())
     """Where the per-message working directories are made (`TRANSCODE_WORK_DIR`, optional; Lambda's /tmp)."""
-    reserve_seconds: float = 30.0
+    reserve_seconds: float = TRANSCODE_RESERVE_SECONDS
     """Time kept back from the invocation for reading the output back, uploading it and announcing it."""
 
     @classmethod

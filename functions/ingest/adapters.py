@@ -1,0 +1,271 @@
+"""Ingest's adapters: S3 for the upload, ffprobe for what it is, SNS for the fan-out.
+
+ffprobe runs with `-protocol_whitelist file` (nothing but the local file can be opened) and `-format_whitelist`
+set to the accepted container demuxers (`functions/contracts/media.py`). The whitelist is checked when the input is
+opened, before a demuxer reads its header, so an HLS, DASH or concat playlist is refused before it can open the
+files or URLs it names (the classic way to make a transcoder read `/proc/self/environ` into a video). Nested inputs
+inherit both whitelists. The detected format is checked against the same list again on the result (`summarize`).
+
+Two runs, each usable on its own:
+- `read_probe_json`: ffprobe's JSON, or a rejection (UNSUPPORTED_FORMAT when no allowed demuxer recognised the
+  content, CORRUPT_MEDIA when one did but could not read it);
+- `check_decodes_to_end`: decodes the last seconds of the video stream, because a truncated file often still
+  has a complete header (MP4 with the index first, Matroska) and probes fine.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from functions.common.media_tools import ffprobe_path, tool_env
+from functions.contracts.media import DEMUXER_WHITELIST
+from functions.ingest.service import (
+    FRAME_TIME_FIELDS,
+    ProbedMedia,
+    RejectionCode,
+    StoredObject,
+    UploadRejected,
+    check_reaches_end,
+    classify_probe_failure,
+    error_lines,
+    last_frame_seconds,
+    summarize,
+    tail_start_seconds,
+)
+
+CHUNK_BYTES = 1024 * 1024
+PROBE_TIMEOUT_SECONDS = 30
+DECODE_TIMEOUT_SECONDS = 120
+
+# --------------------------------------------------------------------------------------------------------------
+# S3: read the object's size first, then copy exactly that object to local disk
+# --------------------------------------------------------------------------------------------------------------
+
+
+class S3Source:
+    """The `SourceStore` port on the uploads bucket."""
+
+    def __init__(self, s3_client: Any) -> None:
+        self._s3 = s3_client
+
+    def head(self, bucket: str, key: str, *, etag: str | None) -> StoredObject:
+        """Size and ETag of the upload. With `etag` (from the notification), only that version of the object.
+
+        A missing object, or one replaced since the notification, rejects with UPLOAD_MISSING: a client that
+        re-posts the upload form gets its first upload rejected rather than a different file validated.
+        """
+        with _verdicts_on_the_upload():
+            head = self._s3.head_object(Bucket=bucket, Key=key, **_if_match(etag))
+        return StoredObject(size=int(head["ContentLength"]), etag=str(head["ETag"]))
+
+    def download(self, bucket: str, key: str, stored: StoredObject, destination: Path, *, max_bytes: int) -> int:
+        """Stream the object (the same version HEAD saw) to `destination`; never writes more than `max_bytes`."""
+        with _verdicts_on_the_upload():
+            response = self._s3.get_object(Bucket=bucket, Key=key, IfMatch=stored.etag)
+        written = 0
+        with destination.open("wb") as out:
+            for chunk in response["Body"].iter_chunks(CHUNK_BYTES):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise UploadRejected(
+                        RejectionCode.UPLOAD_TOO_LARGE, f"the uploaded file is over the limit of {max_bytes} bytes"
+                    )
+                out.write(chunk)
+        return written
+
+
+def _if_match(etag: str | None) -> dict[str, str]:
+    if not etag:
+        return {}
+    return {"IfMatch": etag if etag.startswith('"') else f'"{etag}"'}
+
+
+@contextmanager
+def _verdicts_on_the_upload() -> Iterator[None]:
+    """404 and 412 are verdicts on the upload (UPLOAD_MISSING); any other error propagates, for a retry."""
+    try:
+        yield
+    except ClientError as err:
+        rejection = _as_rejection(err)
+        if rejection is None:
+            raise
+        raise rejection from err
+
+
+def _as_rejection(err: ClientError) -> UploadRejected | None:
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    code = err.response.get("Error", {}).get("Code")
+    if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
+        return UploadRejected(RejectionCode.UPLOAD_MISSING, "the upload is no longer there; upload the file again")
+    if status == 412 or code in ("412", "PreconditionFailed"):
+        return UploadRejected(
+            RejectionCode.UPLOAD_MISSING, "the upload was replaced while it was being checked; create a new upload"
+        )
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# SNS: the validated topic
+# --------------------------------------------------------------------------------------------------------------
+
+
+class SnsFanOut:
+    """The `FanOutTopic` port on the validated topic."""
+
+    def __init__(self, topic_arn: str, sns_client: Any) -> None:
+        self._topic_arn = topic_arn
+        self._sns = sns_client
+
+    def publish(self, body: str, attributes: dict[str, dict[str, str]]) -> str:
+        response = self._sns.publish(TopicArn=self._topic_arn, Message=body, MessageAttributes=attributes)
+        return str(response["MessageId"])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# ffprobe on the local copy
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Ffprobe:
+    """The `MediaInspector` port on the bundled ffprobe."""
+
+    def probe(self, path: Path, *, size_bytes: int) -> ProbedMedia:
+        return probe_media(path, size_bytes=size_bytes)
+
+    def check_decodes_to_end(self, path: Path, media: ProbedMedia) -> None:
+        check_decodes_to_end(path, media)
+
+
+def ffprobe_args(path: Path) -> list[str]:
+    """The probe command: local file only, allowed demuxers only, debug log (for the detected demuxer), JSON out."""
+    return [
+        ffprobe_path(),
+        "-hide_banner",
+        "-loglevel",
+        "level+debug",
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        DEMUXER_WHITELIST,
+        "-print_format",
+        "json",
+        "-show_format",
+        "-show_streams",
+        f"file:{path}",
+    ]
+
+
+def read_probe_json(path: Path, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> dict[str, Any]:
+    """ffprobe's JSON for the file, or the rejection its failure means."""
+    try:
+        result = _run(ffprobe_args(path), timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        raise UploadRejected(
+            RejectionCode.CORRUPT_MEDIA,
+            f"the file could not be read as video within {timeout:g} s",
+            detail=f"ffprobe timed out after {timeout} s",
+        ) from err
+    if result.returncode != 0:
+        rejection = classify_probe_failure(result.stderr)
+        if result.returncode < 0:  # a crash is worth an operator's look, not only a rejection
+            rejection.detail = f"ffprobe killed by signal {-result.returncode}\n{rejection.detail}"
+        raise rejection
+    try:
+        parsed = json.loads(result.stdout)
+    except json.JSONDecodeError as err:
+        raise UploadRejected(
+            RejectionCode.CORRUPT_MEDIA, "the file could not be read as video", detail="ffprobe printed no JSON"
+        ) from err
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def probe_media(path: Path, *, size_bytes: int) -> ProbedMedia:
+    """Probe and summarize; the decode check is separate so callers can apply cheaper limits first."""
+    return summarize(read_probe_json(path), size_bytes=size_bytes)
+
+
+def decode_tail_args(path: Path, *, stream_index: int, from_seconds: float) -> list[str]:
+    """Decode the video stream from the keyframe before `from_seconds` to the end; each frame's timestamps as JSON."""
+    return [
+        ffprobe_path(),
+        "-hide_banner",
+        # Warnings too: ffprobe reports a decoder that fails to open (e.g. it cannot start its threads) at warning
+        # level, and exits 1 with nothing else said.
+        "-loglevel",
+        "level+warning",
+        # One decoding thread: a couple of seconds of frames need no more, and a sandbox with a low task limit
+        # then cannot make the decoder fail to open.
+        "-threads",
+        "1",
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        DEMUXER_WHITELIST,
+        "-select_streams",
+        str(stream_index),
+        "-read_intervals",
+        f"{from_seconds:.3f}%",
+        "-show_entries",
+        f"frame={','.join(FRAME_TIME_FIELDS)}",
+        # JSON, not CSV: a frame that carries side data (x264's SEI on the first one, a display matrix) gets extra
+        # separators and blank lines in CSV, and which frames carry it differs between ffmpeg builds.
+        "-print_format",
+        "json",
+        f"file:{path}",
+    ]
+
+
+def check_decodes_to_end(path: Path, media: ProbedMedia, *, timeout: float = DECODE_TIMEOUT_SECONDS) -> None:
+    """Decode the end of the video stream (from `tail_start_seconds`) and hold its last frame to `check_reaches_end`."""
+    args = decode_tail_args(path, stream_index=media.video_stream_index, from_seconds=tail_start_seconds(media))
+    try:
+        result = _run(args, timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        raise UploadRejected(
+            RejectionCode.CORRUPT_MEDIA,
+            f"the video could not be decoded within {timeout:g} s",
+            probe=media.probe,
+            detail=f"tail decode timed out after {timeout} s",
+        ) from err
+    last = last_frame_seconds(result.stdout)
+    if result.returncode != 0 or last is None:
+        raise UploadRejected(
+            RejectionCode.CORRUPT_MEDIA,
+            "the video's frames could not be decoded",
+            probe=media.probe,
+            detail=tool_failure_detail(result),
+        )
+    check_reaches_end(media, last, detail=error_lines(result.stderr))
+
+
+def tool_failure_detail(result: subprocess.CompletedProcess[str]) -> str:
+    """For the logs: how the tool ended (an exit code, or the signal that killed it) and its last error lines."""
+    if result.returncode < 0:
+        ended = f"{Path(result.args[0]).name} killed by signal {-result.returncode}"
+    else:
+        ended = f"{Path(result.args[0]).name} exited {result.returncode}"
+    errors = error_lines(result.stderr)
+    if errors:
+        return f"{ended}: {errors}"
+    return f"{ended}, no error output; stdout began {result.stdout[:200]!r}"
+
+
+def _run(args: list[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a media tool on untrusted input: no stdin, no inherited environment, a time limit; never raises on exit."""
+    return subprocess.run(
+        args,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+        env=tool_env(),
+        check=False,
+    )
