@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint unit demo clean
+.PHONY: test lint unit demo clean openapi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest -n 2
+
+# docs/openapi.json, generated from the api function's typed routes; tests/functions/api/test_openapi.py fails when stale.
+openapi: $(STAMP)
+	$(PY) -c 'from pathlib import Path; from functions.api.handler import openapi_json; Path("docs/openapi.json").write_text(openapi_json(), encoding="utf-8")'
 
 demo: $(STAMP)
 	$(PY) -m local demo

@@ -1,1 +1,1 @@
-"""The api function: POST /uploads, GET /jobs, GET /jobs/{jobId}, GET /health behind the HTTP API."""
+"""The api function: uploads, jobs and webhook endpoints behind the HTTP API, described by docs/openapi.json."""

@@ -1,272 +1,267 @@
 """The api function: API Gateway HTTP API (payload 2.0) in front of the jobs, the presigned S3 forms and webhooks.
 
-Thin on purpose: each route reads the caller and the request, calls the pure modules beside it, and answers.
-The JWT authorizer in API Gateway has verified the token; the caller is its `sub` claim. Every refusal is an
-ApiError answered as `{"error": {"code", "message"}}`; anything else is a fault and surfaces as one.
+Thin on purpose: each route reads the caller and the request, calls the service, and answers with the service's
+typed model. Powertools checks every answer against its route's return type, and `openapi_document()` turns the
+same types into docs/openapi.json. The JWT authorizer in API Gateway has verified the token; the caller is its
+`sub` claim. Every refusal is an ApiError answered as `{"error": {"code", "message"}}`; anything else is a fault
+and surfaces as one.
+
+Request bodies are read by the service, not by Powertools: its body validation would answer malformed JSON, a
+missing field or a body sent as `text/plain` (what a browser's fetch sends by default) with its own 415 and 422
+answers, before the caller is even known, and undecodable base64 or absurdly nested JSON with a 500. Each route
+names its body model instead, for the document.
 """
 
 from __future__ import annotations
 
-import functools
-import os
+import json
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
-import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
+from pydantic import BaseModel
 from ulid import ULID
 
-from functions.api import webhooks as webhook_api
-from functions.api.errors import (
+from functions.api.adapters import DynamoEndpoints, DynamoJobs, ResolvingUrlPolicy, S3Signer, signing_s3_client
+from functions.api.service import (
     ApiError,
-    concurrent_change,
-    invalid_cursor,
-    job_not_found,
-    method_not_allowed,
-    route_not_found,
-    too_many_webhooks,
-    webhook_not_found,
-    webhook_url_refused,
-)
-from functions.api.job_view import DownloadUrl, job_page_view, job_view
-from functions.api.request_parsing import (
+    CreatedWebhook,
+    DeliveryList,
+    ErrorBody,
+    Health,
+    Jobs,
+    RotatedSecret,
+    UploadCreated,
+    UploadRequest,
+    WebhookList,
+    WebhookRegistration,
+    Webhooks,
+    bad_request,
     is_job_id,
+    method_not_allowed,
     owner_from_claims,
-    parse_cursor,
     parse_json_object,
-    parse_page_size,
+    parse_registration,
+    route_not_found,
 )
-from functions.api.settings import ApiSettings, load_settings
-from functions.api.uploads import new_upload_job, upload_created_view, upload_form, upload_key, validate_upload_request
-from functions.common.jobs_table import InvalidCursor, JobNotFound, JobsTable
-from functions.contracts.webhooks import (
-    MAX_ENDPOINTS_PER_OWNER,
-    Endpoint,
-    is_endpoint_id,
-    new_endpoint,
-    new_endpoint_id,
-    rotated,
-)
-from functions.webhooks.settings import EndpointSettings, load_endpoint_settings
-from functions.common.webhook_signing import new_secret
-from functions.common.ssrf import AddressPolicy, UrlRefused, check_url
-from functions.common.webhook_tables import DeliveryLog, EndpointNotFound, EndpointsTable, SecretChangedConcurrently
+from functions.api.settings import ApiSettings, WebhookSettings
+from functions.common.clock import now_ms
+from functions.common.jobs_table import JobsTable
+from functions.common.observability import logger, metrics, tracer
+from functions.common.ssrf import AddressPolicy
+from functions.common.webhook_tables import DeliveryLog, EndpointsTable
+from functions.contracts.job_view import JobPage, JobView
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
-app = APIGatewayHttpResolver()
+OPENAPI_INFO = {
+    "title": "media-pipeline API",
+    "version": "0.1.0",
+    "description": 'Uploads, jobs and webhook endpoints. A refusal answers `{"error": {"code", "message"}}`; '
+    "an unknown route 404 `NOT_FOUND`, a known one with another method 405 `METHOD_NOT_ALLOWED` with `Allow`.",
+}
+BEARER = "bearerAuth"
+JSON = content_types.APPLICATION_JSON
 
-ROUTES: list[tuple[str, str]] = []
-"""(method, rule) of every route, so a known path with the wrong method answers 405 rather than 404."""
+app = APIGatewayHttpResolver(enable_validation=True)
+jobs = APIGatewayHttpRouter()
+webhooks = APIGatewayHttpRouter()
 
 
-@dataclass(frozen=True)
-class Dependencies:
-    settings: ApiSettings
-    jobs: JobsTable
-    s3: Any
+@cache
+def jobs_service() -> Jobs:
+    """Settings, clients and the job routes, built once per cold start; a misconfigured environment fails here."""
+    settings = ApiSettings.from_env()
+    signer = S3Signer(
+        signing_s3_client(),
+        uploads_bucket=settings.uploads_bucket,
+        outputs_bucket=settings.outputs_bucket,
+        download_ttl_seconds=settings.download_url_ttl_seconds,
+    )
+    return Jobs(settings, DynamoJobs(JobsTable(settings.jobs_table_name)), signer)
 
 
-@functools.cache
-def dependencies() -> Dependencies:
-    """Settings and clients, built once per cold start; a misconfigured environment fails here, naming the variables."""
-    settings = load_settings(os.environ)
-    # SigV4 is the only signature S3 accepts in every region; boto3 honours AWS_ENDPOINT_URL for the local cloud.
-    s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
-    return Dependencies(settings=settings, jobs=JobsTable(settings.jobs_table_name), s3=s3)
-
-
-@dataclass(frozen=True)
-class WebhookDependencies:
-    settings: EndpointSettings
-    endpoints: EndpointsTable
-    deliveries: DeliveryLog
-    policy: AddressPolicy
-
-
-@functools.cache
-def webhook_dependencies() -> WebhookDependencies:
+@cache
+def webhooks_service() -> Webhooks:
     """The webhook routes' settings and tables, built on their first use."""
-    settings = load_endpoint_settings(os.environ)
-    return WebhookDependencies(
-        settings=settings,
-        endpoints=EndpointsTable(settings.endpoints_table),
+    settings = WebhookSettings.from_env()
+    return Webhooks(
+        endpoints=DynamoEndpoints(EndpointsTable(settings.endpoints_table)),
         deliveries=DeliveryLog(settings.deliveries_table),
-        policy=AddressPolicy(allowed=settings.allowed_networks),
+        urls=ResolvingUrlPolicy(AddressPolicy(allowed=settings.allowed_networks)),
+        secret_overlap_seconds=settings.secret_overlap_seconds,
     )
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+@dataclass(frozen=True)
+class Route:
+    method: str
+    rule: str
+    """Powertools' form: `/jobs/<jobId>`."""
+    body: type[BaseModel] | None
+
+    @property
+    def path(self) -> str:
+        """The OpenAPI form: `/jobs/{jobId}`."""
+        return re.sub(r"<(\w+)>", r"{\1}", self.rule)
+
+    def matches(self, path: str) -> bool:
+        return bool(re.fullmatch(re.sub(r"<\w+>", "[^/]+", self.rule), path))
 
 
-def route(method: str, rule: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
-    ROUTES.append((method, rule))
-    return app.route(rule, method=method)
+ROUTES: list[Route] = []
+"""Every route, so a known path with the wrong method answers 405 rather than 404, and its body is documented."""
 
 
-@route("GET", "/health")
-def health() -> Response:
-    return _json(HTTPStatus.OK, {"status": "ok"})
+def route(
+    router: APIGatewayHttpResolver | APIGatewayHttpRouter,
+    key: str,
+    answer: int,
+    *refusals: int,
+    body: type[BaseModel] | None = None,
+    public: bool = False,
+) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """Register `METHOD /rule` as the docstring sums it up: its answer (the return type, none for a 204), its refusals
+    in the API's error shape (and 401 unless public), the body model it reads and, unless public, the bearer token."""
+    method, rule = key.split(" ")
+    ROUTES.append(Route(method, rule, body))
+    answered = HTTPStatus(answer)
+    responses: dict[int, Any] = {answer: {"description": answered.phrase}}
+    if answered == HTTPStatus.NO_CONTENT:
+        responses[answer]["content"] = {}
+    for refused in refusals if public else (HTTPStatus.UNAUTHORIZED.value, *refusals):
+        responses[refused] = {"description": HTTPStatus(refused).phrase, "content": {JSON: {"model": ErrorBody}}}
+    security = None if public else [{BEARER: []}]
+
+    def register(func: Callable[..., Response]) -> Callable[..., Response]:
+        options = {"summary": func.__doc__, "responses": responses, "security": security, "operation_id": func.__name__}
+        return router.route(rule, method, **options)(func)
+
+    return register
 
 
-@route("POST", "/uploads")
-def create_upload() -> Response:
+Limit = Annotated[str | None, Query(description="How many, a whole number from 1 to 100; 20 when absent.")]
+Cursor = Annotated[str | None, Query(description="`nextCursor` of the previous page; absent or empty for the first.")]
+
+
+@route(app, "GET /health", 200, public=True)
+def health() -> Response[Health]:
+    """Liveness, without a token."""
+    return _json(HTTPStatus.OK, Health(status="ok"))
+
+
+@route(jobs, "POST /uploads", 201, 400, 413, 415, body=UploadRequest)
+def create_upload() -> Response[UploadCreated]:
+    """A job waiting for its upload, and a presigned POST form bound to its key."""
     owner_id = _caller()
-    deps = dependencies()
-    settings = deps.settings
-    event = app.current_event
-    payload = parse_json_object(event.body, base64_encoded=bool(event.is_base64_encoded))
-    request = validate_upload_request(
-        payload,
-        allowed_content_types=settings.allowed_content_types,
-        max_upload_bytes=settings.max_upload_bytes,
-    )
+    service = jobs_service()
+    event = jobs.current_event
+    request = service.upload_request(event.body, base64_encoded=bool(event.is_base64_encoded))
     job_id = str(ULID())
     _tag_job(job_id)
-    created = now_ms()
-    form = upload_form(
-        deps.s3,
-        bucket=settings.uploads_bucket,
-        key=upload_key(job_id),
-        content_type=request.content_type,
-        size=request.size,
-        ttl_seconds=settings.upload_url_ttl_seconds,
-        now_ms=created,
-    )
-    job = new_upload_job(request, job_id=job_id, owner_id=owner_id, now_ms=created, settings=settings)
-    deps.jobs.create(job)
-    logger.info("upload created", extra={"contentType": request.content_type, "size": request.size})
+    created = service.create_upload(owner_id, request, job_id=job_id, now_ms=now_ms())
+    logger.info("upload created", extra={"contentType": request.contentType, "size": request.size})
     metrics.add_metric(name="UploadsCreated", unit=MetricUnit.Count, value=1)
-    return _json(HTTPStatus.CREATED, upload_created_view(job, form), headers={"Location": f"/jobs/{job_id}"})
+    return _json(HTTPStatus.CREATED, created, headers={"Location": f"/jobs/{job_id}"})
 
 
-@route("GET", "/jobs/<job_id>")
-def get_job(job_id: str) -> Response:
+@route(jobs, "GET /jobs/<jobId>", 200, 404)
+def get_job(jobId: str) -> Response[JobView]:
+    """One of the caller's jobs, with short-lived links to its completed renditions; another's answers 404."""
     owner_id = _caller()
-    if not is_job_id(job_id):
-        raise job_not_found()
-    _tag_job(job_id)
-    deps = dependencies()
-    try:
-        job = deps.jobs.get(job_id)
-    except JobNotFound as err:
-        raise job_not_found() from err
-    if job["ownerId"] != owner_id:
-        raise job_not_found()  # another user's job answers exactly like a missing one
-    return _json(HTTPStatus.OK, job_view(job, _download_url(deps)))
+    if is_job_id(jobId):
+        _tag_job(jobId)
+    return _json(HTTPStatus.OK, jobs_service().job(owner_id, jobId))
 
 
-@route("GET", "/jobs")
-def list_jobs() -> Response:
+@route(jobs, "GET /jobs", 200, 400)
+def list_jobs(limit: Limit = None, cursor: Cursor = None) -> Response[JobPage]:
+    """The caller's jobs, newest first, a page at a time."""
     owner_id = _caller()
-    event = app.current_event
-    limit = parse_page_size(event.get_query_string_value("limit"))
-    cursor = parse_cursor(event.get_query_string_value("cursor"))
-    deps = dependencies()
-    try:
-        jobs, next_cursor = deps.jobs.list_for_owner(owner_id, limit=limit, cursor=cursor)
-    except InvalidCursor as err:
-        raise invalid_cursor() from err
-    return _json(HTTPStatus.OK, job_page_view(jobs, next_cursor, _download_url(deps)))
+    return _json(HTTPStatus.OK, jobs_service().page(owner_id, limit=limit, cursor=cursor))
 
 
-@route("POST", "/webhooks")
-def create_webhook() -> Response:
+@route(webhooks, "POST /webhooks", 201, 400, 409, body=WebhookRegistration)
+def create_webhook() -> Response[CreatedWebhook]:
+    """A webhook endpoint for the caller's jobs, with its signing secret, shown only this once."""
     owner_id = _caller()
-    event = app.current_event
-    payload = parse_json_object(event.body, base64_encoded=bool(event.is_base64_encoded))
-    registration = webhook_api.parse_registration(payload)
-    deps = webhook_dependencies()
-    try:
-        check_url(registration.url, deps.policy)  # checked again, against the address used, at every delivery
-    except UrlRefused as err:
-        raise webhook_url_refused(str(err)) from err
-    if len(deps.endpoints.list_for_owner(owner_id)) >= MAX_ENDPOINTS_PER_OWNER:
-        raise too_many_webhooks(MAX_ENDPOINTS_PER_OWNER)
-    endpoint = new_endpoint(
-        endpoint_id=new_endpoint_id(),
-        owner_id=owner_id,
-        url=registration.url,
-        events=registration.events,
-        secret=new_secret(),
-        now_ms=now_ms(),
-    )
-    deps.endpoints.create(endpoint)
-    logger.info("webhook registered", extra={"webhookEndpointId": endpoint["endpointId"]})
+    event = webhooks.current_event
+    registration = parse_registration(parse_json_object(event.body, base64_encoded=bool(event.is_base64_encoded)))
+    created = webhooks_service().register(owner_id, registration, now_ms=now_ms())
+    logger.info("webhook registered", extra={"webhookEndpointId": created.id})
     metrics.add_metric(name="WebhooksRegistered", unit=MetricUnit.Count, value=1)
-    location = {"Location": f"/webhooks/{endpoint['endpointId']}"}
-    return _json(HTTPStatus.CREATED, webhook_api.created_view(endpoint), headers=location)
+    return _json(HTTPStatus.CREATED, created, headers={"Location": f"/webhooks/{created.id}"})
 
 
-@route("GET", "/webhooks")
-def list_webhooks() -> Response:
+@route(webhooks, "GET /webhooks", 200)
+def list_webhooks() -> Response[WebhookList]:
+    """The caller's webhook endpoints, never a secret."""
+    return _json(HTTPStatus.OK, webhooks_service().registered(_caller()))
+
+
+@route(webhooks, "DELETE /webhooks/<webhookId>", 204, 404)
+def delete_webhook(webhookId: str) -> Response[None]:
+    """Delete one of the caller's endpoints: nothing more is sent to it."""
+    webhooks_service().delete(_caller(), webhookId)
+    logger.info("webhook deleted", extra={"webhookEndpointId": webhookId})
+    return Response(status_code=HTTPStatus.NO_CONTENT.value, headers={"Cache-Control": "no-store"})
+
+
+@route(webhooks, "POST /webhooks/<webhookId>/rotate-secret", 200, 404, 409)
+def rotate_webhook_secret(webhookId: str) -> Response[RotatedSecret]:
+    """A new signing secret; the old one keeps signing until `previousSecretExpiresAt`."""
+    service = webhooks_service()
+    rotated = service.rotate_secret(_caller(), webhookId, now_ms=now_ms())
+    overlap = service.secret_overlap_seconds
+    logger.info("webhook secret rotated", extra={"webhookEndpointId": webhookId, "overlapSeconds": overlap})
+    return _json(HTTPStatus.OK, rotated)
+
+
+@route(webhooks, "GET /webhooks/<webhookId>/deliveries", 200, 400, 404)
+def list_webhook_deliveries(webhookId: str, limit: Limit = None) -> Response[DeliveryList]:
+    """An endpoint's latest delivery attempts, newest first."""
     owner_id = _caller()
-    endpoints = sorted(webhook_dependencies().endpoints.list_for_owner(owner_id), key=lambda e: e["createdAt"])
-    return _json(HTTPStatus.OK, {"webhooks": [webhook_api.endpoint_view(endpoint) for endpoint in endpoints]})
+    return _json(HTTPStatus.OK, webhooks_service().recent_deliveries(owner_id, webhookId, limit=limit))
 
 
-@route("DELETE", "/webhooks/<webhook_id>")
-def delete_webhook(webhook_id: str) -> Response:
-    owner_id = _caller()
-    if not is_endpoint_id(webhook_id):
-        raise webhook_not_found()
-    try:
-        webhook_dependencies().endpoints.delete(owner_id, webhook_id)
-    except EndpointNotFound as err:
-        raise webhook_not_found() from err
-    logger.info("webhook deleted", extra={"webhookEndpointId": webhook_id})
-    return Response(status_code=int(HTTPStatus.NO_CONTENT), headers={"Cache-Control": "no-store"})
-
-
-@route("POST", "/webhooks/<webhook_id>/rotate-secret")
-def rotate_webhook_secret(webhook_id: str) -> Response:
-    owner_id = _caller()
-    deps = webhook_dependencies()
-    endpoint = _owned_endpoint(deps, owner_id, webhook_id)
-    overlap = deps.settings.secret_overlap_seconds
-    after = rotated(endpoint, new_secret=new_secret(), now_ms=now_ms(), overlap_seconds=overlap)
-    try:
-        deps.endpoints.rotate_secret(endpoint, after)
-    except SecretChangedConcurrently as err:
-        raise concurrent_change() from err
-    logger.info("webhook secret rotated", extra={"webhookEndpointId": webhook_id, "overlapSeconds": overlap})
-    return _json(HTTPStatus.OK, webhook_api.rotated_view(after))
-
-
-@route("GET", "/webhooks/<webhook_id>/deliveries")
-def list_webhook_deliveries(webhook_id: str) -> Response:
-    owner_id = _caller()
-    limit = webhook_api.parse_delivery_page_size(app.current_event.get_query_string_value("limit"))
-    deps = webhook_dependencies()
-    endpoint = _owned_endpoint(deps, owner_id, webhook_id)
-    entries = deps.deliveries.recent(endpoint["endpointId"], limit)
-    return _json(HTTPStatus.OK, {"deliveries": [webhook_api.delivery_view(entry) for entry in entries]})
+app.include_router(jobs)
+app.include_router(webhooks)
 
 
 @app.not_found
-def no_route(_: NotFoundError) -> Response:
+def no_route(_: NotFoundError) -> Response[ErrorBody]:
     path = app.current_event.path
-    allowed = sorted({method for method, rule in ROUTES if re.fullmatch(re.sub(r"<\w+>", "[^/]+", rule), path)})
+    allowed = sorted({known.method for known in ROUTES if known.matches(path)})
     return client_error(method_not_allowed(allowed) if allowed else route_not_found())
 
 
 @app.exception_handler(ApiError)
-def client_error(err: ApiError) -> Response:
+def client_error(err: ApiError) -> Response[ErrorBody]:
     logger.info("request refused", extra={"status": int(err.status), "code": err.code})
     metrics.add_metric(name="RequestsRefused", unit=MetricUnit.Count, value=1)
     return _json(err.status, err.body(), headers=err.headers)
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(err: RequestValidationError) -> Response[ErrorBody]:
+    """A path or query value Powertools refused before the route ran, answered like every other refusal.
+
+    Powertools raises the same error when an answer does not match its route's type: that is a fault, not the
+    caller's, so it surfaces as one.
+    """
+    if any(error["loc"][:1] == ("response",) for error in err.errors()):
+        raise err
+    return client_error(bad_request("INVALID_REQUEST", "the request does not match the API's description"))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
@@ -275,6 +270,30 @@ def client_error(err: ApiError) -> Response:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
+
+
+def openapi_document() -> dict[str, Any]:
+    """docs/openapi.json: every route with its parameters, body, answers and refusals, and the bearer scheme."""
+    token = HTTPBearer(bearerFormat="JWT", description="A token API Gateway's JWT authorizer accepts; `sub` owns jobs.")
+    document = json.loads(app.get_openapi_json_schema(**OPENAPI_INFO, security_schemes={BEARER: token}))
+    schemas = document["components"]["schemas"]
+    for known in ROUTES:
+        operation = document["paths"][known.path][known.method.lower()]
+        # Powertools lists its own 422 answer on every route; this API refuses a request with a 400, listed per route.
+        del operation["responses"]["422"]
+        if known.body is not None:
+            name = known.body.__name__
+            schemas[name] = known.body.model_json_schema(ref_template="#/components/schemas/{model}")
+            content = {JSON: {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+            operation["requestBody"] = {"required": True, "content": content}
+    for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        del schemas[unused]
+    return document
+
+
+def openapi_json() -> str:
+    """The document as docs/openapi.json holds it: sorted keys, two-space indents, a final newline."""
+    return json.dumps(openapi_document(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def _caller() -> str:
@@ -287,34 +306,11 @@ def _tag_job(job_id: str) -> None:
     tracer.put_annotation(key="jobId", value=job_id)
 
 
-def _owned_endpoint(deps: WebhookDependencies, owner_id: str, webhook_id: str) -> Endpoint:
-    """The caller's endpoint; another user's answers exactly like a missing one."""
-    if not is_endpoint_id(webhook_id):
-        raise webhook_not_found()
-    try:
-        return deps.endpoints.get(owner_id, webhook_id)
-    except EndpointNotFound as err:
-        raise webhook_not_found() from err
-
-
-def _download_url(deps: Dependencies) -> DownloadUrl:
-    """Links are only ever signed for the outputs bucket, whatever a record says."""
-
-    def sign(key: str) -> str:
-        return deps.s3.generate_presigned_url(
-            "get_object",
-            Params={"Bucket": deps.settings.outputs_bucket, "Key": key},
-            ExpiresIn=deps.settings.download_url_ttl_seconds,
-        )
-
-    return sign
-
-
-def _json(status: HTTPStatus, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+def _json(status: HTTPStatus, body: BaseModel | dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     # Bodies may hold presigned URLs and forms: no cache should keep them.
     return Response(
-        status_code=int(status),
-        content_type=content_types.APPLICATION_JSON,
+        status_code=status.value,
+        content_type=JSON,
         body=body,
         headers={"Cache-Control": "no-store", **(headers or {})},
     )

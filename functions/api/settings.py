@@ -1,7 +1,8 @@
-"""The API function's configuration, read from the environment once per cold start.
+"""The api function's configuration, read from the environment once per cold start (docs/CONTRACTS.md).
 
 Every problem is reported at once, naming the variable, so a misconfigured deployment fails with one clear
-message instead of a 500 per request for whichever setting happens to be read first.
+message instead of a 500 per request for whichever setting happens to be read first. The webhook routes read
+their own variables only when one of them is first called: the job routes never depend on them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from functions.common.settings import EnvironmentReader
+from functions.common.ssrf import IPNetwork, parse_allowed_addresses
+
 # S3 refuses a POST upload larger than 5 GiB, so a larger cap could never be honoured.
 S3_POST_MAX_BYTES = 5 * 1024**3
 # SigV4 presigned requests are valid for at most seven days.
@@ -17,17 +21,15 @@ PRESIGN_MAX_SECONDS = 7 * 24 * 3600
 # An upload that starts just before its form expires still needs time to finish and reach ingest
 # through S3 notifications and SQS; the job's upload deadline leaves this much room before the sweep expires it.
 UPLOAD_GRACE_SECONDS = 15 * 60
+MAX_RETENTION_DAYS = 3650
+MAX_SECRET_OVERLAP_SECONDS = 30 * 86_400
 
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
 
 
-class SettingsError(RuntimeError):
-    """The environment does not describe a usable API; the message lists every problem."""
-
-
 @dataclass(frozen=True)
 class ApiSettings:
-    """What the API function needs from its environment."""
+    """What the job routes need from the environment."""
 
     jobs_table_name: str
     """DynamoDB table holding job records (`JOBS_TABLE_NAME`)."""
@@ -55,46 +57,65 @@ class ApiSettings:
         """From job creation to the moment the sweep may expire a job whose upload never arrived."""
         return self.upload_url_ttl_seconds + UPLOAD_GRACE_SECONDS
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
+        """The settings; raises SettingsError naming every missing or invalid variable."""
+        read = EnvironmentReader(environ)
+        settings = cls(
+            jobs_table_name=read.text("JOBS_TABLE_NAME"),
+            uploads_bucket=read.text("UPLOADS_BUCKET"),
+            outputs_bucket=read.text("OUTPUTS_BUCKET"),
+            max_upload_bytes=_required_integer(read, "MAX_UPLOAD_BYTES", 1, S3_POST_MAX_BYTES),
+            allowed_content_types=_media_types(read, "ALLOWED_CONTENT_TYPES"),
+            upload_url_ttl_seconds=_required_integer(read, "UPLOAD_URL_TTL_SECONDS", 1, PRESIGN_MAX_SECONDS),
+            download_url_ttl_seconds=_required_integer(read, "DOWNLOAD_URL_TTL_SECONDS", 1, PRESIGN_MAX_SECONDS),
+            job_retention_days=_required_integer(read, "JOB_RETENTION_DAYS", 1, MAX_RETENTION_DAYS),
+        )
+        read.done("api function")
+        return settings
 
-def load_settings(env: Mapping[str, str]) -> ApiSettings:
-    """Settings from an environment mapping; raises SettingsError naming every missing or invalid variable."""
-    problems: list[str] = []
 
-    def text(name: str) -> str:
-        value = env.get(name, "").strip()
-        if not value:
-            problems.append(f"{name} is required")
-        return value
+@dataclass(frozen=True)
+class WebhookSettings:
+    """What the webhook routes need to manage endpoints."""
 
-    def integer(name: str, low: int, high: int) -> int:
-        raw = env.get(name, "").strip()
-        if not raw:
-            problems.append(f"{name} is required")
-            return low
-        if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
-            problems.append(f"{name} must be an integer from {low} to {high}, got {raw!r}")
-            return low
-        return int(raw)
+    endpoints_table: str
+    """Endpoints table (`WEBHOOK_ENDPOINTS_TABLE`)."""
+    deliveries_table: str
+    """Delivery log table (`WEBHOOK_DELIVERIES_TABLE`)."""
+    secret_overlap_seconds: int
+    """How long a rotated-out secret keeps signing (`WEBHOOK_SECRET_OVERLAP_SECONDS`)."""
+    allowed_networks: tuple[IPNetwork, ...]
+    """Addresses the SSRF policy admits anyway (`WEBHOOK_ALLOWED_ADDRESSES`, optional, local clouds only)."""
 
-    def media_types(name: str) -> frozenset[str]:
-        items = [item.strip().lower() for item in env.get(name, "").split(",") if item.strip()]
-        if not items:
-            problems.append(f"{name} is required: a comma-separated list of media types such as video/mp4")
-        malformed = [item for item in items if not _MEDIA_TYPE.fullmatch(item)]
-        if malformed:
-            problems.append(f"{name} holds entries that are not media types: {malformed}")
-        return frozenset(items)
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WebhookSettings:
+        """The settings; raises SettingsError naming every missing or invalid variable."""
+        read = EnvironmentReader(environ)
+        settings = cls(
+            endpoints_table=read.text("WEBHOOK_ENDPOINTS_TABLE"),
+            deliveries_table=read.text("WEBHOOK_DELIVERIES_TABLE"),
+            secret_overlap_seconds=read.integer("WEBHOOK_SECRET_OVERLAP_SECONDS", 0, MAX_SECRET_OVERLAP_SECONDS),
+            allowed_networks=read.parsed("WEBHOOK_ALLOWED_ADDRESSES", parse_allowed_addresses, ()),
+        )
+        read.done("webhook endpoints")
+        return settings
 
-    settings = ApiSettings(
-        jobs_table_name=text("JOBS_TABLE_NAME"),
-        uploads_bucket=text("UPLOADS_BUCKET"),
-        outputs_bucket=text("OUTPUTS_BUCKET"),
-        max_upload_bytes=integer("MAX_UPLOAD_BYTES", 1, S3_POST_MAX_BYTES),
-        allowed_content_types=media_types("ALLOWED_CONTENT_TYPES"),
-        upload_url_ttl_seconds=integer("UPLOAD_URL_TTL_SECONDS", 1, PRESIGN_MAX_SECONDS),
-        download_url_ttl_seconds=integer("DOWNLOAD_URL_TTL_SECONDS", 1, PRESIGN_MAX_SECONDS),
-        job_retention_days=integer("JOB_RETENTION_DAYS", 1, 3650),
-    )
-    if problems:
-        raise SettingsError("api function misconfigured: " + "; ".join(problems))
-    return settings
+
+def _required_integer(read: EnvironmentReader, name: str, low: int, high: int) -> int:
+    """A whole number from `low` to `high`; an unset one is named as missing rather than as malformed."""
+    if not read.raw(name):
+        read.problem(f"{name} is required")
+        return low
+    return read.integer(name, low, high)
+
+
+def _media_types(read: EnvironmentReader, name: str) -> frozenset[str]:
+    """A comma list of media types, lower case."""
+    items = [item.strip().lower() for item in read.raw(name).split(",") if item.strip()]
+    if not items:
+        read.problem(f"{name} is required: a comma-separated list of media types such as video/mp4")
+    malformed = [item for item in items if not _MEDIA_TYPE.fullmatch(item)]
+    if malformed:
+        read.problem(f"{name} holds entries that are not media types: {malformed}")
+    return frozenset(items)

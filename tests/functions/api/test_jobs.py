@@ -3,29 +3,32 @@
 from __future__ import annotations
 
 import base64
-import copy
 import io
 import json
-import os
 import time
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
 from ulid import ULID
 
 from functions.api import handler as api
-from functions.api.settings import SettingsError
-from functions.common import job_state
-from functions.common.jobs_table import JobsTable, encode_cursor
+from functions.common.jobs_table import encode_cursor
+from functions.common.settings import SettingsError
+from tests.functions.api.conftest import (
+    ALICE,
+    BOB,
+    JSON_HEADERS,
+    call,
+    error,
+    http_event,
+    processing_job_with_one_rendition_done,
+    seed_job,
+)
+from tests.functions.conftest import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
-ALICE = "user-alice"
-BOB = "user-bob"
 MAX_UPLOAD_BYTES = 50_000_000
 API_ENV = {
     "MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
@@ -36,56 +39,7 @@ API_ENV = {
 }
 # GET requests emit no application metric; Powertools warns about the empty flush, which is expected here.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
-JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 UNSET = object()
-
-
-def http_event(
-    method: str,
-    path: str,
-    *,
-    sub: str | None = ALICE,
-    body: str | None = None,
-    query: dict[str, str] | None = None,
-    base64_body: bool = False,
-) -> dict[str, Any]:
-    """An API Gateway HTTP API payload 2.0 event, as the JWT authorizer passes it on, for this request."""
-    event = copy.deepcopy(_BASE_EVENT)
-    event["rawPath"] = path
-    event["requestContext"]["http"].update(method=method, path=path)
-    if query is not None:
-        event["rawQueryString"] = urlencode(query)
-        event["queryStringParameters"] = query
-    if body is not None:
-        event["body"] = base64.b64encode(body.encode()).decode() if base64_body else body
-        event["isBase64Encoded"] = base64_body
-    claims = event["requestContext"]["authorizer"]["jwt"]["claims"]
-    if sub is None:
-        del claims["sub"]
-    else:
-        claims["sub"] = sub
-    return event
-
-
-_BASE_EVENT = json.loads((FIXTURES / "api_get_job_event.json").read_text())
-
-
-def call(event: dict[str, Any], lambda_context: Any) -> dict[str, Any]:
-    """The handler's answer with its body parsed, so a test compares the whole response in one assertion."""
-    response = api.handler(event, lambda_context)
-    return {
-        "statusCode": response["statusCode"],
-        "headers": response["headers"],
-        "body": json.loads(response["body"]),
-    }
-
-
-def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "statusCode": status,
-        "headers": {**JSON_HEADERS, **(headers or {})},
-        "body": {"error": {"code": code, "message": message}},
-    }
 
 
 def upload_body(**overrides: Any) -> str:
@@ -105,49 +59,16 @@ def frozen_now() -> int:
 
 
 @pytest.fixture
-def api_env(monkeypatch: pytest.MonkeyPatch, frozen_now: int) -> Iterator[None]:
+def api_env(monkeypatch: pytest.MonkeyPatch, frozen_now: int) -> None:
     for name, value in API_ENV.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(api, "now_ms", lambda: frozen_now)
-    # Powertools read its environment when the handler module was imported, before the test's environment existed.
-    monkeypatch.setattr(api.metrics, "namespace", os.environ["POWERTOOLS_METRICS_NAMESPACE"])
-    api.dependencies.cache_clear()
-    yield
-    api.dependencies.cache_clear()
 
 
 @pytest.fixture
 def app(jobs_table: Any, buckets: dict[str, str], api_env: None) -> Any:
     """The api function wired to moto's table and buckets; yields the raw table for state assertions."""
     return jobs_table
-
-
-@pytest.fixture
-def log_stream(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
-    stream = io.StringIO()
-    monkeypatch.setattr(api.logger.logger_handler, "stream", stream)
-    return stream
-
-
-def seed_job(owner: str, created_ms: int, **changes: Any) -> dict[str, Any]:
-    job_id = str(ULID.from_timestamp(created_ms / 1000))
-    job = job_state.new_job(
-        job_id=job_id,
-        owner_id=owner,
-        source={
-            "filename": f"{job_id}.mp4",
-            "contentType": "video/mp4",
-            "size": 1000,
-            "bucket": "test-uploads",
-            "key": f"uploads/{job_id}/source",
-        },
-        now=created_ms,
-        upload_deadline=created_ms + 1_800_000,
-        retention_seconds=86_400,
-    )
-    job.update(changes)
-    JobsTable("jobs").create(job)
-    return job
 
 
 def decoded_policy(fields: dict[str, str]) -> dict[str, Any]:
@@ -417,6 +338,15 @@ def test_create_upload_refuses_a_malformed_request_without_writing_a_job(
     assert app.scan()["Items"] == []
 
 
+def test_create_upload_reads_a_json_body_whatever_content_type_it_declares(app: Any, lambda_context: Any) -> None:
+    # GIVEN a browser's fetch, which sends a string body as text/plain unless told otherwise
+    event = http_event("POST", "/uploads", body=upload_body())
+    event["headers"]["content-type"] = "text/plain;charset=UTF-8"
+
+    # WHEN / THEN the body is read as the JSON it is
+    assert call(event, lambda_context)["statusCode"] == 201
+
+
 def test_create_upload_refuses_a_body_that_is_not_valid_base64(app: Any, lambda_context: Any) -> None:
     # GIVEN a body flagged base64 that is not
     event = http_event("POST", "/uploads", body="%%%not base64%%%")
@@ -517,7 +447,7 @@ def test_a_misconfigured_environment_fails_naming_every_missing_variable(
     # GIVEN a deployment that forgot two variables
     monkeypatch.delenv("MAX_UPLOAD_BYTES")
     monkeypatch.delenv("OUTPUTS_BUCKET")
-    api.dependencies.cache_clear()
+    api.jobs_service.cache_clear()
 
     # WHEN a request arrives THEN the function fails loudly, naming both (a fault, not a client error)
     with pytest.raises(SettingsError, match="OUTPUTS_BUCKET is required; MAX_UPLOAD_BYTES is required"):
@@ -559,66 +489,12 @@ def test_get_job_reads_the_callers_new_job(app: Any, lambda_context: Any) -> Non
     }
 
 
-def processing_job_with_one_rendition_done(owner: str) -> dict[str, Any]:
-    """A job through the real state machine: 480p done, 720p transcoding, 1080p skipped (no upscaling)."""
-    created = 1_795_000_000_000
-    job_id = str(ULID.from_timestamp(created / 1000))
-    job = job_state.new_job(
-        job_id=job_id,
-        owner_id=owner,
-        source={
-            "filename": "talk.mov",
-            "contentType": "video/quicktime",
-            "size": 777,
-            "bucket": "test-uploads",
-            "key": f"uploads/{job_id}/source",
-        },
-        now=created,
-        upload_deadline=created + 1_800_000,
-        retention_seconds=86_400,
-    )
-    probe = {"durationMs": 4000, "width": 1280, "height": 720, "videoCodec": "h264", "audioCodec": "aac", "rotation": 0}
-    job = job_state.begin_validation(job, now=created + 1000, deadline=created + 3_600_000)
-    job = job_state.begin_processing(
-        job,
-        media_type="video",
-        engine="lambda",
-        probe=probe,
-        planned=[
-            {"name": "480p", "status": "QUEUED", "width": 854, "height": 480},
-            {"name": "720p", "status": "QUEUED", "width": 1280, "height": 720},
-            {"name": "1080p", "status": "SKIPPED", "width": 1920, "height": 1080, "reason": "source is 720p"},
-        ],
-        now=created + 2000,
-    )
-    job = job_state.start_rendition(job, name="720p", now=created + 2500)
-    job = job_state.complete_rendition(
-        job,
-        name="480p",
-        output={
-            "bucket": "test-outputs",
-            "key": f"outputs/{job_id}/480p.mp4",
-            "width": 854,
-            "height": 480,
-            "durationMs": 4000,
-            "bytes": 250_000,
-            "contentType": "video/mp4",
-        },
-        now=created + 3000,
-    )
-    assert job is not None
-    # DynamoDB maps keep no order: store the renditions in reverse so only `order` can put them right.
-    job["renditions"] = dict(reversed(list(job["renditions"].items())))
-    JobsTable("jobs").create(job)
-    return job
-
-
 def test_get_job_lists_renditions_in_ladder_order_with_a_download_link_only_for_completed_ones(
     app: Any, lambda_context: Any
 ) -> None:
     # GIVEN alice's job is halfway through its ladder
     job = processing_job_with_one_rendition_done(ALICE)
-    job_id = job["jobId"]
+    job_id = job.jobId
 
     # WHEN she reads it
     response = call(http_event("GET", f"/jobs/{job_id}"), lambda_context)
@@ -706,11 +582,11 @@ def test_get_job_lists_renditions_in_ladder_order_with_a_download_link_only_for_
 def test_a_download_link_opens_the_output_it_names(app: Any, lambda_context: Any) -> None:
     # GIVEN alice's finished 480p output is in the outputs bucket
     job = processing_job_with_one_rendition_done(ALICE)
-    key = f"outputs/{job['jobId']}/480p.mp4"
+    key = f"outputs/{job.jobId}/480p.mp4"
     boto3.client("s3").put_object(Bucket="test-outputs", Key=key, Body=b"rendition bytes")
 
     # WHEN she reads the job
-    url = call(http_event("GET", f"/jobs/{job['jobId']}"), lambda_context)["body"]["renditions"][0]["url"]
+    url = call(http_event("GET", f"/jobs/{job.jobId}"), lambda_context)["body"]["renditions"][0]["url"]
 
     # THEN the link's signature covers a GET of exactly that object in the outputs bucket
     parts = urlsplit(url)
@@ -720,7 +596,7 @@ def test_a_download_link_opens_the_output_it_names(app: Any, lambda_context: Any
 
 def test_another_users_job_answers_exactly_like_a_missing_one(app: Any, lambda_context: Any) -> None:
     # GIVEN alice has a job, and an ID nobody has
-    alices = processing_job_with_one_rendition_done(ALICE)["jobId"]
+    alices = processing_job_with_one_rendition_done(ALICE).jobId
     nobodys = str(ULID())
 
     # WHEN bob asks for both, and for something that is not a job ID at all
@@ -736,7 +612,7 @@ def test_another_users_job_answers_exactly_like_a_missing_one(app: Any, lambda_c
 
 def test_refusals_for_a_job_carry_its_id_in_the_log(app: Any, lambda_context: Any, log_stream: io.StringIO) -> None:
     # GIVEN alice's job
-    job_id = processing_job_with_one_rendition_done(ALICE)["jobId"]
+    job_id = processing_job_with_one_rendition_done(ALICE).jobId
 
     # WHEN bob asks for it
     api.handler(http_event("GET", f"/jobs/{job_id}", sub=BOB), lambda_context)
@@ -758,7 +634,7 @@ def list_page(lambda_context: Any, sub: str = ALICE, **query: str) -> dict[str, 
 def test_list_jobs_pages_through_the_callers_jobs_newest_first(app: Any, lambda_context: Any) -> None:
     # GIVEN alice has five jobs and bob two, interleaved in time
     base = 1_795_000_000_000
-    alices = [seed_job(ALICE, base + minute * 60_000)["jobId"] for minute in range(5)]
+    alices = [seed_job(ALICE, base + minute * 60_000).jobId for minute in range(5)]
     for minute in (1, 3):
         seed_job(BOB, base + minute * 60_000 + 1)
 
@@ -783,7 +659,7 @@ def test_list_jobs_items_read_like_a_single_job(app: Any, lambda_context: Any) -
 
     # WHEN she lists her jobs
     listed = list_page(lambda_context)
-    single = call(http_event("GET", f"/jobs/{job['jobId']}"), lambda_context)
+    single = call(http_event("GET", f"/jobs/{job.jobId}"), lambda_context)
 
     # THEN the item is the job's own view and there is no further page (download links are signed per call, so
     # two calls a second apart sign them differently: compared without their signatures)
@@ -808,7 +684,7 @@ def test_list_jobs_for_a_caller_with_no_jobs_is_empty(app: Any, lambda_context: 
 
 def test_list_jobs_defaults_to_twenty(app: Any, lambda_context: Any) -> None:
     # GIVEN alice has 21 jobs
-    ids = [seed_job(ALICE, 1_795_000_000_000 + minute * 60_000)["jobId"] for minute in range(21)]
+    ids = [seed_job(ALICE, 1_795_000_000_000 + minute * 60_000).jobId for minute in range(21)]
 
     # WHEN she lists without a limit, then follows the cursor
     first = list_page(lambda_context)["body"]
@@ -884,7 +760,7 @@ def test_list_jobs_refuses_a_tampered_cursor_and_another_owners_cursor(app: Any,
 
 
 def test_an_empty_cursor_reads_the_first_page(app: Any, lambda_context: Any) -> None:
-    job_id = seed_job(ALICE, 1_795_000_000_000)["jobId"]
+    job_id = seed_job(ALICE, 1_795_000_000_000).jobId
 
     body = list_page(lambda_context, cursor="")["body"]
 

@@ -1,4 +1,4 @@
-"""The api function's pure parts, without AWS: settings, request parsing, upload rules, the job view."""
+"""The api function's rules without AWS: request parsing, upload rules, the upload form, the job view."""
 
 from __future__ import annotations
 
@@ -9,20 +9,18 @@ from typing import Any
 import boto3
 import pytest
 
-from functions.api.errors import ApiError
-from functions.api.job_view import iso_utc, job_page_view, job_view, rendition_view
-from functions.api.request_parsing import (
+from functions.api.adapters import S3Signer
+from functions.api.service import (
     DEFAULT_PAGE_SIZE,
+    ApiError,
+    UploadRequest,
+    Webhooks,
     is_job_id,
+    new_upload_job,
     owner_from_claims,
     parse_cursor,
     parse_json_object,
     parse_page_size,
-)
-from functions.api.settings import UPLOAD_GRACE_SECONDS, ApiSettings, SettingsError, load_settings
-from functions.api.uploads import (
-    UploadRequest,
-    new_upload_job,
     upload_form,
     upload_key,
     validate_content_type,
@@ -30,74 +28,20 @@ from functions.api.uploads import (
     validate_size,
     validate_upload_request,
 )
+from functions.api.settings import UPLOAD_GRACE_SECONDS, ApiSettings
 from functions.common import job_state
+from functions.contracts.job_view import iso_utc, job_page, job_view, rendition_view
+from functions.contracts.jobs import JobRecord, JobSource, ObjectLocation, RenditionRecord
+from functions.contracts.webhooks import Endpoint, new_endpoint
+from tests.functions.api.conftest import SETTINGS_ENV
 
-ENV = {
-    "JOBS_TABLE_NAME": "jobs",
-    "UPLOADS_BUCKET": "up",
-    "OUTPUTS_BUCKET": "out",
-    "MAX_UPLOAD_BYTES": "1000",
-    "ALLOWED_CONTENT_TYPES": "video/mp4,Video/QuickTime",
-    "UPLOAD_URL_TTL_SECONDS": "600",
-    "DOWNLOAD_URL_TTL_SECONDS": "120",
-    "JOB_RETENTION_DAYS": "7",
-}
-SETTINGS = load_settings(ENV)
+SETTINGS = ApiSettings.from_env(SETTINGS_ENV)
 
 
 def raised(call: Any) -> tuple[int, str]:
     with pytest.raises(ApiError) as caught:
         call()
     return int(caught.value.status), caught.value.code
-
-
-# --- settings ---------------------------------------------------------------------------------------------------
-
-
-def test_settings_read_every_variable() -> None:
-    assert load_settings(ENV) == ApiSettings(
-        jobs_table_name="jobs",
-        uploads_bucket="up",
-        outputs_bucket="out",
-        max_upload_bytes=1000,
-        allowed_content_types=frozenset({"video/mp4", "video/quicktime"}),
-        upload_url_ttl_seconds=600,
-        download_url_ttl_seconds=120,
-        job_retention_days=7,
-    )
-    assert SETTINGS.retention_seconds == 7 * 86_400
-    assert SETTINGS.upload_deadline_seconds == 600 + UPLOAD_GRACE_SECONDS
-
-
-def test_settings_name_every_problem_at_once() -> None:
-    env = {**ENV, "MAX_UPLOAD_BYTES": "lots", "DOWNLOAD_URL_TTL_SECONDS": "0"}
-    del env["UPLOADS_BUCKET"]
-
-    with pytest.raises(SettingsError) as caught:
-        load_settings(env)
-
-    assert str(caught.value) == (
-        "api function misconfigured: UPLOADS_BUCKET is required; "
-        "MAX_UPLOAD_BYTES must be an integer from 1 to 5368709120, got 'lots'; "
-        "DOWNLOAD_URL_TTL_SECONDS must be an integer from 1 to 604800, got '0'"
-    )
-
-
-@pytest.mark.parametrize(
-    ("name", "value", "problem"),
-    [
-        ("MAX_UPLOAD_BYTES", str(5 * 1024**3 + 1), "MAX_UPLOAD_BYTES must be an integer from 1 to 5368709120"),
-        ("UPLOAD_URL_TTL_SECONDS", "604801", "UPLOAD_URL_TTL_SECONDS must be an integer from 1 to 604800"),
-        ("JOB_RETENTION_DAYS", "-3", "JOB_RETENTION_DAYS must be an integer from 1 to 3650"),
-        ("JOB_RETENTION_DAYS", "", "JOB_RETENTION_DAYS is required"),
-        ("ALLOWED_CONTENT_TYPES", " , ", "ALLOWED_CONTENT_TYPES is required"),
-        ("ALLOWED_CONTENT_TYPES", "video/mp4,mp4", "ALLOWED_CONTENT_TYPES holds entries that are not media types"),
-        ("JOBS_TABLE_NAME", "  ", "JOBS_TABLE_NAME is required"),
-    ],
-)
-def test_settings_refuse_values_the_api_could_not_honour(name: str, value: str, problem: str) -> None:
-    with pytest.raises(SettingsError, match=problem):
-        load_settings({**ENV, name: value})
 
 
 # --- request parsing --------------------------------------------------------------------------------------------
@@ -220,7 +164,7 @@ def test_a_valid_request_becomes_an_upload_request() -> None:
 
     request = validate_upload_request(payload, allowed_content_types=frozenset({"video/mp4"}), max_upload_bytes=10)
 
-    assert request == UploadRequest(filename="a.mp4", content_type="video/mp4", size=10)
+    assert request == UploadRequest(filename="a.mp4", contentType="video/mp4", size=10)
 
 
 def test_unknown_fields_are_refused_before_anything_else() -> None:
@@ -236,11 +180,11 @@ def test_unknown_fields_are_refused_before_anything_else() -> None:
 
 
 def test_the_new_job_waits_for_the_upload_until_the_form_expires_plus_grace() -> None:
-    request = UploadRequest(filename="a.mp4", content_type="video/mp4", size=10)
+    request = UploadRequest(filename="a.mp4", contentType="video/mp4", size=10)
 
     job = new_upload_job(request, job_id="J", owner_id="o", now_ms=1_000_500, settings=SETTINGS)
 
-    assert job == {
+    assert job.to_item() == {
         "jobId": "J",
         "ownerId": "o",
         "status": "AWAITING_UPLOAD",
@@ -270,16 +214,16 @@ def test_the_upload_form_pins_key_type_and_size(aws_environment: None) -> None:
     # GIVEN an S3 client (signing a form is local: no request is made)
     s3 = boto3.client("s3", region_name="us-east-1")
 
+    signer = S3Signer(s3, uploads_bucket="up-bucket", outputs_bucket="out-bucket", download_ttl_seconds=60)
+
     # WHEN a form is built for a 10-byte MP4
-    form = upload_form(
-        s3, bucket="up-bucket", key=upload_key("J"), content_type="video/mp4", size=10, ttl_seconds=60, now_ms=1_500
-    )
+    form = upload_form(signer, key=upload_key("J"), content_type="video/mp4", size=10, ttl_seconds=60, now_ms=1_500)
 
     # THEN its policy admits only that key, that type and 1..10 bytes, and expiresAt is now + ttl
-    policy = json.loads(base64.b64decode(form["fields"]["policy"]))
-    assert form["expiresAt"] == "1970-01-01T00:01:01Z"
-    assert form["fields"]["key"] == "uploads/J/source"
-    assert form["fields"]["Content-Type"] == "video/mp4"
+    policy = json.loads(base64.b64decode(form.fields["policy"]))
+    assert form.expiresAt == "1970-01-01T00:01:01Z"
+    assert form.fields["key"] == "uploads/J/source"
+    assert form.fields["Content-Type"] == "video/mp4"
     assert policy["conditions"][:4] == [
         {"Content-Type": "video/mp4"},
         ["content-length-range", 1, 10],
@@ -295,6 +239,24 @@ def fake_url(key: str) -> str:
     return f"signed:{key}"
 
 
+def record(
+    *, job_id: str = "J", status: str = "AWAITING_UPLOAD", renditions: dict[str, Any] | None = None
+) -> JobRecord:
+    """A job record with only what a view test needs; times at the epoch."""
+    return JobRecord.model_validate(
+        {
+            "jobId": job_id,
+            "ownerId": "o",
+            "status": status,
+            "version": 0,
+            "createdAt": 0,
+            "updatedAt": 0,
+            "expiresAt": 0,
+            "renditions": renditions or {},
+        }
+    )
+
+
 def test_iso_utc_keeps_milliseconds() -> None:
     assert iso_utc(0) == "1970-01-01T00:00:00.000Z"
     assert iso_utc(1_795_000_000_123) == "2026-11-18T11:06:40.123Z"
@@ -304,15 +266,16 @@ def test_the_job_view_hides_bookkeeping_and_storage_details() -> None:
     job = job_state.new_job(
         job_id="J",
         owner_id="o",
-        source={"filename": "a.mp4", "contentType": "video/mp4", "size": 10, "bucket": "up", "key": "uploads/J/source"},
+        source=JobSource(filename="a.mp4", contentType="video/mp4", size=10, bucket="up", key="uploads/J/source"),
         now=1_000,
         upload_deadline=2_000,
         retention_seconds=60,
     )
-    job = job_state.expire_if_overdue({**job, "outcomeAnnouncedAt": 5, "hls": {"bucket": "b", "key": "k"}}, now=3_000)
+    announced = job.model_copy(update={"outcomeAnnouncedAt": 5, "hls": ObjectLocation(bucket="b", key="k")})
+    job = job_state.expire_if_overdue(announced, now=3_000)
     assert job is not None
 
-    assert job_view(job, fake_url) == {
+    assert job_view(job, fake_url).model_dump(mode="json") == {
         "jobId": "J",
         "status": "EXPIRED",
         "mediaType": None,
@@ -329,7 +292,7 @@ def test_the_job_view_hides_bookkeeping_and_storage_details() -> None:
 
 
 def test_webhook_failures_read_as_a_list_oldest_first_without_their_webhook_id() -> None:
-    job = {"jobId": "J", "ownerId": "o", "status": "COMPLETED", "createdAt": 0, "updatedAt": 0, "renditions": {}}
+    job = record(status="COMPLETED")
     for endpoint_id, status_code, error, now in (
         ("ep_B", 500, "HTTP 500", 2_000),
         ("ep_C", None, "timed out after 15 s", 1_000),
@@ -348,7 +311,7 @@ def test_webhook_failures_read_as_a_list_oldest_first_without_their_webhook_id()
         assert changed is not None
         job = changed
 
-    assert job_view(job, fake_url)["webhookFailures"] == [
+    assert job_view(job, fake_url).model_dump(mode="json")["webhookFailures"] == [
         {
             "endpointId": "ep_C",
             "eventType": "job.completed",
@@ -381,9 +344,9 @@ def test_renditions_follow_their_order_not_their_name_or_storage_order() -> None
         name: {"name": name, "status": "QUEUED", "order": order}
         for name, order in (("1080p", 2), ("480p", 0), ("720p", 1))
     }
-    job = {"jobId": "J", "status": "PROCESSING", "createdAt": 0, "updatedAt": 0, "renditions": renditions}
+    job = record(status="PROCESSING", renditions=renditions)
 
-    assert [r["name"] for r in job_view(job, fake_url)["renditions"]] == ["480p", "720p", "1080p"]
+    assert [r.name for r in job_view(job, fake_url).renditions] == ["480p", "720p", "1080p"]
 
 
 @pytest.mark.parametrize(
@@ -391,25 +354,28 @@ def test_renditions_follow_their_order_not_their_name_or_storage_order() -> None
     [("COMPLETED", "signed:outputs/J/720p.mp4"), ("PROCESSING", None), ("FAILED", None), ("QUEUED", None)],
 )
 def test_only_a_completed_rendition_links_to_its_output(status: str, url: str | None) -> None:
-    rendition = {"name": "720p", "status": status, "order": 0, "bucket": "out", "key": "outputs/J/720p.mp4"}
+    rendition = RenditionRecord(name="720p", status=status, order=0, bucket="out", key="outputs/J/720p.mp4")
 
-    assert rendition_view(rendition, fake_url)["url"] == url
+    assert rendition_view(rendition, fake_url).url == url
 
 
 def test_a_failed_rendition_shows_its_error_and_nothing_internal() -> None:
-    rendition = {
-        "name": "720p",
-        "status": "FAILED",
-        "order": 0,
-        "progress": 40,
-        "width": 1280,
-        "height": 720,
-        "bucket": "out",
-        "key": "outputs/J/720p.mp4",
-        "error": {"code": "TRANSCODE_FAILED", "message": "ffmpeg exited 1", "detail": "internal"},
-    }
+    rendition = RenditionRecord.model_validate(
+        {
+            "name": "720p",
+            "status": "FAILED",
+            "order": 0,
+            "progress": 40,
+            "width": 1280,
+            "height": 720,
+            "bucket": "out",
+            "key": "outputs/J/720p.mp4",
+            "engine": "lambda",
+            "error": {"code": "TRANSCODE_FAILED", "message": "ffmpeg exited 1"},
+        }
+    )
 
-    assert rendition_view(rendition, fake_url) == {
+    assert rendition_view(rendition, fake_url).model_dump(mode="json") == {
         "name": "720p",
         "status": "FAILED",
         "progress": 40,
@@ -425,9 +391,46 @@ def test_a_failed_rendition_shows_its_error_and_nothing_internal() -> None:
 
 
 def test_a_page_view_keeps_the_table_order_and_the_cursor() -> None:
-    jobs = [{"jobId": j, "status": "AWAITING_UPLOAD", "createdAt": 0, "updatedAt": 0} for j in ("B", "A")]
+    jobs = [record(job_id=job_id) for job_id in ("B", "A")]
 
-    page = job_page_view(jobs, "next", fake_url)
+    page = job_page(jobs, "next", fake_url)
 
-    assert [job["jobId"] for job in page["jobs"]] == ["B", "A"]
-    assert page["nextCursor"] == "next"
+    assert [job.jobId for job in page.jobs] == ["B", "A"]
+    assert page.nextCursor == "next"
+
+
+# --- webhook endpoints ------------------------------------------------------------------------------------------
+
+
+class LosingEndpoints:
+    """One endpoint of owner `o`, whose every rotation loses to one made meanwhile."""
+
+    def __init__(self) -> None:
+        self.endpoint = new_endpoint(
+            endpoint_id="ep_01JD5Z3K8Q4WJ2V7N6M9P0R1ST",
+            owner_id="o",
+            url="https://hooks.example.com/",
+            events=["job.completed"],
+            secret="whsec_old",
+            now_ms=0,
+        )
+
+    def get(self, owner_id: str, endpoint_id: str) -> Endpoint | None:
+        return self.endpoint if (owner_id, endpoint_id) == ("o", self.endpoint["endpointId"]) else None
+
+    def rotate_secret(self, before: Endpoint, after: Endpoint) -> bool:
+        return False
+
+
+def test_a_rotation_that_loses_to_a_concurrent_one_is_a_conflict_to_retry() -> None:
+    endpoints = LosingEndpoints()
+    service = Webhooks(endpoints=endpoints, deliveries=None, urls=None, secret_overlap_seconds=60)
+
+    assert raised(lambda: service.rotate_secret("o", endpoints.endpoint["endpointId"], now_ms=1)) == (
+        409,
+        "CONCURRENT_CHANGE",
+    )
+    assert raised(lambda: service.rotate_secret("p", endpoints.endpoint["endpointId"], now_ms=1)) == (
+        404,
+        "WEBHOOK_NOT_FOUND",
+    )

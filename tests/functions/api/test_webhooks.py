@@ -3,23 +3,18 @@ secrets, deletion, secret rotation, the delivery log, and one user never seeing 
 
 from __future__ import annotations
 
-import copy
 import json
-import os
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from functions.api import handler as api
-from functions.contracts.webhooks import signing_secrets
 from functions.common.webhook_signing import secret_key
 from functions.common.webhook_tables import DeliveryLog, EndpointsTable
-from tests.functions.webhook_support import create_webhook_tables, guard_network
+from functions.contracts.webhooks import signing_secrets
+from tests.functions.api.conftest import ALICE, BOB, JSON_HEADERS, call, error, http_event
+from tests.functions.webhooks.support import create_webhook_tables, guard_network
 
-FIXTURES = Path(__file__).parent / "fixtures"
-ALICE, BOB = "user-alice", "user-bob"
 ALL_EVENTS = ["job.completed", "job.failed", "job.rejected", "job.expired"]
 HOOK = "https://hooks.example.com/media"
 NOW_MS = 1_790_000_000_000
@@ -34,55 +29,20 @@ ENV = {
     "WEBHOOK_SECRET_OVERLAP_SECONDS": "86400",
 }
 DNS = {"hooks.example.com": ["93.184.215.14"], "intranet.example.com": ["10.1.1.1"], "localhost": ["127.0.0.1"]}
-JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
-_BASE_EVENT = json.loads((FIXTURES / "api_get_job_event.json").read_text())
-
-
-def request(method: str, path: str, *, sub: str = ALICE, body: Any = None, query: dict[str, str] | None = None) -> Any:
-    event = copy.deepcopy(_BASE_EVENT)
-    event["rawPath"] = path
-    event["requestContext"]["http"].update(method=method, path=path)
-    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = sub
-    if body is not None:
-        event["body"] = body if isinstance(body, str) else json.dumps(body)
-    if query is not None:
-        event["queryStringParameters"] = query
-        event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())
-    return event
-
-
-def call(event: dict[str, Any], lambda_context: Any) -> dict[str, Any]:
-    response = api.handler(event, lambda_context)
-    body = response.get("body")
-    return {
-        "statusCode": response["statusCode"],
-        "headers": response["headers"],
-        "body": json.loads(body) if body else None,
-    }
-
-
-def error(status: int, code: str, message: str) -> dict[str, Any]:
-    return {"statusCode": status, "headers": JSON_HEADERS, "body": {"error": {"code": code, "message": message}}}
 
 
 @pytest.fixture
-def app(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def app(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
     guard_network(monkeypatch, DNS)
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(api, "now_ms", lambda: NOW_MS)
-    monkeypatch.setattr(api.metrics, "namespace", os.environ["POWERTOOLS_METRICS_NAMESPACE"])
     create_webhook_tables()
-    api.dependencies.cache_clear()
-    api.webhook_dependencies.cache_clear()
-    yield
-    api.webhook_dependencies.cache_clear()
-    api.dependencies.cache_clear()
 
 
 def register(lambda_context: Any, sub: str = ALICE, **body: Any) -> dict[str, Any]:
-    response = call(request("POST", "/webhooks", sub=sub, body={"url": HOOK, **body}), lambda_context)
+    response = call(http_event("POST", "/webhooks", sub=sub, body={"url": HOOK, **body}), lambda_context)
     assert response["statusCode"] == 201, response
     return response["body"]
 
@@ -93,7 +53,7 @@ def stored(owner: str, endpoint_id: str) -> dict[str, Any]:
 
 def test_registering_answers_the_endpoint_and_its_secret_once(app: None, lambda_context: Any) -> None:
     # GIVEN alice registers a public URL without naming events
-    response = call(request("POST", "/webhooks", body={"url": HOOK}), lambda_context)
+    response = call(http_event("POST", "/webhooks", body={"url": HOOK}), lambda_context)
 
     # THEN 201: the endpoint, all four event types, active, and its secret
     body = response["body"]
@@ -142,7 +102,7 @@ def test_an_endpoint_can_ask_for_some_event_types_only(app: None, lambda_context
 def test_malformed_registrations_are_refused_and_store_nothing(
     app: None, lambda_context: Any, body: Any, code: str
 ) -> None:
-    response = call(request("POST", "/webhooks", body=body), lambda_context)
+    response = call(http_event("POST", "/webhooks", body=body), lambda_context)
     assert (response["statusCode"], response["body"]["error"]["code"]) == (400, code)
     assert EndpointsTable("webhook-endpoints").list_for_owner(ALICE) == []
 
@@ -163,7 +123,7 @@ def test_malformed_registrations_are_refused_and_store_nothing(
 def test_urls_the_ssrf_policy_refuses_are_refused_at_registration(
     app: None, lambda_context: Any, url: str, reason: str
 ) -> None:
-    response = call(request("POST", "/webhooks", body={"url": url}), lambda_context)
+    response = call(http_event("POST", "/webhooks", body={"url": url}), lambda_context)
     assert response == error(400, "WEBHOOK_URL_REFUSED", f"this URL cannot receive webhooks: {reason}")
     assert EndpointsTable("webhook-endpoints").list_for_owner(ALICE) == []
 
@@ -172,9 +132,9 @@ def test_a_local_cloud_allow_list_admits_its_loopback_receiver(
     app: None, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WEBHOOK_ALLOWED_ADDRESSES", "127.0.0.1")
-    api.webhook_dependencies.cache_clear()
+    api.webhooks_service.cache_clear()
     assert register(lambda_context, url="http://127.0.0.1:8765/hook")["url"] == "http://127.0.0.1:8765/hook"
-    response = call(request("POST", "/webhooks", body={"url": "http://10.0.0.1/hook"}), lambda_context)
+    response = call(http_event("POST", "/webhooks", body={"url": "http://10.0.0.1/hook"}), lambda_context)
     assert response["body"]["error"]["code"] == "WEBHOOK_URL_REFUSED"
 
 
@@ -185,7 +145,7 @@ def test_listing_shows_only_the_callers_endpoints_and_never_a_secret(app: None, 
     # Secrets are per endpoint: no two alike, across endpoints and users.
     assert len({first["secret"], second["secret"], bobs["secret"]}) == 3
 
-    response = call(request("GET", "/webhooks"), lambda_context)
+    response = call(http_event("GET", "/webhooks"), lambda_context)
 
     assert response["statusCode"] == 200
     assert [w["id"] for w in response["body"]["webhooks"]] == sorted([first["id"], second["id"]])
@@ -193,7 +153,7 @@ def test_listing_shows_only_the_callers_endpoints_and_never_a_secret(app: None, 
     for secret in (first["secret"], second["secret"], bobs["secret"]):
         assert secret not in text
     assert "secret" not in text.lower()
-    bob_list = call(request("GET", "/webhooks", sub=BOB), lambda_context)["body"]["webhooks"]
+    bob_list = call(http_event("GET", "/webhooks", sub=BOB), lambda_context)["body"]["webhooks"]
     assert [w["id"] for w in bob_list] == [bobs["id"]]
 
 
@@ -202,25 +162,25 @@ def test_another_users_endpoint_answers_exactly_like_a_missing_one(app: None, la
     missing = "ep_01JD5Z3K8Q4WJ2V7N6M9P0R1ST"
     not_found = error(404, "WEBHOOK_NOT_FOUND", "webhook not found")
     for endpoint_id in (alices, missing, "not-an-id"):
-        assert call(request("DELETE", f"/webhooks/{endpoint_id}", sub=BOB), lambda_context) == not_found
-        assert call(request("POST", f"/webhooks/{endpoint_id}/rotate-secret", sub=BOB), lambda_context) == not_found
-        assert call(request("GET", f"/webhooks/{endpoint_id}/deliveries", sub=BOB), lambda_context) == not_found
+        assert call(http_event("DELETE", f"/webhooks/{endpoint_id}", sub=BOB), lambda_context) == not_found
+        assert call(http_event("POST", f"/webhooks/{endpoint_id}/rotate-secret", sub=BOB), lambda_context) == not_found
+        assert call(http_event("GET", f"/webhooks/{endpoint_id}/deliveries", sub=BOB), lambda_context) == not_found
     assert stored(ALICE, alices)["status"] == "ACTIVE"  # untouched
 
 
 def test_deleting_removes_the_endpoint(app: None, lambda_context: Any) -> None:
     endpoint_id = register(lambda_context)["id"]
-    response = call(request("DELETE", f"/webhooks/{endpoint_id}"), lambda_context)
+    response = call(http_event("DELETE", f"/webhooks/{endpoint_id}"), lambda_context)
     assert (response["statusCode"], response["body"], response["headers"]) == (204, None, {"Cache-Control": "no-store"})
-    assert call(request("GET", "/webhooks"), lambda_context)["body"] == {"webhooks": []}
-    assert call(request("DELETE", f"/webhooks/{endpoint_id}"), lambda_context)["statusCode"] == 404
+    assert call(http_event("GET", "/webhooks"), lambda_context)["body"] == {"webhooks": []}
+    assert call(http_event("DELETE", f"/webhooks/{endpoint_id}"), lambda_context)["statusCode"] == 404
 
 
 def test_rotating_issues_a_new_secret_and_keeps_the_old_one_signing_for_the_overlap(
     app: None, lambda_context: Any
 ) -> None:
     created = register(lambda_context)
-    response = call(request("POST", f"/webhooks/{created['id']}/rotate-secret"), lambda_context)
+    response = call(http_event("POST", f"/webhooks/{created['id']}/rotate-secret"), lambda_context)
 
     assert response["statusCode"] == 200
     new_secret = response["body"]["secret"]
@@ -235,7 +195,7 @@ def test_rotating_issues_a_new_secret_and_keeps_the_old_one_signing_for_the_over
     assert signing_secrets(record, NOW_MS + 1000) == [new_secret, created["secret"]]
     assert signing_secrets(record, NOW_MS + 86_400_000) == [new_secret]
     # A second rotation drops the first secret for good: only the one it replaced still overlaps.
-    again = call(request("POST", f"/webhooks/{created['id']}/rotate-secret"), lambda_context)["body"]["secret"]
+    again = call(http_event("POST", f"/webhooks/{created['id']}/rotate-secret"), lambda_context)["body"]["secret"]
     assert signing_secrets(stored(ALICE, created["id"]), NOW_MS + 1000) == [again, new_secret]
 
 
@@ -264,7 +224,7 @@ def test_the_delivery_log_lists_recent_attempts_newest_first(app: None, lambda_c
     bobs = register(lambda_context, sub=BOB)["id"]
     log.finish({**entry, "endpointId": bobs, "attemptId": "msg_B_failed#001", "jobId": "B"})
 
-    response = call(request("GET", f"/webhooks/{endpoint_id}/deliveries", query={"limit": "2"}), lambda_context)
+    response = call(http_event("GET", f"/webhooks/{endpoint_id}/deliveries", query={"limit": "2"}), lambda_context)
 
     assert response["statusCode"] == 200
     assert response["body"] == {
@@ -295,23 +255,23 @@ def test_the_delivery_log_lists_recent_attempts_newest_first(app: None, lambda_c
             },
         ]
     }
-    everything = call(request("GET", f"/webhooks/{endpoint_id}/deliveries"), lambda_context)["body"]["deliveries"]
+    everything = call(http_event("GET", f"/webhooks/{endpoint_id}/deliveries"), lambda_context)["body"]["deliveries"]
     assert [d["attempt"] for d in everything] == [3, 2, 1]
     assert {d["jobId"] for d in everything} == {"J"}  # bob's attempts stay bob's
-    bad = call(request("GET", f"/webhooks/{endpoint_id}/deliveries", query={"limit": "0"}), lambda_context)
+    bad = call(http_event("GET", f"/webhooks/{endpoint_id}/deliveries", query={"limit": "0"}), lambda_context)
     assert bad["body"]["error"]["code"] == "INVALID_LIMIT"
 
 
 def test_an_account_holds_at_most_ten_endpoints(app: None, lambda_context: Any) -> None:
     for _ in range(10):
         register(lambda_context)
-    response = call(request("POST", "/webhooks", body={"url": HOOK}), lambda_context)
+    response = call(http_event("POST", "/webhooks", body={"url": HOOK}), lambda_context)
     assert response == error(409, "TOO_MANY_WEBHOOKS", "an account can register at most 10 webhooks")
     assert register(lambda_context, sub=BOB)["url"] == HOOK  # the limit is per account
 
 
 def test_a_wrong_method_on_a_webhook_path_says_which_are_allowed(app: None, lambda_context: Any) -> None:
-    response = call(request("PUT", "/webhooks/ep_01JD5Z3K8Q4WJ2V7N6M9P0R1ST"), lambda_context)
+    response = call(http_event("PUT", "/webhooks/ep_01JD5Z3K8Q4WJ2V7N6M9P0R1ST"), lambda_context)
     assert response["statusCode"] == 405
     assert response["headers"]["Allow"] == "DELETE"
 
@@ -320,6 +280,6 @@ def test_webhook_routes_fail_loudly_when_their_tables_are_not_configured(
     app: None, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("WEBHOOK_ENDPOINTS_TABLE")
-    api.webhook_dependencies.cache_clear()
+    api.webhooks_service.cache_clear()
     with pytest.raises(RuntimeError, match="WEBHOOK_ENDPOINTS_TABLE is required"):
-        api.handler(request("GET", "/webhooks"), lambda_context)
+        api.handler(http_event("GET", "/webhooks"), lambda_context)

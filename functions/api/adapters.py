@@ -1,0 +1,122 @@
+"""The api function's ports over AWS and DNS: presigned S3 requests, the jobs and webhook tables, the SSRF check.
+
+Each maps what its library raises to what the service expects: a missing item is None (or False), a cursor the
+table refuses is the service's `invalid_cursor()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from functions.api.service import invalid_cursor
+from functions.common.jobs_table import InvalidCursor, JobNotFound, JobsTable
+from functions.common.ssrf import AddressPolicy, UrlRefused, check_url
+from functions.common.webhook_tables import EndpointNotFound, EndpointsTable, SecretChangedConcurrently
+from functions.contracts.jobs import JobRecord
+from functions.contracts.webhooks import Endpoint
+
+
+def signing_s3_client() -> Any:
+    """S3 for presigning; the caller keeps it for the execution environment's life."""
+    # SigV4 is the only signature S3 accepts in every region; boto3 honours AWS_ENDPOINT_URL for the local cloud.
+    return boto3.client("s3", config=Config(signature_version="s3v4"))
+
+
+class S3Signer:
+    """Presigned requests: POST forms into the uploads bucket, GET links into the outputs bucket."""
+
+    def __init__(self, s3: Any, *, uploads_bucket: str, outputs_bucket: str, download_ttl_seconds: int) -> None:
+        self._s3 = s3
+        self._uploads_bucket = uploads_bucket
+        self._outputs_bucket = outputs_bucket
+        self._download_ttl_seconds = download_ttl_seconds
+
+    def presigned_post(self, *, key: str, content_type: str, size: int, ttl_seconds: int) -> tuple[str, dict[str, str]]:
+        form = self._s3.generate_presigned_post(
+            Bucket=self._uploads_bucket,
+            Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, size]],
+            ExpiresIn=ttl_seconds,
+        )
+        return form["url"], form["fields"]
+
+    def download_url(self, key: str) -> str:
+        """Links are only ever signed for the outputs bucket, whatever a record says."""
+        return self._s3.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self._outputs_bucket, "Key": key},
+            ExpiresIn=self._download_ttl_seconds,
+        )
+
+
+class DynamoJobs:
+    """The jobs table."""
+
+    def __init__(self, table: JobsTable) -> None:
+        self._table = table
+
+    def create(self, job: JobRecord) -> None:
+        self._table.create(job)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        try:
+            return self._table.get(job_id)
+        except JobNotFound:
+            return None
+
+    def page_for_owner(self, owner_id: str, *, limit: int, cursor: str | None) -> tuple[list[JobRecord], str | None]:
+        try:
+            return self._table.list_for_owner(owner_id, limit=limit, cursor=cursor)
+        except InvalidCursor as err:
+            raise invalid_cursor() from err
+
+
+class DynamoEndpoints:
+    """The webhook endpoints table."""
+
+    def __init__(self, table: EndpointsTable) -> None:
+        self._table = table
+
+    def create(self, endpoint: Endpoint) -> None:
+        self._table.create(endpoint)
+
+    def get(self, owner_id: str, endpoint_id: str) -> Endpoint | None:
+        try:
+            return self._table.get(owner_id, endpoint_id)
+        except EndpointNotFound:
+            return None
+
+    def list_for_owner(self, owner_id: str) -> list[Endpoint]:
+        return self._table.list_for_owner(owner_id)
+
+    def delete(self, owner_id: str, endpoint_id: str) -> bool:
+        try:
+            self._table.delete(owner_id, endpoint_id)
+        except EndpointNotFound:
+            return False
+        return True
+
+    def rotate_secret(self, before: Endpoint, after: Endpoint) -> bool:
+        try:
+            self._table.rotate_secret(before, after)
+        except SecretChangedConcurrently:
+            return False
+        return True
+
+
+class ResolvingUrlPolicy:
+    """The SSRF policy, resolving the URL's host (the system resolver unless the policy names another)."""
+
+    def __init__(self, policy: AddressPolicy) -> None:
+        self._policy = policy
+
+    def refusal(self, url: str) -> str | None:
+        try:
+            check_url(url, self._policy)
+        except UrlRefused as err:
+            return str(err)
+        return None

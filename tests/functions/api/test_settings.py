@@ -1,0 +1,78 @@
+"""The api function's settings from its environment: every problem reported at once, naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from functions.api.settings import UPLOAD_GRACE_SECONDS, ApiSettings, WebhookSettings
+from functions.common.settings import SettingsError
+from tests.functions.api.conftest import SETTINGS_ENV
+
+WEBHOOK_ENV = {"WEBHOOK_ENDPOINTS_TABLE": "e", "WEBHOOK_DELIVERIES_TABLE": "d", "WEBHOOK_SECRET_OVERLAP_SECONDS": "0"}
+
+
+def test_settings_read_every_variable() -> None:
+    assert ApiSettings.from_env(SETTINGS_ENV) == ApiSettings(
+        jobs_table_name="jobs",
+        uploads_bucket="up",
+        outputs_bucket="out",
+        max_upload_bytes=1000,
+        allowed_content_types=frozenset({"video/mp4", "video/quicktime"}),
+        upload_url_ttl_seconds=600,
+        download_url_ttl_seconds=120,
+        job_retention_days=7,
+    )
+    settings = ApiSettings.from_env(SETTINGS_ENV)
+    assert settings.retention_seconds == 7 * 86_400
+    assert settings.upload_deadline_seconds == 600 + UPLOAD_GRACE_SECONDS
+
+
+def test_settings_name_every_problem_at_once() -> None:
+    env = {**SETTINGS_ENV, "MAX_UPLOAD_BYTES": "lots", "DOWNLOAD_URL_TTL_SECONDS": "0"}
+    del env["UPLOADS_BUCKET"]
+
+    with pytest.raises(SettingsError) as caught:
+        ApiSettings.from_env(env)
+
+    assert str(caught.value) == (
+        "api function misconfigured: UPLOADS_BUCKET is required; "
+        "MAX_UPLOAD_BYTES must be an integer from 1 to 5368709120, got 'lots'; "
+        "DOWNLOAD_URL_TTL_SECONDS must be an integer from 1 to 604800, got '0'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("MAX_UPLOAD_BYTES", str(5 * 1024**3 + 1), "MAX_UPLOAD_BYTES must be an integer from 1 to 5368709120"),
+        ("UPLOAD_URL_TTL_SECONDS", "604801", "UPLOAD_URL_TTL_SECONDS must be an integer from 1 to 604800"),
+        ("JOB_RETENTION_DAYS", "-3", "JOB_RETENTION_DAYS must be an integer from 1 to 3650"),
+        ("JOB_RETENTION_DAYS", "", "JOB_RETENTION_DAYS is required"),
+        ("ALLOWED_CONTENT_TYPES", " , ", "ALLOWED_CONTENT_TYPES is required"),
+        ("ALLOWED_CONTENT_TYPES", "video/mp4,mp4", "ALLOWED_CONTENT_TYPES holds entries that are not media types"),
+        ("JOBS_TABLE_NAME", "  ", "JOBS_TABLE_NAME is required"),
+    ],
+)
+def test_settings_refuse_values_the_api_could_not_honour(name: str, value: str, problem: str) -> None:
+    with pytest.raises(SettingsError, match=problem):
+        ApiSettings.from_env({**SETTINGS_ENV, name: value})
+
+
+def test_webhook_settings_bound_the_overlap() -> None:
+    assert WebhookSettings.from_env(WEBHOOK_ENV).secret_overlap_seconds == 0
+    with pytest.raises(SettingsError, match="WEBHOOK_SECRET_OVERLAP_SECONDS"):
+        WebhookSettings.from_env({**WEBHOOK_ENV, "WEBHOOK_SECRET_OVERLAP_SECONDS": str(31 * 86_400)})
+
+
+def test_webhook_settings_read_the_allow_list_and_name_every_problem_at_once() -> None:
+    settings = WebhookSettings.from_env({**WEBHOOK_ENV, "WEBHOOK_ALLOWED_ADDRESSES": "127.0.0.1, ::1"})
+    assert [str(network) for network in settings.allowed_networks] == ["127.0.0.1/32", "::1/128"]
+    assert WebhookSettings.from_env(WEBHOOK_ENV).allowed_networks == ()
+
+    with pytest.raises(SettingsError) as caught:
+        WebhookSettings.from_env({"WEBHOOK_DELIVERIES_TABLE": "d", "WEBHOOK_ALLOWED_ADDRESSES": "intranet"})
+
+    message = str(caught.value)
+    assert message.startswith("webhook endpoints misconfigured: WEBHOOK_ENDPOINTS_TABLE is required; ")
+    for name in ("WEBHOOK_SECRET_OVERLAP_SECONDS", "WEBHOOK_ALLOWED_ADDRESSES"):
+        assert name in message
