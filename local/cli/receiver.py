@@ -1,9 +1,9 @@
 """A webhook receiver on 127.0.0.1, as a client's endpoint would be: it verifies every delivery's Standard Webhooks
 signature on the raw body, answers 204 to a valid one and 401 to any other, and keeps what it received.
 
-Signatures are checked with `functions.common.webhook_signing.verify` and, when the `standardwebhooks` reference package is
-importable (a dev dependency), cross-checked with it: a delivery is valid only if every verifier accepts it. Used by
-`python -m local demo`, `python -m local webhooks listen` and the tests.
+Signatures are checked with `functions.common.webhook_signing.verify` and, when the `standardwebhooks` reference
+package is importable (a dev dependency), cross-checked with it: a delivery is valid only if every verifier accepts
+it. Used by `python -m local demo`, `python -m local webhooks listen` and the tests.
 """
 
 from __future__ import annotations

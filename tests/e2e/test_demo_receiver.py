@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from functions.webhooks.signing import new_secret, webhook_headers
+from functions.common.webhook_signing import new_secret, webhook_headers
 from local.cli.client import ApiClient
 from local.cli.commands import report_webhook
 from local.cli.receiver import DEFAULT_PATH, WebhookReceiver
@@ -136,7 +136,7 @@ def test_the_demo_reports_a_verified_webhook(receiver: WebhookReceiver, capsys: 
     assert f"webhook-id         {MSG_ID}" in out
     assert "type               job.completed" in out
     assert "data.status        COMPLETED" in out
-    assert "signature verified (functions.webhooks.signing.verify; cross-checked with standardwebhooks" in out
+    assert "signature verified (functions.common.webhook_signing.verify; cross-checked with standardwebhooks" in out
     assert signed(receiver.secret)["webhook-signature"] not in out  # shown truncated
 
 
