@@ -17,6 +17,7 @@ from tests.functions.declared_tables import JOBS_TABLE, create_declared_table
 REGION = "us-east-1"
 FIXTURES = Path(__file__).parent / "fixtures"
 
+
 @pytest.fixture(autouse=True)
 def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials and a region, so nothing can reach a real account; Powertools in test mode."""
