@@ -97,11 +97,8 @@ def test_a_transcoder_without_s3_put_object_is_denied_and_its_message_dead_lette
 
 
 def test_a_transcode_queue_that_admits_only_eventbridge_never_receives_the_fan_out(tmp_path: Path, clip: Path) -> None:
-    policy = "policies.queue_send_policy(v[0], args.sender_service, [v[1]], v[2])"
-    only_events = (
-        "policies.queue_send_policy(v[0], EVENTS_SERVICE if name.startswith('transcode-') else args.sender_service,"
-        " [v[1]], v[2])"
-    )
+    policy = "service=args.sender_service,"
+    only_events = "service=EVENTS_SERVICE if name.startswith('transcode-') else args.sender_service,"
     with mutated_cloud(tmp_path, "components/work_queue.py", policy, only_events) as cloud:
         client = cloud.client("alice")
         job_id = start_upload(client, clip)
@@ -126,7 +123,10 @@ def test_a_transcode_queue_that_admits_only_eventbridge_never_receives_the_fan_o
 
 def test_a_tracker_permission_for_the_wrong_principal_sends_its_events_to_the_dlq(tmp_path: Path, clip: Path) -> None:
     with mutated_cloud(
-        tmp_path, "components/tracker.py", 'principal="events.amazonaws.com"', 'principal="sns.amazonaws.com"'
+        tmp_path,
+        "components/tracker.py",
+        "function.function_name, EVENTS_SERVICE, rule.arn, child)",
+        'function.function_name, "sns.amazonaws.com", rule.arn, child)',
     ) as cloud:
         client = cloud.client("alice")
         job_id = start_upload(client, clip)
