@@ -8,21 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from functions.api.service import invalid_cursor
+from functions.common.download_links import DownloadLinks
 from functions.common.jobs_table import InvalidCursor, JobNotFound, JobsTable
 from functions.common.ssrf import AddressPolicy, UrlRefused, check_url
 from functions.common.webhook_tables import EndpointNotFound, EndpointsTable, SecretChangedConcurrently
 from functions.contracts.jobs import JobRecord
 from functions.contracts.webhooks import Endpoint
-
-
-def signing_s3_client() -> Any:
-    """S3 for presigning; the caller keeps it for the execution environment's life."""
-    # SigV4 is the only signature S3 accepts in every region; boto3 honours AWS_ENDPOINT_URL for the local cloud.
-    return boto3.client("s3", config=Config(signature_version="s3v4"))
 
 
 class S3Signer:
@@ -31,8 +23,7 @@ class S3Signer:
     def __init__(self, s3: Any, *, uploads_bucket: str, outputs_bucket: str, download_ttl_seconds: int) -> None:
         self._s3 = s3
         self._uploads_bucket = uploads_bucket
-        self._outputs_bucket = outputs_bucket
-        self._download_ttl_seconds = download_ttl_seconds
+        self._downloads = DownloadLinks(outputs_bucket, download_ttl_seconds, s3)
 
     def presigned_post(self, *, key: str, content_type: str, size: int, ttl_seconds: int) -> tuple[str, dict[str, str]]:
         form = self._s3.generate_presigned_post(
@@ -45,12 +36,7 @@ class S3Signer:
         return form["url"], form["fields"]
 
     def download_url(self, key: str) -> str:
-        """Links are only ever signed for the outputs bucket, whatever a record says."""
-        return self._s3.generate_presigned_url(
-            "get_object",
-            Params={"Bucket": self._outputs_bucket, "Key": key},
-            ExpiresIn=self._download_ttl_seconds,
-        )
+        return self._downloads.url(key)
 
 
 class DynamoJobs:

@@ -34,7 +34,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 from ulid import ULID
 
-from functions.api.adapters import DynamoEndpoints, DynamoJobs, ResolvingUrlPolicy, S3Signer, signing_s3_client
+from functions.api.adapters import DynamoEndpoints, DynamoJobs, ResolvingUrlPolicy, S3Signer
 from functions.api.service import (
     ApiError,
     CreatedWebhook,
@@ -57,6 +57,7 @@ from functions.api.service import (
     route_not_found,
 )
 from functions.api.settings import ApiSettings, WebhookSettings
+from functions.common.clients import presigning_s3_client
 from functions.common.clock import now_ms
 from functions.common.jobs_table import JobsTable
 from functions.common.observability import logger, metrics, tracer
@@ -83,7 +84,7 @@ def jobs_service() -> Jobs:
     """Settings, clients and the job routes, built once per cold start; a misconfigured environment fails here."""
     settings = ApiSettings.from_env()
     signer = S3Signer(
-        signing_s3_client(),
+        presigning_s3_client(),
         uploads_bucket=settings.uploads_bucket,
         outputs_bucket=settings.outputs_bucket,
         download_ttl_seconds=settings.download_url_ttl_seconds,

@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 
 @cache
@@ -26,3 +27,12 @@ def forget_clients() -> None:
     """Drop the cached clients (tests that start a new mocked AWS need fresh ones)."""
     aws_client.cache_clear()
     dynamodb_resource.cache_clear()
+    presigning_s3_client.cache_clear()
+
+
+@cache
+def presigning_s3_client() -> Any:
+    """S3 for presigned forms and links."""
+    # SigV4 on the bucket's own host is the only signature S3 accepts in every region; boto3's default client would
+    # presign SigV2, path-style. boto3 honours AWS_ENDPOINT_URL for the local cloud.
+    return boto3.client("s3", config=Config(signature_version="s3v4"))

@@ -13,8 +13,6 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-DEFAULT_METRICS_NAMESPACE = "MediaPipeline"
-
 
 class SettingsError(RuntimeError):
     """The environment does not describe a usable deployment: a defect to fix, not an event to retry."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from functions.common.settings import DEFAULT_METRICS_NAMESPACE, EnvironmentReader
+from functions.common.settings import EnvironmentReader
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,6 @@ class SubmitSettings:
     """The stack's on-demand MediaConvert queue (`MEDIACONVERT_QUEUE_ARN`)."""
     role_arn: str
     """The service role MediaConvert assumes for the job's S3 reads and writes (`MEDIACONVERT_ROLE_ARN`)."""
-    metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
-    """CloudWatch namespace of the EMF metrics (`POWERTOOLS_METRICS_NAMESPACE`, which Powertools reads itself)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SubmitSettings:
@@ -41,7 +39,6 @@ class SubmitSettings:
             stack_name=read.text("STACK_NAME"),
             queue_arn=read.arn("MEDIACONVERT_QUEUE_ARN"),
             role_arn=read.arn("MEDIACONVERT_ROLE_ARN"),
-            metrics_namespace=read.optional("POWERTOOLS_METRICS_NAMESPACE", DEFAULT_METRICS_NAMESPACE),
         )
         read.done("submit function")
         return settings

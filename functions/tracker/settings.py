@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from functions.common.settings import DEFAULT_METRICS_NAMESPACE, EnvironmentReader
+from functions.common.settings import EnvironmentReader
 
 DEFAULT_SWEEP_MAX_JOBS = 200
 MAX_SWEEP_MAX_JOBS = 10_000
@@ -23,9 +23,6 @@ class TrackerSettings:
     """Bucket the renditions are written to; only its objects are measured with HEAD (`OUTPUTS_BUCKET`)."""
     stack_name: str
     """MediaConvert events whose `userMetadata.pipeline` is not this stack are ignored (`STACK_NAME`)."""
-    metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
-    """CloudWatch namespace of JobsCompleted / JobsFailed / JobsExpired (`POWERTOOLS_METRICS_NAMESPACE`, which
-    Powertools reads itself)."""
     sweep_max_jobs: int = DEFAULT_SWEEP_MAX_JOBS
     """Most overdue jobs one sweep handles; the next scheduled sweep takes the rest (`SWEEP_MAX_JOBS`, optional)."""
     sweep_reserve_ms: int = 10_000
@@ -40,7 +37,6 @@ class TrackerSettings:
             event_bus_name=read.text("EVENT_BUS_NAME"),
             outputs_bucket=read.text("OUTPUTS_BUCKET"),
             stack_name=read.text("STACK_NAME"),
-            metrics_namespace=read.optional("POWERTOOLS_METRICS_NAMESPACE", DEFAULT_METRICS_NAMESPACE),
             sweep_max_jobs=read.integer("SWEEP_MAX_JOBS", 1, MAX_SWEEP_MAX_JOBS, default=DEFAULT_SWEEP_MAX_JOBS),
         )
         read.done("tracker")

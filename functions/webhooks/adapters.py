@@ -26,9 +26,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from functions.common.clients import aws_client
 from functions.common.ssrf import AddressPolicy, IPAddress, UrlRefused, WebhookUrl, check_url
 from functions.webhooks.service import HTTP_GONE, DeliveryTask, HttpAttempt, TaskEnqueueFailed
@@ -219,20 +216,4 @@ class SqsTaskQueue:
             QueueUrl=self._dlq_url,
             MessageBody=task.to_json(),
             MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:256]}},
-        )
-
-
-class DownloadLinks:
-    """Presigned GET links into the outputs bucket: the job view's `download_url`."""
-
-    def __init__(self, bucket: str, ttl_seconds: int, s3: Any = None) -> None:
-        self._bucket = bucket
-        self._ttl_seconds = ttl_seconds
-        # SigV4 links on the bucket's own host, as the API's `GET /jobs/{id}` gives them: the default client would
-        # presign SigV2, path-style. Made once per execution environment, with the handler's other dependencies.
-        self._s3 = s3 or boto3.client("s3", config=Config(signature_version="s3v4"))
-
-    def url(self, key: str) -> str:
-        return self._s3.generate_presigned_url(
-            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=self._ttl_seconds
         )

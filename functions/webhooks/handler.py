@@ -26,13 +26,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.common.clock import now_ms
+from functions.common.download_links import DownloadLinks
 from functions.common.jobs_table import JobsTable
 from functions.common.observability import logger, metrics, tracer
 from functions.common.ssrf import AddressPolicy
 from functions.common.webhook_tables import DeliveryLog, EndpointsTable
 from functions.contracts.events import SOURCE
 from functions.contracts.webhooks import event_type_for
-from functions.webhooks.adapters import DownloadLinks, SqsTaskQueue, Transport
+from functions.webhooks.adapters import SqsTaskQueue, Transport
 from functions.webhooks.service import (
     MAX_CONCURRENT_ATTEMPTS,
     DeliveryTask,

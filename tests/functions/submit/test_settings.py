@@ -25,7 +25,6 @@ def test_settings_come_from_the_environment() -> None:
     settings = SubmitSettings.from_env(ENV)
 
     assert (settings.queue_arn, settings.role_arn, settings.stack_name) == (QUEUE_ARN, ROLE_ARN, "dev")
-    assert settings.metrics_namespace == "MediaPipeline"
 
 
 @pytest.mark.parametrize(

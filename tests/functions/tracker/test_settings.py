@@ -14,8 +14,6 @@ def test_settings_come_from_the_common_environment() -> None:
     assert TrackerSettings.from_env(ENV) == TrackerSettings(
         jobs_table_name="jobs", event_bus_name="bus", outputs_bucket="out", stack_name="dev", sweep_max_jobs=200
     )
-    assert TrackerSettings.from_env(ENV).metrics_namespace == "MediaPipeline"
-    assert TrackerSettings.from_env({**ENV, "POWERTOOLS_METRICS_NAMESPACE": "Other"}).metrics_namespace == "Other"
     assert TrackerSettings.from_env({**ENV, "SWEEP_MAX_JOBS": "7"}).sweep_max_jobs == 7
 
 
