@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from functions.common.clients import forget_clients
 from tests.functions.declared_tables import JOBS_TABLE, create_declared_table
 
 REGION = "us-east-1"
@@ -38,6 +40,28 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def fresh_clients() -> Iterator[None]:
+    """Clients are cached per execution environment (functions/common/clients.py); each test is a new one, so the
+    clients it makes talk to its own mocked AWS and are not left for the next test."""
+    forget_clients()
+    yield
+    forget_clients()
+
+
+def sqs_event(fixture: str, *bodies: dict[str, Any] | str, receive_count: int = 1) -> dict[str, Any]:
+    """The first record of the SQS event in `fixtures/<fixture>`, once per body, each with its own message id."""
+    template = json.loads((FIXTURES / fixture).read_text())["Records"][0]
+    records = []
+    for index, body in enumerate(bodies):
+        record = copy.deepcopy(template)
+        record["messageId"] = f"message-{index}"
+        record["body"] = body if isinstance(body, str) else json.dumps(body)
+        record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+        records.append(record)
+    return {"Records": records}
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from ulid import ULID
 
 from functions.api import handler as api
 from functions.common import job_state
-from functions.common.clients import forget_clients
 from functions.common.jobs_table import JobsTable
 from functions.contracts.jobs import JobRecord, JobSource
 from tests.functions.conftest import FIXTURES
@@ -40,14 +39,12 @@ _BASE_EVENT = json.loads((FIXTURES / "api_get_job_event.json").read_text())
 
 @pytest.fixture(autouse=True)
 def fresh_api() -> Iterator[None]:
-    """Each test builds the services and their clients from its own environment, inside its own moto."""
+    """Each test builds the services from its own environment, inside its own moto."""
     api.jobs_service.cache_clear()
     api.webhooks_service.cache_clear()
-    forget_clients()
     yield
     api.jobs_service.cache_clear()
     api.webhooks_service.cache_clear()
-    forget_clients()
 
 
 @pytest.fixture

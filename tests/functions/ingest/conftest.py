@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,7 +17,6 @@ from typing import Any
 import boto3
 import pytest
 
-from functions.common.clients import forget_clients
 from functions.common.event_bus import EventPublisher
 from functions.common.job_state import new_job
 from functions.common.jobs_table import JobsTable
@@ -39,14 +38,6 @@ NOW_MS = 1_700_000_000_000  # when the test jobs were created (the past)
 SERVICE_NOW_MS = NOW_MS + 5_000  # the service's fixed clock
 DEADLINE_SECONDS = 3600
 NO_FAILURES = {"batchItemFailures": []}
-
-
-@pytest.fixture(autouse=True)
-def fresh_clients() -> Iterator[None]:
-    """The handler's cached AWS clients are made inside each test's mocked AWS."""
-    forget_clients()
-    yield
-    forget_clients()
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +11,7 @@ import boto3
 import pytest
 
 from functions.common import job_state
-from functions.common.clients import aws_client, forget_clients
+from functions.common.clients import aws_client
 from functions.common.jobs_table import JobsTable
 from functions.common.renditions import DEFAULT_RENDITIONS, Rendition
 from functions.contracts.fanout import FanOutMessage
@@ -20,7 +19,8 @@ from functions.contracts.jobs import JobRecord, JobSource, Probe
 from functions.ingest.service import plan_renditions
 from functions.submit import handler
 from local.engine.moto_patches import honour_copy_source_if_match
-from tests.functions.conftest import FIXTURES, REGION, CapturedEvents, FakeLambdaContext
+from tests.functions.conftest import REGION, CapturedEvents, FakeLambdaContext
+from tests.functions.conftest import sqs_event as shared_sqs_event
 from tests.functions.submit.mediaconvert_service import FakeMediaConvert
 
 JOB_ID = "01JBQ7Z8K3M4N5P6Q7R8S9T0VW"
@@ -59,24 +59,7 @@ def processing_job(
 
 
 def sqs_event(*bodies: dict[str, Any] | str, receive_count: int = 1) -> dict[str, Any]:
-    """The fixture's record, once per body, each with its own message id."""
-    template = json.loads((FIXTURES / "submit_sqs_event.json").read_text())["Records"][0]
-    records = []
-    for index, body in enumerate(bodies):
-        record = copy.deepcopy(template)
-        record["messageId"] = f"message-{index}"
-        record["body"] = body if isinstance(body, str) else json.dumps(body)
-        record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
-        records.append(record)
-    return {"Records": records}
-
-
-@pytest.fixture(autouse=True)
-def fresh_clients() -> Iterator[None]:
-    """Clients made for this test's AWS (moto, the fake MediaConvert) are not left cached for the next one."""
-    forget_clients()
-    yield
-    forget_clients()
+    return shared_sqs_event("submit_sqs_event.json", *bodies, receive_count=receive_count)
 
 
 @dataclass

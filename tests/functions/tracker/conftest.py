@@ -12,7 +12,6 @@ import boto3
 import pytest
 
 from functions.common import job_state
-from functions.common.clients import forget_clients
 from functions.common.clock import now_ms
 from functions.common.jobs_table import JobsTable
 from functions.contracts.jobs import JobRecord, JobStatus
@@ -33,12 +32,10 @@ PROBE = {"durationMs": 10_000, "width": 1920, "height": 1080}
 
 @pytest.fixture(autouse=True)
 def fresh_tracker() -> Iterator[None]:
-    """Each test builds the handler's service and clients from its own environment, inside its own moto."""
+    """Each test builds the handler's service from its own environment, inside its own moto."""
     tracker_handler.tracker.cache_clear()
-    forget_clients()
     yield
     tracker_handler.tracker.cache_clear()
-    forget_clients()
 
 
 @pytest.fixture

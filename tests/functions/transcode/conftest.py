@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,11 +11,11 @@ from typing import Any
 import boto3
 import pytest
 
-from functions.common.clients import forget_clients
 from functions.common.media_tools import ffmpeg_path
 from functions.contracts.fanout import EncodePlan
 from functions.transcode import handler
 from tests.functions.conftest import FIXTURES, REGION, CapturedEvents, FakeLambdaContext
+from tests.functions.conftest import sqs_event as shared_sqs_event
 from tests.media_samples import probe
 
 JOB_ID = "01JBQ7Z8K3M4N5P6Q7R8S9T0VW"
@@ -30,14 +28,6 @@ BASE_ENV = {
     "EVENT_BUS_NAME": "bus",
 }
 PLAN = EncodePlan(name="720p", width=1280, height=720, maxVideoBitrateKbps=3000, audioBitrateKbps=128)
-
-
-@pytest.fixture(autouse=True)
-def fresh_clients() -> Iterator[None]:
-    """The handler's cached AWS clients are made inside each test's mocked AWS."""
-    forget_clients()
-    yield
-    forget_clients()
 
 
 def ffprobe_report(**video: object) -> dict:
@@ -98,15 +88,7 @@ def fixture_body() -> dict[str, Any]:
 
 
 def sqs_event(*bodies: dict[str, Any] | str) -> dict[str, Any]:
-    """The fixture's record, once per body, each with its own message id."""
-    template = json.loads((FIXTURES / "transcode_sqs_event.json").read_text())["Records"][0]
-    records = []
-    for index, body in enumerate(bodies):
-        record = copy.deepcopy(template)
-        record["messageId"] = f"message-{index}"
-        record["body"] = body if isinstance(body, str) else json.dumps(body)
-        records.append(record)
-    return {"Records": records}
+    return shared_sqs_event("transcode_sqs_event.json", *bodies)
 
 
 def make_odd_sized_video(path: Path) -> Path:

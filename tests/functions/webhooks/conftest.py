@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from functions.common import job_state
-from functions.common.clients import forget_clients
 from functions.common.jobs_table import JobsTable
 from functions.contracts.events import JobOutcome
 from functions.contracts.jobs import JobRecord, JobSource, JobStatus
@@ -24,12 +23,10 @@ OUTCOME_EVENT = json.loads((FIXTURES / "webhooks_job_outcome_event.json").read_t
 
 @pytest.fixture(autouse=True)
 def fresh_webhooks() -> Iterator[None]:
-    """Each test builds the handler's dependencies and clients from its own environment, inside its own moto."""
+    """Each test builds the handler's dependencies from its own environment, inside its own moto."""
     handler.dependencies.cache_clear()
-    forget_clients()
     yield
     handler.dependencies.cache_clear()
-    forget_clients()
 
 
 def completed_job(job_id: str, owner_id: str, now_ms: int) -> JobRecord:
