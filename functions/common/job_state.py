@@ -22,6 +22,7 @@ from functions.contracts.jobs import (
     TERMINAL_JOB_STATUSES,
     TERMINAL_RENDITION_STATUSES,
     ErrorInfo,
+    ImageMetadata,
     JobRecord,
     JobSource,
     JobStatus,
@@ -187,6 +188,15 @@ def record_progress(job: JobRecord, *, name: str, percent: int, now: int) -> Job
     changed.renditions[name].status = RenditionStatus.PROCESSING
     changed.renditions[name].progress = percent
     changed.progress = overall_progress(changed)
+    return changed
+
+
+def record_image_metadata(job: JobRecord, *, metadata: ImageMetadata, now: int) -> JobRecord | None:
+    """An image's metadata unit read its metadata: it lands on the job as `image`, once, while the job runs."""
+    if job.status != JobStatus.PROCESSING or job.image == metadata:
+        return None
+    changed = _copy(job, now)
+    changed.image = metadata
     return changed
 
 

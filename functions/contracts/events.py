@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from functions.contracts.jobs import ErrorInfo, JobRecord, JobStatus, RenditionStatus
+from functions.contracts.jobs import ErrorInfo, ImageMetadata, JobRecord, JobStatus, RenditionStatus
 
 SOURCE = "media-pipeline"
 
@@ -72,6 +72,14 @@ class RenditionCompleted(_RenditionDetail):
     duration_ms: NonNegative | None = None
     bytes: NonNegative | None = None
     content_type: str | None = None
+    image: ImageMetadata | None = None
+    """What an image's metadata unit read (its file is that metadata as JSON); absent for every other unit."""
+
+    def to_detail(self) -> dict[str, Any]:
+        detail = super().to_detail()
+        if detail["image"] is None:
+            del detail["image"]
+        return detail
 
     def output(self) -> dict[str, Any]:
         """The rendition fields the job record keeps (docs/CONTRACTS.md, `renditions`)."""

@@ -10,11 +10,11 @@ import json
 from dataclasses import dataclass
 
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
-from pydantic import BaseModel, ConfigDict, Field, Json
+from pydantic import BaseModel, ConfigDict, Field, Json, model_validator
 
 from functions.common.renditions import Rendition
 from functions.contracts.jobs import JobRecord, Probe, RenditionRecord, RenditionStatus
-from functions.contracts.media import MediaType
+from functions.contracts.media import MediaType, UnitKind
 
 
 class SourceObject(BaseModel):
@@ -26,14 +26,32 @@ class SourceObject(BaseModel):
     """The ETag ingest validated (unquoted): the source is read only while it is still that object."""
 
 
+SIZED_KINDS = frozenset({UnitKind.VIDEO, UnitKind.IMAGE, UnitKind.WAVEFORM})
+"""Units whose output has a planned width and height."""
+
+
 class PlannedRendition(BaseModel):
-    """One rendition as ingest planned it for this source: display-oriented size and bitrate caps."""
+    """One unit of work as ingest planned it for this source: what it makes, at what display size and bitrates."""
 
     name: str = Field(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9-]+$")
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
+    kind: UnitKind = UnitKind.VIDEO
+    width: int | None = Field(default=None, gt=0)
+    height: int | None = Field(default=None, gt=0)
     maxVideoBitrateKbps: int | None = Field(default=None, gt=0)
     audioBitrateKbps: int | None = Field(default=None, gt=0)
+    format: str | None = Field(default=None, pattern=r"^[a-z0-9]+$")
+    """The output's format: `webp` or `jpeg` for an image derivative, `m4a` for audio, `png` for a waveform."""
+    watermark: bool = False
+    """An image derivative carries the stack's watermark."""
+
+    @model_validator(mode="after")
+    def _sized(self) -> PlannedRendition:
+        if self.kind in SIZED_KINDS and (self.width is None or self.height is None):
+            raise ValueError(f"a {self.kind} unit needs its width and height")
+        return self
+
+
+UNIT_DEFAULTS = {"kind": UnitKind.VIDEO.value, "format": None, "watermark": False}
 
 
 class FanOutMessage(BaseModel):
@@ -59,13 +77,29 @@ class FanOutMessage(BaseModel):
             engine=job.engine or "lambda",
             source=SourceObject(bucket=bucket, key=key, etag=etag or None),
             probe=job.probe,
-            renditions=[PlannedRendition.model_validate(r.model_dump()) for r in queued_renditions(job)],
+            renditions=[
+                PlannedRendition.model_validate(r.model_dump(exclude_none=True)) for r in queued_renditions(job)
+            ],
         )
 
+    def per_unit(self) -> list[FanOutMessage]:
+        """One message per planned unit: how image and audio jobs fan out to their one queue, so that every unit is
+        received, retried and dead-lettered on its own and the units run in parallel."""
+        return [self.model_copy(update={"renditions": [unit]}) for unit in self.renditions]
+
     def body(self) -> str:
-        """The compact JSON published (no `etag` when ingest had none), ASCII-escaped as `json.dumps` writes it."""
+        """The compact JSON published (no `etag` when ingest had none), ASCII-escaped as `json.dumps` writes it.
+
+        A unit's `kind`, `format` and `watermark` are left out at their defaults, so a video rendition reads exactly as
+        it did before images and audio existed (and a consumer of that time still parses it)."""
         exclude = {"source": {"etag"}} if not self.source.etag else None
-        return json.dumps(self.model_dump(mode="json", exclude=exclude), separators=(",", ":"))
+        body = self.model_dump(mode="json", exclude=exclude)
+        body["probe"] = self.probe.model_dump(mode="json", exclude_unset=True)  # the probe as ingest stored it
+        for unit in body["renditions"]:
+            for name, default in UNIT_DEFAULTS.items():
+                if unit.get(name) == default:
+                    del unit[name]
+        return json.dumps(body, separators=(",", ":"))
 
     def attributes(self, media_type: str | None) -> dict[str, dict[str, str]]:
         """SNS `MessageAttributes`: what the consumers' filter policies match."""
@@ -111,7 +145,7 @@ def plan_for(message: FanOutMessage, rendition: Rendition) -> EncodePlan | None:
     Odd planned sizes are rounded down to even ones: H.264 4:2:0 cannot code odd dimensions.
     """
     entry = next((r for r in message.renditions if r.name == rendition.name), None)
-    if entry is None:
+    if entry is None or entry.width is None or entry.height is None:
         return None
     return EncodePlan(
         name=entry.name,

@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from functions.contracts.jobs import ErrorInfo, JobRecord, JobStatus, RenditionRecord, RenditionStatus
+from functions.contracts.jobs import ErrorInfo, ImageMetadata, JobRecord, JobStatus, RenditionRecord, RenditionStatus
+from functions.contracts.media import UnitKind
 
 DownloadUrl = Callable[[str], str]
 """Makes a download link for a key in the outputs bucket."""
@@ -71,7 +72,12 @@ class JobView(BaseModel):
     progress: int = Field(ge=0, le=100)
     source: SourceView
     probe: dict[str, Any] | None = Field(description="What ingest learnt about the upload (docs/CONTRACTS.md).")
-    renditions: list[RenditionView]
+    renditions: list[RenditionView] = Field(
+        description="Video renditions, image derivatives, or an audio upload's AAC rendition and waveform PNG."
+    )
+    image: ImageMetadata | None = Field(
+        default=None, description="An image's metadata (never its location), once read; absent for other media."
+    )
     error: ErrorView | None
     webhookFailures: list[WebhookFailureView]
 
@@ -94,7 +100,12 @@ def job_view(job: JobRecord, download_url: DownloadUrl) -> JobView:
         progress=job.progress,
         source=SourceView(filename=job.source.filename, contentType=job.source.contentType, size=job.source.size),
         probe=job.probe.model_dump(mode="json", exclude_unset=True) if job.probe else None,
-        renditions=[rendition_view(rendition, download_url) for rendition in job.renditions_in_order()],
+        renditions=[
+            rendition_view(rendition, download_url)
+            for rendition in job.renditions_in_order()
+            if rendition.kind != UnitKind.METADATA  # its result is `image`
+        ],
+        image=job.image,
         error=_error_view(job.error),
         webhookFailures=webhook_failures_view(job),
     )

@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from functions.contracts.media import UnitKind
+
 
 class JobStatus(StrEnum):
     AWAITING_UPLOAD = "AWAITING_UPLOAD"
@@ -69,6 +71,7 @@ class Probe(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     durationMs: int = Field(ge=0)
+    """0 for a still image."""
     width: int | None = Field(default=None, ge=0)
     height: int | None = Field(default=None, ge=0)
     codedWidth: int | None = None
@@ -83,6 +86,14 @@ class Probe(BaseModel):
     """The demuxer ffprobe chose at ingest (e.g. `mov,mp4,m4a,3gp,3g2,mj2`); the encode may use only that one."""
     bitRate: int | None = None
     sizeBytes: int | None = None
+    channels: int | None = None
+    """Audio channels (audio uploads)."""
+    sampleRate: int | None = None
+    """Audio samples per second (audio uploads)."""
+    frames: int | None = None
+    """Frames of an image (more than 1 when animated)."""
+    mode: str | None = None
+    """An image's colour mode as Pillow names it (`RGB`, `RGBA`, `CMYK`, `P`, `I;16`, ...)."""
 
 
 class RenditionRecord(_Record):
@@ -90,6 +101,11 @@ class RenditionRecord(_Record):
 
     name: str = Field(min_length=1)
     status: RenditionStatus
+    kind: UnitKind = UnitKind.VIDEO
+    format: str | None = None
+    """The output's format for images (`webp`, `jpeg`), audio (`m4a`) and waveforms (`png`)."""
+    watermark: bool | None = None
+    """Whether an image derivative carries the stack's watermark."""
     order: int = 0
     """Its place in the ladder (a DynamoDB map does not keep the order it was written in)."""
     progress: int = Field(default=0, ge=0, le=100)
@@ -106,6 +122,23 @@ class RenditionRecord(_Record):
     key: str | None = None
     engine: str | None = None
     error: ErrorInfo | None = None
+
+
+class ImageMetadata(_Record):
+    """What the metadata unit read from an image: never its location (GPS) or any other EXIF beyond these."""
+
+    format: str
+    """Pillow's name: `JPEG`, `PNG`, `WEBP`, `GIF`, `AVIF`."""
+    width: int
+    """Display width, after the EXIF orientation."""
+    height: int
+    frames: int = 1
+    mode: str
+    hasIccProfile: bool = False
+    cameraMake: str | None = None
+    cameraModel: str | None = None
+    capturedAt: str | None = None
+    """EXIF DateTimeOriginal as written (`YYYY:MM:DD HH:MM:SS`, local time of the camera), if any."""
 
 
 class ObjectLocation(_Record):
@@ -133,7 +166,9 @@ class WebhookFailureEntry(_Record):
     failedAt: int
 
 
-SPARSE_ATTRIBUTES = frozenset({"openJob", "deadlineAt", "hls", "mediaconvert", "outcomeAnnouncedAt", "webhookFailures"})
+SPARSE_ATTRIBUTES = frozenset(
+    {"openJob", "deadlineAt", "hls", "mediaconvert", "outcomeAnnouncedAt", "webhookFailures", "image"}
+)
 """Attributes the table holds only while they have a value (an index key cannot be NULL)."""
 
 
@@ -154,6 +189,8 @@ class JobRecord(_Record):
     probe: Probe | None = None
     renditions: dict[str, RenditionRecord] = Field(default_factory=dict)
     error: ErrorInfo | None = None
+    image: ImageMetadata | None = None
+    """An image job's metadata, once its metadata unit completed."""
     hls: ObjectLocation | None = None
     """MediaConvert's master playlist."""
     mediaconvert: MediaConvertSubmission | None = None

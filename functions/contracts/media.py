@@ -1,4 +1,5 @@
-"""What counts as media: the input containers the pipeline accepts, and the media types it routes."""
+"""What counts as media: the kinds the pipeline routes, the containers and image formats it accepts, and the units of
+work each kind is cut into."""
 
 from __future__ import annotations
 
@@ -9,6 +10,23 @@ class MediaType(StrEnum):
     """The fan-out message's `mediaType` attribute, which the consumers' filter policies match."""
 
     VIDEO = "video"
+    IMAGE = "image"
+    AUDIO = "audio"
+
+
+class UnitKind(StrEnum):
+    """What one planned rendition (a unit of work in the fan-out) produces."""
+
+    VIDEO = "video"
+    """An MP4 rendition of a video (the transcode-{name} functions, or MediaConvert)."""
+    IMAGE = "image"
+    """A resized, re-encoded image derivative (the images function)."""
+    METADATA = "metadata"
+    """An image's metadata, which lands on the job as `image` (the images function); no output file."""
+    AUDIO = "audio"
+    """A loudness-normalised AAC rendition of an audio upload (the audio function)."""
+    WAVEFORM = "waveform"
+    """A PNG of an audio upload's waveform, drawn from its decoded samples (the audio function)."""
 
 
 ACCEPTED_DEMUXERS: tuple[str, ...] = (
@@ -26,3 +44,22 @@ A security list: ingest rejects any other container, and the encoder reads the s
 
 DEMUXER_WHITELIST = ",".join(ACCEPTED_DEMUXERS)
 """The allow-list as ffmpeg's `-format_whitelist` takes it."""
+
+
+ACCEPTED_AUDIO_DEMUXERS: tuple[str, ...] = (
+    "mp3",
+    "aac",
+    "mov,mp4,m4a,3gp,3g2,mj2",
+    "wav",
+    "flac",
+    "ogg",
+)
+"""The demuxers an audio-only upload may be read with (MP3, AAC/ADTS, M4A, WAV, FLAC, Ogg Vorbis/Opus)."""
+
+AUDIO_DEMUXER_WHITELIST = ",".join(ACCEPTED_AUDIO_DEMUXERS)
+
+ACCEPTED_IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "AVIF")
+"""Image formats as Pillow names them, recognised by their content only (never by name or declared type)."""
+
+IMAGE_OUTPUT_FORMATS = {"webp": ("WEBP", "image/webp"), "jpeg": ("JPEG", "image/jpeg")}
+"""A derivative's `format` -> (Pillow's format name, its content type); the file extension is the format's name."""

@@ -220,10 +220,11 @@ def test_begin_processing_keeps_the_plan_in_order_with_zero_progress() -> None:
     assert job.status == "PROCESSING"
     assert (job.mediaType, job.engine, job.probe) == ("video", "lambda", Probe.model_validate(PROBE))
     assert job.to_item()["renditions"] == {
-        "720p": {"name": "720p", "status": "QUEUED", "height": 720, "order": 0, "progress": 0},
+        "720p": {"name": "720p", "status": "QUEUED", "kind": "video", "height": 720, "order": 0, "progress": 0},
         "1080p": {
             "name": "1080p",
             "status": "SKIPPED",
+            "kind": "video",
             "height": 1080,
             "reason": "NO_UPSCALE",
             "order": 1,
