@@ -197,3 +197,9 @@ def make_tone(path: Path, *, seconds: float = 3.0, volume_db: float = -12.0, fre
     args += ["-af", f"volume={volume_db}dB", "-ac", "2", "-c:a", encoder, "-f", muxer, str(path)]
     subprocess.run(args, check=True, env=tool_env())
     return path
+
+
+def text_file(path: Path) -> Path:
+    """Plain text, whatever name it is given: no image, audio or video inside."""
+    path.write_text("just some notes, not a picture\n" * 40)
+    return path

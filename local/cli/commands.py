@@ -394,7 +394,7 @@ def report_webhook(receiver: WebhookReceiver, client: ApiClient, job: dict[str, 
 
 
 def _rendition_rows(job: dict[str, Any], work_dir: Path) -> list[tuple[Any, ...]]:
-    """Each completed rendition downloaded and read back with ffprobe."""
+    """Each completed rendition downloaded and read back: ffprobe for video and audio, Pillow for images."""
     from local.cli.samples import probe_media
 
     rows: list[tuple[Any, ...]] = []
@@ -402,13 +402,27 @@ def _rendition_rows(job: dict[str, Any], work_dir: Path) -> list[tuple[Any, ...]
         if rendition["status"] != "COMPLETED":
             rows.append((rendition["name"], rendition["status"], "-", "-", "-", "-"))
             continue
-        local_copy = download(rendition["url"], work_dir / f"{rendition['name']}.mp4")
+        extension = rendition["contentType"].split("/")[1]
+        local_copy = download(rendition["url"], work_dir / f"{job['jobId']}-{rendition['name']}.{extension}")
+        if rendition["contentType"].startswith("image/"):
+            from PIL import Image
+
+            with Image.open(local_copy) as image:
+                size, kind = (
+                    f"{image.width}x{image.height}",
+                    f"{image.format}, {'EXIF KEPT' if image.getexif() else 'no EXIF'}",
+                )
+            rows.append(
+                (rendition["name"], rendition["status"], size, kind, "-", human_bytes(local_copy.stat().st_size))
+            )
+            continue
         probed = probe_media(local_copy)
+        size = f"{probed['width']}x{probed['height']}" if probed["width"] else str(probed["audioCodec"])
         rows.append(
             (
                 rendition["name"],
                 rendition["status"],
-                f"{probed['width']}x{probed['height']}",
+                size,
                 f"{probed['durationSeconds']:.2f} s",
                 f"{probed['bitRate'] / 1000:.0f} kbit/s",
                 human_bytes(probed["sizeBytes"]),
@@ -417,8 +431,18 @@ def _rendition_rows(job: dict[str, Any], work_dir: Path) -> list[tuple[Any, ...]
     return rows
 
 
+def _image_lines(job: dict[str, Any]) -> str:
+    image = job.get("image") or {}
+    camera = " ".join(part for part in (image.get("cameraMake"), image.get("cameraModel")) if part) or "-"
+    return (
+        f"image metadata: {image.get('format')} {image.get('width')}x{image.get('height')}, {image.get('mode')}, "
+        f"camera {camera}, captured {image.get('capturedAt') or '-'} (no location kept)"
+    )
+
+
 def command_demo(args: argparse.Namespace) -> int:
-    from local.cli.samples import make_sample_video
+    """A video, an image and an audio clip through the pipeline; the video's webhook received and verified."""
+    from local.cli.samples import make_sample_audio, make_sample_image, make_sample_video
 
     started = time.monotonic()
     cloud = _start_cloud(args, echo_logs=args.logs)
@@ -430,19 +454,32 @@ def command_demo(args: argparse.Namespace) -> int:
         client = ApiClient(cloud.api_url, _token_for(cloud.options.state, DEFAULT_SUBJECT))
         receiver = listen_and_register(client)
         print(f"webhook receiver {receiver.url} registered as {receiver.endpoint_id} for {DEFAULT_SUBJECT}")
-        sample = make_sample_video(work_dir / "sample-1080p.mp4", seconds=args.seconds)
-        print(f"sample: {sample.name} ({human_bytes(sample.stat().st_size)}, 1920x1080, {args.seconds:g} s)")
-        job = upload_and_follow(client, sample, args.timeout)
-        if job["status"] not in FINAL_STATUSES:
-            print(f"demo failed: job {job['jobId']} is still {job['status']} after {args.timeout:g} s", file=sys.stderr)
-            return 1
-        if job["status"] != "COMPLETED":
-            outcome = _job_outcome(job)
-            return report_webhook(receiver, client, job, args.webhook_timeout) or outcome
-        rows = _rendition_rows(job, work_dir)
-        print(f"\njob {job['jobId']}: {job['status']} in {time.monotonic() - started:.1f} s (ffprobe of the downloads)")
-        print(table(("rendition", "status", "resolution", "duration", "bitrate", "size"), rows))
-        return report_webhook(receiver, client, job, args.webhook_timeout)
+        samples = (
+            (make_sample_video(work_dir / "sample-1080p.mp4", seconds=args.seconds), f"1920x1080, {args.seconds:g} s"),
+            (make_sample_image(work_dir / "sample-photo.jpg"), "2400x1600 JPEG with camera EXIF and GPS"),
+            (make_sample_audio(work_dir / "sample-chord.mp3"), "4 s MP3, quiet"),
+        )
+        jobs = []
+        for sample, description in samples:
+            print(f"\nsample: {sample.name} ({human_bytes(sample.stat().st_size)}, {description})")
+            job = upload_and_follow(client, sample, args.timeout)
+            if job["status"] not in FINAL_STATUSES:
+                print(
+                    f"demo failed: job {job['jobId']} is still {job['status']} after {args.timeout:g} s",
+                    file=sys.stderr,
+                )
+                return 1
+            if job["status"] != "COMPLETED":
+                outcome = _job_outcome(job)
+                return report_webhook(receiver, client, job, args.webhook_timeout) or outcome
+            rows = _rendition_rows(job, work_dir)
+            print(f"job {job['jobId']}: {job['mediaType']} {job['status']} (read back from the downloads)")
+            print(table(("rendition", "status", "resolution", "duration", "bitrate", "size"), rows))
+            if job["mediaType"] == "image":
+                print(_image_lines(job))
+            jobs.append(job)
+        print(f"\n{len(jobs)} jobs COMPLETED in {time.monotonic() - started:.1f} s")
+        return report_webhook(receiver, client, jobs[0], args.webhook_timeout)
     except ApiError as err:
         print(f"demo failed: {err}", file=sys.stderr)
         return 1

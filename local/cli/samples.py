@@ -47,3 +47,43 @@ def probe_media(path: Path) -> dict[str, Any]:
         "bitRate": int(fmt.get("bit_rate") or 0),
         "sizeBytes": int(fmt.get("size") or path.stat().st_size),
     }
+
+
+def make_sample_image(path: Path, *, width: int = 2400, height: int = 1600) -> Path:
+    """A JPEG photo stand-in: a gradient sky over hills, with the EXIF a camera writes (make, model, time, GPS) so the
+    demo shows what the pipeline keeps and what it strips."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (width, height))
+    draw = ImageDraw.Draw(image)
+    for y in range(height):
+        shade = y * 255 // height
+        draw.line([(0, y), (width, y)], fill=(90 + shade // 3, 140 + shade // 4, 255 - shade // 2))
+    for index, colour in enumerate(((60, 120, 60), (40, 95, 45), (30, 70, 35))):
+        base = height * (6 + index) // 10
+        draw.polygon(
+            [(0, height), (0, base), (width // 3, base - height // 8), (width, base + height // 20), (width, height)],
+            fill=colour,
+        )
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "DemoCam", "D-1"  # Make, Model
+    exif.get_ifd(0x8769)[0x9003] = "2026:11:30 09:00:00"  # DateTimeOriginal
+    exif.get_ifd(0x8825).update({1: "N", 2: (48.0, 51.0, 29.6), 3: "E", 4: (2.0, 17.0, 40.1)})  # GPS: never kept
+    image.save(path, "JPEG", quality=88, exif=exif)
+    return path
+
+
+def make_sample_audio(path: Path, *, seconds: float = 4.0) -> Path:
+    """An MP3 of a quiet two-note chord: the pipeline normalises its loudness."""
+    subprocess.run(
+        [
+            ffmpeg_path(),
+            *("-hide_banner", "-loglevel", "error", "-y"),
+            *("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"),
+            *("-f", "lavfi", "-i", f"sine=frequency=660:sample_rate=44100:duration={seconds}"),
+            *("-filter_complex", "[0:a][1:a]amix=inputs=2,volume=-20dB,aformat=channel_layouts=stereo"),
+            *("-c:a", "libmp3lame", "-b:a", "128k", str(path)),
+        ],
+        check=True,
+    )
+    return path
