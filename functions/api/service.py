@@ -30,6 +30,7 @@ from functions.common.job_state import new_job
 from functions.common.webhook_signing import new_secret
 from functions.contracts.job_view import JobPage, JobView, iso_utc, job_page, job_view
 from functions.contracts.jobs import JobRecord, JobSource, JobStatus
+from functions.contracts.media import MediaType
 from functions.contracts.webhooks import (
     ALL_EVENT_TYPES,
     MAX_ENDPOINTS_PER_OWNER,
@@ -239,10 +240,15 @@ class UploadRequest(BaseModel):
 
     filename: str = Field(min_length=1, max_length=MAX_FILENAME_CHARS, description="What the client calls the file.")
     contentType: str = Field(
-        description="One of the deployment's allowed media types (`ALLOWED_CONTENT_TYPES`), any case; the upload "
-        "form pins `Content-Type` to it, lower case."
+        description="One of the deployment's allowed media types (`ALLOWED_CONTENT_TYPES`: video, image and audio "
+        "types), any case; the upload form pins `Content-Type` to it, lower case. It picks the size limit only: "
+        "what the file is, ingest finds out from its content."
     )
-    size: int = Field(ge=1, description="Bytes; the upload form refuses a larger file (`MAX_UPLOAD_BYTES`).")
+    size: int = Field(
+        ge=1,
+        description="Bytes, at most the limit of the declared type's kind: `image/*` `MAX_IMAGE_UPLOAD_BYTES`, "
+        "`audio/*` `MAX_AUDIO_UPLOAD_BYTES`, any other `MAX_UPLOAD_BYTES`; the upload form refuses a larger file.",
+    )
 
 
 class UploadForm(BaseModel):
@@ -260,17 +266,33 @@ class UploadCreated(BaseModel):
 
 
 def validate_upload_request(
-    payload: Mapping[str, Any], *, allowed_content_types: frozenset[str], max_upload_bytes: int
+    payload: Mapping[str, Any], *, allowed_content_types: frozenset[str], upload_limits: Mapping[MediaType, int]
 ) -> UploadRequest:
-    """The upload request, or the first rule it breaks as an ApiError (400, 413 or 415)."""
+    """The upload request, or the first rule it breaks as an ApiError (400, 413 or 415).
+
+    The size is bounded by the limit of the kind the declared type names (`declared_media_type`).
+    """
     unknown = sorted(set(payload) - UPLOAD_FIELDS)
     if unknown:
         raise bad_request("UNKNOWN_FIELD", f"unknown fields {unknown}; allowed: filename, contentType, size")
-    return UploadRequest(
-        filename=validate_filename(payload.get("filename")),
-        contentType=validate_content_type(payload.get("contentType"), allowed_content_types),
-        size=validate_size(payload.get("size"), max_upload_bytes),
-    )
+    filename = validate_filename(payload.get("filename"))
+    content_type = validate_content_type(payload.get("contentType"), allowed_content_types)
+    kind = declared_media_type(content_type)
+    size = validate_size(payload.get("size"), upload_limits[kind], kind)
+    return UploadRequest(filename=filename, contentType=content_type, size=size)
+
+
+def declared_media_type(content_type: str) -> MediaType:
+    """The kind a declared (normalised) content type names: `image/*`, `audio/*`, anything else video.
+
+    It only picks the upload's size limit; ingest decides what the file is from its content.
+    """
+    top_level = content_type.partition("/")[0]
+    if top_level == "image":
+        return MediaType.IMAGE
+    if top_level == "audio":
+        return MediaType.AUDIO
+    return MediaType.VIDEO
 
 
 def validate_filename(value: Any) -> str:
@@ -298,14 +320,15 @@ def validate_content_type(value: Any, allowed: frozenset[str]) -> str:
     return content_type
 
 
-def validate_size(value: Any, max_upload_bytes: int) -> int:
+def validate_size(value: Any, max_upload_bytes: int, kind: MediaType = MediaType.VIDEO) -> int:
+    """A whole number of bytes from 1 to the limit of the upload's kind."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise bad_request("INVALID_SIZE", "size must be a whole number of bytes, at least 1")
     if value > max_upload_bytes:
         raise ApiError(
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             "UPLOAD_TOO_LARGE",
-            f"size must be at most {max_upload_bytes} bytes",
+            f"size must be at most {max_upload_bytes} bytes for {kind} uploads",
         )
     return value
 
@@ -341,6 +364,9 @@ def upload_form(
 ) -> UploadForm:
     """A presigned POST that accepts only this key, this Content-Type and 1..size bytes, for ttl_seconds.
 
+    `size` is the declared size, already bounded by its kind's limit, so the policy's `content-length-range`
+    never admits more than that limit.
+
     `expiresAt` is computed from `now_ms`, taken before signing, so it is never later than the policy's own
     expiration (botocore signs from its clock a moment after).
     """
@@ -361,7 +387,7 @@ class Jobs:
         return validate_upload_request(
             parse_json_object(body, base64_encoded=base64_encoded),
             allowed_content_types=self.settings.allowed_content_types,
-            max_upload_bytes=self.settings.max_upload_bytes,
+            upload_limits=self.settings.upload_limits,
         )
 
     def create_upload(self, owner_id: str, request: UploadRequest, *, job_id: str, now_ms: int) -> UploadCreated:

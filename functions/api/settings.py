@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from functions.common.settings import EnvironmentReader
 from functions.common.ssrf import IPNetwork, parse_allowed_addresses
+from functions.contracts.media import MediaType
 
 # S3 refuses a POST upload larger than 5 GiB, so a larger cap could never be honoured.
 S3_POST_MAX_BYTES = 5 * 1024**3
@@ -38,7 +39,12 @@ class ApiSettings:
     outputs_bucket: str
     """Bucket renditions are downloaded from (`OUTPUTS_BUCKET`)."""
     max_upload_bytes: int
-    """Largest upload the form allows (`MAX_UPLOAD_BYTES`)."""
+    """Largest video upload the form allows (`MAX_UPLOAD_BYTES`): a declared type that is neither `image/` nor
+    `audio/`."""
+    max_image_upload_bytes: int
+    """Largest upload the form allows for a declared `image/*` type (`MAX_IMAGE_UPLOAD_BYTES`)."""
+    max_audio_upload_bytes: int
+    """Largest upload the form allows for a declared `audio/*` type (`MAX_AUDIO_UPLOAD_BYTES`)."""
     allowed_content_types: frozenset[str]
     """Media types a client may declare, lower case (`ALLOWED_CONTENT_TYPES`, comma list)."""
     upload_url_ttl_seconds: int
@@ -47,6 +53,15 @@ class ApiSettings:
     """How long a rendition's download link stays valid (`DOWNLOAD_URL_TTL_SECONDS`)."""
     job_retention_days: int
     """Days a job record lives before DynamoDB's TTL removes it (`JOB_RETENTION_DAYS`)."""
+
+    @property
+    def upload_limits(self) -> dict[MediaType, int]:
+        """The largest upload of each kind, by the kind a declared content type names."""
+        return {
+            MediaType.VIDEO: self.max_upload_bytes,
+            MediaType.IMAGE: self.max_image_upload_bytes,
+            MediaType.AUDIO: self.max_audio_upload_bytes,
+        }
 
     @property
     def retention_seconds(self) -> int:
@@ -66,6 +81,8 @@ class ApiSettings:
             uploads_bucket=read.text("UPLOADS_BUCKET"),
             outputs_bucket=read.text("OUTPUTS_BUCKET"),
             max_upload_bytes=_required_integer(read, "MAX_UPLOAD_BYTES", 1, S3_POST_MAX_BYTES),
+            max_image_upload_bytes=_required_integer(read, "MAX_IMAGE_UPLOAD_BYTES", 1, S3_POST_MAX_BYTES),
+            max_audio_upload_bytes=_required_integer(read, "MAX_AUDIO_UPLOAD_BYTES", 1, S3_POST_MAX_BYTES),
             allowed_content_types=_media_types(read, "ALLOWED_CONTENT_TYPES"),
             upload_url_ttl_seconds=_required_integer(read, "UPLOAD_URL_TTL_SECONDS", 1, PRESIGN_MAX_SECONDS),
             download_url_ttl_seconds=_required_integer(read, "DOWNLOAD_URL_TTL_SECONDS", 1, PRESIGN_MAX_SECONDS),

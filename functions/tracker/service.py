@@ -1,10 +1,12 @@
 """The tracker's domain: events mapped to state-machine transitions, applied to jobs, outcomes announced, the sweep.
 
-Two kinds of event move a job after ingest. The pipeline's own transcoders report each rendition
-(`functions/contracts/events.py`); MediaConvert reports one job that produces every QUEUED rendition of a pipeline
-job (FILE_GROUP outputs named `outputs/{jobId}/{rendition}.mp4`, plus an HLS package). Deliveries are at least once
-and in any order, so every mapping is a transition the state machine may turn down: a PROGRESSING after COMPLETE, a
-second COMPLETE, a STATUS_UPDATE for a finished job all come out as no-ops.
+Two kinds of event move a job after ingest. The pipeline's own workers report each unit of work
+(`functions/contracts/events.py`): a video rendition, an image derivative or an image's metadata (whose completion
+carries the metadata, for the job's `image`), an audio rendition or its waveform; all settle the job alike.
+MediaConvert reports one job that produces every QUEUED rendition of a pipeline job (FILE_GROUP outputs named
+`outputs/{jobId}/{rendition}.mp4`, plus an HLS package). Deliveries are at least once and in any order, so every
+mapping is a transition the state machine may turn down: a PROGRESSING after COMPLETE, a second COMPLETE, a
+STATUS_UPDATE for a finished job all come out as no-ops.
 
 A job's outcome is announced at least once: the terminal write comes first, then the event and the metric,
 then a bookkeeping write (`outcomeAnnouncedAt`). If the event cannot be put, the invocation fails and is
@@ -42,7 +44,8 @@ from functions.contracts.events import (
     RenditionProgress,
     outcome_event,
 )
-from functions.contracts.jobs import JobRecord, JobStatus, RenditionStatus
+from functions.contracts.jobs import ImageMetadata, JobRecord, JobStatus, RenditionStatus
+from functions.contracts.media import UnitKind
 from functions.contracts.mediaconvert import UserMetadata
 from functions.tracker.settings import TrackerSettings
 
@@ -252,10 +255,29 @@ def rendition_transition(event: RenditionEvent, *, now: int) -> Transition:
     if isinstance(event, RenditionProgress):
         return partial(job_state.record_progress, name=event.rendition, percent=event.percent, now=now)
     if isinstance(event, RenditionCompleted):
+        if event.image is not None:
+            return partial(complete_with_image, name=event.rendition, output=event.output(), image=event.image, now=now)
         return partial(job_state.complete_rendition, name=event.rendition, output=event.output(), now=now)
     return partial(
         job_state.fail_rendition, name=event.rendition, code=event.error.code, message=event.error.message, now=now
     )
+
+
+def complete_with_image(
+    job: JobRecord, *, name: str, output: Mapping[str, Any], image: ImageMetadata, now: int
+) -> JobRecord | None:
+    """An image's metadata unit completed: its metadata lands on the job as `image` in the same write.
+
+    Only with a completion that applies, and only from a unit of kind metadata: a duplicate or late event changes
+    nothing, not even the metadata. The metadata goes first, while the job is still PROCESSING: completing the
+    last unit settles the job, which then takes no more changes.
+    """
+    complete = partial(job_state.complete_rendition, name=name, output=output, now=now)
+    if complete(job) is None:
+        return None
+    if job.renditions[name].kind != UnitKind.METADATA:
+        return complete(job)  # `image` comes only from the metadata unit (docs/CONTRACTS.md)
+    return job_state.apply_in_order(job, [partial(job_state.record_image_metadata, metadata=image, now=now), complete])
 
 
 def _is_mediaconvert_job(job: JobRecord) -> bool:

@@ -8,6 +8,7 @@ import copy
 import io
 import json
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,7 +18,7 @@ from ulid import ULID
 from functions.api import handler as api
 from functions.common import job_state
 from functions.common.jobs_table import JobsTable
-from functions.contracts.jobs import JobRecord, JobSource
+from functions.contracts.jobs import ImageMetadata, JobRecord, JobSource
 from tests.functions.conftest import FIXTURES
 
 ALICE = "user-alice"
@@ -28,7 +29,9 @@ SETTINGS_ENV = {
     "UPLOADS_BUCKET": "up",
     "OUTPUTS_BUCKET": "out",
     "MAX_UPLOAD_BYTES": "1000",
-    "ALLOWED_CONTENT_TYPES": "video/mp4,Video/QuickTime",
+    "MAX_IMAGE_UPLOAD_BYTES": "100",
+    "MAX_AUDIO_UPLOAD_BYTES": "500",
+    "ALLOWED_CONTENT_TYPES": "video/mp4,Video/QuickTime,image/png,audio/mpeg",
     "UPLOAD_URL_TTL_SECONDS": "600",
     "DOWNLOAD_URL_TTL_SECONDS": "120",
     "JOB_RETENTION_DAYS": "7",
@@ -175,5 +178,140 @@ def processing_job_with_one_rendition_done(owner: str) -> JobRecord:
     assert job is not None
     # DynamoDB maps keep no order: store the renditions in reverse so only `order` can put them right.
     job.renditions = dict(reversed(list(job.renditions.items())))
+    JobsTable("jobs").create(job)
+    return job
+
+
+IMAGE_METADATA = {
+    "format": "JPEG",
+    "width": 4000,
+    "height": 3000,
+    "frames": 1,
+    "mode": "RGB",
+    "hasIccProfile": True,
+    "cameraMake": "Canon",
+    "cameraModel": "EOS 5D",
+    "capturedAt": "2026:05:04 10:11:12",
+}
+
+
+def _processing(
+    owner: str, *, filename: str, content_type: str, media_type: str, probe: dict[str, Any], planned: list[Any]
+) -> JobRecord:
+    """A job of `owner`'s through the real state machine up to PROCESSING with this plan."""
+    created = 1_795_000_000_000
+    job_id = str(ULID.from_timestamp(created / 1000))
+    job = job_state.new_job(
+        job_id=job_id,
+        owner_id=owner,
+        source=JobSource(
+            filename=filename,
+            contentType=content_type,
+            size=777,
+            bucket="test-uploads",
+            key=f"uploads/{job_id}/source",
+        ),
+        now=created,
+        upload_deadline=created + 1_800_000,
+        retention_seconds=86_400,
+    )
+    job = job_state.begin_validation(job, now=created + 1000, deadline=created + 3_600_000)
+    job = job_state.begin_processing(
+        job, media_type=media_type, engine="lambda", probe=probe, planned=planned, now=created + 2000
+    )
+    assert job is not None
+    return job
+
+
+def _output(job: JobRecord, file: str, content_type: str, engine: str, **sizes: Any) -> dict[str, Any]:
+    """What a `Rendition Completed` of the images or audio function reports about the output `file` it wrote."""
+    return {
+        "bucket": "test-outputs",
+        "key": f"outputs/{job.jobId}/{file}",
+        "contentType": content_type,
+        "engine": engine,
+        **sizes,
+    }
+
+
+def image_job_completed(owner: str) -> JobRecord:
+    """An image job as the tracker leaves it: two derivatives and the metadata unit done, the metadata on the job.
+
+    The large derivative kept the source's 1000x750 (never upscaled); the thumbnail is 320x240.
+    """
+    planned = [
+        {"name": "thumb-webp", "status": "QUEUED", "kind": "image", "format": "webp", "width": 320, "height": 240},
+        {"name": "large-jpeg", "status": "QUEUED", "kind": "image", "format": "jpeg", "width": 1000, "height": 750},
+        {"name": "metadata", "status": "QUEUED", "kind": "metadata"},
+    ]
+    probe = {"durationMs": 0, "width": 1000, "height": 750, "frames": 1, "mode": "RGB", "sizeBytes": 777}
+    job = _processing(
+        owner, filename="photo.jpg", content_type="image/jpeg", media_type="image", probe=probe, planned=planned
+    )
+    now = job.updatedAt
+    steps = [
+        partial(
+            job_state.complete_rendition,
+            name="thumb-webp",
+            output=_output(job, "thumb-webp.webp", "image/webp", "images", width=320, height=240, bytes=9_000),
+            now=now + 1000,
+        ),
+        partial(job_state.record_image_metadata, metadata=ImageMetadata(**IMAGE_METADATA), now=now + 2000),
+        partial(
+            job_state.complete_rendition,
+            name="metadata",
+            output=_output(job, "metadata.json", "application/json", "images", bytes=200),
+            now=now + 2000,
+        ),
+        partial(
+            job_state.complete_rendition,
+            name="large-jpeg",
+            output=_output(job, "large-jpeg.jpg", "image/jpeg", "images", width=1000, height=750, bytes=120_000),
+            now=now + 3000,
+        ),
+    ]
+    job = job_state.apply_in_order(job, steps)
+    assert job is not None
+    JobsTable("jobs").create(job)
+    return job
+
+
+def audio_job_completed(owner: str) -> JobRecord:
+    """An audio job as the tracker leaves it: its AAC rendition and its waveform done."""
+    planned = [
+        {"name": "audio", "status": "QUEUED", "kind": "audio", "format": "m4a", "audioBitrateKbps": 128},
+        {"name": "waveform", "status": "QUEUED", "kind": "waveform", "format": "png", "width": 1800, "height": 280},
+    ]
+    probe = {
+        "durationMs": 5_000,
+        "audioCodec": "mp3",
+        "hasAudio": True,
+        "channels": 2,
+        "sampleRate": 44_100,
+        "formatName": "mp3",
+        "sizeBytes": 777,
+    }
+    job = _processing(
+        owner, filename="song.mp3", content_type="audio/mpeg", media_type="audio", probe=probe, planned=planned
+    )
+    now = job.updatedAt
+    job = job_state.apply_in_order(
+        job,
+        [
+            partial(
+                job_state.complete_rendition,
+                name="waveform",
+                output=_output(job, "waveform.png", "image/png", "audio", width=1800, height=280, bytes=6_000),
+                now=now + 1000,
+            ),
+            partial(
+                job_state.complete_rendition,
+                name="audio",
+                output=_output(job, "audio.m4a", "audio/mp4", "audio", durationMs=5_000, bytes=80_000),
+                now=now + 2000,
+            ),
+        ],
+    )
+    assert job is not None
     JobsTable("jobs").create(job)
     return job

@@ -20,23 +20,32 @@ from functions.common.settings import SettingsError
 from tests.functions.api.conftest import (
     ALICE,
     BOB,
+    IMAGE_METADATA,
     JSON_HEADERS,
+    audio_job_completed,
     call,
     error,
     http_event,
+    image_job_completed,
     processing_job_with_one_rendition_done,
     seed_job,
 )
 from tests.functions.conftest import FIXTURES
 
 MAX_UPLOAD_BYTES = 50_000_000
+MAX_IMAGE_UPLOAD_BYTES = 5_000_000
+MAX_AUDIO_UPLOAD_BYTES = 20_000_000
 API_ENV = {
     "MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
-    "ALLOWED_CONTENT_TYPES": "video/mp4, video/quicktime,video/webm",
+    "MAX_IMAGE_UPLOAD_BYTES": str(MAX_IMAGE_UPLOAD_BYTES),
+    "MAX_AUDIO_UPLOAD_BYTES": str(MAX_AUDIO_UPLOAD_BYTES),
+    "ALLOWED_CONTENT_TYPES": "video/mp4, video/quicktime,video/webm,image/jpeg,IMAGE/PNG,audio/mpeg,audio/wav",
     "UPLOAD_URL_TTL_SECONDS": "900",
     "DOWNLOAD_URL_TTL_SECONDS": "300",
     "JOB_RETENTION_DAYS": "30",
 }
+ALLOWED = "audio/mpeg, audio/wav, image/jpeg, image/png, video/mp4, video/quicktime, video/webm"
+"""The allowed types as a 415 lists them: lower case, sorted."""
 # GET requests emit no application metric; Powertools warns about the empty flush, which is expected here.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 UNSET = object()
@@ -265,16 +274,12 @@ def test_create_upload_logs_the_job_id_and_emits_a_metric(
         ),
         pytest.param(
             upload_body(contentType="application/x-msdownload"),
-            error(
-                415, "UNSUPPORTED_CONTENT_TYPE", "contentType must be one of: video/mp4, video/quicktime, video/webm"
-            ),
+            error(415, "UNSUPPORTED_CONTENT_TYPE", f"contentType must be one of: {ALLOWED}"),
             id="content-type-not-allowed",
         ),
         pytest.param(
             upload_body(contentType="video/mp4; codecs=avc1"),
-            error(
-                415, "UNSUPPORTED_CONTENT_TYPE", "contentType must be one of: video/mp4, video/quicktime, video/webm"
-            ),
+            error(415, "UNSUPPORTED_CONTENT_TYPE", f"contentType must be one of: {ALLOWED}"),
             id="content-type-with-parameters",
         ),
         pytest.param(
@@ -314,12 +319,12 @@ def test_create_upload_logs_the_job_id_and_emits_a_metric(
         ),
         pytest.param(
             upload_body(size=MAX_UPLOAD_BYTES + 1),
-            error(413, "UPLOAD_TOO_LARGE", f"size must be at most {MAX_UPLOAD_BYTES} bytes"),
+            error(413, "UPLOAD_TOO_LARGE", f"size must be at most {MAX_UPLOAD_BYTES} bytes for video uploads"),
             id="size-over-limit",
         ),
         pytest.param(
             upload_body(size=10**30),
-            error(413, "UPLOAD_TOO_LARGE", f"size must be at most {MAX_UPLOAD_BYTES} bytes"),
+            error(413, "UPLOAD_TOO_LARGE", f"size must be at most {MAX_UPLOAD_BYTES} bytes for video uploads"),
             id="size-huge",
         ),
     ],
@@ -367,6 +372,57 @@ def test_create_upload_accepts_exactly_the_maximum_size(app: Any, lambda_context
     assert response["statusCode"] == 201
     conditions = decoded_policy(response["body"]["upload"]["fields"])["conditions"]
     assert ["content-length-range", 1, MAX_UPLOAD_BYTES] in conditions
+
+
+@pytest.mark.parametrize(
+    ("declared", "content_type", "limit"),
+    [
+        ("image/jpeg", "image/jpeg", MAX_IMAGE_UPLOAD_BYTES),
+        ("Image/PNG", "image/png", MAX_IMAGE_UPLOAD_BYTES),
+        ("audio/mpeg", "audio/mpeg", MAX_AUDIO_UPLOAD_BYTES),
+        ("audio/wav", "audio/wav", MAX_AUDIO_UPLOAD_BYTES),
+        ("video/webm", "video/webm", MAX_UPLOAD_BYTES),
+    ],
+)
+def test_each_kind_of_upload_is_bounded_by_its_own_limit(
+    app: Any, lambda_context: Any, declared: str, content_type: str, limit: int
+) -> None:
+    # GIVEN requests to upload a file of the declared type at its kind's limit, and one byte over it
+    at_limit = http_event("POST", "/uploads", body=upload_body(filename="file", contentType=declared, size=limit))
+    over = http_event("POST", "/uploads", body=upload_body(filename="file", contentType=declared, size=limit + 1))
+
+    # WHEN the api function handles them
+    accepted = call(at_limit, lambda_context)
+    refused = call(over, lambda_context)
+
+    # THEN the first gets a form pinned to the type and admitting at most the kind's limit (images 5 MB, audio 20 MB
+    # and video 50 MB here: no kind borrows another's), and its job waits with the declared type
+    assert accepted["statusCode"] == 201
+    fields = accepted["body"]["upload"]["fields"]
+    assert fields["Content-Type"] == content_type
+    conditions = decoded_policy(fields)["conditions"]
+    assert {"Content-Type": content_type} in conditions
+    assert ["content-length-range", 1, limit] in conditions
+    job = app.get_item(Key={"jobId": accepted["body"]["jobId"]})["Item"]
+    assert (job["status"], job["source"]["contentType"], job["source"]["size"]) == (
+        "AWAITING_UPLOAD",
+        content_type,
+        limit,
+    )
+    # AND the second is refused in the API's error shape, naming its kind's limit, without a job
+    kind = content_type.partition("/")[0]
+    assert refused == error(413, "UPLOAD_TOO_LARGE", f"size must be at most {limit} bytes for {kind} uploads")
+    assert len(app.scan()["Items"]) == 1
+
+
+def test_an_image_or_audio_type_the_deployment_does_not_allow_is_refused(app: Any, lambda_context: Any) -> None:
+    for declared in ("image/gif", "audio/flac", "image/svg+xml"):
+        event = http_event("POST", "/uploads", body=upload_body(filename="file", contentType=declared, size=10))
+
+        assert call(event, lambda_context) == error(
+            415, "UNSUPPORTED_CONTENT_TYPE", f"contentType must be one of: {ALLOWED}"
+        )
+    assert app.scan()["Items"] == []
 
 
 # --- auth, health, routing --------------------------------------------------------------------------------------
@@ -483,6 +539,7 @@ def test_get_job_reads_the_callers_new_job(app: Any, lambda_context: Any) -> Non
             "source": {"filename": "clip.mp4", "contentType": "video/mp4", "size": 12345},
             "probe": None,
             "renditions": [],
+            "image": None,
             "error": None,
             "webhookFailures": [],
         },
@@ -563,6 +620,7 @@ def test_get_job_lists_renditions_in_ladder_order_with_a_download_link_only_for_
                     "reason": "source is 720p",
                 },
             ],
+            "image": None,
             "error": None,
             "webhookFailures": [],
         },
@@ -577,6 +635,152 @@ def test_get_job_lists_renditions_in_ladder_order_with_a_download_link_only_for_
     assert query["X-Amz-Expires"] == ["300"]
     assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
     assert len(query["X-Amz-Signature"][0]) == 64
+
+
+def signed_path(url: str) -> str:
+    """The bucket host and object path a download link signs for, after checking it is a five-minute GET link."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    assert (parts.scheme, query["X-Amz-Expires"], query["X-Amz-Algorithm"]) == ("https", ["300"], ["AWS4-HMAC-SHA256"])
+    return f"{parts.netloc}{parts.path}"
+
+
+def test_get_job_shows_an_image_jobs_derivatives_as_renditions_and_its_metadata_as_image(
+    app: Any, lambda_context: Any
+) -> None:
+    # GIVEN alice's image job completed: a thumbnail, a large derivative and the metadata unit
+    job = image_job_completed(ALICE)
+    job_id = job.jobId
+
+    # WHEN she reads it
+    response = call(http_event("GET", f"/jobs/{job_id}"), lambda_context)
+
+    # THEN the derivatives are its renditions, with sizes, types and links; the metadata unit is not one of them
+    # but its reading is `image`, which holds no location; the probe shows a still (no duration) and its mode
+    renditions = response["body"]["renditions"]
+    urls = [rendition["url"] for rendition in renditions]
+    assert response == {
+        "statusCode": 200,
+        "headers": JSON_HEADERS,
+        "body": {
+            "jobId": job_id,
+            "status": "COMPLETED",
+            "mediaType": "image",
+            "engine": "lambda",
+            "createdAt": "2026-11-18T11:06:40.000Z",
+            "updatedAt": "2026-11-18T11:06:45.000Z",
+            "progress": 100,
+            "source": {"filename": "photo.jpg", "contentType": "image/jpeg", "size": 777},
+            "probe": {"durationMs": 0, "width": 1000, "height": 750, "frames": 1, "mode": "RGB", "sizeBytes": 777},
+            "renditions": [
+                {
+                    "name": "thumb-webp",
+                    "status": "COMPLETED",
+                    "progress": 100,
+                    "width": 320,
+                    "height": 240,
+                    "durationMs": None,
+                    "bytes": 9_000,
+                    "contentType": "image/webp",
+                    "url": urls[0],
+                    "error": None,
+                    "reason": None,
+                },
+                {
+                    "name": "large-jpeg",
+                    "status": "COMPLETED",
+                    "progress": 100,
+                    "width": 1000,
+                    "height": 750,
+                    "durationMs": None,
+                    "bytes": 120_000,
+                    "contentType": "image/jpeg",
+                    "url": urls[1],
+                    "error": None,
+                    "reason": None,
+                },
+            ],
+            "image": IMAGE_METADATA,
+            "error": None,
+            "webhookFailures": [],
+        },
+    }
+    assert [signed_path(url) for url in urls] == [
+        f"test-outputs.s3.amazonaws.com/outputs/{job_id}/thumb-webp.webp",
+        f"test-outputs.s3.amazonaws.com/outputs/{job_id}/large-jpeg.jpg",
+    ]
+
+
+def test_get_job_shows_an_audio_jobs_rendition_waveform_and_probe(app: Any, lambda_context: Any) -> None:
+    # GIVEN alice's audio job completed (its waveform finished first)
+    job = audio_job_completed(ALICE)
+    job_id = job.jobId
+
+    # WHEN she reads it
+    response = call(http_event("GET", f"/jobs/{job_id}"), lambda_context)
+
+    # THEN the probe shows duration, codec, channels and sample rate; the AAC rendition and the waveform PNG come in
+    # plan order with their links; there is no image metadata
+    renditions = response["body"]["renditions"]
+    urls = [rendition["url"] for rendition in renditions]
+    assert response == {
+        "statusCode": 200,
+        "headers": JSON_HEADERS,
+        "body": {
+            "jobId": job_id,
+            "status": "COMPLETED",
+            "mediaType": "audio",
+            "engine": "lambda",
+            "createdAt": "2026-11-18T11:06:40.000Z",
+            "updatedAt": "2026-11-18T11:06:44.000Z",
+            "progress": 100,
+            "source": {"filename": "song.mp3", "contentType": "audio/mpeg", "size": 777},
+            "probe": {
+                "durationMs": 5_000,
+                "audioCodec": "mp3",
+                "hasAudio": True,
+                "channels": 2,
+                "sampleRate": 44_100,
+                "formatName": "mp3",
+                "sizeBytes": 777,
+            },
+            "renditions": [
+                {
+                    "name": "audio",
+                    "status": "COMPLETED",
+                    "progress": 100,
+                    "width": None,
+                    "height": None,
+                    "durationMs": 5_000,
+                    "bytes": 80_000,
+                    "contentType": "audio/mp4",
+                    "url": urls[0],
+                    "error": None,
+                    "reason": None,
+                },
+                {
+                    "name": "waveform",
+                    "status": "COMPLETED",
+                    "progress": 100,
+                    "width": 1800,
+                    "height": 280,
+                    "durationMs": None,
+                    "bytes": 6_000,
+                    "contentType": "image/png",
+                    "url": urls[1],
+                    "error": None,
+                    "reason": None,
+                },
+            ],
+            "image": None,
+            "error": None,
+            "webhookFailures": [],
+        },
+    }
+    assert [signed_path(url) for url in urls] == [
+        f"test-outputs.s3.amazonaws.com/outputs/{job_id}/audio.m4a",
+        f"test-outputs.s3.amazonaws.com/outputs/{job_id}/waveform.png",
+    ]
 
 
 def test_a_download_link_opens_the_output_it_names(app: Any, lambda_context: Any) -> None:
@@ -670,6 +874,31 @@ def test_list_jobs_items_read_like_a_single_job(app: Any, lambda_context: Any) -
     assert (listed["statusCode"], listed["headers"], listed["body"]["nextCursor"]) == (200, JSON_HEADERS, None)
     assert [unsigned(view) for view in listed["body"]["jobs"]] == [unsigned(single["body"])]
     assert any(r["url"] for r in single["body"]["renditions"])
+
+
+def test_list_jobs_shows_every_kind_of_job_as_it_reads_alone(app: Any, lambda_context: Any) -> None:
+    # GIVEN alice has a video, an image and an audio job
+    ids = {
+        builder(ALICE).jobId
+        for builder in (processing_job_with_one_rendition_done, image_job_completed, audio_job_completed)
+    }
+
+    # WHEN she lists her jobs and reads each one
+    listed = {view["jobId"]: view for view in list_page(lambda_context)["body"]["jobs"]}
+    single = {job_id: call(http_event("GET", f"/jobs/{job_id}"), lambda_context)["body"] for job_id in ids}
+
+    # THEN each listed job is its own view, download links compared without their signatures
+    def unsigned(view: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **view,
+            "renditions": [{**r, "url": r["url"] and r["url"].split("?", 1)[0]} for r in view["renditions"]],
+        }
+
+    assert set(listed) == ids
+    assert {job_id: unsigned(view) for job_id, view in listed.items()} == {
+        job_id: unsigned(view) for job_id, view in single.items()
+    }
+    assert {view["mediaType"] for view in listed.values()} == {"video", "image", "audio"}
 
 
 def test_list_jobs_for_a_caller_with_no_jobs_is_empty(app: Any, lambda_context: Any) -> None:

@@ -15,6 +15,7 @@ from functions.api.service import (
     ApiError,
     UploadRequest,
     Webhooks,
+    declared_media_type,
     is_job_id,
     new_upload_job,
     owner_from_claims,
@@ -32,6 +33,7 @@ from functions.api.settings import UPLOAD_GRACE_SECONDS, ApiSettings
 from functions.common import job_state
 from functions.contracts.job_view import iso_utc, job_page, job_view, rendition_view
 from functions.contracts.jobs import JobRecord, JobSource, ObjectLocation, RenditionRecord
+from functions.contracts.media import MediaType
 from functions.contracts.webhooks import Endpoint, new_endpoint
 from tests.functions.api.conftest import SETTINGS_ENV
 
@@ -159,10 +161,57 @@ def test_size_is_bounded_by_the_cap(size: int, outcome: Any) -> None:
         assert validate_size(size, 1000) == outcome
 
 
+@pytest.mark.parametrize(
+    ("content_type", "kind"),
+    [
+        ("image/jpeg", MediaType.IMAGE),
+        ("image/avif", MediaType.IMAGE),
+        ("audio/mpeg", MediaType.AUDIO),
+        ("audio/x-m4a", MediaType.AUDIO),
+        ("video/mp4", MediaType.VIDEO),
+        ("application/octet-stream", MediaType.VIDEO),
+        ("imagex/png", MediaType.VIDEO),
+        ("audiobook/mp3", MediaType.VIDEO),
+    ],
+)
+def test_the_declared_type_names_the_kind_whose_limit_applies(content_type: str, kind: MediaType) -> None:
+    assert declared_media_type(content_type) == kind
+
+
+LIMITS = {MediaType.VIDEO: 1000, MediaType.IMAGE: 10, MediaType.AUDIO: 100}
+ALLOWED = frozenset({"video/mp4", "image/png", "audio/mpeg"})
+
+
+@pytest.mark.parametrize(("content_type", "limit"), [("video/mp4", 1000), ("image/png", 10), ("audio/mpeg", 100)])
+def test_each_kind_is_bounded_by_its_own_limit(content_type: str, limit: int) -> None:
+    def request(size: int) -> UploadRequest:
+        payload = {"filename": "a", "contentType": content_type, "size": size}
+        return validate_upload_request(payload, allowed_content_types=ALLOWED, upload_limits=LIMITS)
+
+    assert request(limit) == UploadRequest(filename="a", contentType=content_type, size=limit)
+    with pytest.raises(ApiError) as caught:
+        request(limit + 1)
+    kind = content_type.partition("/")[0]
+    assert (caught.value.status, caught.value.code, caught.value.message) == (
+        413,
+        "UPLOAD_TOO_LARGE",
+        f"size must be at most {limit} bytes for {kind} uploads",
+    )
+
+
+def test_the_content_type_is_checked_before_the_size_it_bounds() -> None:
+    payload = {"filename": "a", "contentType": "image/gif", "size": 10**9}
+
+    with pytest.raises(ApiError) as caught:
+        validate_upload_request(payload, allowed_content_types=ALLOWED, upload_limits=LIMITS)
+
+    assert (caught.value.status, caught.value.code) == (415, "UNSUPPORTED_CONTENT_TYPE")
+
+
 def test_a_valid_request_becomes_an_upload_request() -> None:
     payload = {"filename": "a.mp4", "contentType": "video/mp4", "size": 10}
 
-    request = validate_upload_request(payload, allowed_content_types=frozenset({"video/mp4"}), max_upload_bytes=10)
+    request = validate_upload_request(payload, allowed_content_types=frozenset({"video/mp4"}), upload_limits=LIMITS)
 
     assert request == UploadRequest(filename="a.mp4", contentType="video/mp4", size=10)
 
@@ -171,7 +220,7 @@ def test_unknown_fields_are_refused_before_anything_else() -> None:
     payload = {"filename": "", "contentType": "x", "size": 0, "content_type": "video/mp4"}
 
     with pytest.raises(ApiError) as caught:
-        validate_upload_request(payload, allowed_content_types=frozenset({"video/mp4"}), max_upload_bytes=10)
+        validate_upload_request(payload, allowed_content_types=frozenset({"video/mp4"}), upload_limits=LIMITS)
 
     assert (caught.value.code, caught.value.message) == (
         "UNKNOWN_FIELD",
@@ -286,6 +335,7 @@ def test_the_job_view_hides_bookkeeping_and_storage_details() -> None:
         "source": {"filename": "a.mp4", "contentType": "video/mp4", "size": 10},
         "probe": None,
         "renditions": [],
+        "image": None,
         "error": {"code": "UPLOAD_EXPIRED", "message": "no upload arrived before the upload form expired"},
         "webhookFailures": [],
     }

@@ -6,6 +6,7 @@ import pytest
 
 from functions.api.settings import UPLOAD_GRACE_SECONDS, ApiSettings, WebhookSettings
 from functions.common.settings import SettingsError
+from functions.contracts.media import MediaType
 from tests.functions.api.conftest import SETTINGS_ENV
 
 WEBHOOK_ENV = {"WEBHOOK_ENDPOINTS_TABLE": "e", "WEBHOOK_DELIVERIES_TABLE": "d", "WEBHOOK_SECRET_OVERLAP_SECONDS": "0"}
@@ -17,19 +18,23 @@ def test_settings_read_every_variable() -> None:
         uploads_bucket="up",
         outputs_bucket="out",
         max_upload_bytes=1000,
-        allowed_content_types=frozenset({"video/mp4", "video/quicktime"}),
+        max_image_upload_bytes=100,
+        max_audio_upload_bytes=500,
+        allowed_content_types=frozenset({"video/mp4", "video/quicktime", "image/png", "audio/mpeg"}),
         upload_url_ttl_seconds=600,
         download_url_ttl_seconds=120,
         job_retention_days=7,
     )
     settings = ApiSettings.from_env(SETTINGS_ENV)
+    assert settings.upload_limits == {MediaType.VIDEO: 1000, MediaType.IMAGE: 100, MediaType.AUDIO: 500}
     assert settings.retention_seconds == 7 * 86_400
     assert settings.upload_deadline_seconds == 600 + UPLOAD_GRACE_SECONDS
 
 
 def test_settings_name_every_problem_at_once() -> None:
-    env = {**SETTINGS_ENV, "MAX_UPLOAD_BYTES": "lots", "DOWNLOAD_URL_TTL_SECONDS": "0"}
+    env = {**SETTINGS_ENV, "MAX_UPLOAD_BYTES": "lots", "MAX_AUDIO_UPLOAD_BYTES": "1e6", "DOWNLOAD_URL_TTL_SECONDS": "0"}
     del env["UPLOADS_BUCKET"]
+    del env["MAX_IMAGE_UPLOAD_BYTES"]
 
     with pytest.raises(SettingsError) as caught:
         ApiSettings.from_env(env)
@@ -37,6 +42,8 @@ def test_settings_name_every_problem_at_once() -> None:
     assert str(caught.value) == (
         "api function misconfigured: UPLOADS_BUCKET is required; "
         "MAX_UPLOAD_BYTES must be an integer from 1 to 5368709120, got 'lots'; "
+        "MAX_IMAGE_UPLOAD_BYTES is required; "
+        "MAX_AUDIO_UPLOAD_BYTES must be an integer from 1 to 5368709120, got '1e6'; "
         "DOWNLOAD_URL_TTL_SECONDS must be an integer from 1 to 604800, got '0'"
     )
 
@@ -45,6 +52,9 @@ def test_settings_name_every_problem_at_once() -> None:
     ("name", "value", "problem"),
     [
         ("MAX_UPLOAD_BYTES", str(5 * 1024**3 + 1), "MAX_UPLOAD_BYTES must be an integer from 1 to 5368709120"),
+        ("MAX_IMAGE_UPLOAD_BYTES", "0", "MAX_IMAGE_UPLOAD_BYTES must be an integer from 1 to 5368709120"),
+        ("MAX_AUDIO_UPLOAD_BYTES", str(5 * 1024**3 + 1), "MAX_AUDIO_UPLOAD_BYTES must be an integer from 1 to"),
+        ("MAX_AUDIO_UPLOAD_BYTES", "", "MAX_AUDIO_UPLOAD_BYTES is required"),
         ("UPLOAD_URL_TTL_SECONDS", "604801", "UPLOAD_URL_TTL_SECONDS must be an integer from 1 to 604800"),
         ("JOB_RETENTION_DAYS", "-3", "JOB_RETENTION_DAYS must be an integer from 1 to 3650"),
         ("JOB_RETENTION_DAYS", "", "JOB_RETENTION_DAYS is required"),

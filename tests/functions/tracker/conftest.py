@@ -29,6 +29,75 @@ PIPELINE_FIXTURE_JOB_ID = "01JTRACKER0000000000000000"
 DEFAULT_PLAN = (("720p", "QUEUED"), ("1080p", "QUEUED"))
 PROBE = {"durationMs": 10_000, "width": 1920, "height": 1080}
 
+IMAGE_PROBE = {"durationMs": 0, "width": 4000, "height": 3000, "frames": 1, "mode": "RGB", "sizeBytes": 2_000_000}
+IMAGE_UNITS: tuple[dict[str, Any], ...] = (
+    {
+        "name": "thumb-webp",
+        "status": "QUEUED",
+        "kind": "image",
+        "format": "webp",
+        "width": 320,
+        "height": 240,
+        "watermark": False,
+    },
+    {
+        "name": "thumb-jpeg",
+        "status": "QUEUED",
+        "kind": "image",
+        "format": "jpeg",
+        "width": 320,
+        "height": 240,
+        "watermark": False,
+    },
+    {
+        "name": "large-webp",
+        "status": "QUEUED",
+        "kind": "image",
+        "format": "webp",
+        "width": 1280,
+        "height": 960,
+        "watermark": True,
+    },
+    {
+        "name": "large-jpeg",
+        "status": "QUEUED",
+        "kind": "image",
+        "format": "jpeg",
+        "width": 1280,
+        "height": 960,
+        "watermark": True,
+    },
+    {"name": "metadata", "status": "QUEUED", "kind": "metadata"},
+)
+"""An image job's plan as ingest makes it from the default derivatives: four derivatives and the metadata unit."""
+IMAGE_METADATA = {
+    "format": "JPEG",
+    "width": 4000,
+    "height": 3000,
+    "frames": 1,
+    "mode": "RGB",
+    "hasIccProfile": True,
+    "cameraMake": "Canon",
+    "cameraModel": "EOS 5D",
+    "capturedAt": "2026:05:04 10:11:12",
+}
+"""What the images function's metadata unit reads from that image."""
+
+AUDIO_PROBE = {
+    "durationMs": 5_000,
+    "audioCodec": "mp3",
+    "hasAudio": True,
+    "channels": 2,
+    "sampleRate": 44_100,
+    "formatName": "mp3",
+    "sizeBytes": 80_000,
+}
+AUDIO_UNITS: tuple[dict[str, Any], ...] = (
+    {"name": "audio", "status": "QUEUED", "kind": "audio", "format": "m4a", "audioBitrateKbps": 128},
+    {"name": "waveform", "status": "QUEUED", "kind": "waveform", "format": "png", "width": 1800, "height": 280},
+)
+"""An audio job's plan: the loudness-normalised AAC rendition and the waveform PNG."""
+
 
 @pytest.fixture(autouse=True)
 def fresh_tracker() -> Iterator[None]:
@@ -77,8 +146,14 @@ def job_in(
     plan: tuple[tuple[str, str], ...] = DEFAULT_PLAN,
     now: int = NOW,
     deadline_in_ms: int = HOUR_MS,
+    media_type: str = "video",
+    units: tuple[dict[str, Any], ...] | None = None,
+    probe: dict[str, Any] = PROBE,
 ) -> JobRecord:
-    """A job as the API and ingest leave it, made by the state machine: AWAITING_UPLOAD, VALIDATING or PROCESSING."""
+    """A job as the API and ingest leave it, made by the state machine: AWAITING_UPLOAD, VALIDATING or PROCESSING.
+
+    A video job's renditions come from `plan`; an image or audio job's units are given whole (`units`).
+    """
     job = job_state.new_job(
         job_id=job_id,
         owner_id="owner-1",
@@ -92,9 +167,13 @@ def job_in(
         assert validating is not None
         job = validating
     if status == JobStatus.PROCESSING:
-        planned = [{"name": name, "status": s, "height": int(name.rstrip("p"))} for name, s in plan]
+        planned = (
+            list(units)
+            if units is not None
+            else [{"name": name, "status": s, "height": int(name.rstrip("p"))} for name, s in plan]
+        )
         processing = job_state.begin_processing(
-            job, media_type="video", engine=engine, probe=PROBE, planned=planned, now=now
+            job, media_type=media_type, engine=engine, probe=probe, planned=planned, now=now
         )
         assert processing is not None
         job = processing
@@ -149,6 +228,33 @@ def completed_1080p(job_id: str) -> dict[str, Any]:
         height=1080,
         bytes=2_097_152,
     )
+
+
+def unit_completed(job_id: str, unit: dict[str, Any], **detail: Any) -> dict[str, Any]:
+    """`Rendition Completed` of one image or audio unit, as the images or audio function announces it."""
+    extension = {"jpeg": "jpg", None: "json"}.get(unit.get("format"), unit.get("format"))
+    name = unit["name"]
+    image = unit["kind"] in ("image", "metadata")
+    fields: dict[str, Any] = {
+        "rendition": name,
+        "engine": "images" if image else "audio",
+        "key": f"outputs/{job_id}/{name}.{extension}",
+        "width": unit.get("width"),
+        "height": unit.get("height"),
+        "durationMs": 5_000 if unit["kind"] == "audio" else None,
+        "bytes": 4_321,
+        "contentType": {"jpeg": "image/jpeg", "webp": "image/webp", "m4a": "audio/mp4", "png": "image/png"}.get(
+            unit.get("format"), "application/json"
+        ),
+    }
+    if unit["kind"] == "metadata":
+        fields["image"] = IMAGE_METADATA
+    return pipeline_event("rendition_completed", job_id, **{**fields, **detail})
+
+
+def unit_started(job_id: str, name: str) -> dict[str, Any]:
+    """`Rendition Progress` 0: the unit's worker picked it up."""
+    return pipeline_event("rendition_progress", job_id, rendition=name, percent=0)
 
 
 def scheduled_event() -> dict[str, Any]:
