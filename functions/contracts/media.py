@@ -62,4 +62,4 @@ ACCEPTED_IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "AVIF")
 """Image formats as Pillow names them, recognised by their content only (never by name or declared type)."""
 
 IMAGE_OUTPUT_FORMATS = {"webp": ("WEBP", "image/webp"), "jpeg": ("JPEG", "image/jpeg")}
-"""A derivative's `format` -> (Pillow's format name, its content type); the file extension is the format's name."""
+"""A derivative's `format` -> (Pillow's format name, its content type); the file is `.webp` or `.jpg`."""
