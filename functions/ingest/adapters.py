@@ -1,10 +1,16 @@
-"""Ingest's adapters: S3 for the upload, ffprobe for what it is, SNS for the fan-out.
+"""Ingest's adapters: S3 for the upload, Pillow and ffprobe for what it is, SNS for the fan-out.
+
+Pillow sees only files whose first bytes are the signature of an accepted image format (`ACCEPTED_IMAGE_FORMATS`),
+and opens them with those formats only. It reads a header with its decompression-bomb guard off (nothing is decoded,
+so a header claiming 100000x100000 pixels costs nothing, and the service rejects it by its numbers), and decodes with
+the guard at the pixel limit, its warning raised as an error, and truncated files refused (`_pillow_rules`).
 
 ffprobe runs with `-protocol_whitelist file` (nothing but the local file can be opened) and `-format_whitelist`
-set to the accepted container demuxers (`functions/contracts/media.py`). The whitelist is checked when the input is
-opened, before a demuxer reads its header, so an HLS, DASH or concat playlist is refused before it can open the
-files or URLs it names (the classic way to make a transcoder read `/proc/self/environ` into a video). Nested inputs
-inherit both whitelists. The detected format is checked against the same list again on the result (`summarize`).
+set to the accepted video and audio demuxers (`functions/contracts/media.py`). The whitelist is checked when the
+input is opened, before a demuxer reads its header, so an HLS, DASH or concat playlist is refused before it can open
+the files or URLs it names (the classic way to make a transcoder read `/proc/self/environ` into a video). Nested
+inputs inherit both whitelists. The detected format is checked again on the result (`summarize`): a video against
+the video list, audio against the audio list.
 
 Two runs, each usable on its own:
 - `read_probe_json`: ffprobe's JSON, or a rejection (UNSUPPORTED_FORMAT when no allowed demuxer recognised the
@@ -16,18 +22,25 @@ Two runs, each usable on its own:
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
+from PIL import ExifTags, Image, ImageFile
 
 from functions.common.media_tools import ffprobe_path, tool_env
-from functions.contracts.media import DEMUXER_WHITELIST
+from functions.contracts.media import ACCEPTED_IMAGE_FORMATS, DEMUXER_WHITELIST
 from functions.ingest.service import (
     FRAME_TIME_FIELDS,
+    PROBE_WHITELIST,
+    DecodedImage,
+    ImageHeader,
+    ProbedAudio,
     ProbedMedia,
     RejectionCode,
     StoredObject,
@@ -129,6 +142,146 @@ class SnsFanOut:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Pillow on the local copy
+# --------------------------------------------------------------------------------------------------------------
+
+SIGNATURE_BYTES = 64
+"""Enough of the file's start for every signature (an AVIF's `ftyp` box lists its brands there)."""
+AVIF_BRANDS = frozenset({b"avif", b"avis"})
+AVIF_MAJOR_BRANDS = AVIF_BRANDS | {b"mif1", b"msf1"}
+"""The major brands Pillow's AVIF plugin opens (`ftyp` box: size, `ftyp`, major brand, version, compatible brands)."""
+HEIF_MAJOR_BRANDS = AVIF_MAJOR_BRANDS | {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"}
+"""HEIF files: HEIC photos (what phones take) and AVIF alike."""
+UNSUPPORTED_HEIF = "HEIF"
+
+
+def image_signature(head: bytes) -> str | None:
+    """The image format (Pillow's name) whose signature `head` starts with, or None.
+
+    The signatures Pillow's plugins accept, stricter only for AVIF: a HEIF file of the generic `mif1`/`msf1` major
+    brand is an AVIF only when `avif` or `avis` is among its compatible brands. Any other HEIF file (a HEIC photo) is
+    `HEIF`, which is not an accepted format; said here, because ffprobe would take it for a damaged MP4.
+    """
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[4:8] == b"ftyp" and head[8:12] in HEIF_MAJOR_BRANDS:
+        box_end = min(struct.unpack(">I", head[:4])[0], len(head))
+        brands = {head[8:12]} | {head[offset : offset + 4] for offset in range(16, box_end - 3, 4)}
+        return "AVIF" if head[8:12] in AVIF_MAJOR_BRANDS and brands & AVIF_BRANDS else UNSUPPORTED_HEIF
+    return None
+
+
+MULTI_PICTURE_JPEG = "MPO"
+
+
+class PillowImages:
+    """The `ImageInspector` port on Pillow."""
+
+    def signature(self, path: Path) -> str | None:
+        with path.open("rb") as file:
+            return image_signature(file.read(SIGNATURE_BYTES))
+
+    def read_header(self, path: Path) -> ImageHeader:
+        try:
+            with _pillow_rules(max_pixels=None), Image.open(path, formats=ACCEPTED_IMAGE_FORMATS) as image:
+                # A JPEG with a Multi-Picture Format index (phones append previews and depth maps) opens as Pillow's
+                # MPO: it is a JPEG still, whose first picture is the photo.
+                multi_picture = image.format == MULTI_PICTURE_JPEG
+                return ImageHeader(
+                    format="JPEG" if multi_picture else str(image.format),
+                    width=image.width,
+                    height=image.height,
+                    mode=image.mode,
+                    frames=1 if multi_picture else int(getattr(image, "n_frames", 1)),
+                    orientation=_header_orientation(image.info.get("exif")),
+                )
+        except Exception as err:  # whatever Pillow raises on a broken header is a verdict on the file
+            raise UploadRejected(
+                RejectionCode.CORRUPT_MEDIA,
+                f"the file looks like an image ({self.signature(path)}) but its header cannot be read: it is truncated "
+                "or damaged",
+                detail=_describe(err),
+            ) from err
+
+    def decode(self, path: Path, header: ImageHeader, *, max_pixels: int) -> DecodedImage:
+        """Every frame, decoded; the EXIF orientation as the full read finds it (PNG may keep EXIF after the pixels)."""
+        kind = header.format
+        try:
+            with _pillow_rules(max_pixels=max_pixels), Image.open(path, formats=(kind,)) as image:
+                image.load()
+                orientation = _orientation(image)
+                for frame in range(1, header.frames):
+                    image.seek(frame)
+                    image.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise _too_many_pixels(header, max_pixels, err) from err
+        except Exception as err:  # whatever a decoder raises on a damaged file is a verdict on the file
+            raise UploadRejected(
+                RejectionCode.CORRUPT_MEDIA,
+                f"the {kind} image is truncated or damaged: it does not decode whole",
+                detail=_describe(err),
+            ) from err
+        return DecodedImage(orientation=orientation)
+
+
+@contextmanager
+def _pillow_rules(*, max_pixels: int | None) -> Iterator[None]:
+    """Pillow's decompression-bomb guard at `max_pixels` (None: off, for a header alone), its warning (past the limit,
+    short of twice it) raised as an error, and truncated files refused; the previous settings are restored after."""
+    saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+    Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = max_pixels, False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
+def _header_orientation(exif: Any) -> int:
+    """The orientation in EXIF bytes the header carried (JPEG's APP1, WebP's and AVIF's EXIF, PNG's eXIf when it
+    comes before the pixels); 1 when there is none or it cannot be read."""
+    if not isinstance(exif, bytes) or not exif:
+        return 1
+    try:
+        parsed = Image.Exif()
+        parsed.load(exif)
+        return _valid_orientation(parsed.get(ExifTags.Base.Orientation))
+    except Exception:  # unreadable EXIF leaves the picture as stored
+        return 1
+
+
+def _orientation(image: Image.Image) -> int:
+    """The orientation as `ImageOps.exif_transpose` (which the images function uses) reads it; 1 when unreadable."""
+    try:
+        return _valid_orientation(image.getexif().get(ExifTags.Base.Orientation))
+    except Exception:  # unreadable EXIF leaves the picture as stored
+        return 1
+
+
+def _valid_orientation(value: Any) -> int:
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _too_many_pixels(header: ImageHeader, max_pixels: int, err: Exception) -> UploadRejected:
+    return UploadRejected(
+        RejectionCode.RESOLUTION_TOO_HIGH,
+        f"the image decodes to more than {max_pixels} pixels, the limit",
+        detail=f"{header.format} {header.width}x{header.height}: {_describe(err)}",
+    )
+
+
+def _describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"[:500]
+
+
+# --------------------------------------------------------------------------------------------------------------
 # ffprobe on the local copy
 # --------------------------------------------------------------------------------------------------------------
 
@@ -136,7 +289,7 @@ class SnsFanOut:
 class Ffprobe:
     """The `MediaInspector` port on the bundled ffprobe."""
 
-    def probe(self, path: Path, *, size_bytes: int) -> ProbedMedia:
+    def probe(self, path: Path, *, size_bytes: int) -> ProbedMedia | ProbedAudio:
         return probe_media(path, size_bytes=size_bytes)
 
     def check_decodes_to_end(self, path: Path, media: ProbedMedia) -> None:
@@ -144,7 +297,8 @@ class Ffprobe:
 
 
 def ffprobe_args(path: Path) -> list[str]:
-    """The probe command: local file only, allowed demuxers only, debug log (for the detected demuxer), JSON out."""
+    """The probe command: local file only, the video and audio demuxers only, debug log (for the detected demuxer),
+    JSON out."""
     return [
         ffprobe_path(),
         "-hide_banner",
@@ -153,7 +307,7 @@ def ffprobe_args(path: Path) -> list[str]:
         "-protocol_whitelist",
         "file",
         "-format_whitelist",
-        DEMUXER_WHITELIST,
+        PROBE_WHITELIST,
         "-print_format",
         "json",
         "-show_format",
@@ -169,7 +323,7 @@ def read_probe_json(path: Path, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> di
     except subprocess.TimeoutExpired as err:
         raise UploadRejected(
             RejectionCode.CORRUPT_MEDIA,
-            f"the file could not be read as video within {timeout:g} s",
+            f"the file could not be read as audio or video within {timeout:g} s",
             detail=f"ffprobe timed out after {timeout} s",
         ) from err
     if result.returncode != 0:
@@ -181,12 +335,14 @@ def read_probe_json(path: Path, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> di
         parsed = json.loads(result.stdout)
     except json.JSONDecodeError as err:
         raise UploadRejected(
-            RejectionCode.CORRUPT_MEDIA, "the file could not be read as video", detail="ffprobe printed no JSON"
+            RejectionCode.CORRUPT_MEDIA,
+            "the file could not be read as audio or video",
+            detail="ffprobe printed no JSON",
         ) from err
     return parsed if isinstance(parsed, dict) else {}
 
 
-def probe_media(path: Path, *, size_bytes: int) -> ProbedMedia:
+def probe_media(path: Path, *, size_bytes: int) -> ProbedMedia | ProbedAudio:
     """Probe and summarize; the decode check is separate so callers can apply cheaper limits first."""
     return summarize(read_probe_json(path), size_bytes=size_bytes)
 

@@ -29,7 +29,7 @@ from functions.common.clock import now_ms
 from functions.common.event_bus import EventPublisher
 from functions.common.jobs_table import JobsTable
 from functions.common.observability import logger, metrics, tracer
-from functions.ingest.adapters import Ffprobe, S3Source, SnsFanOut
+from functions.ingest.adapters import Ffprobe, PillowImages, S3Source, SnsFanOut
 from functions.ingest.service import IngestResult, Outcome, Upload, UploadIngest
 from functions.ingest.settings import IngestSettings
 
@@ -106,6 +106,7 @@ def build_ingest(settings: IngestSettings) -> UploadIngest:
         rules=settings,
         jobs=JobsTable(settings.jobs_table_name),
         store=S3Source(aws_client("s3")),
+        images=PillowImages(),
         media=Ffprobe(),
         fanout=SnsFanOut(settings.validated_topic_arn, aws_client("sns")),
         events=EventPublisher(settings.event_bus_name),
@@ -142,6 +143,8 @@ def ingest_record(record: IngestQueueRecord, ingest: UploadIngest, uploads_bucke
 def _record_metrics(result: IngestResult) -> None:
     if result.outcome is Outcome.ACCEPTED:
         metrics.add_metric(name="UploadsAccepted", unit=MetricUnit.Count, value=1)
+        with single_metric(name="UploadsAcceptedByMediaType", unit=MetricUnit.Count, value=1) as metric:
+            metric.add_dimension(name="mediaType", value=result.media_type or "video")
         if result.duration_ms is not None:
             metrics.add_metric(name="SourceDurationSeconds", unit=MetricUnit.Seconds, value=result.duration_ms / 1000)
     elif result.outcome is Outcome.REJECTED:

@@ -1,11 +1,24 @@
 """Ingest's use case over ports: an upload arrived for a job; accept it with a plan, or reject it.
 
+An upload is an image, an audio file or a video by its content alone, never by its name or declared type:
+- an image when its first bytes are the signature of an accepted image format (`ACCEPTED_IMAGE_FORMATS`; a HEIC
+  photo is refused as UNSUPPORTED_FORMAT by its signature alone). Its bytes
+  are checked before Pillow reads its header, its pixels (width x height in the header) before a pixel is decoded;
+  then it is decoded whole (a truncated file is CORRUPT_MEDIA). Its units: one per (derivative, format) of
+  `IMAGE_DERIVATIVES`, and `metadata`;
+- otherwise ffprobe decides (the video and audio demuxers allowed): a video stream (attached pictures such as cover
+  art do not count) in an accepted video container is a video, as before; no video stream but an audio stream in an
+  accepted audio container is audio, whose units are `audio` and `waveform`; neither stream is NO_VIDEO_STREAM.
+
+Image and audio jobs run in Lambda and fan out one message per unit; a video job is one message, as before.
+
 Writes come before announcements, and every write is a conditional state transition:
 
 1. AWAITING_UPLOAD -> VALIDATING (`begin_validation`). A no-op means the job is already past that point: the
    notification is a duplicate (S3 and SQS both deliver at least once) or a retry of this one.
-2. HEAD, size checks, download, probe, limits, decode check, plan, engine. A broken rule raises `UploadRejected`.
-3. VALIDATING -> PROCESSING with the plan, then the fan-out message to SNS, then `Job Accepted`;
+2. HEAD, size checks, download, image or audio/video, limits, decode check, plan, engine. A broken rule raises
+   `UploadRejected`.
+3. VALIDATING -> PROCESSING with the plan, then the fan-out message(s) to SNS, then `Job Accepted`;
    or VALIDATING -> REJECTED with the reason, then `Job Rejected`.
 
 What a repeated notification does is decided by the job's status and by whether SQS is redelivering *this*
@@ -46,7 +59,14 @@ from functions.common.renditions import Rendition
 from functions.contracts.events import DetailType, EventDetail, JobAccepted, JobOutcome
 from functions.contracts.fanout import FanOutMessage
 from functions.contracts.jobs import JobRecord, JobStatus, Probe, RenditionStatus
-from functions.contracts.media import ACCEPTED_DEMUXERS, MediaType
+from functions.contracts.media import (
+    ACCEPTED_AUDIO_DEMUXERS,
+    ACCEPTED_DEMUXERS,
+    ACCEPTED_IMAGE_FORMATS,
+    IMAGE_OUTPUT_FORMATS,
+    MediaType,
+    UnitKind,
+)
 
 # --------------------------------------------------------------------------------------------------------------
 # Rejections: the codes of docs/CONTRACTS.md ("Error codes on jobs") and the error that carries one
@@ -101,23 +121,61 @@ class Limits:
     """Caps from stack config; each one rejects with its own code."""
 
     max_upload_bytes: int
-    """Largest object accepted (the presigned POST enforces it too; this is the second check)."""
+    """Largest video accepted (the presigned POST enforces it too, by the declared type; this is the second check)."""
     max_duration_seconds: int
-    """Longest source accepted."""
+    """Longest video or audio accepted."""
     max_width: int
     """Largest frame width, for the frame in the orientation the limit box is given in (see `check_media`)."""
     max_height: int
     """Largest frame height, likewise."""
+    max_image_upload_bytes: int
+    """Largest image accepted."""
+    max_audio_upload_bytes: int
+    """Largest audio-only file accepted."""
+    max_image_pixels: int
+    """Most pixels (width x height) an image may have; Pillow's decompression-bomb guard is set to it too."""
+
+    def upload_bytes_for(self, media_type: MediaType) -> int:
+        """The byte limit for what the content turned out to be."""
+        if media_type is MediaType.IMAGE:
+            return self.max_image_upload_bytes
+        if media_type is MediaType.AUDIO:
+            return self.max_audio_upload_bytes
+        return self.max_upload_bytes
+
+    @property
+    def largest_upload_bytes(self) -> int:
+        """Before the content is known, nothing larger than this can be accepted as anything."""
+        return max(self.max_upload_bytes, self.max_image_upload_bytes, self.max_audio_upload_bytes)
 
 
 def check_size(size_bytes: int, limits: Limits) -> None:
-    """Before anything is downloaded: an empty object or one over the cap is rejected."""
+    """Before anything is downloaded: an empty object, or one over the limit of every kind of media, is rejected."""
     if size_bytes <= 0:
         raise UploadRejected(RejectionCode.EMPTY_UPLOAD, "the uploaded file is empty")
-    if size_bytes > limits.max_upload_bytes:
+    if size_bytes > limits.largest_upload_bytes:
         raise UploadRejected(
             RejectionCode.UPLOAD_TOO_LARGE,
-            f"the uploaded file is {size_bytes} bytes; the limit is {limits.max_upload_bytes} bytes",
+            f"the uploaded file is {size_bytes} bytes; the limit is {limits.largest_upload_bytes} bytes",
+        )
+
+
+MEDIA_NOUNS = {
+    MediaType.VIDEO: ("video", "videos"),
+    MediaType.IMAGE: ("image", "images"),
+    MediaType.AUDIO: ("audio file", "audio files"),
+}
+
+
+def check_upload_bytes(media_type: MediaType, size_bytes: int, limits: Limits, *, probe: Probe | None = None) -> None:
+    """Once the content shows what the upload is: the byte limit of that kind of media (UPLOAD_TOO_LARGE)."""
+    limit = limits.upload_bytes_for(media_type)
+    if size_bytes > limit:
+        noun, plural = MEDIA_NOUNS[media_type]
+        raise UploadRejected(
+            RejectionCode.UPLOAD_TOO_LARGE,
+            f"the {noun} is {size_bytes} bytes; the limit for {plural} is {limit} bytes",
+            probe=probe,
         )
 
 
@@ -144,6 +202,16 @@ def check_media(probe: Probe, limits: Limits) -> None:
         )
 
 
+def check_audio(probe: Probe, limits: Limits) -> None:
+    """The duration cap, for audio as for video."""
+    if probe.durationMs > limits.max_duration_seconds * 1000:
+        raise UploadRejected(
+            RejectionCode.DURATION_TOO_LONG,
+            f"the audio is {probe.durationMs / 1000:.1f} s long; the limit is {limits.max_duration_seconds} s",
+            probe=probe,
+        )
+
+
 # --------------------------------------------------------------------------------------------------------------
 # What ffprobe's output means
 # --------------------------------------------------------------------------------------------------------------
@@ -159,6 +227,11 @@ _NOT_ON_WHITELIST = "not on whitelist"
 # libavformat's AVPROBE_SCORE_RETRY: at or below it a match is a guess ("misdetection possible").
 _CONFIDENT_SCORE = 25
 
+PROBE_DEMUXERS: tuple[str, ...] = tuple(dict.fromkeys((*ACCEPTED_DEMUXERS, *ACCEPTED_AUDIO_DEMUXERS)))
+"""What ffprobe may read an upload with: the video and the audio demuxers. Which list the result must be in depends
+on what the file holds (`summarize`): a video in the video list, an audio-only file in the audio list."""
+PROBE_WHITELIST = ",".join(PROBE_DEMUXERS)
+
 
 @dataclass(frozen=True)
 class ProbedMedia:
@@ -172,6 +245,14 @@ class ProbedMedia:
     """Timestamp the video stream's last frame should reach: its start time plus its duration."""
 
 
+@dataclass(frozen=True)
+class ProbedAudio:
+    """An audio-only upload: no video stream (cover art aside), an audio stream, in an accepted audio container."""
+
+    probe: Probe
+    """durationMs, audioCodec, channels, sampleRate, bitRate, formatName, hasAudio, sizeBytes."""
+
+
 def classify_probe_failure(stderr: str) -> UploadRejected:
     """UNSUPPORTED_FORMAT unless an allowed demuxer confidently recognised the content, then CORRUPT_MEDIA."""
     errors = error_lines(stderr)
@@ -180,41 +261,53 @@ def classify_probe_failure(stderr: str) -> UploadRejected:
     if _NOT_ON_WHITELIST in stderr:
         return UploadRejected(
             RejectionCode.UNSUPPORTED_FORMAT,
-            f"the file is in the {name} format, which is not an accepted video container"
+            f"the file is in the {name} format, which is not an accepted image, audio or video format"
             if name
-            else "the file's format is not an accepted video container",
+            else "the file's format is not an accepted image, audio or video format",
             detail=errors,
         )
-    if detected and int(detected.group("score")) > _CONFIDENT_SCORE and name in ACCEPTED_DEMUXERS:
+    if detected and int(detected.group("score")) > _CONFIDENT_SCORE and name in PROBE_DEMUXERS:
+        kind = "video" if name in ACCEPTED_DEMUXERS else "audio"
         return UploadRejected(
-            RejectionCode.CORRUPT_MEDIA, "the file looks like video but is truncated or damaged", detail=errors
+            RejectionCode.CORRUPT_MEDIA, f"the file looks like {kind} but is truncated or damaged", detail=errors
         )
     return UploadRejected(
-        RejectionCode.UNSUPPORTED_FORMAT, "the file is not a video in a supported format", detail=errors
+        RejectionCode.UNSUPPORTED_FORMAT,
+        "the file is not an image, audio or video in a supported format",
+        detail=errors,
     )
 
 
-def summarize(raw: dict[str, Any], *, size_bytes: int) -> ProbedMedia:
+def summarize(raw: dict[str, Any], *, size_bytes: int) -> ProbedMedia | ProbedAudio:
     """The job's probe from ffprobe's JSON. Pure; rejects what cannot be transcoded.
 
+    - The first video stream that is not an attached picture (cover art) is the video; a file with none but with an
+      audio stream is audio (`summarize_audio`); a file with neither is NO_VIDEO_STREAM.
+    - A video must be in an accepted video container, audio in an accepted audio container (UNSUPPORTED_FORMAT).
     - `width`/`height` are the display size: the coded size scaled by the sample aspect ratio, then swapped
       when the rotation is 90 or 270. `codedWidth`/`codedHeight` are the frame as stored.
     - `rotation` is in degrees counter-clockwise, as ffprobe reports the display matrix (and as
       `ffmpeg -display_rotation` writes it), normalised to 0, 90, 180 or 270. A legacy `rotate` tag
       (clockwise, as old phones wrote it) is converted to the same convention.
-    - The first video stream that is not an attached picture (cover art) is the video.
     """
     fmt = raw.get("format") or {}
     format_name = str(fmt.get("format_name") or "")
-    if format_name not in ACCEPTED_DEMUXERS:
+    if format_name not in PROBE_DEMUXERS:
         raise UploadRejected(
             RejectionCode.UNSUPPORTED_FORMAT,
-            f"the file is {format_name or 'an unknown format'}, which is not an accepted video container",
+            f"the file is {format_name or 'an unknown format'}, which is not an accepted audio or video container",
         )
     streams = [s for s in raw.get("streams") or [] if isinstance(s, dict)]
     video = next((s for s in streams if _is_video(s)), None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     if video is None:
-        raise UploadRejected(RejectionCode.NO_VIDEO_STREAM, "the file has no video stream")
+        if audio is None:
+            raise UploadRejected(RejectionCode.NO_VIDEO_STREAM, "the file has no video or audio stream")
+        return summarize_audio(fmt, audio, size_bytes=size_bytes)
+    if format_name not in ACCEPTED_DEMUXERS:
+        raise UploadRejected(
+            RejectionCode.UNSUPPORTED_FORMAT, f"the file is {format_name}, which is not an accepted video container"
+        )
     if not video.get("codec_name"):
         raise UploadRejected(RejectionCode.UNSUPPORTED_FORMAT, "the video stream's codec is not supported")
     coded_width, coded_height = _int_or_none(video.get("width")), _int_or_none(video.get("height"))
@@ -226,7 +319,6 @@ def summarize(raw: dict[str, Any], *, size_bytes: int) -> ProbedMedia:
     rotation = _rotation(video)
     display_width = _display_width(coded_width, video.get("sample_aspect_ratio"))
     width, height = (coded_height, display_width) if rotation in (90, 270) else (display_width, coded_height)
-    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     probe = Probe(
         durationMs=round(duration * 1000),
         width=width,
@@ -247,6 +339,46 @@ def summarize(raw: dict[str, Any], *, size_bytes: int) -> ProbedMedia:
         start = _float_or_none(fmt.get("start_time")) or 0.0
     video_duration = _seconds(video.get("duration")) or duration
     return ProbedMedia(probe=probe, video_stream_index=int(video["index"]), video_end_seconds=start + video_duration)
+
+
+def summarize_audio(fmt: dict[str, Any], audio: dict[str, Any], *, size_bytes: int) -> ProbedAudio:
+    """The probe of an audio-only upload (its first audio stream), or why it is rejected.
+
+    A demuxer that only guessed (probe score at or below libavformat's "misdetection possible") is not trusted with
+    a file that holds nothing but audio: noise can look like a few MPEG audio frames.
+    """
+    format_name = str(fmt.get("format_name") or "")
+    if format_name not in ACCEPTED_AUDIO_DEMUXERS:
+        raise UploadRejected(
+            RejectionCode.UNSUPPORTED_FORMAT,
+            f"the file is audio in {format_name or 'an unknown format'}, which is not an accepted audio container",
+        )
+    score = _int_or_none(fmt.get("probe_score"))
+    if score is not None and score <= _CONFIDENT_SCORE:
+        raise UploadRejected(
+            RejectionCode.UNSUPPORTED_FORMAT,
+            "the file is not an image, audio or video in a supported format",
+            detail=f"{format_name} recognised with probe score {score} only",
+        )
+    if not audio.get("codec_name"):
+        raise UploadRejected(RejectionCode.UNSUPPORTED_FORMAT, "the audio stream's codec is not supported")
+    channels, sample_rate = _int_or_none(audio.get("channels")), _int_or_none(audio.get("sample_rate"))
+    if not channels or not sample_rate or channels < 0 or sample_rate < 0:
+        raise UploadRejected(RejectionCode.CORRUPT_MEDIA, "the audio stream has no channels or sample rate")
+    duration = _seconds(fmt.get("duration")) or _seconds(audio.get("duration"))
+    if duration is None:
+        raise UploadRejected(RejectionCode.CORRUPT_MEDIA, "the audio has no readable duration")
+    probe = Probe(
+        durationMs=round(duration * 1000),
+        audioCodec=str(audio["codec_name"]),
+        hasAudio=True,
+        channels=channels,
+        sampleRate=sample_rate,
+        formatName=format_name,
+        bitRate=_int_or_none(fmt.get("bit_rate")) or _int_or_none(audio.get("bit_rate")),
+        sizeBytes=size_bytes,
+    )
+    return ProbedAudio(probe=probe)
 
 
 def tail_start_seconds(media: ProbedMedia) -> float:
@@ -357,6 +489,90 @@ def _int_or_none(value: Any) -> int | None:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Images: what the header says, the checks made before a pixel is decoded, the probe
+# --------------------------------------------------------------------------------------------------------------
+
+ANIMATION_PIXELS_FACTOR = 20
+"""An animation may hold this many times `max_image_pixels` in all its frames (frames x width x height).
+
+Ingest decodes every frame to prove the file is whole; without a cap, a small file of thousands of large frames
+would keep it decoding until its timeout. 20 x 50 megapixels is a 10-second 1080p animation at 25 frames a second
+with room to spare."""
+
+SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+"""EXIF orientations whose upright picture is the stored one turned a quarter: width and height swap."""
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image's header says, read without decoding a pixel."""
+
+    format: str
+    """Pillow's name, one of `ACCEPTED_IMAGE_FORMATS`."""
+    width: int
+    """As stored (before the EXIF orientation)."""
+    height: int
+    mode: str
+    """The first frame's colour mode, as Pillow names it (`RGB`, `RGBA`, `CMYK`, `P`, `I;16`, ...)."""
+    frames: int = 1
+    orientation: int = 1
+    """The EXIF orientation the header carries (1 when none); the full read may still find one (`DecodedImage`)."""
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """What decoding the whole image added to its header."""
+
+    orientation: int = 1
+    """The EXIF orientation (1 when none): what the images function turns the picture by."""
+
+
+def display_size(width: int, height: int, orientation: int) -> tuple[int, int]:
+    """The upright size of a picture stored at `width` x `height` with an EXIF orientation."""
+    return (height, width) if orientation in SWAPPING_ORIENTATIONS else (width, height)
+
+
+def image_probe(header: ImageHeader, *, orientation: int, size_bytes: int) -> Probe:
+    """The probe of an image: no duration, the upright size, its frames and mode, Pillow's format in lower case."""
+    width, height = display_size(header.width, header.height, orientation)
+    return Probe(
+        durationMs=0,
+        width=width,
+        height=height,
+        frames=header.frames,
+        mode=header.mode,
+        formatName=header.format.lower(),
+        sizeBytes=size_bytes,
+    )
+
+
+def check_image(header: ImageHeader, *, size_bytes: int, limits: Limits) -> None:
+    """Before any pixel is decoded: the image's bytes, then its pixels (width x height from the header), then the
+    pixels of all its frames. The rejection keeps the probe (as the header gives it) for the client."""
+    probe = image_probe(header, orientation=header.orientation, size_bytes=size_bytes)
+    check_upload_bytes(MediaType.IMAGE, size_bytes, limits, probe=probe)
+    if header.pixels > limits.max_image_pixels:
+        raise UploadRejected(
+            RejectionCode.RESOLUTION_TOO_HIGH,
+            f"the image is {header.width}x{header.height} ({header.pixels} pixels); the limit is "
+            f"{limits.max_image_pixels} pixels",
+            probe=probe,
+        )
+    budget = limits.max_image_pixels * ANIMATION_PIXELS_FACTOR
+    if header.frames * header.pixels > budget:
+        raise UploadRejected(
+            RejectionCode.RESOLUTION_TOO_HIGH,
+            f"the animation has {header.frames} frames of {header.width}x{header.height} "
+            f"({header.frames * header.pixels} pixels in all); the limit is {budget} pixels in all",
+            probe=probe,
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Rendition planning: a pure function of the display frame and the ladder
 # --------------------------------------------------------------------------------------------------------------
 
@@ -426,6 +642,158 @@ def _queued(rendition: Rendition, width: int, height: int, short_target: int) ->
 def _even(value: float) -> int:
     """Nearest even integer (halves round up), at least 2."""
     return max(2, math.floor(value / 2 + 0.5) * 2)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Image and audio units: what the images and audio functions make of an upload, one unit of work each
+# --------------------------------------------------------------------------------------------------------------
+
+METADATA_UNIT = "metadata"
+AUDIO_UNIT = "audio"
+WAVEFORM_UNIT = "waveform"
+WAVEFORM_WIDTH = 1800
+WAVEFORM_HEIGHT = 280
+
+
+@dataclass(frozen=True)
+class ImageDerivative:
+    """One derivative every image gets (`IMAGE_DERIVATIVES`): one unit per format, named `{name}-{format}`."""
+
+    name: str
+    long_edge: int
+    """The output's longest edge in pixels; a smaller source keeps its size (never upscaled)."""
+    formats: tuple[str, ...]
+    """Keys of `IMAGE_OUTPUT_FORMATS`."""
+    watermark: bool = False
+
+    def unit_names(self) -> list[str]:
+        return [f"{self.name}-{output_format}" for output_format in self.formats]
+
+
+DEFAULT_IMAGE_DERIVATIVES = (
+    ImageDerivative(name="thumb", long_edge=320, formats=("webp", "jpeg"), watermark=False),
+    ImageDerivative(name="large", long_edge=1280, formats=("webp", "jpeg"), watermark=True),
+)
+"""The stack default (Pulumi.yaml `imageDerivatives`), used when `IMAGE_DERIVATIVES` is unset."""
+
+
+def fitted_size(width: int, height: int, long_edge: int) -> tuple[int, int]:
+    """`width` x `height` scaled so its longest edge is `long_edge`, aspect kept (halves round up, at least 1 pixel);
+    a picture already that small keeps its size."""
+    longest = max(width, height)
+    if longest <= long_edge:
+        return width, height
+    scale = long_edge / longest
+    fitted = (max(1, math.floor(width * scale + 0.5)), max(1, math.floor(height * scale + 0.5)))
+    return (long_edge, fitted[1]) if width >= height else (fitted[0], long_edge)
+
+
+def plan_image_units(width: int, height: int, derivatives: Sequence[ImageDerivative]) -> list[dict[str, Any]]:
+    """The units of an image displayed at `width` x `height` (after its EXIF orientation), all QUEUED.
+
+    One per (derivative, format), in the configured order, at its fitted size; then `metadata`. A derivative larger
+    than the source keeps the source's size, and its `reason` says so.
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"display size must be positive, got {width}x{height}")
+    plan: list[dict[str, Any]] = []
+    for derivative in derivatives:
+        out_width, out_height = fitted_size(width, height, derivative.long_edge)
+        for output_format, name in zip(derivative.formats, derivative.unit_names(), strict=True):
+            unit: dict[str, Any] = {
+                "name": name,
+                "status": RenditionStatus.QUEUED.value,
+                "kind": UnitKind.IMAGE.value,
+                "width": out_width,
+                "height": out_height,
+                "format": output_format,
+                "watermark": derivative.watermark,
+            }
+            if max(width, height) < derivative.long_edge:
+                unit["reason"] = (
+                    f"source's longest edge is {max(width, height)} px, below {derivative.long_edge}; no upscaling"
+                )
+            plan.append(unit)
+    plan.append({"name": METADATA_UNIT, "status": RenditionStatus.QUEUED.value, "kind": UnitKind.METADATA.value})
+    return plan
+
+
+def plan_audio_units(audio_bitrate_kbps: int) -> list[dict[str, Any]]:
+    """The units of an audio upload: the AAC rendition (`audio.m4a`) and the waveform picture (`waveform.png`)."""
+    return [
+        {
+            "name": AUDIO_UNIT,
+            "status": RenditionStatus.QUEUED.value,
+            "kind": UnitKind.AUDIO.value,
+            "format": "m4a",
+            "audioBitrateKbps": audio_bitrate_kbps,
+        },
+        {
+            "name": WAVEFORM_UNIT,
+            "status": RenditionStatus.QUEUED.value,
+            "kind": UnitKind.WAVEFORM.value,
+            "format": "png",
+            "width": WAVEFORM_WIDTH,
+            "height": WAVEFORM_HEIGHT,
+        },
+    ]
+
+
+def parse_image_derivatives(raw: str) -> tuple[ImageDerivative, ...]:
+    """`IMAGE_DERIVATIVES`: a JSON list of `{name, longEdge, formats, watermark}`; raises ValueError saying what is
+    wrong. Names are lower-case letters, digits and `-`; `longEdge` 16 to 8192; formats among `IMAGE_OUTPUT_FORMATS`;
+    every unit name `{name}-{format}` unique and at most 20 characters (the fan-out's limit)."""
+    try:
+        entries = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"must be JSON ({err.msg})") from err
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("must be a non-empty JSON list of derivatives")
+    derivatives = tuple(_derivative(index, entry) for index, entry in enumerate(entries))
+    seen: set[str] = set()
+    for name in (unit for derivative in derivatives for unit in derivative.unit_names()):
+        if name in seen:
+            raise ValueError(f"unit {name!r} is planned twice; derivative names and their formats must be unique")
+        seen.add(name)
+    return derivatives
+
+
+_DERIVATIVE_NAME = re.compile(r"[a-z0-9-]+")
+_DERIVATIVE_KEYS = frozenset({"name", "longEdge", "formats", "watermark"})
+MIN_LONG_EDGE, MAX_LONG_EDGE = 16, 8192
+MAX_UNIT_NAME = 20
+
+
+def _derivative(index: int, entry: Any) -> ImageDerivative:
+    where = f"derivative {index}"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} must be an object with name, longEdge, formats and watermark")
+    unknown = sorted(set(entry) - _DERIVATIVE_KEYS)
+    if unknown:
+        raise ValueError(f"{where} has unknown keys {unknown}")
+    name = entry.get("name")
+    if not isinstance(name, str) or not _DERIVATIVE_NAME.fullmatch(name):
+        raise ValueError(f"{where}: name must match ^[a-z0-9-]+$, got {name!r}")
+    where = f"derivative {name!r}"
+    long_edge = entry.get("longEdge")
+    if isinstance(long_edge, bool) or not isinstance(long_edge, int) or not MIN_LONG_EDGE <= long_edge <= MAX_LONG_EDGE:
+        raise ValueError(
+            f"{where}: longEdge must be an integer from {MIN_LONG_EDGE} to {MAX_LONG_EDGE}, got {long_edge!r}"
+        )
+    formats = entry.get("formats")
+    if not isinstance(formats, list) or not formats:
+        raise ValueError(f"{where}: formats must be a non-empty list of {sorted(IMAGE_OUTPUT_FORMATS)}")
+    for output_format in formats:
+        if not isinstance(output_format, str) or output_format not in IMAGE_OUTPUT_FORMATS:
+            raise ValueError(f"{where}: format {output_format!r} is not one of {sorted(IMAGE_OUTPUT_FORMATS)}")
+    watermark = entry.get("watermark", False)
+    if not isinstance(watermark, bool):
+        raise ValueError(f"{where}: watermark must be true or false, got {watermark!r}")
+    derivative = ImageDerivative(name=name, long_edge=long_edge, formats=tuple(formats), watermark=watermark)
+    for unit in derivative.unit_names():
+        if len(unit) > MAX_UNIT_NAME:
+            raise ValueError(f"{where}: unit name {unit!r} is longer than {MAX_UNIT_NAME} characters")
+    return derivative
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -571,6 +939,10 @@ class Rules(Protocol):
     def processing_deadline_seconds(self) -> int: ...
     @property
     def lambda_capacity(self) -> LambdaCapacity: ...
+    @property
+    def image_derivatives(self) -> tuple[ImageDerivative, ...]: ...
+    @property
+    def audio_bitrate_kbps(self) -> int: ...
 
 
 class JobStore(Protocol):
@@ -595,9 +967,26 @@ class SourceStore(Protocol):
         ...
 
 
+class ImageInspector(Protocol):
+    def signature(self, path: Path) -> str | None:
+        """The image format (Pillow's name) the file's first bytes announce, or None; reads only those bytes. One of
+        `ACCEPTED_IMAGE_FORMATS`, or the name of an image format that is not accepted."""
+        ...
+
+    def read_header(self, path: Path) -> ImageHeader:
+        """The header of a file whose signature is an accepted format, without decoding a pixel, whatever size it
+        claims. Raises `UploadRejected` (CORRUPT_MEDIA) when the header cannot be read."""
+        ...
+
+    def decode(self, path: Path, header: ImageHeader, *, max_pixels: int) -> DecodedImage:
+        """Decode every frame, with the decompression-bomb guard at `max_pixels` and truncated files refused. Raises
+        `UploadRejected`: CORRUPT_MEDIA when the file does not decode whole, RESOLUTION_TOO_HIGH from the guard."""
+        ...
+
+
 class MediaInspector(Protocol):
-    def probe(self, path: Path, *, size_bytes: int) -> ProbedMedia:
-        """What the local copy is; raises `UploadRejected` when it is not an accepted video."""
+    def probe(self, path: Path, *, size_bytes: int) -> ProbedMedia | ProbedAudio:
+        """What the local copy is; raises `UploadRejected` when it is not an accepted video or audio file."""
         ...
 
     def check_decodes_to_end(self, path: Path, media: ProbedMedia) -> None:
@@ -644,6 +1033,9 @@ class IngestResult:
     renditions: tuple[str, ...] = ()
     """QUEUED renditions, for ACCEPTED."""
     duration_ms: int | None = None
+    """The source's duration, for an accepted video or audio file."""
+    media_type: str | None = None
+    """What the accepted upload is (`video`, `image`, `audio`)."""
 
 
 @dataclass(frozen=True)
@@ -653,6 +1045,7 @@ class Inspection:
     probe: Probe
     planned: list[dict[str, Any]]
     engine: str
+    media_type: MediaType = MediaType.VIDEO
 
 
 class UploadIngest:
@@ -662,6 +1055,7 @@ class UploadIngest:
         rules: Rules,
         jobs: JobStore,
         store: SourceStore,
+        images: ImageInspector,
         media: MediaInspector,
         fanout: FanOutTopic,
         events: EventSink,
@@ -671,6 +1065,7 @@ class UploadIngest:
         self._rules = rules
         self._jobs = jobs
         self._store = store
+        self._images = images
         self._media = media
         self._fanout = fanout
         self._events = events
@@ -724,7 +1119,7 @@ class UploadIngest:
             upload.job_id,
             lambda job: job_state.begin_processing(
                 job,
-                media_type=MediaType.VIDEO,
+                media_type=inspection.media_type.value,
                 engine=inspection.engine,
                 probe=inspection.probe,
                 planned=inspection.planned,
@@ -737,27 +1132,75 @@ class UploadIngest:
         job = moved[1]
         self._announce_acceptance(job, upload)
         queued = tuple(queued_names(inspection.planned))
-        logger.info("upload accepted", extra={"engine": inspection.engine, "renditions": list(queued)})
+        logger.info(
+            "upload accepted",
+            extra={"mediaType": inspection.media_type.value, "engine": inspection.engine, "renditions": list(queued)},
+        )
         return IngestResult(
             Outcome.ACCEPTED,
             status=job.status,
             engine=inspection.engine,
             renditions=queued,
-            duration_ms=inspection.probe.durationMs,
+            duration_ms=None if inspection.media_type is MediaType.IMAGE else inspection.probe.durationMs,
+            media_type=inspection.media_type.value,
         )
 
     def _inspect(self, upload: Upload) -> Inspection:
-        """Everything that can reject an upload, cheapest first; raises `UploadRejected`."""
-        rules = self._rules
+        """Everything that can reject an upload, cheapest first; raises `UploadRejected`.
+
+        Images are recognised first, by Pillow, and ffprobe never sees them; the rest is for ffprobe to tell.
+        """
+        limits = self._rules.limits
         stored = self._store.head(upload.bucket, upload.key, etag=upload.etag)
-        check_size(stored.size, rules.limits)
+        check_size(stored.size, limits)
         with TemporaryDirectory(prefix="ingest-", dir=self._scratch_dir) as workdir:
             local = Path(workdir) / "source"  # no extension: nothing may guess the type from a name
-            self._store.download(upload.bucket, upload.key, stored, local, max_bytes=rules.limits.max_upload_bytes)
+            self._store.download(upload.bucket, upload.key, stored, local, max_bytes=limits.largest_upload_bytes)
+            image_format = self._images.signature(local)
+            if image_format is not None:
+                return self._inspect_image(local, image_format, stored.size)
+            largest = max(limits.max_upload_bytes, limits.max_audio_upload_bytes)
+            if stored.size > largest:
+                raise UploadRejected(
+                    RejectionCode.UPLOAD_TOO_LARGE,
+                    f"the file is not an image, and at {stored.size} bytes it is over the limit for audio files and "
+                    f"videos ({largest} bytes)",
+                )
             media = self._media.probe(local, size_bytes=stored.size)
-            check_media(media.probe, rules.limits)
+            if isinstance(media, ProbedAudio):
+                return self._inspect_audio(media, stored.size)
+            check_upload_bytes(MediaType.VIDEO, stored.size, limits, probe=media.probe)
+            check_media(media.probe, limits)
             self._media.check_decodes_to_end(local, media)
-        probe = media.probe
+        return self._plan_video(media.probe)
+
+    def _inspect_image(self, local: Path, image_format: str, size_bytes: int) -> Inspection:
+        """An image: its format, its bytes before Pillow reads more than its signature, its pixels before a pixel is
+        decoded, then a full decode (the file must be whole)."""
+        if image_format not in ACCEPTED_IMAGE_FORMATS:
+            raise UploadRejected(
+                RejectionCode.UNSUPPORTED_FORMAT,
+                f"the file is a {image_format} image, which is not accepted; images must be "
+                f"{', '.join(ACCEPTED_IMAGE_FORMATS[:-1])} or {ACCEPTED_IMAGE_FORMATS[-1]}",
+            )
+        limits = self._rules.limits
+        check_upload_bytes(MediaType.IMAGE, size_bytes, limits)
+        header = self._images.read_header(local)
+        check_image(header, size_bytes=size_bytes, limits=limits)
+        decoded = self._images.decode(local, header, max_pixels=limits.max_image_pixels)
+        probe = image_probe(header, orientation=decoded.orientation, size_bytes=size_bytes)
+        planned = plan_image_units(probe.width or 0, probe.height or 0, self._rules.image_derivatives)
+        return Inspection(probe=probe, planned=planned, engine=Engine.LAMBDA.value, media_type=MediaType.IMAGE)
+
+    def _inspect_audio(self, media: ProbedAudio, size_bytes: int) -> Inspection:
+        check_upload_bytes(MediaType.AUDIO, size_bytes, self._rules.limits, probe=media.probe)
+        check_audio(media.probe, self._rules.limits)
+        planned = plan_audio_units(self._rules.audio_bitrate_kbps)
+        return Inspection(probe=media.probe, planned=planned, engine=Engine.LAMBDA.value, media_type=MediaType.AUDIO)
+
+    def _plan_video(self, probe: Probe) -> Inspection:
+        """The ladder for a valid video, and the engine that encodes it (which may still reject it)."""
+        rules = self._rules
         width, height = probe.width or 0, probe.height or 0
         planned = plan_renditions(width, height, rules.renditions)
         capacity = rules.lambda_capacity
@@ -806,16 +1249,21 @@ class UploadIngest:
         return IngestResult(Outcome.REJECTED, status=rejected.status, code=rejection.code.value)
 
     def _announce_acceptance(self, job: JobRecord, upload: Upload) -> None:
-        """The fan-out message, built from the job as written (a retried publish sends the same plan), then the event.
+        """The fan-out, built from the job as written (a retried publish sends the same plan), then the event.
 
-        `source.etag` (beyond the contract's bucket and key) names the exact object that was validated, so a
-        consumer can read it with `If-Match` and never transcode a file re-posted after validation.
+        A video job is one message listing its renditions; an image or audio job is one message per unit, so each
+        unit is received, retried and dead-lettered on its own. `source.etag` (beyond the contract's bucket and key)
+        names the exact object that was validated, so a consumer can read it with `If-Match` and never process a
+        file re-posted after validation.
         """
+        media_type = job.mediaType or MediaType.VIDEO.value
         message = FanOutMessage.for_job(job, bucket=upload.bucket, key=upload.key, etag=_unquoted(upload.etag))
-        attributes = message.attributes(job.mediaType)
-        message_id = self._fanout.publish(message.body(), attributes)
+        messages = [message] if media_type == MediaType.VIDEO else message.per_unit()
+        for each in messages:
+            attributes = each.attributes(media_type)
+            message_id = self._fanout.publish(each.body(), attributes)
+            logger.info("fan-out published", extra={"messageId": message_id, "attributes": attributes})
         self._events.publish(DetailType.JOB_ACCEPTED, JobAccepted.of(job))
-        logger.info("fan-out published", extra={"messageId": message_id, "attributes": attributes})
 
 
 def _unquoted(etag: str | None) -> str | None:

@@ -9,13 +9,22 @@ from dataclasses import dataclass
 from functions.common.renditions import DEFAULT_RENDITIONS, Rendition, parse_renditions
 from functions.common.settings import EnvironmentReader
 from functions.contracts.fanout import TRANSCODE_RESERVE_SECONDS
-from functions.ingest.service import EngineSetting, LambdaCapacity, Limits, lambda_capacity
+from functions.ingest.service import (
+    DEFAULT_IMAGE_DERIVATIVES,
+    EngineSetting,
+    ImageDerivative,
+    LambdaCapacity,
+    Limits,
+    lambda_capacity,
+    parse_image_derivatives,
+)
 
 # The program checks the stack config; here a cap or a duration only has to be a positive whole number.
 NO_CAP = sys.maxsize
 S3_MAX_OBJECT_BYTES = 5 * 1024**4
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 LAMBDA_MAX_MEMORY_MB = 10_240
+MIN_AUDIO_BITRATE_KBPS, MAX_AUDIO_BITRATE_KBPS = 32, 320  # AAC-LC stereo, as the program checks audioBitrateKbps
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,8 @@ class IngestSettings:
     validated_topic_arn: str
     """SNS topic the fan-out message goes to (`VALIDATED_TOPIC_ARN`)."""
     limits: Limits
-    """Size, duration and resolution caps (`MAX_UPLOAD_BYTES`, `MAX_DURATION_SECONDS`, `MAX_WIDTH`, `MAX_HEIGHT`)."""
+    """Size, duration and resolution caps (`MAX_UPLOAD_BYTES`, `MAX_DURATION_SECONDS`, `MAX_WIDTH`, `MAX_HEIGHT`,
+    `MAX_IMAGE_UPLOAD_BYTES`, `MAX_AUDIO_UPLOAD_BYTES`, `MAX_IMAGE_PIXELS`)."""
     renditions: tuple[Rendition, ...]
     """The ladder, lowest first (`RENDITIONS`, JSON; the shared default ladder when unset)."""
     engine: EngineSetting
@@ -43,6 +53,11 @@ class IngestSettings:
     lambda_capacity: LambdaCapacity
     """What a transcode function encodes before its timeout (`TRANSCODE_TIMEOUT_SECONDS`, `TRANSCODE_MEMORY_MB`,
     `LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND`); no job that would exceed it goes to Lambda."""
+    image_derivatives: tuple[ImageDerivative, ...]
+    """What every image becomes (`IMAGE_DERIVATIVES`, JSON `[{name, longEdge, formats, watermark}]`; the stack
+    default when unset)."""
+    audio_bitrate_kbps: int
+    """The AAC rendition's bitrate of an audio upload (`AUDIO_BITRATE_KBPS`)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestSettings:
@@ -58,6 +73,9 @@ class IngestSettings:
                 max_duration_seconds=read.integer("MAX_DURATION_SECONDS", 1, NO_CAP),
                 max_width=read.integer("MAX_WIDTH", 1, NO_CAP),
                 max_height=read.integer("MAX_HEIGHT", 1, NO_CAP),
+                max_image_upload_bytes=read.integer("MAX_IMAGE_UPLOAD_BYTES", 1, S3_MAX_OBJECT_BYTES),
+                max_audio_upload_bytes=read.integer("MAX_AUDIO_UPLOAD_BYTES", 1, S3_MAX_OBJECT_BYTES),
+                max_image_pixels=read.integer("MAX_IMAGE_PIXELS", 1, NO_CAP),
             ),
             renditions=read.parsed("RENDITIONS", _ladder, DEFAULT_RENDITIONS),
             engine=read.parsed("ENGINE", _engine_setting, EngineSetting.AUTO),
@@ -69,6 +87,8 @@ class IngestSettings:
                 timeout_seconds=read.integer("TRANSCODE_TIMEOUT_SECONDS", 1, LAMBDA_MAX_TIMEOUT_SECONDS),
                 reserve_seconds=TRANSCODE_RESERVE_SECONDS,
             ),
+            image_derivatives=read.parsed("IMAGE_DERIVATIVES", _derivatives, DEFAULT_IMAGE_DERIVATIVES),
+            audio_bitrate_kbps=read.integer("AUDIO_BITRATE_KBPS", MIN_AUDIO_BITRATE_KBPS, MAX_AUDIO_BITRATE_KBPS),
         )
         read.done("ingest function")
         return settings
@@ -77,6 +97,11 @@ class IngestSettings:
 def _ladder(raw: str) -> tuple[Rendition, ...]:
     """The configured ladder, lowest first; the shared default when unset."""
     return tuple(parse_renditions(raw)) if raw else DEFAULT_RENDITIONS
+
+
+def _derivatives(raw: str) -> tuple[ImageDerivative, ...]:
+    """The configured derivatives; the stack default when unset."""
+    return parse_image_derivatives(raw) if raw else DEFAULT_IMAGE_DERIVATIVES
 
 
 def _engine_setting(raw: str) -> EngineSetting:

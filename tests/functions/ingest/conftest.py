@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
+from PIL import Image
 
 from functions.common.event_bus import EventPublisher
 from functions.common.job_state import new_job
@@ -24,9 +25,10 @@ from functions.common.media_tools import ffmpeg_path, tool_env
 from functions.common.renditions import DEFAULT_RENDITIONS, renditions_to_json
 from functions.contracts.jobs import JobRecord, JobSource, JobStatus
 from functions.ingest import handler as ingest_handler
-from functions.ingest.adapters import Ffprobe, S3Source, SnsFanOut
+from functions.ingest.adapters import Ffprobe, PillowImages, S3Source, SnsFanOut
 from functions.ingest.service import RejectionCode, StoredObject, Upload, UploadIngest
 from functions.ingest.settings import IngestSettings
+from tests import media_samples as samples
 from tests.functions.conftest import FIXTURES, REGION, CapturedEvents, FakeLambdaContext
 from tests.media_samples import make_video
 
@@ -38,6 +40,14 @@ NOW_MS = 1_700_000_000_000  # when the test jobs were created (the past)
 SERVICE_NOW_MS = NOW_MS + 5_000  # the service's fixed clock
 DEADLINE_SECONDS = 3600
 NO_FAILURES = {"batchItemFailures": []}
+IMAGE_LIMIT_BYTES = 20 * 1024 * 1024
+AUDIO_LIMIT_BYTES = 30 * 1024 * 1024
+IMAGE_PIXEL_LIMIT = 50_000_000
+IMAGE_DERIVATIVES = [
+    {"name": "thumb", "longEdge": 320, "formats": ["webp", "jpeg"], "watermark": False},
+    {"name": "large", "longEdge": 1280, "formats": ["webp", "jpeg"], "watermark": True},
+]
+"""The stack default (Pulumi.yaml `imageDerivatives`)."""
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -101,9 +111,102 @@ class MediaLibrary:
         return path
 
     @cached_property
-    def audio_only(self) -> Path:
-        path = self._path("tone.m4a")
-        _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac", str(path))
+    def subtitles_only(self) -> Path:
+        """An MP4 holding nothing but a subtitle track: neither video nor audio."""
+        subtitles = self._path("subtitles.srt")
+        subtitles.write_text("1\n00:00:00,000 --> 00:00:01,000\nHello\n")
+        path = self._path("subtitles-only.mp4")
+        _ffmpeg("-i", str(subtitles), "-c:s", "mov_text", str(path))
+        return path
+
+    # --- images (Pillow; tests/media_samples.py) ---------------------------------------------------------------
+
+    @cached_property
+    def rotated_jpeg(self) -> Path:
+        """Stored 1200x800 with EXIF orientation 6 (upright 800x1200), GPS and camera tags."""
+        return samples.exif_rotated_jpeg(self._path("rotated.jpg"))
+
+    @cached_property
+    def cmyk_jpeg(self) -> Path:
+        return samples.cmyk_jpeg(self._path("cmyk.jpg"))
+
+    @cached_property
+    def rgba_png(self) -> Path:
+        return samples.rgba_png(self._path("rgba.png"))
+
+    @cached_property
+    def palette_png(self) -> Path:
+        return samples.palette_png(self._path("palette.png"))
+
+    @cached_property
+    def png_16bit(self) -> Path:
+        return samples.png_16bit(self._path("16bit.png"))
+
+    @cached_property
+    def animated_gif(self) -> Path:
+        return samples.animated_gif(self._path("animated.gif"))
+
+    @cached_property
+    def large_webp(self) -> Path:
+        return samples.large_webp(self._path("large.webp"))
+
+    @cached_property
+    def avif(self) -> Path:
+        return samples.avif_image(self._path("photo.avif"))
+
+    @cached_property
+    def truncated_jpeg(self) -> Path:
+        return samples.truncated_jpeg(self._path("truncated.jpg"))
+
+    @cached_property
+    def png_bomb(self) -> Path:
+        """A few hundred bytes whose IHDR claims 100000x100000 pixels (30 GB decoded)."""
+        return samples.png_claiming(self._path("bomb.png"), width=100_000, height=100_000)
+
+    @cached_property
+    def png_named_mp4(self) -> Path:
+        """A real PNG whose name says video."""
+        return samples.rgba_png(self._path("movie.mp4"))
+
+    @cached_property
+    def text_named_png(self) -> Path:
+        return samples.text_file(self._path("notes.png"))
+
+    # --- audio (ffmpeg) ----------------------------------------------------------------------------------------
+
+    def tone(self, extension: str) -> Path:
+        """A one-second stereo 48 kHz tone in the container `extension` names (tests/media_samples.py)."""
+        path = self._path(f"stereo-tone.{extension}")
+        return path if path.exists() else samples.make_tone(path, seconds=1)
+
+    @cached_property
+    def adts_aac(self) -> Path:
+        """Raw AAC in ADTS frames (`.aac`), the `aac` demuxer's."""
+        path = self._path("tone.aac")
+        _ffmpeg("-i", str(self.tone("m4a")), "-c", "copy", "-f", "adts", str(path))
+        return path
+
+    @cached_property
+    def mp3_with_cover(self) -> Path:
+        """An MP3 with cover art (an attached JPEG picture: a video stream with disposition attached_pic)."""
+        cover = self._path("cover.jpg")
+        Image.new("RGB", (300, 300), (200, 60, 40)).save(cover, "JPEG")
+        path = self._path("with-cover.mp3")
+        _ffmpeg(
+            "-i", str(self.tone("mp3")), "-i", str(cover), "-map", "0:a", "-map", "1:v", "-c", "copy",
+            "-disposition:v:0", "attached_pic", "-id3v2_version", "3", str(path),
+        )  # fmt: skip
+        return path
+
+    @cached_property
+    def two_second_tone(self) -> Path:
+        return samples.make_tone(self._path("long.flac"), seconds=2)
+
+    @cached_property
+    def audio_in_matroska(self) -> Path:
+        """Audio alone in Matroska (`.mka`): an accepted video container, but not an accepted audio one."""
+        path = self._path("tone.mka")
+        _ffmpeg("-i", str(self.tone("flac")), "-c", "copy", "-f", "matroska", str(path))
         return path
 
     @cached_property
@@ -211,6 +314,11 @@ def ingest_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
         "TRANSCODE_TIMEOUT_SECONDS": "900",
         "TRANSCODE_MEMORY_MB": "4096",
         "LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND": "45",
+        "MAX_IMAGE_UPLOAD_BYTES": str(IMAGE_LIMIT_BYTES),
+        "MAX_AUDIO_UPLOAD_BYTES": str(AUDIO_LIMIT_BYTES),
+        "MAX_IMAGE_PIXELS": str(IMAGE_PIXEL_LIMIT),
+        "IMAGE_DERIVATIVES": json.dumps(IMAGE_DERIVATIVES),
+        "AUDIO_BITRATE_KBPS": "128",
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
@@ -230,10 +338,13 @@ class Published:
 
 @dataclass
 class CapturedFanout:
-    """Everything published to the validated topic, plus what the `transcode-1080p` filter policy lets through."""
+    """Everything published to the validated topic, plus what the filter policies of the `transcode-1080p`, `images`
+    and `audio` queues let through."""
 
     all_url: str
     transcode_1080p_url: str
+    images_url: str
+    audio_url: str
 
     def drain(self, url: str | None = None) -> list[Published]:
         sqs = boto3.client("sqs", region_name=REGION)
@@ -273,6 +384,8 @@ def validated_topic(aws: None) -> CapturedFanout:
     return CapturedFanout(
         all_url=_raw_queue(sns, sqs, "validated-all"),
         transcode_1080p_url=_raw_queue(sns, sqs, "transcode-1080p", transcode_filter),
+        images_url=_raw_queue(sns, sqs, "images", {"mediaType": ["image"]}),
+        audio_url=_raw_queue(sns, sqs, "audio", {"mediaType": ["audio"]}),
     )
 
 
@@ -287,11 +400,14 @@ class Pipeline:
         self.s3 = boto3.client("s3", region_name=REGION)
         self._template = json.loads((FIXTURES / "ingest_s3_event.json").read_text())
 
-    def create_job(self, job_id: str = JOB_ID, *, filename: str = "clip.mp4") -> JobRecord:
+    def create_job(
+        self, job_id: str = JOB_ID, *, filename: str = "clip.mp4", content_type: str = "video/mp4"
+    ) -> JobRecord:
+        """A job waiting for its upload, as the API creates it from what the client declared."""
         job = new_job(
             job_id=job_id,
             owner_id=OWNER,
-            source=JobSource(filename=filename, contentType="video/mp4", size=1234, bucket="test-uploads"),
+            source=JobSource(filename=filename, contentType=content_type, size=1234, bucket="test-uploads"),
             now=NOW_MS,
             upload_deadline=NOW_MS + 900_000,
             retention_seconds=86_400,
@@ -334,9 +450,11 @@ class Pipeline:
     def deliver(self, *records: dict[str, Any]) -> dict[str, Any]:
         return ingest_handler.handler({"Records": list(records)}, self.context)
 
-    def upload(self, data: bytes | Path, job_id: str = JOB_ID, **record: Any) -> dict[str, Any]:
+    def upload(
+        self, data: bytes | Path, job_id: str = JOB_ID, *, content_type: str = "video/mp4", **record: Any
+    ) -> dict[str, Any]:
         """PUT the object, then deliver its notification; returns the handler's batch response."""
-        etag = self.put(data, job_id)
+        etag = self.put(data, job_id, content_type=content_type)
         size = len(data) if isinstance(data, bytes) else data.stat().st_size
         return self.deliver(self.record(job_id, etag=etag, size=size, **record))
 
@@ -416,6 +534,7 @@ def make_service(pipeline: Pipeline, tmp_path: Path) -> Callable[[], ServiceUnde
             rules=settings,
             jobs=pipeline.table,
             store=store,
+            images=PillowImages(),
             media=Ffprobe(),
             fanout=SnsFanOut(settings.validated_topic_arn, boto3.client("sns", region_name=REGION)),
             events=EventPublisher(settings.event_bus_name, boto3.client("events", region_name=REGION)),

@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from functions.common.renditions import DEFAULT_RENDITIONS, Rendition
-from functions.ingest.service import plan_renditions, queued_names
+from functions.ingest.service import (
+    ImageDerivative,
+    plan_audio_units,
+    plan_image_units,
+    plan_renditions,
+    queued_names,
+)
 
 LADDER = tuple(DEFAULT_RENDITIONS)  # 720p (3000/128), 1080p (6000/160)
 
@@ -128,3 +134,87 @@ def test_every_plan_is_even_oriented_and_never_upscaled(width: int, height: int)
 def test_plan_refuses_an_empty_frame() -> None:
     with pytest.raises(ValueError, match="positive"):
         plan_renditions(0, 1080, LADDER)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Image and audio units
+# --------------------------------------------------------------------------------------------------------------
+
+DERIVATIVES = (
+    ImageDerivative(name="thumb", long_edge=320, formats=("webp", "jpeg")),
+    ImageDerivative(name="large", long_edge=1280, formats=("webp", "jpeg"), watermark=True),
+)
+
+
+def _units(plan: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
+    return {u["name"]: (u["kind"], u.get("width"), u.get("height"), u.get("format"), u.get("watermark")) for u in plan}
+
+
+def test_an_image_gets_one_unit_per_derivative_and_format_then_metadata() -> None:
+    plan = plan_image_units(4000, 3000, DERIVATIVES)
+
+    assert [u["name"] for u in plan] == ["thumb-webp", "thumb-jpeg", "large-webp", "large-jpeg", "metadata"]
+    assert {u["status"] for u in plan} == {"QUEUED"}
+    assert _units(plan) == {
+        "thumb-webp": ("image", 320, 240, "webp", False),
+        "thumb-jpeg": ("image", 320, 240, "jpeg", False),
+        "large-webp": ("image", 1280, 960, "webp", True),
+        "large-jpeg": ("image", 1280, 960, "jpeg", True),
+        "metadata": ("metadata", None, None, None, None),
+    }
+    assert not any("reason" in u for u in plan)
+
+
+@pytest.mark.parametrize(
+    ("source", "thumb", "large"),
+    [
+        ((6000, 4000), (320, 213), (1280, 853)),
+        ((4000, 6000), (213, 320), (853, 1280)),
+        ((3000, 3000), (320, 320), (1280, 1280)),
+        ((1281, 1), (320, 1), (1280, 1)),
+        ((1, 5000), (1, 320), (1, 1280)),
+        ((961, 481), (320, 160), (961, 481)),
+        ((640, 321), (320, 161), (640, 321)),
+        ((320, 240), (320, 240), (320, 240)),
+        ((100, 50), (100, 50), (100, 50)),
+    ],
+    ids=["landscape", "portrait", "square", "sliver", "tall-sliver", "between", "half-rounds-up", "edge", "tiny"],
+)
+def test_derivatives_fit_the_long_edge_keep_the_aspect_and_never_upscale(
+    source: tuple[int, int], thumb: tuple[int, int], large: tuple[int, int]
+) -> None:
+    plan = _units(plan_image_units(*source, DERIVATIVES))
+
+    assert plan["thumb-jpeg"][1:3] == thumb
+    assert plan["large-webp"][1:3] == large
+
+
+def test_a_derivative_larger_than_the_source_keeps_its_size_and_says_why() -> None:
+    thumb, _, large, _, _ = plan_image_units(800, 600, DERIVATIVES)
+
+    assert "reason" not in thumb
+    assert (large["width"], large["height"]) == (800, 600)
+    assert large["reason"] == "source's longest edge is 800 px, below 1280; no upscaling"
+
+
+@pytest.mark.parametrize("width", [1, 2, 15, 319, 320, 321, 1279, 1280, 1281, 6000, 16383])
+@pytest.mark.parametrize("height", [1, 3, 200, 320, 1080, 4000, 16383])
+def test_every_image_plan_is_within_bounds_and_oriented_as_the_source(width: int, height: int) -> None:
+    for unit in plan_image_units(width, height, DERIVATIVES)[:-1]:
+        long_edge = 320 if unit["name"].startswith("thumb") else 1280
+        assert max(unit["width"], unit["height"]) == min(long_edge, max(width, height))
+        assert unit["width"] <= width and unit["height"] <= height
+        assert unit["width"] >= 1 and unit["height"] >= 1
+        assert not (unit["width"] > unit["height"] and width < height)
+
+
+def test_an_image_plan_refuses_an_empty_picture() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        plan_image_units(0, 10, DERIVATIVES)
+
+
+def test_an_audio_upload_gets_the_aac_rendition_and_the_waveform() -> None:
+    assert plan_audio_units(96) == [
+        {"name": "audio", "status": "QUEUED", "kind": "audio", "format": "m4a", "audioBitrateKbps": 96},
+        {"name": "waveform", "status": "QUEUED", "kind": "waveform", "format": "png", "width": 1800, "height": 280},
+    ]

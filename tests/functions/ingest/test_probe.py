@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from functions.common.media_tools import ffprobe_path, tool_env
-from functions.contracts.media import ACCEPTED_DEMUXERS, DEMUXER_WHITELIST
+from functions.contracts.media import ACCEPTED_AUDIO_DEMUXERS, ACCEPTED_DEMUXERS, DEMUXER_WHITELIST
 from functions.ingest.adapters import (
     check_decodes_to_end,
     decode_tail_args,
@@ -21,6 +21,9 @@ from functions.ingest.adapters import (
     tool_failure_detail,
 )
 from functions.ingest.service import (
+    PROBE_WHITELIST,
+    ProbedAudio,
+    ProbedMedia,
     RejectionCode,
     UploadRejected,
     classify_probe_failure,
@@ -37,7 +40,8 @@ from tests.functions.ingest.conftest import MediaLibrary, ffprobe_json
 def test_summary_has_the_contract_shape() -> None:
     media = summarize(ffprobe_json(), size_bytes=6_750_000)
 
-    assert media.probe.model_dump() == {
+    assert isinstance(media, ProbedMedia)
+    assert media.probe.model_dump(exclude_unset=True) == {
         "durationMs": 12_034,
         "width": 1920,
         "height": 1080,
@@ -85,11 +89,23 @@ def test_anamorphic_source_is_displayed_at_its_aspect_ratio() -> None:
 
 def test_cover_art_is_not_a_video_stream() -> None:
     raw = ffprobe_json(codec_name="mjpeg", disposition={"attached_pic": 1})
+    raw["streams"][1].update(channels=2, sample_rate="44100")
+
+    media = summarize(raw, size_bytes=1)
+
+    assert isinstance(media, ProbedAudio)
+    assert (media.probe.audioCodec, media.probe.videoCodec) == ("aac", None)
+
+
+def test_cover_art_alone_is_neither_video_nor_audio() -> None:
+    raw = ffprobe_json(codec_name="mjpeg", disposition={"attached_pic": 1})
+    raw["streams"] = raw["streams"][:1]
 
     with pytest.raises(UploadRejected) as rejected:
         summarize(raw, size_bytes=1)
 
     assert rejected.value.code is RejectionCode.NO_VIDEO_STREAM
+    assert rejected.value.message == "the file has no video or audio stream"
 
 
 def test_video_after_cover_art_is_found() -> None:
@@ -98,17 +114,95 @@ def test_video_after_cover_art_is_found() -> None:
 
     media = summarize(raw, size_bytes=1)
 
+    assert isinstance(media, ProbedMedia)
     assert (media.video_stream_index, media.probe.videoCodec) == (2, "hevc")
 
 
-def test_audio_only_has_no_video_stream() -> None:
+def _audio_only(format_name: str = "mp3", **audio_changes: Any) -> dict[str, Any]:
+    """ffprobe's JSON for a 12 s stereo MP3 at 44.1 kHz, with `audio_changes` on its stream."""
     raw = ffprobe_json()
     raw["streams"] = raw["streams"][1:]
+    raw["streams"][0].update({"codec_name": "mp3", "channels": 2, "sample_rate": "44100", "bit_rate": "128000"})
+    raw["streams"][0].update(audio_changes)
+    raw["format"].update(format_name=format_name, probe_score=51, bit_rate="128400")
+    return raw
+
+
+def test_audio_only_is_audio_with_its_own_probe() -> None:
+    media = summarize(_audio_only(), size_bytes=192_000)
+
+    assert isinstance(media, ProbedAudio)
+    assert media.probe.model_dump(exclude_unset=True) == {
+        "durationMs": 12_034,
+        "audioCodec": "mp3",
+        "hasAudio": True,
+        "channels": 2,
+        "sampleRate": 44_100,
+        "formatName": "mp3",
+        "bitRate": 128_400,
+        "sizeBytes": 192_000,
+    }
+
+
+def test_audio_bit_rate_and_duration_fall_back_to_the_stream() -> None:
+    raw = _audio_only()
+    del raw["format"]["bit_rate"], raw["format"]["duration"]
+
+    probe = summarize(raw, size_bytes=1).probe
+
+    assert (probe.bitRate, probe.durationMs) == (128_000, 12_000)
+
+
+@pytest.mark.parametrize("format_name", ["matroska,webm", "avi", "mpegts", "flv"])
+def test_audio_only_in_a_video_only_container_is_unsupported(format_name: str) -> None:
+    with pytest.raises(UploadRejected) as rejected:
+        summarize(_audio_only(format_name), size_bytes=1)
+
+    assert rejected.value.code is RejectionCode.UNSUPPORTED_FORMAT
+    assert "not an accepted audio container" in rejected.value.message
+
+
+@pytest.mark.parametrize("format_name", ["mp3", "aac", "wav", "flac", "ogg"])
+def test_video_in_an_audio_only_container_is_unsupported(format_name: str) -> None:
+    raw = ffprobe_json()
+    raw["format"]["format_name"] = format_name
 
     with pytest.raises(UploadRejected) as rejected:
         summarize(raw, size_bytes=1)
 
-    assert rejected.value.code is RejectionCode.NO_VIDEO_STREAM
+    assert rejected.value.code is RejectionCode.UNSUPPORTED_FORMAT
+    assert "not an accepted video container" in rejected.value.message
+
+
+def test_audio_the_demuxer_only_guessed_is_not_trusted() -> None:
+    raw = _audio_only()
+    raw["format"]["probe_score"] = 25
+
+    with pytest.raises(UploadRejected) as rejected:
+        summarize(raw, size_bytes=1)
+
+    assert rejected.value.code is RejectionCode.UNSUPPORTED_FORMAT
+    assert "probe score 25" in rejected.value.detail
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"codec_name": None}, RejectionCode.UNSUPPORTED_FORMAT),
+        ({"channels": 0}, RejectionCode.CORRUPT_MEDIA),
+        ({"sample_rate": None}, RejectionCode.CORRUPT_MEDIA),
+        ({"duration": "N/A"}, RejectionCode.CORRUPT_MEDIA),
+    ],
+    ids=["no-codec", "no-channels", "no-sample-rate", "no-duration"],
+)
+def test_unreadable_audio_is_rejected(changes: dict[str, Any], code: RejectionCode) -> None:
+    raw = _audio_only(**changes)
+    raw["format"]["duration"] = None
+
+    with pytest.raises(UploadRejected) as rejected:
+        summarize(raw, size_bytes=1)
+
+    assert rejected.value.code is code
 
 
 @pytest.mark.parametrize("format_name", ["hls", "concat", "dash", "image2", "png_pipe", "tty", "lavfi", ""])
@@ -177,6 +271,8 @@ HLS_REFUSED = """[hls @ 0x982b340] [debug] Format hls probed with size=2048 and 
 MP4_WITHOUT_INDEX = """[mov @ 0x1] [debug] Format mov,mp4,m4a,3gp,3g2,mj2 probed with size=2048 and score=100
 [mov @ 0x1] [error] moov atom not found
 [error] file:/tmp/ingest-x/source: Invalid data found when processing input"""
+FLAC_CUT_SHORT = """[flac @ 0x1] [debug] Format flac probed with size=2048 and score=100
+[error] file:/tmp/ingest-x/source: Invalid data found when processing input"""
 NOTHING_RECOGNISED = "[error] file:/tmp/ingest-x/source: Invalid data found when processing input"
 GUESSED = """[mpegts @ 0x1] [debug] Format mpegts probed with size=2048 and score=2
 [error] file:/tmp/ingest-x/source: Invalid data found when processing input"""
@@ -186,11 +282,12 @@ GUESSED = """[mpegts @ 0x1] [debug] Format mpegts probed with size=2048 and scor
     ("stderr", "code", "says"),
     [
         (HLS_REFUSED, RejectionCode.UNSUPPORTED_FORMAT, "hls"),
-        (MP4_WITHOUT_INDEX, RejectionCode.CORRUPT_MEDIA, "truncated"),
-        (NOTHING_RECOGNISED, RejectionCode.UNSUPPORTED_FORMAT, "not a video"),
-        (GUESSED, RejectionCode.UNSUPPORTED_FORMAT, "not a video"),
+        (MP4_WITHOUT_INDEX, RejectionCode.CORRUPT_MEDIA, "looks like video but is truncated"),
+        (FLAC_CUT_SHORT, RejectionCode.CORRUPT_MEDIA, "looks like audio but is truncated"),
+        (NOTHING_RECOGNISED, RejectionCode.UNSUPPORTED_FORMAT, "not an image, audio or video"),
+        (GUESSED, RejectionCode.UNSUPPORTED_FORMAT, "not an image, audio or video"),
     ],
-    ids=["playlist", "truncated", "text", "low-score-guess"],
+    ids=["playlist", "truncated", "truncated-audio", "text", "low-score-guess"],
 )
 def test_probe_failure_is_classified(stderr: str, code: RejectionCode, says: str) -> None:
     rejection = classify_probe_failure(stderr)
@@ -201,22 +298,32 @@ def test_probe_failure_is_classified(stderr: str, code: RejectionCode, says: str
     assert rejection.detail  # the log keeps ffprobe's own words
 
 
-def test_whitelist_holds_containers_only() -> None:
-    demuxers = set(DEMUXER_WHITELIST.split(","))
+@pytest.mark.parametrize("whitelist", [DEMUXER_WHITELIST, PROBE_WHITELIST], ids=["video", "probe"])
+def test_whitelist_holds_containers_only(whitelist: str) -> None:
+    demuxers = set(whitelist.split(","))
     assert {"mov", "mp4", "matroska", "webm", "avi", "mpegts", "flv"} <= demuxers
     assert not demuxers & {"hls", "applehttp", "dash", "concat", "image2", "tty", "lavfi", "data", "subfile"}
     assert not any(name.endswith("_pipe") for name in demuxers)
     assert set(ACCEPTED_DEMUXERS) == {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts", "flv"}
 
 
+def test_the_probe_may_use_the_video_and_the_audio_demuxers_and_nothing_else() -> None:
+    assert set(PROBE_WHITELIST.split(",")) == set(DEMUXER_WHITELIST.split(",")) | {"mp3", "aac", "wav", "flac", "ogg"}
+    assert set(PROBE_WHITELIST.split(",")) == set(",".join((*ACCEPTED_DEMUXERS, *ACCEPTED_AUDIO_DEMUXERS)).split(","))
+
+
 @pytest.mark.parametrize(
-    "args",
-    [ffprobe_args(Path("/tmp/x/source")), decode_tail_args(Path("/tmp/x/source"), stream_index=0, from_seconds=1.5)],
+    ("args", "whitelist"),
+    [
+        (ffprobe_args(Path("/tmp/x/source")), PROBE_WHITELIST),
+        (decode_tail_args(Path("/tmp/x/source"), stream_index=0, from_seconds=1.5), DEMUXER_WHITELIST),
+    ],
     ids=["probe", "decode-tail"],
 )
-def test_media_tools_read_only_the_local_file_with_allowed_demuxers(args: list[str]) -> None:
+def test_media_tools_read_only_the_local_file_with_allowed_demuxers(args: list[str], whitelist: str) -> None:
+    """The probe may meet audio; the tail decode runs on videos only, so it may use only the video demuxers."""
     assert args[args.index("-protocol_whitelist") + 1] == "file"
-    assert args[args.index("-format_whitelist") + 1] == DEMUXER_WHITELIST
+    assert args[args.index("-format_whitelist") + 1] == whitelist
     assert args[-1] == "file:/tmp/x/source"
     assert "-f" not in args  # the demuxer is found by probing content, then checked against the whitelist
 
@@ -298,6 +405,7 @@ def test_playlist_is_refused_when_opened_not_after_reading_it(media: MediaLibrar
 def test_truncated_file_with_index_first_probes_but_fails_the_decode_check(media: MediaLibrary) -> None:
     path = media.truncated_faststart
     probed = probe_media(path, size_bytes=path.stat().st_size)  # the header is intact: ffprobe alone accepts it
+    assert isinstance(probed, ProbedMedia)
     assert probed.probe.durationMs >= 900
 
     with pytest.raises(UploadRejected) as rejected:
@@ -310,4 +418,6 @@ def test_truncated_file_with_index_first_probes_but_fails_the_decode_check(media
 @pytest.mark.media
 def test_complete_file_passes_the_decode_check(media: MediaLibrary) -> None:
     path = media.small
-    check_decodes_to_end(path, probe_media(path, size_bytes=path.stat().st_size))
+    probed = probe_media(path, size_bytes=path.stat().st_size)
+    assert isinstance(probed, ProbedMedia)
+    check_decodes_to_end(path, probed)

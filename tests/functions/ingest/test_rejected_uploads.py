@@ -27,7 +27,7 @@ BAD_UPLOADS = [
     pytest.param(BadUpload("concat_script", RejectionCode.UNSUPPORTED_FORMAT), id="concat-script"),
     pytest.param(BadUpload("truncated", RejectionCode.CORRUPT_MEDIA), id="truncated"),
     pytest.param(BadUpload("truncated_faststart", RejectionCode.CORRUPT_MEDIA), id="truncated-index-first"),
-    pytest.param(BadUpload("audio_only", RejectionCode.NO_VIDEO_STREAM), id="audio-only"),
+    pytest.param(BadUpload("subtitles_only", RejectionCode.NO_VIDEO_STREAM), id="neither-video-nor-audio"),
     pytest.param(
         BadUpload("small_two_seconds", RejectionCode.DURATION_TOO_LONG, (("MAX_DURATION_SECONDS", "1"),)),
         id="too-long",
@@ -50,6 +50,7 @@ BAD_UPLOADS = [
     ),
     pytest.param(BadUpload("small", RejectionCode.UPLOAD_TOO_LARGE, (("MAX_UPLOAD_BYTES", "1000"),)), id="too-large"),
 ]
+"""Videos, and files that are none of the accepted kinds (images and audio: test_images.py, test_audio.py)."""
 
 
 @pytest.mark.media
@@ -87,7 +88,8 @@ def test_empty_upload_is_rejected_and_counted(pipeline: Pipeline, capsys: pytest
 
 
 def test_too_large_upload_is_rejected_without_probing(pipeline: Pipeline, ingest_env: Callable[..., None]) -> None:
-    ingest_env(MAX_UPLOAD_BYTES="10")
+    # Over the limit of every kind of media: nothing it could turn out to be is accepted at that size.
+    ingest_env(MAX_UPLOAD_BYTES="10", MAX_IMAGE_UPLOAD_BYTES="9", MAX_AUDIO_UPLOAD_BYTES="8")
     pipeline.create_job()
 
     response = pipeline.upload(b"x" * 11)

@@ -20,7 +20,7 @@ from tests.functions.ingest.conftest import (
 def test_size_is_checked_before_downloading(
     pipeline: Pipeline, make_service: Callable[[], ServiceUnderTest], ingest_env: Callable[..., None]
 ) -> None:
-    ingest_env(MAX_UPLOAD_BYTES="4")
+    ingest_env(MAX_UPLOAD_BYTES="4", MAX_IMAGE_UPLOAD_BYTES="4", MAX_AUDIO_UPLOAD_BYTES="4")
     under_test = make_service()
     pipeline.create_job()
 
