@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
 
 from components.api import Api, ApiArgs
+from components.audio import LOUDNESS_RANGE_LUFS, Audio, AudioArgs
 from components.encryption_key import EncryptionKey, EncryptionKeyArgs
 from components.event_bus import EventBus, EventBusArgs
-from components.function import FunctionDefaults, FunctionSize, ZipCode, scratch_space_mb
+from components.function import MIB, FunctionDefaults, FunctionSize, ZipCode, scratch_space_mb
+from components.images import Images, ImagesArgs, Watermark
 from components.ingest import Ingest, IngestArgs
 from components.job_store import JobStore, JobStoreArgs
 from components.lambda_runtime import load_lambda_runtime
@@ -24,6 +27,7 @@ from components.transcoder import Transcoder, TranscoderArgs
 from components.webhooks import Webhooks, WebhooksArgs
 from functions.common.renditions import parse_renditions, renditions_to_json
 from functions.common.ssrf import parse_allowed_networks
+from functions.ingest.service import parse_image_derivatives
 from functions.webhooks.service import parse_schedule
 
 ROOT = Path(__file__).resolve().parent
@@ -35,7 +39,10 @@ LOG_RETENTION_DAYS = frozenset(
 METRICS_NAMESPACE = "MediaPipeline"
 # Pulumi.yaml's default issuer: a stack deployed with it refuses every token, so it must be set per stack.
 PLACEHOLDER_JWT_ISSUER = "https://issuer.media-pipeline.invalid/"
-QUEUE_CONSUMERS = ("ingest", "transcode", "submit", "webhooks")
+QUEUE_CONSUMERS = ("ingest", "transcode", "submit", "images", "audio", "webhooks")
+AUDIO_BITRATES_KBPS = (32, 320)  # AAC-LC stereo: below 32 kbit/s it is unusable, above 320 nothing is gained
+# A decoded image takes 4 bytes a pixel (RGBA), and a derivative or a mode conversion is a second copy.
+DECODED_BYTES_PER_PIXEL = 4 * 2
 
 # Stack config, read once. Every key is declared with a description and default in Pulumi.yaml.
 config = pulumi.Config()
@@ -45,7 +52,20 @@ mediaconvert_threshold_seconds = config.require_int("mediaconvertThresholdSecond
 lambda_encode_megapixels_per_vcpu_second = config.require_int("lambdaEncodeMegapixelsPerVcpuSecond")
 max_receive_count = config.require_int("maxReceiveCount")
 max_upload_bytes = config.require_int("maxUploadBytes")
+max_image_upload_bytes = config.require_int("maxImageUploadBytes")
+max_audio_upload_bytes = config.require_int("maxAudioUploadBytes")
 allowed_content_types = config.require_object("allowedContentTypes")
+max_image_pixels = config.require_int("maxImagePixels")
+# Ingest's own reading of IMAGE_DERIVATIVES checks it, so a stack deploys only derivatives ingest will plan.
+image_derivatives = json.dumps(config.require_object("imageDerivatives"), separators=(",", ":"))
+watermark = Watermark(
+    text=config.require("watermarkText"),
+    logo_key=config.require("watermarkLogoKey"),
+    opacity=config.require_float("watermarkOpacity"),
+    scale=config.require_float("watermarkScale"),
+)
+audio_bitrate_kbps = config.require_int("audioBitrateKbps")
+loudness_target_lufs = config.require_float("loudnessTargetLufs")
 max_duration_seconds = config.require_int("maxDurationSeconds")
 max_width = config.require_int("maxWidth")
 max_height = config.require_int("maxHeight")
@@ -63,6 +83,10 @@ ingest_timeout_seconds = config.require_int("ingestTimeoutSeconds")
 ingest_memory_mb = config.require_int("ingestMemoryMb")
 transcode_timeout_seconds = config.require_int("transcodeTimeoutSeconds")
 transcode_memory_mb = config.require_int("transcodeMemoryMb")
+images_timeout_seconds = config.require_int("imagesTimeoutSeconds")
+images_memory_mb = config.require_int("imagesMemoryMb")
+audio_timeout_seconds = config.require_int("audioTimeoutSeconds")
+audio_memory_mb = config.require_int("audioMemoryMb")
 api_burst_limit = config.require_int("apiThrottlingBurstLimit")
 api_rate_limit = config.require_int("apiThrottlingRateLimit")
 queue_age_alarm_seconds = config.require_int("queueAgeAlarmSeconds")
@@ -99,10 +123,40 @@ if engine not in ENGINES:
     raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
 if log_retention_days not in LOG_RETENTION_DAYS:
     raise ValueError(f"logRetentionDays must be one of {sorted(LOG_RETENTION_DAYS)}, got {log_retention_days}")
-if processing_deadline_seconds <= ingest_timeout_seconds + transcode_timeout_seconds:
-    raise ValueError("processingDeadlineSeconds must exceed ingestTimeoutSeconds + transcodeTimeoutSeconds")
-if not all(isinstance(t, str) and "/" in t for t in allowed_content_types):
+if processing_deadline_seconds <= ingest_timeout_seconds + max(
+    transcode_timeout_seconds, images_timeout_seconds, audio_timeout_seconds
+):
+    raise ValueError(
+        "processingDeadlineSeconds must exceed ingestTimeoutSeconds plus the longest of transcodeTimeoutSeconds, "
+        "imagesTimeoutSeconds and audioTimeoutSeconds"
+    )
+if not isinstance(allowed_content_types, list) or not all(
+    isinstance(t, str) and "/" in t for t in allowed_content_types
+):
     raise ValueError(f"allowedContentTypes must be MIME types, got {allowed_content_types!r}")
+for key, value in (("maxImageUploadBytes", max_image_upload_bytes), ("maxAudioUploadBytes", max_audio_upload_bytes)):
+    if value < 1:
+        raise ValueError(f"{key} must be at least 1 byte, got {value}")
+if max_image_pixels < 1:
+    raise ValueError(f"maxImagePixels must be at least 1, got {max_image_pixels}")
+if max_image_pixels * DECODED_BYTES_PER_PIXEL > min(ingest_memory_mb, images_memory_mb) * MIB:
+    raise ValueError(
+        f"maxImagePixels {max_image_pixels} decoded ({DECODED_BYTES_PER_PIXEL} bytes a pixel) does not fit in "
+        f"ingestMemoryMb ({ingest_memory_mb}) and imagesMemoryMb ({images_memory_mb}): lower it or add memory"
+    )
+if not LOUDNESS_RANGE_LUFS[0] <= loudness_target_lufs <= LOUDNESS_RANGE_LUFS[1]:
+    raise ValueError(
+        f"loudnessTargetLufs must be {LOUDNESS_RANGE_LUFS[0]:g} to {LOUDNESS_RANGE_LUFS[1]:g} (ffmpeg loudnorm), "
+        f"got {loudness_target_lufs:g}"
+    )
+try:
+    parse_image_derivatives(image_derivatives)
+except ValueError as err:
+    raise ValueError(f"imageDerivatives: {err} (each is {{name, longEdge, formats, watermark}})") from err
+if not AUDIO_BITRATES_KBPS[0] <= audio_bitrate_kbps <= AUDIO_BITRATES_KBPS[1]:
+    raise ValueError(
+        f"audioBitrateKbps must be {AUDIO_BITRATES_KBPS[0]}-{AUDIO_BITRATES_KBPS[1]}, got {audio_bitrate_kbps}"
+    )
 parse_allowed_networks(webhook_allowed_addresses)  # raises naming an entry that is not an address or network
 if not 0 <= webhook_secret_overlap_seconds <= 30 * 86_400:
     raise ValueError(f"webhookSecretOverlapSeconds must be 0 to 30 days, got {webhook_secret_overlap_seconds}")
@@ -137,6 +191,15 @@ media_image = MediaImage(
     MediaImageArgs(
         context_dir=str(ROOT),
         dockerfile=str(ROOT / "containers/ffmpeg/Dockerfile"),
+        build_on_preview=build_image_on_preview,
+    ),
+)
+# The images function's own image: Pillow, without ffmpeg.
+pillow_image = MediaImage(
+    "images",
+    MediaImageArgs(
+        context_dir=str(ROOT),
+        dockerfile=str(ROOT / "containers/images/Dockerfile"),
         build_on_preview=build_image_on_preview,
     ),
 )
@@ -186,6 +249,11 @@ ingest = Ingest(
         functions=functions.with_environment(
             {
                 "MAX_UPLOAD_BYTES": str(max_upload_bytes),
+                "MAX_IMAGE_UPLOAD_BYTES": str(max_image_upload_bytes),
+                "MAX_AUDIO_UPLOAD_BYTES": str(max_audio_upload_bytes),
+                "MAX_IMAGE_PIXELS": str(max_image_pixels),
+                "IMAGE_DERIVATIVES": image_derivatives,
+                "AUDIO_BITRATE_KBPS": str(audio_bitrate_kbps),
                 "MAX_DURATION_SECONDS": str(max_duration_seconds),
                 "MAX_WIDTH": str(max_width),
                 "MAX_HEIGHT": str(max_height),
@@ -204,7 +272,11 @@ ingest = Ingest(
         table_arn=store.table_arn,
         bus_arn=bus.bus_arn,
         topic_key_arn=topic_key.arn,
-        size=FunctionSize(ingest_timeout_seconds, ingest_memory_mb, scratch_space_mb(max_upload_bytes, copies=1)),
+        size=FunctionSize(
+            ingest_timeout_seconds,
+            ingest_memory_mb,
+            scratch_space_mb(max(max_upload_bytes, max_image_upload_bytes, max_audio_upload_bytes), copies=1),
+        ),
         max_concurrency=max_concurrency["ingest"],
         max_receive_count=max_receive_count,
     ),
@@ -228,6 +300,38 @@ transcoders = {
     )
     for rendition in renditions
 }
+# Every unit of an image job (each derivative in each format, and the metadata), in the Pillow image.
+images = Images(
+    "images",
+    ImagesArgs(
+        functions=functions.with_image(pillow_image.image_uri),
+        topic_arn=ingest.topic_arn,
+        uploads_bucket_arn=uploads.arn,
+        outputs_bucket_arn=outputs.arn,
+        bus_arn=bus.bus_arn,
+        size=FunctionSize(images_timeout_seconds, images_memory_mb, scratch_space_mb(max_image_upload_bytes, copies=2)),
+        max_concurrency=max_concurrency["images"],
+        max_image_pixels=max_image_pixels,
+        max_image_upload_bytes=max_image_upload_bytes,
+        watermark=watermark,
+        max_receive_count=max_receive_count,
+    ),
+)
+# Both units of an audio job (the AAC rendition and the waveform), in the ffmpeg image.
+audio = Audio(
+    "audio",
+    AudioArgs(
+        functions=functions,
+        topic_arn=ingest.topic_arn,
+        uploads_bucket_arn=uploads.arn,
+        outputs_bucket_arn=outputs.arn,
+        bus_arn=bus.bus_arn,
+        size=FunctionSize(audio_timeout_seconds, audio_memory_mb, scratch_space_mb(max_audio_upload_bytes, copies=2)),
+        max_concurrency=max_concurrency["audio"],
+        loudness_target_lufs=loudness_target_lufs,
+        max_receive_count=max_receive_count,
+    ),
+)
 # Jobs ingest routes to MediaConvert (README, "Engines: Lambda or MediaConvert"): deployed whatever the engine
 # setting, so a stack can switch engines with a config change and no job is ever routed to a missing consumer.
 mediaconvert = MediaConvert(
@@ -268,6 +372,8 @@ api = Api(
         functions=functions.with_environment(
             {
                 "MAX_UPLOAD_BYTES": str(max_upload_bytes),
+                "MAX_IMAGE_UPLOAD_BYTES": str(max_image_upload_bytes),
+                "MAX_AUDIO_UPLOAD_BYTES": str(max_audio_upload_bytes),
                 "ALLOWED_CONTENT_TYPES": ",".join(allowed_content_types),
                 "UPLOAD_URL_TTL_SECONDS": str(upload_url_ttl_seconds),
                 "DOWNLOAD_URL_TTL_SECONDS": str(download_url_ttl_seconds),
@@ -295,6 +401,7 @@ api = Api(
 work_queues = (
     {"ingest": ingest.queue}
     | {f"transcode-{name}": t.queue for name, t in transcoders.items()}
+    | {"images": images.queue, "audio": audio.queue}
     | {"mediaconvert": mediaconvert.queue, "webhooks": webhooks.queue}
 )
 observability = Observability(
@@ -306,6 +413,7 @@ observability = Observability(
         | {"tracker": tracker.dlq_name},
         functions={"api": api.function_name, "ingest": ingest.function_name, "tracker": tracker.function_name}
         | {f"transcode-{name}": t.function_name for name, t in transcoders.items()}
+        | {"images": images.function_name, "audio": audio.function_name}
         | {"mediaconvert-submit": mediaconvert.function_name, "webhooks": webhooks.function_name},
         api_id=api.api_id,
         topic_key_arn=topic_key.arn,
@@ -324,6 +432,8 @@ pulumi.export("eventBusName", bus.bus_name)
 pulumi.export("validatedTopicArn", ingest.topic_arn)
 pulumi.export("ingestQueueUrl", ingest.queue.url)
 pulumi.export("transcodeQueueUrls", {name: t.queue.url for name, t in transcoders.items()})
+pulumi.export("imagesQueueUrl", images.queue.url)
+pulumi.export("audioQueueUrl", audio.queue.url)
 pulumi.export("mediaconvertQueueUrl", mediaconvert.queue.url)
 pulumi.export("mediaconvertJobQueueArn", mediaconvert.mediaconvert_queue_arn)
 pulumi.export(
@@ -331,5 +441,6 @@ pulumi.export(
     {label: queue.dlq_url for label, queue in work_queues.items()} | {"tracker": tracker.dlq_url},
 )
 pulumi.export("mediaImageUri", media_image.image_uri)
+pulumi.export("imagesImageUri", pillow_image.image_uri)
 pulumi.export("alarmTopicArn", observability.alarm_topic_arn)
 pulumi.export("dashboardName", observability.dashboard_name)

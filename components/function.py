@@ -22,7 +22,7 @@ from components.grants import Grant, resolve_grants
 from components.lambda_runtime import LambdaRuntime
 from components.packaging import BuiltArchive, build_function_archive
 
-IMAGE_ARCHITECTURE = "x86_64"  # the ffmpeg image is built for linux/amd64 (MediaImageArgs.platform)
+IMAGE_ARCHITECTURE = "x86_64"  # the container images are built for linux/amd64 (MediaImageArgs.platform)
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class FunctionDefaults:
     code: ZipCode
     """How zip functions are packaged (each gets its own archive, with the Powertools layer)."""
     image_uri: Input[str]
-    """The ffmpeg container image, for the functions that run ffmpeg."""
+    """The container image a `from_image` function runs: the ffmpeg image, unless `with_image` names another."""
     environment: Mapping[str, Input[str]]
     """Variables every function gets (docs/CONTRACTS.md); each function adds POWERTOOLS_SERVICE_NAME and its own."""
     log_retention_days: int
@@ -59,6 +59,10 @@ class FunctionDefaults:
     def with_environment(self, variables: Mapping[str, Input[str]]) -> FunctionDefaults:
         """The same defaults with more variables, for the functions of one component."""
         return replace(self, environment={**self.environment, **variables})
+
+    def with_image(self, image_uri: Input[str]) -> FunctionDefaults:
+        """The same defaults running another container image (the images function's Pillow image)."""
+        return replace(self, image_uri=image_uri)
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,12 @@ MAX_MEMORY_MB = 10_240
 MIB = 1024 * 1024
 MIN_EPHEMERAL_MB = 512
 MAX_EPHEMERAL_MB = 10_240
+
+
+def environment_number(value: float) -> str:
+    """A number as an environment variable holds it: `0.5`, and `-23` rather than `-23.0` when it is whole."""
+    number = float(value)
+    return str(int(number)) if number.is_integer() else repr(number)
 
 
 def scratch_space_mb(max_file_bytes: int, copies: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from functions.contracts.events import SOURCE, TRACKED_DETAIL_TYPES
+from functions.contracts.media import MediaType
 from functions.contracts.webhooks import EVENT_TYPES as WEBHOOK_EVENT_TYPES
 
 # Keys: see docs/CONTRACTS.md ("Keys"). The ingest queue hears about exactly uploads/{jobId}/source.
@@ -27,6 +28,16 @@ def rendition_filter_policy(rendition_name: str) -> dict[str, list[str]]:
 def mediaconvert_filter_policy() -> dict[str, list[str]]:
     """Filter policy of the `mediaconvert` queue: every video job ingest routed to MediaConvert, whatever it queued."""
     return {"mediaType": ["video"], "engine": ["mediaconvert"]}
+
+
+def images_filter_policy() -> dict[str, list[str]]:
+    """Filter policy of the `images` queue: every unit of an image job (ingest publishes one message per unit)."""
+    return {"mediaType": [MediaType.IMAGE.value]}
+
+
+def audio_filter_policy() -> dict[str, list[str]]:
+    """Filter policy of the `audio` queue: every unit of an audio job (the AAC rendition and the waveform)."""
+    return {"mediaType": [MediaType.AUDIO.value]}
 
 
 def pipeline_events_pattern() -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -12,6 +13,8 @@ from tests.infra.harness import REGION, ROOT, ProgramRun, run_program
 from tests.infra.stack_config import declared_keys, stack_config
 
 PROJECT_FILE = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+FUNCTION = "aws:lambda/function:Function"
+THUMB = {"name": "thumb", "longEdge": 320, "formats": ["webp", "jpeg"], "watermark": False}
 TYPE_CHECKS = {"string": str, "integer": int, "boolean": bool, "array": list}
 
 
@@ -90,11 +93,80 @@ def test_adding_a_rendition_adds_one_queue_one_dlq_one_subscription_and_one_func
         ({"transcodeMemoryMb": 64}, "128-10240 MB"),
         ({"allowedContentTypes": ["mp4"]}, "MIME types"),
         ({"uploadRetentionDays": 0}, "at least one day"),
+        ({"audioTimeoutSeconds": 900, "processingDeadlineSeconds": 1100}, "processingDeadlineSeconds must exceed"),
+        ({"imagesTimeoutSeconds": 1000}, "Lambda allows 1-900 s"),
+        ({"audioMemoryMb": 64}, "128-10240 MB"),
+        ({"maxImageUploadBytes": 0}, "maxImageUploadBytes must be at least 1 byte"),
+        ({"maxAudioUploadBytes": 6 * 1024**3}, "does not fit"),
+        ({"maxImagePixels": 0}, "maxImagePixels must be at least 1"),
+        ({"maxImagePixels": 300_000_000}, r"does not fit in ingestMemoryMb \(2048\) and imagesMemoryMb"),
+        ({"imageDerivatives": []}, "imageDerivatives: must be a non-empty JSON list"),
+        ({"imageDerivatives": {"name": "thumb"}}, "imageDerivatives: must be a non-empty JSON list"),
+        ({"imageDerivatives": [{"name": "thumb", "longEdge": 320}]}, "formats must be a non-empty list"),
+        ({"imageDerivatives": [{**THUMB, "size": 3}]}, r"unknown keys \['size'\]"),
+        ({"imageDerivatives": [{**THUMB, "formats": ["png"]}]}, "format 'png' is not one of"),
+        ({"imageDerivatives": [{**THUMB, "formats": ["webp", "webp"]}]}, "'thumb-webp' is planned twice"),
+        ({"imageDerivatives": [{**THUMB, "longEdge": 0}]}, "longEdge must be an integer from 16 to 8192"),
+        ({"imageDerivatives": [{**THUMB, "longEdge": 320.5}]}, "longEdge must be an integer"),
+        ({"imageDerivatives": [{**THUMB, "name": "thumbnail-for-lists"}]}, "'thumbnail-for-lists-webp' is longer"),
+        ({"imageDerivatives": [{**THUMB, "name": "Thumb"}]}, r"name must match \^\[a-z0-9-\]\+\$"),
+        ({"imageDerivatives": [{**THUMB, "watermark": "yes"}]}, "watermark must be true or false"),
+        ({"imageDerivatives": [THUMB, {**THUMB, "longEdge": 640}]}, "planned twice"),
+        ({"watermarkOpacity": 1.5}, "watermarkOpacity must be 0 to 1"),
+        ({"watermarkOpacity": -0.1}, "watermarkOpacity must be 0 to 1"),
+        ({"watermarkScale": 0}, "watermarkScale must be above 0 and at most 1"),
+        ({"watermarkScale": 2}, "watermarkScale must be above 0 and at most 1"),
+        ({"watermarkText": "x" * 101}, "watermarkText must be at most 100 printable characters"),
+        ({"watermarkText": "two\nlines"}, "watermarkText must be at most 100 printable characters"),
+        ({"watermarkLogoKey": "outputs/logo.png"}, "which expires after jobRetentionDays"),
+        ({"watermarkLogoKey": "logos/*.png"}, r"no '\*', '\?' or '\$'"),
+        ({"watermarkLogoKey": "logos/${aws:username}.png"}, "must be an S3 key in the outputs bucket"),
+        ({"watermarkLogoKey": "/logo.png"}, "no leading '/'"),
+        ({"loudnessTargetLufs": 0}, "loudnessTargetLufs must be -70 to -5"),
+        ({"loudnessTargetLufs": -80}, "loudnessTargetLufs must be -70 to -5"),
+        ({"audioBitrateKbps": 8}, "audioBitrateKbps must be 32-320"),
+        ({"allowedContentTypes": {"image": "image/png"}}, "MIME types"),
     ],
 )
 def test_invalid_config_stops_the_program_with_a_reason(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         run_program(overrides)
+
+
+def test_image_and_audio_settings_reach_their_functions_as_configured() -> None:
+    derivatives = [{"name": "square", "longEdge": 600, "formats": ["jpeg"]}]  # watermark defaults to false
+    run = run_program(
+        {
+            "imageDerivatives": derivatives,
+            "watermarkText": "ACME Ltd",
+            "watermarkOpacity": 1,
+            "watermarkScale": 0.1,
+            "loudnessTargetLufs": -16.5,
+            "audioBitrateKbps": 192,
+            "maxImagePixels": 20_000_000,
+        }
+    )
+    ingest = run.named(FUNCTION, "ingest-function").inputs["environment"]["variables"]
+    assert json.loads(ingest["IMAGE_DERIVATIVES"]) == derivatives
+    assert (ingest["AUDIO_BITRATE_KBPS"], ingest["MAX_IMAGE_PIXELS"]) == ("192", "20000000")
+    images = run.named(FUNCTION, "images-function").inputs["environment"]["variables"]
+    assert (images["WATERMARK_TEXT"], images["WATERMARK_OPACITY"], images["WATERMARK_SCALE"]) == (
+        "ACME Ltd",
+        "1",
+        "0.1",
+    )
+    assert images["MAX_IMAGE_PIXELS"] == "20000000" and "WATERMARK_LOGO_KEY" not in images
+    audio = run.named(FUNCTION, "audio-function").inputs["environment"]["variables"]
+    assert audio["LOUDNESS_TARGET_LUFS"] == "-16.5"
+
+
+def test_the_local_cloud_layer_sets_a_watermark_so_the_demo_shows_one() -> None:
+    local = yaml.safe_load((ROOT / "local" / "Pulumi.local.yaml").read_text())["config"]
+    assert set(local) <= set(declared_keys(ROOT))
+    assert local["media-pipeline:watermarkText"] == "media-pipeline"
+    run = run_program({key.split(":", 1)[1]: value for key, value in local.items()})
+    env = run.named(FUNCTION, "images-function").inputs["environment"]["variables"]
+    assert env["WATERMARK_TEXT"] == "media-pipeline"
 
 
 def test_the_program_attaches_the_pinned_layer_in_its_region_and_calls_only_known_invokes(dev: ProgramRun) -> None:

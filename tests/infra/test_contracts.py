@@ -53,14 +53,24 @@ def _service(function_inputs: dict) -> str:
     return function_inputs["environment"]["variables"]["POWERTOOLS_SERVICE_NAME"]
 
 
-def test_the_contract_parses_into_six_functions() -> None:
-    assert set(contract_handlers()) == {"api", "tracker", "ingest", "transcode", "webhooks", "submit"}
+def test_the_contract_parses_into_eight_functions() -> None:
+    handlers = contract_handlers()
+    assert set(handlers) == {"api", "tracker", "ingest", "transcode", "webhooks", "submit", "images", "audio"}
+    assert handlers["images"] == ("functions.images.handler.handler", "Image")
+    assert handlers["audio"] == ("functions.audio.handler.handler", "Image")
     common, own = contract_environment()
     assert {"JOBS_TABLE_NAME", "EVENT_BUS_NAME", "STACK_NAME", "LOG_LEVEL"} <= common
     assert "AWS_ENDPOINT_URL" not in common
     assert own["transcode"] == {"RENDITION"} and own["tracker"] == set()
     assert "WEBHOOK_ALLOWED_ADDRESSES" not in own["webhooks"] | own["api"]  # optional: only a local cloud sets it
     assert own["submit"] == {"MEDIACONVERT_QUEUE_ARN", "MEDIACONVERT_ROLE_ARN"}  # the endpoint override is optional
+    # No watermark text or logo means no watermark: those two are set only when configured.
+    assert {"MAX_IMAGE_PIXELS", "WATERMARK_OPACITY", "WATERMARK_SCALE"} <= own["images"]
+    assert not {"WATERMARK_TEXT", "WATERMARK_LOGO_KEY"} & own["images"]
+    assert "LOUDNESS_TARGET_LUFS" in own["audio"]
+    limits = {"MAX_IMAGE_UPLOAD_BYTES", "MAX_AUDIO_UPLOAD_BYTES"}
+    assert limits | {"MAX_IMAGE_PIXELS", "IMAGE_DERIVATIVES", "AUDIO_BITRATE_KBPS"} <= own["ingest"]
+    assert limits <= own["api"]
 
 
 def test_every_contract_function_is_deployed_with_its_handler_and_packaging(with_480p: ProgramRun) -> None:
@@ -103,11 +113,46 @@ def test_ingest_and_api_get_the_limits_from_config(dev: ProgramRun) -> None:
     assert ingest["MAX_UPLOAD_BYTES"] == str(2 * 1024**3)
     assert ingest["VALIDATED_TOPIC_ARN"] == dev.named("aws:sns/topic:Topic", "ingest-validated").outputs["arn"]
     assert (ingest["MAX_WIDTH"], ingest["MAX_HEIGHT"], ingest["MAX_DURATION_SECONDS"]) == ("3840", "2160", "900")
+    assert (ingest["MAX_IMAGE_UPLOAD_BYTES"], ingest["MAX_AUDIO_UPLOAD_BYTES"]) == (
+        str(50 * 1024**2),
+        str(500 * 1024**2),
+    )
+    assert (ingest["MAX_IMAGE_PIXELS"], ingest["AUDIO_BITRATE_KBPS"]) == ("50000000", "128")
+    assert json.loads(ingest["IMAGE_DERIVATIVES"]) == [
+        {"name": "thumb", "longEdge": 320, "formats": ["webp", "jpeg"], "watermark": False},
+        {"name": "large", "longEdge": 1280, "formats": ["webp", "jpeg"], "watermark": True},
+    ]
     api = dev.named(FUNCTION, "api-function").inputs["environment"]["variables"]
-    assert api["ALLOWED_CONTENT_TYPES"] == "video/mp4,video/quicktime,video/x-matroska,video/webm"
+    assert api["ALLOWED_CONTENT_TYPES"].split(",") == [
+        *("video/mp4", "video/quicktime", "video/x-matroska", "video/webm"),
+        *("image/jpeg", "image/png", "image/webp", "image/gif", "image/avif"),
+        *("audio/mpeg", "audio/mp4", "audio/x-m4a", "audio/aac", "audio/wav", "audio/x-wav", "audio/flac"),
+        *("audio/ogg", "audio/opus"),
+    ]
+    assert (api["MAX_UPLOAD_BYTES"], api["MAX_IMAGE_UPLOAD_BYTES"], api["MAX_AUDIO_UPLOAD_BYTES"]) == (
+        ingest["MAX_UPLOAD_BYTES"],
+        ingest["MAX_IMAGE_UPLOAD_BYTES"],
+        ingest["MAX_AUDIO_UPLOAD_BYTES"],
+    )
     assert api["JOB_RETENTION_DAYS"] == "7"  # Pulumi.dev.yaml
     assert ingest["PROCESSING_DEADLINE_SECONDS"] == "7200"
     assert "PROCESSING_DEADLINE_SECONDS" not in api  # the deadline starts at the upload, which ingest sees
+
+
+def test_images_and_audio_get_their_settings_from_config(dev: ProgramRun) -> None:
+    images = dev.named(FUNCTION, "images-function").inputs
+    env = images["environment"]["variables"]
+    assert (env["MAX_IMAGE_PIXELS"], env["WATERMARK_OPACITY"], env["WATERMARK_SCALE"]) == ("50000000", "0.5", "0.25")
+    assert env["MAX_IMAGE_UPLOAD_BYTES"] == str(50 * 1024**2)  # ingest's limit, checked again on the read
+    assert "WATERMARK_TEXT" not in env and "WATERMARK_LOGO_KEY" not in env  # Pulumi.yaml: no watermark
+    assert (images["timeout"], images["memorySize"]) == (120, 2048)
+    assert images["ephemeralStorage"]["size"] >= 2 * 50 + 512  # source and output of a 50 MiB image
+    audio = dev.named(FUNCTION, "audio-function").inputs
+    assert audio["environment"]["variables"]["LOUDNESS_TARGET_LUFS"] == "-23"
+    assert (audio["timeout"], audio["memorySize"]) == (900, 2048)
+    assert audio["ephemeralStorage"]["size"] >= 2 * 500 + 512  # source and rendition of a 500 MiB upload
+    ingest = dev.named(FUNCTION, "ingest-function").inputs
+    assert ingest["ephemeralStorage"]["size"] >= 2048 + 512  # a copy of the largest upload of any kind
 
 
 @pytest.mark.parametrize("name", ["480p", "720p", "1080p"])
@@ -131,7 +176,13 @@ def test_the_build_context_holds_only_what_the_images_copy() -> None:
     ):
         assert is_ignored(left_out, patterns), left_out
     assert is_ignored("functions/api/__pycache__/handler.cpython-311.pyc", patterns)
-    for sent in ("functions/api/handler.py", "containers/ffmpeg/requirements.txt", "containers/ffmpeg/Dockerfile"):
+    for sent in (
+        "functions/api/handler.py",
+        "containers/ffmpeg/requirements.txt",
+        "containers/ffmpeg/Dockerfile",
+        "containers/images/requirements.txt",
+        "containers/images/Dockerfile",
+    ):
         assert not is_ignored(sent, patterns), sent
 
 

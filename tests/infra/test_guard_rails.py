@@ -15,7 +15,7 @@ MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 TOPIC = "aws:sns/topic:Topic"
 KEY = "aws:kms/key:Key"
-DEFAULT_CONCURRENCY = {"ingest": 10, "transcode": 20, "submit": 5, "webhooks": 10}
+DEFAULT_CONCURRENCY = {"ingest": 10, "transcode": 20, "submit": 5, "images": 10, "audio": 5, "webhooks": 10}
 
 
 def consumer_of(run: ProgramRun, mapping: Any) -> str:
@@ -25,10 +25,13 @@ def consumer_of(run: ProgramRun, mapping: Any) -> str:
 
 def test_every_queue_consumer_has_its_configured_maximum_concurrency(dev: ProgramRun) -> None:
     mappings = dev.of_type(MAPPING)
-    assert len(mappings) == 5  # ingest, two transcoders, submit, webhooks
+    assert len(mappings) == 7  # ingest, two transcoders, submit, images, audio, webhooks
+    consumers = set()
     for mapping in mappings:
+        consumers.add(consumer_of(dev, mapping))
         expected = DEFAULT_CONCURRENCY[consumer_of(dev, mapping)]
         assert mapping.inputs["scalingConfig"] == {"maximumConcurrency": expected}, mapping.name
+    assert consumers == set(DEFAULT_CONCURRENCY)
 
 
 def test_the_api_alone_has_reserved_concurrency(dev: ProgramRun) -> None:
@@ -54,9 +57,12 @@ def test_every_function_alarms_on_errors_and_throttles_and_the_api_on_5xx(dev: P
     assert api_5xx.inputs["dimensions"] == {"ApiId": api.id, "Stage": "$default"}
     topic = dev.named(TOPIC, "observability-alarms").outputs["arn"]
     assert all(a.inputs["alarmActions"] == [topic] and a.inputs["treatMissingData"] == "notBreaching" for a in alarms)
-    # What the README's cost at rest counts: 5 work queues x (DLQ, age, errors, throttles), api and tracker x 2,
-    # the tracker's DLQ, the API's 5xx.
-    assert len(alarms) == 5 * 4 + 2 * 2 + 1 + 1
+    # What the README's cost at rest counts: 7 work queues (ingest, two transcoders, images, audio, mediaconvert,
+    # webhooks) x (DLQ, age, errors, throttles), api and tracker x 2, the tracker's DLQ, the API's 5xx.
+    assert len(alarms) == 7 * 4 + 2 * 2 + 1 + 1
+    for function in ("images-function", "audio-function"):
+        name = dev.named(FUNCTION, function).outputs["name"]
+        assert {("Errors", name), ("Throttles", name)} <= on_functions, function
 
 
 def test_every_topic_is_encrypted_with_a_rotated_key_cloudwatch_may_use(dev: ProgramRun) -> None:
@@ -94,6 +100,8 @@ def test_the_prod_stack_differs_from_dev_where_it_says(dev: ProgramRun) -> None:
     assert retention == {90}
     buckets = prod.of_type("aws:s3/bucket:Bucket")
     assert buckets and not any(b.inputs.get("forceDestroy") for b in buckets)
+    concurrency = {consumer_of(prod, m): m.inputs["scalingConfig"]["maximumConcurrency"] for m in prod.of_type(MAPPING)}
+    assert concurrency == {"ingest": 20, "transcode": 50, "submit": 10, "images": 30, "audio": 10, "webhooks": 20}
 
 
 @pytest.mark.parametrize(
@@ -101,6 +109,8 @@ def test_the_prod_stack_differs_from_dev_where_it_says(dev: ProgramRun) -> None:
     [
         ({"maxConcurrency": {**DEFAULT_CONCURRENCY, "transcode": 1}}, "values must be 2-1000"),
         ({"maxConcurrency": {"ingest": 10}}, "must name exactly"),
+        ({"maxConcurrency": {**DEFAULT_CONCURRENCY, "images": 1}}, "values must be 2-1000"),
+        ({"maxConcurrency": {k: v for k, v in DEFAULT_CONCURRENCY.items() if k != "audio"}}, "must name exactly"),
         ({"apiReservedConcurrency": -1}, "at least 1, or 0 for none"),
     ],
 )

@@ -14,8 +14,8 @@ from packaging.utils import canonicalize_name
 
 from components.lambda_runtime import load_lambda_runtime
 from components.packaging import handler_closure
-from local.artifacts.images import parse_dockerfile
-from tests.infra.harness import ROOT, ProgramRun
+from local.artifacts.images import context_files, dockerignore_patterns, parse_dockerfile
+from tests.infra.harness import ROOT, ProgramRun, Recorded
 
 DOCKERFILES = sorted((ROOT / "containers").glob("*/Dockerfile"))
 FUNCTION = "aws:lambda/function:Function"
@@ -72,6 +72,39 @@ def test_the_default_command_names_a_handler_that_exists(dockerfile: Path) -> No
     assert len(command) == 1 and handler_exists(command[0]), command
 
 
+def copied_into_task_root(dockerfile: Path) -> set[str]:
+    """Paths under /var/task the Dockerfile's COPY instructions put files at (relative, as in the repository)."""
+    patterns = dockerignore_patterns(ROOT)
+    landed: set[str] = set()
+    for instruction in parse_dockerfile(dockerfile.read_text()):
+        if instruction.keyword != "COPY":
+            continue
+        *sources, destination = instruction.argument.replace("${LAMBDA_TASK_ROOT}", "/var/task").split()
+        if not destination.startswith("/var/task/"):
+            continue
+        target = destination.removeprefix("/var/task/")
+        for source in sources:
+            # A directory's files, or a file copied into a directory (`dest/`, or one of several sources), keep their
+            # names under the destination; a single file copied to a file path takes that path.
+            into_directory = (ROOT / source).is_dir() or destination.endswith("/") or len(sources) > 1
+            for _, name in context_files(ROOT, source, patterns):
+                landed.add(f"{target.rstrip('/')}/{name}" if into_directory else target)
+    return landed
+
+
+def test_every_image_function_finds_the_code_its_handler_imports_in_its_image(dev: ProgramRun) -> None:
+    checked = set()
+    for function in dev.of_type(FUNCTION):
+        if function.inputs["packageType"] != "Image":
+            continue
+        dockerfile = built_dockerfile(dev, function)
+        (handler,) = function.inputs["imageConfig"]["commands"]
+        missing = set(handler_closure(ROOT, handler).files) - copied_into_task_root(dockerfile)
+        assert not missing, (function.name, dockerfile.parent.name, sorted(missing))
+        checked.add(function.name)
+    assert {"images-function", "audio-function", "ingest-function"} <= checked
+
+
 def test_every_image_function_runs_a_handler_that_exists(dev: ProgramRun) -> None:
     images = [f for f in dev.of_type(FUNCTION) if f.inputs["packageType"] == "Image"]
     assert images
@@ -80,8 +113,31 @@ def test_every_image_function_runs_a_handler_that_exists(dev: ProgramRun) -> Non
         assert handler_exists(handler), (function.name, handler)
 
 
-def test_the_image_and_the_layer_agree_on_every_package_they_share() -> None:
-    image = pinned_requirements(ROOT / "containers" / "ffmpeg" / "requirements.txt")
+def built_dockerfile(run: ProgramRun, function: Recorded) -> Path:
+    """The Dockerfile of the image an image function runs (the docker-build Image whose digest its URI names)."""
+    uri = function.inputs["imageUri"]
+    (image,) = [i for i in run.of_type(IMAGE) if uri.endswith(f"@{i.outputs['digest']}")]
+    return Path(image.inputs["dockerfile"]["location"]).resolve()
+
+
+def test_the_images_function_runs_the_pillow_image_and_the_others_the_ffmpeg_image(dev: ProgramRun) -> None:
+    images = {
+        f.name: built_dockerfile(dev, f).parent.name
+        for f in dev.of_type(FUNCTION)
+        if f.inputs["packageType"] == "Image"
+    }
+    assert images == {
+        "ingest-function": "ffmpeg",
+        "transcode-720p-function": "ffmpeg",
+        "transcode-1080p-function": "ffmpeg",
+        "audio-function": "ffmpeg",
+        "images-function": "images",
+    }
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_the_image_and_the_layer_agree_on_every_package_they_share(dockerfile: Path) -> None:
+    image = pinned_requirements(dockerfile.parent / "requirements.txt")
     layer = {
         canonicalize_name(Requirement(r).name): str(Requirement(r).specifier)[2:]
         for r in load_lambda_runtime().layer_packages
@@ -91,20 +147,21 @@ def test_the_image_and_the_layer_agree_on_every_package_they_share() -> None:
     assert {name: image[name][0] for name in shared} == {name: layer[name] for name in shared}
 
 
-def test_the_image_carries_the_sdk_the_zip_functions_run_with() -> None:
-    image = pinned_requirements(ROOT / "containers" / "ffmpeg" / "requirements.txt")
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_the_image_carries_the_sdk_the_zip_functions_run_with(dockerfile: Path) -> None:
+    image = pinned_requirements(dockerfile.parent / "requirements.txt")
     for line in load_lambda_runtime().sdk:
         requirement = Requirement(line)
         assert image[canonicalize_name(requirement.name)][0] == next(iter(requirement.specifier)).version, line
 
 
 def test_what_the_image_functions_import_is_pinned_in_the_image_or_provided_by_the_runtime(dev: ProgramRun) -> None:
-    pins = set(pinned_requirements(ROOT / "containers" / "ffmpeg" / "requirements.txt"))
     sdk = {canonicalize_name(Requirement(r).name) for r in load_lambda_runtime().sdk}
     owners = importlib.metadata.packages_distributions()
     for function in dev.of_type(FUNCTION):
         if function.inputs["packageType"] != "Image":
             continue
+        pins = set(pinned_requirements(built_dockerfile(dev, function).parent / "requirements.txt"))
         for name in handler_closure(ROOT, function.inputs["imageConfig"]["commands"][0]).third_party:
             distributions = {canonicalize_name(d) for d in owners[name]}
             assert distributions & (pins | sdk), (function.name, name)

@@ -38,7 +38,10 @@ def run(request: pytest.FixtureRequest) -> ProgramRun:
 def test_every_work_queue_redrives_to_a_dead_letter_queue_after_the_configured_receives(run: ProgramRun) -> None:
     queue_arns = {q.outputs["arn"] for q in run.of_type(QUEUE)}
     work_queues = _work_queues(run)
-    assert len(work_queues) >= 4  # ingest + one per rendition + webhook deliveries
+    # ingest, one per rendition, images, audio, mediaconvert, webhook deliveries
+    names = {q.name for q in work_queues}
+    assert {"ingest-queue", "images-queue", "audio-queue", "mediaconvert-queue", "webhooks-deliveries-queue"} <= names
+    assert len(work_queues) == 5 + len([n for n in names if n.startswith("transcode-")]) >= 7
     # Webhook tasks waiting beyond SQS's 15-minute delay are received early and hidden again: those receives come
     # on top of the configured failures, or a healthy task would be dead-lettered before its last attempt.
     early_receives = receives_for_longest_wait(RetrySchedule())
@@ -54,6 +57,7 @@ def test_every_work_queue_redrives_to_a_dead_letter_queue_after_the_configured_r
 def test_every_dead_letter_queue_keeps_messages_fourteen_days_and_dead_letters_nowhere(run: ProgramRun) -> None:
     dead_letter_queues = _dead_letter_queues(run)
     assert len(dead_letter_queues) == len(_work_queues(run)) + 1  # one per work queue, one for the tracker
+    assert {"images-dlq", "audio-dlq", "tracker-dlq"} <= {q.name for q in dead_letter_queues}
     for queue in dead_letter_queues:
         assert queue.inputs["messageRetentionSeconds"] == DLQ_RETENTION, queue.name
         assert not queue.inputs.get("redrivePolicy"), queue.name

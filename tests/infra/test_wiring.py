@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from components import patterns
 from functions.common.jobs_table import OPEN_DEADLINE_INDEX, OWNER_INDEX
 from tests.infra.conftest import ALARM_EMAIL
-from tests.infra.harness import ACCOUNT, TEST_ISSUER, ProgramRun
+from tests.infra.harness import ACCOUNT, TEST_ISSUER, ProgramRun, run_program
 
 QUEUE = "aws:sqs/queue:Queue"
 QUEUE_POLICY = "aws:sqs/queuePolicy:QueuePolicy"
@@ -88,6 +90,92 @@ def test_transcoders_read_uploads_write_and_check_outputs_and_publish_to_the_bus
             "sqs:DeleteMessage": {queue},
             "sqs:GetQueueAttributes": {queue},
         }
+
+
+@pytest.mark.parametrize(("name", "media_type"), [("images", "image"), ("audio", "audio")])
+def test_the_images_and_audio_queues_subscribe_to_the_validated_topic_for_their_media_type_only(
+    with_480p: ProgramRun, name: str, media_type: str
+) -> None:
+    topic = with_480p.named("aws:sns/topic:Topic", "ingest-validated").outputs["arn"]
+    queue = with_480p.named(QUEUE, f"{name}-queue")
+    subscription = with_480p.named(SUBSCRIPTION, f"{name}-subscription")
+    assert subscription.inputs["topic"] == topic
+    assert subscription.inputs["endpoint"] == queue.outputs["arn"]
+    # Every unit of a job of that media type, whatever its engine or unit names; never a video's.
+    assert json.loads(subscription.inputs["filterPolicy"]) == {"mediaType": [media_type]}
+    (statement,) = _queue_policy(with_480p, f"{name}-queue")["Statement"]
+    assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage" and statement["Resource"] == queue.outputs["arn"]
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": [topic]}}
+    (mapping,) = [
+        m
+        for m in with_480p.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+        if m.inputs["eventSourceArn"] == queue.outputs["arn"]
+    ]
+    assert mapping.inputs["functionName"] == with_480p.named(FUNCTION, f"{name}-function").outputs["arn"]
+    dlq = with_480p.named(QUEUE, f"{name}-dlq").outputs["arn"]
+    assert json.loads(queue.inputs["redrivePolicy"]) == {"deadLetterTargetArn": dlq, "maxReceiveCount": 5}
+
+
+@pytest.mark.parametrize(
+    ("attributes", "routed_to"),
+    [
+        ({"mediaType": "image", "engine": "lambda", "renditions": ["thumb-webp"]}, {"images"}),
+        ({"mediaType": "image", "engine": "lambda", "renditions": ["metadata"]}, {"images"}),
+        ({"mediaType": "audio", "engine": "lambda", "renditions": ["audio"]}, {"audio"}),
+        ({"mediaType": "audio", "engine": "lambda", "renditions": ["waveform"]}, {"audio"}),
+        # A rendition named like an image or audio unit is still a video's.
+        ({"mediaType": "video", "engine": "lambda", "renditions": ["720p", "audio"]}, {"transcode-720p"}),
+        ({"mediaType": "video", "engine": "mediaconvert", "renditions": ["720p"]}, {"mediaconvert"}),
+    ],
+)
+def test_each_fan_out_message_reaches_exactly_its_consumers_queue(
+    dev: ProgramRun, attributes: dict, routed_to: set[str]
+) -> None:
+    subscriptions = {
+        s.name.removesuffix("-subscription"): json.loads(s.inputs["filterPolicy"])
+        for s in dev.of_type(SUBSCRIPTION)
+        if s.inputs["protocol"] == "sqs"
+    }
+    assert {"images", "audio", "mediaconvert", "transcode-720p", "transcode-1080p"} == set(subscriptions)
+    assert {name for name, policy in subscriptions.items() if patterns.matches(policy, attributes)} == routed_to
+
+
+def test_images_and_audio_read_the_upload_write_outputs_and_publish_to_the_bus_only(with_480p: ProgramRun) -> None:
+    uploads = with_480p.named("aws:s3/bucket:Bucket", "uploads-bucket").outputs["arn"]
+    outputs = with_480p.named("aws:s3/bucket:Bucket", "outputs-bucket").outputs["arn"]
+    bus = with_480p.only("aws:cloudwatch/eventBus:EventBus").outputs["arn"]
+    for name in ("images", "audio"):
+        queue = with_480p.named(QUEUE, f"{name}-queue").outputs["arn"]
+        # The upload object only (not submit's validated copies); outputs/ read (HEAD) and written, the outputs
+        # bucket listed (so that HEAD of an output not made yet answers 404); no uploads listing, no table, no topic.
+        expected = {
+            "s3:GetObject": {f"{uploads}/uploads/*/source", f"{outputs}/outputs/*"},
+            "s3:PutObject": {f"{outputs}/outputs/*"},
+            "s3:ListBucket": {outputs},
+            "events:PutEvents": {bus},
+            "sqs:ReceiveMessage": {queue},
+            "sqs:DeleteMessage": {queue},
+            "sqs:GetQueueAttributes": {queue},
+        }
+        if name == "audio":  # the AAC rendition may be uploaded in parts (images are one PUT)
+            expected["s3:AbortMultipartUpload"] = {f"{outputs}/outputs/*"}
+        assert _grants(with_480p, f"{name}-function") == expected, name
+
+
+def test_a_watermark_logo_is_the_one_object_outside_outputs_the_images_function_may_read() -> None:
+    run = run_program({"watermarkLogoKey": "watermarks/logo.png", "watermarkText": "ACME"})
+    outputs = run.named("aws:s3/bucket:Bucket", "outputs-bucket").outputs["arn"]
+    grants = _grants(run, "images-function")
+    assert grants["s3:GetObject"] == {
+        f"{run.named('aws:s3/bucket:Bucket', 'uploads-bucket').outputs['arn']}/uploads/*/source",
+        f"{outputs}/outputs/*",
+        f"{outputs}/watermarks/logo.png",
+    }
+    assert grants["s3:PutObject"] == {f"{outputs}/outputs/*"}
+    env = run.named(FUNCTION, "images-function").inputs["environment"]["variables"]
+    assert (env["WATERMARK_TEXT"], env["WATERMARK_LOGO_KEY"]) == ("ACME", "watermarks/logo.png")
+    assert "watermarks/logo.png" not in json.dumps(run.function_policy(run.named(FUNCTION, "audio-function")))
 
 
 def test_ingest_may_read_uploads_write_jobs_publish_to_the_topic_and_the_bus(dev: ProgramRun) -> None:
@@ -261,16 +349,22 @@ def test_uploads_accept_browser_posts_and_expire_while_outputs_follow_job_retent
     assert expiry == {(uploads, "uploads/"): 3, (outputs, "outputs/"): 7}  # Pulumi.dev.yaml
 
 
-def test_functions_run_the_ffmpeg_image_by_digest_or_the_zip_with_powertools(dev: ProgramRun) -> None:
-    (image,) = dev.of_type("docker-build:index:Image")
-    assert image.inputs["push"] is True and image.inputs["platforms"] == ["linux/amd64"]
-    assert image.inputs["dockerfile"]["location"].endswith("containers/ffmpeg/Dockerfile")
-    repository = dev.only("aws:ecr/repository:Repository").outputs["repositoryUrl"]
+def test_functions_run_an_image_by_digest_or_the_zip_with_powertools(dev: ProgramRun) -> None:
+    images = {}
+    for name in ("ffmpeg", "images"):
+        image = dev.named("docker-build:index:Image", f"{name}-image")
+        assert image.inputs["push"] is True and image.inputs["platforms"] == ["linux/amd64"]
+        assert image.inputs["dockerfile"]["location"].endswith(f"containers/{name}/Dockerfile")
+        repository = dev.named("aws:ecr/repository:Repository", f"{name}-repository").outputs["repositoryUrl"]
+        assert image.inputs["tags"] == [f"{repository}:latest"]
+        images[name] = f"{repository}@{image.outputs['digest']}"
+    assert len(dev.of_type("docker-build:index:Image")) == 2
     layer = "arn:aws:lambda:us-east-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python311-x86_64:18"
     for function in dev.of_type(FUNCTION):
         assert function.inputs["architectures"] == ["x86_64"]
         if function.inputs["packageType"] == "Image":
-            assert function.inputs["imageUri"] == f"{repository}@{image.outputs['digest']}"
+            expected = images["images" if function.name == "images-function" else "ffmpeg"]
+            assert function.inputs["imageUri"] == expected, function.name
         else:
             assert function.inputs["runtime"] == "python3.11"
             assert function.inputs["layers"] == [layer]
@@ -329,14 +423,19 @@ def test_stack_exports_what_clients_and_operators_need(with_480p: ProgramRun) ->
         "transcode-480p",
         "transcode-720p",
         "transcode-1080p",
+        "images",
+        "audio",
         "mediaconvert",
         "tracker",
         "webhooks",
     }
+    for name in ("images", "audio"):
+        assert outputs["deadLetterQueueUrls"][name] == with_480p.named(QUEUE, f"{name}-dlq").outputs["url"]
+        assert outputs[f"{name}QueueUrl"] == with_480p.named(QUEUE, f"{name}-queue").outputs["url"]
     assert outputs["mediaconvertQueueUrl"] == with_480p.named(QUEUE, "mediaconvert-queue").outputs["url"]
     job_queue = with_480p.named("aws:mediaconvert/queue:Queue", "mediaconvert-jobs").outputs["arn"]
     assert outputs["mediaconvertJobQueueArn"] == job_queue
-    for key in ("validatedTopicArn", "mediaImageUri", "alarmTopicArn", "dashboardName"):
+    for key in ("validatedTopicArn", "mediaImageUri", "imagesImageUri", "alarmTopicArn", "dashboardName"):
         assert outputs[key], key
 
 

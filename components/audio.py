@@ -1,0 +1,110 @@
+"""Audio: the `audio` queue, subscribed to the fan-out topic for audio jobs, and the function in the ffmpeg image that
+makes each unit (the loudness-normalised AAC rendition, the waveform PNG)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi import Input, Output, ResourceOptions
+
+from components import patterns
+from components.function import (
+    FunctionDefaults,
+    FunctionSize,
+    LambdaFunction,
+    LambdaFunctionArgs,
+    environment_number,
+)
+from components.grants import Grant, objects_under
+from components.patterns import OUTPUT_PREFIX, UPLOAD_PREFIX, UPLOAD_SUFFIX
+from components.work_queue import SNS_SERVICE, WorkQueue, WorkQueueArgs
+
+HANDLER = "functions.audio.handler.handler"
+# ffmpeg's loudnorm filter takes an integrated loudness target from -70 to -5 LUFS.
+LOUDNESS_RANGE_LUFS = (-70.0, -5.0)
+
+
+@dataclass(frozen=True)
+class AudioArgs:
+    """Inputs of Audio."""
+
+    functions: FunctionDefaults
+    """Packaging (the ffmpeg image), common environment (the loudness target is added here) and log retention."""
+    topic_arn: Input[str]
+    """Fan-out topic the queue subscribes to."""
+    uploads_bucket_arn: Input[str]
+    """Bucket the sources are read from (`uploads/{jobId}/source`)."""
+    outputs_bucket_arn: Input[str]
+    """Bucket the rendition and the waveform are written to (`outputs/`)."""
+    bus_arn: Input[str]
+    """Custom event bus for Rendition Progress/Completed/Failed."""
+    size: FunctionSize
+    """Function size: the queue's visibility timeout follows its timeout, /tmp holds the source and the rendition."""
+    max_concurrency: int
+    """Most units processed at once (the queue's event source's maximum concurrency)."""
+    loudness_target_lufs: float
+    """EBU R128 integrated loudness the rendition is normalised to (ffmpeg `loudnorm`'s `I`, LOUDNESS_RANGE_LUFS)."""
+    max_receive_count: int = 5
+    """Receives before a message moves to the DLQ."""
+
+
+class Audio(pulumi.ComponentResource):
+    """`audio`: a filtered queue with a DLQ, and the function that makes one unit of an audio job per message."""
+
+    queue: WorkQueue
+    """The audio queue and its DLQ."""
+    function_name: Output[str]
+    """Audio function name."""
+
+    def __init__(self, name: str, args: AudioArgs, opts: ResourceOptions | None = None) -> None:
+        super().__init__("media-pipeline:index:Audio", name, None, opts)
+        child = ResourceOptions(parent=self)
+
+        # Both units of every audio job (ingest publishes one message per unit), each retried and dead-lettered alone.
+        self.queue = WorkQueue(
+            name,
+            WorkQueueArgs(
+                consumer_timeout_seconds=args.size.timeout_seconds,
+                sender_service=SNS_SERVICE,
+                sender_arn=args.topic_arn,
+                filter_policy=patterns.audio_filter_policy(),
+                max_receive_count=args.max_receive_count,
+            ),
+            opts=child,
+        )
+        # The worker, in the ffmpeg image with its own command: reads the source it is sent (IfMatch on the ETag
+        # ingest validated), writes outputs/{jobId}/audio.m4a or waveform.png, announces progress and the result.
+        function = LambdaFunction(
+            f"{name}-function",
+            LambdaFunctionArgs(
+                defaults=args.functions,
+                handler=HANDLER,
+                service="audio",
+                from_image=True,
+                size=args.size,
+                environment={"LOUDNESS_TARGET_LUFS": environment_number(args.loudness_target_lufs)},
+                queue_arn=self.queue.arn,
+                max_concurrency=args.max_concurrency,
+                grants=(
+                    # The upload object itself, never another key of the uploads bucket (submit's validated copies).
+                    Grant(("s3:GetObject",), (objects_under(args.uploads_bucket_arn, UPLOAD_PREFIX, UPLOAD_SUFFIX),)),
+                    # Writes outputs/{jobId}/audio.m4a and waveform.png; GetObject also authorises the HEAD that lets a
+                    # redelivered unit re-announce its output instead of making it again. A rendition over 8 MiB is
+                    # uploaded in parts, which a failed upload aborts rather than leaving them for the lifecycle rule.
+                    Grant(
+                        ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"),
+                        (objects_under(args.outputs_bucket_arn, OUTPUT_PREFIX),),
+                    ),
+                    # Without it S3 answers that HEAD with 403 instead of 404 for an output not made yet.
+                    # Unconditioned: S3 checks it with no s3:prefix for a HEAD, and listing reveals only keys
+                    # GetObject already reads.
+                    Grant(("s3:ListBucket",), (args.outputs_bucket_arn,)),
+                    Grant(("events:PutEvents",), (args.bus_arn,)),
+                ),
+            ),
+            opts=child,
+        )
+
+        self.function_name = function.function_name
+        self.register_outputs({"queueUrl": self.queue.url, "functionName": self.function_name})
