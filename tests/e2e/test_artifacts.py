@@ -37,8 +37,10 @@ def test_every_function_imports_and_answers_from_its_own_artifact(tmp_path: Path
     assert kinds == {"api": "GET", "ingest": "sqs", "transcode": "sqs", "tracker": "schedule"} | {
         "mediaconvert": "sqs",
         "webhooks": "sqs",
+        "images": "sqs",
+        "audio": "sqs",
     }, result.stdout
-    assert "7 of 7 functions answered from their own artifacts" in result.stdout
+    assert "9 of 9 functions answered from their own artifacts" in result.stdout
 
 
 def test_a_handler_importing_what_only_the_virtualenv_has_fails_as_lambda_would(fixture_cloud: RunningCloud) -> None:

@@ -92,6 +92,7 @@ def audio_jobs(pipeline_cloud: RunningCloud, tmp_path_factory: pytest.TempPathFa
 
 
 def fetch(rendition: dict[str, Any], directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
     return download(rendition["url"], directory / f"{rendition['name']}.{rendition['contentType'].split('/')[1]}")
 
 
