@@ -44,22 +44,31 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 import sys
 import time
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 from pathlib import Path
-from tempfile import TemporaryDirectory
 from typing import Protocol
 
 from functions.audio.settings import AudioSettings
+from functions.common.ffmpeg_runner import FfmpegFailed
 from functions.common.observability import logger
-from functions.contracts.events import DetailType, EventDetail, RenditionCompleted, RenditionFailed, RenditionProgress
-from functions.contracts.fanout import FanOutMessage, PlannedRendition, SourceObject
-from functions.contracts.jobs import ErrorInfo, Probe
+from functions.common.unit_worker import (
+    EventSink,
+    Outcome,
+    OutputUnreadable,
+    SourceMissing,
+    SourceStore,
+    StoredOutput,
+    UnitEvents,
+    UnitResult,
+    time_budget,
+    work_dir,
+)
+from functions.contracts.fanout import FanOutMessage, PlannedRendition
+from functions.contracts.jobs import Probe
 from functions.contracts.media import ACCEPTED_AUDIO_DEMUXERS, AUDIO_DEMUXER_WHITELIST, UnitKind
 
 ENGINE = "audio"
@@ -70,9 +79,6 @@ WAVEFORM_FORMAT = "png"
 FAILED = "AUDIO_PROCESSING_FAILED"
 SOURCE_REPLACED = "SOURCE_REPLACED"
 WORK_DIR_PREFIX = "audio-"
-ERROR_MESSAGE_CHARS = 500
-# Below this, ffmpeg cannot do anything useful before the invocation ends; let SQS hand it to a fresh one.
-MIN_WORK_SECONDS = 5.0
 
 DEFAULT_AUDIO_BITRATE_KBPS = 128
 TRUE_PEAK_DBTP = -1.5
@@ -93,42 +99,6 @@ MAX_WAVEFORM_SIDE = 8192
 MIN_BLOCK_SAMPLES = 16
 """The finest block the waveform's peaks are kept at (2 ms at 8 kHz), so a long file costs little to scan."""
 BLOCKS_PER_COLUMN = 4
-
-
-# --- domain errors ------------------------------------------------------------------------------------------------
-
-
-class SourceMissing(RuntimeError):
-    """The upload is no longer in the uploads bucket, or is no longer the object ingest validated."""
-
-
-class FfmpegFailed(RuntimeError):
-    """ffmpeg exited with an error: the input cannot be processed as planned. Permanent, not worth a retry."""
-
-    def __init__(self, returncode: int, stderr_tail: str) -> None:
-        super().__init__(stderr_tail or f"ffmpeg exited with status {returncode}")
-        self.returncode = returncode
-        self.stderr_tail = stderr_tail
-
-
-class FfmpegTimedOut(RuntimeError):
-    """ffmpeg did not finish before the deadline and was killed. Raised so SQS delivers the message again."""
-
-
-class FfmpegKilled(RuntimeError):
-    """ffmpeg was killed by a signal it did not ask for (e.g. out of memory). Raised so SQS retries."""
-
-
-class OutputUnreadable(ValueError):
-    """The output cannot be read back as what was planned (ffprobe or Pillow refused it)."""
-
-
-class NotEnoughTime(RuntimeError):
-    """Too little of the invocation is left to start the work. Raised so SQS retries in a new invocation."""
-
-
-class EventNotPublished(RuntimeError):
-    """The bus did not take an event (refused, throttled or unreachable)."""
 
 
 # --- what the ports exchange --------------------------------------------------------------------------------------
@@ -179,28 +149,32 @@ class OutputFacts:
 
 
 @dataclass(frozen=True)
-class StoredOutput:
-    """An output object in the outputs bucket."""
+class StoredUnit:
+    """An output object in the outputs bucket, with the facts stored with it."""
 
     bucket: str
     key: str
     bytes: int
     facts: OutputFacts
 
+    def reported(self) -> StoredOutput:
+        """What the Completed event reports about it."""
+        facts = self.facts
+        return StoredOutput(
+            self.bucket, self.key, self.bytes, facts.contentType, facts.width, facts.height, facts.durationMs
+        )
+
 
 # --- ports --------------------------------------------------------------------------------------------------------
 
 
-class MediaStore(Protocol):
+class MediaStore(SourceStore, Protocol):
     """The uploads and outputs buckets, as the audio function uses them."""
 
-    def download_source(self, source: SourceObject, destination: Path) -> None:
-        """Copy the source to `destination`; with an ETag, only that object. SourceMissing when it is not there."""
-
-    def find_output(self, job_id: str, unit: str, key: str) -> StoredOutput | None:
+    def find_output(self, job_id: str, unit: str, key: str) -> StoredUnit | None:
         """The output as an earlier delivery of the same unit uploaded it, if one did."""
 
-    def upload_output(self, path: Path, job_id: str, unit: str, key: str, facts: OutputFacts) -> StoredOutput: ...
+    def upload_output(self, path: Path, job_id: str, unit: str, key: str, facts: OutputFacts) -> StoredUnit: ...
 
 
 class MediaTools(Protocol):
@@ -223,11 +197,6 @@ class WaveformRenderer(Protocol):
     def render(self, levels: Sequence[float], *, width: int, height: int, destination: Path) -> tuple[int, int]:
         """Draw one symmetric bar per column (`levels`, 0 to 1, one per column) as a PNG at `destination`; the size
         of the PNG as read back. OutputUnreadable when it does not read back."""
-
-
-class EventSink(Protocol):
-    def publish(self, detail_type: DetailType, detail: EventDetail) -> None:
-        """Put one event on the bus; EventNotPublished when the bus does not take it."""
 
 
 # --- keys and plans -----------------------------------------------------------------------------------------------
@@ -448,71 +417,7 @@ def audio_problems(media: AudioMedia, probe: Probe) -> list[str]:
     return problems
 
 
-# --- the events ---------------------------------------------------------------------------------------------------
-
-
-def progress_event(message: FanOutMessage, unit: str, percent: int) -> RenditionProgress:
-    return RenditionProgress(job_id=message.jobId, owner_id=message.ownerId, rendition=unit, percent=percent)
-
-
-def completed_event(message: FanOutMessage, unit: str, stored: StoredOutput) -> RenditionCompleted:
-    return RenditionCompleted(
-        job_id=message.jobId,
-        owner_id=message.ownerId,
-        rendition=unit,
-        engine=ENGINE,
-        bucket=stored.bucket,
-        key=stored.key,
-        width=stored.facts.width,
-        height=stored.facts.height,
-        duration_ms=stored.facts.durationMs,
-        bytes=stored.bytes,
-        content_type=stored.facts.contentType,
-    )
-
-
-def failed_event(message: FanOutMessage, unit: str, code: str, text: str) -> RenditionFailed:
-    return RenditionFailed(
-        job_id=message.jobId,
-        owner_id=message.ownerId,
-        rendition=unit,
-        engine=ENGINE,
-        error=ErrorInfo(code=code, message=text[-ERROR_MESSAGE_CHARS:]),
-    )
-
-
 # --- the processor ------------------------------------------------------------------------------------------------
-
-
-class Outcome(StrEnum):
-    COMPLETED = "COMPLETED"
-    REANNOUNCED = "REANNOUNCED"
-    FAILED = "FAILED"
-    DROPPED = "DROPPED"
-
-
-@dataclass(frozen=True)
-class UnitResult:
-    """How one unit ended; the handler turns it into metrics."""
-
-    unit: str
-    kind: str
-    outcome: Outcome
-    stored: StoredOutput | None = None
-    error_code: str | None = None
-    seconds: float = 0.0
-
-
-def remove_stale_work_dirs(work_root: Path) -> None:
-    """Delete working directories an earlier invocation could not clean (Lambda stopped it at its timeout).
-
-    One invocation handles its records one after the other, so at its start no directory is in use."""
-    if not work_root.is_dir():
-        return
-    for stale in work_root.glob(f"{WORK_DIR_PREFIX}*"):
-        if stale.is_dir() and not stale.is_symlink():
-            logger.warning("removing a working directory left by an interrupted invocation", extra={"path": str(stale)})
-            shutil.rmtree(stale, ignore_errors=True)
 
 
 class AudioProcessor:
@@ -529,7 +434,7 @@ class AudioProcessor:
         self._store = store
         self._tools = tools
         self._renderer = renderer
-        self._events = events
+        self._units = UnitEvents(events, ENGINE)
         self._settings = settings
 
     def process(self, message: FanOutMessage, remaining_ms: Callable[[], int]) -> list[UnitResult]:
@@ -543,7 +448,7 @@ class AudioProcessor:
     ) -> UnitResult:
         if unit.kind not in UNIT_FORMATS:
             logger.warning("not an audio unit; dropped", extra={"unit": unit.name, "kind": unit.kind})
-            return UnitResult(unit.name, unit.kind, Outcome.DROPPED)
+            return UnitResult(unit.name, Outcome.DROPPED)
         key = output_key(message.jobId, unit)
         plan = plan_signature(unit, self._settings.loudness_target_lufs)
         logger.info("making unit", extra={"unit": unit.name, "kind": unit.kind, "plan": plan})
@@ -551,20 +456,17 @@ class AudioProcessor:
         existing = self._store.find_output(message.jobId, unit.name, key)
         if existing is not None and existing.facts.plan == plan:
             logger.info("output uploaded by an earlier delivery; announcing it again", extra={"key": existing.key})
-            self._events.publish(DetailType.RENDITION_COMPLETED, completed_event(message, unit.name, existing))
-            return UnitResult(unit.name, unit.kind, Outcome.REANNOUNCED, stored=existing)
+            return self._units.reannounced(message, unit.name, existing.reported())
 
         self._budget(remaining_ms)
-        self._events.publish(DetailType.RENDITION_PROGRESS, progress_event(message, unit.name, 0))
+        self._units.started(message, unit.name)
         problem = unit_problem(unit)
         if problem is None and message.source.bucket != self._settings.uploads_bucket:
             problem = f"the source is not in the uploads bucket ({message.source.bucket})"
         if problem is not None:
             return self._fail(message, unit, FAILED, problem)
 
-        self._settings.work_root.mkdir(parents=True, exist_ok=True)
-        with TemporaryDirectory(prefix=WORK_DIR_PREFIX, dir=self._settings.work_root) as work_dir:
-            work = Path(work_dir)
+        with work_dir(self._settings.work_root, WORK_DIR_PREFIX) as work:
             source = work / "source"
             try:
                 self._store.download_source(message.source, source)
@@ -586,13 +488,13 @@ class AudioProcessor:
             except OutputUnreadable as err:
                 return self._fail(message, unit, FAILED, f"the output does not read back as planned: {err}")
             seconds = time.monotonic() - started
-            stored = self._store.upload_output(output, message.jobId, unit.name, key, facts)
-        self._events.publish(DetailType.RENDITION_COMPLETED, completed_event(message, unit.name, stored))
+            stored = self._store.upload_output(output, message.jobId, unit.name, key, facts).reported()
+        self._units.completed(message, unit.name, stored)
         logger.info(
             "unit completed",
             extra={"unit": unit.name, "key": stored.key, "bytes": stored.bytes, "seconds": round(seconds, 3)},
         )
-        return UnitResult(unit.name, unit.kind, Outcome.COMPLETED, stored=stored, seconds=seconds)
+        return UnitResult(unit.name, Outcome.COMPLETED, stored=stored, seconds=seconds)
 
     def _make_audio(
         self,
@@ -658,13 +560,8 @@ class AudioProcessor:
 
     def _budget(self, remaining_ms: Callable[[], int]) -> float:
         """Seconds ffmpeg may run: what is left of the invocation, less the reserve for uploading and announcing."""
-        left_ms = remaining_ms()
-        budget = left_ms / 1000 - self._settings.reserve_seconds
-        if budget < MIN_WORK_SECONDS:
-            raise NotEnoughTime(f"only {left_ms} ms left in the invocation")
-        return budget
+        return time_budget(remaining_ms, self._settings.reserve_seconds)
 
     def _fail(self, message: FanOutMessage, unit: PlannedRendition, code: str, text: str) -> UnitResult:
         logger.error("unit failed", extra={"unit": unit.name, "code": code, "reason": text})
-        self._events.publish(DetailType.RENDITION_FAILED, failed_event(message, unit.name, code, text))
-        return UnitResult(unit.name, unit.kind, Outcome.FAILED, error_code=code)
+        return self._units.failed(message, unit.name, code, text)

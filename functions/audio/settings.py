@@ -44,11 +44,11 @@ class AudioSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AudioSettings:
         read = EnvironmentReader(environ)
-        uploads_bucket = _required(read, "UPLOADS_BUCKET")
-        outputs_bucket = _required(read, "OUTPUTS_BUCKET")
-        event_bus_name = _required(read, "EVENT_BUS_NAME")
+        uploads_bucket = read.required("UPLOADS_BUCKET")
+        outputs_bucket = read.required("OUTPUTS_BUCKET")
+        event_bus_name = read.required("EVENT_BUS_NAME")
         target = -23.0
-        if _required(read, "LOUDNESS_TARGET_LUFS"):
+        if read.required("LOUDNESS_TARGET_LUFS"):
             target = read.parsed("LOUDNESS_TARGET_LUFS", parse_loudness_target, target)
         read.done("audio function")
         return cls(
@@ -68,12 +68,4 @@ def parse_loudness_target(raw: str) -> float:
         raise ValueError(f"must be a number of LUFS, got {raw!r}") from None
     if not math.isfinite(value) or not MIN_LOUDNESS_LUFS <= value <= MAX_LOUDNESS_LUFS:
         raise ValueError(f"must be from {MIN_LOUDNESS_LUFS:g} to {MAX_LOUDNESS_LUFS:g} LUFS, got {raw!r}")
-    return value
-
-
-def _required(read: EnvironmentReader, name: str) -> str:
-    """A required, non-empty value; a missing one is reported as "{name} is not set"."""
-    value = read.raw(name)
-    if not value:
-        read.problem(f"{name} is not set")
     return value

@@ -35,6 +35,13 @@ class EnvironmentReader:
             self.problems.append(f"{name} is required")
         return value
 
+    def required(self, name: str) -> str:
+        """A required, non-empty value, reported as "{name} is not set" when missing (`text` says "is required")."""
+        value = self.raw(name)
+        if not value:
+            self.problems.append(f"{name} is not set")
+        return value
+
     def optional(self, name: str, default: str) -> str:
         return self.raw(name) or default
 

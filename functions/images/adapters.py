@@ -1,10 +1,8 @@
-"""The images function's ports on S3, Pillow and the event bus, their errors mapped to the service's.
+"""The images function's ports on S3 and Pillow, their errors mapped to the service's.
 
-S3: "the object is not there" and "it is no longer the object ingest validated" become SourceMissing (or None from
-`find_output`); any other ClientError is transient or a permissions defect and propagates, so SQS delivers the message
-again. The role needs s3:GetObject on `uploads/*` and on `outputs/*` (the redelivery shortcut's HEAD, metadata.json
-read back, the watermark logo), s3:PutObject on `outputs/*`, and s3:ListBucket on the outputs bucket (without it, HEAD
-of a key that does not exist answers 403, read here as "nothing to reuse").
+S3 and the bus are the unit functions' shared adapters (`functions/common/unit_adapters.py`, which says which errors
+are a domain answer). Beyond what every unit function's role needs, this one reads `outputs/*` for metadata.json
+read back and the watermark logo, and reads the source with a cap on its size.
 
 Pillow: an upload is untrusted input. It is opened only with the accepted formats' plugins, its size and its header's
 pixel count are checked before anything is decoded, and it is decoded with Pillow's decompression-bomb guard set to
@@ -24,12 +22,19 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from PIL import ExifTags, Image, ImageCms, ImageDraw, ImageFont, ImageOps
 
-from functions.common.event_bus import EventPublisher, EventPublishFailed
 from functions.common.observability import logger
-from functions.contracts.events import DetailType, EventDetail
+from functions.common.unit_adapters import (
+    CHUNK_BYTES,
+    NOT_FOUND_CODES,
+    S3UnitStore,
+    error_code,
+    made_by,
+    object_metadata,
+)
+from functions.common.unit_worker import StoredOutput
 from functions.contracts.fanout import SourceObject
 from functions.contracts.jobs import ImageMetadata
 from functions.contracts.media import ACCEPTED_IMAGE_FORMATS
@@ -38,11 +43,8 @@ from functions.images.service import (
     WEBP_QUALITY,
     DerivativeSpec,
     EncodedImage,
-    EventNotPublished,
     ImageRejected,
     LogoUnavailable,
-    SourceMissing,
-    StoredOutput,
     Watermark,
     display_size,
     exif_text,
@@ -52,10 +54,6 @@ from functions.images.service import (
     watermark_width,
 )
 
-_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
-_FORBIDDEN_CODES = frozenset({"403", "AccessDenied", "Forbidden"})
-_PRECONDITION_FAILED_CODES = frozenset({"412", "PreconditionFailed"})
-_CHUNK_BYTES = 1024 * 1024
 MAX_LOGO_BYTES = 10 * 1024 * 1024
 MAX_LOGO_PIXELS = 25_000_000
 
@@ -63,26 +61,16 @@ MAX_LOGO_PIXELS = 25_000_000
 # --- S3 -----------------------------------------------------------------------------------------------------------
 
 
-def _error_code(err: ClientError) -> str | None:
-    return err.response.get("Error", {}).get("Code")
-
-
-def _quoted(etag: str) -> str:
-    return etag if etag.startswith('"') else f'"{etag}"'
-
-
 def output_metadata(job_id: str, unit: str, size: tuple[int, int] | None) -> dict[str, str]:
     """User metadata (x-amz-meta-*) stored with an output, so a redelivered message can re-announce it from HEAD."""
-    metadata = {"job-id": job_id, "rendition": unit}
-    if size is not None:
-        metadata |= {"width": str(size[0]), "height": str(size[1])}
-    return metadata
+    width, height = size if size is not None else (None, None)
+    return object_metadata(job_id, unit, width=width, height=height)
 
 
 def stored_output_from_head(head: dict[str, Any], bucket: str, key: str, job_id: str, unit: str) -> StoredOutput | None:
     """The output a HEAD response describes, or None unless its metadata says this job and unit made it."""
     metadata = head.get("Metadata") or {}
-    if metadata.get("job-id") != job_id or metadata.get("rendition") != unit:
+    if not made_by(metadata, job_id, unit):
         return None
     width, height = metadata.get("width", ""), metadata.get("height", "")
     sized = width.isdigit() and height.isdigit()
@@ -90,7 +78,7 @@ def stored_output_from_head(head: dict[str, Any], bucket: str, key: str, job_id:
         bucket=bucket,
         key=key,
         bytes=int(head.get("ContentLength") or 0),
-        content_type=str(head.get("ContentType") or ""),
+        contentType=str(head.get("ContentType") or ""),
         width=int(width) if sized else None,
         height=int(height) if sized else None,
     )
@@ -105,35 +93,21 @@ def forget_logos() -> None:
     _LOGOS.clear()
 
 
-class S3ImageStore:
+class S3ImageStore(S3UnitStore):
     """The uploads and outputs buckets, on S3."""
 
-    def __init__(self, s3_client: Any, outputs_bucket: str) -> None:
-        self._s3 = s3_client
-        self.outputs_bucket = outputs_bucket
-
     def download_source(self, source: SourceObject, destination: Path, *, max_bytes: int) -> None:
-        """Copy the source to `destination`; with its `etag`, only the object ingest validated (a presigned POST can
-        be reused until it expires, so the key may since hold a file nobody validated)."""
-        where = f"s3://{source.bucket}/{source.key}"
-        request = {"Bucket": source.bucket, "Key": source.key}
-        if source.etag:
-            request["IfMatch"] = _quoted(source.etag)
-        try:
-            response = self._s3.get_object(**request)
-        except ClientError as err:
-            if _error_code(err) in _NOT_FOUND_CODES:
-                raise SourceMissing(f"{where} does not exist") from err
-            if _error_code(err) in _PRECONDITION_FAILED_CODES:
-                raise SourceMissing(f"{where} was replaced after it was validated") from err
-            raise
+        """Copy the source to `destination` as every unit function does (`get_source`: only the object ingest
+        validated), with this function's cap: ImageRejected when it is over `max_bytes`, said by S3 or found while
+        reading."""
+        response = self.get_source(source)
         body = response["Body"]
         if int(response.get("ContentLength") or 0) > max_bytes:
             body.close()
             raise ImageRejected(f"the image is {response['ContentLength']} bytes, more than {max_bytes}")
         written = 0
         with destination.open("wb") as out:
-            for chunk in body.iter_chunks(_CHUNK_BYTES):
+            for chunk in body.iter_chunks(CHUNK_BYTES):
                 written += len(chunk)
                 if written > max_bytes:
                     body.close()
@@ -141,16 +115,8 @@ class S3ImageStore:
                 out.write(chunk)
 
     def find_output(self, job_id: str, unit: str, key: str) -> StoredOutput | None:
-        try:
-            head = self._s3.head_object(Bucket=self.outputs_bucket, Key=key)
-        except ClientError as err:
-            if _error_code(err) in _NOT_FOUND_CODES:
-                return None
-            if _error_code(err) in _FORBIDDEN_CODES:
-                logger.warning("cannot HEAD the output to reuse it (grant s3:GetObject and s3:ListBucket); making it")
-                return None
-            raise
-        return stored_output_from_head(head, self.outputs_bucket, key, job_id, unit)
+        head = self.head_output(key)
+        return None if head is None else stored_output_from_head(head, self.outputs_bucket, key, job_id, unit)
 
     def read_output(self, key: str) -> bytes:
         return self._s3.get_object(Bucket=self.outputs_bucket, Key=key)["Body"].read()
@@ -176,7 +142,7 @@ class S3ImageStore:
         try:
             response = self._s3.get_object(Bucket=self.outputs_bucket, Key=key)
         except ClientError as err:
-            if _error_code(err) in _NOT_FOUND_CODES:
+            if error_code(err) in NOT_FOUND_CODES:
                 raise LogoUnavailable(f"the watermark logo {where} does not exist") from err
             raise
         if int(response.get("ContentLength") or 0) > MAX_LOGO_BYTES:
@@ -444,19 +410,3 @@ class PillowCodec:
                 cameraModel=exif_text(exif.get(ExifTags.Base.Model)),
                 capturedAt=exif_text(details.get(ExifTags.Base.DateTimeOriginal)),
             )
-
-
-# --- the event bus ------------------------------------------------------------------------------------------------
-
-
-class BusEvents:
-    """The pipeline's EventPublisher; a refused put (failed entry, ClientError, no connection) is EventNotPublished."""
-
-    def __init__(self, publisher: EventPublisher) -> None:
-        self._publisher = publisher
-
-    def publish(self, detail_type: DetailType, detail: EventDetail) -> None:
-        try:
-            self._publisher.publish(detail_type, detail)
-        except (ClientError, BotoCoreError, EventPublishFailed) as err:
-            raise EventNotPublished(str(err)) from err

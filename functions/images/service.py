@@ -28,20 +28,25 @@ What a derivative guarantees (the Pillow work is `adapters.PillowCodec`'s, the r
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-from tempfile import TemporaryDirectory
 from typing import Protocol
 
 from pydantic import ValidationError
 
 from functions.common.observability import logger
-from functions.contracts.events import DetailType, EventDetail, RenditionCompleted, RenditionFailed, RenditionProgress
+from functions.common.unit_worker import (
+    EventSink,
+    Outcome,
+    SourceMissing,
+    StoredOutput,
+    UnitEvents,
+    UnitResult,
+    work_dir,
+)
 from functions.contracts.fanout import FanOutMessage, PlannedRendition, SourceObject
-from functions.contracts.jobs import ErrorInfo, ImageMetadata
+from functions.contracts.jobs import ImageMetadata
 from functions.contracts.media import IMAGE_OUTPUT_FORMATS, UnitKind
 from functions.images.settings import ImagesSettings
 
@@ -51,7 +56,6 @@ METADATA_FILE = "metadata.json"
 FILE_EXTENSIONS = {"webp": "webp", "jpeg": "jpg"}
 """A derivative's `format` -> its file's extension."""
 WORK_DIR_PREFIX = "images-"
-ERROR_MESSAGE_CHARS = 500
 SOURCE_REPLACED = "SOURCE_REPLACED"
 IMAGE_PROCESSING_FAILED = "IMAGE_PROCESSING_FAILED"
 UNITS_MADE_HERE = frozenset({UnitKind.IMAGE, UnitKind.METADATA})
@@ -66,10 +70,6 @@ WATERMARK_MARGIN_FRACTION = 0.03
 # --- domain errors ------------------------------------------------------------------------------------------------
 
 
-class SourceMissing(RuntimeError):
-    """The upload is no longer in the uploads bucket, or is no longer the object ingest validated."""
-
-
 class ImageRejected(ValueError):
     """The image cannot be made into the unit: it does not decode, or it is over a limit. Permanent."""
 
@@ -77,10 +77,6 @@ class ImageRejected(ValueError):
 class LogoUnavailable(RuntimeError):
     """The configured watermark logo cannot be read or decoded: a deployment to fix, so the unit is retried (and
     ends in the DLQ) rather than published without the watermark it was planned with."""
-
-
-class EventNotPublished(RuntimeError):
-    """The bus did not take an event (refused, throttled or unreachable)."""
 
 
 # --- what the ports exchange --------------------------------------------------------------------------------------
@@ -119,18 +115,6 @@ class EncodedImage:
     height: int
 
 
-@dataclass(frozen=True)
-class StoredOutput:
-    """A unit's output object."""
-
-    bucket: str
-    key: str
-    bytes: int
-    content_type: str
-    width: int | None = None
-    height: int | None = None
-
-
 # --- ports --------------------------------------------------------------------------------------------------------
 
 
@@ -164,10 +148,6 @@ class ImageCodec(Protocol):
     def make_derivative(self, path: Path, spec: DerivativeSpec) -> EncodedImage:
         """Raises ImageRejected (the source), LogoUnavailable (the watermark logo)."""
         ...
-
-
-class EventSink(Protocol):
-    def publish(self, detail_type: DetailType, detail: EventDetail) -> None: ...
 
 
 # --- the rules ----------------------------------------------------------------------------------------------------
@@ -220,71 +200,7 @@ def display_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
     return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
 
 
-# --- the events ---------------------------------------------------------------------------------------------------
-
-
-def progress_event(message: FanOutMessage, unit: str, percent: int) -> RenditionProgress:
-    return RenditionProgress(job_id=message.jobId, owner_id=message.ownerId, rendition=unit, percent=percent)
-
-
-def completed_event(
-    message: FanOutMessage, unit: str, stored: StoredOutput, image: ImageMetadata | None = None
-) -> RenditionCompleted:
-    return RenditionCompleted(
-        job_id=message.jobId,
-        owner_id=message.ownerId,
-        rendition=unit,
-        engine=ENGINE,
-        bucket=stored.bucket,
-        key=stored.key,
-        width=stored.width,
-        height=stored.height,
-        bytes=stored.bytes,
-        content_type=stored.content_type,
-        image=image,
-    )
-
-
-def failed_event(message: FanOutMessage, unit: str, code: str, text: str) -> RenditionFailed:
-    return RenditionFailed(
-        job_id=message.jobId,
-        owner_id=message.ownerId,
-        rendition=unit,
-        engine=ENGINE,
-        error=ErrorInfo(code=code, message=text[-ERROR_MESSAGE_CHARS:]),
-    )
-
-
 # --- the worker ---------------------------------------------------------------------------------------------------
-
-
-class Outcome(StrEnum):
-    COMPLETED = "COMPLETED"
-    REANNOUNCED = "REANNOUNCED"
-    FAILED = "FAILED"
-    DROPPED = "DROPPED"
-
-
-@dataclass(frozen=True)
-class UnitResult:
-    """How a unit ended; the handler turns it into metrics."""
-
-    unit: str
-    outcome: Outcome
-    stored: StoredOutput | None = None
-    error_code: str | None = None
-    seconds: float = 0.0
-
-
-def remove_stale_work_dirs(work_root: Path) -> None:
-    """Delete working directories an invocation stopped at its timeout could not clean (units run one after the
-    other, so at an invocation's start none is in use)."""
-    if not work_root.is_dir():
-        return
-    for stale in work_root.glob(f"{WORK_DIR_PREFIX}*"):
-        if stale.is_dir() and not stale.is_symlink():
-            logger.warning("removing a working directory left by an interrupted invocation", extra={"path": str(stale)})
-            shutil.rmtree(stale, ignore_errors=True)
 
 
 class ImageUnitWorker:
@@ -293,7 +209,7 @@ class ImageUnitWorker:
     def __init__(self, store: ImageStore, codec: ImageCodec, events: EventSink, settings: ImagesSettings) -> None:
         self._store = store
         self._codec = codec
-        self._events = events
+        self._units = UnitEvents(events, ENGINE)
         self._settings = settings
 
     def process(self, message: FanOutMessage) -> list[UnitResult]:
@@ -305,7 +221,7 @@ class ImageUnitWorker:
             if unit.kind not in UNITS_MADE_HERE:
                 logger.warning("not a unit the images function makes; dropped")
                 return UnitResult(unit.name, Outcome.DROPPED)
-            self._events.publish(DetailType.RENDITION_PROGRESS, progress_event(message, unit.name, 0))
+            self._units.started(message, unit.name)
             if unit.kind is UnitKind.IMAGE and unit.format not in IMAGE_OUTPUT_FORMATS:
                 return self._fail(message, unit, IMAGE_PROCESSING_FAILED, f"unknown image format {unit.format!r}")
 
@@ -318,9 +234,8 @@ class ImageUnitWorker:
                 return self._fail(message, unit, IMAGE_PROCESSING_FAILED, text)
 
             watermark = self._watermark(unit)  # before the download: a missing logo is retried, not a failure
-            self._settings.work_root.mkdir(parents=True, exist_ok=True)
-            with TemporaryDirectory(prefix=WORK_DIR_PREFIX, dir=self._settings.work_root) as work:
-                return self._make(Path(work) / "source", message, unit, key, watermark)
+            with work_dir(self._settings.work_root, WORK_DIR_PREFIX) as work:
+                return self._make(work / "source", message, unit, key, watermark)
 
     def _reannounce(self, message: FanOutMessage, unit: PlannedRendition, key: str) -> UnitResult | None:
         existing = self._store.find_output(message.jobId, unit.name, key)
@@ -334,8 +249,7 @@ class ImageUnitWorker:
                 logger.warning("stored metadata does not parse; reading the image again", extra={"key": key})
                 return None
         logger.info("output stored by an earlier delivery; announcing it again", extra={"key": key})
-        self._events.publish(DetailType.RENDITION_COMPLETED, completed_event(message, unit.name, existing, image))
-        return UnitResult(unit.name, Outcome.REANNOUNCED, stored=existing)
+        return self._units.reannounced(message, unit.name, existing, image)
 
     def _watermark(self, unit: PlannedRendition) -> Watermark | None:
         settings = self._settings
@@ -407,7 +321,7 @@ class ImageUnitWorker:
         image: ImageMetadata | None,
         started: float,
     ) -> UnitResult:
-        self._events.publish(DetailType.RENDITION_COMPLETED, completed_event(message, unit.name, stored, image))
+        self._units.completed(message, unit.name, stored, image)
         seconds = time.monotonic() - started
         logger.info(
             "unit completed",
@@ -417,5 +331,4 @@ class ImageUnitWorker:
 
     def _fail(self, message: FanOutMessage, unit: PlannedRendition, code: str, text: str) -> UnitResult:
         logger.error("unit failed", extra={"code": code, "reason": text})
-        self._events.publish(DetailType.RENDITION_FAILED, failed_event(message, unit.name, code, text))
-        return UnitResult(unit.name, Outcome.FAILED, error_code=code)
+        return self._units.failed(message, unit.name, code, text)

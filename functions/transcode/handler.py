@@ -5,28 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.clients import aws_client
 from functions.common.event_bus import EventPublisher
 from functions.common.observability import logger, metrics, tracer
+from functions.common.unit_adapters import BusEvents
+from functions.common.unit_batch import RENDITION_OUTCOME_METRICS, FanOutBatch
 from functions.contracts.fanout import FanOutQueueRecord
-from functions.transcode.adapters import BusEvents, FfmpegTools, S3MediaStore
-from functions.transcode.service import Outcome, RenditionTranscoder, remove_stale_work_dirs
+from functions.transcode.adapters import FfmpegTools, S3MediaStore
+from functions.transcode.service import WORK_DIR_PREFIX, RenditionTranscoder
 from functions.transcode.settings import TranscodeSettings
 
-# Records whose body is not a fan-out message fail validation here, are retried, and end in the DLQ. A batch whose
-# records all failed is answered like any other (every id listed) rather than raised, so the invocation itself succeeds.
-processor = BatchProcessor(event_type=EventType.SQS, model=FanOutQueueRecord, raise_on_entire_batch_failure=False)
-
-OUTCOME_METRICS = {
-    Outcome.COMPLETED: "RenditionsCompleted",
-    Outcome.REANNOUNCED: "RenditionsReannounced",
-    Outcome.FAILED: "RenditionsFailed",
-    Outcome.DROPPED: "MessagesDropped",
-}
+batch = FanOutBatch(
+    outcomes=RENDITION_OUTCOME_METRICS, retries="TranscodeRetries", seconds="EncodeSeconds", work="transcode"
+)
 
 
 @tracer.capture_method
@@ -34,22 +27,7 @@ def transcode_record(
     record: FanOutQueueRecord, rendition: str, transcoder: RenditionTranscoder, remaining_ms: Callable[[], int]
 ) -> str:
     """Encode this function's rendition of one message; raising marks the record for redelivery."""
-    message = record.body
-    receive_count = record.attributes.ApproximateReceiveCount
-    with logger.append_context_keys(jobId=message.jobId, rendition=rendition, receiveCount=receive_count):
-        tracer.put_annotation("jobId", message.jobId)
-        try:
-            result = transcoder.transcode(message, remaining_ms)
-        except Exception:
-            # Logged here, with the jobId, then re-raised: the batch processor returns the record to the queue.
-            logger.exception("transcode interrupted; the message will be delivered again")
-            metrics.add_metric(name="TranscodeRetries", unit=MetricUnit.Count, value=1)
-            raise
-        metrics.add_metric(name=OUTCOME_METRICS[result.outcome], unit=MetricUnit.Count, value=1)
-        if result.outcome is Outcome.COMPLETED and result.stored is not None:
-            metrics.add_metric(name="EncodeSeconds", unit=MetricUnit.Seconds, value=result.encode_seconds)
-            metrics.add_metric(name="OutputBytes", unit=MetricUnit.Bytes, value=result.stored.bytes)
-        return result.outcome.value
+    return batch.make_units(record, lambda message: [transcoder.transcode(message, remaining_ms)], rendition=rendition)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -65,9 +43,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     )
     rendition = settings.rendition.name
     metrics.add_dimension(name="rendition", value=rendition)
-    remove_stale_work_dirs(settings.work_root)
 
     def record_handler(record: FanOutQueueRecord) -> str:
         return transcode_record(record, rendition, transcoder, context.get_remaining_time_in_millis)
 
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return batch.process(event, context, record_handler, work_root=settings.work_root, work_dir_prefix=WORK_DIR_PREFIX)

@@ -31,69 +31,40 @@ What the ffmpeg command (`build_transcode`) guarantees, and why:
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-from tempfile import TemporaryDirectory
 from typing import Protocol
 
 import ffmpeg
 
+from functions.common.ffmpeg_runner import FfmpegFailed
 from functions.common.observability import logger
-from functions.contracts.events import DetailType, EventDetail, RenditionCompleted, RenditionFailed, RenditionProgress
-from functions.contracts.fanout import EncodePlan, FanOutMessage, SourceObject, plan_for
-from functions.contracts.jobs import ErrorInfo, Probe
+from functions.common.unit_worker import (
+    EventNotPublished,
+    EventSink,
+    Outcome,
+    OutputUnreadable,
+    SourceMissing,
+    SourceStore,
+    StoredOutput,
+    UnitEvents,
+    UnitResult,
+    time_budget,
+    work_dir,
+)
+from functions.contracts.fanout import EncodePlan, FanOutMessage, plan_for
+from functions.contracts.jobs import Probe
 from functions.contracts.media import DEMUXER_WHITELIST
 from functions.transcode.settings import TranscodeSettings
 
 ENGINE = "lambda"
 CONTENT_TYPE = "video/mp4"
 WORK_DIR_PREFIX = "transcode-"
-ERROR_MESSAGE_CHARS = 500
-# Below this, an encode cannot do anything useful before the invocation ends; let SQS hand it to a fresh one.
-MIN_ENCODE_SECONDS = 5.0
 GOP_SECONDS = 2
 # When ingest could not read a frame rate, assume the common one; the forced keyframes keep the 2 s grid anyway.
 FALLBACK_FRAME_RATE = 30.0
-
-
-# --- domain errors ------------------------------------------------------------------------------------------------
-
-
-class SourceMissing(RuntimeError):
-    """The upload is no longer in the uploads bucket, or is no longer the object ingest validated."""
-
-
-class FfmpegFailed(RuntimeError):
-    """ffmpeg exited with an error: the input cannot be encoded as planned. Permanent, not worth a retry."""
-
-    def __init__(self, returncode: int, stderr_tail: str) -> None:
-        super().__init__(stderr_tail or f"ffmpeg exited with status {returncode}")
-        self.returncode = returncode
-        self.stderr_tail = stderr_tail
-
-
-class FfmpegTimedOut(RuntimeError):
-    """ffmpeg did not finish before the deadline and was killed. Raised so SQS delivers the message again."""
-
-
-class FfmpegKilled(RuntimeError):
-    """ffmpeg was killed by a signal it did not ask for (e.g. out of memory). Raised so SQS retries."""
-
-
-class OutputUnreadable(ValueError):
-    """The encoded file cannot be read back as a video (no video stream, no usable size, ffprobe refused it)."""
-
-
-class NotEnoughTime(RuntimeError):
-    """Too little of the invocation is left to start the encode. Raised so SQS retries in a new invocation."""
-
-
-class EventNotPublished(RuntimeError):
-    """The bus did not take an event (refused, throttled or unreachable)."""
 
 
 # --- what the ports exchange --------------------------------------------------------------------------------------
@@ -126,31 +97,16 @@ class OutputMedia:
     audioCodec: str | None
 
 
-@dataclass(frozen=True)
-class StoredRendition:
-    """A rendition object in the outputs bucket, with what the Completed event reports about it."""
-
-    bucket: str
-    key: str
-    width: int
-    height: int
-    durationMs: int
-    bytes: int
-
-
 # --- ports --------------------------------------------------------------------------------------------------------
 
 
-class MediaStore(Protocol):
+class MediaStore(SourceStore, Protocol):
     """The uploads and outputs buckets, as the transcoder uses them."""
 
-    def download_source(self, source: SourceObject, destination: Path) -> None:
-        """Copy the source to `destination`; with an ETag, only that object. SourceMissing when it is not there."""
-
-    def find_output(self, job_id: str, rendition: str) -> StoredRendition | None:
+    def find_output(self, job_id: str, rendition: str) -> StoredOutput | None:
         """The rendition as an earlier delivery of the same message uploaded it, if one did."""
 
-    def upload_output(self, path: Path, job_id: str, rendition: str, media: OutputMedia) -> StoredRendition: ...
+    def upload_output(self, path: Path, job_id: str, rendition: str, media: OutputMedia) -> StoredOutput: ...
 
 
 class MediaTools(Protocol):
@@ -163,11 +119,6 @@ class MediaTools(Protocol):
 
     def read_output(self, path: Path) -> OutputMedia:
         """The encoded file as ffprobe sees it; OutputUnreadable when it is not a video."""
-
-
-class EventSink(Protocol):
-    def publish(self, detail_type: DetailType, detail: EventDetail) -> None:
-        """Put one event on the bus; EventNotPublished when the bus does not take it."""
 
 
 # --- the ffmpeg command -------------------------------------------------------------------------------------------
@@ -276,71 +227,7 @@ def output_problems(media: OutputMedia, plan: EncodePlan, *, expect_audio: bool)
     return problems
 
 
-# --- the events ---------------------------------------------------------------------------------------------------
-
-
-def progress_event(message: FanOutMessage, rendition: str, percent: int) -> RenditionProgress:
-    return RenditionProgress(job_id=message.jobId, owner_id=message.ownerId, rendition=rendition, percent=percent)
-
-
-def completed_event(message: FanOutMessage, rendition: str, stored: StoredRendition) -> RenditionCompleted:
-    return RenditionCompleted(
-        job_id=message.jobId,
-        owner_id=message.ownerId,
-        rendition=rendition,
-        engine=ENGINE,
-        bucket=stored.bucket,
-        key=stored.key,
-        width=stored.width,
-        height=stored.height,
-        duration_ms=stored.durationMs,
-        bytes=stored.bytes,
-        content_type=CONTENT_TYPE,
-    )
-
-
-def failed_event(message: FanOutMessage, rendition: str, code: str, text: str) -> RenditionFailed:
-    return RenditionFailed(
-        job_id=message.jobId,
-        owner_id=message.ownerId,
-        rendition=rendition,
-        engine=ENGINE,
-        error=ErrorInfo(code=code, message=text[-ERROR_MESSAGE_CHARS:]),
-    )
-
-
 # --- the transcoder -----------------------------------------------------------------------------------------------
-
-
-class Outcome(StrEnum):
-    COMPLETED = "COMPLETED"
-    REANNOUNCED = "REANNOUNCED"
-    FAILED = "FAILED"
-    DROPPED = "DROPPED"
-
-
-@dataclass(frozen=True)
-class RenditionResult:
-    """How a message ended; the handler turns it into metrics."""
-
-    outcome: Outcome
-    stored: StoredRendition | None = None
-    error_code: str | None = None
-    encode_seconds: float = 0.0
-
-
-def remove_stale_work_dirs(work_root: Path) -> None:
-    """Delete working directories an earlier invocation could not clean (Lambda stopped it at its timeout).
-
-    One invocation handles its records one after the other, so at its start no directory is in use; left behind,
-    gigabytes of sources in a warm sandbox's /tmp would make the next encodes fail for lack of space.
-    """
-    if not work_root.is_dir():
-        return
-    for stale in work_root.glob(f"{WORK_DIR_PREFIX}*"):
-        if stale.is_dir() and not stale.is_symlink():
-            logger.warning("removing a working directory left by an interrupted invocation", extra={"path": str(stale)})
-            shutil.rmtree(stale, ignore_errors=True)
 
 
 class RenditionTranscoder:
@@ -349,39 +236,37 @@ class RenditionTranscoder:
     def __init__(self, store: MediaStore, tools: MediaTools, events: EventSink, settings: TranscodeSettings) -> None:
         self._store = store
         self._tools = tools
-        self._events = events
+        self._units = UnitEvents(events, ENGINE)
         self._settings = settings
         self._encoder = EncoderSettings(preset=settings.preset, crf=settings.crf, threads=settings.threads)
 
-    def transcode(self, message: FanOutMessage, remaining_ms: Callable[[], int]) -> RenditionResult:
+    def transcode(self, message: FanOutMessage, remaining_ms: Callable[[], int]) -> UnitResult:
         plan = plan_for(message, self._settings.rendition)
         if plan is None:
             logger.warning("message does not plan this rendition; dropped", extra={"planned": message.renditions})
-            return RenditionResult(Outcome.DROPPED)
+            return UnitResult(self._settings.rendition.name, Outcome.DROPPED)
         logger.info("transcoding")
 
         existing = self._store.find_output(message.jobId, plan.name)
         if existing is not None and (existing.width, existing.height) == (plan.width, plan.height):
             logger.info("rendition uploaded by an earlier delivery; announcing it again", extra={"key": existing.key})
-            self._events.publish(DetailType.RENDITION_COMPLETED, completed_event(message, plan.name, existing))
-            return RenditionResult(Outcome.REANNOUNCED, stored=existing)
+            return self._units.reannounced(message, plan.name, existing)
 
-        self._encode_budget(remaining_ms)
-        self._events.publish(DetailType.RENDITION_PROGRESS, progress_event(message, plan.name, 0))
-        self._settings.work_root.mkdir(parents=True, exist_ok=True)
-        with TemporaryDirectory(prefix=WORK_DIR_PREFIX, dir=self._settings.work_root) as work:
-            return self._transcode_in(Path(work), message, plan, remaining_ms)
+        time_budget(remaining_ms, self._settings.reserve_seconds)
+        self._units.started(message, plan.name)
+        with work_dir(self._settings.work_root, WORK_DIR_PREFIX) as work:
+            return self._transcode_in(work, message, plan, remaining_ms)
 
     def _transcode_in(
         self, work: Path, message: FanOutMessage, plan: EncodePlan, remaining_ms: Callable[[], int]
-    ) -> RenditionResult:
+    ) -> UnitResult:
         source, output = work / "source", work / f"{plan.name}.mp4"
         try:
             self._store.download_source(message.source, source)
         except SourceMissing as err:
             return self._fail(message, plan, "TRANSCODE_FAILED", str(err))
 
-        timeout = self._encode_budget(remaining_ms)
+        timeout = time_budget(remaining_ms, self._settings.reserve_seconds)
         args = transcode_args(
             self._tools.ffmpeg_binary(), source, output, plan=plan, probe=message.probe, encoder=self._encoder
         )
@@ -407,31 +292,22 @@ class RenditionTranscoder:
             return self._fail(message, plan, "OUTPUT_INVALID", "; ".join(problems))
 
         stored = self._store.upload_output(output, message.jobId, plan.name, media)
-        self._events.publish(DetailType.RENDITION_COMPLETED, completed_event(message, plan.name, stored))
+        self._units.completed(message, plan.name, stored)
         logger.info(
             "rendition completed",
             extra={"key": stored.key, "bytes": stored.bytes, "encodeSeconds": round(encode_seconds, 3)},
         )
-        return RenditionResult(Outcome.COMPLETED, stored=stored, encode_seconds=encode_seconds)
-
-    def _encode_budget(self, remaining_ms: Callable[[], int]) -> float:
-        """Seconds ffmpeg may run: what is left of the invocation, less the reserve for reading back and uploading."""
-        left_ms = remaining_ms()
-        budget = left_ms / 1000 - self._settings.reserve_seconds
-        if budget < MIN_ENCODE_SECONDS:
-            raise NotEnoughTime(f"only {left_ms} ms left in the invocation")
-        return budget
+        return UnitResult(plan.name, Outcome.COMPLETED, stored=stored, seconds=encode_seconds)
 
     def announce_progress(self, message: FanOutMessage, plan: EncodePlan, percent: int | None) -> None:
         """Progress is advisory: a failed put is logged and the encode goes on (Completed is not optional)."""
         if percent is None:
             return
         try:
-            self._events.publish(DetailType.RENDITION_PROGRESS, progress_event(message, plan.name, percent))
+            self._units.progress(message, plan.name, percent)
         except EventNotPublished as err:
             logger.warning("progress event not published", extra={"percent": percent, "error": str(err)})
 
-    def _fail(self, message: FanOutMessage, plan: EncodePlan, code: str, text: str) -> RenditionResult:
+    def _fail(self, message: FanOutMessage, plan: EncodePlan, code: str, text: str) -> UnitResult:
         logger.error("rendition failed", extra={"code": code, "reason": text})
-        self._events.publish(DetailType.RENDITION_FAILED, failed_event(message, plan.name, code, text))
-        return RenditionResult(Outcome.FAILED, error_code=code)
+        return self._units.failed(message, plan.name, code, text)

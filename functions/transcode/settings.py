@@ -59,9 +59,9 @@ class TranscodeSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TranscodeSettings:
         read = EnvironmentReader(environ)
-        rendition_raw = _required(read, "RENDITION")
-        outputs_bucket = _required(read, "OUTPUTS_BUCKET")
-        event_bus_name = _required(read, "EVENT_BUS_NAME")
+        rendition_raw = read.required("RENDITION")
+        outputs_bucket = read.required("OUTPUTS_BUCKET")
+        event_bus_name = read.required("EVENT_BUS_NAME")
         rendition = read.parsed("RENDITION", _parse_rendition, None) if rendition_raw else None
         threads = read.integer("FFMPEG_THREADS", 1, MAX_THREADS, default=os.cpu_count() or 2)
         crf = read.integer("FFMPEG_CRF", 1, 51, default=cls.crf)
@@ -79,14 +79,6 @@ class TranscodeSettings:
             crf=crf,
             work_root=Path(read.optional("TRANSCODE_WORK_DIR", tempfile.gettempdir())),
         )
-
-
-def _required(read: EnvironmentReader, name: str) -> str:
-    """A required, non-empty value; a missing one is reported as "{name} is not set"."""
-    value = read.raw(name)
-    if not value:
-        read.problem(f"{name} is not set")
-    return value
 
 
 def _parse_rendition(raw: str) -> Rendition:

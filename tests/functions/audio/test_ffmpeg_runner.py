@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from functions.audio.adapters import parse_audio_probe, run_ffmpeg, stderr_tail, stream_ffmpeg
-from functions.audio.service import FfmpegFailed, FfmpegKilled, FfmpegTimedOut, OutputUnreadable
+from functions.audio.adapters import parse_audio_probe, run_ffmpeg, stream_ffmpeg
+from functions.common.ffmpeg_runner import FfmpegFailed, FfmpegKilled, FfmpegTimedOut, stderr_tail
+from functions.common.unit_worker import OutputUnreadable
 
 
 def python(script: str) -> list[str]:

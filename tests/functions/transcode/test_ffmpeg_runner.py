@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from functions.transcode.adapters import run_ffmpeg, stderr_tail
-from functions.transcode.service import FfmpegFailed, FfmpegTimedOut
+from functions.common.ffmpeg_runner import FfmpegFailed, FfmpegTimedOut, stderr_tail
+from functions.transcode.adapters import run_ffmpeg
 
 
 def test_stderr_tail_keeps_the_last_lines_that_fit() -> None:

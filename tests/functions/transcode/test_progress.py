@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 
 from functions.common.event_bus import EventPublisher, EventPublishFailed
+from functions.common.unit_adapters import BusEvents
 from functions.contracts.events import DetailType, EventDetail
 from functions.contracts.fanout import FanOutMessage
-from functions.transcode.adapters import BusEvents, FfmpegTools, S3MediaStore
+from functions.transcode.adapters import FfmpegTools, S3MediaStore
 from functions.transcode.service import ProgressMilestones, RenditionTranscoder, out_time_us
 from functions.transcode.settings import TranscodeSettings
 from tests.functions.transcode.conftest import BASE_ENV, PLAN

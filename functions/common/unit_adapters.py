@@ -1,0 +1,133 @@
+"""The adapters the unit functions (transcode, audio, images) share: S3 and the event bus, their errors mapped to
+`unit_worker`'s.
+
+S3: only "the object is not there" and, for the source, "it is no longer the object ingest validated" (412 on the
+IfMatch GET) are turned into a domain answer (SourceMissing, or None from `head_output`); any other ClientError is
+transient or a permissions defect and propagates, so SQS delivers the message again.
+
+A function's role needs s3:GetObject on `uploads/*` and s3:PutObject on `outputs/*`; for the redelivery shortcut
+also s3:GetObject on `outputs/*` (HEAD is authorised by GetObject) and s3:ListBucket on the outputs bucket (without
+it, HEAD of a key that does not exist answers 403, which is read as "nothing to reuse": correct, only slower).
+
+Every output carries user metadata (x-amz-meta-*) naming the job and the unit that made it, and the facts its
+Completed event reports, so a redelivered message can announce it again from a HEAD.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from functions.common.event_bus import EventPublisher, EventPublishFailed
+from functions.common.observability import logger
+from functions.common.unit_worker import EventNotPublished, SourceMissing
+from functions.contracts.events import DetailType, EventDetail
+from functions.contracts.fanout import SourceObject
+
+NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+FORBIDDEN_CODES = frozenset({"403", "AccessDenied", "Forbidden"})
+PRECONDITION_FAILED_CODES = frozenset({"412", "PreconditionFailed"})
+CHUNK_BYTES = 1024 * 1024
+
+
+# --- S3 -----------------------------------------------------------------------------------------------------------
+
+
+def error_code(err: ClientError) -> str | None:
+    return err.response.get("Error", {}).get("Code")
+
+
+def quoted(etag: str) -> str:
+    return etag if etag.startswith('"') else f'"{etag}"'
+
+
+def source_url(source: SourceObject) -> str:
+    return f"s3://{source.bucket}/{source.key}"
+
+
+def object_metadata(
+    job_id: str,
+    unit: str,
+    *,
+    plan: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    duration_ms: int | None = None,
+) -> dict[str, str]:
+    """The user metadata stored with an output: the job and unit that made it, then the facts that are known."""
+    metadata = {"job-id": job_id, "rendition": unit}
+    if plan is not None:
+        metadata["plan"] = plan
+    for name, value in (("width", width), ("height", height), ("duration-ms", duration_ms)):
+        if value is not None:
+            metadata[name] = str(value)
+    return metadata
+
+
+def made_by(metadata: dict[str, str], job_id: str, unit: str) -> bool:
+    """Whether an output's metadata says this job's unit made it."""
+    return metadata.get("job-id") == job_id and metadata.get("rendition") == unit
+
+
+class S3UnitStore:
+    """The uploads and outputs buckets, on S3, as every unit function reads and writes them."""
+
+    def __init__(self, s3_client: Any, outputs_bucket: str) -> None:
+        self._s3 = s3_client
+        self.outputs_bucket = outputs_bucket
+
+    def get_source(self, source: SourceObject) -> dict[str, Any]:
+        """The GET of the source; with its `etag`, only the object ingest validated (a presigned POST can be reused
+        until it expires, so the key may since hold a file nobody validated)."""
+        options = {"IfMatch": quoted(source.etag)} if source.etag else {}
+        try:
+            return self._s3.get_object(Bucket=source.bucket, Key=source.key, **options)
+        except ClientError as err:
+            if error_code(err) in NOT_FOUND_CODES:
+                raise SourceMissing(f"{source_url(source)} does not exist") from err
+            if error_code(err) in PRECONDITION_FAILED_CODES:
+                raise SourceMissing(f"{source_url(source)} was replaced after it was validated") from err
+            raise
+
+    def download_source(self, source: SourceObject, destination: Path) -> None:
+        """Copy the source to `destination` (see `get_source`), streamed to disk."""
+        response = self.get_source(source)
+        with destination.open("wb") as out:
+            for chunk in response["Body"].iter_chunks(CHUNK_BYTES):
+                out.write(chunk)
+
+    def head_output(self, key: str) -> dict[str, Any] | None:
+        """The HEAD of an output, or None when there is none to reuse (or the role may not tell)."""
+        try:
+            return self._s3.head_object(Bucket=self.outputs_bucket, Key=key)
+        except ClientError as err:
+            if error_code(err) in NOT_FOUND_CODES:
+                return None
+            if error_code(err) in FORBIDDEN_CODES:
+                logger.warning("cannot HEAD the output to reuse it (grant s3:GetObject and s3:ListBucket); making it")
+                return None
+            raise
+
+    def upload_file(self, path: Path, key: str, *, content_type: str, metadata: dict[str, str]) -> int:
+        """Upload a file as an output; its size in bytes."""
+        extra = {"ContentType": content_type, "Metadata": metadata}
+        self._s3.upload_file(str(path), self.outputs_bucket, key, ExtraArgs=extra)
+        return path.stat().st_size
+
+
+# --- the event bus ------------------------------------------------------------------------------------------------
+
+
+class BusEvents:
+    """The pipeline's EventPublisher; a refused put (failed entry, ClientError, no connection) is EventNotPublished."""
+
+    def __init__(self, publisher: EventPublisher) -> None:
+        self._publisher = publisher
+
+    def publish(self, detail_type: DetailType, detail: EventDetail) -> None:
+        try:
+            self._publisher.publish(detail_type, detail)
+        except (ClientError, BotoCoreError, EventPublishFailed) as err:
+            raise EventNotPublished(str(err)) from err
