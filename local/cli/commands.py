@@ -408,13 +408,13 @@ def _rendition_rows(job: dict[str, Any], work_dir: Path) -> list[tuple[Any, ...]
             from PIL import Image
 
             with Image.open(local_copy) as image:
-                size, kind = (
-                    f"{image.width}x{image.height}",
-                    f"{image.format}, {'EXIF KEPT' if image.getexif() else 'no EXIF'}",
-                )
-            rows.append(
-                (rendition["name"], rendition["status"], size, kind, "-", human_bytes(local_copy.stat().st_size))
-            )
+                size, exif = f"{image.width}x{image.height}", "EXIF KEPT" if image.getexif() else "none"
+                image_format = str(image.format)
+            if job["mediaType"] == "image":
+                read_back: tuple[str, ...] = (size, image_format, exif)
+            else:  # an audio job's waveform
+                read_back = (f"{size} {image_format}", "-", "-")
+            rows.append((rendition["name"], rendition["status"], *read_back, human_bytes(local_copy.stat().st_size)))
             continue
         probed = probe_media(local_copy)
         size = f"{probed['width']}x{probed['height']}" if probed["width"] else str(probed["audioCodec"])
@@ -429,6 +429,14 @@ def _rendition_rows(job: dict[str, Any], work_dir: Path) -> list[tuple[Any, ...]
             )
         )
     return rows
+
+
+COLUMNS = {
+    "video": ("rendition", "status", "resolution", "duration", "bitrate", "size"),
+    "image": ("derivative", "status", "resolution", "format", "metadata", "size"),
+    "audio": ("rendition", "status", "codec or image", "duration", "bitrate", "size"),
+}
+"""The columns of a job's table in the demo, by its media type: what each kind's outputs are read back as."""
 
 
 def _image_lines(job: dict[str, Any]) -> str:
@@ -474,7 +482,7 @@ def command_demo(args: argparse.Namespace) -> int:
                 return report_webhook(receiver, client, job, args.webhook_timeout) or outcome
             rows = _rendition_rows(job, work_dir)
             print(f"job {job['jobId']}: {job['mediaType']} {job['status']} (read back from the downloads)")
-            print(table(("rendition", "status", "resolution", "duration", "bitrate", "size"), rows))
+            print(table(COLUMNS[job["mediaType"]], rows))
             if job["mediaType"] == "image":
                 print(_image_lines(job))
             jobs.append(job)
