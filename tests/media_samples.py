@@ -185,6 +185,7 @@ AUDIO_CONTAINERS = {
     "wav": ("pcm_s16le", "wav"),
     "flac": ("flac", "flac"),
     "ogg": ("libopus", "ogg"),
+    "webm": ("libopus", "webm"),
 }
 """A file extension -> (ffmpeg's encoder, its muxer) for the audio containers the pipeline accepts."""
 

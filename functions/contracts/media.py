@@ -53,8 +53,10 @@ ACCEPTED_AUDIO_DEMUXERS: tuple[str, ...] = (
     "wav",
     "flac",
     "ogg",
+    "matroska,webm",
 )
-"""The demuxers an audio-only upload may be read with (MP3, AAC/ADTS, M4A, WAV, FLAC, Ogg Vorbis/Opus)."""
+"""The demuxers an audio-only upload may be read with (MP3, AAC/ADTS, M4A, WAV, FLAC, Ogg Vorbis/Opus, and WebM/MKA,
+which browsers' MediaRecorder writes)."""
 
 AUDIO_DEMUXER_WHITELIST = ",".join(ACCEPTED_AUDIO_DEMUXERS)
 

@@ -59,7 +59,7 @@ REJECTED = {
     ),
 }
 AUDIO = {extension: f"audio/{subtype}" for extension, subtype in (("mp3", "mpeg"), ("m4a", "mp4"), ("wav", "wav"))}
-AUDIO |= {"flac": "audio/flac", "ogg": "audio/ogg"}
+AUDIO |= {"flac": "audio/flac", "ogg": "audio/ogg", "webm": "audio/webm"}
 
 
 def run_all(client: ApiClient, uploads: dict[str, tuple[Path, str]]) -> dict[str, dict[str, Any]]:

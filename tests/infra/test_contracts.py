@@ -127,7 +127,7 @@ def test_ingest_and_api_get_the_limits_from_config(dev: ProgramRun) -> None:
         *("video/mp4", "video/quicktime", "video/x-matroska", "video/webm"),
         *("image/jpeg", "image/png", "image/webp", "image/gif", "image/avif"),
         *("audio/mpeg", "audio/mp4", "audio/x-m4a", "audio/aac", "audio/wav", "audio/x-wav", "audio/flac"),
-        *("audio/ogg", "audio/opus"),
+        *("audio/ogg", "audio/opus", "audio/webm"),
     ]
     assert (api["MAX_UPLOAD_BYTES"], api["MAX_IMAGE_UPLOAD_BYTES"], api["MAX_AUDIO_UPLOAD_BYTES"]) == (
         ingest["MAX_UPLOAD_BYTES"],

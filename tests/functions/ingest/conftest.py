@@ -204,9 +204,16 @@ class MediaLibrary:
 
     @cached_property
     def audio_in_matroska(self) -> Path:
-        """Audio alone in Matroska (`.mka`): an accepted video container, but not an accepted audio one."""
+        """Audio alone in Matroska (`.mka`), as browsers' MediaRecorder writes WebM audio: accepted as audio."""
         path = self._path("tone.mka")
         _ffmpeg("-i", str(self.tone("flac")), "-c", "copy", "-f", "matroska", str(path))
+        return path
+
+    @cached_property
+    def audio_in_avi(self) -> Path:
+        """Audio alone in AVI: an accepted video container, but not an accepted audio one."""
+        path = self._path("tone.avi")
+        _ffmpeg("-i", str(self.tone("wav")), "-c", "copy", "-f", "avi", str(path))
         return path
 
     @cached_property

@@ -33,6 +33,7 @@ TONES = [
     pytest.param(Tone("wav", "pcm_s16le", "wav", "audio/wav"), id="wav"),
     pytest.param(Tone("flac", "flac", "flac", "audio/flac"), id="flac"),
     pytest.param(Tone("ogg", "opus", "ogg", "audio/ogg"), id="ogg-opus"),
+    pytest.param(Tone("webm", "opus", "matroska,webm", "audio/webm"), id="webm-opus"),
 ]
 
 
@@ -170,8 +171,8 @@ BAD_AUDIO = [
         id="over-the-audio-limit",
     ),
     pytest.param(
-        BadAudio("audio_in_matroska", RejectionCode.UNSUPPORTED_FORMAT,
-                 "the file is audio in matroska,webm, which is not an accepted audio container"),
+        BadAudio("audio_in_avi", RejectionCode.UNSUPPORTED_FORMAT,
+                 "the file is audio in avi, which is not an accepted audio container"),
         id="audio-in-a-video-only-container",
     ),
 ]  # fmt: skip
