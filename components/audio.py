@@ -9,16 +9,9 @@ import pulumi
 from pulumi import Input, Output, ResourceOptions
 
 from components import patterns
-from components.function import (
-    FunctionDefaults,
-    FunctionSize,
-    LambdaFunction,
-    LambdaFunctionArgs,
-    environment_number,
-)
-from components.grants import Grant, objects_under
-from components.patterns import OUTPUT_PREFIX, UPLOAD_PREFIX, UPLOAD_SUFFIX
-from components.work_queue import SNS_SERVICE, WorkQueue, WorkQueueArgs
+from components.fanout_consumer import consume_fanout, worker_grants
+from components.function import FunctionDefaults, FunctionSize, environment_number
+from components.work_queue import WorkQueue
 
 HANDLER = "functions.audio.handler.handler"
 # ffmpeg's loudnorm filter takes an integrated loudness target from -70 to -5 LUFS.
@@ -59,52 +52,21 @@ class Audio(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AudioArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("media-pipeline:index:Audio", name, None, opts)
-        child = ResourceOptions(parent=self)
 
         # Both units of every audio job (ingest publishes one message per unit), each retried and dead-lettered alone.
-        self.queue = WorkQueue(
-            name,
-            WorkQueueArgs(
-                consumer_timeout_seconds=args.size.timeout_seconds,
-                sender_service=SNS_SERVICE,
-                sender_arn=args.topic_arn,
-                filter_policy=patterns.audio_filter_policy(),
-                max_receive_count=args.max_receive_count,
-            ),
-            opts=child,
-        )
         # The worker, in the ffmpeg image with its own command: reads the source it is sent (IfMatch on the ETag
         # ingest validated), writes outputs/{jobId}/audio.m4a or waveform.png, announces progress and the result.
-        function = LambdaFunction(
-            f"{name}-function",
-            LambdaFunctionArgs(
-                defaults=args.functions,
-                handler=HANDLER,
-                service="audio",
-                from_image=True,
-                size=args.size,
-                environment={"LOUDNESS_TARGET_LUFS": environment_number(args.loudness_target_lufs)},
-                queue_arn=self.queue.arn,
-                max_concurrency=args.max_concurrency,
-                grants=(
-                    # The upload object itself, never another key of the uploads bucket (submit's validated copies).
-                    Grant(("s3:GetObject",), (objects_under(args.uploads_bucket_arn, UPLOAD_PREFIX, UPLOAD_SUFFIX),)),
-                    # Writes outputs/{jobId}/audio.m4a and waveform.png; GetObject also authorises the HEAD that lets a
-                    # redelivered unit re-announce its output instead of making it again. A rendition over 8 MiB is
-                    # uploaded in parts, which a failed upload aborts rather than leaving them for the lifecycle rule.
-                    Grant(
-                        ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"),
-                        (objects_under(args.outputs_bucket_arn, OUTPUT_PREFIX),),
-                    ),
-                    # Without it S3 answers that HEAD with 403 instead of 404 for an output not made yet.
-                    # Unconditioned: S3 checks it with no s3:prefix for a HEAD, and listing reveals only keys
-                    # GetObject already reads.
-                    Grant(("s3:ListBucket",), (args.outputs_bucket_arn,)),
-                    Grant(("events:PutEvents",), (args.bus_arn,)),
-                ),
-            ),
-            opts=child,
+        consumer = consume_fanout(
+            self,
+            name,
+            args,
+            filter_policy=patterns.audio_filter_policy(),
+            handler=HANDLER,
+            service="audio",
+            environment={"LOUDNESS_TARGET_LUFS": environment_number(args.loudness_target_lufs)},
+            grants=worker_grants(args),
         )
+        self.queue = consumer.queue
 
-        self.function_name = function.function_name
+        self.function_name = consumer.function.function_name
         self.register_outputs({"queueUrl": self.queue.url, "functionName": self.function_name})

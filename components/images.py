@@ -10,16 +10,11 @@ import pulumi
 from pulumi import Input, Output, ResourceOptions
 
 from components import patterns
-from components.function import (
-    FunctionDefaults,
-    FunctionSize,
-    LambdaFunction,
-    LambdaFunctionArgs,
-    environment_number,
-)
-from components.grants import Grant, objects_under
-from components.patterns import OUTPUT_PREFIX, UPLOAD_PREFIX, UPLOAD_SUFFIX
-from components.work_queue import SNS_SERVICE, WorkQueue, WorkQueueArgs
+from components.fanout_consumer import consume_fanout, worker_grants
+from components.function import FunctionDefaults, FunctionSize, environment_number
+from components.grants import Grant
+from components.patterns import OUTPUT_PREFIX
+from components.work_queue import WorkQueue
 
 HANDLER = "functions.images.handler.handler"
 MAX_WATERMARK_TEXT = 100
@@ -123,57 +118,31 @@ class Images(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ImagesArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("media-pipeline:index:Images", name, None, opts)
-        child = ResourceOptions(parent=self)
 
         # Every unit of every image job (ingest publishes one message per derivative and format, and one for the
         # metadata), so the units run in parallel and each is retried and dead-lettered on its own.
-        self.queue = WorkQueue(
-            name,
-            WorkQueueArgs(
-                consumer_timeout_seconds=args.size.timeout_seconds,
-                sender_service=SNS_SERVICE,
-                sender_arn=args.topic_arn,
-                filter_policy=patterns.images_filter_policy(),
-                max_receive_count=args.max_receive_count,
-            ),
-            opts=child,
-        )
-        grants = [
-            # The upload object itself, never another key of the uploads bucket (submit's validated copies).
-            Grant(("s3:GetObject",), (objects_under(args.uploads_bucket_arn, UPLOAD_PREFIX, UPLOAD_SUFFIX),)),
-            # Writes outputs/{jobId}/{unit}.{ext}; GetObject also authorises the HEAD that lets a redelivered unit
-            # re-announce its output instead of making it again.
-            Grant(("s3:GetObject", "s3:PutObject"), (objects_under(args.outputs_bucket_arn, OUTPUT_PREFIX),)),
-            # Without it S3 answers that HEAD with 403 instead of 404 for an output not made yet. Unconditioned: S3
-            # checks it with no s3:prefix for a HEAD, and listing reveals only keys GetObject already reads.
-            Grant(("s3:ListBucket",), (args.outputs_bucket_arn,)),
-            Grant(("events:PutEvents",), (args.bus_arn,)),
-        ]
+        grants = worker_grants(args, multipart=False)
         if args.watermark.logo_key:
             # The logo, and no other object outside outputs/.
             logo = Output.concat(args.outputs_bucket_arn, "/", args.watermark.logo_key)
             grants.append(Grant(("s3:GetObject",), (logo,)))
         # The Pillow worker: reads the source it is sent (IfMatch on the ETag ingest validated), writes one output,
         # announces progress and the result.
-        function = LambdaFunction(
-            f"{name}-function",
-            LambdaFunctionArgs(
-                defaults=args.functions,
-                handler=HANDLER,
-                service="images",
-                from_image=True,
-                size=args.size,
-                environment={
-                    "MAX_IMAGE_PIXELS": str(args.max_image_pixels),
-                    "MAX_IMAGE_UPLOAD_BYTES": str(args.max_image_upload_bytes),
-                    **args.watermark.environment(),
-                },
-                queue_arn=self.queue.arn,
-                max_concurrency=args.max_concurrency,
-                grants=tuple(grants),
-            ),
-            opts=child,
+        consumer = consume_fanout(
+            self,
+            name,
+            args,
+            filter_policy=patterns.images_filter_policy(),
+            handler=HANDLER,
+            service="images",
+            environment={
+                "MAX_IMAGE_PIXELS": str(args.max_image_pixels),
+                "MAX_IMAGE_UPLOAD_BYTES": str(args.max_image_upload_bytes),
+                **args.watermark.environment(),
+            },
+            grants=grants,
         )
+        self.queue = consumer.queue
 
-        self.function_name = function.function_name
+        self.function_name = consumer.function.function_name
         self.register_outputs({"queueUrl": self.queue.url, "functionName": self.function_name})

@@ -10,9 +10,10 @@ import pulumi_aws as aws
 from pulumi import Input, Output, ResourceOptions
 
 from components import patterns, policies
-from components.function import FunctionDefaults, FunctionSize, LambdaFunction, LambdaFunctionArgs
+from components.fanout_consumer import consume_fanout
+from components.function import FunctionDefaults, FunctionSize
 from components.grants import Grant, objects_under, resolve_grants
-from components.work_queue import SNS_SERVICE, WorkQueue, WorkQueueArgs
+from components.work_queue import WorkQueue
 
 HANDLER = "functions.submit.handler.handler"
 MEDIACONVERT_SERVICE = "mediaconvert.amazonaws.com"
@@ -90,52 +91,40 @@ class MediaConvert(pulumi.ComponentResource):
             opts=child,
         )
         # Video jobs ingest routed to MediaConvert, one message per job whatever it queued.
-        self.queue = WorkQueue(
-            name,
-            WorkQueueArgs(
-                consumer_timeout_seconds=args.size.timeout_seconds,
-                sender_service=SNS_SERVICE,
-                sender_arn=args.topic_arn,
-                filter_policy=patterns.mediaconvert_filter_policy(),
-                max_receive_count=args.max_receive_count,
-            ),
-            opts=child,
-        )
         # The submitter: one CreateJob per pipeline job, recorded on the job (functions/submit/service.py).
-        function = LambdaFunction(
-            f"{name}-submit",
-            LambdaFunctionArgs(
-                defaults=args.functions,
-                handler=HANDLER,
-                service="submit",
-                size=args.size,
-                environment={"MEDIACONVERT_QUEUE_ARN": jobs_queue.arn, "MEDIACONVERT_ROLE_ARN": role.arn},
-                queue_arn=self.queue.arn,
-                max_concurrency=args.max_concurrency,
-                grants=(
-                    # CreateJob needs the job it creates (jobs/*) as well as the queue it submits to.
-                    Grant(
-                        ("mediaconvert:CreateJob",),
-                        (jobs_queue.arn, jobs_queue.arn.apply(policies.mediaconvert_jobs_arn)),
-                    ),
-                    # CreateJob hands the service role to MediaConvert, and to nothing else.
-                    Grant(
-                        ("iam:PassRole",),
-                        (role.arn,),
-                        {"StringEquals": {"iam:PassedToService": MEDIACONVERT_SERVICE}},
-                    ),
-                    Grant(("dynamodb:GetItem", "dynamodb:PutItem"), (args.table_arn,)),
-                    Grant(("events:PutEvents",), (args.bus_arn,)),
-                    # CopyObject of the validated upload (functions/submit/adapters.py): read the source, write only
-                    # `uploads/{jobId}/validated`, a key ingest's notification (suffix `/source`) never announces.
-                    Grant(("s3:GetObject",), (objects_under(args.uploads_bucket_arn, patterns.UPLOAD_PREFIX),)),
-                    Grant(("s3:PutObject",), (validated_uploads,)),
+        consumer = consume_fanout(
+            self,
+            name,
+            args,
+            filter_policy=patterns.mediaconvert_filter_policy(),
+            handler=HANDLER,
+            service="submit",
+            from_image=False,
+            function_name=f"{name}-submit",
+            environment={"MEDIACONVERT_QUEUE_ARN": jobs_queue.arn, "MEDIACONVERT_ROLE_ARN": role.arn},
+            grants=(
+                # CreateJob needs the job it creates (jobs/*) as well as the queue it submits to.
+                Grant(
+                    ("mediaconvert:CreateJob",),
+                    (jobs_queue.arn, jobs_queue.arn.apply(policies.mediaconvert_jobs_arn)),
                 ),
+                # CreateJob hands the service role to MediaConvert, and to nothing else.
+                Grant(
+                    ("iam:PassRole",),
+                    (role.arn,),
+                    {"StringEquals": {"iam:PassedToService": MEDIACONVERT_SERVICE}},
+                ),
+                Grant(("dynamodb:GetItem", "dynamodb:PutItem"), (args.table_arn,)),
+                Grant(("events:PutEvents",), (args.bus_arn,)),
+                # CopyObject of the validated upload (functions/submit/adapters.py): read the source, write only
+                # `uploads/{jobId}/validated`, a key ingest's notification (suffix `/source`) never announces.
+                Grant(("s3:GetObject",), (objects_under(args.uploads_bucket_arn, patterns.UPLOAD_PREFIX),)),
+                Grant(("s3:PutObject",), (validated_uploads,)),
             ),
-            opts=child,
         )
+        self.queue = consumer.queue
 
-        self.function_name = function.function_name
+        self.function_name = consumer.function.function_name
         self.mediaconvert_queue_arn = jobs_queue.arn
         self.role_arn = role.arn
         self.register_outputs(

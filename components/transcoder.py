@@ -8,10 +8,9 @@ import pulumi
 from pulumi import Input, Output, ResourceOptions
 
 from components import patterns
-from components.function import FunctionDefaults, FunctionSize, LambdaFunction, LambdaFunctionArgs
-from components.grants import Grant, objects_under
-from components.patterns import OUTPUT_PREFIX, UPLOAD_PREFIX
-from components.work_queue import SNS_SERVICE, WorkQueue, WorkQueueArgs
+from components.fanout_consumer import consume_fanout, worker_grants
+from components.function import FunctionDefaults, FunctionSize
+from components.work_queue import WorkQueue
 from functions.common.renditions import Rendition, rendition_to_json
 
 HANDLER = "functions.transcode.handler.handler"
@@ -52,51 +51,22 @@ class Transcoder(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TranscoderArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("media-pipeline:index:Transcoder", name, None, opts)
-        child = ResourceOptions(parent=self)
         rendition = args.rendition
 
         # Lambda-engine video jobs that queued this rendition, and nothing else.
-        self.queue = WorkQueue(
-            name,
-            WorkQueueArgs(
-                consumer_timeout_seconds=args.size.timeout_seconds,
-                sender_service=SNS_SERVICE,
-                sender_arn=args.topic_arn,
-                filter_policy=patterns.rendition_filter_policy(rendition.name),
-                max_receive_count=args.max_receive_count,
-            ),
-            opts=child,
-        )
         # The encoder: reads the source, writes outputs/{jobId}/{rendition}.mp4, announces progress and the result.
-        function = LambdaFunction(
-            f"{name}-function",
-            LambdaFunctionArgs(
-                defaults=args.functions,
-                handler=HANDLER,
-                service="transcode",
-                from_image=True,
-                size=args.size,
-                environment={"RENDITION": rendition_to_json(rendition)},
-                queue_arn=self.queue.arn,
-                max_concurrency=args.max_concurrency,
-                grants=(
-                    Grant(("s3:GetObject",), (objects_under(args.uploads_bucket_arn, UPLOAD_PREFIX),)),
-                    # HEAD of an output from an earlier delivery lets a redelivered message skip the encode.
-                    Grant(
-                        ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"),
-                        (objects_under(args.outputs_bucket_arn, OUTPUT_PREFIX),),
-                    ),
-                    # Without ListBucket a missing object reads as AccessDenied instead of NotFound.
-                    Grant(
-                        ("s3:ListBucket",),
-                        (args.uploads_bucket_arn, args.outputs_bucket_arn),
-                        {"StringLike": {"s3:prefix": [f"{UPLOAD_PREFIX}*", f"{OUTPUT_PREFIX}*"]}},
-                    ),
-                    Grant(("events:PutEvents",), (args.bus_arn,)),
-                ),
-            ),
-            opts=child,
+        consumer = consume_fanout(
+            self,
+            name,
+            args,
+            filter_policy=patterns.rendition_filter_policy(rendition.name),
+            handler=HANDLER,
+            service="transcode",
+            environment={"RENDITION": rendition_to_json(rendition)},
+            # Any key under uploads/; ListBucket on both buckets, under their prefixes.
+            grants=worker_grants(args, source_suffix="", list_uploads=True),
         )
+        self.queue = consumer.queue
 
-        self.function_name = function.function_name
+        self.function_name = consumer.function.function_name
         self.register_outputs({"queueUrl": self.queue.url, "functionName": self.function_name})
