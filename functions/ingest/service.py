@@ -224,6 +224,8 @@ FRAME_TIME_FIELDS = ("best_effort_timestamp_time", "pts_time", "pkt_dts_time")
 # ffprobe at debug level names the demuxer that recognised the content, even when it then fails to read it.
 _DETECTED = re.compile(r"Format (?P<name>\S+) probed with size=\d+ and score=(?P<score>\d+)")
 _NOT_ON_WHITELIST = "not on whitelist"
+_IMAGE_DEMUXER_SUFFIX = "_pipe"
+"""ffmpeg names its single-image demuxers `<format>_pipe` (tiff_pipe, bmp_pipe, psd_pipe, ...)."""
 # libavformat's AVPROBE_SCORE_RETRY: at or below it a match is a guess ("misdetection possible").
 _CONFIDENT_SCORE = 25
 
@@ -253,19 +255,28 @@ class ProbedAudio:
     """durationMs, audioCodec, channels, sampleRate, bitRate, formatName, hasAudio, sizeBytes."""
 
 
+def unsupported_image_message(image_format: str) -> str:
+    """What a client reads about an image in a format the pipeline does not take (TIFF, BMP, HEIF, ...)."""
+    accepted = ACCEPTED_IMAGE_FORMATS
+    return (
+        f"the file is a {image_format} image, which is not accepted; images must be "
+        f"{', '.join(accepted[:-1])} or {accepted[-1]}"
+    )
+
+
 def classify_probe_failure(stderr: str) -> UploadRejected:
     """UNSUPPORTED_FORMAT unless an allowed demuxer confidently recognised the content, then CORRUPT_MEDIA."""
     errors = error_lines(stderr)
     detected = _DETECTED.search(stderr)
     name = detected.group("name") if detected else None
     if _NOT_ON_WHITELIST in stderr:
-        return UploadRejected(
-            RejectionCode.UNSUPPORTED_FORMAT,
-            f"the file is in the {name} format, which is not an accepted image, audio or video format"
-            if name
-            else "the file's format is not an accepted image, audio or video format",
-            detail=errors,
-        )
+        if name and name.endswith(_IMAGE_DEMUXER_SUFFIX):  # ffmpeg's image demuxers: tiff_pipe, bmp_pipe, ...
+            message = unsupported_image_message(name.removesuffix(_IMAGE_DEMUXER_SUFFIX).upper())
+        elif name:
+            message = f"the file is in the {name} format, which is not an accepted image, audio or video format"
+        else:
+            message = "the file's format is not an accepted image, audio or video format"
+        return UploadRejected(RejectionCode.UNSUPPORTED_FORMAT, message, detail=errors)
     if detected and int(detected.group("score")) > _CONFIDENT_SCORE and name in PROBE_DEMUXERS:
         kind = "video" if name in ACCEPTED_DEMUXERS else "audio"
         return UploadRejected(
@@ -1178,11 +1189,7 @@ class UploadIngest:
         """An image: its format, its bytes before Pillow reads more than its signature, its pixels before a pixel is
         decoded, then a full decode (the file must be whole)."""
         if image_format not in ACCEPTED_IMAGE_FORMATS:
-            raise UploadRejected(
-                RejectionCode.UNSUPPORTED_FORMAT,
-                f"the file is a {image_format} image, which is not accepted; images must be "
-                f"{', '.join(ACCEPTED_IMAGE_FORMATS[:-1])} or {ACCEPTED_IMAGE_FORMATS[-1]}",
-            )
+            raise UploadRejected(RejectionCode.UNSUPPORTED_FORMAT, unsupported_image_message(image_format))
         limits = self._rules.limits
         check_upload_bytes(MediaType.IMAGE, size_bytes, limits)
         header = self._images.read_header(local)

@@ -125,9 +125,19 @@ def test_ingest_and_api_get_the_limits_from_config(dev: ProgramRun) -> None:
     api = dev.named(FUNCTION, "api-function").inputs["environment"]["variables"]
     assert api["ALLOWED_CONTENT_TYPES"].split(",") == [
         *("video/mp4", "video/quicktime", "video/x-matroska", "video/webm"),
-        *("image/jpeg", "image/png", "image/webp", "image/gif", "image/avif"),
+        *(
+            "image/jpeg",
+            "image/png",
+            "image/webp",
+            "image/gif",
+            "image/avif",
+            "image/jpg",
+            "image/pjpeg",
+            "image/x-png",
+        ),
         *("audio/mpeg", "audio/mp4", "audio/x-m4a", "audio/aac", "audio/wav", "audio/x-wav", "audio/flac"),
-        *("audio/ogg", "audio/opus", "audio/webm"),
+        *("audio/ogg", "audio/opus", "audio/webm", "audio/mp3", "audio/x-aac", "audio/wave", "audio/vnd.wave"),
+        "audio/x-flac",
     ]
     assert (api["MAX_UPLOAD_BYTES"], api["MAX_IMAGE_UPLOAD_BYTES"], api["MAX_AUDIO_UPLOAD_BYTES"]) == (
         ingest["MAX_UPLOAD_BYTES"],

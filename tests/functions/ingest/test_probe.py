@@ -421,3 +421,21 @@ def test_complete_file_passes_the_decode_check(media: MediaLibrary) -> None:
     probed = probe_media(path, size_bytes=path.stat().st_size)
     assert isinstance(probed, ProbedMedia)
     check_decodes_to_end(path, probed)
+
+
+@pytest.mark.parametrize(("demuxer", "image_format"), [("tiff_pipe", "TIFF"), ("bmp_pipe", "BMP")])
+def test_an_image_in_a_format_not_accepted_is_named_in_plain_words(demuxer: str, image_format: str) -> None:
+    """TIFF and BMP have no accepted signature, so ffprobe sees them and names its image demuxer: the client reads
+    the format and what is accepted, not ffmpeg's demuxer name."""
+    stderr = f"""[{demuxer} @ 0x1] [debug] Format {demuxer} probed with size=2048 and score=75
+[{demuxer} @ 0x1] [error] Format not on whitelist '{PROBE_WHITELIST}'
+[error] file:/tmp/ingest-x/source: Invalid argument"""
+
+    rejection = classify_probe_failure(stderr)
+
+    assert rejection.code is RejectionCode.UNSUPPORTED_FORMAT
+    assert rejection.message == (
+        f"the file is a {image_format} image, which is not accepted; images must be JPEG, PNG, WEBP, GIF or AVIF"
+    )
+    assert "_pipe" not in rejection.message
+    assert "not on whitelist" in rejection.detail
