@@ -50,6 +50,8 @@ class Watermark:
                 f"watermarkLogoKey must be an S3 key in the outputs bucket (no leading '/', no '*', '?' or '$', "
                 f"no control characters, at most {_MAX_KEY_BYTES} bytes), got {key!r}"
             )
+        if key and not key.lower().endswith(".png"):
+            raise ValueError(f"watermarkLogoKey must name a PNG (with transparency, drawn as it is), got {key!r}")
         if key.startswith(OUTPUT_PREFIX):
             raise ValueError(
                 f"watermarkLogoKey {key!r} is under {OUTPUT_PREFIX}, which expires after jobRetentionDays: put the "

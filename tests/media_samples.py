@@ -186,6 +186,7 @@ AUDIO_CONTAINERS = {
     "flac": ("flac", "flac"),
     "ogg": ("libopus", "ogg"),
     "webm": ("libopus", "webm"),
+    "aac": ("aac", "adts"),
 }
 """A file extension -> (ffmpeg's encoder, its muxer) for the audio containers the pipeline accepts."""
 

@@ -48,7 +48,7 @@ class RenditionView(BaseModel):
     contentType: str | None
     url: str | None = Field(description="A short-lived download link, once the rendition is COMPLETED.")
     error: ErrorView | None
-    reason: str | None = Field(description="Why a SKIPPED rendition was skipped.")
+    reason: str | None = Field(description="Why a rendition was skipped, or kept below its planned size.")
 
 
 class WebhookFailureView(BaseModel):
@@ -76,7 +76,7 @@ class JobView(BaseModel):
         description="Video renditions, image derivatives, or an audio upload's AAC rendition and waveform PNG."
     )
     image: ImageMetadata | None = Field(
-        default=None, description="An image's metadata (never its location), once read; absent for other media."
+        default=None, description="An image's metadata (never its location), once read; null for other media."
     )
     error: ErrorView | None
     webhookFailures: list[WebhookFailureView]

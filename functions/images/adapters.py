@@ -399,8 +399,11 @@ class PillowCodec:
             orientation = exif.get(ExifTags.Base.Orientation, 1)
             width, height = display_size(image.size, orientation if isinstance(orientation, int) else 1)
             details = exif.get_ifd(ExifTags.IFD.Exif)
+            if image.format == "MPO":
+                # Phones' JPEGs carrying a preview or depth map: Pillow calls them MPO; ingest took them as JPEG stills.
+                frames = 1
             return ImageMetadata(
-                format=str(image.format),
+                format="JPEG" if image.format == "MPO" else str(image.format),
                 width=width,
                 height=height,
                 frames=max(1, int(frames)),

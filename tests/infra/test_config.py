@@ -122,6 +122,7 @@ def test_adding_a_rendition_adds_one_queue_one_dlq_one_subscription_and_one_func
         ({"watermarkLogoKey": "logos/*.png"}, r"no '\*', '\?' or '\$'"),
         ({"watermarkLogoKey": "logos/${aws:username}.png"}, "must be an S3 key in the outputs bucket"),
         ({"watermarkLogoKey": "/logo.png"}, "no leading '/'"),
+        ({"watermarkLogoKey": "logos/brand.jpg"}, "must name a PNG"),
         ({"loudnessTargetLufs": 0}, "loudnessTargetLufs must be -70 to -5"),
         ({"loudnessTargetLufs": -80}, "loudnessTargetLufs must be -70 to -5"),
         ({"audioBitrateKbps": 8}, "audioBitrateKbps must be 32-320"),

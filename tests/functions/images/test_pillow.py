@@ -172,3 +172,15 @@ def test_a_derivative_of_a_rotated_photo_reads_back_at_its_size(tmp_path: Path) 
 
     assert (encoded.width, encoded.height) == (240, 320)
     assert Image.open(io.BytesIO(encoded.data)).size == (240, 320)
+
+
+def test_a_phone_jpeg_with_a_depth_map_reads_as_a_one_frame_jpeg(tmp_path: Path) -> None:
+    """Phones append previews and depth maps (the Multi-Picture Format, Pillow's MPO); ingest takes them as JPEG stills,
+    and the metadata says the same."""
+    path = tmp_path / "phone.jpg"
+    photo, depth_map = Image.new("RGB", (640, 480), (200, 30, 30)), Image.new("L", (160, 120), 128)
+    photo.save(path, "MPO", save_all=True, append_images=[depth_map])
+
+    metadata = PillowCodec().read_metadata(path, max_pixels=50_000_000, max_bytes=50 * 1024 * 1024)
+
+    assert (metadata.format, metadata.frames, metadata.width, metadata.height) == ("JPEG", 1, 640, 480)
