@@ -101,14 +101,13 @@ def consume_fanout(
 def worker_grants(
     settings: WorkerSettings,
     *,
-    source_suffix: str = UPLOAD_SUFFIX,
     multipart: bool = True,
     list_uploads: bool = False,
 ) -> list[Grant]:
     """A media worker's grants: read the upload, write (and HEAD) outputs/*, ListBucket, announce on the bus.
 
-    `source_suffix`: the upload object itself (`uploads/*/source`), never another key of the uploads bucket (submit's
-    validated copies); "" for every key under uploads/. `multipart`: the worker may abort a multipart upload (an output
+    The upload object itself (`uploads/*/source`) is the only key of the uploads bucket it reads, never submit's
+    validated copies beside it. `multipart`: the worker may abort a multipart upload (an output
     over 8 MiB is uploaded in parts, which a failed upload aborts rather than leaving them for the lifecycle rule).
     `list_uploads`: ListBucket on both buckets, conditioned on the uploads/ and outputs/ prefixes, instead of on the
     outputs bucket alone."""
@@ -127,7 +126,7 @@ def worker_grants(
         # reads.
         listing = Grant(("s3:ListBucket",), (outputs,))
     return [
-        Grant(("s3:GetObject",), (objects_under(uploads, UPLOAD_PREFIX, source_suffix),)),
+        Grant(("s3:GetObject",), (objects_under(uploads, UPLOAD_PREFIX, UPLOAD_SUFFIX),)),
         # Writes outputs/{jobId}/...; GetObject also authorises the HEAD that lets a redelivered unit re-announce its
         # output instead of making it again.
         Grant(output_actions, (objects_under(outputs, OUTPUT_PREFIX),)),

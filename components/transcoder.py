@@ -64,7 +64,7 @@ class Transcoder(pulumi.ComponentResource):
             service="transcode",
             environment={"RENDITION": rendition_to_json(rendition)},
             # Any key under uploads/; ListBucket on both buckets, under their prefixes.
-            grants=worker_grants(args, source_suffix="", list_uploads=True),
+            grants=worker_grants(args, list_uploads=True),
         )
         self.queue = consumer.queue
 

@@ -81,7 +81,8 @@ def test_transcoders_read_uploads_write_and_check_outputs_and_publish_to_the_bus
     for name in ("480p", "720p", "1080p"):
         queue = with_480p.named(QUEUE, f"transcode-{name}-queue").outputs["arn"]
         assert _grants(with_480p, f"transcode-{name}-function") == {
-            "s3:GetObject": {f"{uploads}/uploads/*", f"{outputs}/outputs/*"},
+            # The upload itself (uploads/{jobId}/source), never submit's validated copies beside it.
+            "s3:GetObject": {f"{uploads}/uploads/*/source", f"{outputs}/outputs/*"},
             "s3:ListBucket": {uploads, outputs},
             "s3:PutObject": {f"{outputs}/outputs/*"},
             "s3:AbortMultipartUpload": {f"{outputs}/outputs/*"},
