@@ -34,7 +34,6 @@ from functions.contracts.jobs import (
     WebhookFailureEntry,
 )
 
-Job = JobRecord
 # A pure change to a job: the new record, or None when it does not apply. JobsTable.change writes the result.
 Transition = Callable[[JobRecord], JobRecord | None]
 
@@ -60,10 +59,6 @@ def can_move_job(current: str, target: str) -> bool:
 
 def can_move_rendition(current: str, target: str) -> bool:
     return RenditionStatus(target) in RENDITION_TRANSITIONS.get(RenditionStatus(current), frozenset())
-
-
-def is_terminal(job: JobRecord) -> bool:
-    return job.is_terminal
 
 
 def new_job(
@@ -372,11 +367,6 @@ def apply_in_order(job: JobRecord, transitions: Iterable[Transition]) -> JobReco
         if changed is not None:
             current, applied = changed, True
     return current if applied else None
-
-
-def renditions_in_order(job: JobRecord) -> list[RenditionRecord]:
-    """The job's renditions in plan order (a DynamoDB map does not keep the order it was written in)."""
-    return job.renditions_in_order()
 
 
 def open_rendition_names(job: JobRecord) -> list[str]:

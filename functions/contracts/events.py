@@ -130,7 +130,7 @@ class JobAccepted(EventDetail):
 
     @classmethod
     def of(cls, job: JobRecord) -> JobAccepted:
-        queued = [r.name for r in job.renditions_in_order() if r.status == RenditionStatus.QUEUED]
+        queued = [r.name for r in job.queued_renditions()]
         return cls(job_id=job.jobId, owner_id=job.ownerId, engine=job.engine, renditions=queued)
 
 

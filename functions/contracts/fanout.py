@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import BaseModel, ConfigDict, Field, Json, model_validator
 
 from functions.common.renditions import Rendition
-from functions.contracts.jobs import JobRecord, Probe, RenditionRecord, RenditionStatus
+from functions.contracts.jobs import JobRecord, Probe
 from functions.contracts.media import MediaType, UnitKind
 
 
@@ -78,7 +78,7 @@ class FanOutMessage(BaseModel):
             source=SourceObject(bucket=bucket, key=key, etag=etag or None),
             probe=job.probe,
             renditions=[
-                PlannedRendition.model_validate(r.model_dump(exclude_none=True)) for r in queued_renditions(job)
+                PlannedRendition.model_validate(r.model_dump(exclude_none=True)) for r in job.queued_renditions()
             ],
         )
 
@@ -108,10 +108,6 @@ class FanOutMessage(BaseModel):
             "engine": {"DataType": "String", "StringValue": self.engine},
             "renditions": {"DataType": "String.Array", "StringValue": json.dumps([r.name for r in self.renditions])},
         }
-
-
-def queued_renditions(job: JobRecord) -> list[RenditionRecord]:
-    return [r for r in job.renditions_in_order() if r.status == RenditionStatus.QUEUED]
 
 
 class FanOutQueueRecord(SqsRecordModel):

@@ -129,7 +129,7 @@ def webhook_failures_view(job: JobRecord) -> list[WebhookFailureView]:
 
 def rendition_view(rendition: RenditionRecord, download_url: DownloadUrl) -> RenditionView:
     """One rendition; `url` only once it is COMPLETED, `reason` says why a SKIPPED one was skipped."""
-    completed = rendition.status == RenditionStatus.COMPLETED and rendition.key
+    completed_key = rendition.key if rendition.status == RenditionStatus.COMPLETED else None
     return RenditionView(
         name=rendition.name,
         status=rendition.status,
@@ -139,7 +139,7 @@ def rendition_view(rendition: RenditionRecord, download_url: DownloadUrl) -> Ren
         durationMs=rendition.durationMs,
         bytes=rendition.bytes,
         contentType=rendition.contentType,
-        url=download_url(rendition.key) if completed and rendition.key else None,
+        url=download_url(completed_key) if completed_key else None,
         error=_error_view(rendition.error),
         reason=rendition.reason,
     )

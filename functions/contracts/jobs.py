@@ -227,3 +227,7 @@ class JobRecord(_Record):
     def renditions_in_order(self) -> list[RenditionRecord]:
         """The renditions in plan order."""
         return sorted(self.renditions.values(), key=lambda r: (r.order, r.name))
+
+    def queued_renditions(self) -> list[RenditionRecord]:
+        """The renditions waiting for their worker, in plan order: what the fan-out sends and `Job Accepted` lists."""
+        return [r for r in self.renditions_in_order() if r.status == RenditionStatus.QUEUED]

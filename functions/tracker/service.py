@@ -44,7 +44,7 @@ from functions.contracts.events import (
     RenditionProgress,
     outcome_event,
 )
-from functions.contracts.jobs import ImageMetadata, JobRecord, JobStatus, RenditionStatus
+from functions.contracts.jobs import ImageMetadata, JobRecord, JobStatus
 from functions.contracts.media import UnitKind
 from functions.contracts.mediaconvert import UserMetadata
 from functions.tracker.settings import TrackerSettings
@@ -288,7 +288,7 @@ def start_all(job: JobRecord, *, now: int) -> JobRecord | None:
     """PROGRESSING: MediaConvert started the job, so every QUEUED rendition is being worked on."""
     if not _is_mediaconvert_job(job):
         return None
-    queued = [r.name for r in job.renditions_in_order() if r.status == RenditionStatus.QUEUED]
+    queued = [r.name for r in job.queued_renditions()]
     return job_state.apply_in_order(job, [partial(job_state.start_rendition, name=n, now=now) for n in queued])
 
 

@@ -361,7 +361,7 @@ def test_the_reported_failure_is_the_first_in_plan_order_whatever_the_map_order(
     job = must(job_state.fail_rendition(job, name="720p", code="TRANSCODE_FAILED", message="a", now=NOW + 6))
     assert job.error == ErrorInfo(code="TRANSCODE_FAILED", message="720p: a")
     job.renditions = dict(reversed(list(job.renditions.items())))
-    assert job_state.renditions_in_order(job)[0].name == "720p"
+    assert job.renditions_in_order()[0].name == "720p"
 
 
 def test_a_completed_rendition_cannot_fail_later_nor_complete_twice() -> None:
@@ -427,7 +427,7 @@ def test_a_job_without_a_deadline_is_left_alone() -> None:
 @pytest.mark.parametrize("make", [completed, failed, rejected, expired])
 def test_terminal_jobs_are_immune_to_every_transition(make: Callable[[], JobRecord]) -> None:
     job = make()
-    assert job_state.is_terminal(job)
+    assert job.is_terminal
     for name, transition in every_transition(NOW + 1000).items():
         assert transition(job) is None, name
 
@@ -609,7 +609,7 @@ def test_random_event_streams_only_ever_move_forward(seed: int) -> None:
             continue
         if job.status in JOB_RANK and changed.status in JOB_RANK:
             assert JOB_RANK[changed.status] >= JOB_RANK[job.status]
-        assert not job_state.is_terminal(job), f"{name} changed a terminal job"
+        assert not job.is_terminal, f"{name} changed a terminal job"
         for rendition_name, before in job.renditions.items():
             after = changed.renditions[rendition_name]
             if before.status in TERMINAL_RENDITION_STATUSES:

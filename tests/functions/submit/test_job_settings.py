@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from functions.common import job_state
 from functions.common.renditions import DEFAULT_RENDITIONS, Rendition
 from functions.contracts.fanout import EncodePlan, FanOutMessage
 from functions.contracts.jobs import JobRecord, ObjectLocation
@@ -301,7 +300,7 @@ def test_a_complete_event_built_from_the_settings_completes_every_rendition(conf
             plan.height,
             "mediaconvert",
         )
-    assert {r.name for r in job_state.renditions_in_order(done) if r.status == "COMPLETED"} == {p.name for p in plans}
+    assert {r.name for r in done.renditions_in_order() if r.status == "COMPLETED"} == {p.name for p in plans}
 
 
 def test_thumbnails_and_hls_variants_are_not_taken_for_renditions() -> None:
