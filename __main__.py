@@ -10,6 +10,7 @@ import pulumi_aws as aws
 
 from components.api import Api, ApiArgs
 from components.audio import LOUDNESS_RANGE_LUFS, Audio, AudioArgs
+from components.cdn import PRICE_CLASSES, Cdn, CdnArgs, signing_public_key
 from components.encryption_key import EncryptionKey, EncryptionKeyArgs
 from components.event_bus import EventBus, EventBusArgs
 from components.function import MIB, FunctionDefaults, FunctionSize, ZipCode, scratch_space_mb
@@ -20,11 +21,13 @@ from components.lambda_runtime import load_lambda_runtime
 from components.media_image import MediaImage, MediaImageArgs
 from components.mediaconvert import MediaConvert, MediaConvertArgs
 from components.observability import Observability, ObservabilityArgs
+from components.packager import Packager, PackagerArgs
 from components.patterns import OUTPUT_PREFIX, UPLOAD_PREFIX
 from components.secure_bucket import Expiry, SecureBucket, SecureBucketArgs
 from components.tracker import Tracker, TrackerArgs
 from components.transcoder import Transcoder, TranscoderArgs
 from components.webhooks import Webhooks, WebhooksArgs
+from functions.common.playback_links import parse_base_url
 from functions.common.renditions import parse_renditions, renditions_to_json
 from functions.common.ssrf import parse_allowed_networks
 from functions.ingest.service import parse_image_derivatives
@@ -39,7 +42,8 @@ LOG_RETENTION_DAYS = frozenset(
 METRICS_NAMESPACE = "MediaPipeline"
 # Pulumi.yaml's default issuer: a stack deployed with it refuses every token, so it must be set per stack.
 PLACEHOLDER_JWT_ISSUER = "https://issuer.media-pipeline.invalid/"
-QUEUE_CONSUMERS = ("ingest", "transcode", "submit", "images", "audio", "webhooks")
+CDN_KEY_COMMAND = "openssl genrsa 2048 | pulumi config set --secret media-pipeline:cdnPrivateKey --"
+QUEUE_CONSUMERS = ("ingest", "transcode", "submit", "images", "audio", "packager", "webhooks")
 AUDIO_BITRATES_KBPS = (32, 320)  # AAC-LC stereo: below 32 kbit/s it is unusable, above 320 nothing is gained
 # A decoded image takes 4 bytes a pixel (RGBA), and a derivative or a mode conversion is a second copy.
 DECODED_BYTES_PER_PIXEL = 4 * 2
@@ -77,6 +81,11 @@ processing_deadline_seconds = config.require_int("processingDeadlineSeconds")
 jwt_issuer = config.require("jwtIssuer")
 jwt_audience = config.require("jwtAudience")
 cors_allowed_origins = tuple(config.require_object("corsAllowedOrigins"))
+cdn_private_key = config.require_secret("cdnPrivateKey")
+cdn_base_url = config.require("cdnBaseUrl")
+cdn_price_class = config.require("cdnPriceClass")
+playlist_cache_seconds = config.require_int("playlistCacheSeconds")
+segment_cache_seconds = config.require_int("segmentCacheSeconds")
 log_retention_days = config.require_int("logRetentionDays")
 log_level = config.require("logLevel")
 ingest_timeout_seconds = config.require_int("ingestTimeoutSeconds")
@@ -87,6 +96,9 @@ images_timeout_seconds = config.require_int("imagesTimeoutSeconds")
 images_memory_mb = config.require_int("imagesMemoryMb")
 audio_timeout_seconds = config.require_int("audioTimeoutSeconds")
 audio_memory_mb = config.require_int("audioMemoryMb")
+packager_timeout_seconds = config.require_int("packagerTimeoutSeconds")
+packager_memory_mb = config.require_int("packagerMemoryMb")
+thumbnail_interval_seconds = config.require_int("thumbnailIntervalSeconds")
 api_burst_limit = config.require_int("apiThrottlingBurstLimit")
 api_rate_limit = config.require_int("apiThrottlingRateLimit")
 queue_age_alarm_seconds = config.require_int("queueAgeAlarmSeconds")
@@ -109,6 +121,34 @@ if not jwt_issuer.startswith("https://"):
     raise ValueError(
         f"media-pipeline:jwtIssuer must be an https:// URL (API Gateway fetches its keys), got {jwt_issuer!r}"
     )
+# The signing key is refused before anything is declared when it is unset (Pulumi.yaml's empty default), in plain text
+# in the stack file, or not a key CloudFront takes. It is read in plain only here, to check it and derive its public
+# half; every resource it reaches gets `cdn_private_key`, the secret.
+if not pulumi.runtime.is_config_secret(config.full_key("cdnPrivateKey")):
+    raise ValueError(
+        "media-pipeline:cdnPrivateKey must be set, as a secret: playback links are signed with it and CloudFront "
+        f"verifies them with its public half. Generate one with `{CDN_KEY_COMMAND}`"
+    )
+try:
+    cdn_public_key = signing_public_key(config.require("cdnPrivateKey"))
+except ValueError as err:
+    raise ValueError(f"media-pipeline:cdnPrivateKey {err}: generate one with `{CDN_KEY_COMMAND}`") from None
+if cdn_base_url:
+    try:
+        cdn_base_url = parse_base_url(cdn_base_url)
+    except ValueError as err:
+        raise ValueError(f"media-pipeline:cdnBaseUrl {err}") from err
+if cdn_price_class not in PRICE_CLASSES:
+    raise ValueError(f"cdnPriceClass must be one of {PRICE_CLASSES}, got {cdn_price_class!r}")
+if not 1 <= segment_cache_seconds <= job_retention_days * 86_400:
+    raise ValueError(
+        f"segmentCacheSeconds must be 1 to jobRetentionDays ({job_retention_days}) in seconds, so edges do not keep "
+        f"outputs the bucket has expired, got {segment_cache_seconds}"
+    )
+if not 0 <= playlist_cache_seconds <= segment_cache_seconds:
+    raise ValueError(
+        f"playlistCacheSeconds must be 0 to segmentCacheSeconds ({segment_cache_seconds}), got {playlist_cache_seconds}"
+    )
 if not isinstance(max_concurrency, dict) or set(max_concurrency) != set(QUEUE_CONSUMERS):
     raise ValueError(
         f"media-pipeline:maxConcurrency must name exactly {list(QUEUE_CONSUMERS)}, got {max_concurrency!r}"
@@ -123,12 +163,12 @@ if engine not in ENGINES:
     raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
 if log_retention_days not in LOG_RETENTION_DAYS:
     raise ValueError(f"logRetentionDays must be one of {sorted(LOG_RETENTION_DAYS)}, got {log_retention_days}")
-if processing_deadline_seconds <= ingest_timeout_seconds + max(
+if processing_deadline_seconds <= ingest_timeout_seconds + packager_timeout_seconds + max(
     transcode_timeout_seconds, images_timeout_seconds, audio_timeout_seconds
 ):
     raise ValueError(
         "processingDeadlineSeconds must exceed ingestTimeoutSeconds plus the longest of transcodeTimeoutSeconds, "
-        "imagesTimeoutSeconds and audioTimeoutSeconds"
+        "imagesTimeoutSeconds and audioTimeoutSeconds, plus packagerTimeoutSeconds"
     )
 if not isinstance(allowed_content_types, list) or not all(
     isinstance(t, str) and "/" in t for t in allowed_content_types
@@ -180,8 +220,35 @@ uploads = SecureBucket(
 )
 outputs = SecureBucket(
     "outputs",
-    SecureBucketArgs(expirations=(Expiry(OUTPUT_PREFIX, job_retention_days),), force_destroy=force_destroy_buckets),
+    SecureBucketArgs(
+        expirations=(Expiry(OUTPUT_PREFIX, job_retention_days),),
+        force_destroy=force_destroy_buckets,
+        readers_follow=True,  # the CDN, below
+    ),
 )
+
+# Playback: CloudFront over outputs/, the outputs bucket's only reader, serving links signed with the stack's key.
+cdn = Cdn(
+    "cdn",
+    CdnArgs(
+        bucket_arn=outputs.arn,
+        bucket_domain_name=outputs.regional_domain_name,
+        private_key_pem=cdn_private_key,
+        public_key_pem=cdn_public_key,
+        cors_allowed_origins=cors_allowed_origins,
+        playlist_cache_seconds=playlist_cache_seconds,
+        segment_cache_seconds=segment_cache_seconds,
+        price_class=cdn_price_class,
+        base_url=cdn_base_url,
+    ),
+)
+outputs.admit_readers(cdn.bucket_policy_statements)
+# What a function that signs playback links gets (functions/common/playback_links.py); the key stays in the secret.
+cdn_signing = {
+    "CDN_BASE_URL": cdn.base_url,
+    "CDN_KEY_PAIR_ID": cdn.key_pair_id,
+    "CDN_PRIVATE_KEY_SECRET_ARN": cdn.secret_arn,
+}
 store = JobStore("jobs", JobStoreArgs())
 # The bus was the JobStore's child (`jobs-bus`) until it got a component of its own: the same name and the alias to
 # its old parent keep a deployed stack's bus.
@@ -332,6 +399,26 @@ audio = Audio(
         max_receive_count=max_receive_count,
     ),
 )
+# A video job's HLS ladder, poster and thumbnails, once its renditions (of either engine) all settled: /tmp holds every
+# rendition, at most its bitrate cap for the longest accepted input, and their segments.
+ladder_bytes_per_second = sum(r.maxVideoBitrateKbps + r.audioBitrateKbps for r in renditions) * 1000 // 8
+packager = Packager(
+    "packager",
+    PackagerArgs(
+        functions=functions,
+        bus_name=bus.bus_name,
+        bus_arn=bus.bus_arn,
+        outputs_bucket_arn=outputs.arn,
+        size=FunctionSize(
+            packager_timeout_seconds,
+            packager_memory_mb,
+            scratch_space_mb(ladder_bytes_per_second * max_duration_seconds, copies=2),
+        ),
+        max_concurrency=max_concurrency["packager"],
+        thumbnail_interval_seconds=thumbnail_interval_seconds,
+        max_receive_count=max_receive_count,
+    ),
+)
 # Jobs ingest routes to MediaConvert (README, "Engines: Lambda or MediaConvert"): deployed whatever the engine
 # setting, so a stack can switch engines with a config change and no job is ever routed to a missing consumer.
 mediaconvert = MediaConvert(
@@ -351,7 +438,11 @@ webhooks = Webhooks(
     "webhooks",
     WebhooksArgs(
         functions=functions.with_environment(
-            {"DOWNLOAD_URL_TTL_SECONDS": str(download_url_ttl_seconds), "JOB_RETENTION_DAYS": str(job_retention_days)}
+            {
+                "DOWNLOAD_URL_TTL_SECONDS": str(download_url_ttl_seconds),
+                "JOB_RETENTION_DAYS": str(job_retention_days),
+                **cdn_signing,
+            }
         ),
         bus_name=bus.bus_name,
         jobs_table_arn=store.table_arn,
@@ -360,6 +451,7 @@ webhooks = Webhooks(
         retry_schedule=webhook_retry_schedule,
         allowed_addresses=webhook_allowed_addresses,
         max_receive_count=max_receive_count,
+        extra_grants=(cdn.read_key_grant,),
     ),
 )
 # The SSRF allow-list is passed only when set (a local cloud's receivers): an empty variable would be noise.
@@ -382,6 +474,7 @@ api = Api(
                 "WEBHOOK_DELIVERIES_TABLE": webhooks.deliveries_table_name,
                 "WEBHOOK_SECRET_OVERLAP_SECONDS": str(webhook_secret_overlap_seconds),
                 **webhook_allow_list,
+                **cdn_signing,
             }
         ),
         jwt_issuer=jwt_issuer,
@@ -393,7 +486,7 @@ api = Api(
         outputs_bucket_arn=outputs.arn,
         table_arn=store.table_arn,
         owner_index_arn=store.owner_index_arn,
-        extra_grants=webhooks.management_grants,
+        extra_grants=(*webhooks.management_grants, cdn.read_key_grant),
         reserved_concurrency=api_reserved_concurrency or None,
     ),
 )
@@ -401,7 +494,7 @@ api = Api(
 work_queues = (
     {"ingest": ingest.queue}
     | {f"transcode-{name}": t.queue for name, t in transcoders.items()}
-    | {"images": images.queue, "audio": audio.queue}
+    | {"images": images.queue, "audio": audio.queue, "packager": packager.queue}
     | {"mediaconvert": mediaconvert.queue, "webhooks": webhooks.queue}
 )
 observability = Observability(
@@ -413,7 +506,7 @@ observability = Observability(
         | {"tracker": tracker.dlq_name},
         functions={"api": api.function_name, "ingest": ingest.function_name, "tracker": tracker.function_name}
         | {f"transcode-{name}": t.function_name for name, t in transcoders.items()}
-        | {"images": images.function_name, "audio": audio.function_name}
+        | {"images": images.function_name, "audio": audio.function_name, "packager": packager.function_name}
         | {"mediaconvert-submit": mediaconvert.function_name, "webhooks": webhooks.function_name},
         api_id=api.api_id,
         topic_key_arn=topic_key.arn,
@@ -427,6 +520,9 @@ observability = Observability(
 pulumi.export("apiUrl", api.url)
 pulumi.export("uploadsBucket", uploads.bucket_name)
 pulumi.export("outputsBucket", outputs.bucket_name)
+pulumi.export("cdnDomainName", cdn.domain_name)
+pulumi.export("cdnBaseUrl", cdn.base_url)
+pulumi.export("cdnDistributionId", cdn.distribution_id)
 pulumi.export("jobsTable", store.table_name)
 pulumi.export("eventBusName", bus.bus_name)
 pulumi.export("validatedTopicArn", ingest.topic_arn)
@@ -434,6 +530,7 @@ pulumi.export("ingestQueueUrl", ingest.queue.url)
 pulumi.export("transcodeQueueUrls", {name: t.queue.url for name, t in transcoders.items()})
 pulumi.export("imagesQueueUrl", images.queue.url)
 pulumi.export("audioQueueUrl", audio.queue.url)
+pulumi.export("packagerQueueUrl", packager.queue.url)
 pulumi.export("mediaconvertQueueUrl", mediaconvert.queue.url)
 pulumi.export("mediaconvertJobQueueArn", mediaconvert.mediaconvert_queue_arn)
 pulumi.export(

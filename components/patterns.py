@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from functions.contracts.events import SOURCE, TRACKED_DETAIL_TYPES
+from functions.contracts.events import SOURCE, TRACKED_DETAIL_TYPES, DetailType
 from functions.contracts.media import MediaType
 from functions.contracts.webhooks import EVENT_TYPES as WEBHOOK_EVENT_TYPES
 
@@ -43,6 +43,12 @@ def audio_filter_policy() -> dict[str, list[str]]:
 def pipeline_events_pattern() -> dict[str, Any]:
     """The tracker's rule on the custom bus: the pipeline's own rendition events."""
     return {"source": [SOURCE], "detail-type": [str(detail_type) for detail_type in TRACKED_DETAIL_TYPES]}
+
+
+def packaging_requests_pattern() -> dict[str, Any]:
+    """The packager's rule on the custom bus: the tracker's `Packaging Requested`, once a video job's renditions
+    all settled."""
+    return {"source": [SOURCE], "detail-type": [str(DetailType.PACKAGING_REQUESTED)]}
 
 
 def job_outcomes_pattern() -> dict[str, Any]:

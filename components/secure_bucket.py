@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-from pulumi import Output, ResourceOptions
+from pulumi import Input, Output, ResourceOptions
 
 from components import policies
 
@@ -38,6 +40,9 @@ class SecureBucketArgs:
     """KMS key for `aws:kms`; the AWS-managed key when unset."""
     force_destroy: bool = False
     """Let `pulumi destroy` delete a bucket that still holds objects."""
+    readers_follow: bool = False
+    """A reader declared after the bucket (a CDN, whose ARN its statement names) is admitted with `admit_readers`,
+    which then creates the bucket's policy and must be called exactly once."""
 
 
 class SecureBucket(pulumi.ComponentResource):
@@ -47,6 +52,8 @@ class SecureBucket(pulumi.ComponentResource):
     """Bucket name."""
     arn: Output[str]
     """Bucket ARN."""
+    regional_domain_name: Output[str]
+    """The bucket's regional endpoint host (`{bucket}.s3.{region}.amazonaws.com`), a CDN origin's domain name."""
 
     def __init__(self, name: str, args: SecureBucketArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("media-pipeline:index:SecureBucket", name, None, opts)
@@ -90,13 +97,11 @@ class SecureBucket(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        # TLS only. Applied after the public access block so S3 never sees a policy without it.
-        aws.s3.BucketPolicy(
-            f"{name}-policy",
-            bucket=bucket.id,
-            policy=bucket.arn.apply(lambda arn: json.dumps(policies.deny_insecure_transport(arn))),
-            opts=ResourceOptions(parent=self, depends_on=[public_access]),
-        )
+        # The bucket's one policy: TLS only, plus the readers a caller admits (a bucket has a single policy document).
+        self._name, self._bucket, self._public_access = name, bucket, public_access
+        self._policy_pending = args.readers_follow
+        if not args.readers_follow:
+            self._create_policy([])
         # Expire what nobody needs any more, and never pay for abandoned multipart uploads.
         rules = [
             aws.s3.BucketLifecycleConfigurationRuleArgs(
@@ -137,4 +142,34 @@ class SecureBucket(pulumi.ComponentResource):
 
         self.bucket_name = bucket.bucket
         self.arn = bucket.arn
+        self.regional_domain_name = bucket.bucket_regional_domain_name
         self.register_outputs({"bucketName": self.bucket_name, "arn": self.arn})
+
+    def admit_readers(self, statements: Input[Sequence[Mapping[str, Any]]]) -> None:
+        """Create the bucket's policy with Allow statements (e.g. CloudFront reading `outputs/*` for one distribution)
+        beside the TLS-only deny. Once, and only for a bucket declared with `readers_follow`."""
+        if not self._policy_pending:
+            raise ValueError(f"{self._name}: readers are admitted once, to a bucket declared with readers_follow=True")
+        self._policy_pending = False
+        self._create_policy(statements)
+
+    def _create_policy(self, readers: Input[Sequence[Mapping[str, Any]]]) -> None:
+        # A policy whose statements wait for a later resource would hold the whole program open if anything failed
+        # before they came, so the policy itself is created once they are known. Applied after the public access
+        # block, so S3 never sees a policy without it.
+        aws.s3.BucketPolicy(
+            f"{self._name}-policy",
+            bucket=self._bucket.id,
+            policy=Output.all(self._bucket.arn, readers).apply(lambda values: json.dumps(bucket_policy(*values))),
+            opts=ResourceOptions(parent=self, depends_on=[self._public_access]),
+        )
+
+
+def bucket_policy(bucket_arn: str, readers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The TLS-only deny, then the admitted readers' statements, which may only allow."""
+    document = policies.deny_insecure_transport(bucket_arn)
+    for statement in readers:
+        if statement.get("Effect") != "Allow" or statement.get("Principal") == "*":
+            raise ValueError(f"a bucket reader statement must allow a named principal, got {statement!r}")
+    document["Statement"] += [dict(statement) for statement in readers]
+    return document

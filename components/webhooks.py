@@ -62,6 +62,8 @@ class WebhooksArgs:
     """Queue messages per invocation (their attempts run side by side)."""
     max_event_age_seconds: int = 86_400
     """How long EventBridge keeps retrying to queue a job outcome before it goes to the DLQ."""
+    extra_grants: tuple[Grant, ...] = ()
+    """What the function may do beyond its tables, queues and outputs, e.g. read the CDN signing key."""
 
 
 class Webhooks(pulumi.ComponentResource):
@@ -181,6 +183,7 @@ class Webhooks(pulumi.ComponentResource):
                     Grant(("s3:GetObject",), (objects_under(args.outputs_bucket_arn, patterns.OUTPUT_PREFIX),)),
                     Grant(("sqs:SendMessage", "sqs:ChangeMessageVisibility"), (self.queue.arn,)),
                     Grant(("sqs:SendMessage",), (self.queue.dlq_arn,)),
+                    *args.extra_grants,
                 ),
             ),
             opts=child,

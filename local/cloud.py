@@ -1,4 +1,5 @@
-"""The local cloud: the emulator, the program's resources in it, function workers, event sources, the HTTP API.
+"""The local cloud: the emulator, the program's resources in it, function workers, event sources, the HTTP API, the
+CDN.
 
 Everything is derived from the deployment the engine returns; nothing about the pipeline's wiring is known here.
 """
@@ -19,6 +20,9 @@ from typing import Any, TextIO
 
 from components.lambda_runtime import PINS, load_lambda_runtime
 from local.artifacts.builder import ArtifactBuilder, ArtifactError
+from local.cdn.distribution import DistributionConfigError, load_distribution
+from local.cdn.server import LocalCdn
+from local.cdn.signed_requests import load_or_create_private_key
 from local.engine.deployment import Deployment, ResourceType
 from local.engine.emulator import Emulator
 from local.engine.program import evaluate_program
@@ -53,6 +57,8 @@ class CloudOptions:
     stack: str = "dev"
     state_dir: Path | None = None
     port: int = 0
+    cdn_port: int = 0
+    """Where the program's CloudFront distribution is served on 127.0.0.1 (default: a free port)."""
     layers: list[Path] | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     time_scale: float = 0.01
@@ -78,6 +84,16 @@ def program_pins(project_dir: Path) -> Path:
     """The runtime and layer pins of the program being run (a copy of this project has its own), else this one's."""
     own = project_dir / "components" / PINS.name
     return own if own.exists() else PINS
+
+
+SUPPLIED_SECRETS = frozenset({"cdnPrivateKey"})
+
+
+def supplied_config(state: Path, cdn_endpoint: str) -> dict[str, str]:
+    """The stack config the local cloud supplies for itself, as a deployed stack's own config holds it: the key its
+    CDN trusts (`cdnPrivateKey`, generated once per state directory, a secret as `pulumi config set --secret` makes
+    it) and where the CDN serves (`cdnBaseUrl`). A layer or `--config` still wins (and cdnPrivateKey stays a secret)."""
+    return {"cdnPrivateKey": load_or_create_private_key(state), "cdnBaseUrl": cdn_endpoint}
 
 
 def free_port() -> int:
@@ -119,11 +135,13 @@ class LocalCloud:
         self.deployment: Deployment | None = None
         self.runtimes = Runtimes()
         self.gateway: HttpApiGateway | None = None
+        self.cdn: LocalCdn | None = None
         self.mediaconvert: MediaConvertStandIn | None = None
         self.sources: list[SqsEventSource] = []
         self.deliveries: list[AsyncDeliveryLoop] = []
         self.schedules: ScheduleRunner | None = None
         self.api_url = ""
+        self.cdn_url = ""
         self.token_settings: AuthorizerSettings | None = None
         self.signing_key: SigningKey | None = None
         self._echo = echo
@@ -140,12 +158,21 @@ class LocalCloud:
         _refuse_if_in_use(state)
         for stale in (OUTPUTS_FILE, WORKERS_FILE):
             (state / stale).unlink(missing_ok=True)
-        config = load_stack_config(options.project_dir, options.stack, options.config_layers(), options.overrides)
-        self.emulator = Emulator(region=config.values.get("aws:region", "us-east-1"))
-        self.emulator.start()
         port = options.port or free_port()
         endpoint = f"http://127.0.0.1:{port}"
-        self.deployment = evaluate_program(options.project_dir, config, self.emulator, endpoint)
+        cdn_port = options.cdn_port or free_port()
+        cdn_endpoint = f"http://127.0.0.1:{cdn_port}"
+        config = load_stack_config(
+            options.project_dir,
+            options.stack,
+            options.config_layers(),
+            options.overrides,
+            supplied=supplied_config(state, cdn_endpoint),
+            supplied_secrets=SUPPLIED_SECRETS,
+        )
+        self.emulator = Emulator(region=config.values.get("aws:region", "us-east-1"))
+        self.emulator.start()
+        self.deployment = evaluate_program(options.project_dir, config, self.emulator, endpoint, cdn_endpoint)
         # From here on every call a role makes, and every delivery a service makes, is authorized.
         enforcement.enable()
         self.signing_key = SigningKey.load_or_create(state)
@@ -157,6 +184,7 @@ class LocalCloud:
         self.gateway = HttpApiGateway(self.deployment, self.runtimes, authorizers, port)
         self.gateway.start()
         self.api_url = self.deployment.outputs.get("apiUrl") or f"{endpoint}/"
+        self._start_cdn(cdn_port)
         self._write_state_files()
         self._monitor = threading.Thread(target=self._write_workers_periodically, name="monitor", daemon=True)
         self._monitor.start()
@@ -178,6 +206,19 @@ class LocalCloud:
         if self.token_settings is not None:
             self.token_settings.save(self.options.state)
         return authorizers
+
+    def _start_cdn(self, port: int) -> None:
+        """The program's CloudFront distribution on 127.0.0.1:port, if it declares one."""
+        assert self.deployment is not None and self.emulator is not None
+        try:
+            distribution = load_distribution(self.deployment)
+        except DistributionConfigError as err:
+            raise CloudConfigError(str(err)) from err
+        if distribution is None:
+            return
+        self.cdn = LocalCdn(distribution, self.emulator, self.deployment.account_id, self.deployment.region, port)
+        self.cdn.start()
+        self.cdn_url = self.cdn.url
 
     def _start_mediaconvert(self) -> None:
         """The MediaConvert stand-in, with the queues the program declares (and the account's Default queue)."""
@@ -296,6 +337,8 @@ class LocalCloud:
         assert self.deployment is not None and self.emulator is not None and self.mediaconvert is not None
         state = self.options.state
         endpoints = {"emulatorEndpoint": self.emulator.endpoint, "mediaconvertEndpoint": self.mediaconvert.endpoint}
+        if self.cdn_url:
+            endpoints["cdnUrl"] = self.cdn_url
         outputs = {**self.deployment.outputs, "apiUrl": self.api_url, **endpoints}
         deployment = {
             "project": self.deployment.project,
@@ -325,6 +368,7 @@ class LocalCloud:
             "sources": {s.name: vars(s.stats) for s in [*self.sources, *self.deliveries]},
             "schedules": dict(self.schedules.fired) if self.schedules else {},
             "requests": self.gateway.requests if self.gateway else 0,
+            "cdn": {"requests": self.cdn.requests, "refused": self.cdn.refused} if self.cdn else None,
             "refusals": [vars(r) for r in list(enforcement.refusals)],
             "updatedAt": time.time(),
         }
@@ -342,6 +386,8 @@ class LocalCloud:
             self._monitor.join(timeout=2)
         if self.gateway is not None:
             self.gateway.stop()
+        if self.cdn is not None:
+            self.cdn.stop()
         loops = [*self.sources, *self.deliveries, *([self.schedules] if self.schedules else [])]
         for loop in loops:
             loop.stop()

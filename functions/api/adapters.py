@@ -6,11 +6,13 @@ table refuses is the service's `invalid_cursor()`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from functions.api.service import invalid_cursor
 from functions.common.download_links import DownloadLinks
 from functions.common.jobs_table import InvalidCursor, JobNotFound, JobsTable
+from functions.common.playback_links import PlaybackLinks, SignedPlayback
 from functions.common.ssrf import AddressPolicy, UrlRefused, check_url
 from functions.common.webhook_tables import EndpointNotFound, EndpointsTable, SecretChangedConcurrently
 from functions.contracts.jobs import JobRecord
@@ -18,12 +20,22 @@ from functions.contracts.webhooks import Endpoint
 
 
 class S3Signer:
-    """Presigned requests: POST forms into the uploads bucket, GET links into the outputs bucket."""
+    """Presigned requests: POST forms into the uploads bucket, GET links into the outputs bucket; CDN links to a job's
+    playback package."""
 
-    def __init__(self, s3: Any, *, uploads_bucket: str, outputs_bucket: str, download_ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        s3: Any,
+        *,
+        uploads_bucket: str,
+        outputs_bucket: str,
+        download_ttl_seconds: int,
+        playback_links: PlaybackLinks,
+    ) -> None:
         self._s3 = s3
         self._uploads_bucket = uploads_bucket
         self._downloads = DownloadLinks(outputs_bucket, download_ttl_seconds, s3)
+        self._playback = playback_links
 
     def presigned_post(self, *, key: str, content_type: str, size: int, ttl_seconds: int) -> tuple[str, dict[str, str]]:
         form = self._s3.generate_presigned_post(
@@ -37,6 +49,9 @@ class S3Signer:
 
     def download_url(self, key: str) -> str:
         return self._downloads.url(key)
+
+    def sign_playback(self, job_id: str, keys: Mapping[str, str]) -> SignedPlayback:
+        return self._playback.signed(job_id, keys)
 
 
 class DynamoJobs:

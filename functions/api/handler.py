@@ -61,6 +61,7 @@ from functions.common.clients import presigning_s3_client
 from functions.common.clock import now_ms
 from functions.common.jobs_table import JobsTable
 from functions.common.observability import logger, metrics, tracer
+from functions.common.playback_links import PlaybackLinks
 from functions.common.ssrf import AddressPolicy
 from functions.common.webhook_tables import DeliveryLog, EndpointsTable
 from functions.contracts.job_view import JobPage, JobView
@@ -88,6 +89,7 @@ def jobs_service() -> Jobs:
         uploads_bucket=settings.uploads_bucket,
         outputs_bucket=settings.outputs_bucket,
         download_ttl_seconds=settings.download_url_ttl_seconds,
+        playback_links=PlaybackLinks.from_env(),
     )
     return Jobs(settings, DynamoJobs(JobsTable(settings.jobs_table_name)), signer)
 

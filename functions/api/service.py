@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from functions.api.settings import ApiSettings
 from functions.common.job_state import new_job
 from functions.common.webhook_signing import new_secret
-from functions.contracts.job_view import JobPage, JobView, iso_utc, job_page, job_view
+from functions.contracts.job_view import JobPage, JobView, SignedLinks, iso_utc, job_page, job_view
 from functions.contracts.jobs import JobRecord, JobSource, JobStatus
 from functions.contracts.media import MediaType
 from functions.contracts.webhooks import (
@@ -195,6 +195,9 @@ class ObjectSigner(Protocol):
 
     def download_url(self, key: str) -> str:
         """A short-lived GET link for a key in the outputs bucket."""
+
+    def sign_playback(self, job_id: str, keys: Mapping[str, str]) -> SignedLinks:
+        """Links through the CDN to files under the job's folder, all under one signature."""
 
 
 class EndpointStore(Protocol):
@@ -410,12 +413,12 @@ class Jobs:
         job = self.store.get(job_id)
         if job is None or job.ownerId != owner_id:
             raise job_not_found()  # another user's job answers exactly like a missing one
-        return job_view(job, self.signer.download_url)
+        return job_view(job, self.signer.download_url, self.signer.sign_playback)
 
     def page(self, owner_id: str, *, limit: str | None, cursor: str | None) -> JobPage:
         size = parse_page_size(limit)
         jobs, next_cursor = self.store.page_for_owner(owner_id, limit=size, cursor=parse_cursor(cursor))
-        return job_page(jobs, next_cursor, self.signer.download_url)
+        return job_page(jobs, next_cursor, self.signer.download_url, self.signer.sign_playback)
 
 
 # --- the webhook routes ---------------------------------------------------------------------------------------------

@@ -8,7 +8,11 @@ concurrent writers cannot both win, and a None never writes at all.
 Job:        AWAITING_UPLOAD -> VALIDATING -> PROCESSING -> COMPLETED | FAILED
             AWAITING_UPLOAD | VALIDATING -> REJECTED | EXPIRED; VALIDATING -> FAILED (ingest gave up)
 Rendition:  QUEUED -> PROCESSING -> COMPLETED | FAILED;  SKIPPED from the start (no upscaling)
-Bookkeeping that leaves the status alone: the outcome announced, a webhook delivery dead-lettered.
+Playback:   a video job whose renditions all settled, none failed and one at least completed, stays PROCESSING
+            with playback QUEUED (the fan-in: the one write that settles the last rendition asks for packaging);
+            QUEUED -> COMPLETED (the job completes) | FAILED (the job fails, PACKAGING_FAILED)
+Bookkeeping that leaves the status alone: the outcome announced, the packaging request published, a webhook
+delivery dead-lettered.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ from functions.contracts.jobs import (
     JobSource,
     JobStatus,
     MediaConvertSubmission,
-    ObjectLocation,
+    PlaybackRecord,
     Probe,
     RenditionRecord,
     RenditionStatus,
     WebhookFailureEntry,
 )
+from functions.contracts.media import MediaType, UnitKind
+from functions.contracts.playback import PackagingStatus, PlaybackPackage
 
 # A pure change to a job: the new record, or None when it does not apply. JobsTable.change writes the result.
 Transition = Callable[[JobRecord], JobRecord | None]
@@ -226,7 +232,8 @@ def _finish_rendition(
 
 
 def fail_job(job: JobRecord, *, code: str, message: str, now: int) -> JobRecord | None:
-    """Give up on a job that can no longer finish (deadline passed, poison message): every open rendition fails."""
+    """Give up on a job that can no longer finish (deadline passed, poison message): every open rendition fails, and
+    so does a playback package still to come (a late `Packaging Completed` then finds the job FAILED)."""
     if not can_move_job(job.status, JobStatus.FAILED):
         return None
     changed = _moved(job, JobStatus.FAILED, now)
@@ -235,6 +242,9 @@ def fail_job(job: JobRecord, *, code: str, message: str, now: int) -> JobRecord 
         if rendition.status not in TERMINAL_RENDITION_STATUSES:
             rendition.status = RenditionStatus.FAILED
             rendition.error = ErrorInfo(code=code, message=message)
+    if changed.playback is not None and changed.playback.status == PackagingStatus.QUEUED:
+        changed.playback.status = PackagingStatus.FAILED
+        changed.playback.error = ErrorInfo(code=code, message=message)
     return changed
 
 
@@ -248,18 +258,6 @@ def expire_if_overdue(job: JobRecord, *, now: int) -> JobRecord | None:
         changed.error = ErrorInfo(code="UPLOAD_EXPIRED", message="no upload arrived before the upload form expired")
         return changed
     return fail_job(job, code="PROCESSING_TIMEOUT", message="the job did not finish before its deadline", now=now)
-
-
-def record_hls_output(job: JobRecord, *, bucket: str, key: str, now: int) -> JobRecord | None:
-    """An HLS package was written beside the renditions: remember its master playlist on the job."""
-    if job.status != JobStatus.PROCESSING:
-        return None
-    hls = ObjectLocation(bucket=bucket, key=key)
-    if job.hls == hls:
-        return None
-    changed = _copy(job, now)
-    changed.hls = hls
-    return changed
 
 
 MEDIACONVERT_ENGINE = "mediaconvert"
@@ -288,6 +286,65 @@ def record_mediaconvert_job(
         jobId=mediaconvert_job_id, clientRequestToken=client_request_token, submittedAt=now
     )
     return changed
+
+
+PACKAGING_FAILED = "PACKAGING_FAILED"
+
+
+def needs_playback(job: JobRecord) -> bool:
+    """A video job gets a playback package made of its completed video renditions (contracts/playback.py)."""
+    return job.mediaType == MediaType.VIDEO and any(
+        r.kind == UnitKind.VIDEO and r.status == RenditionStatus.COMPLETED for r in job.renditions.values()
+    )
+
+
+def packaging_sources(job: JobRecord) -> list[RenditionRecord]:
+    """The completed video renditions the packager remuxes, in ladder order."""
+    return [r for r in job.renditions_in_order() if r.kind == UnitKind.VIDEO and r.status == RenditionStatus.COMPLETED]
+
+
+def packaging_requested(before: JobRecord, after: JobRecord) -> bool:
+    """Whether this write was the fan-in: the one that asked for the job's packaging."""
+    return before.playback is None and after.playback is not None and after.playback.status == PackagingStatus.QUEUED
+
+
+def awaiting_packaging_request(job: JobRecord) -> bool:
+    """Packaging was asked for but its request not yet published (an earlier attempt failed after the write)."""
+    playback = job.playback
+    return (
+        job.status == JobStatus.PROCESSING
+        and playback is not None
+        and playback.status == PackagingStatus.QUEUED
+        and playback.requestPublishedAt is None
+    )
+
+
+def mark_packaging_requested(job: JobRecord, *, now: int) -> JobRecord | None:
+    """Bookkeeping after `Packaging Requested` was put, so a retried delivery publishes only what was missed."""
+    if not awaiting_packaging_request(job):
+        return None
+    changed = job.model_copy(deep=True)
+    changed.playback = job.playback.model_copy(update={"requestPublishedAt": now})
+    return changed
+
+
+def complete_playback(job: JobRecord, *, package: PlaybackPackage, now: int) -> JobRecord | None:
+    """The packager made the ladder, poster and thumbnails: record them; the job completes."""
+    if job.status != JobStatus.PROCESSING or job.playback is None or job.playback.status != PackagingStatus.QUEUED:
+        return None
+    changed = _copy(job, now)
+    changed.playback = job.playback.model_copy(update={"status": PackagingStatus.COMPLETED, "package": package})
+    return _settle(changed, now)
+
+
+def fail_playback(job: JobRecord, *, code: str, message: str, now: int) -> JobRecord | None:
+    """The packager gave up: the job fails with its reason (the renditions stay COMPLETED and downloadable)."""
+    if job.status != JobStatus.PROCESSING or job.playback is None or job.playback.status != PackagingStatus.QUEUED:
+        return None
+    changed = _copy(job, now)
+    error = ErrorInfo(code=code, message=message)
+    changed.playback = job.playback.model_copy(update={"status": PackagingStatus.FAILED, "error": error})
+    return _settle(changed, now)
 
 
 def mark_outcome_announced(job: JobRecord, *, now: int) -> JobRecord | None:
@@ -383,7 +440,8 @@ def overall_progress(job: JobRecord) -> int:
 
 
 def _settle(job: JobRecord, now: int) -> JobRecord:
-    """A PROCESSING job whose renditions are all terminal ends: FAILED if any failed, else COMPLETED."""
+    """A PROCESSING job whose renditions are all terminal ends: FAILED if any failed; a video job then waits for its
+    playback package (asking for it on the way), and ends with it; any other job is COMPLETED."""
     renditions = job.renditions.values()
     if job.status != JobStatus.PROCESSING or any(r.status not in TERMINAL_RENDITION_STATUSES for r in renditions):
         job.progress = overall_progress(job)
@@ -394,6 +452,15 @@ def _settle(job: JobRecord, now: int) -> JobRecord:
         first = failed[0]
         error = first.error or ErrorInfo(code="RENDITION_FAILED", message="a rendition failed")
         settled.error = ErrorInfo(code=error.code, message=f"{first.name}: {error.message}")
+    elif needs_playback(job) and (job.playback is None or job.playback.status == PackagingStatus.QUEUED):
+        if job.playback is None:
+            job.playback = PlaybackRecord(status=PackagingStatus.QUEUED, requestedAt=now)
+        job.progress = min(99, overall_progress(job))  # the package is still to come
+        return job
+    elif job.playback is not None and job.playback.status == PackagingStatus.FAILED:
+        settled = _moved(job, JobStatus.FAILED, now)
+        reason = job.playback.error.message if job.playback.error else "the renditions could not be packaged"
+        settled.error = ErrorInfo(code=PACKAGING_FAILED, message=f"playback: {reason}")
     else:
         settled = _moved(job, JobStatus.COMPLETED, now)
     settled.progress = 100

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from functions.contracts.jobs import ErrorInfo, ImageMetadata, JobRecord, JobStatus, RenditionStatus
+from functions.contracts.playback import PackagingSource, PlaybackPackage
 
 SOURCE = "media-pipeline"
 
@@ -26,9 +27,18 @@ class DetailType(StrEnum):
     JOB_COMPLETED = "Job Completed"
     JOB_FAILED = "Job Failed"
     JOB_EXPIRED = "Job Expired"
+    PACKAGING_REQUESTED = "Packaging Requested"
+    PACKAGING_COMPLETED = "Packaging Completed"
+    PACKAGING_FAILED = "Packaging Failed"
 
 
-TRACKED_DETAIL_TYPES = (DetailType.RENDITION_PROGRESS, DetailType.RENDITION_COMPLETED, DetailType.RENDITION_FAILED)
+TRACKED_DETAIL_TYPES = (
+    DetailType.RENDITION_PROGRESS,
+    DetailType.RENDITION_COMPLETED,
+    DetailType.RENDITION_FAILED,
+    DetailType.PACKAGING_COMPLETED,
+    DetailType.PACKAGING_FAILED,
+)
 """The events the tracker applies to a job (the rule on the custom bus matches exactly these)."""
 
 TERMINAL_DETAIL_TYPES = {
@@ -117,6 +127,49 @@ def parse_rendition_event(detail_type: str, detail: dict[str, Any]) -> Rendition
     Raises pydantic.ValidationError when the detail does not have the documented shape.
     """
     model = RENDITION_EVENT_MODELS.get(detail_type)
+    return model.model_validate(detail) if model else None
+
+
+class PackagingRequested(EventDetail):
+    """`Packaging Requested` (tracker): every rendition of a video job settled; package the completed ones."""
+
+    job_id: str = Field(min_length=1)
+    owner_id: str = Field(min_length=1)
+    engine: str | None = None
+    """Who encoded the renditions (`lambda` or `mediaconvert`); the package is the same either way."""
+    duration_ms: NonNegative
+    """The source's duration, as ingest probed it."""
+    renditions: list[PackagingSource] = Field(min_length=1)
+    """The completed video renditions, in ladder order."""
+
+
+class PackagingCompleted(EventDetail):
+    """`Packaging Completed` (packager): the ladder, poster and thumbnails are in the outputs bucket."""
+
+    job_id: str = Field(min_length=1)
+    owner_id: str | None = None
+    package: PlaybackPackage
+
+
+class PackagingFailed(EventDetail):
+    """`Packaging Failed` (packager): the renditions could not be packaged, and a retry would fail the same way."""
+
+    job_id: str = Field(min_length=1)
+    owner_id: str | None = None
+    error: ErrorInfo
+
+
+PackagingEvent = PackagingCompleted | PackagingFailed
+
+PACKAGING_EVENT_MODELS: dict[str, type[PackagingEvent]] = {
+    DetailType.PACKAGING_COMPLETED: PackagingCompleted,
+    DetailType.PACKAGING_FAILED: PackagingFailed,
+}
+
+
+def parse_packaging_event(detail_type: str, detail: dict[str, Any]) -> PackagingEvent | None:
+    """The typed event, or None for a detail type that is not a packager's report; ValidationError on a bad shape."""
+    model = PACKAGING_EVENT_MODELS.get(detail_type)
     return model.model_validate(detail) if model else None
 
 

@@ -2,23 +2,36 @@
 
 The record minus its bookkeeping: `version`, `openJob`, `deadlineAt`, `expiresAt`, `ownerId`, bucket names and keys
 stay inside; times become ISO-8601 UTC; renditions become a list in ladder order, and a completed one carries a
-short-lived download link made by the `download_url` callable the caller injects. Webhook deliveries that gave up
-(`webhookFailures`, a map on the record) become a list, oldest first.
+short-lived download link made by the `download_url` callable the caller injects. A completed video job's playback
+package becomes `playback`: links through the CDN, all under the one signature the `sign_playback` callable makes for
+the job's folder. Webhook deliveries that gave up (`webhookFailures`, a map on the record) become a list, oldest
+first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
 from functions.contracts.jobs import ErrorInfo, ImageMetadata, JobRecord, JobStatus, RenditionRecord, RenditionStatus
 from functions.contracts.media import UnitKind
+from functions.contracts.playback import PackagingStatus
 
 DownloadUrl = Callable[[str], str]
 """Makes a download link for a key in the outputs bucket."""
+
+
+class SignedLinks(Protocol):
+    urls: dict[str, str]
+    """The caller's names -> signed links."""
+    expires_at_ms: int
+
+
+SignPlayback = Callable[[str, Mapping[str, str]], SignedLinks]
+"""(jobId, name -> outputs-bucket key under the job's folder) -> links through the CDN under one signature."""
 
 
 def iso_utc(epoch_ms: int) -> str:
@@ -51,6 +64,20 @@ class RenditionView(BaseModel):
     reason: str | None = Field(description="Why a rendition was skipped, or kept below its planned size.")
 
 
+class ThumbnailsView(BaseModel):
+    vtt: str = Field(description="WebVTT index of the sprite: a cue per tile, `sprite.jpg#xywh=x,y,w,h`.")
+    sprite: str = Field(description="The sprite sheet (JPEG), one tile every few seconds, row by row.")
+
+
+class PlaybackView(BaseModel):
+    """Links through the CDN, signed for the job's whole folder: one signature serves every playlist and segment."""
+
+    hls: str = Field(description="The HLS master playlist (CMAF, 2-second segments), for hls.js, Safari, VLC, ffplay.")
+    poster: str = Field(description="A JPEG of the first non-black frame near 10% of the video.")
+    thumbnails: ThumbnailsView
+    expiresAt: str = Field(description="ISO-8601 UTC; the links and the signature they carry stop working then.")
+
+
 class WebhookFailureView(BaseModel):
     endpointId: str
     eventType: str
@@ -78,6 +105,9 @@ class JobView(BaseModel):
     image: ImageMetadata | None = Field(
         default=None, description="An image's metadata (never its location), once read; null for other media."
     )
+    playback: PlaybackView | None = Field(
+        default=None, description="A completed video's HLS ladder, poster and thumbnails; null otherwise."
+    )
     error: ErrorView | None
     webhookFailures: list[WebhookFailureView]
 
@@ -89,7 +119,7 @@ class JobPage(BaseModel):
     nextCursor: str | None
 
 
-def job_view(job: JobRecord, download_url: DownloadUrl) -> JobView:
+def job_view(job: JobRecord, download_url: DownloadUrl, sign_playback: SignPlayback) -> JobView:
     return JobView(
         jobId=job.jobId,
         status=job.status,
@@ -106,6 +136,7 @@ def job_view(job: JobRecord, download_url: DownloadUrl) -> JobView:
             if rendition.kind != UnitKind.METADATA  # its result is `image`
         ],
         image=job.image,
+        playback=playback_view(job, sign_playback),
         error=_error_view(job.error),
         webhookFailures=webhook_failures_view(job),
     )
@@ -145,9 +176,34 @@ def rendition_view(rendition: RenditionRecord, download_url: DownloadUrl) -> Ren
     )
 
 
-def job_page(jobs: Iterable[JobRecord], next_cursor: str | None, download_url: DownloadUrl) -> JobPage:
+def playback_view(job: JobRecord, sign_playback: SignPlayback) -> PlaybackView | None:
+    """The package's links, once the job COMPLETED with one; None for any other job (nothing is signed then)."""
+    playback = job.playback
+    if job.status != JobStatus.COMPLETED or playback is None or playback.status != PackagingStatus.COMPLETED:
+        return None
+    package = playback.package
+    if package is None:
+        return None
+    keys = {
+        "hls": package.hlsKey,
+        "poster": package.poster.key,
+        "vtt": package.thumbnails.vttKey,
+        "sprite": package.thumbnails.spriteKey,
+    }
+    signed = sign_playback(job.jobId, keys)
+    return PlaybackView(
+        hls=signed.urls["hls"],
+        poster=signed.urls["poster"],
+        thumbnails=ThumbnailsView(vtt=signed.urls["vtt"], sprite=signed.urls["sprite"]),
+        expiresAt=iso_utc(signed.expires_at_ms),
+    )
+
+
+def job_page(
+    jobs: Iterable[JobRecord], next_cursor: str | None, download_url: DownloadUrl, sign_playback: SignPlayback
+) -> JobPage:
     """A page of the owner's jobs as the table returned them (newest first), and where to go on."""
-    return JobPage(jobs=[job_view(job, download_url) for job in jobs], nextCursor=next_cursor)
+    return JobPage(jobs=[job_view(job, download_url, sign_playback) for job in jobs], nextCursor=next_cursor)
 
 
 def _error_view(error: ErrorInfo | None) -> ErrorView | None:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.contracts.media import UnitKind
+from functions.contracts.playback import PackagingStatus, PlaybackPackage
 
 
 class JobStatus(StrEnum):
@@ -146,6 +147,19 @@ class ObjectLocation(_Record):
     key: str
 
 
+class PlaybackRecord(_Record):
+    """The job's playback package (functions/contracts/playback.py): asked for once, then made or failed."""
+
+    status: PackagingStatus
+    requestedAt: int
+    """When the write that settled the last rendition asked for it."""
+    requestPublishedAt: int | None = None
+    """Set once `Packaging Requested` was put: a retry re-publishes only a request whose put failed."""
+    package: PlaybackPackage | None = None
+    """What the packager made, once COMPLETED."""
+    error: ErrorInfo | None = None
+
+
 class MediaConvertSubmission(_Record):
     """The job's one MediaConvert job, recorded once by submit."""
 
@@ -167,7 +181,7 @@ class WebhookFailureEntry(_Record):
 
 
 SPARSE_ATTRIBUTES = frozenset(
-    {"openJob", "deadlineAt", "hls", "mediaconvert", "outcomeAnnouncedAt", "webhookFailures", "image"}
+    {"openJob", "deadlineAt", "hls", "mediaconvert", "outcomeAnnouncedAt", "webhookFailures", "image", "playback"}
 )
 """Attributes the table holds only while they have a value (an index key cannot be NULL)."""
 
@@ -192,7 +206,9 @@ class JobRecord(_Record):
     image: ImageMetadata | None = None
     """An image job's metadata, once its metadata unit completed."""
     hls: ObjectLocation | None = None
-    """MediaConvert's master playlist."""
+    """MediaConvert's master playlist (jobs of earlier releases; playback.package.hlsKey since)."""
+    playback: PlaybackRecord | None = None
+    """A video job's HLS ladder, poster and thumbnails (functions/contracts/playback.py)."""
     mediaconvert: MediaConvertSubmission | None = None
     outcomeAnnouncedAt: int | None = None
     """Set once the terminal event was put: a retry re-announces only an outcome whose put failed."""

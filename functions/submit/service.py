@@ -34,9 +34,11 @@ layout the Lambda engine uses (docs/CONTRACTS.md, "Keys"):
   (`s3://outputs/outputs/{jobId}/{rendition}`, no NameModifier). MediaConvert names a file group's outputs
   `<base><NameModifier>.<extension>`, the base being the destination's file part or else the input's name
   (`source`), so several outputs in one group could never be called exactly `{rendition}.mp4`.
-- `outputs/{jobId}/hls/index.m3u8`: an HLS adaptive-bitrate package of the same ladder, one variant per
-  rendition (`index_{rendition}.m3u8`, 6-second segments of whole GOPs).
-- `outputs/{jobId}/thumbnails/thumb.NNNNNNN.jpg`: a frame every 10 s (at most 60) at the smallest rendition's size.
+
+That is all MediaConvert makes. The HLS ladder, the poster and the thumbnails come from the packager, which remuxes
+these MP4s once every rendition completed, exactly as for the Lambda engine (functions/contracts/playback.py): the
+two engines' playback is then the same layout, names and measurements, and MediaConvert, which bills per output
+minute, is not paid a second time for an HLS group or for frame captures.
 
 Every video output is H.264 High, QVBR capped at the rendition's `maxVideoBitrateKbps` (buffer twice that, like
 the Lambda encoder's `-bufsize`), 2-second closed GOPs without scene-change keyframes (so renditions switch at the
@@ -70,11 +72,7 @@ VALIDATED_NAME = "validated"
 
 OUTPUT_PREFIX = "outputs/"
 GOP_SECONDS = 2.0
-HLS_SEGMENT_SECONDS = 6  # three GOPs
 QVBR_QUALITY_LEVEL = 7
-THUMBNAIL_INTERVAL_SECONDS = 10
-MAX_THUMBNAILS = 60
-THUMBNAIL_QUALITY = 80
 AUDIO_SELECTOR = "Audio Selector 1"
 AUDIO_SAMPLE_RATE = 48_000
 STATUS_UPDATE_INTERVAL = "SECONDS_10"  # the shortest: progress shows even on short jobs
@@ -209,7 +207,7 @@ def _check_size(plan: EncodePlan) -> None:
 
 
 def h264_video(plan: EncodePlan) -> dict[str, Any]:
-    """The VideoDescription of one rendition (MP4 and HLS alike, so both packages carry the same encode)."""
+    """The VideoDescription of one rendition."""
     max_bitrate = plan.maxVideoBitrateKbps * 1000
     return {
         "Width": plan.width,
@@ -279,54 +277,8 @@ def mp4_groups(folder: str, plans: Sequence[EncodePlan], has_audio: bool) -> lis
     ]
 
 
-def hls_group(folder: str, plans: Sequence[EncodePlan], has_audio: bool) -> dict[str, Any]:
-    """`{folder}hls/index.m3u8` with one variant per rendition, `index_{rendition}.m3u8`."""
-    settings = {
-        "Destination": f"{folder}hls/index",
-        "SegmentLength": HLS_SEGMENT_SECONDS,
-        "SegmentLengthControl": "GOP_MULTIPLE",
-        "MinSegmentLength": 0,
-        "SegmentControl": "SEGMENTED_FILES",
-        "DirectoryStructure": "SINGLE_DIRECTORY",
-        "ManifestDurationFormat": "INTEGER",
-        "OutputSelection": "MANIFESTS_AND_SEGMENTS",
-        "CodecSpecification": "RFC_4281",
-        "StreamInfResolution": "INCLUDE",
-        "ProgramDateTime": "EXCLUDE",
-        "ClientCache": "ENABLED",
-        "ManifestCompression": "NONE",
-    }
-    outputs = [
-        {"NameModifier": f"_{plan.name}", "ContainerSettings": {"Container": "M3U8"}, **_av(plan, has_audio)}
-        for plan in plans
-    ]
-    return {
-        "Name": "HLS",
-        "OutputGroupSettings": {"Type": "HLS_GROUP_SETTINGS", "HlsGroupSettings": settings},
-        "Outputs": outputs,
-    }
-
-
-def thumbnail_group(folder: str, plans: Sequence[EncodePlan]) -> dict[str, Any]:
-    """JPEG frame captures every THUMBNAIL_INTERVAL_SECONDS at the smallest rendition's size."""
-    smallest = min(plans, key=lambda p: p.width * p.height)
-    capture = {
-        "FramerateNumerator": 1,
-        "FramerateDenominator": THUMBNAIL_INTERVAL_SECONDS,
-        "MaxCaptures": MAX_THUMBNAILS,
-        "Quality": THUMBNAIL_QUALITY,
-    }
-    video = {
-        "Width": smallest.width,
-        "Height": smallest.height,
-        "CodecSettings": {"Codec": "FRAME_CAPTURE", "FrameCaptureSettings": capture},
-    }
-    output = {"ContainerSettings": {"Container": "RAW"}, "Extension": "jpg", "VideoDescription": video}
-    return _file_group("Thumbnails", f"{folder}thumbnails/thumb", [output])
-
-
 def job_settings(target: JobTarget, plans: Sequence[EncodePlan]) -> dict[str, Any]:
-    """CreateJob's `Settings`: the source as the one input, then MP4, HLS and thumbnail output groups."""
+    """CreateJob's `Settings`: the source as the one input, and one MP4 file group per rendition."""
     if not plans:
         raise ValueError(f"job {target.job_id}: no QUEUED rendition to encode")
     for plan in plans:
@@ -342,11 +294,7 @@ def job_settings(target: JobTarget, plans: Sequence[EncodePlan]) -> dict[str, An
     return {
         "TimecodeConfig": {"Source": "ZEROBASED"},
         "Inputs": [source],
-        "OutputGroups": [
-            *mp4_groups(folder, plans, target.has_audio),
-            hls_group(folder, plans, target.has_audio),
-            thumbnail_group(folder, plans),
-        ],
+        "OutputGroups": mp4_groups(folder, plans, target.has_audio),
     }
 
 

@@ -17,7 +17,7 @@ from functions.common.clock import now_ms
 from functions.common.event_bus import EventPublisher
 from functions.common.jobs_table import JobsTable
 from functions.common.observability import logger, metrics, tracer
-from functions.contracts.events import SOURCE, parse_rendition_event
+from functions.contracts.events import SOURCE, parse_packaging_event, parse_rendition_event
 from functions.tracker.adapters import S3Outputs
 from functions.tracker.service import (
     MEDIACONVERT_DETAIL_TYPE,
@@ -69,9 +69,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> Result:
 @tracer.capture_method
 def _on_pipeline_event(service: JobTracker, envelope: EventBridgeModel) -> Result:
     try:
-        event = parse_rendition_event(envelope.detail_type, _detail(envelope))
+        packaging = parse_packaging_event(envelope.detail_type, _detail(envelope))
+        event = None if packaging else parse_rendition_event(envelope.detail_type, _detail(envelope))
     except ValidationError as err:
         return ignored("pipeline event with an unexpected shape", errors=err.errors(include_url=False))
+    if packaging is not None:
+        return service.on_packaging_event(packaging)
     if event is None:
         return ignored("pipeline event the tracker does not apply")
     return service.on_rendition_event(event)

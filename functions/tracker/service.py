@@ -4,9 +4,17 @@ Two kinds of event move a job after ingest. The pipeline's own workers report ea
 (`functions/contracts/events.py`): a video rendition, an image derivative or an image's metadata (whose completion
 carries the metadata, for the job's `image`), an audio rendition or its waveform; all settle the job alike.
 MediaConvert reports one job that produces every QUEUED rendition of a pipeline job (FILE_GROUP outputs named
-`outputs/{jobId}/{rendition}.mp4`, plus an HLS package). Deliveries are at least once and in any order, so every
+`outputs/{jobId}/{rendition}.mp4`; any other group, such as the HLS package of jobs submitted by earlier releases, is
+ignored). Deliveries are at least once and in any order, so every
 mapping is a transition the state machine may turn down: a PROGRESSING after COMPLETE, a second COMPLETE, a
 STATUS_UPDATE for a finished job all come out as no-ops.
+
+The write that settles a video job's last rendition asks for its playback package instead of completing it
+(`job_state._settle`): the tracker then puts `Packaging Requested` for the packager, and the packager's
+`Packaging Completed` or `Packaging Failed` ends the job. The request is published at least once, like an outcome:
+the write first, then the event, then `playback.requestPublishedAt`; a retry that finds the job asking but the
+request unpublished publishes it then. Only one write can ask (it is conditional on the version it read), so
+completions that arrive together or twice still make one request.
 
 A job's outcome is announced at least once: the terminal write comes first, then the event and the metric,
 then a bookkeeping write (`outcomeAnnouncedAt`). If the event cannot be put, the invocation fails and is
@@ -38,7 +46,11 @@ from functions.common.observability import logger
 from functions.contracts.events import (
     TERMINAL_DETAIL_TYPES,
     DetailType,
+    EventDetail,
     JobOutcome,
+    PackagingCompleted,
+    PackagingEvent,
+    PackagingRequested,
     RenditionCompleted,
     RenditionEvent,
     RenditionProgress,
@@ -47,6 +59,7 @@ from functions.contracts.events import (
 from functions.contracts.jobs import ImageMetadata, JobRecord, JobStatus
 from functions.contracts.media import UnitKind
 from functions.contracts.mediaconvert import UserMetadata
+from functions.contracts.playback import PackagingSource
 from functions.tracker.settings import TrackerSettings
 
 MEDIACONVERT_SOURCE = "aws.mediaconvert"
@@ -81,8 +94,8 @@ class JobStore(Protocol):
     def open_jobs_due(self, now: int) -> Iterable[str]: ...
 
 
-class OutcomePublisher(Protocol):
-    def publish(self, detail_type: DetailType, detail: JobOutcome) -> None: ...
+class EventPublisher(Protocol):
+    def publish(self, detail_type: DetailType, detail: EventDetail) -> None: ...
 
 
 class MetricsSink(Protocol):
@@ -227,17 +240,6 @@ def rendition_outputs(change: JobStateChange) -> list[RenditionOutput]:
     return list(outputs.values())
 
 
-def hls_master_playlist(change: JobStateChange) -> tuple[str, str] | None:
-    """(bucket, key) of the HLS_GROUP's master playlist, if the job wrote one."""
-    for group in change.output_group_details:
-        if group.type == "HLS_GROUP":
-            for path in group.playlist_file_paths:
-                location = s3_location(path)
-                if location is not None:
-                    return location
-    return None
-
-
 def with_sizes(outputs: list[RenditionOutput], sizes: Mapping[tuple[str, str], int]) -> list[RenditionOutput]:
     """Outputs with `bytes` filled from HEAD results keyed by (bucket, key); unknown sizes stay None."""
     return [dataclasses.replace(o, bytes=sizes.get((o.bucket, o.key), o.bytes)) for o in outputs]
@@ -260,6 +262,34 @@ def rendition_transition(event: RenditionEvent, *, now: int) -> Transition:
         return partial(job_state.complete_rendition, name=event.rendition, output=event.output(), now=now)
     return partial(
         job_state.fail_rendition, name=event.rendition, code=event.error.code, message=event.error.message, now=now
+    )
+
+
+def packaging_transition(event: PackagingEvent, *, now: int) -> Transition:
+    """The state-machine call a packager's report stands for."""
+    if isinstance(event, PackagingCompleted):
+        return partial(job_state.complete_playback, package=event.package, now=now)
+    return partial(
+        job_state.fail_playback,
+        code=job_state.PACKAGING_FAILED,
+        message=event.error.message,
+        now=now,
+    )
+
+
+def packaging_request(job: JobRecord) -> PackagingRequested:
+    """`Packaging Requested` for a job whose renditions all settled: its completed video renditions, in ladder order."""
+    return PackagingRequested(
+        job_id=job.jobId,
+        owner_id=job.ownerId,
+        engine=job.engine,
+        duration_ms=job.probe.durationMs if job.probe else 0,
+        renditions=[
+            PackagingSource(
+                rendition=r.name, bucket=r.bucket or "", key=r.key or "", width=r.width or 0, height=r.height or 0
+            )
+            for r in job_state.packaging_sources(job)
+        ],
     )
 
 
@@ -302,19 +332,16 @@ def progress_all(job: JobRecord, *, percent: int, now: int) -> JobRecord | None:
     )
 
 
-def complete_all(
-    job: JobRecord, *, outputs: list[RenditionOutput], hls: tuple[str, str] | None, now: int
-) -> JobRecord | None:
-    """COMPLETE: record the HLS package, complete each rendition found in the outputs, fail the ones missing.
+def complete_all(job: JobRecord, *, outputs: list[RenditionOutput], now: int) -> JobRecord | None:
+    """COMPLETE: complete each rendition found in the outputs, fail the ones missing.
 
-    The HLS record goes first: once the last rendition completes the job is terminal and takes no more writes.
+    Completing the last one asks for the playback package, as on the Lambda engine: the packager makes the same
+    ladder, poster and thumbnails from MediaConvert's MP4s.
     """
     if not _is_mediaconvert_job(job):
         return None
     produced = {o.rendition: o for o in outputs}
     steps: list[Transition] = []
-    if hls is not None:
-        steps.append(partial(job_state.record_hls_output, bucket=hls[0], key=hls[1], now=now))
     for name in job_state.open_rendition_names(job):
         output = produced.get(name)
         if output is not None:
@@ -326,8 +353,12 @@ def complete_all(
 
 
 def fail_all(job: JobRecord, *, code: str, message: str, now: int) -> JobRecord | None:
-    """ERROR / CANCELED: one MediaConvert job made every open rendition, so the job fails with its reason."""
-    if not _is_mediaconvert_job(job):
+    """ERROR / CANCELED: one MediaConvert job made every open rendition, so the job fails with its reason.
+
+    Only while a rendition is open: once every one settled, MediaConvert's part is over (the job may be waiting for
+    its playback package), and a late report of it changes nothing.
+    """
+    if not _is_mediaconvert_job(job) or not job_state.open_rendition_names(job):
         return None
     return job_state.fail_job(job, code=code, message=message, now=now)
 
@@ -364,7 +395,7 @@ def _transition_for_status(
         return partial(progress_all, percent=percent, now=now) if percent is not None else None
     if status == MediaConvertStatus.COMPLETE:
         outputs = with_sizes(rendition_outputs(change), sizes)
-        return partial(complete_all, outputs=outputs, hls=hls_master_playlist(change), now=now)
+        return partial(complete_all, outputs=outputs, now=now)
     if status == MediaConvertStatus.ERROR:
         message = change.error_message or "MediaConvert reported an error without a message"
         return partial(fail_all, code=error_code(change), message=message, now=now)
@@ -412,7 +443,7 @@ class JobTracker:
         *,
         settings: TrackerSettings,
         jobs: JobStore,
-        publisher: OutcomePublisher,
+        publisher: EventPublisher,
         outputs: OutputStore,
         metrics: MetricsSink,
         clock: Callable[[], int],
@@ -427,6 +458,10 @@ class JobTracker:
     def on_rendition_event(self, event: RenditionEvent) -> Result:
         logger.append_keys(jobId=event.job_id, rendition=event.rendition)
         return self._apply_and_report(event.job_id, rendition_transition(event, now=self._clock()))
+
+    def on_packaging_event(self, event: PackagingEvent) -> Result:
+        logger.append_keys(jobId=event.job_id)
+        return self._apply_and_report(event.job_id, packaging_transition(event, now=self._clock()))
 
     def on_mediaconvert_change(self, change: JobStateChange) -> Result:
         if not belongs_to(change, self._settings.stack_name):
@@ -489,12 +524,22 @@ class JobTracker:
         written = self._jobs.change(job_id, observed)
         if written is None:
             job = seen[-1]
+            if job_state.awaiting_packaging_request(job):
+                if not job_state.awaiting_packaging_request(seen[0]):
+                    # This call lost the fan-in to a concurrent writer, which publishes the request (or fails, and
+                    # its own retry does): publishing it here too would only package the job twice.
+                    logger.info("another writer asked for packaging while this event was applied; it publishes")
+                    return Applied(job=job, changed=False)
+                logger.warning("publishing a packaging request an earlier attempt wrote but did not publish")
+                return Applied(job=job, changed=False, announced=self._request_packaging(job))
             if not self._unannounced(job):
                 return Applied(job=job, changed=False)
             logger.warning("announcing an outcome an earlier attempt wrote but did not publish")
             outcome = (TERMINAL_DETAIL_TYPES[job.status], JobOutcome.of(job))
             return Applied(job=job, changed=False, announced=self._announce(job, outcome))
         before, after = written
+        if job_state.packaging_requested(before, after):
+            return Applied(job=after, changed=True, announced=self._request_packaging(after))
         outcome = outcome_event(before, after)
         return Applied(job=after, changed=True, announced=self._announce(after, outcome) if outcome else None)
 
@@ -528,6 +573,14 @@ class JobTracker:
     @staticmethod
     def _unannounced(job: JobRecord) -> bool:
         return job.status in OUTCOME_METRICS and job.outcomeAnnouncedAt is None
+
+    def _request_packaging(self, job: JobRecord) -> str:
+        """Put `Packaging Requested`, then note it on the job; raises (for a retry) when the bus refuses it."""
+        request = packaging_request(job)
+        self._publisher.publish(DetailType.PACKAGING_REQUESTED, request)
+        logger.info("packaging requested", extra={"renditions": [r.rendition for r in request.renditions]})
+        self._jobs.change(job.jobId, partial(job_state.mark_packaging_requested, now=self._clock()))
+        return str(DetailType.PACKAGING_REQUESTED)
 
     def _announce(self, job: JobRecord, outcome: tuple[DetailType, JobOutcome]) -> str:
         detail_type, detail = outcome

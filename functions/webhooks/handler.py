@@ -29,6 +29,7 @@ from functions.common.clock import now_ms
 from functions.common.download_links import DownloadLinks
 from functions.common.jobs_table import JobsTable
 from functions.common.observability import logger, metrics, tracer
+from functions.common.playback_links import PlaybackLinks
 from functions.common.ssrf import AddressPolicy
 from functions.common.webhook_tables import DeliveryLog, EndpointsTable
 from functions.contracts.events import SOURCE
@@ -77,6 +78,7 @@ def dependencies() -> Dependencies:
         jobs=JobsTable(settings.jobs_table),
         queue=SqsTaskQueue(settings.queue_url, settings.dead_letter_queue_url),
         download_url=DownloadLinks(settings.outputs_bucket, settings.download_url_ttl_seconds).url,
+        sign_playback=PlaybackLinks.from_env().signed,
         schedule=settings.schedule,
         clock_ms=now_ms,
         rng=random.SystemRandom(),

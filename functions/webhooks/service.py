@@ -35,7 +35,7 @@ from functions.common.job_state import Transition, WebhookFailure
 from functions.common.jobs_table import JobNotFound
 from functions.common.webhook_signing import webhook_headers
 from functions.common.webhook_tables import AttemptAlreadyClaimed, EndpointNotFound, attempt_id
-from functions.contracts.job_view import DownloadUrl, job_view
+from functions.contracts.job_view import DownloadUrl, SignPlayback, job_view
 from functions.contracts.jobs import JobRecord
 from functions.contracts.webhooks import Endpoint, is_subscribed, signing_secrets, webhook_id
 
@@ -296,6 +296,8 @@ class WebhookService:
     queue: TaskQueue
     download_url: DownloadUrl
     """Fresh download links for the job's renditions, as `GET /jobs/{id}` shows them."""
+    sign_playback: SignPlayback
+    """Fresh CDN links to a completed video's playback package, as `GET /jobs/{id}` shows them."""
     schedule: RetrySchedule
     clock_ms: Callable[[], int]
     rng: random.Random
@@ -341,7 +343,7 @@ class WebhookService:
             return Skipped("job no longer exists")
         if job.ownerId != task.owner_id:
             return Skipped("job belongs to another owner")
-        data = job_view(job, self.download_url).model_dump(mode="json")
+        data = job_view(job, self.download_url, self.sign_playback).model_dump(mode="json")
         body = payload_body(task.event_type, task.occurred_at, data)
         headers = webhook_headers(signing_secrets(endpoint, now), task.webhook_id, now // 1000, body)
         entry = {

@@ -67,6 +67,7 @@ def _cloud_options(args: argparse.Namespace) -> CloudOptions:
         stack=args.stack,
         state_dir=state,
         port=args.port,
+        cdn_port=args.cdn_port,
         layers=layers,
         overrides=dict(parse_override(item) for item in args.config or []),
         time_scale=args.time_scale,
@@ -131,6 +132,8 @@ def command_up(args: argparse.Namespace) -> int:
         print(_resource_summary(cloud))
         token = _token_for(state, DEFAULT_SUBJECT)
         print(f"\nAPI:      {cloud.api_url}")
+        if cloud.cdn_url:
+            print(f"CDN:      {cloud.cdn_url}  (the distribution; signed URLs from the API play from here)")
         print(f"Emulator: {cloud.emulator.endpoint if cloud.emulator else '-'}")
         print(f"Outputs:  {state / OUTPUTS_FILE}")
         print(f"Logs:     {state / 'logs'}/<function>.log")
@@ -448,6 +451,27 @@ def _image_lines(job: dict[str, Any]) -> str:
     )
 
 
+def _playback_lines(job: dict[str, Any]) -> str:
+    """A completed video's playback as a player sees it: the signed master playlist played by ffprobe over HTTP from
+    the CDN, and where the poster and thumbnails are."""
+    from local.cli.samples import probe_playback
+
+    playback = job.get("playback")
+    if not playback:
+        raise ApiError(200, f"job {job['jobId']} is COMPLETED without playback")
+    variants = probe_playback(playback["hls"])
+    ladder = ", ".join(f"{v['width']}x{v['height']} @ {v['bandwidth'] / 1000:.0f} kbit/s" for v in variants)
+    seconds = variants[0]["durationSeconds"] if variants else 0
+    return "\n".join(
+        [
+            f"playback (HLS, read back over HTTP by ffprobe): {len(variants)} variants, {seconds:.2f} s: {ladder}",
+            f"  play it: ffplay '{playback['hls']}'  (or VLC; signed until {playback['expiresAt']})",
+            f"  poster:  {playback['poster'].split('?')[0]}",
+            f"  scrub:   {playback['thumbnails']['vtt'].split('?')[0]} over sprite.jpg",
+        ]
+    )
+
+
 def command_demo(args: argparse.Namespace) -> int:
     """A video, an image and an audio clip through the pipeline; the video's webhook received and verified."""
     from local.cli.samples import make_sample_audio, make_sample_image, make_sample_video
@@ -485,6 +509,8 @@ def command_demo(args: argparse.Namespace) -> int:
             print(table(COLUMNS[job["mediaType"]], rows))
             if job["mediaType"] == "image":
                 print(_image_lines(job))
+            if job["mediaType"] == "video":
+                print(_playback_lines(job))
             jobs.append(job)
         print(f"\n{len(jobs)} jobs COMPLETED in {time.monotonic() - started:.1f} s")
         return report_webhook(receiver, client, jobs[0], args.webhook_timeout)
@@ -535,16 +561,13 @@ def command_webhooks_listen(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m local",
-        description="Run the media-pipeline Pulumi program as a local cloud (moto, worker processes, HTTP API).",
-    )
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--project-dir", default=str(PROJECT_DIR), help="directory of Pulumi.yaml and __main__.py")
-    common.add_argument("--state-dir", help="where keys, outputs and logs go (default: <project>/.local)")
+def _cloud_arguments() -> argparse.ArgumentParser:
+    """The options of the commands that start a local cloud."""
     cloud = argparse.ArgumentParser(add_help=False)
     cloud.add_argument("--port", type=int, default=0, help="HTTP API port on 127.0.0.1 (default: a free port)")
+    cloud.add_argument(
+        "--cdn-port", type=int, default=0, help="CloudFront distribution port on 127.0.0.1 (default: a free port)"
+    )
     cloud.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml is read (default: dev)")
     cloud.add_argument("--config", action="append", metavar="KEY=VALUE", help="override a stack config value")
     cloud.add_argument("--config-file", action="append", metavar="PATH", help="extra config layer (Pulumi.*.yaml form)")
@@ -556,6 +579,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cloud.add_argument("--concurrency", type=int, default=2, help="worker processes per function at most")
     cloud.add_argument("--logs", action="store_true", help="echo function logs to the console")
+    return cloud
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m local",
+        description="Run the media-pipeline Pulumi program as a local cloud (moto, worker processes, HTTP API).",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--project-dir", default=str(PROJECT_DIR), help="directory of Pulumi.yaml and __main__.py")
+    common.add_argument("--state-dir", help="where keys, outputs and logs go (default: <project>/.local)")
+    cloud = _cloud_arguments()
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", parents=[common, cloud], help="run the local cloud until Ctrl-C")
@@ -633,6 +668,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
-            print(f"error: port {args.port} is already in use", file=sys.stderr)
+            ports = " or ".join(str(p) for p in (args.port, getattr(args, "cdn_port", 0)) if p) or "a port"
+            print(f"error: {ports} is already in use", file=sys.stderr)
             return 1
         raise

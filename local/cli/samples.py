@@ -49,6 +49,27 @@ def probe_media(path: Path) -> dict[str, Any]:
     }
 
 
+def probe_playback(master_url: str) -> list[dict[str, Any]]:
+    """The variants ffprobe plays from a signed master playlist over HTTP (it fetches the variants and segments with
+    the cookies the CDN sets), smallest first: width, height, bit rate, duration."""
+    result = subprocess.run(
+        [ffprobe_path(), "-v", "error", "-print_format", "json", "-show_programs", "-show_format", master_url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    info = json.loads(result.stdout)
+    duration = float(info.get("format", {}).get("duration") or 0)
+    variants = []
+    for program in info.get("programs", []):
+        video = next((s for s in program.get("streams", []) if s.get("codec_type") == "video"), {})
+        bandwidth = int(program.get("tags", {}).get("variant_bitrate") or 0)
+        variants.append({"width": video.get("width"), "height": video.get("height"), "bandwidth": bandwidth})
+    variants.sort(key=lambda v: (v["height"] or 0, v["width"] or 0))
+    return [{**v, "durationSeconds": duration} for v in variants]
+
+
 def make_sample_image(path: Path, *, width: int = 2400, height: int = 1600) -> Path:
     """A JPEG photo stand-in: a gradient sky over hills, with the EXIF a camera writes (make, model, time, GPS) so the
     demo shows what the pipeline keeps and what it strips."""

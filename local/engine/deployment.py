@@ -12,7 +12,7 @@ from local.permissions.access import lambda_permission_allows
 
 class Behaviour(StrEnum):
     EMULATED = "emulated"  # created in the moto server
-    RUNTIME = "runtime"  # run by the local cloud itself (functions, event sources, the HTTP API)
+    RUNTIME = "runtime"  # run by the local cloud itself (functions, event sources, the HTTP API, the CDN)
     RECORDED = "recorded"  # no local behaviour: shown, not acted on
 
 
@@ -154,6 +154,13 @@ class Deployment:
 class ResourceType(StrEnum):
     """The resource type tokens the local engine gives behaviour to or reads, as Pulumi names them."""
 
+    CLOUDFRONT_CACHE_POLICY = "aws:cloudfront/cachePolicy:CachePolicy"
+    CLOUDFRONT_DISTRIBUTION = "aws:cloudfront/distribution:Distribution"
+    CLOUDFRONT_FUNCTION = "aws:cloudfront/function:Function"
+    CLOUDFRONT_KEY_GROUP = "aws:cloudfront/keyGroup:KeyGroup"
+    CLOUDFRONT_ORIGIN_ACCESS_CONTROL = "aws:cloudfront/originAccessControl:OriginAccessControl"
+    CLOUDFRONT_PUBLIC_KEY = "aws:cloudfront/publicKey:PublicKey"
+    CLOUDFRONT_RESPONSE_HEADERS_POLICY = "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy"
     CLOUDWATCH_EVENT_BUS = "aws:cloudwatch/eventBus:EventBus"
     CLOUDWATCH_LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
     DOCKER_IMAGE = "docker-build:index:Image"
@@ -194,6 +201,9 @@ class ResourceType(StrEnum):
     S3_BUCKET_V2 = "aws:s3/bucketV2:BucketV2"
     S3_BUCKET_VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
     S3_BUCKET_VERSIONING_V2 = "aws:s3/bucketVersioningV2:BucketVersioningV2"
+    SECRETSMANAGER_SECRET = "aws:secretsmanager/secret:Secret"
+    SECRETSMANAGER_SECRET_POLICY = "aws:secretsmanager/secretPolicy:SecretPolicy"
+    SECRETSMANAGER_SECRET_VERSION = "aws:secretsmanager/secretVersion:SecretVersion"
     SNS_TOPIC = "aws:sns/topic:Topic"
     SNS_TOPIC_POLICY = "aws:sns/topicPolicy:TopicPolicy"
     SNS_TOPIC_SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"

@@ -24,6 +24,7 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks, set_all_config, set_mocks
+from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 from pulumi.runtime.settings import get_root_resource
 
 from local.engine.deployment import DeclaredResource, Deployment
@@ -140,6 +141,17 @@ class ProgramFailed(RuntimeError):
     """The Pulumi program raised, or a resource could not be created from its inputs."""
 
 
+def reveal_secrets(value: Any) -> Any:
+    """Inputs with every secret unwrapped: a resource is created from the value, as the provider receives it."""
+    if is_rpc_secret(value):
+        return reveal_secrets(unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {k: reveal_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal_secrets(v) for v in value]
+    return value
+
+
 class LocalMocks(Mocks):
     """Mocks whose new_resource creates the resource in the emulator; registrations are serialized."""
 
@@ -154,27 +166,28 @@ class LocalMocks(Mocks):
         if not args.custom:
             # Component resources only group their children; they have no cloud counterpart.
             return args.name, {}
+        inputs = reveal_secrets(dict(args.inputs))
         with self._lock:
             try:
-                created = self._factory.create(args.typ, args.name, dict(args.inputs))
+                created = self._factory.create(args.typ, args.name, inputs)
             except Exception as err:
                 # The SDK swallows the message into a generic RPC failure; keep it to report which resource failed.
                 self.errors.append(f"{args.typ} {args.name}: {type(err).__name__}: {err}")
                 raise
-            state = {**args.inputs, **created.outputs, "id": created.id}
             self._deployment.resources.append(
                 DeclaredResource(
                     type=args.typ,
                     name=args.name,
                     id=created.id,
-                    inputs=dict(args.inputs),
-                    state=state,
+                    inputs=inputs,
+                    state={**inputs, **created.outputs, "id": created.id},
                     behaviour=created.behaviour,
                     note=created.note,
                 )
             )
             log.debug("created %s %s -> %s", args.typ, args.name, created.id)
-            return created.id, state
+            # The program gets its inputs back as it sent them: a secret stays a secret in its outputs.
+            return created.id, {**args.inputs, **created.outputs, "id": created.id}
 
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         try:
@@ -206,19 +219,24 @@ def _program_context(project_dir: Path) -> Iterator[None]:
         sys.modules.update(shadowed)
 
 
-def evaluate_program(project_dir: Path, config: StackConfig, emulator: Emulator, api_endpoint: str) -> Deployment:
-    """Runs `project_dir/__main__.py` once under the local engine and returns what it declared."""
+def evaluate_program(
+    project_dir: Path, config: StackConfig, emulator: Emulator, api_endpoint: str, cdn_endpoint: str = ""
+) -> Deployment:
+    """Runs `project_dir/__main__.py` once under the local engine and returns what it declared; the HTTP API's and the
+    CDN's endpoints are the URLs the local cloud will serve them on (the CDN's is the distribution's domain name)."""
     project_dir = project_dir.resolve()
     region = config.values.get("aws:region", emulator.region)
     deployment = Deployment(project=config.project, stack=config.stack, region=region, account_id=ACCOUNT_ID)
     mocks = LocalMocks(
-        ResourceFactory(emulator, deployment, api_endpoint, project_dir), InvokeAnswers(ACCOUNT_ID, region), deployment
+        ResourceFactory(emulator, deployment, api_endpoint, project_dir, cdn_endpoint),
+        InvokeAnswers(ACCOUNT_ID, region),
+        deployment,
     )
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        set_all_config(dict(config.values))
+        set_all_config(dict(config.values), secret_keys=sorted(config.secret_keys))
         set_mocks(mocks, project=config.project, stack=config.stack, preview=False)
         program = project_dir / "__main__.py"
         with _program_context(project_dir):

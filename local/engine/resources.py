@@ -7,6 +7,7 @@ so every reference between resources resolves to the emulator's real value.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import string
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 from botocore.exceptions import ClientError
 
 from local.artifacts.images import image_digest
+from local.engine.cloudfront import CloudFrontResources
 from local.engine.deployment import AsyncDelivery, Behaviour, Deployment, ResourceType
 from local.engine.emulator import Emulator
 from local.permissions import enforcement, roles
@@ -167,7 +169,9 @@ def create_table_request(table: str, inputs: dict[str, Any]) -> dict[str, Any]:
 class ResourceFactory:
     """Creates each supported resource type in the emulator; records the rest without behaviour."""
 
-    def __init__(self, emulator: Emulator, deployment: Deployment, api_endpoint: str, project_dir: Path) -> None:
+    def __init__(
+        self, emulator: Emulator, deployment: Deployment, api_endpoint: str, project_dir: Path, cdn_endpoint: str = ""
+    ) -> None:
         self._aws = emulator
         self._project_dir = project_dir
         self._deployment = deployment
@@ -205,6 +209,9 @@ class ResourceFactory:
             ResourceType.IAM_ROLE_POLICY_ATTACHMENT: self._role_policy_attachment,
             ResourceType.KMS_KEY: self._kms_key,
             ResourceType.KMS_ALIAS: self._kms_alias,
+            ResourceType.SECRETSMANAGER_SECRET: self._secret,
+            ResourceType.SECRETSMANAGER_SECRET_POLICY: self._secret_policy,
+            ResourceType.SECRETSMANAGER_SECRET_VERSION: self._secret_version,
         }
         self._runtime: dict[str, Creator] = {
             ResourceType.FUNCTION: self._function,
@@ -216,6 +223,8 @@ class ResourceFactory:
             ResourceType.HTTP_AUTHORIZER: self._http_child,
             ResourceType.MEDIACONVERT_QUEUE: self._mediaconvert_queue,
             ResourceType.DOCKER_IMAGE: self._docker_image,
+            # Served by the local CDN (local/cdn/), which reads them from the deployment.
+            **CloudFrontResources(deployment, cdn_endpoint.removeprefix("http://").rstrip("/")).creators(),
         }
 
     @property
@@ -535,6 +544,36 @@ class ResourceFactory:
         alias = autoname(name, inputs)
         self._aws.client("kms").create_alias(AliasName=alias, TargetKeyId=inputs["targetKeyId"])
         return alias, {"arn": f"arn:aws:kms:{self._region}:{self._account}:{alias}", "targetKeyArn": ""}
+
+    # --- Secrets Manager ------------------------------------------------------------------------------------
+
+    def _secret(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        secret = autoname(name, inputs)
+        request: dict[str, Any] = {"Name": secret, "Description": inputs.get("description") or ""}
+        if inputs.get("kmsKeyId"):
+            request["KmsKeyId"] = inputs["kmsKeyId"]
+        secretsmanager = self._aws.client("secretsmanager")
+        arn = secretsmanager.create_secret(**request)["ARN"]
+        if inputs.get("policy"):
+            secretsmanager.put_resource_policy(SecretId=arn, ResourcePolicy=inputs["policy"])
+        return arn, {"arn": arn, "name": secret}
+
+    def _secret_policy(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        self._aws.client("secretsmanager").put_resource_policy(
+            SecretId=inputs["secretArn"], ResourcePolicy=inputs["policy"]
+        )
+        return inputs["secretArn"], {}
+
+    def _secret_version(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        request: dict[str, Any] = {"SecretId": inputs["secretId"]}
+        if inputs.get("secretString") is not None:
+            request["SecretString"] = inputs["secretString"]
+        elif inputs.get("secretBinary") is not None:
+            request["SecretBinary"] = base64.b64decode(inputs["secretBinary"])
+        if inputs.get("versionStages"):
+            request["VersionStages"] = list(inputs["versionStages"])
+        answer = self._aws.client("secretsmanager").put_secret_value(**request)
+        return f"{answer['ARN']}|{answer['VersionId']}", {"arn": answer["ARN"], "versionId": answer["VersionId"]}
 
     # --- EventBridge ----------------------------------------------------------------------------------------
 

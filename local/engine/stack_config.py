@@ -1,4 +1,5 @@
-"""The stack's configuration as `pulumi up` would see it: Pulumi.yaml defaults, the stack file, then local layers."""
+"""The stack's configuration as `pulumi up` would see it: Pulumi.yaml defaults, the stack file, what the local cloud
+supplies for itself (its CDN key and URL), then local layers and overrides."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ class StackConfig:
     project: str
     stack: str
     values: dict[str, str] = field(default_factory=dict)
+    secret_keys: frozenset[str] = frozenset()
+    """Keys Pulumi holds as secrets (`pulumi.runtime.is_config_secret`): the stack file's `secure` values, whatever
+    layer stands in for them locally, and the secrets the local cloud supplies."""
 
     def get(self, key: str) -> str | None:
         return self.values.get(self.qualify(key))
@@ -60,13 +64,16 @@ def _project_defaults(project_file: dict[str, Any]) -> dict[str, Any]:
     return defaults
 
 
-def _stack_layer(path: Path) -> dict[str, Any]:
+def _stack_layer(path: Path) -> tuple[dict[str, Any], set[str]]:
+    """A config file's plain values, and the keys it holds as encrypted secrets (which the local cloud cannot read)."""
     values: dict[str, Any] = {}
+    encrypted: set[str] = set()
     for key, value in (_read_yaml(path).get("config") or {}).items():
         if isinstance(value, dict) and set(value) == {"secure"}:
-            raise ConfigError(f"{path}: {key} is an encrypted secret; the local cloud needs a plain value in a layer")
-        values[key] = value
-    return values
+            encrypted.add(key)
+        else:
+            values[key] = value
+    return values, encrypted
 
 
 def load_stack_config(
@@ -74,22 +81,52 @@ def load_stack_config(
     stack: str,
     layers: list[Path] | None = None,
     overrides: dict[str, Any] | None = None,
+    *,
+    supplied: dict[str, Any] | None = None,
+    supplied_secrets: frozenset[str] = frozenset(),
 ) -> StackConfig:
-    """Pulumi.yaml defaults < Pulumi.<stack>.yaml < each layer file (same format) < explicit overrides."""
+    """Pulumi.yaml defaults < Pulumi.<stack>.yaml < `supplied` (what the local cloud provides for itself, e.g. its
+    own CDN key) < each layer file (same format) < explicit overrides. An encrypted secret in the stack file is an
+    error unless something above it replaces it; a key stays a secret whichever layer gives its value, as do the
+    `supplied_secrets`."""
     project_file = _read_yaml(project_dir / "Pulumi.yaml")
     project = project_file.get("name")
     if not isinstance(project, str) or not project:
         raise ConfigError(f"{project_dir / 'Pulumi.yaml'}: missing project name")
-    merged: dict[str, Any] = dict(_project_defaults(project_file))
+    config = StackConfig(project=project, stack=stack)
+
+    def qualified(values: dict[str, Any]) -> dict[str, Any]:
+        # Merged by fully-qualified key, so `engine` and `media-pipeline:engine` are one key whichever layer names it.
+        return {config.qualify(key): value for key, value in values.items()}
+
+    merged: dict[str, Any] = qualified(_project_defaults(project_file))
+    encrypted: dict[str, Path] = {}
     stack_file = project_dir / f"Pulumi.{stack}.yaml"
     if stack_file.exists():
-        merged.update(_stack_layer(stack_file))
+        values, secure = _stack_layer(stack_file)
+        merged.update(qualified(values))
+        encrypted = {config.qualify(key): stack_file for key in secure}
+        for key in encrypted:
+            merged.pop(key, None)  # the stack's secret replaces any default
+    above = [qualified(supplied or {})]
     for layer in layers or []:
-        merged.update(_stack_layer(layer))
-    merged.update(overrides or {})
-    config = StackConfig(project=project, stack=stack)
-    values = {config.qualify(key): wire_value(value) for key, value in merged.items()}
-    return StackConfig(project=project, stack=stack, values=values)
+        values, secure = _stack_layer(layer)
+        if secure:
+            raise ConfigError(f"{layer}: {sorted(secure)[0]} is an encrypted secret; a local layer needs a plain value")
+        above.append(qualified(values))
+    above.append(qualified(overrides or {}))
+    for values in above:
+        merged.update(values)
+    for key, path in encrypted.items():
+        if not any(key in values for values in above):
+            raise ConfigError(f"{path}: {key} is an encrypted secret; the local cloud needs a plain value in a layer")
+    secrets = (set(encrypted) | {config.qualify(key) for key in supplied_secrets}) & set(merged)
+    return StackConfig(
+        project=project,
+        stack=stack,
+        values={key: wire_value(value) for key, value in merged.items()},
+        secret_keys=frozenset(secrets),
+    )
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -7,8 +7,8 @@ COMPLETE, only once every output is in S3 (consumers HEAD them) | ERROR with a c
 Error codes follow MediaConvert's: 1040 the input could not be read, 1010 it is not media ffmpeg can open, 1030 the
 transcode failed, 1401 an output could not be written, 1999 anything else (logged with its traceback).
 
-Identical encodes (an MP4 rendition and its HLS variant carry the same video and audio description) are made once:
-the MP4 is written as encoded and the variant is its stream copy in MPEG-TS segments.
+Each FILE_GROUP output is one ffmpeg encode to MP4; outputs with identical video and audio descriptions share one
+encode, written under each output's name.
 """
 
 from __future__ import annotations
@@ -33,28 +33,10 @@ from local.mediaconvert.outputs.ffmpeg import (
     MediaInfo,
     ProbeFailed,
     encode_args,
-    frame_capture_args,
-    hls_args,
-    output_size,
     probe,
     run_ffmpeg,
 )
-from local.mediaconvert.outputs.hls import (
-    PlaylistError,
-    Variant,
-    aac_codec,
-    avc_codec,
-    bitrates,
-    master_playlist,
-    with_integer_durations,
-)
-from local.mediaconvert.outputs.naming import (
-    OutputMeasure,
-    PlannedGroup,
-    frame_capture_path,
-    hls_segment_pattern,
-    output_group_details,
-)
+from local.mediaconvert.outputs.naming import OutputMeasure, output_group_details
 from local.mediaconvert.settings import OutputSpec
 
 log = logging.getLogger("local.mediaconvert.service")
@@ -64,8 +46,6 @@ INPUT_NOT_MEDIA = 1010
 TRANSCODE_FAILED = 1030
 OUTPUT_UNWRITABLE = 1401
 INTERNAL_ERROR = 1999
-# Relative work of each step, per second of media: an encode decodes and encodes, a capture decodes, a repackage copies.
-ENCODE_WEIGHT, CAPTURE_WEIGHT, PACKAGE_WEIGHT = 1.0, 0.5, 0.05
 CHUNK_BYTES = 1 << 20
 # An ffmpeg step that runs longer than this is stuck (x264 veryfast encodes far faster than 10x slower than real time).
 STEP_TIMEOUT_BASE_SECONDS, STEP_TIMEOUT_PER_MEDIA_SECOND = 120.0, 10.0
@@ -120,20 +100,20 @@ def api_output_group_details(event_groups: list[dict[str, Any]]) -> list[dict[st
 
 @dataclass
 class _Progress:
-    """TRANSCODING progress over weighted steps, put as STATUS_UPDATE at most once per interval (local clock)."""
+    """TRANSCODING progress over the job's encodes, put as STATUS_UPDATE at most once per interval (local clock)."""
 
     job: Job
     store: JobStore
     events: EventPublisher
     interval_seconds: float
-    total_weight: float
-    done_weight: float = 0.0
+    total_steps: int
+    done_steps: int = 0
     frames_done: int = 0
     last_put: float = field(default_factory=time.monotonic)
     last_percent: int = -1
 
-    def report(self, step_weight: float, step_fraction: float, frames: int) -> None:
-        fraction = (self.done_weight + step_weight * min(1.0, step_fraction)) / self.total_weight
+    def report(self, step_fraction: float, frames: int) -> None:
+        fraction = (self.done_steps + min(1.0, step_fraction)) / max(1, self.total_steps)
         percent = min(99, int(fraction * 100))
         self.store.progress(self.job, phase="TRANSCODING", percent=percent)
         now = time.monotonic()
@@ -146,8 +126,8 @@ class _Progress:
                 jobProgress=job_progress("TRANSCODING", percent, percent),
             )
 
-    def step_done(self, step_weight: float, frames: int) -> None:
-        self.done_weight += step_weight
+    def step_done(self, frames: int) -> None:
+        self.done_steps += 1
         self.frames_done += frames
 
 
@@ -230,7 +210,7 @@ class JobRunner:
             store=self._store,
             events=self._events,
             interval_seconds=self._status_interval(job.status_update_seconds),
-            total_weight=_Transcode.total_weight(job, info.duration_s),
+            total_steps=len({o.encode_key for o in spec.outputs}),
         )
         transcode = _Transcode(job, work, source, info, progress, cancelled=lambda: self._cancelled(job))
         transcode.run()
@@ -266,7 +246,7 @@ class JobRunner:
 
 @dataclass
 class _Transcode:
-    """The TRANSCODING phase of one job: every output made in its work folder, and what each one measures."""
+    """The TRANSCODING phase of one job: every output encoded in its work folder, and what each one measures."""
 
     job: Job
     work: Path
@@ -280,40 +260,24 @@ class _Transcode:
     """(local file, s3 URI) of every output file, in the order they are written."""
     measured: dict[str, OutputMeasure] = field(default_factory=dict)
 
-    @staticmethod
-    def total_weight(job: Job, seconds: float) -> float:
-        specs = job.spec.outputs
-        encodes = {o.encode_key for o in specs if o.video is not None}
-        captures = sum(1 for o in specs if o.capture is not None)
-        variants = sum(1 for o in specs if o.video is not None and o.planned.group_type == "HLS_GROUP")
-        return max(
-            1e-9, seconds * (ENCODE_WEIGHT * len(encodes) + CAPTURE_WEIGHT * captures + PACKAGE_WEIGHT * variants)
-        )
-
     def run(self) -> None:
-        spec = self.job.spec
-        video_outputs = [o for o in spec.outputs if o.video is not None]
-        for output in video_outputs:
+        outputs = self.job.spec.outputs
+        for output in outputs:
             self._encode(output)
-        for output in video_outputs:
+        for output in outputs:
             media = self.encoded[output.encode_key]
             path = output.planned.path
-            self.measured[path] = OutputMeasure((path,), media.duration_ms, media.width, media.height)
-            if output.planned.group_type == "FILE_GROUP":
-                self.uploads.append((self.encodes[output.encode_key], path))
-        for index, group in enumerate(g for g in spec.groups if g.type == "HLS_GROUP"):
-            self._package(group, self.work / "hls" / str(index))
-        for index, output in enumerate(o for o in spec.outputs if o.capture is not None):
-            self._capture(output, self.work / "captures" / str(index))
+            self.measured[path] = OutputMeasure(media.duration_ms, media.width, media.height)
+            self.uploads.append((self.encodes[output.encode_key], path))
 
-    def _ffmpeg(self, args: list[str], output: str, weight: float) -> None:
+    def _ffmpeg(self, args: list[str], output: str) -> None:
         seconds = self.info.duration_s
         frames = 0
 
         def report(reached: float, written: int) -> None:
             nonlocal frames
             frames = written
-            self.progress.report(weight, reached / seconds if seconds > 0 else 1.0, written)
+            self.progress.report(reached / seconds if seconds > 0 else 1.0, written)
 
         try:
             run_ffmpeg(args, on_progress=report, cancelled=self.cancelled, timeout=step_timeout(seconds))
@@ -321,71 +285,20 @@ class _Transcode:
             raise JobError(
                 TRANSCODE_FAILED, f"Transcoding failed for output [{output}]: [{_last_line(err.stderr)}]"
             ) from err
-        self.progress.step_done(weight, frames)
+        self.progress.step_done(frames)
 
     def _encode(self, output: OutputSpec) -> None:
         """The output's encode, unless an identical one was made already."""
         if output.encode_key in self.encoded:
             return
-        assert output.video is not None
         path = self.work / "encodes" / f"{len(self.encodes)}.mp4"
         path.parent.mkdir(parents=True, exist_ok=True)
         self.encodes[output.encode_key] = path
         args = encode_args(
             self.source, path, input_spec=self.job.spec.input, video=output.video, audio=output.audio, info=self.info
         )
-        self._ffmpeg(args, output.planned.path, ENCODE_WEIGHT * self.info.duration_s)
+        self._ffmpeg(args, output.planned.path)
         try:
             self.encoded[output.encode_key] = probe(path)
         except ProbeFailed as err:
             raise JobError(TRANSCODE_FAILED, f"Output [{output.planned.path}] is unreadable: [{err}]") from err
-
-    def _package(self, group: PlannedGroup, folder: Path) -> None:
-        """The group's variants as segments + media playlists, then the master playlist over them."""
-        hls = self.job.spec.hls[group.base]
-        folder_uri = group.base.rsplit("/", 1)[0]
-        folder.mkdir(parents=True)
-        by_path = {o.planned.path: o for o in self.job.spec.outputs}
-        variants: list[Variant] = []
-        for planned in group.outputs:
-            output = by_path[planned.path]
-            playlist = folder / planned.path.rsplit("/", 1)[1]
-            encoded = self.encodes[output.encode_key]
-            args = hls_args(encoded, playlist, hls_segment_pattern(planned), hls.segment_seconds)
-            self._ffmpeg(args, planned.path, PACKAGE_WEIGHT * self.info.duration_s)
-            if hls.integer_durations:
-                playlist.write_text(with_integer_durations(playlist.read_text()))
-            variants.append(self._variant(playlist, self.encoded[output.encode_key], planned.path))
-        master = folder / f"{group.base.rsplit('/', 1)[1]}.m3u8"
-        master.write_text(master_playlist(variants, hls.include_resolution))
-        self.uploads += [(path, f"{folder_uri}/{path.name}") for path in sorted(folder.iterdir()) if path != master]
-        self.uploads.append((master, f"{folder_uri}/{master.name}"))
-
-    @staticmethod
-    def _variant(playlist: Path, media: MediaInfo, output: str) -> Variant:
-        try:
-            peak, average = bitrates(playlist)
-            codecs = [avc_codec(media.video_profile, media.video_level)]
-            if media.has_audio:
-                codecs.append(aac_codec(media.audio_profile))
-        except PlaylistError as err:
-            raise JobError(TRANSCODE_FAILED, f"HLS output [{output}]: [{err}]") from err
-        return Variant(playlist.name, peak, average, ",".join(codecs), media.width, media.height, media.frame_rate)
-
-    def _capture(self, output: OutputSpec, folder: Path) -> None:
-        capture, planned, info = output.capture, output.planned, self.info
-        assert capture is not None
-        folder.mkdir(parents=True)
-        pattern = folder / f"image.%07d.{planned.extension}"
-        args = frame_capture_args(self.source, pattern, input_spec=self.job.spec.input, capture=capture, info=info)
-        self._ffmpeg(args, planned.path, CAPTURE_WEIGHT * info.duration_s)
-        images = sorted(folder.iterdir())
-        if not images:
-            raise JobError(TRANSCODE_FAILED, f"Frame capture [{planned.path}] captured no frame")
-        display = (
-            (info.width, info.height) if self.job.spec.input.auto_rotate else (info.coded_width, info.coded_height)
-        )
-        width, height = output_size(capture.width, capture.height, display)
-        uris = [frame_capture_path(planned, index) for index in range(len(images))]
-        self.measured[planned.path] = OutputMeasure((uris[-1],), info.duration_ms, width, height)
-        self.uploads += list(zip(images, uris, strict=True))

@@ -1,13 +1,13 @@
 """The local cloud's MediaConvert: a stand-in that speaks the service's API to the real botocore client and runs jobs
 with ffmpeg against the emulated S3, announcing them on the emulated default event bus.
 
-- API (`mediaconvert_server.py`): CreateJob, GetJob, ListJobs, CancelJob and DescribeEndpoints on 127.0.0.1, parsed
+- API (`server.py`, `model.py`): CreateJob, GetJob, ListJobs, CancelJob and DescribeEndpoints on 127.0.0.1, parsed
   and validated by botocore's service model. A job whose settings the stand-in cannot honour is refused with
-  BadRequestException naming the setting (`mediaconvert_settings.py`), as MediaConvert refuses invalid settings.
-- Jobs (`mediaconvert_jobs.py`): queues, the request-token minute, states. A job waits in a bounded queue
+  BadRequestException naming the setting (`settings.py`), as MediaConvert refuses invalid settings.
+- Jobs (`jobs.py`): queues, the request-token minute, states. A job waits in a bounded queue
   (TooManyRequestsException when full) for one of `concurrency` worker threads; a PAUSED queue keeps its jobs SUBMITTED.
-- Runs (`mediaconvert_runner.py`): input from S3, ffmpeg (`mediaconvert_ffmpeg.py`, `mediaconvert_hls.py`), outputs
-  to S3 under MediaConvert's names (`mediaconvert_naming.py`), events (`mediaconvert_events.py`).
+- Runs (`runner.py`): input from S3, ffmpeg (`outputs/ffmpeg.py`) makes each FILE_GROUP MP4, outputs to S3 under
+  MediaConvert's names (`outputs/naming.py`), events (`events.py`).
 
 Every function worker gets `AWS_ENDPOINT_URL_MEDIACONVERT` (`function_environment`), which boto3 reads by itself, as it
 reads `AWS_ENDPOINT_URL` for the moto server: a function that calls MediaConvert reaches the stand-in without knowing.

@@ -5,15 +5,15 @@ setting), so a local run never silently differs from what MediaConvert would wri
 
 - one input, `s3://bucket/key`; `VideoSelector.Rotate` `AUTO` (apply the display matrix) or `DEGREE_0` (the default:
   ignore it); audio selectors choosing the default track;
-- `FILE_GROUP` outputs: MP4 (H.264 + optional AAC, index first) and RAW frame captures (JPEG);
-- `HLS_GROUP` outputs: M3U8 variants (H.264 + optional AAC in MPEG-TS segments) under a master playlist;
+- `FILE_GROUP` outputs in MP4 (H.264 + optional AAC, index first); any other output group type
+  (`HLS_GROUP_SETTINGS`, `DASH_ISO_GROUP_SETTINGS`, ...), container or codec (`FRAME_CAPTURE` in `RAW`, ...) is refused;
 - H.264: profile BASELINE/MAIN/HIGH, rate control QVBR (x264 CRF from the quality level, capped by MaxBitrate and the
   HRD buffer), CBR or VBR, GOP size in seconds or frames, scene-change keyframes on or off, frame rate from the source
   or specified, pixel aspect ratio from the source or specified, scaling DEFAULT (fit, then pad) or STRETCH_TO_OUTPUT;
 - AAC LC at the given bitrate, sample rate and channels (1.0 or 2.0).
 
-Settings that do not change what a player reads (queue-side options, manifest caching, quality tuning, which only
-trades encode time) are accepted without effect; their names are listed in `_ACCEPTED`.
+Settings that do not change what a player reads (queue-side options, quality tuning, which only trades encode time)
+are accepted without effect; their names are listed in `_ACCEPTED`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from local.mediaconvert.outputs.naming import PlannedGroup, PlannedOutput, plan_output_groups
+from local.mediaconvert.outputs.naming import FILE_GROUP_SETTINGS, PlannedOutput, plan_output_groups
 
 
 class SettingsNotHonoured(ValueError):
@@ -68,79 +68,40 @@ class AudioSpec:
 
 
 @dataclass(frozen=True)
-class FrameCaptureSpec:
-    width: int | None
-    height: int | None
-    numerator: int
-    denominator: int
-    max_captures: int | None
-    quality: int
-
-
-@dataclass(frozen=True)
-class HlsSpec:
-    segment_seconds: int
-    integer_durations: bool
-    include_resolution: bool
-
-
-@dataclass(frozen=True)
 class OutputSpec:
     planned: PlannedOutput
-    video: VideoSpec | None = None
+    video: VideoSpec
     audio: AudioSpec | None = None
-    capture: FrameCaptureSpec | None = None
 
     @property
-    def encode_key(self) -> tuple[VideoSpec | None, AudioSpec | None]:
-        """Outputs with the same key carry the same encode (an MP4 and its HLS variant): it is made once."""
+    def encode_key(self) -> tuple[VideoSpec, AudioSpec | None]:
+        """Outputs with the same key carry the same encode: it is made once and written under each name."""
         return self.video, self.audio
 
 
 @dataclass(frozen=True)
 class JobSpec:
     input: InputSpec
-    groups: tuple[PlannedGroup, ...]
     outputs: tuple[OutputSpec, ...]
-    hls: dict[str, HlsSpec]
-    """HlsSpec by the group's base name."""
 
 
 # Members accepted without a local effect, by the structure that holds them.
 _ACCEPTED = {
     "Settings": {"TimecodeConfig"},
     "Input": {"TimecodeSource"},
-    "HlsGroupSettings": {
-        "SegmentLengthControl",
-        "MinSegmentLength",
-        "CodecSpecification",
-        "ClientCache",
-        "DirectoryStructure",
-        "SegmentControl",
-        "OutputSelection",
-        "ProgramDateTime",
-        "ManifestCompression",
-    },
     "H264Settings": {"CodecLevel", "QualityTuningLevel", "GopClosedCadence", "InterlaceMode", "EntropyEncoding"},
     "AacSettings": {"CodecProfile", "RateControlMode"},
 }
 # Values of accepted members that do change the result, and are therefore refused.
 _REQUIRED_VALUES = {
-    ("HlsGroupSettings", "DirectoryStructure"): {"SINGLE_DIRECTORY"},
-    ("HlsGroupSettings", "SegmentControl"): {"SEGMENTED_FILES"},
-    ("HlsGroupSettings", "OutputSelection"): {"MANIFESTS_AND_SEGMENTS"},
-    ("HlsGroupSettings", "ProgramDateTime"): {"EXCLUDE"},
-    ("HlsGroupSettings", "ManifestCompression"): {"NONE"},
     ("H264Settings", "CodecLevel"): {"AUTO"},
     ("H264Settings", "InterlaceMode"): {"PROGRESSIVE"},
     ("H264Settings", "EntropyEncoding"): {"CABAC"},
     ("AacSettings", "CodecProfile"): {"LC"},
     ("AacSettings", "RateControlMode"): {"CBR"},
 }
-_GROUP_SETTINGS = {"FILE_GROUP_SETTINGS": "FileGroupSettings", "HLS_GROUP_SETTINGS": "HlsGroupSettings"}
 _PROFILES = {"BASELINE": "baseline", "MAIN": "main", "HIGH": "high"}
 _CHANNELS = {"CODING_MODE_1_0": 1, "CODING_MODE_2_0": 2}
-DEFAULT_SEGMENT_SECONDS = 10
 DEFAULT_QVBR_LEVEL = 7
 
 
@@ -188,7 +149,7 @@ def _video(where: str, description: dict[str, Any]) -> VideoSpec:
         raise SettingsNotHonoured(f"{where}.ScalingBehavior {scaling!r} is not emulated (DEFAULT, STRETCH_TO_OUTPUT)")
     codec = description.get("CodecSettings") or {}
     if codec.get("Codec") != "H_264":
-        raise SettingsNotHonoured(f"{where}: codec {codec.get('Codec')!r} is not emulated (H_264, FRAME_CAPTURE)")
+        raise SettingsNotHonoured(f"{where}: codec {codec.get('Codec')!r} is not emulated (H_264)")
     _only(f"{where}.CodecSettings", "CodecSettings", codec, {"Codec", "H264Settings"})
     h264 = codec.get("H264Settings") or {}
     handled = {
@@ -274,23 +235,6 @@ def _audio(where: str, descriptions: list[dict[str, Any]], source: InputSpec) ->
     )
 
 
-def _frame_capture(where: str, description: dict[str, Any]) -> FrameCaptureSpec:
-    _only(where, "VideoDescription", description, {"Width", "Height", "CodecSettings"})
-    codec = description["CodecSettings"]
-    _only(f"{where}.CodecSettings", "CodecSettings", codec, {"Codec", "FrameCaptureSettings"})
-    capture = codec.get("FrameCaptureSettings") or {}
-    handled = {"FramerateNumerator", "FramerateDenominator", "MaxCaptures", "Quality"}
-    _only(f"{where}.CodecSettings.FrameCaptureSettings", "FrameCaptureSettings", capture, handled)
-    return FrameCaptureSpec(
-        width=description.get("Width"),
-        height=description.get("Height"),
-        numerator=int(capture.get("FramerateNumerator") or 1),
-        denominator=int(capture.get("FramerateDenominator") or 1),
-        max_captures=capture.get("MaxCaptures"),
-        quality=int(capture.get("Quality") or 80),
-    )
-
-
 def _output(where: str, planned: PlannedOutput, source: InputSpec) -> OutputSpec:
     settings = planned.settings
     _only(
@@ -301,43 +245,23 @@ def _output(where: str, planned: PlannedOutput, source: InputSpec) -> OutputSpec
     )
     if "%" in planned.name:
         raise SettingsNotHonoured(f"{where}: output names with '%' are not emulated locally ({planned.name!r})")
-    container_settings = settings.get("ContainerSettings") or {}
-    container = container_settings.get("Container")
     if "VideoDescription" not in settings:
         raise SettingsNotHonoured(f"{where}: the local MediaConvert writes outputs with video only")
-    if planned.group_type == "HLS_GROUP":
-        _only(f"{where}.ContainerSettings", "HlsContainerSettings", container_settings, {"Container"})
-        if container != "M3U8":
-            raise SettingsNotHonoured(f"{where}: HLS container {container!r} is not emulated (M3U8)")
-    elif planned.is_frame_capture:
-        _only(f"{where}.ContainerSettings", "RawContainerSettings", container_settings, {"Container"})
-        if container != "RAW" or settings.get("AudioDescriptions"):
-            raise SettingsNotHonoured(f"{where}: frame captures go in a RAW container without audio")
-        return OutputSpec(
-            planned=planned, capture=_frame_capture(f"{where}.VideoDescription", settings["VideoDescription"])
-        )
-    else:
-        _only(f"{where}.ContainerSettings", "FileContainerSettings", container_settings, {"Container", "Mp4Settings"})
-        if container != "MP4":
-            raise SettingsNotHonoured(f"{where}: file container {container!r} is not emulated (MP4, RAW)")
-        mp4 = container_settings.get("Mp4Settings") or {}
-        _only(f"{where}.ContainerSettings.Mp4Settings", "Mp4Settings", mp4, {"MoovPlacement"})
-        if mp4.get("MoovPlacement", "PROGRESSIVE_DOWNLOAD") != "PROGRESSIVE_DOWNLOAD":
-            raise SettingsNotHonoured(f"{where}: MoovPlacement {mp4['MoovPlacement']!r} is not emulated")
+    # The codec first: a frame capture (FRAME_CAPTURE in a RAW container) is refused by its codec's name.
+    video = _video(f"{where}.VideoDescription", settings["VideoDescription"])
+    container_settings = settings.get("ContainerSettings") or {}
+    container = container_settings.get("Container")
+    _only(f"{where}.ContainerSettings", "FileContainerSettings", container_settings, {"Container", "Mp4Settings"})
+    if container != "MP4":
+        raise SettingsNotHonoured(f"{where}: file container {container!r} is not emulated (MP4)")
+    mp4 = container_settings.get("Mp4Settings") or {}
+    _only(f"{where}.ContainerSettings.Mp4Settings", "Mp4Settings", mp4, {"MoovPlacement"})
+    if mp4.get("MoovPlacement", "PROGRESSIVE_DOWNLOAD") != "PROGRESSIVE_DOWNLOAD":
+        raise SettingsNotHonoured(f"{where}: MoovPlacement {mp4['MoovPlacement']!r} is not emulated")
     return OutputSpec(
         planned=planned,
-        video=_video(f"{where}.VideoDescription", settings["VideoDescription"]),
+        video=video,
         audio=_audio(f"{where}.AudioDescriptions", settings.get("AudioDescriptions") or [], source),
-    )
-
-
-def _hls(where: str, settings: dict[str, Any]) -> HlsSpec:
-    handled = {"Destination", "SegmentLength", "ManifestDurationFormat", "StreamInfResolution"}
-    _only(where, "HlsGroupSettings", settings, handled)
-    return HlsSpec(
-        segment_seconds=int(settings.get("SegmentLength") or DEFAULT_SEGMENT_SECONDS),
-        integer_durations=settings.get("ManifestDurationFormat", "FLOATING_POINT") == "INTEGER",
-        include_resolution=settings.get("StreamInfResolution", "INCLUDE") == "INCLUDE",
     )
 
 
@@ -350,24 +274,18 @@ def read_job_settings(settings: dict[str, Any]) -> JobSpec:
         _only(where, "OutputGroup", group, {"Name", "OutputGroupSettings", "Outputs"})
         group_settings = group.get("OutputGroupSettings") or {}
         kind = group_settings.get("Type")
-        if kind not in _GROUP_SETTINGS:
-            raise SettingsNotHonoured(f"{where}: {kind} is not emulated (FILE_GROUP_SETTINGS, HLS_GROUP_SETTINGS)")
-        _only(f"{where}.OutputGroupSettings", "OutputGroupSettings", group_settings, {"Type", _GROUP_SETTINGS[kind]})
-        if not (group_settings.get(_GROUP_SETTINGS[kind]) or {}).get("Destination"):
+        if kind != FILE_GROUP_SETTINGS:
+            raise SettingsNotHonoured(f"{where}: {kind} is not emulated (only {FILE_GROUP_SETTINGS})")
+        _only(f"{where}.OutputGroupSettings", "OutputGroupSettings", group_settings, {"Type", "FileGroupSettings"})
+        if not (group_settings.get("FileGroupSettings") or {}).get("Destination"):
             raise SettingsNotHonoured(f"{where}: the local MediaConvert needs a Destination")
     groups = plan_output_groups(settings)
     if not groups:
         raise SettingsNotHonoured("the job has no output group")
     outputs: list[OutputSpec] = []
-    hls: dict[str, HlsSpec] = {}
     for index, group in enumerate(groups):
         where = f"OutputGroups[{index}]"
-        if group.type == "HLS_GROUP":
-            hls[group.base] = _hls(f"{where}.OutputGroupSettings.HlsGroupSettings", group.settings)
-        else:
-            _only(
-                f"{where}.OutputGroupSettings.FileGroupSettings", "FileGroupSettings", group.settings, {"Destination"}
-            )
+        _only(f"{where}.OutputGroupSettings.FileGroupSettings", "FileGroupSettings", group.settings, {"Destination"})
         for position, planned in enumerate(group.outputs):
             outputs.append(_output(f"{where}.Outputs[{position}]", planned, source))
         if not group.outputs:
@@ -376,4 +294,4 @@ def read_job_settings(settings: dict[str, Any]) -> JobSpec:
         parts = urlsplit(group.base)
         if parts.scheme != "s3" or not parts.netloc:
             raise SettingsNotHonoured(f"destination {group.base!r}: the local MediaConvert writes to s3://bucket/ only")
-    return JobSpec(input=source, groups=tuple(groups), outputs=tuple(outputs), hls=hls)
+    return JobSpec(input=source, outputs=tuple(outputs))

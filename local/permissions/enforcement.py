@@ -4,12 +4,13 @@ service makes on the account's behalf.
 API calls. moto authenticates a request's access key but evaluates identity policies only against `*` for most
 services, ignoring Resource and Condition. Here its authorization hook is replaced: the caller is the role session
 the credentials belong to (or the local cloud's own admin key, which is not subject to policies), the resource is the
-one the request names (a queue, a table or index, a topic, an event bus, a key, a bucket or object, presigned requests
-included), and `access.py` decides with the role's policies and the resource's own policy. A CopyObject also needs
-s3:GetObject on its source; a Publish to an encrypted topic also needs the topic's key; an expired presigned URL, and
-a read of a missing key by a caller who may not list the bucket, are refused as S3 refuses them. Refusals are the
-services' own errors (S3's and SQS's AccessDenied, DynamoDB's, EventBridge's and KMS's AccessDeniedException; a query
-service's AccessDenied). Signatures are not verified: the session token identifies the session.
+one the request names (a queue, a table or index, a topic, an event bus, a key, a secret, a bucket or object, presigned
+requests included), and `access.py` decides with the role's policies and the resource's own policy. A CopyObject also
+needs s3:GetObject on its source; a Publish to an encrypted topic also needs the topic's key, and reading a secret
+encrypted with a customer managed key that key's kms:Decrypt; an expired presigned URL, and a read of a missing key by
+a caller who may not list the bucket, are refused as S3 refuses them. Refusals are the services' own errors (S3's and
+SQS's AccessDenied, DynamoDB's, EventBridge's, KMS's and Secrets Manager's AccessDeniedException; a query service's
+AccessDenied). Signatures are not verified: the session token identifies the session.
 
 Deliveries. Before S3 sends a notification to a queue or topic, SNS delivers to a subscribed queue, or EventBridge
 delivers to a queue target, the destination's policy must admit that service from that source (`aws:SourceArn`,
@@ -40,7 +41,12 @@ from local.permissions.roles import ADMIN_ACCESS_KEY, Caller, caller_for, role_p
 log = logging.getLogger("local.permissions")
 
 DELIVERY_QUEUE_PREFIX = "local-delivery-"
-JSON_ERRORS = {"dynamodb": "AccessDeniedException", "events": "AccessDeniedException", "kms": "AccessDeniedException"}
+JSON_ERRORS = {
+    "dynamodb": "AccessDeniedException",
+    "events": "AccessDeniedException",
+    "kms": "AccessDeniedException",
+    "secretsmanager": "AccessDeniedException",
+}
 # API operations authorized as another IAM action: a batch as its single action (IAM has no separate actions for
 # these batches), S3's HeadBucket as ListBucket.
 IAM_ACTIONS = {
@@ -69,6 +75,11 @@ refusals: deque[Refusal] = deque(maxlen=200)
 
 def enable() -> None:
     _state["enabled"] = True
+
+
+def disable() -> None:
+    """Back to moto's own behaviour (for a test that enabled enforcement in-process)."""
+    _state["enabled"] = False
 
 
 def refuse(service: str, source: str, destination: str, reason: str) -> None:
@@ -145,7 +156,7 @@ def _bus_arns(response: Any) -> list[str]:
     return sorted(buses) or ["*"]
 
 
-def _kms_key(account: str, region: str, key_id: str) -> Any:
+def kms_key(account: str, region: str, key_id: str) -> Any:
     from moto.kms.models import kms_backends
 
     return kms_backends[account][region].describe_key(key_id)
@@ -157,9 +168,19 @@ def _topic(account: str, region: str, arn: str) -> Any:
     return sns_backends[account][region].get_topic(arn)
 
 
+def _secret(account: str, region: str, secret_id: str) -> Any:
+    """The secret a SecretId names (its name, full ARN or partial ARN); None when there is none."""
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    return secretsmanager_backends[account][region].secrets.get(secret_id)
+
+
 def resource_policy_of(service: str, account: str, region: str, resource: str) -> str | None:
     """The resource's own policy, where the service has one that can admit a role of the same account."""
     try:
+        if service == "secretsmanager":
+            secret = _secret(account, region, resource)
+            return secret.policy if secret is not None else None
         if service == "sqs":
             from moto.sqs.models import sqs_backends
 
@@ -236,15 +257,41 @@ def _requests(response: Any, service: str, action: str, resource: str) -> list[R
         if action == "sns:Publish" and topic != "*":
             key = getattr(_topic(account, region, topic), "kms_master_key_id", "")
             if key:
-                key_arn = _kms_key(account, region, key).arn
+                key_arn = kms_key(account, region, key).arn
                 requests += [Request(a, (key_arn,), context) for a in ("kms:GenerateDataKey", "kms:Decrypt")]
         return requests
     if service == "sqs" and resource == "*" and response._get_param("QueueName"):  # GetQueueUrl names the queue
         return [Request(action, (f"arn:aws:sqs:{region}:{account}:{response._get_param('QueueName')}",), context)]
+    if service == "secretsmanager":
+        return _secretsmanager_requests(response, action, context)
     if service == "kms":
         key = response._get_param("KeyId")
-        return [Request(action, (_kms_key(account, region, key).arn if key else "*",), context)]
+        return [Request(action, (kms_key(account, region, key).arn if key else "*",), context)]
     return [Request(action, (resource,), context)]
+
+
+def _secretsmanager_requests(response: Any, action: str, context: dict[str, str]) -> list[Request]:
+    """A secret's ARN for each secret the request names; reading a value encrypted with a customer managed key also
+    needs kms:Decrypt on that key (Secrets Manager decrypts as the caller), and a batch read the read of each secret."""
+    account, region = response.current_account, response.region
+    named = response._get_param("SecretIdList") or [response._get_param("SecretId") or response._get_param("Name")]
+    requests = [Request(action, ("*",), context)] if action == "secretsmanager:BatchGetSecretValue" else []
+    per_secret = "secretsmanager:GetSecretValue" if requests else action
+    for secret_id in [str(s) for s in named if s]:
+        secret = _secret(account, region, secret_id)
+        arn = secret.arn if secret is not None else secret_id
+        if not arn.startswith("arn:"):  # a secret that does not exist: refused or not found by its name
+            arn = f"arn:aws:secretsmanager:{region}:{account}:secret:{secret_id}"
+        requests.append(Request(per_secret, (arn,), context))
+        key_id = getattr(secret, "kms_key_id", None)
+        if per_secret == "secretsmanager:GetSecretValue" and key_id and key_id != "alias/aws/secretsmanager":
+            try:
+                key_arn = kms_key(account, region, key_id).arn
+            except Exception:  # an AWS managed key: Secrets Manager's own grant covers it
+                continue
+            via = {**context, "kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}
+            requests.append(Request("kms:Decrypt", (key_arn,), via))
+    return requests or [Request(action, ("*",), context)]
 
 
 def authorize(response: Any, iam_request_cls: type, resource: str = "*") -> None:
@@ -283,7 +330,7 @@ def authorize(response: Any, iam_request_cls: type, resource: str = "*") -> None
         target = request.resources[0]
         if request.action.startswith("kms:") and target != "*":
             # A key's own policy must admit the caller, directly or by delegating to the account's IAM policies.
-            decision = decide(caller.principal, request, policies, key_policy=_kms_key(account, region, target).policy)
+            decision = decide(caller.principal, request, policies, key_policy=kms_key(account, region, target).policy)
         else:
             resource_policy = resource_policy_of(request.action.split(":", 1)[0], account, region, target)
             decision = decide(caller.principal, request, policies, resource_policy)

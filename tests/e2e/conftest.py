@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,19 @@ from local.cli.client import ApiClient
 from local.cloud import free_port
 from local.engine.emulator import Emulator
 from local.runtime.auth import AuthorizerSettings, SigningKey, issue_token
+from tests.media_samples import make_video
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_PROGRAM = Path(__file__).resolve().parent / "fixture_program"
 E2E_LAYER = Path(__file__).resolve().parent / "Pulumi.e2e.yaml"
 START_TIMEOUT_SECONDS = 600  # a first start installs the layer, the SDK and the image requirements (cached after)
+# The e2e layer's ladder (Pulumi.e2e.yaml), display sizes of a 640x360 source.
+LADDER = {"240p": (426, 240), "360p": (640, 360)}
+# The session's two engine jobs: a Lambda one (under the layer's 45 s MediaConvert threshold) and a MediaConvert one
+# (over it; 10 fps keeps the encodes short).
+LAMBDA_SECONDS = 7.0
+MEDIACONVERT_SECONDS = 48.0
+FPS_BY_ENGINE = {"lambda": 30, "mediaconvert": 10}
 
 
 @dataclass
@@ -121,3 +130,27 @@ def wait_for(condition: Any, timeout: float, interval: float = 0.25, message: st
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {message}")
         time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def long_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A source the e2e layer routes to MediaConvert."""
+    folder = tmp_path_factory.mktemp("mediaconvert")
+    return make_video(folder / "long.mp4", width=640, height=360, seconds=MEDIACONVERT_SECONDS, fps=10)
+
+
+@pytest.fixture(scope="session")
+def engine_jobs(pipeline_cloud: RunningCloud, long_source: Path) -> dict[str, dict[str, Any]]:
+    """A clip for each engine uploaded side by side by one user, followed to their final states (shared by the
+    engine and playback tests: the MediaConvert encode is the session's longest)."""
+    from tests.e2e.test_pipeline import follow, start_upload  # the helpers import this module
+
+    short = make_video(long_source.with_name("short.mp4"), width=640, height=360, seconds=LAMBDA_SECONDS)
+    client = pipeline_cloud.client("engines")
+
+    def run(path: Path) -> dict[str, Any]:
+        return follow(client, start_upload(client, path))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        short_job, long_job = pool.map(run, [short, long_source])
+    return {"short": short_job, "long": long_job}

@@ -39,8 +39,9 @@ def test_every_function_imports_and_answers_from_its_own_artifact(tmp_path: Path
         "webhooks": "sqs",
         "images": "sqs",
         "audio": "sqs",
+        "packager": "sqs",
     }, result.stdout
-    assert "9 of 9 functions answered from their own artifacts" in result.stdout
+    assert "10 of 10 functions answered from their own artifacts" in result.stdout
 
 
 def test_a_handler_importing_what_only_the_virtualenv_has_fails_as_lambda_would(fixture_cloud: RunningCloud) -> None:

@@ -24,8 +24,7 @@ from functions.submit.service import JobTarget, create_job_request
 from functions.tracker import service as tracker_view
 from local.engine.emulator import ACCOUNT_ID, FAKE_CREDENTIALS, Emulator
 from local.mediaconvert.jobs import JobStore
-from local.mediaconvert.outputs.ffmpeg import FfmpegFailed, mjpeg_quality, output_size, qvbr_crf, run_ffmpeg
-from local.mediaconvert.outputs.hls import Variant, avc_codec, master_playlist, with_integer_durations
+from local.mediaconvert.outputs.ffmpeg import FfmpegFailed, output_size, qvbr_crf, run_ffmpeg
 from local.mediaconvert.service import MediaConvertStandIn, StandInOptions
 from local.mediaconvert.settings import read_job_settings
 from local.runtime.clock import LocalClock
@@ -243,15 +242,78 @@ def _mutated(request: dict[str, Any], change: Any) -> dict[str, Any]:
     return copied
 
 
+def _hls_group(settings: dict[str, Any]) -> dict[str, Any]:
+    """An HLS group over the first rendition, as the program asked for before the packager made HLS."""
+    rendition = settings["OutputGroups"][0]["Outputs"][0]
+    folder = settings["OutputGroups"][0]["OutputGroupSettings"]["FileGroupSettings"]["Destination"].rsplit("/", 1)[0]
+    return {
+        "Name": "HLS",
+        "OutputGroupSettings": {
+            "Type": "HLS_GROUP_SETTINGS",
+            "HlsGroupSettings": {"Destination": f"{folder}/hls/index", "SegmentLength": 6, "MinSegmentLength": 0},
+        },
+        "Outputs": [
+            {
+                "NameModifier": "_240p",
+                "ContainerSettings": {"Container": "M3U8"},
+                "VideoDescription": copy.deepcopy(rendition["VideoDescription"]),
+                "AudioDescriptions": copy.deepcopy(rendition["AudioDescriptions"]),
+            }
+        ],
+    }
+
+
+def _frame_capture_group(settings: dict[str, Any]) -> dict[str, Any]:
+    """Thumbnails as a FILE_GROUP of JPEG frame captures, as the program asked for before the packager made them."""
+    folder = settings["OutputGroups"][0]["OutputGroupSettings"]["FileGroupSettings"]["Destination"].rsplit("/", 1)[0]
+    capture = {"FramerateNumerator": 1, "FramerateDenominator": 10, "MaxCaptures": 10, "Quality": 80}
+    return {
+        "Name": "Thumbnails",
+        "OutputGroupSettings": {
+            "Type": "FILE_GROUP_SETTINGS",
+            "FileGroupSettings": {"Destination": f"{folder}/thumbnails/thumb"},
+        },
+        "Outputs": [
+            {
+                "ContainerSettings": {"Container": "RAW"},
+                "VideoDescription": {
+                    "Width": 640,
+                    "Height": 360,
+                    "CodecSettings": {"Codec": "FRAME_CAPTURE", "FrameCaptureSettings": capture},
+                },
+            }
+        ],
+    }
+
+
+def _first_h264(settings: dict[str, Any]) -> dict[str, Any]:
+    return settings["OutputGroups"][0]["Outputs"][0]["VideoDescription"]["CodecSettings"]["H264Settings"]
+
+
 def test_what_it_cannot_honour_or_the_model_forbids_is_a_bad_request(standin: StandIn) -> None:
     request = standin.request("01JOB0000000000000000000B1")
+    assert {g["OutputGroupSettings"]["Type"] for g in request["Settings"]["OutputGroups"]} == {"FILE_GROUP_SETTINGS"}
+    as_is = {
+        **request,
+        "Queue": standin.service.jobs.queue_arn("held"),
+        "ClientRequestToken": "as-the-program-sends-it",
+    }
+    standin.client.create_job(**as_is)  # honoured as it is: each refusal below is the change's
     refused = {
         "Rotate": _mutated(request, lambda s: s["Inputs"][0]["VideoSelector"].update(Rotate="DEGREES_90")),
         "DASH_ISO_GROUP_SETTINGS": _mutated(
             request, lambda s: s["OutputGroups"][0]["OutputGroupSettings"].update(Type="DASH_ISO_GROUP_SETTINGS")
         ),
+        "OutputGroups[2]: HLS_GROUP_SETTINGS": _mutated(request, lambda s: s["OutputGroups"].append(_hls_group(s))),
+        "OutputGroups[2].Outputs[0].VideoDescription: codec 'FRAME_CAPTURE'": _mutated(
+            request, lambda s: s["OutputGroups"].append(_frame_capture_group(s))
+        ),
         "exactly one input": _mutated(request, lambda s: s["Inputs"].append(copy.deepcopy(s["Inputs"][0]))),
         "AudioSourceName": _mutated(request, lambda s: s["Inputs"][0].pop("AudioSelectors")),
+        # a bound botocore never checks (it checks min only): the model's max, from the service
+        "QvbrQualityLevel: 11 > max 10": _mutated(
+            request, lambda s: _first_h264(s)["QvbrSettings"].update(QvbrQualityLevel=11)
+        ),
     }
     for expected, body in refused.items():
         status, code, message = error_of(lambda body=body: standin.client.create_job(**body))
@@ -266,18 +328,13 @@ def test_what_it_cannot_honour_or_the_model_forbids_is_a_bad_request(standin: St
         aws_secret_access_key="local",
         config=Config(parameter_validation=False),
     )
-    zero_captures = _mutated(
-        request,
-        lambda s: s["OutputGroups"][-1]["Outputs"][0]["VideoDescription"]["CodecSettings"][
-            "FrameCaptureSettings"
-        ].update(MaxCaptures=0),
-    )
-    status, code, message = error_of(lambda: unchecked.create_job(**zero_captures))
+    too_narrow = _mutated(request, lambda s: s["OutputGroups"][0]["Outputs"][0]["VideoDescription"].update(Width=16))
+    status, code, message = error_of(lambda: unchecked.create_job(**too_narrow))
     assert (status, code) == (400, "BadRequestException")
-    assert "MaxCaptures: 0 < min 1" in message
+    assert "VideoDescription.Width: 16 < min 32" in message
     missing_queue = {**request, "Queue": standin.service.jobs.queue_arn("missing")}
     assert error_of(lambda: standin.client.create_job(**missing_queue))[:2] == (404, "NotFoundException")
-    assert standin.client.list_jobs()["Jobs"] == []
+    assert [j["Queue"] for j in standin.client.list_jobs()["Jobs"]] == [standin.service.jobs.queue_arn("held")]
 
 
 # --- running jobs ---------------------------------------------------------------------------------------------
@@ -298,32 +355,45 @@ def test_a_job_writes_every_output_then_completes_with_their_details(standin: St
     complete = events[-1]["detail"]
     fixture = json.loads((FIXTURES / "complete.json").read_text())["detail"]
     assert set(complete) == set(fixture) - {"warnings"}
-    assert [g["type"] for g in complete["outputGroupDetails"]] == [
-        "FILE_GROUP",
-        "FILE_GROUP",
-        "HLS_GROUP",
-        "FILE_GROUP",
-    ]
-    s3 = standin.emulator.client("s3")
+    fixture_detail = fixture["outputGroupDetails"][0]["outputDetails"][0]
     folder = f"s3://{standin.outputs}/outputs/01JOB0000000000000000000R1/"
-    for group in complete["outputGroupDetails"]:
-        for path in [
-            *group.get("playlistFilePaths", []),
-            *(p for d in group["outputDetails"] for p in d["outputFilePaths"]),
-        ]:
-            assert path.startswith(folder)
-            s3.head_object(Bucket=standin.outputs, Key=path.removeprefix(f"s3://{standin.outputs}/"))
+    # one FILE_GROUP per rendition, each with its one MP4, as it was written
+    assert [g["type"] for g in complete["outputGroupDetails"]] == ["FILE_GROUP"] * len(PLANS)
+    for plan, group in zip(PLANS, complete["outputGroupDetails"], strict=True):
+        assert set(group) == {"type", "outputDetails"}
+        [detail] = group["outputDetails"]
+        assert set(detail) == set(fixture_detail)
+        assert detail["outputFilePaths"] == [f"{folder}{plan.name}.mp4"]
+        assert detail["videoDetails"] == {"widthInPx": plan.width, "heightInPx": plan.height}
+        assert abs(detail["durationInMs"] - 3000) <= 100, plan.name
+    listing = standin.emulator.client("s3").list_objects_v2(
+        Bucket=standin.outputs, Prefix="outputs/01JOB0000000000000000000R1/"
+    )
+    written = {f"s3://{standin.outputs}/{o['Key']}" for o in listing.get("Contents", [])}
+    assert written == {f"{folder}{plan.name}.mp4" for plan in PLANS}  # nothing else: no playlists, no thumbnails
+    assert job["OutputGroupDetails"] == [
+        {
+            "OutputDetails": [
+                {
+                    "DurationInMs": d["durationInMs"],
+                    "VideoDetails": {
+                        "WidthInPx": d["videoDetails"]["widthInPx"],
+                        "HeightInPx": d["videoDetails"]["heightInPx"],
+                    },
+                }
+                for d in g["outputDetails"]
+            ]
+        }
+        for g in complete["outputGroupDetails"]
+    ]
     change = tracker_view.parse_job_state_change(complete)
     outputs = {o.rendition: o for o in tracker_view.rendition_outputs(change)}
     assert sorted(outputs) == ["240p", "360p"]
-    assert (outputs["360p"].width, outputs["360p"].height) == (640, 360)
-    assert abs(outputs["360p"].duration_ms - 3000) <= 100
-    assert tracker_view.hls_master_playlist(change) == (
-        standin.outputs,
-        "outputs/01JOB0000000000000000000R1/hls/index.m3u8",
-    )
-    thumbnails = complete["outputGroupDetails"][-1]["outputDetails"][0]["outputFilePaths"]
-    assert thumbnails == [f"{folder}thumbnails/thumb.0000000.jpg"]  # 3 s at one frame per 10 s: one capture
+    for plan in PLANS:
+        output = outputs[plan.name]
+        assert (output.bucket, output.key) == (standin.outputs, f"outputs/01JOB0000000000000000000R1/{plan.name}.mp4")
+        assert (output.width, output.height) == (plan.width, plan.height)
+        assert abs((output.duration_ms or 0) - 3000) <= 100
 
 
 def test_an_mp4_output_is_what_its_description_says(standin: StandIn, clip: Path, tmp_path: Path) -> None:
@@ -384,22 +454,11 @@ def test_canceling_a_progressing_job_stops_it(standin: StandIn, long_clip: Path)
 # --- the pure parts -------------------------------------------------------------------------------------------
 
 
-def test_commands_and_playlists_follow_the_settings() -> None:
+def test_commands_follow_the_settings() -> None:
     assert (qvbr_crf(7), qvbr_crf(10), qvbr_crf(1)) == (23, 11, 47)
-    assert (mjpeg_quality(100), mjpeg_quality(80), mjpeg_quality(1)) == (2, 8, 31)
     assert output_size(None, 240, (1280, 720)) == (426, 240)
     assert output_size(640, None, (1080, 1920)) == (640, 1138)
     assert output_size(None, None, (640, 360)) == (640, 360)
-    assert avc_codec("High", 30) == "avc1.64001e"
-    assert avc_codec("Constrained Baseline", 31) == "avc1.42c01f"
-    media = "#EXTM3U\n#EXT-X-TARGETDURATION:7\n#EXTINF:6.400000,\na_00001.ts\n#EXTINF:5.500000,\na_00002.ts\n"
-    assert with_integer_durations(media).splitlines()[2:] == ["#EXTINF:6,", "a_00001.ts", "#EXTINF:6,", "a_00002.ts"]
-    variant = Variant("index_240p.m3u8", 300_000, 250_000, "avc1.64001e,mp4a.40.2", 426, 240, 25.0)
-    assert master_playlist([variant], include_resolution=True).splitlines()[3:] == [
-        '#EXT-X-STREAM-INF:BANDWIDTH=300000,AVERAGE-BANDWIDTH=250000,CODECS="avc1.64001e,mp4a.40.2",'
-        "RESOLUTION=426x240,FRAME-RATE=25.000",
-        "index_240p.m3u8",
-    ]
 
 
 def test_a_stuck_ffmpeg_is_killed_at_its_timeout() -> None:

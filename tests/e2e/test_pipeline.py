@@ -206,7 +206,9 @@ def test_duplicated_s3_event_yields_one_set_of_outputs(pipeline_cloud: RunningCl
 
     wait_for(drained, 30, message="the duplicate consumed")
     time.sleep(2)  # anything the duplicate had started downstream would show by now
-    assert sorted(before) == [f"outputs/{job_id}/240p.mp4", f"outputs/{job_id}/360p.mp4"]
+    folder = f"outputs/{job_id}/"
+    made = [f"{folder}240p.mp4", f"{folder}360p.mp4", f"{folder}hls/master.m3u8", f"{folder}poster.jpg"]
+    assert set(made) <= set(before)  # and the rest of the playback package
     assert outputs() == before
     again = client.job(job_id)
     assert (again["status"], again["updatedAt"]) == ("COMPLETED", job["updatedAt"])
@@ -342,6 +344,11 @@ def test_job_outcome_is_delivered_to_a_signed_webhook(pipeline_cloud: RunningClo
         job_id,
         "COMPLETED",
     )
+    # job.completed carries the playback links, as GET /jobs/{id} shows them, and they play through the CDN
+    playback = payload["data"]["playback"]
+    assert set(playback) == {"hls", "poster", "thumbnails", "expiresAt"}
+    master = request("GET", playback["hls"])
+    assert master.status == 200 and str(master.body).startswith("#EXTM3U"), master.body
     expected = _standard_webhooks_signature(endpoint.body["secret"], headers, body)
     assert expected in headers["webhook-signature"].split(" ")
     assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60

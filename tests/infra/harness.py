@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import runpy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import pulumi
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks, set_all_config, set_mocks
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.settings import get_root_resource, set_root_resource
@@ -26,6 +29,17 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 # The committed stacks leave the issuer to their operator (the program refuses the placeholder); tests name one.
 TEST_ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TestPool"
+# The CDN signing key is a config secret only its operator holds: tests make their own, and pass it as a secret.
+CDN_KEY = f"{PROJECT}:cdnPrivateKey"
+
+
+@functools.cache
+def signing_key_pem() -> str:
+    """A CloudFront signing key (2048-bit RSA, PEM) made for this test process; never written anywhere."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 class UnknownInvoke(AssertionError):
@@ -57,7 +71,21 @@ def _outputs(token: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[s
     out: dict[str, Any] = {}
     if token == "aws:s3/bucket:Bucket":
         bucket = inputs.get("bucket") or physical
-        return bucket, {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}", "id": bucket}
+        regional = f"{bucket}.s3.{REGION}.amazonaws.com"
+        return bucket, {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}", "id": bucket} | {
+            "bucketRegionalDomainName": regional
+        }
+    if token == "aws:cloudfront/distribution:Distribution":
+        distribution_id = "E" + _suffix(name).upper()
+        return distribution_id, {
+            "arn": f"arn:aws:cloudfront::{ACCOUNT}:distribution/{distribution_id}",
+            "domainName": f"d{_suffix(name)}.cloudfront.net",
+        }
+    if token == "aws:cloudfront/publicKey:PublicKey":
+        return "K" + _suffix(name).upper(), {}
+    if token == "aws:secretsmanager/secret:Secret":
+        arn = _arn("secretsmanager", f"secret:{physical}-AbCdEf")
+        return arn, {"arn": arn}
     if token == "aws:sqs/queue:Queue":
         url = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{physical}"
         return url, {"name": physical, "arn": _arn("sqs", physical), "url": url}
@@ -218,10 +246,13 @@ class ProgramRun:
         return counts
 
 
-def run_program(overrides: Mapping[str, Any] | None = None, stack: str = STACK) -> ProgramRun:
-    """Execute __main__.py with a stack's config (dev by default; a test issuer, then overrides) under recording mocks,
-    preview off."""
-    config = stack_config(ROOT, stack, {"jwtIssuer": TEST_ISSUER, **(overrides or {})})
+def run_program(
+    overrides: Mapping[str, Any] | None = None, stack: str = STACK, secret_keys: Sequence[str] = (CDN_KEY,)
+) -> ProgramRun:
+    """Execute __main__.py with a stack's config (dev by default; a test issuer and signing key, then overrides) under
+    recording mocks, preview off. `secret_keys` are the keys the stack holds as secrets."""
+    defaults = {"jwtIssuer": TEST_ISSUER, "cdnPrivateKey": signing_key_pem()}
+    config = stack_config(ROOT, stack, {**defaults, **(overrides or {})})
     mocks = RecordingMocks()
     monitor = RecordingMonitor(mocks)
     keys_read: set[str] = set()
@@ -249,7 +280,7 @@ def run_program(overrides: Mapping[str, Any] | None = None, stack: str = STACK) 
     try:
         with mock.patch.object(pulumi.Config, "full_key", recording_full_key):
             set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
-            set_all_config(config)
+            set_all_config(config, list(secret_keys))
             program()
     finally:
         loop.close()

@@ -53,9 +53,20 @@ def _service(function_inputs: dict) -> str:
     return function_inputs["environment"]["variables"]["POWERTOOLS_SERVICE_NAME"]
 
 
-def test_the_contract_parses_into_eight_functions() -> None:
+def test_the_contract_parses_into_nine_functions() -> None:
     handlers = contract_handlers()
-    assert set(handlers) == {"api", "tracker", "ingest", "transcode", "webhooks", "submit", "images", "audio"}
+    assert set(handlers) == {
+        "api",
+        "tracker",
+        "ingest",
+        "transcode",
+        "webhooks",
+        "submit",
+        "images",
+        "audio",
+        "packager",
+    }
+    assert handlers["packager"] == ("functions.packager.handler.handler", "Image")
     assert handlers["images"] == ("functions.images.handler.handler", "Image")
     assert handlers["audio"] == ("functions.audio.handler.handler", "Image")
     common, own = contract_environment()

@@ -15,7 +15,15 @@ MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 TOPIC = "aws:sns/topic:Topic"
 KEY = "aws:kms/key:Key"
-DEFAULT_CONCURRENCY = {"ingest": 10, "transcode": 20, "submit": 5, "images": 10, "audio": 5, "webhooks": 10}
+DEFAULT_CONCURRENCY = {
+    "ingest": 10,
+    "transcode": 20,
+    "submit": 5,
+    "images": 10,
+    "audio": 5,
+    "packager": 5,
+    "webhooks": 10,
+}
 
 
 def consumer_of(run: ProgramRun, mapping: Any) -> str:
@@ -25,7 +33,7 @@ def consumer_of(run: ProgramRun, mapping: Any) -> str:
 
 def test_every_queue_consumer_has_its_configured_maximum_concurrency(dev: ProgramRun) -> None:
     mappings = dev.of_type(MAPPING)
-    assert len(mappings) == 7  # ingest, two transcoders, submit, images, audio, webhooks
+    assert len(mappings) == 8  # ingest, two transcoders, submit, images, audio, packager, webhooks
     consumers = set()
     for mapping in mappings:
         consumers.add(consumer_of(dev, mapping))
@@ -57,10 +65,10 @@ def test_every_function_alarms_on_errors_and_throttles_and_the_api_on_5xx(dev: P
     assert api_5xx.inputs["dimensions"] == {"ApiId": api.id, "Stage": "$default"}
     topic = dev.named(TOPIC, "observability-alarms").outputs["arn"]
     assert all(a.inputs["alarmActions"] == [topic] and a.inputs["treatMissingData"] == "notBreaching" for a in alarms)
-    # What the README's cost at rest counts: 7 work queues (ingest, two transcoders, images, audio, mediaconvert,
-    # webhooks) x (DLQ, age, errors, throttles), api and tracker x 2, the tracker's DLQ, the API's 5xx.
-    assert len(alarms) == 7 * 4 + 2 * 2 + 1 + 1
-    for function in ("images-function", "audio-function"):
+    # What the README's cost at rest counts: 8 work queues (ingest, two transcoders, images, audio, packager,
+    # mediaconvert, webhooks) x (DLQ, age, errors, throttles), api and tracker x 2, the tracker's DLQ, the API's 5xx.
+    assert len(alarms) == 8 * 4 + 2 * 2 + 1 + 1
+    for function in ("images-function", "audio-function", "packager-function"):
         name = dev.named(FUNCTION, function).outputs["name"]
         assert {("Errors", name), ("Throttles", name)} <= on_functions, function
 
@@ -101,7 +109,15 @@ def test_the_prod_stack_differs_from_dev_where_it_says(dev: ProgramRun) -> None:
     buckets = prod.of_type("aws:s3/bucket:Bucket")
     assert buckets and not any(b.inputs.get("forceDestroy") for b in buckets)
     concurrency = {consumer_of(prod, m): m.inputs["scalingConfig"]["maximumConcurrency"] for m in prod.of_type(MAPPING)}
-    assert concurrency == {"ingest": 20, "transcode": 50, "submit": 10, "images": 30, "audio": 10, "webhooks": 20}
+    assert concurrency == {
+        "ingest": 20,
+        "transcode": 50,
+        "submit": 10,
+        "images": 30,
+        "audio": 10,
+        "packager": 10,
+        "webhooks": 20,
+    }
 
 
 @pytest.mark.parametrize(

@@ -131,6 +131,7 @@ def test_the_images_function_runs_the_pillow_image_and_the_others_the_ffmpeg_ima
         "transcode-720p-function": "ffmpeg",
         "transcode-1080p-function": "ffmpeg",
         "audio-function": "ffmpeg",
+        "packager-function": "ffmpeg",
         "images-function": "images",
     }
 

@@ -38,10 +38,11 @@ def run(request: pytest.FixtureRequest) -> ProgramRun:
 def test_every_work_queue_redrives_to_a_dead_letter_queue_after_the_configured_receives(run: ProgramRun) -> None:
     queue_arns = {q.outputs["arn"] for q in run.of_type(QUEUE)}
     work_queues = _work_queues(run)
-    # ingest, one per rendition, images, audio, mediaconvert, webhook deliveries
+    # ingest, one per rendition, images, audio, mediaconvert, packaging requests, webhook deliveries
     names = {q.name for q in work_queues}
     assert {"ingest-queue", "images-queue", "audio-queue", "mediaconvert-queue", "webhooks-deliveries-queue"} <= names
-    assert len(work_queues) == 5 + len([n for n in names if n.startswith("transcode-")]) >= 7
+    assert "packager-requests-queue" in names
+    assert len(work_queues) == 6 + len([n for n in names if n.startswith("transcode-")]) >= 8
     # Webhook tasks waiting beyond SQS's 15-minute delay are received early and hidden again: those receives come
     # on top of the configured failures, or a healthy task would be dead-lettered before its last attempt.
     early_receives = receives_for_longest_wait(RetrySchedule())
@@ -156,10 +157,16 @@ def test_every_bucket_is_private_encrypted_and_tls_only(run: ProgramRun) -> None
         assert encryption["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] in ("AES256", "aws:kms")
         ownership = settings("aws:s3/bucketOwnershipControls:BucketOwnershipControls")
         assert ownership["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
-        (deny,) = json.loads(settings("aws:s3/bucketPolicy:BucketPolicy")["policy"])["Statement"]
+        deny, *readers = json.loads(settings("aws:s3/bucketPolicy:BucketPolicy")["policy"])["Statement"]
         assert deny["Effect"] == "Deny" and deny["Principal"] == "*" and deny["Action"] == "s3:*"
         assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         assert deny["Resource"] == [bucket.outputs["arn"], f"{bucket.outputs['arn']}/*"]
+        # Any other statement admits one service on behalf of one named resource (the CDN's, test_cdn.py): nothing
+        # public, nothing the public access block would refuse.
+        for reader in readers:
+            assert reader["Effect"] == "Allow" and set(reader["Principal"]) == {"Service"}, bucket.name
+            assert reader["Condition"]["StringEquals"]["AWS:SourceArn"].startswith("arn:aws:"), bucket.name
+        assert len(readers) == (1 if bucket.name == "outputs-bucket" else 0), bucket.name
         rules = settings("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")["rules"]
         abort = [r for r in rules if r.get("abortIncompleteMultipartUpload")]
         assert abort[0]["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 1}
@@ -170,7 +177,8 @@ def test_every_queue_subscription_is_raw_and_filtered_on_attributes(run: Program
     subscriptions = [
         s for s in run.of_type("aws:sns/topicSubscription:TopicSubscription") if s.inputs["protocol"] == "sqs"
     ]
-    assert len(subscriptions) == len(_work_queues(run)) - 2  # every work queue but ingest's and the webhooks'
+    # every work queue but ingest's (S3), the packager's and the webhooks' (EventBridge)
+    assert len(subscriptions) == len(_work_queues(run)) - 3
     for subscription in subscriptions:
         assert subscription.inputs["rawMessageDelivery"] is True
         assert subscription.inputs["filterPolicyScope"] == "MessageAttributes"
@@ -179,7 +187,7 @@ def test_every_queue_subscription_is_raw_and_filtered_on_attributes(run: Program
 
 def test_every_event_target_retries_then_dead_letters(run: ProgramRun) -> None:
     targets = run.of_type("aws:cloudwatch/eventTarget:EventTarget")
-    assert len(targets) == 4  # the tracker's three, the webhooks' one
+    assert len(targets) == 5  # the tracker's three, the packager's one, the webhooks' one
     queue_arns = {q.outputs["arn"] for q in run.of_type(QUEUE)}
     for target in targets:
         retry = target.inputs["retryPolicy"]

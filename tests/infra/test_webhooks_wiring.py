@@ -93,6 +93,8 @@ def test_the_delivery_function_consumes_the_queue_in_batches_with_least_privileg
         "sqs:ReceiveMessage": {queue.outputs["arn"]},
         "sqs:DeleteMessage": {queue.outputs["arn"]},
         "sqs:GetQueueAttributes": {queue.outputs["arn"]},
+        # the CDN signing key, for the playback links in a payload
+        "secretsmanager:GetSecretValue": {dev.only("aws:secretsmanager/secret:Secret").outputs["arn"]},
     }
 
 

@@ -206,6 +206,7 @@ def test_api_reads_and_writes_jobs_signs_uploads_and_downloads_and_manages_webho
         "dynamodb:UpdateItem": {endpoints},
         "s3:PutObject": {f"{uploads}/uploads/*"},
         "s3:GetObject": {f"{outputs}/outputs/*"},
+        "secretsmanager:GetSecretValue": {dev.only("aws:secretsmanager/secret:Secret").outputs["arn"]},  # playback
     }
 
 
@@ -244,13 +245,63 @@ def test_the_bus_keeps_the_urn_it_had_as_the_job_stores_child(dev: ProgramRun) -
     assert dev.alias_parents == {bus: [store]}
 
 
+def test_the_packager_hears_packaging_requests_on_its_own_queue_and_never_reads_uploads(dev: ProgramRun) -> None:
+    bus = dev.only("aws:cloudwatch/eventBus:EventBus")
+    rule = dev.named(RULE, "packager-requests")
+    assert rule.inputs["eventBusName"] == bus.outputs["name"]
+    assert json.loads(rule.inputs["eventPattern"]) == {
+        "source": ["media-pipeline"],
+        "detail-type": ["Packaging Requested"],
+    }
+    queue, dlq = dev.named(QUEUE, "packager-requests-queue"), dev.named(QUEUE, "packager-requests-dlq")
+    (target,) = [t for t in dev.of_type("aws:cloudwatch/eventTarget:EventTarget") if t.inputs["rule"] == rule.id]
+    assert target.inputs["arn"] == queue.outputs["arn"]
+    assert target.inputs["deadLetterConfig"]["arn"] == dlq.outputs["arn"]
+    for name in ("packager-requests-queue", "packager-requests-dlq"):
+        (statement,) = _queue_policy(dev, name)["Statement"]
+        assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+        assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == [rule.outputs["arn"]]
+
+    # The packager remuxes the renditions under outputs/ into the package beside them; the uploads bucket, the
+    # jobs table and the topic are none of its business (packaging never re-reads the source).
+    outputs = dev.named("aws:s3/bucket:Bucket", "outputs-bucket").outputs["arn"]
+    function = dev.named(FUNCTION, "packager-function")
+    assert _grants(dev, "packager-function") == {
+        "s3:GetObject": {f"{outputs}/outputs/*"},
+        "s3:PutObject": {f"{outputs}/outputs/*"},
+        "s3:AbortMultipartUpload": {f"{outputs}/outputs/*"},
+        "s3:ListBucket": {outputs},
+        "events:PutEvents": {bus.outputs["arn"]},
+        "sqs:ReceiveMessage": {queue.outputs["arn"]},
+        "sqs:DeleteMessage": {queue.outputs["arn"]},
+        "sqs:GetQueueAttributes": {queue.outputs["arn"]},
+    }
+    assert function.inputs["packageType"] == "Image"
+    assert function.inputs["imageConfig"]["commands"] == ["functions.packager.handler.handler"]
+    assert function.inputs["environment"]["variables"]["THUMBNAIL_INTERVAL_SECONDS"] == "2"
+    # /tmp holds every rendition of the longest accepted input at its bitrate cap, and their segments
+    ladder_bytes = (3000 + 128 + 6000 + 160) * 1000 // 8 * 900
+    assert function.inputs["ephemeralStorage"]["size"] >= 2 * ladder_bytes // 1024**2
+
+
+def test_a_thumbnail_interval_off_the_gop_grid_is_refused() -> None:
+    with pytest.raises(ValueError, match="multiple of 2"):
+        run_program({"thumbnailIntervalSeconds": 3})
+
+
 def test_tracker_hears_its_events_mediaconvert_for_this_stack_and_the_sweep(dev: ProgramRun) -> None:
     bus = dev.only("aws:cloudwatch/eventBus:EventBus").outputs["name"]
     events = dev.named(RULE, "tracker-pipeline-events")
     assert events.inputs["eventBusName"] == bus
     assert json.loads(events.inputs["eventPattern"]) == {
         "source": ["media-pipeline"],
-        "detail-type": ["Rendition Progress", "Rendition Completed", "Rendition Failed"],
+        "detail-type": [
+            "Rendition Progress",
+            "Rendition Completed",
+            "Rendition Failed",
+            "Packaging Completed",
+            "Packaging Failed",
+        ],
     }
     mediaconvert = dev.named(RULE, "tracker-mediaconvert")
     assert mediaconvert.inputs["eventBusName"] == "default"
@@ -426,10 +477,12 @@ def test_stack_exports_what_clients_and_operators_need(with_480p: ProgramRun) ->
         "transcode-1080p",
         "images",
         "audio",
+        "packager",
         "mediaconvert",
         "tracker",
         "webhooks",
     }
+    assert outputs["packagerQueueUrl"] == with_480p.named(QUEUE, "packager-requests-queue").outputs["url"]
     for name in ("images", "audio"):
         assert outputs["deadLetterQueueUrls"][name] == with_480p.named(QUEUE, f"{name}-dlq").outputs["url"]
         assert outputs[f"{name}QueueUrl"] == with_480p.named(QUEUE, f"{name}-queue").outputs["url"]

@@ -1,1 +1,1 @@
-"""What a MediaConvert job writes: the ffmpeg commands, HLS playlists and MediaConvert's output names."""
+"""What a MediaConvert job writes: the ffmpeg commands of its MP4 encodes and MediaConvert's output names."""

@@ -5,11 +5,8 @@ same x264 preset and the same guard on untrusted input: the source is opened wit
 container demuxers (`INPUT_FORMATS`: no playlists, no image sequences), so a crafted upload cannot make ffmpeg read
 other files or the network. The tools run with `media_tools.tool_env()` (no AWS credentials).
 
-- An encode (`encode_args`) writes one MP4 per distinct video + audio description: H.264 by libx264 (QVBR as CRF
-  capped by -maxrate/-bufsize; CBR and VBR by bitrate), keyframes on the GOP grid, AAC, the index first.
-- An HLS variant (`hls_args`) is an encode repackaged, stream copy, into MPEG-TS segments and a media playlist.
-- A frame capture (`frame_capture_args`) writes a JPEG of the first frame of every capture interval (from 0 s), at most
-  MaxCaptures of them.
+An encode (`encode_args`) writes one MP4 per distinct video + audio description: H.264 by libx264 (QVBR as CRF capped
+by -maxrate/-bufsize; CBR and VBR by bitrate), keyframes on the GOP grid, AAC, the index first.
 """
 
 from __future__ import annotations
@@ -28,7 +25,7 @@ import ffmpeg
 
 from functions.common.media_tools import ffmpeg_path, ffprobe_path, tool_env
 from functions.transcode.service import FALLBACK_FRAME_RATE, EncoderSettings
-from local.mediaconvert.settings import AudioSpec, FrameCaptureSpec, InputSpec, VideoSpec
+from local.mediaconvert.settings import AudioSpec, InputSpec, VideoSpec
 
 # Container demuxers of the files MediaConvert takes as inputs (by ffmpeg's demuxer names).
 INPUT_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,flv,mxf,asf"
@@ -65,13 +62,10 @@ class MediaInfo:
     rotation: int
     frame_rate: float | None
     video_codec: str
-    video_profile: str | None
-    video_level: int | None
     pixel_format: str | None
     sample_aspect_ratio: str | None
     has_audio: bool
     audio_codec: str | None
-    audio_profile: str | None
     format_name: str
 
     @property
@@ -130,7 +124,6 @@ def media_info(raw: dict[str, Any]) -> MediaInfo:
     coded_width, coded_height = int(video["width"]), int(video["height"])
     width, height = (coded_height, coded_width) if rotation in (90, 270) else (coded_width, coded_height)
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
-    level = video.get("level")
     return MediaInfo(
         duration_s=duration,
         width=width,
@@ -140,13 +133,10 @@ def media_info(raw: dict[str, Any]) -> MediaInfo:
         rotation=rotation,
         frame_rate=_rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate")),
         video_codec=str(video.get("codec_name") or ""),
-        video_profile=video.get("profile"),
-        video_level=int(level) if isinstance(level, int) and level > 0 else None,
         pixel_format=video.get("pix_fmt"),
         sample_aspect_ratio=video.get("sample_aspect_ratio"),
         has_audio=audio is not None,
         audio_codec=audio.get("codec_name") if audio else None,
-        audio_profile=audio.get("profile") if audio else None,
         format_name=str(fmt.get("format_name") or ""),
     )
 
@@ -173,11 +163,6 @@ def probe(path: Path) -> MediaInfo:
 def qvbr_crf(quality_level: int) -> int:
     """x264 CRF for a QVBR quality level (1-10): level 7, MediaConvert's usual choice, is the transcoder's CRF 23."""
     return max(0, min(51, 51 - 4 * quality_level))
-
-
-def mjpeg_quality(quality: int) -> int:
-    """ffmpeg's -q:v (2 best, 31 worst) for FrameCaptureSettings.Quality (100 best, 1 worst)."""
-    return round(31 - (max(1, min(100, quality)) - 1) * 29 / 99)
 
 
 def _open(source: Path, spec: InputSpec) -> Any:
@@ -268,48 +253,6 @@ def encode_args(
         options["an"] = None
     options |= {"movflags": "+faststart", "map_metadata": -1}
     graph = ffmpeg.output(*streams, str(output), format="mp4", **options)
-    return graph.global_args(*PROGRESS_ARGS).overwrite_output().compile(cmd=ffmpeg_path())
-
-
-def hls_args(encoded: Path, playlist: Path, segment_pattern: str, segment_seconds: int) -> list[str]:
-    """An encode as an HLS variant: MPEG-TS segments (`segment_pattern`, numbered from 1) beside a VOD playlist."""
-    graph = ffmpeg.input(str(encoded), protocol_whitelist="file").output(
-        str(playlist),
-        c="copy",
-        format="hls",
-        hls_time=segment_seconds,
-        hls_playlist_type="vod",
-        hls_list_size=0,
-        hls_segment_type="mpegts",
-        start_number=1,
-        hls_segment_filename=str(playlist.parent / segment_pattern),
-    )
-    return graph.global_args(*PROGRESS_ARGS).overwrite_output().compile(cmd=ffmpeg_path())
-
-
-def frame_capture_args(
-    source: Path, pattern: Path, *, input_spec: InputSpec, capture: FrameCaptureSpec, info: MediaInfo
-) -> list[str]:
-    """JPEGs at `capture`'s rate from the first frame on, numbered from 0 by `pattern` (printf-style)."""
-    media = _open(source, input_spec)
-    # The first frame of each capture interval, from the very first frame on (`fps` would drop a clip shorter than
-    # half an interval entirely): interval index floor(t * rate), nudged so a frame on a boundary counts as in it.
-    rate = f"{capture.numerator}/{capture.denominator}"
-    interval = f"floor(t*{rate}+0.0001)"
-    previous = f"floor(prev_selected_t*{rate}+0.0001)"
-    stream = media["v:0"].filter("select", f"isnan(prev_selected_t)+gt({interval},{previous})")
-    if capture.width or capture.height:
-        size = output_size(capture.width, capture.height, _display_size(input_spec, info))
-        stream = stream.filter("scale", size[0], size[1])
-    options: dict[str, Any] = {
-        "q:v": mjpeg_quality(capture.quality),
-        "start_number": 0,
-        "format": "image2",
-        "fps_mode": "vfr",
-    }
-    if capture.max_captures:
-        options["frames:v"] = capture.max_captures
-    graph = ffmpeg.output(stream, str(pattern), **options)
     return graph.global_args(*PROGRESS_ARGS).overwrite_output().compile(cmd=ffmpeg_path())
 
 

@@ -7,16 +7,21 @@ import io
 import json
 import time
 from decimal import Decimal
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
 from ulid import ULID
 
 from functions.api import handler as api
-from functions.common.jobs_table import encode_cursor
+from functions.common import job_state
+from functions.common.jobs_table import JobsTable, encode_cursor
 from functions.common.settings import SettingsError
+from functions.contracts.job_view import iso_utc
 from tests.functions.api.conftest import (
     ALICE,
     BOB,
@@ -30,7 +35,9 @@ from tests.functions.api.conftest import (
     processing_job_with_one_rendition_done,
     seed_job,
 )
+from tests.functions.cdn_keys import CDN_BASE_URL, CDN_KEY_PAIR_ID, cdn_private_key, configure_cdn
 from tests.functions.conftest import FIXTURES
+from tests.functions.playback_samples import package_for
 
 MAX_UPLOAD_BYTES = 50_000_000
 MAX_IMAGE_UPLOAD_BYTES = 5_000_000
@@ -71,6 +78,7 @@ def frozen_now() -> int:
 def api_env(monkeypatch: pytest.MonkeyPatch, frozen_now: int) -> None:
     for name, value in API_ENV.items():
         monkeypatch.setenv(name, value)
+    configure_cdn(monkeypatch)
     monkeypatch.setattr(api, "now_ms", lambda: frozen_now)
 
 
@@ -540,6 +548,7 @@ def test_get_job_reads_the_callers_new_job(app: Any, lambda_context: Any) -> Non
             "probe": None,
             "renditions": [],
             "image": None,
+            "playback": None,
             "error": None,
             "webhookFailures": [],
         },
@@ -621,6 +630,7 @@ def test_get_job_lists_renditions_in_ladder_order_with_a_download_link_only_for_
                 },
             ],
             "image": None,
+            "playback": None,
             "error": None,
             "webhookFailures": [],
         },
@@ -701,6 +711,7 @@ def test_get_job_shows_an_image_jobs_derivatives_as_renditions_and_its_metadata_
                 },
             ],
             "image": IMAGE_METADATA,
+            "playback": None,
             "error": None,
             "webhookFailures": [],
         },
@@ -773,6 +784,7 @@ def test_get_job_shows_an_audio_jobs_rendition_waveform_and_probe(app: Any, lamb
                 },
             ],
             "image": None,
+            "playback": None,
             "error": None,
             "webhookFailures": [],
         },
@@ -994,3 +1006,41 @@ def test_an_empty_cursor_reads_the_first_page(app: Any, lambda_context: Any) -> 
     body = list_page(lambda_context, cursor="")["body"]
 
     assert [job["jobId"] for job in body["jobs"]] == [job_id]
+
+
+def test_a_completed_video_shows_its_playback_signed_once_for_its_folder(app: Any, lambda_context: Any) -> None:
+    # GIVEN alice's video finished its last rendition and was packaged, through the jobs table as the tracker does
+    job = processing_job_with_one_rendition_done(ALICE)
+    table, now = JobsTable("jobs"), job.updatedAt + 1000
+    output = {"width": 1280, "height": 720, "bucket": "test-outputs", "key": f"outputs/{job.jobId}/720p.mp4"}
+    table.change(job.jobId, partial(job_state.complete_rendition, name="720p", output=output, now=now))
+    table.change(job.jobId, lambda asking: job_state.complete_playback(asking, package=package_for(asking), now=now))
+
+    # WHEN she reads it
+    body = call(http_event("GET", f"/jobs/{job.jobId}"), lambda_context)["body"]
+
+    # THEN `playback` links the master playlist, the poster and the thumbnails through the CDN
+    playback = body["playback"]
+    assert body["status"] == "COMPLETED"
+    links = [playback["hls"], playback["poster"], playback["thumbnails"]["vtt"], playback["thumbnails"]["sprite"]]
+    folder = f"{CDN_BASE_URL}/outputs/{job.jobId}/"
+    assert [link.split("?")[0].removeprefix(folder) for link in links] == [
+        "hls/master.m3u8",
+        "poster.jpg",
+        "thumbnails/thumbnails.vtt",
+        "thumbnails/sprite.jpg",
+    ]
+    # AND every link carries the one signature of a policy over the job's folder, valid for the download TTL
+    queries = [parse_qs(urlsplit(link).query) for link in links]
+    assert all(q == queries[0] for q in queries)
+    assert queries[0]["Key-Pair-Id"] == [CDN_KEY_PAIR_ID]
+    policy = json.loads(base64.b64decode(queries[0]["Policy"][0].translate(str.maketrans("-_~", "+=/"))))
+    statement = policy["Statement"][0]
+    assert statement["Resource"] == f"{folder}*"
+    expires = statement["Condition"]["DateLessThan"]["AWS:EpochTime"]
+    assert playback["expiresAt"] == iso_utc(expires * 1000)
+    assert 0 < expires - int(time.time()) <= int(API_ENV["DOWNLOAD_URL_TTL_SECONDS"]) + 5
+    signature = base64.b64decode(queries[0]["Signature"][0].translate(str.maketrans("-_~", "+=/")))
+    signed = base64.b64decode(queries[0]["Policy"][0].translate(str.maketrans("-_~", "+=/")))
+    public_key = serialization.load_pem_private_key(cdn_private_key().encode(), password=None).public_key()
+    public_key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA1())  # raises when it does not verify

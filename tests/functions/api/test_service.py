@@ -36,6 +36,7 @@ from functions.contracts.jobs import JobRecord, JobSource, ObjectLocation, Rendi
 from functions.contracts.media import MediaType
 from functions.contracts.webhooks import Endpoint, new_endpoint
 from tests.functions.api.conftest import SETTINGS_ENV
+from tests.functions.cdn_keys import unsigned_playback
 
 SETTINGS = ApiSettings.from_env(SETTINGS_ENV)
 
@@ -263,7 +264,13 @@ def test_the_upload_form_pins_key_type_and_size(aws_environment: None) -> None:
     # GIVEN an S3 client (signing a form is local: no request is made)
     s3 = boto3.client("s3", region_name="us-east-1")
 
-    signer = S3Signer(s3, uploads_bucket="up-bucket", outputs_bucket="out-bucket", download_ttl_seconds=60)
+    signer = S3Signer(
+        s3,
+        uploads_bucket="up-bucket",
+        outputs_bucket="out-bucket",
+        download_ttl_seconds=60,
+        playback_links=None,  # type: ignore[arg-type]  # the upload form signs nothing through the CDN
+    )
 
     # WHEN a form is built for a 10-byte MP4
     form = upload_form(signer, key=upload_key("J"), content_type="video/mp4", size=10, ttl_seconds=60, now_ms=1_500)
@@ -324,7 +331,7 @@ def test_the_job_view_hides_bookkeeping_and_storage_details() -> None:
     job = job_state.expire_if_overdue(announced, now=3_000)
     assert job is not None
 
-    assert job_view(job, fake_url).model_dump(mode="json") == {
+    assert job_view(job, fake_url, unsigned_playback).model_dump(mode="json") == {
         "jobId": "J",
         "status": "EXPIRED",
         "mediaType": None,
@@ -336,6 +343,7 @@ def test_the_job_view_hides_bookkeeping_and_storage_details() -> None:
         "probe": None,
         "renditions": [],
         "image": None,
+        "playback": None,
         "error": {"code": "UPLOAD_EXPIRED", "message": "no upload arrived before the upload form expired"},
         "webhookFailures": [],
     }
@@ -361,7 +369,7 @@ def test_webhook_failures_read_as_a_list_oldest_first_without_their_webhook_id()
         assert changed is not None
         job = changed
 
-    assert job_view(job, fake_url).model_dump(mode="json")["webhookFailures"] == [
+    assert job_view(job, fake_url, unsigned_playback).model_dump(mode="json")["webhookFailures"] == [
         {
             "endpointId": "ep_C",
             "eventType": "job.completed",
@@ -396,7 +404,7 @@ def test_renditions_follow_their_order_not_their_name_or_storage_order() -> None
     }
     job = record(status="PROCESSING", renditions=renditions)
 
-    assert [r.name for r in job_view(job, fake_url).renditions] == ["480p", "720p", "1080p"]
+    assert [r.name for r in job_view(job, fake_url, unsigned_playback).renditions] == ["480p", "720p", "1080p"]
 
 
 @pytest.mark.parametrize(
@@ -443,7 +451,7 @@ def test_a_failed_rendition_shows_its_error_and_nothing_internal() -> None:
 def test_a_page_view_keeps_the_table_order_and_the_cursor() -> None:
     jobs = [record(job_id=job_id) for job_id in ("B", "A")]
 
-    page = job_page(jobs, "next", fake_url)
+    page = job_page(jobs, "next", fake_url, unsigned_playback)
 
     assert [job.jobId for job in page.jobs] == ["B", "A"]
     assert page.nextCursor == "next"

@@ -13,6 +13,7 @@ from functions.common.webhook_signing import secret_key
 from functions.common.webhook_tables import DeliveryLog, EndpointsTable
 from functions.contracts.webhooks import signing_secrets
 from tests.functions.api.conftest import ALICE, BOB, JSON_HEADERS, call, error, http_event
+from tests.functions.cdn_keys import configure_cdn
 from tests.functions.webhooks.support import create_webhook_tables, guard_network
 
 ALL_EVENTS = ["job.completed", "job.failed", "job.rejected", "job.expired"]
@@ -39,6 +40,7 @@ def app(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
     guard_network(monkeypatch, DNS)
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
+    configure_cdn(monkeypatch)
     monkeypatch.setattr(api, "now_ms", lambda: NOW_MS)
     create_webhook_tables()
 

@@ -18,10 +18,13 @@ from functions.contracts.jobs import (
     JobRecord,
     JobStatus,
     ObjectLocation,
+    PlaybackRecord,
     Probe,
     RenditionRecord,
     RenditionStatus,
 )
+from functions.contracts.playback import PackagingStatus
+from tests.functions.playback_samples import package_for, sample_package
 
 NOW = 1_795_000_000_000
 HOUR_MS = 3_600_000
@@ -93,9 +96,15 @@ def must(job: JobRecord | None) -> JobRecord:
     return job
 
 
-def completed() -> JobRecord:
+def asking() -> JobRecord:
+    """Both renditions completed: the video job waits for its playback package, which the last write asked for."""
     job = must(job_state.complete_rendition(processing(), name="720p", output=OUTPUT_720, now=NOW + 10))
     return must(job_state.complete_rendition(job, name="1080p", output=OUTPUT_1080, now=NOW + 11))
+
+
+def completed() -> JobRecord:
+    job = asking()
+    return must(job_state.complete_playback(job, package=package_for(job), now=NOW + 12))
 
 
 def failed() -> JobRecord:
@@ -129,7 +138,8 @@ def every_transition(now: int) -> dict[str, Callable[[JobRecord], JobRecord | No
         "fail_rendition": partial(job_state.fail_rendition, name="720p", code="TRANSCODE_FAILED", message="x", now=now),
         "fail_job": partial(job_state.fail_job, code="TRANSCODE_FAILED", message="x", now=now),
         "expire_if_overdue": partial(job_state.expire_if_overdue, now=now + 100 * HOUR_MS),
-        "record_hls_output": partial(job_state.record_hls_output, bucket="b", key="hls/index.m3u8", now=now),
+        "complete_playback": partial(job_state.complete_playback, package=sample_package("job-1"), now=now),
+        "fail_playback": partial(job_state.fail_playback, code="PACKAGING_FAILED", message="x", now=now),
     }
 
 
@@ -204,11 +214,13 @@ def test_reject_does_not_apply_once_processing() -> None:
     assert job_state.reject(processing(), code="CORRUPT_MEDIA", message="bad", now=NOW) is None
 
 
-def test_transitions_never_mutate_their_input() -> None:
-    job = processing()
+@pytest.mark.parametrize("make", [processing, asking])
+def test_transitions_never_mutate_their_input(make: Callable[[], JobRecord]) -> None:
+    job = make()
     snapshot = job.model_copy(deep=True)
     for transition in every_transition(NOW + 50).values():
         transition(job)
+    job_state.mark_packaging_requested(job, now=NOW + 50)
     assert job == snapshot
 
 
@@ -248,6 +260,7 @@ def test_a_plan_of_only_skipped_renditions_completes_at_once() -> None:
     assert job.status == "COMPLETED"
     assert job.progress == 100
     assert job.openJob is None
+    assert job.playback is None  # nothing was encoded, so there is nothing to package
 
 
 @pytest.mark.parametrize(
@@ -324,21 +337,126 @@ def test_completion_before_any_progress_is_accepted() -> None:
     assert job.renditions["1080p"].status == "COMPLETED"
 
 
-def test_job_completes_only_when_every_rendition_is_terminal() -> None:
+def test_a_video_job_asks_for_its_package_once_every_rendition_is_terminal() -> None:
     job = must(job_state.complete_rendition(processing(), name="720p", output=OUTPUT_720, now=NOW + 5))
     assert job.status == "PROCESSING" and job.openJob == "OPEN"
+    assert job.playback is None  # 1080p is still open
     job = must(job_state.complete_rendition(job, name="1080p", output=OUTPUT_1080, now=NOW + 6))
-    assert job.status == "COMPLETED"
-    assert job.progress == 100
+    # the write that settles the last rendition asks for the package: the job stays open, just short of done
+    assert job.status == "PROCESSING"
+    assert job.playback == PlaybackRecord(status=PackagingStatus.QUEUED, requestedAt=NOW + 6)
+    assert job.progress == 99
     assert job.error is None
-    assert job.openJob is None and job.deadlineAt is None
+    assert job.openJob == "OPEN" and job.deadlineAt == NOW + 2 * HOUR_MS
+    assert job_state.awaiting_packaging_request(job)
+    assert [r.name for r in job_state.packaging_sources(job)] == ["720p", "1080p"]
 
 
-def test_skipped_renditions_do_not_block_completion() -> None:
+def test_the_package_completes_the_job_and_is_recorded_on_it() -> None:
+    job = asking()
+    package = package_for(job)
+
+    done = must(job_state.complete_playback(job, package=package, now=NOW + 20))
+
+    assert done.status == "COMPLETED"
+    assert done.progress == 100
+    assert done.error is None
+    assert done.openJob is None and done.deadlineAt is None
+    assert done.updatedAt == NOW + 20
+    assert done.playback == PlaybackRecord(status=PackagingStatus.COMPLETED, requestedAt=NOW + 11, package=package)
+    assert [v.rendition for v in package.variants] == ["720p", "1080p"]
+    assert done.renditions == job.renditions
+    # a second report of the same package (or another one) changes nothing
+    assert job_state.complete_playback(done, package=package, now=NOW + 21) is None
+    assert job_state.fail_playback(done, code="PACKAGING_FAILED", message="late", now=NOW + 21) is None
+
+
+def test_a_package_failure_fails_the_job_with_packaging_failed_and_its_reason() -> None:
+    job = asking()
+
+    failed_job = must(
+        job_state.fail_playback(job, code="PACKAGING_FAILED", message="rendition 720p cannot be remuxed", now=NOW + 20)
+    )
+
+    assert failed_job.status == "FAILED"
+    assert failed_job.error == ErrorInfo(code="PACKAGING_FAILED", message="playback: rendition 720p cannot be remuxed")
+    assert failed_job.playback == PlaybackRecord(
+        status=PackagingStatus.FAILED,
+        requestedAt=NOW + 11,
+        error=ErrorInfo(code="PACKAGING_FAILED", message="rendition 720p cannot be remuxed"),
+    )
+    assert failed_job.progress == 100
+    assert failed_job.openJob is None and failed_job.deadlineAt is None
+    assert {r.status for r in failed_job.renditions.values()} == {"COMPLETED"}  # still there to download
+    assert job_state.fail_playback(failed_job, code="PACKAGING_FAILED", message="again", now=NOW + 21) is None
+    assert job_state.complete_playback(failed_job, package=package_for(job), now=NOW + 21) is None
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        processing,
+        lambda: must(job_state.complete_rendition(processing(), name="720p", output=OUTPUT_720, now=NOW + 5)),
+        validating,
+    ],
+    ids=["no-rendition-settled", "one-rendition-open", "validating"],
+)
+def test_a_packaging_report_for_a_job_not_yet_asking_changes_nothing(make: Callable[[], JobRecord]) -> None:
+    job = make()
+    assert job_state.complete_playback(job, package=sample_package(job.jobId), now=NOW + 20) is None
+    assert job_state.fail_playback(job, code="PACKAGING_FAILED", message="x", now=NOW + 20) is None
+
+
+def test_skipped_renditions_do_not_block_the_request_nor_go_into_it() -> None:
     job = processing(("720p", "QUEUED"), ("1080p", "SKIPPED"))
     job = must(job_state.complete_rendition(job, name="720p", output=OUTPUT_720, now=NOW + 5))
-    assert job.status == "COMPLETED"
+    assert job.status == "PROCESSING"
+    assert job.playback == PlaybackRecord(status=PackagingStatus.QUEUED, requestedAt=NOW + 5)
     assert job.renditions["1080p"].status == "SKIPPED"
+    assert [r.name for r in job_state.packaging_sources(job)] == ["720p"]
+    done = must(job_state.complete_playback(job, package=package_for(job), now=NOW + 6))
+    assert done.status == "COMPLETED"
+    assert [v.rendition for v in done.playback.package.variants] == ["720p"]
+
+
+@pytest.mark.parametrize(
+    ("media_type", "units"),
+    [
+        (
+            "image",
+            [{"name": "thumb-webp", "kind": "image", "format": "webp"}, {"name": "metadata", "kind": "metadata"}],
+        ),
+        ("audio", [{"name": "audio", "kind": "audio", "format": "m4a"}, {"name": "waveform", "kind": "waveform"}]),
+        ("video", [{"name": "waveform", "kind": "waveform"}]),  # a video job gets a package of video renditions only
+    ],
+)
+def test_jobs_without_a_completed_video_rendition_complete_without_a_package(
+    media_type: str, units: list[dict[str, Any]]
+) -> None:
+    planned = [{**unit, "status": "QUEUED"} for unit in units]
+    job = must(
+        job_state.begin_processing(
+            validating(), media_type=media_type, engine="lambda", probe=PROBE, planned=planned, now=NOW + 2
+        )
+    )
+    for unit in units:
+        output = {"bucket": "b", "key": f"k/{unit['name']}", "bytes": 10}
+        job = must(job_state.complete_rendition(job, name=unit["name"], output=output, now=NOW + 5))
+
+    assert (job.status, job.progress, job.playback) == ("COMPLETED", 100, None)
+    assert not job_state.needs_playback(job)
+    assert job_state.packaging_sources(job) == []
+
+
+def test_the_packaging_sources_are_the_completed_video_renditions_in_ladder_order() -> None:
+    """DynamoDB does not keep a map's order: the ladder is the plan's, whatever order the record came back in."""
+    job = processing(("480p", "QUEUED"), ("720p", "QUEUED"), ("1080p", "SKIPPED"))
+    job = must(job_state.complete_rendition(job, name="720p", output=OUTPUT_720, now=NOW + 5))
+    job.renditions = dict(reversed(list(job.renditions.items())))
+    output_480 = {**OUTPUT_720, "width": 854, "height": 480, "key": "k/480p.mp4"}
+    job = must(job_state.complete_rendition(job, name="480p", output=output_480, now=NOW + 6))
+    assert [r.name for r in job_state.packaging_sources(job)] == ["480p", "720p"]
+    assert job_state.needs_playback(job)
 
 
 def test_a_failed_rendition_fails_the_job_with_its_reason_once_all_are_terminal() -> None:
@@ -348,6 +466,7 @@ def test_a_failed_rendition_fails_the_job_with_its_reason_once_all_are_terminal(
     assert job.status == "PROCESSING"
     job = must(job_state.complete_rendition(job, name="720p", output=OUTPUT_720, now=NOW + 6))
     assert job.status == "FAILED"
+    assert job.playback is None  # a job that failed is not packaged, even with a rendition completed
     assert job.error == ErrorInfo(code="TRANSCODE_FAILED", message="1080p: oom")
     assert job.renditions["720p"].status == "COMPLETED"
     assert job.renditions["1080p"].error == ErrorInfo(code="TRANSCODE_FAILED", message="oom")
@@ -415,6 +534,22 @@ def test_validation_or_processing_past_the_deadline_fails(make: Callable[[], Job
     assert job.openJob is None
 
 
+def test_a_job_still_waiting_for_its_package_at_the_deadline_fails_and_so_does_its_package() -> None:
+    job = asking()
+    assert job_state.expire_if_overdue(job, now=job.deadlineAt - 1) is None
+
+    timed_out = must(job_state.expire_if_overdue(job, now=job.deadlineAt))
+
+    assert timed_out.status == "FAILED"
+    assert timed_out.error == ErrorInfo(code="PROCESSING_TIMEOUT", message="the job did not finish before its deadline")
+    assert timed_out.playback is not None
+    assert (timed_out.playback.status, timed_out.playback.error) == (PackagingStatus.FAILED, timed_out.error)
+    assert {r.status for r in timed_out.renditions.values()} == {"COMPLETED"}
+    assert timed_out.openJob is None
+    # the package that arrives after all changes nothing
+    assert job_state.complete_playback(timed_out, package=package_for(job), now=job.deadlineAt + 1) is None
+
+
 def test_a_job_without_a_deadline_is_left_alone() -> None:
     job = processing()
     job.deadlineAt = None
@@ -435,11 +570,34 @@ def test_terminal_jobs_are_immune_to_every_transition(make: Callable[[], JobReco
 # --- bookkeeping and composition -----------------------------------------------------------------------------------
 
 
-def test_hls_output_is_recorded_once_while_processing() -> None:
-    job = must(job_state.record_hls_output(processing(), bucket="b", key="outputs/j/hls/index.m3u8", now=NOW + 5))
+def test_the_packaging_request_is_marked_published_once_while_the_job_asks() -> None:
+    one_open = must(job_state.complete_rendition(processing(), name="720p", output=OUTPUT_720, now=NOW + 10))
+    job = must(job_state.complete_rendition(one_open, name="1080p", output=OUTPUT_1080, now=NOW + 11))
+    assert job_state.packaging_requested(one_open, job)  # the write that settled the last rendition asked
+
+    published = must(job_state.mark_packaging_requested(job, now=NOW + 99))
+
+    assert published.playback == PlaybackRecord(
+        status=PackagingStatus.QUEUED, requestedAt=NOW + 11, requestPublishedAt=NOW + 99
+    )
+    assert published.model_dump(exclude={"playback"}) == job.model_dump(exclude={"playback"})  # updatedAt too
+    assert not job_state.awaiting_packaging_request(published)
+    assert job_state.mark_packaging_requested(published, now=NOW + 100) is None
+    for other in (processing(), completed(), failed()):
+        assert job_state.mark_packaging_requested(other, now=NOW + 100) is None
+        assert not job_state.awaiting_packaging_request(other)
+    # only the write that asked is the fan-in; the bookkeeping after it is not
+    assert not job_state.packaging_requested(job, published)
+    assert not job_state.packaging_requested(job, completed())
+
+
+def test_a_job_of_an_earlier_release_keeps_its_mediaconvert_hls_record() -> None:
+    item = {**completed().to_item(), "hls": {"bucket": "b", "key": "outputs/j/hls/index.m3u8"}}
+    del item["playback"]
+    job = JobRecord.from_item(item)
     assert job.hls == ObjectLocation(bucket="b", key="outputs/j/hls/index.m3u8")
-    assert job_state.record_hls_output(job, bucket="b", key="outputs/j/hls/index.m3u8", now=NOW + 6) is None
-    assert job_state.record_hls_output(validating(), bucket="b", key="k", now=NOW) is None
+    assert job.playback is None
+    assert JobRecord.from_item(job.to_item()) == job
 
 
 def test_outcome_is_marked_announced_only_on_terminal_jobs_and_only_once() -> None:
@@ -557,9 +715,17 @@ EVENTS: dict[str, Callable[[JobRecord], JobRecord | None]] = {
 }
 
 
+PLAYBACK_EVENTS: dict[str, Callable[[JobRecord], JobRecord | None]] = {
+    "package completed": partial(
+        job_state.complete_playback, package=sample_package("job-1", bucket="b"), now=NOW + 20
+    ),
+    "package failed": partial(job_state.fail_playback, code="PACKAGING_FAILED", message="no", now=NOW + 20),
+}
+
+
 def apply_all(job: JobRecord, names: list[str] | tuple[str, ...]) -> JobRecord:
     for name in names:
-        job = EVENTS[name](job) or job
+        job = {**EVENTS, **PLAYBACK_EVENTS}[name](job) or job
     return job
 
 
@@ -579,17 +745,38 @@ def test_applying_an_event_twice_equals_applying_it_once(name: str) -> None:
         ("progress 720p 0", "progress 720p 30", "progress 1080p 60", "complete 720p", "complete 1080p"),
         ("start 720p", "progress 720p 30", "complete 720p", "fail 1080p", "progress 1080p 60"),
     ],
-    ids=["completes", "fails"],
+    ids=["asks-for-its-package", "fails"],
 )
 def test_every_order_of_the_same_events_ends_in_the_same_job(names: tuple[str, ...]) -> None:
     finals = [apply_all(processing(), order) for order in itertools.permutations(names)]
     assert all(final == finals[0] for final in finals)
-    assert finals[0].status in ("COMPLETED", "FAILED")
     if "fail 1080p" in names:
+        assert finals[0].status == "FAILED"
         assert finals[0].error == ErrorInfo(code="TRANSCODE_FAILED", message="1080p: x")
+        assert finals[0].playback is None
     else:
+        assert finals[0].status == "PROCESSING"
+        assert finals[0].playback == PlaybackRecord(status=PackagingStatus.QUEUED, requestedAt=NOW + 10)
         assert finals[0].renditions["720p"].width == 1280
         assert finals[0].renditions["1080p"].bytes == 2_000
+
+
+@pytest.mark.parametrize("name", sorted(PLAYBACK_EVENTS))
+def test_a_packaging_report_applies_once_and_only_to_a_job_asking(name: str) -> None:
+    job = asking()
+    once = must(PLAYBACK_EVENTS[name](job))
+    assert once.is_terminal
+    assert PLAYBACK_EVENTS[name](once) is None
+    for other in sorted(set(PLAYBACK_EVENTS) - {name}):
+        assert PLAYBACK_EVENTS[other](once) is None, f"{other} after {name}"
+    assert apply_all(processing(), [name]) == processing()  # nothing asked for a package yet
+
+
+def test_the_first_packaging_report_wins_and_the_job_ends_once() -> None:
+    completed_first = apply_all(asking(), ["package completed", "package failed", "package completed"])
+    failed_first = apply_all(asking(), ["package failed", "package completed", "package failed"])
+    assert (completed_first.status, completed_first.playback.status) == ("COMPLETED", "COMPLETED")
+    assert (failed_first.status, failed_first.playback.status) == ("FAILED", "FAILED")
 
 
 def test_completed_before_progress_leaves_the_rendition_completed() -> None:
@@ -601,15 +788,20 @@ def test_completed_before_progress_leaves_the_rendition_completed() -> None:
 @pytest.mark.parametrize("seed", range(25))
 def test_random_event_streams_only_ever_move_forward(seed: int) -> None:
     rng = random.Random(seed)
+    stream = {**EVENTS, **PLAYBACK_EVENTS}
     job = processing()
     for _ in range(40):
-        name = rng.choice(sorted(EVENTS))
-        changed = EVENTS[name](job)
+        name = rng.choice(sorted(stream))
+        changed = stream[name](job)
         if changed is None:
             continue
         if job.status in JOB_RANK and changed.status in JOB_RANK:
             assert JOB_RANK[changed.status] >= JOB_RANK[job.status]
         assert not job.is_terminal, f"{name} changed a terminal job"
+        if job.playback is not None:  # asked once: the request is never withdrawn nor asked again
+            assert changed.playback is not None
+            assert changed.playback.requestedAt == job.playback.requestedAt
+            assert job.playback.status == PackagingStatus.QUEUED, f"{name} changed a settled package"
         for rendition_name, before in job.renditions.items():
             after = changed.renditions[rendition_name]
             if before.status in TERMINAL_RENDITION_STATUSES:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from functions.contracts import events, fanout, jobs
+from functions.contracts import events, fanout, jobs, playback
 
 CONTRACTS = (Path(__file__).resolve().parents[3] / "docs" / "CONTRACTS.md").read_text()
 
@@ -77,6 +77,7 @@ def test_the_job_record_names_every_field_of_the_model_and_nothing_else() -> Non
         ("error", jobs.ErrorInfo),
         ("hls", jobs.ObjectLocation),
         ("mediaconvert", jobs.MediaConvertSubmission),
+        ("playback", jobs.PlaybackRecord),
     ],
 )
 def test_nested_parts_of_the_job_record_match_their_models(field: str, model: type[BaseModel]) -> None:
@@ -110,12 +111,56 @@ def test_the_fan_out_body_matches_the_message_model() -> None:
         (events.DetailType.RENDITION_COMPLETED, events.RenditionCompleted),
         (events.DetailType.RENDITION_FAILED, events.RenditionFailed),
         (events.DetailType.JOB_ACCEPTED, events.JobAccepted),
+        (events.DetailType.PACKAGING_REQUESTED, events.PackagingRequested),
+        (events.DetailType.PACKAGING_COMPLETED, events.PackagingCompleted),
+        (events.DetailType.PACKAGING_FAILED, events.PackagingFailed),
     ],
 )
 def test_each_event_detail_matches_its_model(detail_type: str, model: type[BaseModel]) -> None:
+    assert top_level_names(braced(event_detail(detail_type))) == wire_names(model)
+
+
+def event_detail(detail_type: str) -> str:
+    """The documented detail of an event: `- `{detail type}` `{...}``."""
     line = re.search(rf"^- `{re.escape(detail_type)}` `(\{{.*?\}})`", section("Events"), re.M)
     assert line, f"docs/CONTRACTS.md does not document {detail_type}"
-    assert top_level_names(braced(line.group(1))) == wire_names(model)
+    return line.group(1)
+
+
+def test_the_packaging_request_lists_renditions_as_the_packager_reads_them() -> None:
+    detail = event_detail(events.DetailType.PACKAGING_REQUESTED)
+    assert top_level_names(braced(detail[detail.index("renditions") :])) == set(playback.PackagingSource.model_fields)
+
+
+def test_every_detail_type_the_tracker_applies_is_documented_as_its_rule_matches() -> None:
+    rule = section("Events").split("The tracker's rule matches", 1)[1].split(";", 1)[0]
+    for detail_type in events.TRACKED_DETAIL_TYPES:
+        assert detail_type in rule or detail_type.startswith("Rendition"), detail_type
+        event_detail(detail_type)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        playback.PlaybackPackage,
+        playback.HlsVariant,
+        playback.Poster,
+        playback.Thumbnails,
+        playback.PackagingSource,
+    ],
+)
+def test_the_playback_section_matches_the_package_models(model: type[BaseModel]) -> None:
+    line = re.search(rf"^- `{model.__name__}` `(\{{.*?\}})`", section("Playback"), re.M | re.S)
+    assert line, f"docs/CONTRACTS.md does not document {model.__name__}"
+    assert top_level_names(braced(line.group(1))) == set(model.model_fields)
+
+
+def test_the_playback_layout_is_the_one_the_contract_module_declares() -> None:
+    layout = section("Playback")
+    documented = re.findall(r"^    (\S+)\s{2,}", layout, re.M)
+    assert documented == re.findall(r"^    (\S+)\s{2,}", playback.__doc__ or "", re.M)
+    for name in (playback.MASTER_PLAYLIST, playback.POSTER, playback.SPRITE, playback.THUMBNAILS_VTT):
+        assert name in documented
 
 
 def test_the_job_outcome_detail_matches_its_model() -> None:

@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
+from functions.common import job_state
 from functions.common.renditions import DEFAULT_RENDITIONS, Rendition
 from functions.contracts.fanout import EncodePlan, FanOutMessage
-from functions.contracts.jobs import JobRecord, ObjectLocation
+from functions.contracts.jobs import JobRecord, PlaybackRecord
+from functions.contracts.playback import PackagingStatus
 from functions.submit.service import (
     JobTarget,
     UnsupportedByMediaConvert,
@@ -22,6 +24,7 @@ from functions.submit.service import (
 )
 from functions.tracker import service as tracker
 from tests.fixtures import MEDIACONVERT_FIXTURES
+from tests.functions.playback_samples import complete_playback
 from tests.functions.submit.conftest import processing_job as _processing_job
 from tests.functions.submit.mediaconvert_service import create_job_errors, output_group_details, state_change_event
 
@@ -185,29 +188,28 @@ def test_the_request_names_the_job_the_stack_the_queue_and_the_role() -> None:
     ]
 
 
-def test_each_rendition_is_an_mp4_file_group_and_an_hls_variant_with_the_same_encode() -> None:
+def test_each_rendition_is_one_mp4_file_group_and_nothing_else_is_made() -> None:
     request, _ = request_for(CONFIGS["480p-added"])
     groups = _groups(request)
     folder = f"s3://dev-outputs/outputs/{JOB_ID}/"
 
-    assert list(groups) == ["MP4 480p", "MP4 720p", "MP4 1080p", "HLS", "Thumbnails"]
-    hls = groups["HLS"]
-    assert hls["OutputGroupSettings"]["HlsGroupSettings"]["Destination"] == f"{folder}hls/index"
-    assert hls["OutputGroupSettings"]["HlsGroupSettings"]["SegmentLength"] == 6  # three 2 s GOPs
-    for index, (name, size, kbps, audio_kbps) in enumerate(
-        [("480p", (854, 480), 1200, 96), ("720p", (1280, 720), 3000, 128), ("1080p", (1920, 1080), 6000, 160)]
-    ):
-        (mp4,) = groups[f"MP4 {name}"]["Outputs"]
-        assert groups[f"MP4 {name}"]["OutputGroupSettings"]["FileGroupSettings"] == {"Destination": f"{folder}{name}"}
+    assert list(groups) == ["MP4 480p", "MP4 720p", "MP4 1080p"]  # no HLS group, no frame captures: the packager's
+    for name, size, kbps, audio_kbps in [
+        ("480p", (854, 480), 1200, 96),
+        ("720p", (1280, 720), 3000, 128),
+        ("1080p", (1920, 1080), 6000, 160),
+    ]:
+        group = groups[f"MP4 {name}"]
+        (mp4,) = group["Outputs"]
+        assert group["OutputGroupSettings"] == {
+            "Type": "FILE_GROUP_SETTINGS",
+            "FileGroupSettings": {"Destination": f"{folder}{name}"},
+        }
         assert "NameModifier" not in mp4
         assert mp4["ContainerSettings"] == {
             "Container": "MP4",
             "Mp4Settings": {"MoovPlacement": "PROGRESSIVE_DOWNLOAD"},
         }
-        variant = hls["Outputs"][index]
-        assert variant["NameModifier"] == f"_{name}"
-        assert variant["VideoDescription"] == mp4["VideoDescription"]
-        assert variant["AudioDescriptions"] == mp4["AudioDescriptions"]
         video = mp4["VideoDescription"]
         assert (video["Width"], video["Height"]) == size
         h264 = video["CodecSettings"]["H264Settings"]
@@ -236,25 +238,27 @@ def test_only_queued_renditions_are_encoded_at_their_planned_display_size() -> N
     request, _ = request_for(Config(1080, 1920, ladder=(*DEFAULT_RENDITIONS, UHD)))  # 2160p is SKIPPED
     groups = _groups(request)
 
-    assert [name for name in groups if name.startswith("MP4")] == ["MP4 720p", "MP4 1080p"]
-    sizes = [(o["VideoDescription"]["Width"], o["VideoDescription"]["Height"]) for o in groups["HLS"]["Outputs"]]
+    assert list(groups) == ["MP4 720p", "MP4 1080p"]
+    sizes = [
+        (g["Outputs"][0]["VideoDescription"]["Width"], g["Outputs"][0]["VideoDescription"]["Height"])
+        for g in groups.values()
+    ]
     assert sizes == [(720, 1280), (1080, 1920)]  # portrait stays portrait
 
 
-def test_thumbnails_are_frame_captures_at_the_smallest_rendition() -> None:
-    request, _ = request_for(CONFIGS["480p-added"])
-    thumbnails = _groups(request)["Thumbnails"]
-    (output,) = thumbnails["Outputs"]
+@pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
+def test_mediaconvert_makes_only_the_mp4s_never_an_hls_package_or_frame_captures(config: Config) -> None:
+    """The packager makes HLS, the poster and the thumbnails from the MP4s for both engines (contracts/playback.py)."""
+    request, plans = request_for(config)
+    groups = request["Settings"]["OutputGroups"]
 
-    assert thumbnails["OutputGroupSettings"]["FileGroupSettings"]["Destination"] == (
-        f"s3://dev-outputs/outputs/{JOB_ID}/thumbnails/thumb"
-    )
-    assert output["ContainerSettings"] == {"Container": "RAW"}
-    assert output["VideoDescription"]["CodecSettings"] == {
-        "Codec": "FRAME_CAPTURE",
-        "FrameCaptureSettings": {"FramerateNumerator": 1, "FramerateDenominator": 10, "MaxCaptures": 60, "Quality": 80},
-    }
-    assert (output["VideoDescription"]["Width"], output["VideoDescription"]["Height"]) == (854, 480)
+    assert [g["OutputGroupSettings"]["Type"] for g in groups] == ["FILE_GROUP_SETTINGS"] * len(plans)
+    outputs = [output for group in groups for output in group["Outputs"]]
+    assert [o["ContainerSettings"]["Container"] for o in outputs] == ["MP4"] * len(plans)
+    assert {o["VideoDescription"]["CodecSettings"]["Codec"] for o in outputs} == {"H_264"}
+    destinations = [g["OutputGroupSettings"]["FileGroupSettings"]["Destination"] for g in groups]
+    assert destinations == [f"s3://dev-outputs/outputs/{JOB_ID}/{plan.name}" for plan in plans]
+    assert not any("/hls" in d or "/thumbnails" in d for d in destinations)
 
 
 # --- the events the settings produce, read back by the tracker ------------------------------------------------
@@ -273,13 +277,18 @@ def test_the_fixtures_name_files_exactly_as_these_settings_do() -> None:
         found = {p for g in groups if g["type"] == kind for d in g["outputDetails"] for p in d["outputFilePaths"]}
         return found | {p for g in groups if g["type"] == kind for p in g.get("playlistFilePaths", [])}
 
-    mp4 = {p for p in paths(ours, "FILE_GROUP") if p.endswith(".mp4")}
-    assert mp4 == paths(fixture, "FILE_GROUP")
-    assert paths(ours, "HLS_GROUP") == paths(fixture, "HLS_GROUP")
+    assert paths(ours, "FILE_GROUP") == paths(fixture, "FILE_GROUP")
+    assert {g["type"] for g in ours} == {"FILE_GROUP"}
+    # the fixture is a real event of a job that also had an HLS group; the tracker ignores that group
+    assert paths(fixture, "HLS_GROUP") == {f"s3://dev-outputs/outputs/{JOB_ID}/hls/index.m3u8"} | {
+        f"s3://dev-outputs/outputs/{JOB_ID}/hls/index_{name}.m3u8" for name in ("720p", "1080p")
+    }
 
 
 @pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
-def test_a_complete_event_built_from_the_settings_completes_every_rendition(config: Config) -> None:
+def test_a_complete_event_built_from_the_settings_completes_every_rendition_and_asks_for_the_package(
+    config: Config,
+) -> None:
     request, plans = request_for(config)
     event = state_change_event(request, "COMPLETE", mediaconvert_job_id="1795000000000-abc123")
     change = tracker.parse_job_state_change(event["detail"])
@@ -287,12 +296,13 @@ def test_a_complete_event_built_from_the_settings_completes_every_rendition(conf
 
     transition = tracker.mediaconvert_transition(change, now=NOW + 1, sizes={})
     assert transition is not None
-    done = transition(copy.deepcopy(job))
+    asking = transition(copy.deepcopy(job))
 
-    assert done is not None and done.status == "COMPLETED"
-    assert done.hls == ObjectLocation(bucket="dev-outputs", key=f"outputs/{JOB_ID}/hls/index.m3u8")
+    assert asking is not None and asking.status == "PROCESSING"
+    assert asking.playback == PlaybackRecord(status=PackagingStatus.QUEUED, requestedAt=NOW + 1)
+    assert asking.hls is None
     for plan in plans:
-        rendition = done.renditions[plan.name]
+        rendition = asking.renditions[plan.name]
         assert rendition.status == "COMPLETED", plan.name
         assert (rendition.bucket, rendition.key) == ("dev-outputs", f"outputs/{JOB_ID}/{plan.name}.mp4")
         assert (rendition.width, rendition.height, rendition.engine) == (
@@ -300,11 +310,39 @@ def test_a_complete_event_built_from_the_settings_completes_every_rendition(conf
             plan.height,
             "mediaconvert",
         )
-    assert {r.name for r in done.renditions_in_order() if r.status == "COMPLETED"} == {p.name for p in plans}
+    assert {r.name for r in asking.renditions_in_order() if r.status == "COMPLETED"} == {p.name for p in plans}
+    request_detail = tracker.packaging_request(asking)
+    assert [(s.rendition, s.key, s.width, s.height) for s in request_detail.renditions] == [
+        (plan.name, f"outputs/{JOB_ID}/{plan.name}.mp4", plan.width, plan.height) for plan in plans
+    ]
+    assert [r.name for r in job_state.packaging_sources(asking)] == [plan.name for plan in plans]  # ladder order
+    assert complete_playback(asking, now=NOW + 2).status == "COMPLETED"
 
 
-def test_thumbnails_and_hls_variants_are_not_taken_for_renditions() -> None:
+def test_hls_variants_and_frame_captures_in_a_complete_event_are_not_taken_for_renditions() -> None:
+    # GIVEN a COMPLETE event of these settings, plus the groups a job of an earlier release also made
     request, _ = request_for(CONFIGS["default-ladder"])
-    change = tracker.parse_job_state_change(state_change_event(request, "COMPLETE", mediaconvert_job_id="m")["detail"])
+    detail = state_change_event(request, "COMPLETE", mediaconvert_job_id="m")["detail"]
+    legacy = [g for g in _fixture("complete")["detail"]["outputGroupDetails"] if g["type"] == "HLS_GROUP"]
+    captures = {
+        "type": "FILE_GROUP",
+        "outputDetails": [
+            {
+                "outputFilePaths": [f"s3://dev-outputs/outputs/{JOB_ID}/thumbnails/thumb.0000000.jpg"],
+                "durationInMs": 10_000,
+                "videoDetails": {"widthInPx": 1280, "heightInPx": 720},
+            }
+        ],
+    }
+    detail["outputGroupDetails"] += [*legacy, captures]
+    assert len(legacy) == 1
 
+    change = tracker.parse_job_state_change(detail)
+
+    # THEN only the MP4s are renditions, and the job asks for its package without recording an HLS master
     assert sorted(o.rendition for o in tracker.rendition_outputs(change)) == ["1080p", "720p"]
+    transition = tracker.mediaconvert_transition(change, now=NOW + 1, sizes={})
+    assert transition is not None
+    asking = transition(processing_job(CONFIGS["default-ladder"]))
+    assert asking is not None
+    assert (asking.status, asking.hls, asking.playback.status) == ("PROCESSING", None, PackagingStatus.QUEUED)

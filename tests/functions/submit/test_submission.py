@@ -12,8 +12,10 @@ import pytest
 from functions.common import job_state
 from functions.common.jobs_table import JobsTable
 from functions.contracts.jobs import MediaConvertSubmission
+from functions.contracts.playback import PackagingStatus
 from functions.tracker import service as tracker
 from tests.functions.conftest import REGION
+from tests.functions.playback_samples import complete_playback
 from tests.functions.submit.conftest import JOB_ID, NOW, OWNER_ID, QUEUE_ARN, ROLE_ARN, UPLOADED, VALIDATED_KEY, Stack
 from tests.functions.submit.mediaconvert_service import TOKEN_WINDOW_MS, create_job_errors, state_change_event
 
@@ -297,7 +299,9 @@ def test_other_mediaconvert_errors_are_retried(stack: Stack, status: int, kind: 
 # --- the job the events of this MediaConvert job move -------------------------------------------------------
 
 
-def test_the_complete_event_of_the_submitted_job_completes_every_rendition(stack: Stack) -> None:
+def test_the_complete_event_of_the_submitted_job_completes_every_rendition_and_asks_for_the_package(
+    stack: Stack,
+) -> None:
     stack.create_job()
     stack.invoke(stack.message())
     client = stack.mediaconvert.attach(boto3.client("mediaconvert", region_name=REGION))
@@ -311,9 +315,16 @@ def test_the_complete_event_of_the_submitted_job_completes_every_rendition(stack
         transition = tracker.mediaconvert_transition(tracker.parse_job_state_change(event["detail"]), now=NOW, sizes={})
         done = (transition(done) if transition else None) or done
 
-    assert done.status == "COMPLETED"
-    assert {name: r.key for name, r in done.renditions.items()} == {
-        "720p": f"outputs/{JOB_ID}/720p.mp4",
-        "1080p": f"outputs/{JOB_ID}/1080p.mp4",
+    assert (done.status, done.playback.status) == ("PROCESSING", PackagingStatus.QUEUED)
+    assert {name: (r.status, r.key) for name, r in done.renditions.items()} == {
+        "720p": ("COMPLETED", f"outputs/{JOB_ID}/720p.mp4"),
+        "1080p": ("COMPLETED", f"outputs/{JOB_ID}/1080p.mp4"),
     }
+    assert [(s.rendition, s.bucket) for s in tracker.packaging_request(done).renditions] == [
+        ("720p", "test-outputs"),
+        ("1080p", "test-outputs"),
+    ]
+    done = complete_playback(done, now=NOW)
+    assert done.status == "COMPLETED"
+    assert done.playback.package.hlsKey == f"outputs/{JOB_ID}/hls/master.m3u8"
     assert done.mediaconvert.jobId == mediaconvert_job_id  # the tracker's writes keep the record

@@ -14,11 +14,14 @@ import pytest
 from functions.common import job_state
 from functions.common.clock import now_ms
 from functions.common.jobs_table import JobsTable
-from functions.contracts.jobs import JobRecord, JobStatus
+from functions.contracts.events import DetailType, EventDetail, PackagingCompleted, PackagingFailed
+from functions.contracts.jobs import ErrorInfo, JobRecord, JobStatus
+from functions.contracts.playback import PlaybackPackage
 from functions.tracker import handler as tracker_handler
 from functions.tracker import service
 from tests.fixtures import MEDIACONVERT_FIXTURES
 from tests.functions.conftest import FIXTURES, REGION, CapturedEvents, FakeLambdaContext
+from tests.functions.playback_samples import package_for
 
 NOW = 1_795_000_000_000
 HOUR_MS = 3_600_000
@@ -257,11 +260,41 @@ def unit_started(job_id: str, name: str) -> dict[str, Any]:
     return pipeline_event("rendition_progress", job_id, rendition=name, percent=0)
 
 
+def bus_event(detail_type: DetailType, detail: EventDetail) -> dict[str, Any]:
+    """An event another function put on the custom bus, as the tracker's rule delivers it (the fixtures' envelope)."""
+    event = json.loads((FIXTURES / "tracker_rendition_completed.json").read_text())
+    event["id"] = f"{detail_type.lower().replace(' ', '-')}-{detail.to_detail()['jobId']}"
+    event["detail-type"] = str(detail_type)
+    event["detail"] = detail.to_detail()
+    return event
+
+
+def packaging_completed(job: JobRecord, package: PlaybackPackage | None = None) -> dict[str, Any]:
+    """`Packaging Completed` as the packager puts it for a job waiting for its package (by default the package the
+    packager makes of the job's completed video renditions)."""
+    package = package or package_for(job)
+    return bus_event(
+        DetailType.PACKAGING_COMPLETED, PackagingCompleted(job_id=job.jobId, owner_id=job.ownerId, package=package)
+    )
+
+
+def packaging_failed(job_id: str, message: str = "rendition 720p cannot be remuxed") -> dict[str, Any]:
+    """`Packaging Failed` as the packager puts it when a retry would fail the same way."""
+    error = ErrorInfo(code="PACKAGING_FAILED", message=message)
+    return bus_event(DetailType.PACKAGING_FAILED, PackagingFailed(job_id=job_id, owner_id="owner-1", error=error))
+
+
+def packaging_requests(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The details of the `Packaging Requested` events among those captured on the bus."""
+    return [e["detail"] for e in events if e["detail-type"] == DetailType.PACKAGING_REQUESTED]
+
+
 def scheduled_event() -> dict[str, Any]:
     return json.loads((FIXTURES / "tracker_scheduled_event.json").read_text())
 
 
 def outcome_events(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(detail type, job) of every event the tracker put: outcomes and packaging requests, in order."""
     return [(e["detail-type"], e["detail"]["jobId"]) for e in events]
 
 

@@ -9,15 +9,28 @@ import pytest
 from pydantic import ValidationError
 
 from functions.common import job_state
-from functions.contracts.events import RenditionCompleted, RenditionFailed, RenditionProgress, parse_rendition_event
-from functions.contracts.jobs import ErrorInfo, JobRecord, ObjectLocation, RenditionRecord
+from functions.contracts.events import (
+    PackagingCompleted,
+    PackagingFailed,
+    PackagingRequested,
+    RenditionCompleted,
+    RenditionFailed,
+    RenditionProgress,
+    parse_packaging_event,
+    parse_rendition_event,
+)
+from functions.contracts.jobs import ErrorInfo, JobRecord, PlaybackRecord, RenditionRecord
+from functions.contracts.playback import PackagingSource, PackagingStatus
 from functions.tracker import service as mc
+from tests.functions.playback_samples import complete_playback, package_for, sample_package
 from tests.functions.tracker.conftest import (
     NOW,
     PIPELINE_FIXTURE_JOB_ID,
     job_in,
     mediaconvert_change,
     mediaconvert_detail,
+    packaging_completed,
+    packaging_failed,
     pipeline_detail,
 )
 
@@ -83,6 +96,91 @@ def test_malformed_pipeline_details_are_rejected(detail_type: str, detail: dict[
         parse_rendition_event(detail_type, detail)
 
 
+def test_packaging_reports_parse_into_typed_events_and_nothing_else_does() -> None:
+    job = job_in("PROCESSING", JOB_ID, engine="lambda")
+    completed = packaging_completed(job, sample_package(JOB_ID))
+    failed = packaging_failed(JOB_ID, "no frames")
+
+    assert parse_packaging_event(completed["detail-type"], completed["detail"]) == PackagingCompleted(
+        job_id=JOB_ID, owner_id="owner-1", package=sample_package(JOB_ID)
+    )
+    assert parse_packaging_event(failed["detail-type"], failed["detail"]) == PackagingFailed(
+        job_id=JOB_ID, owner_id="owner-1", error=ErrorInfo(code="PACKAGING_FAILED", message="no frames")
+    )
+    for detail_type in ("Packaging Requested", "Rendition Completed", "Job Completed"):
+        assert parse_packaging_event(detail_type, completed["detail"]) is None
+    with pytest.raises(ValidationError):
+        parse_packaging_event("Packaging Completed", {**completed["detail"], "package": {"bucket": "b"}})
+    with pytest.raises(ValidationError):
+        parse_packaging_event("Packaging Failed", {"jobId": JOB_ID, "error": "boom"})
+
+
+def asking_job(*plan: tuple[str, str], engine: str = "lambda") -> JobRecord:
+    """A video job whose renditions were all settled by the pipeline's events: it waits for its package."""
+    job = mediaconvert_job(*plan, engine=engine)
+    for name in job_state.open_rendition_names(job):
+        output = {**pipeline_detail("rendition_completed"), "rendition": name, "key": f"outputs/{JOB_ID}/{name}.mp4"}
+        event = parse_rendition_event("Rendition Completed", output)
+        assert event is not None
+        job = mc.rendition_transition(event, now=NOW + 1)(job) or job
+    assert job.playback is not None
+    return job
+
+
+def test_packaging_transitions_drive_the_state_machine() -> None:
+    job = asking_job()
+    completed = parse_packaging_event("Packaging Completed", packaging_completed(job)["detail"])
+    failed = parse_packaging_event("Packaging Failed", packaging_failed(JOB_ID, "no frames")["detail"])
+    assert completed is not None and failed is not None
+
+    done = mc.packaging_transition(completed, now=NOW + 5)(job)
+    given_up = mc.packaging_transition(failed, now=NOW + 5)(job)
+
+    assert done is not None and given_up is not None
+    assert (done.status, done.playback.status, done.playback.package) == (
+        "COMPLETED",
+        PackagingStatus.COMPLETED,
+        package_for(job),
+    )
+    assert (given_up.status, given_up.error) == (
+        "FAILED",
+        ErrorInfo(code="PACKAGING_FAILED", message="playback: no frames"),
+    )
+    assert mc.packaging_transition(completed, now=NOW + 6)(done) is None
+    assert mc.packaging_transition(failed, now=NOW + 6)(done) is None
+
+
+def test_the_packaging_request_lists_the_completed_video_renditions_in_ladder_order() -> None:
+    # GIVEN a ladder whose top rendition was skipped (no upscaling), completed from the top down, the record's map
+    # coming back in another order than the ladder's
+    job = mediaconvert_job(("480p", "QUEUED"), ("720p", "QUEUED"), ("1080p", "SKIPPED"), engine="lambda")
+    for name, width, height in (("720p", 1280, 720), ("480p", 854, 480)):
+        job.renditions = dict(reversed(list(job.renditions.items())))
+        detail = pipeline_detail(
+            "rendition_completed", rendition=name, key=f"outputs/{JOB_ID}/{name}.mp4", width=width, height=height
+        )
+        event = parse_rendition_event("Rendition Completed", detail)
+        assert event is not None
+        job = mc.rendition_transition(event, now=NOW + 1)(job) or job
+
+    request = mc.packaging_request(job)
+
+    assert request == PackagingRequested(
+        job_id=JOB_ID,
+        owner_id="owner-1",
+        engine="lambda",
+        duration_ms=10_000,
+        renditions=[
+            PackagingSource(
+                rendition="480p", bucket="test-outputs", key=f"outputs/{JOB_ID}/480p.mp4", width=854, height=480
+            ),
+            PackagingSource(
+                rendition="720p", bucket="test-outputs", key=f"outputs/{JOB_ID}/720p.mp4", width=1280, height=720
+            ),
+        ],
+    )
+
+
 def test_pipeline_transitions_drive_the_state_machine() -> None:
     job = mediaconvert_job(engine="lambda")
     for name, detail in [
@@ -137,13 +235,13 @@ def test_s3_uris_parse_to_bucket_and_key(uri: str, expected: tuple[str, str] | N
     assert mc.s3_location(uri) == expected
 
 
-def test_complete_maps_file_group_outputs_to_renditions_and_finds_the_hls_master() -> None:
+def test_complete_maps_file_group_outputs_to_renditions_and_leaves_the_hls_group_out() -> None:
     change = mediaconvert_change("complete")
+    assert [group.type for group in change.output_group_details] == ["FILE_GROUP", "HLS_GROUP"]
     assert mc.rendition_outputs(change) == [
         mc.RenditionOutput("720p", "dev-outputs", "outputs/01JDEMO0000000000000000000/720p.mp4", 1280, 720, 10000),
         mc.RenditionOutput("1080p", "dev-outputs", "outputs/01JDEMO0000000000000000000/1080p.mp4", 1920, 1080, 10000),
     ]
-    assert mc.hls_master_playlist(change) == ("dev-outputs", "outputs/01JDEMO0000000000000000000/hls/index.m3u8")
 
 
 def test_outputs_that_are_not_rendition_files_are_left_out() -> None:
@@ -192,11 +290,17 @@ def test_statuses_that_change_nothing_have_no_transition(status: str) -> None:
     assert mc.mediaconvert_transition(change, now=NOW, sizes={}) is None
 
 
-def test_complete_completes_the_renditions_with_what_mediaconvert_reported() -> None:
+def test_complete_completes_the_renditions_with_what_mediaconvert_reported_and_asks_for_the_package() -> None:
     sizes = {("dev-outputs", "outputs/01JDEMO0000000000000000000/1080p.mp4"): 99}
     job = apply_statuses(mediaconvert_job(), ["complete"], sizes=sizes)
-    assert job.status == "COMPLETED"
-    assert job.hls == ObjectLocation(bucket="dev-outputs", key="outputs/01JDEMO0000000000000000000/hls/index.m3u8")
+    assert (job.status, job.progress) == ("PROCESSING", 99)
+    assert job.playback == PlaybackRecord(status=PackagingStatus.QUEUED, requestedAt=NOW + 1)
+    assert job.hls is None  # the HLS group of the fixture is not recorded: the packager makes the ladder
+    assert [(s.rendition, s.bucket, s.key, s.width, s.height) for s in mc.packaging_request(job).renditions] == [
+        ("720p", "dev-outputs", "outputs/01JDEMO0000000000000000000/720p.mp4", 1280, 720),
+        ("1080p", "dev-outputs", "outputs/01JDEMO0000000000000000000/1080p.mp4", 1920, 1080),
+    ]
+    assert mc.packaging_request(job).engine == "mediaconvert"
     assert job.renditions["1080p"] == RenditionRecord.model_validate(
         {
             "name": "1080p",
@@ -230,13 +334,15 @@ def test_complete_without_a_planned_rendition_fails_that_rendition() -> None:
     assert job.error is not None
     assert job.error.code == "MEDIACONVERT_OUTPUT_MISSING"
     assert job.error.message.startswith("1080p: ")
+    assert job.playback is None
 
 
 def test_complete_leaves_skipped_renditions_skipped_even_if_an_output_carries_their_name() -> None:
     job = apply_statuses(mediaconvert_job(("720p", "QUEUED"), ("1080p", "SKIPPED")), ["complete"])
-    assert job.status == "COMPLETED"
+    assert (job.status, job.playback.status) == ("PROCESSING", PackagingStatus.QUEUED)
     assert job.renditions["1080p"].status == "SKIPPED"
     assert job.renditions["1080p"].width is None
+    assert [s.rendition for s in mc.packaging_request(job).renditions] == ["720p"]
 
 
 def test_error_fails_the_job_with_the_mediaconvert_code_and_message() -> None:
@@ -280,14 +386,18 @@ def test_mediaconvert_events_do_not_touch_jobs_of_the_lambda_engine(name: str) -
     assert apply_statuses(job, [name]) == job
 
 
+@pytest.mark.parametrize("packaged", [False, True], ids=["waiting-for-its-package", "completed"])
 @pytest.mark.parametrize("late", ["progressing", "status-update", "input-information", "complete", "error", "canceled"])
-def test_nothing_moves_a_job_after_complete(late: str) -> None:
+def test_nothing_mediaconvert_reports_moves_a_job_after_complete(late: str, packaged: bool) -> None:
     done = apply_statuses(mediaconvert_job(), ["complete"])
+    if packaged:
+        done = complete_playback(done, now=NOW + 2)
     assert apply_statuses(done.model_copy(deep=True), [late]) == done
 
 
-def test_every_order_of_the_mediaconvert_events_ends_in_the_same_completed_job() -> None:
+def test_every_order_of_the_mediaconvert_events_ends_in_the_same_job_waiting_for_its_package() -> None:
     names = ["progressing", "status-update", "input-information", "complete"]
     finals = [apply_statuses(mediaconvert_job(), order + order) for order in itertools.permutations(names)]
     assert all(final == finals[0] for final in finals)
-    assert finals[0].status == "COMPLETED"
+    assert (finals[0].status, finals[0].playback.status) == ("PROCESSING", PackagingStatus.QUEUED)
+    assert complete_playback(finals[0], now=NOW + 2).status == "COMPLETED"

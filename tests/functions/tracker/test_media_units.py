@@ -70,6 +70,7 @@ def test_an_image_job_completes_with_its_derivatives_and_its_metadata(
         "lambda",
     )
     assert job.image == ImageMetadata.model_validate(IMAGE_METADATA)
+    assert job.playback is None  # only a video job waits for a playback package
     assert job.version == 5 + 5 + 1  # five starts, five completions (metadata with its unit: one write), bookkeeping
     for name in DERIVATIVES:
         rendition = job.renditions[name]
@@ -193,7 +194,7 @@ def test_an_audio_job_completes_with_its_rendition_and_waveform(
     # THEN the job COMPLETED once, with both outputs, its probe untouched and no image metadata
     assert outcomes == ["applied"] * 4 + ["unchanged"] * 4
     job = table.get(job_id)
-    assert (job.status, job.progress, job.error, job.image) == ("COMPLETED", 100, None, None)
+    assert (job.status, job.progress, job.error, job.image, job.playback) == ("COMPLETED", 100, None, None, None)
     audio, waveform = job.renditions["audio"], job.renditions["waveform"]
     assert (audio.kind, audio.format, audio.key, audio.contentType, audio.durationMs, audio.engine) == (
         "audio",

@@ -16,6 +16,7 @@ from functions.contracts.events import JobOutcome
 from functions.contracts.jobs import JobRecord, JobSource, JobStatus
 from functions.webhooks import handler
 from tests.functions.conftest import FIXTURES
+from tests.functions.playback_samples import complete_playback
 
 OUTCOME_EVENT = json.loads((FIXTURES / "webhooks_job_outcome_event.json").read_text())
 """`Job Completed` as the rule's SQS target delivers it; `outcome_event` makes others from it."""
@@ -30,7 +31,7 @@ def fresh_webhooks() -> Iterator[None]:
 
 
 def completed_job(job_id: str, owner_id: str, now_ms: int) -> JobRecord:
-    """A job that finished its one rendition, as the tracker leaves it, written to the jobs table."""
+    """A job that finished its one rendition and was packaged, as the tracker leaves it, written to the jobs table."""
     job = job_state.new_job(
         job_id=job_id,
         owner_id=owner_id,
@@ -56,8 +57,10 @@ def completed_job(job_id: str, owner_id: str, now_ms: int) -> JobRecord:
         "bytes": 98765,
         "contentType": "video/mp4",
     }
-    completed = job_state.complete_rendition(processing, name="720p", output=output, now=now_ms)
-    assert completed is not None and completed.status == JobStatus.COMPLETED
+    asking = job_state.complete_rendition(processing, name="720p", output=output, now=now_ms)
+    assert asking is not None and asking.playback is not None  # the video job waits for its package
+    completed = complete_playback(asking, now=now_ms)
+    assert completed.status == JobStatus.COMPLETED
     JobsTable("jobs").create(completed)
     return completed
 

@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -22,6 +23,7 @@ from ulid import ULID
 
 from functions.common.clock import now_ms
 from functions.common.jobs_table import JobsTable
+from functions.common.playback_links import SignedPlayback
 from functions.common.webhook_signing import new_secret
 from functions.common.webhook_tables import DeliveryLog, EndpointsTable
 from functions.contracts.job_view import iso_utc, job_view
@@ -30,6 +32,7 @@ from functions.contracts.webhooks import EndpointStatus, new_endpoint, new_endpo
 from functions.webhooks import handler as webhooks
 from functions.webhooks.adapters import Transport
 from functions.webhooks.service import DeliveryTask, HttpAttempt
+from tests.functions.cdn_keys import CDN_BASE_URL, CDN_KEY_PAIR_ID, configure_cdn, unsigned_playback
 from tests.functions.conftest import create_jobs_table
 from tests.functions.webhooks.conftest import completed_job, outcome_event
 from tests.functions.webhooks.support import HANG, LOOPBACK, Receiver, create_webhook_tables, guard_network
@@ -150,11 +153,17 @@ def world(aws: None, monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> De
         "JOB_RETENTION_DAYS": "30",
     }.items():
         monkeypatch.setenv(name, value)
+    configure_cdn(monkeypatch)
     return Deliveries(queue_url, queue_arn, dlq_url, lambda_context)
 
 
 def job_for(owner: str) -> JobRecord:
     return completed_job(str(ULID()), owner, now_ms())
+
+
+def iso_ms(text: str) -> int:
+    """An ISO-8601 UTC time of the job view (`iso_utc`) back in epoch milliseconds."""
+    return round(datetime.fromisoformat(text).timestamp() * 1000)
 
 
 def alices_task(
@@ -195,10 +204,24 @@ def test_a_job_outcome_reaches_each_subscribed_endpoint_of_its_owner_signed_and_
     payload = json.loads(request.body)
     url = payload["data"]["renditions"][0]["url"]
     assert url.startswith(f"https://test-outputs.s3.amazonaws.com/outputs/{job.jobId}/720p.mp4?")
+    # the packaged video's links go through the CDN, every one under the same signature for the job's folder
+    playback = payload["data"]["playback"]
+    links = {"hls": playback["hls"], "poster": playback["poster"], **playback["thumbnails"]}
+    folder = f"{CDN_BASE_URL}/outputs/{job.jobId}/"
+    assert {name: link.split("?")[0] for name, link in links.items()} == {
+        "hls": f"{folder}hls/master.m3u8",
+        "poster": f"{folder}poster.jpg",
+        "vtt": f"{folder}thumbnails/thumbnails.vtt",
+        "sprite": f"{folder}thumbnails/sprite.jpg",
+    }
+    (signature,) = {link.split("?")[1] for link in links.values()}
+    assert f"Key-Pair-Id={CDN_KEY_PAIR_ID}" in signature.split("&")
+    delivered = SignedPlayback(urls=links, expires_at_ms=iso_ms(playback["expiresAt"]))
     assert payload == {
         "type": "job.completed",
         "timestamp": "2026-11-24T03:00:00.000Z",
-        "data": job_view(job, lambda key: url).model_dump(mode="json"),  # exactly what GET /jobs/{id} shows
+        # exactly what GET /jobs/{id} shows
+        "data": job_view(job, lambda key: url, lambda job_id, keys: delivered).model_dump(mode="json"),
     }
     # AND nobody else heard of it: not the failures-only endpoint, not bob
     assert failures_only.requests == [] and bobs.requests == []
@@ -219,8 +242,10 @@ def test_a_receiver_failing_twice_then_succeeding_gets_one_logical_delivery(worl
     # The same event each time; only the download links are minted afresh, so a late delivery's links still work.
     payloads = [json.loads(request.body) for request in receiver.requests]
     links = [payload["data"]["renditions"][0].pop("url") for payload in payloads]
+    playback = [payload["data"].pop("playback") for payload in payloads]
     assert payloads[0] == payloads[1] == payloads[2]
     assert all("/720p.mp4?" in link for link in links)
+    assert all("/hls/master.m3u8?" in links["hls"] for links in playback)
     timestamps = [int(request.headers["webhook-timestamp"]) for request in receiver.requests]
     assert timestamps == sorted(set(timestamps))  # re-signed with a fresh timestamp each time
     gaps = [b.at - a.at for a, b in zip(receiver.requests, receiver.requests[1:], strict=False)]
@@ -261,7 +286,7 @@ def test_after_the_last_attempt_the_task_is_dead_lettered_and_a_redrive_tries_on
         assert (noted.status, noted.version) == ("COMPLETED", job.version + 1)
         failed_at = noted.updatedAt
         assert log[1]["attemptedAt"] <= failed_at <= now_ms()
-        assert job_view(noted, str).model_dump(mode="json")["webhookFailures"] == [
+        assert job_view(noted, str, unsigned_playback).model_dump(mode="json")["webhookFailures"] == [
             {
                 "endpointId": endpoint["endpointId"],
                 "eventType": "job.completed",
@@ -304,7 +329,7 @@ def test_each_endpoints_dead_lettered_delivery_shows_once_on_its_owners_job_only
 
     # THEN alice's job shows one failure per endpoint, in the order they failed, and keeps its status
     noted = JobsTable("jobs").get(alices_job.jobId)
-    failures = job_view(noted, str).model_dump(mode="json")["webhookFailures"]
+    failures = job_view(noted, str, unsigned_playback).model_dump(mode="json")["webhookFailures"]
     assert sorted((f["endpointId"], f["eventType"], f["attempts"], f["statusCode"], f["error"]) for f in failures) == (
         sorted(
             [
@@ -360,7 +385,9 @@ def test_a_dead_lettering_cut_short_after_the_log_is_finished_by_the_redelivered
 
     # THEN no request is sent again, the job shows the failure, and the task is parked
     assert receiver.requests == []
-    failures = job_view(JobsTable("jobs").get(job.jobId), str).model_dump(mode="json")["webhookFailures"]
+    failures = job_view(JobsTable("jobs").get(job.jobId), str, unsigned_playback).model_dump(mode="json")[
+        "webhookFailures"
+    ]
     assert [(f["endpointId"], f["attempts"], f["statusCode"], f["error"]) for f in failures] == [
         (endpoint["endpointId"], 2, None, "connection failed: refused")
     ]
