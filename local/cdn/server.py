@@ -20,6 +20,7 @@ applied); there is no cache, so every request reaches the origin and caching hea
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -87,6 +88,16 @@ def cloudfront_page(status: int, title: str, detail: str) -> Answer:
     return Answer(status, headers, [body])
 
 
+class _ViewerServer(ThreadingHTTPServer):
+    """Players drop connections whenever they have what they wanted (ffmpeg closes a keep-alive connection mid-wait):
+    a viewer going away is not the CDN's error, so it is not reported as one."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 class LocalCdn:
     """A threaded HTTP server on 127.0.0.1 serving one distribution."""
 
@@ -100,7 +111,7 @@ class LocalCdn:
         class Handler(_RequestHandler):
             server_cdn = cdn
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = _ViewerServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="cdn", daemon=True)
 

@@ -43,13 +43,13 @@ SIGNING_PARAMETERS = ("Policy", "Signature", "Key-Pair-Id")
 
 
 def fetch(url: str, cookies: str | None = None) -> tuple[int, bytes, dict[str, str]]:
-    """GET through the CDN: status, body, headers (a refusal's status too, never an exception)."""
+    """GET through the CDN: status, body, headers (lower-cased names); a refusal's status too, never an exception."""
     request = urllib.request.Request(url, headers={"Cookie": cookies} if cookies else {})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.read(), dict(response.headers)
+            return response.status, response.read(), {k.lower(): v for k, v in response.headers.items()}
     except urllib.error.HTTPError as err:
-        return err.code, err.read(), dict(err.headers)
+        return err.code, err.read(), {k.lower(): v for k, v in err.headers.items()}
 
 
 def ok(url: str) -> bytes:
@@ -171,6 +171,10 @@ def test_segments_are_two_seconds_and_bandwidth_covers_the_measured_peak(
         assert abs(sum(durations) - seconds_of(engine)) < 0.5
         sizes = [len(ok(sibling(playlist_url, segment))) for _, segment in segments]
         sizes[0] += len(ok(sibling(playlist_url, init)))
+        # served with the types players expect (RFC 8216: playlists; CMAF media segments; the init segment is MP4)
+        assert fetch(playlist_url)[2]["content-type"] == "application/vnd.apple.mpegurl"
+        assert fetch(sibling(playlist_url, segments[0][1]))[2]["content-type"] == "video/iso.segment"
+        assert fetch(sibling(playlist_url, init))[2]["content-type"] == "video/mp4"
         peak = max(math.ceil(size * 8 / seconds) for size, seconds in zip(sizes, durations, strict=True))
         average = math.ceil(sum(sizes) * 8 / sum(durations))
         assert int(attributes["BANDWIDTH"]) >= peak, (attributes, peak)
