@@ -29,7 +29,7 @@ from components.transcoder import Transcoder, TranscoderArgs
 from components.webhooks import Webhooks, WebhooksArgs
 from functions.common.playback_links import parse_base_url
 from functions.common.renditions import parse_renditions, renditions_to_json
-from functions.common.ssrf import parse_allowed_networks
+from functions.common.ssrf import allowed_ports_to_env, parse_allowed_networks, parse_allowed_ports
 from functions.ingest.service import parse_image_derivatives
 from functions.webhooks.service import parse_schedule
 
@@ -83,6 +83,7 @@ jwt_audience = config.require("jwtAudience")
 cors_allowed_origins = tuple(config.require_object("corsAllowedOrigins"))
 cdn_private_key = config.require_secret("cdnPrivateKey")
 cdn_base_url = config.require("cdnBaseUrl")
+cdn_certificate_arn = config.require("cdnCertificateArn")
 cdn_price_class = config.require("cdnPriceClass")
 playlist_cache_seconds = config.require_int("playlistCacheSeconds")
 segment_cache_seconds = config.require_int("segmentCacheSeconds")
@@ -106,6 +107,7 @@ alarm_email = config.require("alarmEmail") or None
 force_destroy_buckets = config.require_bool("forceDestroyBuckets")
 webhook_retry_schedule = parse_schedule(config.require_object("webhookRetrySchedule"))
 webhook_allowed_addresses = tuple(config.require_object("webhookAllowedAddresses"))
+webhook_allowed_ports_config = tuple(config.require_object("webhookAllowedPorts"))
 webhook_secret_overlap_seconds = config.require_int("webhookSecretOverlapSeconds")
 max_concurrency = config.require_object("maxConcurrency")
 api_reserved_concurrency = config.require_int("apiReservedConcurrency")
@@ -138,6 +140,14 @@ if cdn_base_url:
         cdn_base_url = parse_base_url(cdn_base_url)
     except ValueError as err:
         raise ValueError(f"media-pipeline:cdnBaseUrl {err}") from err
+# A host of your own is served only as one of the distribution's alternate domain names, with its certificate; a local
+# cloud's http://127.0.0.1 base needs neither.
+cdn_alias = cdn_base_url.removeprefix("https://").split(":")[0] if cdn_base_url.startswith("https://") else ""
+if cdn_alias and not cdn_certificate_arn.startswith("arn:aws:acm:us-east-1:"):
+    raise ValueError(
+        f"media-pipeline:cdnBaseUrl {cdn_base_url} needs media-pipeline:cdnCertificateArn, an ACM certificate in "
+        "us-east-1 covering that host (CloudFront serves an alternate domain name only with one)"
+    )
 if cdn_price_class not in PRICE_CLASSES:
     raise ValueError(f"cdnPriceClass must be one of {PRICE_CLASSES}, got {cdn_price_class!r}")
 if not 1 <= segment_cache_seconds <= job_retention_days * 86_400:
@@ -198,6 +208,7 @@ if not AUDIO_BITRATES_KBPS[0] <= audio_bitrate_kbps <= AUDIO_BITRATES_KBPS[1]:
         f"audioBitrateKbps must be {AUDIO_BITRATES_KBPS[0]}-{AUDIO_BITRATES_KBPS[1]}, got {audio_bitrate_kbps}"
     )
 parse_allowed_networks(webhook_allowed_addresses)  # raises naming an entry that is not an address or network
+webhook_allowed_ports = tuple(sorted(parse_allowed_ports(webhook_allowed_ports_config)))  # raises naming a non-port
 if not 0 <= webhook_secret_overlap_seconds <= 30 * 86_400:
     raise ValueError(f"webhookSecretOverlapSeconds must be 0 to 30 days, got {webhook_secret_overlap_seconds}")
 if lambda_encode_megapixels_per_vcpu_second < 1:
@@ -240,6 +251,8 @@ cdn = Cdn(
         segment_cache_seconds=segment_cache_seconds,
         price_class=cdn_price_class,
         base_url=cdn_base_url,
+        alias=cdn_alias,
+        certificate_arn=cdn_certificate_arn if cdn_alias else "",
     ),
 )
 outputs.admit_readers(cdn.bucket_policy_statements)
@@ -450,6 +463,7 @@ webhooks = Webhooks(
         max_concurrency=max_concurrency["webhooks"],
         retry_schedule=webhook_retry_schedule,
         allowed_addresses=webhook_allowed_addresses,
+        allowed_ports=webhook_allowed_ports,
         max_receive_count=max_receive_count,
         extra_grants=(cdn.read_key_grant,),
     ),
@@ -458,6 +472,9 @@ webhooks = Webhooks(
 webhook_allow_list = {"WEBHOOK_ALLOWED_ADDRESSES": ",".join(webhook_allowed_addresses)}
 if not webhook_allowed_addresses:
     webhook_allow_list = {}
+# Likewise the port list: unset, the functions apply the port rule (80, 443, 1024-65535 but service ports).
+if webhook_allowed_ports:
+    webhook_allow_list["WEBHOOK_ALLOWED_PORTS"] = allowed_ports_to_env(webhook_allowed_ports)
 api = Api(
     "api",
     ApiArgs(

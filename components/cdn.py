@@ -46,6 +46,15 @@ def cloudfront_read_statement(objects_arn: str, distribution_arn: str) -> dict[s
     }
 
 
+def _viewer_certificate(args: CdnArgs) -> aws.cloudfront.DistributionViewerCertificateArgs:
+    """CloudFront's own certificate for its domain; for an alternate domain name, its ACM certificate (SNI)."""
+    if not args.alias:
+        return aws.cloudfront.DistributionViewerCertificateArgs(cloudfront_default_certificate=True)
+    return aws.cloudfront.DistributionViewerCertificateArgs(
+        acm_certificate_arn=args.certificate_arn, ssl_support_method="sni-only", minimum_protocol_version="TLSv1.2_2021"
+    )
+
+
 @dataclass(frozen=True)
 class CdnArgs:
     """Inputs of a Cdn."""
@@ -68,6 +77,10 @@ class CdnArgs:
     """Which edge locations serve (CloudFront price class)."""
     base_url: str = ""
     """Origin the playback links name (`https://host`); empty for `https://<distribution domain>`."""
+    alias: str = ""
+    """The base URL's host when it is one of yours: the distribution's alternate domain name."""
+    certificate_arn: str = ""
+    """ACM certificate (us-east-1) for `alias`."""
 
 
 class Cdn(pulumi.ComponentResource):
@@ -191,7 +204,8 @@ class Cdn(pulumi.ComponentResource):
             restrictions=aws.cloudfront.DistributionRestrictionsArgs(
                 geo_restriction=aws.cloudfront.DistributionRestrictionsGeoRestrictionArgs(restriction_type="none")
             ),
-            viewer_certificate=aws.cloudfront.DistributionViewerCertificateArgs(cloudfront_default_certificate=True),
+            aliases=[args.alias] if args.alias else None,
+            viewer_certificate=_viewer_certificate(args),
             opts=child,
         )
 

@@ -14,6 +14,7 @@ from components.event_bus import deliver_with_retries
 from components.function import FunctionDefaults, FunctionSize, LambdaFunction, LambdaFunctionArgs
 from components.grants import Grant, index_arn, objects_under
 from components.work_queue import EVENTS_SERVICE, WorkQueue, WorkQueueArgs, admit_senders, visibility_timeout
+from functions.common.ssrf import allowed_ports_to_env
 from functions.common.webhook_tables import DELIVERIES_BY_TIME_INDEX
 from functions.webhooks.service import (
     MAX_CONCURRENT_ATTEMPTS,
@@ -26,6 +27,8 @@ from functions.webhooks.service import (
 HANDLER = "functions.webhooks.handler.handler"
 # The timeout covers one batch of concurrent attempts and the reads and writes around them.
 SIZE = FunctionSize(timeout_seconds=60, memory_mb=256)
+# Endpoints are created and deleted in transactions with their owner's counter: IAM authorizes each item of a
+# TransactWriteItems as the PutItem, UpdateItem or DeleteItem it performs (the transaction has no action of its own).
 MANAGEMENT_ACTIONS = tuple(f"dynamodb:{a}" for a in ("GetItem", "PutItem", "Query", "DeleteItem", "UpdateItem"))
 
 
@@ -52,6 +55,8 @@ class WebhooksArgs:
     """Delays between delivery attempts."""
     allowed_addresses: tuple[str, ...] = ()
     """Addresses or networks the SSRF policy admits anyway: empty except on a local cloud (127.0.0.1)."""
+    allowed_ports: tuple[int, ...] = ()
+    """The only ports webhook URLs may use; empty for the rule (80, 443, 1024-65535 but well-known service ports)."""
     max_receive_count: int = 5
     """Failed receives a task survives, on top of the early receives its longest wait needs."""
     delivery_timeout_seconds: int = 15
@@ -163,6 +168,7 @@ class Webhooks(pulumi.ComponentResource):
             "WEBHOOK_RETRY_SCHEDULE": schedule_to_env(args.retry_schedule),
             "WEBHOOK_TIMEOUT_SECONDS": str(args.delivery_timeout_seconds),
             **({"WEBHOOK_ALLOWED_ADDRESSES": ",".join(args.allowed_addresses)} if args.allowed_addresses else {}),
+            **({"WEBHOOK_ALLOWED_PORTS": allowed_ports_to_env(args.allowed_ports)} if args.allowed_ports else {}),
         }
         # Fans out, signs, delivers, schedules retries, notes and parks finished-off tasks, disables gone endpoints.
         function = LambdaFunction(

@@ -9,12 +9,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from functions.api.service import invalid_cursor
+from functions.api.service import concurrent_change, invalid_cursor
 from functions.common.download_links import DownloadLinks
 from functions.common.jobs_table import InvalidCursor, JobNotFound, JobsTable
 from functions.common.playback_links import PlaybackLinks, SignedPlayback
 from functions.common.ssrf import AddressPolicy, UrlRefused, check_url
-from functions.common.webhook_tables import EndpointNotFound, EndpointsTable, SecretChangedConcurrently
+from functions.common.webhook_tables import (
+    EndpointNotFound,
+    EndpointsBusy,
+    EndpointsTable,
+    SecretChangedConcurrently,
+    TooManyEndpoints,
+)
 from functions.contracts.jobs import JobRecord
 from functions.contracts.webhooks import Endpoint
 
@@ -82,8 +88,14 @@ class DynamoEndpoints:
     def __init__(self, table: EndpointsTable) -> None:
         self._table = table
 
-    def create(self, endpoint: Endpoint) -> None:
-        self._table.create(endpoint)
+    def create(self, endpoint: Endpoint, *, limit: int) -> bool:
+        try:
+            self._table.create(endpoint, limit=limit)
+        except TooManyEndpoints:
+            return False
+        except EndpointsBusy as err:
+            raise concurrent_change("the account's webhooks") from err
+        return True
 
     def get(self, owner_id: str, endpoint_id: str) -> Endpoint | None:
         try:
@@ -99,6 +111,8 @@ class DynamoEndpoints:
             self._table.delete(owner_id, endpoint_id)
         except EndpointNotFound:
             return False
+        except EndpointsBusy as err:
+            raise concurrent_change("the account's webhooks") from err
         return True
 
     def rotate_secret(self, before: Endpoint, after: Endpoint) -> bool:

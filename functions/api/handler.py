@@ -101,7 +101,7 @@ def webhooks_service() -> Webhooks:
     return Webhooks(
         endpoints=DynamoEndpoints(EndpointsTable(settings.endpoints_table)),
         deliveries=DeliveryLog(settings.deliveries_table),
-        urls=ResolvingUrlPolicy(AddressPolicy(allowed=settings.allowed_networks)),
+        urls=ResolvingUrlPolicy(AddressPolicy(allowed=settings.allowed_networks, allowed_ports=settings.allowed_ports)),
         secret_overlap_seconds=settings.secret_overlap_seconds,
     )
 

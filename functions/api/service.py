@@ -33,8 +33,10 @@ from functions.contracts.jobs import JobRecord, JobSource, JobStatus
 from functions.contracts.media import MediaType
 from functions.contracts.webhooks import (
     ALL_EVENT_TYPES,
+    DELIVERY_ERROR_DESCRIPTION,
     MAX_ENDPOINTS_PER_OWNER,
     Endpoint,
+    client_error,
     is_endpoint_id,
     new_endpoint,
     new_endpoint_id,
@@ -128,8 +130,8 @@ def too_many_webhooks(limit: int) -> ApiError:
     return ApiError(HTTPStatus.CONFLICT, "TOO_MANY_WEBHOOKS", f"an account can register at most {limit} webhooks")
 
 
-def concurrent_change() -> ApiError:
-    return ApiError(HTTPStatus.CONFLICT, "CONCURRENT_CHANGE", "the webhook changed meanwhile; try again")
+def concurrent_change(what: str = "the webhook") -> ApiError:
+    return ApiError(HTTPStatus.CONFLICT, "CONCURRENT_CHANGE", f"{what} changed meanwhile; try again")
 
 
 # --- the request ----------------------------------------------------------------------------------------------------
@@ -201,7 +203,9 @@ class ObjectSigner(Protocol):
 
 
 class EndpointStore(Protocol):
-    def create(self, endpoint: Endpoint) -> None: ...
+    def create(self, endpoint: Endpoint, *, limit: int) -> bool:
+        """Store the endpoint unless its owner already has `limit`, atomically (concurrent creates never pass the
+        cap); whether it was stored."""
 
     def get(self, owner_id: str, endpoint_id: str) -> Endpoint | None:
         """The owner's endpoint, or None when the owner has no such endpoint."""
@@ -477,7 +481,7 @@ class DeliveryView(BaseModel):
     attempt: int
     outcome: str = Field(description="`delivered`, `retrying`, `dead-lettered`, `endpoint-disabled` or `sending`.")
     statusCode: int | None
-    error: str | None
+    error: str | None = Field(description=f"{DELIVERY_ERROR_DESCRIPTION} Null when delivered or still sending.")
     attemptedAt: str = Field(description="ISO-8601 UTC.")
     durationMs: int | None
     nextAttemptAt: str | None = Field(description="ISO-8601 UTC, while the delivery is retrying.")
@@ -547,7 +551,7 @@ def delivery_view(entry: Mapping[str, Any]) -> DeliveryView:
         attempt=entry["attempt"],
         outcome=entry["outcome"],
         statusCode=entry.get("statusCode"),
-        error=entry.get("error"),
+        error=client_error(entry.get("error")),
         attemptedAt=iso_utc(entry["attemptedAt"]),
         durationMs=entry.get("durationMs"),
         nextAttemptAt=iso_utc(next_attempt) if next_attempt else None,
@@ -569,8 +573,6 @@ class Webhooks:
         refusal = self.urls.refusal(registration.url)  # checked again, against the address used, at every delivery
         if refusal:
             raise webhook_url_refused(refusal)
-        if len(self.endpoints.list_for_owner(owner_id)) >= MAX_ENDPOINTS_PER_OWNER:
-            raise too_many_webhooks(MAX_ENDPOINTS_PER_OWNER)
         endpoint = new_endpoint(
             endpoint_id=new_endpoint_id(),
             owner_id=owner_id,
@@ -579,7 +581,8 @@ class Webhooks:
             secret=new_secret(),
             now_ms=now_ms,
         )
-        self.endpoints.create(endpoint)
+        if not self.endpoints.create(endpoint, limit=MAX_ENDPOINTS_PER_OWNER):
+            raise too_many_webhooks(MAX_ENDPOINTS_PER_OWNER)
         return created_view(endpoint)
 
     def registered(self, owner_id: str) -> WebhookList:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from functions.common.settings import EnvironmentReader
-from functions.common.ssrf import IPNetwork, parse_allowed_addresses
+from functions.common.ssrf import IPNetwork, parse_allowed_addresses, parse_allowed_ports_env
 from functions.contracts.media import MediaType
 
 # S3 refuses a POST upload larger than 5 GiB, so a larger cap could never be honoured.
@@ -104,6 +104,9 @@ class WebhookSettings:
     """How long a rotated-out secret keeps signing (`WEBHOOK_SECRET_OVERLAP_SECONDS`)."""
     allowed_networks: tuple[IPNetwork, ...]
     """Addresses the SSRF policy admits anyway (`WEBHOOK_ALLOWED_ADDRESSES`, optional, local clouds only)."""
+    allowed_ports: frozenset[int]
+    """The only ports webhook URLs may use (`WEBHOOK_ALLOWED_PORTS`, optional; empty: 80, 443 and 1024-65535 but
+    well-known service ports)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WebhookSettings:
@@ -114,6 +117,7 @@ class WebhookSettings:
             deliveries_table=read.text("WEBHOOK_DELIVERIES_TABLE"),
             secret_overlap_seconds=read.integer("WEBHOOK_SECRET_OVERLAP_SECONDS", 0, MAX_SECRET_OVERLAP_SECONDS),
             allowed_networks=read.parsed("WEBHOOK_ALLOWED_ADDRESSES", parse_allowed_addresses, ()),
+            allowed_ports=read.parsed("WEBHOOK_ALLOWED_PORTS", parse_allowed_ports_env, frozenset()),
         )
         read.done("webhook endpoints")
         return settings

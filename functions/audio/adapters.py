@@ -159,7 +159,8 @@ class PillowWaveform:
                 size, written_format = written.size, written.format
                 written.verify()
         except (OSError, SyntaxError) as err:
-            raise OutputUnreadable(f"the PNG does not read back: {err}") from err
+            reason = str(err).replace(str(destination), destination.name)  # Pillow names the file; not its folder
+            raise OutputUnreadable(f"the PNG does not read back: {reason}") from err
         if written_format != "PNG":
             raise OutputUnreadable(f"the file is {written_format}, not PNG")
         return size

@@ -8,7 +8,9 @@ Ingest publishes an audio job as one message per unit (`FanOutMessage.per_unit()
 Failure policy:
 - A unit of another kind (not this function's work): dropped, nothing announced.
 - The upload is gone, or is no longer the object ingest validated (`IfMatch` on `source.etag` answered 412 or 404):
-  `Rendition Failed` SOURCE_REPLACED, nothing decoded.
+  `Rendition Failed` SOURCE_REPLACED, "the upload was replaced after it was validated" (or "… is no longer
+  available"), nothing decoded.
+- Every reason names what failed, never a bucket, key or working path (those are logged; see `unit_worker`).
 - The media cannot be processed (ffmpeg exits with an error, the output does not read back as planned, the unit asks
   for something this function does not make): `Rendition Failed` AUDIO_PROCESSING_FAILED, and return normally: a
   retry would fail the same way.
@@ -67,6 +69,7 @@ from functions.common.unit_worker import (
     time_budget,
     work_dir,
 )
+from functions.contracts.errors import SOURCE_REPLACED_CODE
 from functions.contracts.fanout import FanOutMessage, PlannedRendition
 from functions.contracts.jobs import Probe
 from functions.contracts.media import ACCEPTED_AUDIO_DEMUXERS, AUDIO_DEMUXER_WHITELIST, UnitKind
@@ -77,7 +80,6 @@ WAVEFORM_CONTENT_TYPE = "image/png"
 AUDIO_FORMAT = "m4a"
 WAVEFORM_FORMAT = "png"
 FAILED = "AUDIO_PROCESSING_FAILED"
-SOURCE_REPLACED = "SOURCE_REPLACED"
 WORK_DIR_PREFIX = "audio-"
 
 DEFAULT_AUDIO_BITRATE_KBPS = 128
@@ -462,7 +464,8 @@ class AudioProcessor:
         self._units.started(message, unit.name)
         problem = unit_problem(unit)
         if problem is None and message.source.bucket != self._settings.uploads_bucket:
-            problem = f"the source is not in the uploads bucket ({message.source.bucket})"
+            logger.warning("the source is outside the uploads bucket", extra={"bucket": message.source.bucket})
+            problem = "the upload is not in the uploads bucket"
         if problem is not None:
             return self._fail(message, unit, FAILED, problem)
 
@@ -470,8 +473,8 @@ class AudioProcessor:
             source = work / "source"
             try:
                 self._store.download_source(message.source, source)
-            except SourceMissing as err:
-                return self._fail(message, unit, SOURCE_REPLACED, str(err))
+            except SourceMissing as err:  # replaced or gone: either way not the upload ingest validated
+                return self._fail(message, unit, SOURCE_REPLACED_CODE, str(err))
             started = time.monotonic()
             output = work / f"{unit.name}.{UNIT_FORMATS[unit.kind]}"
             try:

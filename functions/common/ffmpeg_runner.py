@@ -102,7 +102,8 @@ def run_process(args: list[str], *, timeout_seconds: float, read_stdout: Callabl
 
 
 def probe_file(path: Path, *, timeout_seconds: float = PROBE_TIMEOUT_SECONDS) -> dict[str, Any]:
-    """ffprobe's JSON (format and streams) for a local file; FfmpegFailed when it cannot be read."""
+    """ffprobe's JSON (format and streams) for a local file; FfmpegFailed when it cannot be read, naming the file by
+    its name alone."""
     try:
         result = subprocess.run(
             [ffprobe_path(), *PROBE_OPTIONS, str(path)],
@@ -116,7 +117,9 @@ def probe_file(path: Path, *, timeout_seconds: float = PROBE_TIMEOUT_SECONDS) ->
     except subprocess.TimeoutExpired as err:
         raise FfmpegTimedOut(f"ffprobe was still running after {timeout_seconds:.0f} s") from err
     if result.returncode != 0:
-        raise FfmpegFailed(result.returncode, stderr_tail(result.stderr))
+        # ffprobe names the file it could not read; callers pass the reason on to the client, who may know the file
+        # by its name but has no business knowing the function's working directory.
+        raise FfmpegFailed(result.returncode, stderr_tail(result.stderr.replace(str(path), path.name)))
     try:
         return json.loads(result.stdout)
     except json.JSONDecodeError as err:

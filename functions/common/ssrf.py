@@ -1,8 +1,12 @@
-"""Which webhook URLs may be called: the address policy that keeps deliveries off internal networks (SSRF).
+"""Which webhook URLs may be called: the address and port policy that keeps deliveries off internal networks (SSRF)
+and off other services' ports.
 
-Only http and https URLs with a DNS name or a canonical IP literal are accepted. A name is resolved and *every*
-address it resolves to is checked; the caller then connects to one of exactly those addresses
-(functions/webhooks/adapters.py), so a second lookup an attacker could rebind never happens. Refused: loopback,
+Only http and https URLs with a DNS name or a canonical IP literal are accepted. The port is checked first, before any
+lookup: 80, 443 and 1024-65535 except the well-known service ports in REFUSED_SERVICE_PORTS, or exactly the stack's
+own list when it sets one; otherwise a webhook is a port scanner (register `http://<any public host>:22/`, read the
+delivery log, learn whether SSH listens there). A name is resolved and *every* address it resolves to is checked;
+the caller then connects to one of exactly those addresses (functions/webhooks/adapters.py), so a second lookup an
+attacker could rebind never happens. Refused: loopback,
 private, link-local (169.254.169.254 and fd00:ec2::254, the instance metadata service, included), CGNAT, multicast,
 reserved, documentation, unspecified, and the IPv6 forms that carry or translate an IPv4 address (IPv4-mapped,
 -compatible, NAT64, 6to4, Teredo). Integer, octal, hex and short forms of IPv4 hosts are refused outright rather
@@ -15,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -26,6 +30,45 @@ Resolver = Callable[[str, int], Iterable[str]]
 
 MAX_URL_LENGTH = 2048
 SCHEMES = {"http": 80, "https": 443}
+FIRST_UNPRIVILEGED_PORT = 1024
+# Ports in 1024-65535 where a well-known service listens that is no webhook receiver: databases, caches, brokers,
+# remote administration, container and cluster control planes. Some speak HTTP and act on a POST (Docker, kubelet,
+# Consul, Elasticsearch, CouchDB, InfluxDB, WinRM); the others answer in their own protocol, which is all a prober
+# needs to learn that they are there. All are below 32768: the ephemeral ranges (Linux 32768-60999, BSD, macOS and
+# Windows 49152-65535) are where receivers that bind a free port (the local cloud's, tests', tunnels') end up, so
+# services that live there (e.g. HDFS on 50070) are not listed.
+REFUSED_SERVICE_PORTS: Mapping[int, str] = {
+    1080: "SOCKS proxy",
+    1433: "SQL Server",
+    1521: "Oracle Database",
+    1883: "MQTT",
+    2049: "NFS",
+    2375: "Docker API",
+    2376: "Docker API over TLS",
+    2379: "etcd",
+    2380: "etcd peers",
+    3306: "MySQL",
+    3389: "Remote Desktop",
+    4369: "Erlang port mapper",
+    5432: "PostgreSQL",
+    5672: "AMQP",
+    5900: "VNC",
+    5984: "CouchDB",
+    5985: "WinRM",
+    5986: "WinRM over TLS",
+    6379: "Redis",
+    6443: "Kubernetes API",
+    8086: "InfluxDB",
+    8500: "Consul",
+    9042: "Cassandra",
+    9092: "Kafka",
+    9200: "Elasticsearch",
+    9300: "Elasticsearch transport",
+    10250: "kubelet",
+    11211: "memcached",
+    27017: "MongoDB",
+    27018: "MongoDB shards",
+}
 
 _v4, _v6 = ipaddress.IPv4Network, ipaddress.IPv6Network
 # Every range a webhook may never reach, with the reason a client is told.
@@ -72,6 +115,10 @@ class UrlRefused(ValueError):
     """A webhook URL the policy does not allow; the message says why without repeating the URL."""
 
 
+class UrlUnresolvable(UrlRefused):
+    """The URL's host name does not resolve (now): nothing to connect to, rather than somewhere not allowed."""
+
+
 @dataclass(frozen=True)
 class WebhookUrl:
     """A URL that passed the syntax checks: where to connect, what to ask for, what to call the host."""
@@ -90,12 +137,14 @@ class WebhookUrl:
 
 @dataclass(frozen=True)
 class AddressPolicy:
-    """The resolver and the allow-list one check uses."""
+    """The resolver, the address allow-list and the port list one check uses."""
 
     allowed: tuple[IPNetwork, ...] = ()
     """Networks admitted even though they fall in a refused range (local development only)."""
     resolver: Resolver | None = None
     """Name resolution; None means the system resolver (getaddrinfo)."""
+    allowed_ports: frozenset[int] = frozenset()
+    """The only ports URLs may use; empty means the rule (80, 443, 1024-65535 but REFUSED_SERVICE_PORTS)."""
 
 
 def parse_allowed_networks(entries: Iterable[str]) -> tuple[IPNetwork, ...]:
@@ -112,6 +161,43 @@ def parse_allowed_networks(entries: Iterable[str]) -> tuple[IPNetwork, ...]:
 def parse_allowed_addresses(raw: str) -> tuple[IPNetwork, ...]:
     """The allow-list from a function's environment (`WEBHOOK_ALLOWED_ADDRESSES`): a comma list, empty for none."""
     return parse_allowed_networks(item for item in raw.split(",") if item.strip())
+
+
+def parse_allowed_ports(entries: Iterable[object]) -> frozenset[int]:
+    """The port list from config (`webhookAllowedPorts`): whole numbers from 1 to 65535; empty for the rule."""
+    ports: set[int] = set()
+    for entry in entries:
+        text = str(entry).strip()
+        if isinstance(entry, bool) or not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
+            raise ValueError(f"webhook ports are whole numbers from 1 to 65535, got {entry!r}")
+        ports.add(int(text))
+    return frozenset(ports)
+
+
+def parse_allowed_ports_env(raw: str) -> frozenset[int]:
+    """The port list from a function's environment (`WEBHOOK_ALLOWED_PORTS`): a comma list, empty for the rule."""
+    return parse_allowed_ports(item for item in raw.split(",") if item.strip())
+
+
+def allowed_ports_to_env(ports: Iterable[int]) -> str:
+    """`WEBHOOK_ALLOWED_PORTS` for a port list: a sorted comma list (empty for the rule)."""
+    return ",".join(str(port) for port in sorted(set(ports)))
+
+
+def port_refusal(port: int, allowed_ports: frozenset[int] = frozenset()) -> str | None:
+    """Why a webhook may not use `port`, or None when it may."""
+    if allowed_ports:
+        if port in allowed_ports:
+            return None
+        listed = ", ".join(str(p) for p in sorted(allowed_ports))
+        return f"the URL's port must be {'one of ' if len(allowed_ports) > 1 else ''}{listed}"
+    if port in SCHEMES.values():
+        return None
+    if port < FIRST_UNPRIVILEGED_PORT:
+        return f"the URL's port {port} is not one webhooks may use (80, 443 or 1024-65535)"
+    if port in REFUSED_SERVICE_PORTS:
+        return f"the URL's port {port} belongs to a well-known service ({REFUSED_SERVICE_PORTS[port]})"
+    return None
 
 
 def parse_webhook_url(raw: str) -> WebhookUrl:
@@ -198,11 +284,11 @@ def checked_addresses(url: WebhookUrl, policy: AddressPolicy) -> tuple[IPAddress
         try:
             candidates = [ipaddress.ip_address(raw) for raw in resolver(url.host, url.port)]
         except (OSError, UnicodeError) as err:  # socket.gaierror is an OSError
-            raise UrlRefused("the URL's host does not resolve") from err
+            raise UrlUnresolvable("the URL's host does not resolve") from err
         except ValueError as err:
             raise UrlRefused("the URL's host resolves to something that is not an IP address") from err
     if not candidates:
-        raise UrlRefused("the URL's host does not resolve")
+        raise UrlUnresolvable("the URL's host does not resolve")
     for address in candidates:
         reason = refusal(address, policy.allowed)
         if reason:
@@ -213,6 +299,12 @@ def checked_addresses(url: WebhookUrl, policy: AddressPolicy) -> tuple[IPAddress
 
 
 def check_url(raw: str, policy: AddressPolicy) -> tuple[WebhookUrl, tuple[IPAddress, ...]]:
-    """Syntax and address checks together: what registration runs, and what every delivery runs again."""
+    """Syntax, port and address checks together: what registration runs, and what every delivery runs again.
+
+    The port is checked before the host is resolved, so a refused port costs no lookup and sends nothing anywhere.
+    """
     url = parse_webhook_url(raw)
+    reason = port_refusal(url.port, policy.allowed_ports)
+    if reason:
+        raise UrlRefused(reason)
     return url, checked_addresses(url, policy)

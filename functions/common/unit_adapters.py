@@ -1,9 +1,10 @@
 """The adapters the unit functions (transcode, audio, images) share: S3 and the event bus, their errors mapped to
 `unit_worker`'s.
 
-S3: only "the object is not there" and, for the source, "it is no longer the object ingest validated" (412 on the
-IfMatch GET) are turned into a domain answer (SourceMissing, or None from `head_output`); any other ClientError is
-transient or a permissions defect and propagates, so SQS delivers the message again.
+S3: only "the object is not there" (SourceMissing, or None from `head_output`) and, for the source, "it is no longer
+the object ingest validated" (412 on the IfMatch GET: SourceReplaced) are turned into a domain answer; any other
+ClientError is transient or a permissions defect and propagates, so SQS delivers the message again. The domain
+errors' messages are the client's (`functions/contracts/errors.py`); the bucket, key and S3's own answer are logged.
 
 A function's role needs s3:GetObject on `uploads/*` and s3:PutObject on `outputs/*`; for the redelivery shortcut
 also s3:GetObject on `outputs/*` (HEAD is authorised by GetObject) and s3:ListBucket on the outputs bucket (without
@@ -22,7 +23,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.common.event_bus import EventPublisher, EventPublishFailed
 from functions.common.observability import logger
-from functions.common.unit_worker import EventNotPublished, SourceMissing
+from functions.common.unit_worker import EventNotPublished, SourceMissing, SourceReplaced
+from functions.contracts.errors import SOURCE_MISSING_MESSAGE, SOURCE_REPLACED_MESSAGE
 from functions.contracts.events import DetailType, EventDetail
 from functions.contracts.fanout import SourceObject
 
@@ -43,8 +45,21 @@ def quoted(etag: str) -> str:
     return etag if etag.startswith('"') else f'"{etag}"'
 
 
-def source_url(source: SourceObject) -> str:
-    return f"s3://{source.bucket}/{source.key}"
+def source_unavailable(err: ClientError, source: SourceObject) -> SourceMissing | None:
+    """The domain error a failed read of the source stands for (logged with where it was looked for), or None when
+    it is not a verdict on the source (the caller re-raises)."""
+    code = error_code(err)
+    if code in PRECONDITION_FAILED_CODES:
+        unavailable: SourceMissing = SourceReplaced(SOURCE_REPLACED_MESSAGE)
+    elif code in NOT_FOUND_CODES:
+        unavailable = SourceMissing(SOURCE_MISSING_MESSAGE)
+    else:
+        return None
+    logger.warning(
+        "the source cannot be read",
+        extra={"reason": str(unavailable), "bucket": source.bucket, "key": source.key, "etag": source.etag, "s3": code},
+    )
+    return unavailable
 
 
 def object_metadata(
@@ -85,11 +100,10 @@ class S3UnitStore:
         try:
             return self._s3.get_object(Bucket=source.bucket, Key=source.key, **options)
         except ClientError as err:
-            if error_code(err) in NOT_FOUND_CODES:
-                raise SourceMissing(f"{source_url(source)} does not exist") from err
-            if error_code(err) in PRECONDITION_FAILED_CODES:
-                raise SourceMissing(f"{source_url(source)} was replaced after it was validated") from err
-            raise
+            unavailable = source_unavailable(err, source)
+            if unavailable is None:
+                raise
+            raise unavailable from err
 
     def download_source(self, source: SourceObject, destination: Path) -> None:
         """Copy the source to `destination` (see `get_source`), streamed to disk."""

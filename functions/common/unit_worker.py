@@ -7,6 +7,10 @@ engine. What differs (which units a function makes, in what order it checks them
 reusable, how long a unit may take) stays in the function's own `service.py`; the pieces here are the same for all:
 the domain errors of the ports they share, the ports, the events, the outcome a unit ends in, and the working
 directories.
+
+A `Rendition Failed` event's message is what the client reads on the job (the tracker copies it, the webhooks send
+it): the reasons the functions give name no bucket, key or local path (they log those), and `failed_event` passes
+every reason through `client_messages.client_safe` on its way out, in case one does.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from functions.common.client_messages import client_safe
 from functions.common.observability import logger
 from functions.contracts.events import DetailType, EventDetail, RenditionCompleted, RenditionFailed, RenditionProgress
 from functions.contracts.fanout import FanOutMessage, SourceObject
@@ -35,7 +40,14 @@ MIN_WORK_SECONDS = 5.0
 
 
 class SourceMissing(RuntimeError):
-    """The upload is no longer in the uploads bucket, or is no longer the object ingest validated."""
+    """The upload is no longer in the uploads bucket (or, as SourceReplaced, no longer the object ingest validated).
+
+    Its message is for the client: it says what happened, never where (the adapter logs the bucket and key)."""
+
+
+class SourceReplaced(SourceMissing):
+    """The upload is no longer the object ingest validated: the conditional read (IfMatch on the validated ETag)
+    answered 412, because the still valid upload form was POSTed again. SOURCE_REPLACED, whatever the function."""
 
 
 class OutputUnreadable(ValueError):
@@ -103,12 +115,14 @@ def completed_event(
 
 
 def failed_event(message: FanOutMessage, unit: str, engine: str, code: str, text: str) -> RenditionFailed:
+    """`Rendition Failed` with the end of `text`, made client-safe first (`client_safe`: no S3 URI, key, ARN, URL
+    or absolute path), so that what is kept is what the client may read."""
     return RenditionFailed(
         job_id=message.jobId,
         owner_id=message.ownerId,
         rendition=unit,
         engine=engine,
-        error=ErrorInfo(code=code, message=text[-ERROR_MESSAGE_CHARS:]),
+        error=ErrorInfo(code=code, message=client_safe(text)[-ERROR_MESSAGE_CHARS:]),
     )
 
 

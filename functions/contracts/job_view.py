@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from functions.contracts.jobs import ErrorInfo, ImageMetadata, JobRecord, JobStatus, RenditionRecord, RenditionStatus
 from functions.contracts.media import UnitKind
 from functions.contracts.playback import PackagingStatus
+from functions.contracts.webhooks import DELIVERY_ERROR_DESCRIPTION, client_error
 
 DownloadUrl = Callable[[str], str]
 """Makes a download link for a key in the outputs bucket."""
@@ -83,7 +84,7 @@ class WebhookFailureView(BaseModel):
     eventType: str
     attempts: int
     statusCode: int | None
-    error: str | None
+    error: str | None = Field(description=DELIVERY_ERROR_DESCRIPTION)
     failedAt: str = Field(description="ISO-8601 UTC.")
 
 
@@ -151,7 +152,7 @@ def webhook_failures_view(job: JobRecord) -> list[WebhookFailureView]:
             eventType=failure.eventType,
             attempts=failure.attempts,
             statusCode=failure.statusCode,
-            error=failure.error,
+            error=client_error(failure.error),
             failedAt=iso_utc(failure.failedAt),
         )
         for failure in failures

@@ -153,6 +153,8 @@ class PlaybackRecord(_Record):
     status: PackagingStatus
     requestedAt: int
     """When the write that settled the last rendition asked for it."""
+    requestedBy: str | None = None
+    """The event (its EventBridge id) whose write asked: only that event's own retries publish the request again."""
     requestPublishedAt: int | None = None
     """Set once `Packaging Requested` was put: a retry re-publishes only a request whose put failed."""
     package: PlaybackPackage | None = None

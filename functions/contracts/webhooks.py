@@ -5,6 +5,10 @@ Endpoint records are created, rotated, disabled and read as plain dicts, with no
 An endpoint (endpoints table, key `ownerId` + `endpointId`) holds its URL, the event types it wants, its own
 secret and, for an overlap window after a rotation, the secret it replaced. The secret leaves the table only in
 the answer to the request that created or rotated it, and in signatures.
+
+Why a delivery attempt failed is told to clients in a few coarse words (`DeliveryError`, `http_<status>`): an OS
+error, a resolved address or a port in the delivery log would let anyone probe other hosts through webhooks. The
+function's own log has the details, for operators.
 """
 
 from __future__ import annotations
@@ -28,6 +32,48 @@ Endpoint = dict[str, Any]
 class EndpointStatus(StrEnum):
     ACTIVE = "ACTIVE"
     DISABLED = "DISABLED"  # the receiver answered 410 Gone: nothing more is sent
+
+
+class DeliveryError(StrEnum):
+    """Why an attempt got no 2xx, as the delivery log and a job's `webhookFailures` show it (or `http_<status>`)."""
+
+    CONNECT_FAILED = "connect_failed"  # no HTTP answer: no connection, no address, or it ended before a status line
+    TIMEOUT = "timeout"  # connected, but no status line within the delivery timeout
+    TLS_ERROR = "tls_error"  # the TLS handshake or the certificate check failed
+    REFUSED_ADDRESS = "refused_address"  # the address and port policy (SSRF) refused the URL at this attempt
+
+
+DELIVERY_ERROR_DESCRIPTION = (
+    "Why the attempt got no 2xx: `connect_failed` (no HTTP answer came back), `timeout`, `tls_error`, "
+    "`refused_address` (the URL's address or port is not allowed) or `http_<status>`."
+)
+_CLIENT_ERROR = re.compile(r"connect_failed|timeout|tls_error|refused_address|http_[1-5][0-9]{2}")
+_FREE_TEXT_STATUS = re.compile(r"HTTP ([1-5][0-9]{2})\b")
+
+
+def status_error(status: int) -> str:
+    """The error of an attempt answered with a status other than 2xx: `http_500`, `http_302`, `http_410`."""
+    return f"http_{status}"
+
+
+def client_error(logged: str | None) -> str | None:
+    """The error a client is shown for a logged attempt: always one of the coarse codes.
+
+    Attempts logged before the codes existed carry free text (`connection failed: [Errno 111] ...`); they are shown
+    as the code they stand for, never as written.
+    """
+    if logged is None or _CLIENT_ERROR.fullmatch(logged):
+        return logged
+    status = _FREE_TEXT_STATUS.match(logged)
+    if status:
+        return status_error(int(status.group(1)))
+    if logged.startswith("refused") and "does not resolve" not in logged:
+        return DeliveryError.REFUSED_ADDRESS.value
+    if logged.startswith("timed out"):
+        return DeliveryError.TIMEOUT.value
+    if logged.startswith("TLS"):
+        return DeliveryError.TLS_ERROR.value
+    return DeliveryError.CONNECT_FAILED.value
 
 
 def new_endpoint_id() -> str:

@@ -25,6 +25,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from PIL import ExifTags, Image, ImageCms, ImageDraw, ImageFont, ImageOps
 
+from functions.common.client_messages import client_safe
 from functions.common.observability import logger
 from functions.common.unit_adapters import (
     CHUNK_BYTES,
@@ -188,7 +189,9 @@ def guarded_decoding(max_pixels: int) -> Iterator[None]:
     except PILLOW_ERRORS as err:
         if not _is_about_the_file(err):
             raise
-        raise ImageRejected(f"the image cannot be decoded: {err}") from err
+        # Pillow names the file it was given ("cannot identify image file '/tmp/images-…/source'"): the client reads
+        # this reason, so the working directory is cut from it.
+        raise ImageRejected(f"the image cannot be decoded: {client_safe(str(err))}") from err
     finally:
         Image.MAX_IMAGE_PIXELS = previous
 

@@ -6,6 +6,7 @@ are retried and dead-lettered on their own; a message listing several units is h
 Failure policy:
 - The upload changed or vanished since ingest validated it (the conditional read answers 412 or 404):
   `Rendition Failed` SOURCE_REPLACED, and return normally: a retry would read the same answer.
+- Every reason names what failed, never a bucket, key or working path (those are logged; see `unit_worker`).
 - The image itself is the problem (it does not decode, is over the pixel or byte limit, its plan names an unknown
   format, it comes from another bucket than the uploads bucket): `Rendition Failed` IMAGE_PROCESSING_FAILED.
 - Anything transient (S3 or EventBridge errors, the watermark logo unreadable): raise, so SQS delivers the message
@@ -45,6 +46,7 @@ from functions.common.unit_worker import (
     UnitResult,
     work_dir,
 )
+from functions.contracts.errors import SOURCE_REPLACED_CODE
 from functions.contracts.fanout import FanOutMessage, PlannedRendition, SourceObject
 from functions.contracts.jobs import ImageMetadata
 from functions.contracts.media import IMAGE_OUTPUT_FORMATS, UnitKind
@@ -56,7 +58,6 @@ METADATA_FILE = "metadata.json"
 FILE_EXTENSIONS = {"webp": "webp", "jpeg": "jpg"}
 """A derivative's `format` -> its file's extension."""
 WORK_DIR_PREFIX = "images-"
-SOURCE_REPLACED = "SOURCE_REPLACED"
 IMAGE_PROCESSING_FAILED = "IMAGE_PROCESSING_FAILED"
 UNITS_MADE_HERE = frozenset({UnitKind.IMAGE, UnitKind.METADATA})
 
@@ -230,7 +231,8 @@ class ImageUnitWorker:
             if reannounced is not None:
                 return reannounced
             if message.source.bucket != self._settings.uploads_bucket:
-                text = f"the source s3://{message.source.bucket}/{message.source.key} is not in the uploads bucket"
+                logger.warning("the source is outside the uploads bucket", extra={"bucket": message.source.bucket})
+                text = "the upload is not in the uploads bucket"
                 return self._fail(message, unit, IMAGE_PROCESSING_FAILED, text)
 
             watermark = self._watermark(unit)  # before the download: a missing logo is retried, not a failure
@@ -268,7 +270,7 @@ class ImageUnitWorker:
         try:
             self._store.download_source(message.source, source, max_bytes=settings.max_image_bytes)
         except SourceMissing as err:
-            return self._fail(message, unit, SOURCE_REPLACED, str(err))
+            return self._fail(message, unit, SOURCE_REPLACED_CODE, str(err))
         except ImageRejected as err:
             return self._fail(message, unit, IMAGE_PROCESSING_FAILED, str(err))
         try:

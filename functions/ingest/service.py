@@ -53,6 +53,7 @@ from tempfile import TemporaryDirectory
 from typing import Any, Protocol
 
 from functions.common import job_state
+from functions.common.client_messages import client_safe
 from functions.common.jobs_table import JobNotFound
 from functions.common.observability import logger
 from functions.common.renditions import Rendition
@@ -1242,10 +1243,11 @@ class UploadIngest:
             extra={"code": rejection.code.value, "reason": rejection.message, "detail": rejection.detail},
         )
         now = self._clock()
+        message = client_safe(rejection.message)  # written for the client already; the net under it, in case
         moved = self._jobs.change(
             upload.job_id,
             lambda job: job_state.reject(
-                job, code=rejection.code.value, message=rejection.message, now=now, probe=rejection.probe
+                job, code=rejection.code.value, message=message, now=now, probe=rejection.probe
             ),
         )
         if moved is None:

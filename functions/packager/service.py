@@ -51,6 +51,7 @@ from typing import Protocol
 
 import ffmpeg
 
+from functions.common.client_messages import client_safe
 from functions.common.ffmpeg_runner import FfmpegFailed
 from functions.common.observability import logger
 from functions.common.unit_worker import (
@@ -914,7 +915,7 @@ class PlaybackPackager:
 
     def _fail(self, request: PackagingRequested, reason: str) -> PackagingResult:
         logger.error("packaging failed", extra={"code": FAILED, "reason": reason})
-        error = ErrorInfo(code=FAILED, message=reason)
+        error = ErrorInfo(code=FAILED, message=client_safe(reason))
         self._events.publish(
             DetailType.PACKAGING_FAILED, PackagingFailed(job_id=request.job_id, owner_id=request.owner_id, error=error)
         )

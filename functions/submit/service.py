@@ -59,6 +59,7 @@ from functions.common import job_state
 from functions.common.job_state import Transition
 from functions.common.jobs_table import JobNotFound
 from functions.common.observability import logger
+from functions.contracts.errors import SOURCE_REPLACED_CODE, SOURCE_REPLACED_MESSAGE
 from functions.contracts.events import DetailType, EventDetail, RenditionFailed
 from functions.contracts.fanout import EncodePlan, FanOutMessage
 from functions.contracts.jobs import ErrorInfo, JobRecord, JobStatus
@@ -66,8 +67,6 @@ from functions.contracts.mediaconvert import UserMetadata
 from functions.submit.settings import SubmitSettings
 
 REFUSED_CODE = "MEDIACONVERT_BAD_REQUEST"
-SOURCE_REPLACED_CODE = "SOURCE_REPLACED"
-SOURCE_REPLACED_MESSAGE = "the upload was replaced after it was validated"
 VALIDATED_NAME = "validated"
 
 OUTPUT_PREFIX = "outputs/"

@@ -74,10 +74,10 @@ def _on_pipeline_event(service: JobTracker, envelope: EventBridgeModel) -> Resul
     except ValidationError as err:
         return ignored("pipeline event with an unexpected shape", errors=err.errors(include_url=False))
     if packaging is not None:
-        return service.on_packaging_event(packaging)
+        return service.on_packaging_event(packaging, event_id=envelope.id)
     if event is None:
         return ignored("pipeline event the tracker does not apply")
-    return service.on_rendition_event(event)
+    return service.on_rendition_event(event, event_id=envelope.id)
 
 
 @tracer.capture_method
@@ -86,7 +86,7 @@ def _on_mediaconvert_event(service: JobTracker, envelope: EventBridgeModel) -> R
         change = parse_job_state_change(_detail(envelope))
     except ValidationError as err:
         return ignored("MediaConvert event with an unexpected shape", errors=err.errors(include_url=False))
-    return service.on_mediaconvert_change(change)
+    return service.on_mediaconvert_change(change, event_id=envelope.id)
 
 
 @tracer.capture_method

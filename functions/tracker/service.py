@@ -11,10 +11,10 @@ STATUS_UPDATE for a finished job all come out as no-ops.
 
 The write that settles a video job's last rendition asks for its playback package instead of completing it
 (`job_state._settle`): the tracker then puts `Packaging Requested` for the packager, and the packager's
-`Packaging Completed` or `Packaging Failed` ends the job. The request is published at least once, like an outcome:
-the write first, then the event, then `playback.requestPublishedAt`; a retry that finds the job asking but the
-request unpublished publishes it then. Only one write can ask (it is conditional on the version it read), so
-completions that arrive together or twice still make one request.
+`Packaging Completed` or `Packaging Failed` ends the job. Only one write can ask (it is conditional on the version
+it read), and it names the event that asked: the write first, then the put, then `playback.requestPublishedAt`. A
+retry of that same event that finds the job asking but the request unpublished puts it then, and no other event does,
+so completions that arrive together or twice make one request.
 
 A job's outcome is announced at least once: the terminal write comes first, then the event and the metric,
 then a bookkeeping write (`outcomeAnnouncedAt`). If the event cannot be put, the invocation fails and is
@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from functions.common import job_state
+from functions.common.client_messages import client_safe
 from functions.common.job_state import MEDIACONVERT_ENGINE, Transition
 from functions.common.jobs_table import ConcurrentUpdate, JobNotFound
 from functions.common.observability import logger
@@ -261,7 +262,11 @@ def rendition_transition(event: RenditionEvent, *, now: int) -> Transition:
             return partial(complete_with_image, name=event.rendition, output=event.output(), image=event.image, now=now)
         return partial(job_state.complete_rendition, name=event.rendition, output=event.output(), now=now)
     return partial(
-        job_state.fail_rendition, name=event.rendition, code=event.error.code, message=event.error.message, now=now
+        job_state.fail_rendition,
+        name=event.rendition,
+        code=event.error.code,
+        message=client_safe(event.error.message),
+        now=now,
     )
 
 
@@ -272,7 +277,7 @@ def packaging_transition(event: PackagingEvent, *, now: int) -> Transition:
     return partial(
         job_state.fail_playback,
         code=job_state.PACKAGING_FAILED,
-        message=event.error.message,
+        message=client_safe(event.error.message),
         now=now,
     )
 
@@ -397,7 +402,9 @@ def _transition_for_status(
         outputs = with_sizes(rendition_outputs(change), sizes)
         return partial(complete_all, outputs=outputs, now=now)
     if status == MediaConvertStatus.ERROR:
-        message = change.error_message or "MediaConvert reported an error without a message"
+        # MediaConvert's own words name the job's S3 locations: the client reads them without (the log keeps them).
+        logger.warning("MediaConvert reported an error", extra={"errorMessage": change.error_message})
+        message = client_safe(change.error_message or "MediaConvert reported an error without a message")
         return partial(fail_all, code=error_code(change), message=message, now=now)
     if status == MediaConvertStatus.CANCELED:
         return partial(fail_all, code=CANCELED, message="the MediaConvert job was canceled", now=now)
@@ -455,15 +462,15 @@ class JobTracker:
         self._metrics = metrics
         self._clock = clock
 
-    def on_rendition_event(self, event: RenditionEvent) -> Result:
+    def on_rendition_event(self, event: RenditionEvent, *, event_id: str | None = None) -> Result:
         logger.append_keys(jobId=event.job_id, rendition=event.rendition)
-        return self._apply_and_report(event.job_id, rendition_transition(event, now=self._clock()))
+        return self._apply_and_report(event.job_id, rendition_transition(event, now=self._clock()), event_id)
 
-    def on_packaging_event(self, event: PackagingEvent) -> Result:
+    def on_packaging_event(self, event: PackagingEvent, *, event_id: str | None = None) -> Result:
         logger.append_keys(jobId=event.job_id)
-        return self._apply_and_report(event.job_id, packaging_transition(event, now=self._clock()))
+        return self._apply_and_report(event.job_id, packaging_transition(event, now=self._clock()), event_id)
 
-    def on_mediaconvert_change(self, change: JobStateChange) -> Result:
+    def on_mediaconvert_change(self, change: JobStateChange, *, event_id: str | None = None) -> Result:
         if not belongs_to(change, self._settings.stack_name):
             logger.info(
                 "MediaConvert job of another pipeline; ignored", extra={"pipeline": change.user_metadata.pipeline}
@@ -478,7 +485,7 @@ class JobTracker:
         if transition is None:
             logger.info("MediaConvert status changes nothing on the job")
             return {"outcome": "unchanged", "jobId": job_id}
-        return self._apply_and_report(job_id, transition)
+        return self._apply_and_report(job_id, transition, event_id)
 
     def sweep(self, *, remaining_ms: Callable[[], int]) -> Result:
         """Expire uploads that never came and fail processing past its deadline, oldest deadline first, bounded.
@@ -510,8 +517,13 @@ class JobTracker:
         logger.info("sweep finished", extra=dataclasses.asdict(result))
         return {"outcome": "swept", **dataclasses.asdict(result)}
 
-    def apply(self, job_id: str, transition: Transition) -> Applied:
+    def apply(self, job_id: str, transition: Transition, event_id: str | None = None) -> Applied:
         """Write the transition (conditionally, retried by the table on a lost race) and announce a job that ended.
+
+        `event_id` is the EventBridge event being applied: the write that asks for packaging records it, and only
+        that event, delivered again after its put failed, publishes the request again. Any other event finding the
+        job asking leaves it alone: the asking writer publishes it, or its retry does (it cannot tell a writer still
+        publishing from one that failed, and publishing too would package the job twice).
 
         Raises JobNotFound, ConcurrentUpdate, EventPublishFailed and botocore errors; the caller decides.
         """
@@ -519,16 +531,17 @@ class JobTracker:
 
         def observed(job: JobRecord) -> JobRecord | None:
             seen.append(job)
-            return transition(job)
+            changed = transition(job)
+            if changed is not None and job_state.packaging_requested(job, changed) and changed.playback is not None:
+                changed.playback.requestedBy = event_id
+            return changed
 
         written = self._jobs.change(job_id, observed)
         if written is None:
             job = seen[-1]
             if job_state.awaiting_packaging_request(job):
-                if not job_state.awaiting_packaging_request(seen[0]):
-                    # This call lost the fan-in to a concurrent writer, which publishes the request (or fails, and
-                    # its own retry does): publishing it here too would only package the job twice.
-                    logger.info("another writer asked for packaging while this event was applied; it publishes")
+                if event_id is None or job.playback is None or job.playback.requestedBy != event_id:
+                    logger.info("the job is asking for packaging; the event that asked publishes the request")
                     return Applied(job=job, changed=False)
                 logger.warning("publishing a packaging request an earlier attempt wrote but did not publish")
                 return Applied(job=job, changed=False, announced=self._request_packaging(job))
@@ -543,9 +556,9 @@ class JobTracker:
         outcome = outcome_event(before, after)
         return Applied(job=after, changed=True, announced=self._announce(after, outcome) if outcome else None)
 
-    def _apply_and_report(self, job_id: str, transition: Transition) -> Result:
+    def _apply_and_report(self, job_id: str, transition: Transition, event_id: str | None) -> Result:
         try:
-            applied = self.apply(job_id, transition)
+            applied = self.apply(job_id, transition, event_id)
         except JobNotFound:
             logger.warning("event for a job that does not exist; dropped")
             return {"outcome": "job_not_found", "jobId": job_id}

@@ -19,15 +19,8 @@ from botocore.exceptions import ClientError
 
 from functions.common.ffmpeg_runner import FfmpegFailed, probe_file, run_process
 from functions.common.media_tools import ffmpeg_path
-from functions.common.unit_adapters import (
-    NOT_FOUND_CODES,
-    S3UnitStore,
-    error_code,
-    made_by,
-    object_metadata,
-    source_url,
-)
-from functions.common.unit_worker import OutputUnreadable, SourceMissing, StoredOutput
+from functions.common.unit_adapters import S3UnitStore, made_by, object_metadata, source_unavailable
+from functions.common.unit_worker import OutputUnreadable, StoredOutput
 from functions.contracts.fanout import SourceObject
 from functions.transcode.service import CONTENT_TYPE, OutputMedia
 
@@ -70,9 +63,10 @@ class S3MediaStore(S3UnitStore):
         try:
             self._s3.download_file(source.bucket, source.key, str(destination))
         except ClientError as err:
-            if error_code(err) in NOT_FOUND_CODES:
-                raise SourceMissing(f"{source_url(source)} does not exist") from err
-            raise
+            unavailable = source_unavailable(err, source)
+            if unavailable is None:
+                raise
+            raise unavailable from err
 
     def find_output(self, job_id: str, rendition: str) -> StoredOutput | None:
         key = output_key(job_id, rendition)

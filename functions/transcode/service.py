@@ -3,8 +3,12 @@
 Failure policy:
 - The message does not plan this function's rendition (ingest skipped it, e.g. no upscaling): dropped, nothing
   announced.
+- The upload is no longer the object ingest validated (the still valid upload form was POSTed again: the IfMatch
+  read answered 412): `Rendition Failed` SOURCE_REPLACED, "the upload was replaced after it was validated", as
+  submit says it for a MediaConvert job; nothing is encoded.
 - The input cannot be encoded (ffmpeg exits with an error, the source object is gone): `Rendition Failed`
-  TRANSCODE_FAILED with the end of ffmpeg's stderr, and return normally: a retry would fail the same way.
+  TRANSCODE_FAILED with the end of ffmpeg's stderr (without the working directory), or "the upload is no longer
+  available"; return normally: a retry would fail the same way.
 - The encode does not read back as the planned rendition: `Rendition Failed` OUTPUT_INVALID, nothing uploaded.
 - Anything transient (S3 or EventBridge errors, ffmpeg killed at the deadline or by a signal, too little time
   left to start): raise, so SQS delivers the message again and, after the last try, parks it in the DLQ.
@@ -47,6 +51,7 @@ from functions.common.unit_worker import (
     Outcome,
     OutputUnreadable,
     SourceMissing,
+    SourceReplaced,
     SourceStore,
     StoredOutput,
     UnitEvents,
@@ -54,6 +59,7 @@ from functions.common.unit_worker import (
     time_budget,
     work_dir,
 )
+from functions.contracts.errors import SOURCE_REPLACED_CODE
 from functions.contracts.fanout import EncodePlan, FanOutMessage, plan_for
 from functions.contracts.jobs import Probe
 from functions.contracts.media import DEMUXER_WHITELIST
@@ -61,6 +67,8 @@ from functions.transcode.settings import TranscodeSettings
 
 ENGINE = "lambda"
 CONTENT_TYPE = "video/mp4"
+TRANSCODE_FAILED = "TRANSCODE_FAILED"
+OUTPUT_INVALID = "OUTPUT_INVALID"
 WORK_DIR_PREFIX = "transcode-"
 GOP_SECONDS = 2
 # When ingest could not read a frame rate, assume the common one; the forced keyframes keep the 2 s grid anyway.
@@ -263,8 +271,10 @@ class RenditionTranscoder:
         source, output = work / "source", work / f"{plan.name}.mp4"
         try:
             self._store.download_source(message.source, source)
+        except SourceReplaced as err:
+            return self._fail(message, plan, SOURCE_REPLACED_CODE, str(err))
         except SourceMissing as err:
-            return self._fail(message, plan, "TRANSCODE_FAILED", str(err))
+            return self._fail(message, plan, TRANSCODE_FAILED, str(err))
 
         timeout = time_budget(remaining_ms, self._settings.reserve_seconds)
         args = transcode_args(
@@ -280,16 +290,16 @@ class RenditionTranscoder:
                 on_progress_line=lambda line: self.announce_progress(message, plan, milestones.feed(line)),
             )
         except FfmpegFailed as err:
-            return self._fail(message, plan, "TRANSCODE_FAILED", err.stderr_tail.replace(f"{work}/", ""))
+            return self._fail(message, plan, TRANSCODE_FAILED, err.stderr_tail.replace(f"{work}/", ""))
         encode_seconds = time.monotonic() - started
 
         try:
             media = self._tools.read_output(output)
         except OutputUnreadable as err:
-            return self._fail(message, plan, "OUTPUT_INVALID", f"the output cannot be read back: {err}")
+            return self._fail(message, plan, OUTPUT_INVALID, f"the output cannot be read back: {err}")
         problems = output_problems(media, plan, expect_audio=message.probe.hasAudio)
         if problems:
-            return self._fail(message, plan, "OUTPUT_INVALID", "; ".join(problems))
+            return self._fail(message, plan, OUTPUT_INVALID, "; ".join(problems))
 
         stored = self._store.upload_output(output, message.jobId, plan.name, media)
         self._units.completed(message, plan.name, stored)

@@ -2,13 +2,17 @@
 
 One webhook attempt over HTTP(S) (`Transport`): connect to an address the policy checked, POST, read the status,
 hang up.
-- The URL is checked (functions/common/ssrf.py) and resolved here, at every attempt; the connection goes to one of
+- The URL is checked (functions/common/ssrf.py: its port, then every address) and resolved here, at every attempt, so
+  an endpoint stored before a rule existed gets no delivery the rule refuses; the connection goes to one of
   exactly the checked addresses, with the URL's name as the Host header and as the TLS server name (SNI and
   certificate check), so no second lookup happens that DNS rebinding could answer differently.
 - Redirects are never followed (http.client has no notion of them): a 3xx is a failed attempt like any other.
 - The whole attempt, from connect to the status line, is bounded: a watchdog shuts the socket down at the
   deadline, so a receiver that trickles bytes cannot hold a delivery past `timeout_seconds`.
 - No proxy from the environment is used; only the status is read (never more than the headers).
+- What a failed attempt tells the client is a coarse code (`connect_failed`, `timeout`, `tls_error`,
+  `refused_address`, `http_<status>`): never an OS error, an address or a port, which would make the delivery log an
+  oracle for probing other hosts. The full story goes to the function's log (`HttpAttempt.detail`).
 
 Delivery tasks travel as SQS messages (`SqsTaskQueue`): a retry is sent with as much of its wait as DelaySeconds
 allows, and a task that arrives early is hidden again with ChangeMessageVisibility (service.py explains the limits).
@@ -27,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from functions.common.clients import aws_client
-from functions.common.ssrf import AddressPolicy, IPAddress, UrlRefused, WebhookUrl, check_url
+from functions.common.ssrf import AddressPolicy, IPAddress, UrlRefused, UrlUnresolvable, WebhookUrl, check_url
+from functions.contracts.webhooks import DeliveryError, status_error
 from functions.webhooks.service import HTTP_GONE, DeliveryTask, HttpAttempt, TaskEnqueueFailed
 
 Connector = Callable[[tuple[str, int], float], socket.socket]
@@ -117,29 +122,37 @@ class Transport:
         started = time.monotonic()
         deadline = started + self.timeout_seconds
 
-        def result(status: int | None, error: str | None) -> HttpAttempt:
-            return HttpAttempt(status, error, int((time.monotonic() - started) * 1000))
+        def result(status: int | None, error: str | None, detail: str | None = None) -> HttpAttempt:
+            return HttpAttempt(status, error, int((time.monotonic() - started) * 1000), detail)
 
         try:
             target, addresses = check_url(url, self.policy)
+        except UrlUnresolvable as err:  # before UrlRefused: nowhere to connect, rather than somewhere not allowed
+            return result(None, DeliveryError.CONNECT_FAILED, f"refused: {err}")
         except UrlRefused as err:
-            return result(None, f"refused: {err}")
+            return result(None, DeliveryError.REFUSED_ADDRESS, f"refused: {err}")
         request_headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
-        error = "no address to connect to"
+        detail = "no address to connect to"
         # IPv4 first: a function outside a VPC has no IPv6 route, and a failed connect costs part of the deadline.
         for address in sorted(addresses, key=lambda a: a.version)[:MAX_ADDRESSES]:
+            where = f"[{address}]:{target.port}" if address.version == 6 else f"{address}:{target.port}"
             try:
                 status = self._exchange(target, address, body, request_headers, deadline)
             except _ConnectFailed as err:
-                error = f"connection failed: {err}"
+                detail = f"connection to {where} failed: {err}"
+                if time.monotonic() >= deadline:  # a connect that used up the deadline is a failed connect too
+                    break
                 continue  # nothing was sent: the next checked address may answer
             except ssl.SSLError as err:  # before OSError: SSLError is one
-                return result(None, f"TLS: {err.reason or err}")
+                return result(None, DeliveryError.TLS_ERROR, f"TLS: {err.reason or err} ({where})")
             except (OSError, http.client.HTTPException) as err:
-                timed_out = isinstance(err, TimeoutError)
-                return result(None, f"timed out after {self.timeout_seconds:g} s" if timed_out else _describe(err))
-            return result(status, None if 200 <= status < 300 else _status_error(status))
-        return result(None, error)
+                if isinstance(err, TimeoutError):
+                    return result(None, DeliveryError.TIMEOUT, f"timed out after {self.timeout_seconds:g} s")
+                return result(None, DeliveryError.CONNECT_FAILED, f"no answer from {where}: {_describe(err)}")
+            if 200 <= status < 300:
+                return result(status, None)
+            return result(status, status_error(status), _status_detail(status))
+        return result(None, DeliveryError.CONNECT_FAILED, detail)
 
     def _exchange(
         self, url: WebhookUrl, address: IPAddress, body: bytes, headers: Mapping[str, str], deadline: float
@@ -173,7 +186,7 @@ class Transport:
             connection.close()
 
 
-def _status_error(status: int) -> str:
+def _status_detail(status: int) -> str:
     if 300 <= status < 400:
         return f"HTTP {status}: redirect not followed"
     if status == HTTP_GONE:

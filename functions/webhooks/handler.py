@@ -85,7 +85,7 @@ def dependencies() -> Dependencies:
         log_retention_seconds=settings.log_retention_days * 86_400,
         lease_ms=CLAIM_LEASE_MS,
     )
-    policy = AddressPolicy(allowed=settings.allowed_networks)
+    policy = AddressPolicy(allowed=settings.allowed_networks, allowed_ports=settings.allowed_ports)
     transport = Transport(policy=policy, timeout_seconds=settings.timeout_seconds)
     return Dependencies(service=service, transport=transport)
 
@@ -123,14 +123,16 @@ async def _attempt(deps: Dependencies, task: DeliveryTask, receipt_handle: str) 
     loop = asyncio.get_running_loop()
     result = await loop.run_in_executor(attempts, deps.transport.post, step.url, step.body, step.headers)
     entry = deps.service.finish(step, result)
-    _record(entry, keys)
+    _record(entry, keys, result.detail)
     return str(entry["outcome"])
 
 
-def _record(entry: dict[str, Any], keys: dict[str, Any]) -> None:
-    """One log line and the metrics of a finished attempt."""
+def _record(entry: dict[str, Any], keys: dict[str, Any], detail: str | None) -> None:
+    """One log line and the metrics of a finished attempt; the line has the details the delivery log leaves out."""
     outcome = Outcome(entry["outcome"])
     extra = {**keys, "outcome": outcome, "statusCode": entry.get("statusCode"), "durationMs": entry.get("durationMs")}
+    if detail:
+        extra["detail"] = detail
     if outcome is Outcome.DELIVERED:
         logger.info("webhook delivered", extra=extra)
         metrics.add_metric(name="WebhooksDelivered", unit=MetricUnit.Count, value=1)

@@ -170,9 +170,13 @@ class HttpAttempt:
     status_code: int | None
     """The receiver's status, or None when no response arrived."""
     error: str | None
-    """Why the attempt failed, for the delivery log; None on success."""
+    """Why the attempt failed, as clients read it in the delivery log: a `DeliveryError` or `http_<status>`; None on
+    success."""
     duration_ms: int
     """From the first lookup to the status line."""
+    detail: str | None = None
+    """What happened, in full (the OS error, the address and port tried), for the function's log only: never stored
+    where a client reads it."""
 
     @property
     def delivered(self) -> bool:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from functions.common.settings import EnvironmentReader
-from functions.common.ssrf import IPNetwork, parse_allowed_addresses
+from functions.common.ssrf import IPNetwork, parse_allowed_addresses, parse_allowed_ports_env
 from functions.webhooks.service import RetrySchedule, schedule_from_env
 
 MAX_TIMEOUT_SECONDS = 30
@@ -40,6 +40,9 @@ class WebhooksSettings:
     """Delivery log items expire with the jobs they talk about (`JOB_RETENTION_DAYS`)."""
     allowed_networks: tuple[IPNetwork, ...]
     """Addresses the SSRF policy admits anyway (`WEBHOOK_ALLOWED_ADDRESSES`, optional, local clouds only)."""
+    allowed_ports: frozenset[int]
+    """The only ports webhook URLs may use (`WEBHOOK_ALLOWED_PORTS`, optional; empty: 80, 443 and 1024-65535 but
+    well-known service ports)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WebhooksSettings:
@@ -57,6 +60,7 @@ class WebhooksSettings:
             timeout_seconds=read.integer("WEBHOOK_TIMEOUT_SECONDS", 1, MAX_TIMEOUT_SECONDS),
             log_retention_days=read.integer("JOB_RETENTION_DAYS", 1, MAX_RETENTION_DAYS),
             allowed_networks=read.parsed("WEBHOOK_ALLOWED_ADDRESSES", parse_allowed_addresses, ()),
+            allowed_ports=read.parsed("WEBHOOK_ALLOWED_PORTS", parse_allowed_ports_env, frozenset()),
         )
         read.done("webhooks function")
         return settings

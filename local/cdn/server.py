@@ -15,6 +15,10 @@ what that behaviour declares, in CloudFront's order:
 CloudFront's own refusals carry no CORS headers (as CloudFront's do not); S3's errors are relayed with them. The CDN
 listens on plain HTTP on loopback and stands for the distribution's HTTPS endpoint (the viewer protocol policy is not
 applied); there is no cache, so every request reaches the origin and caching headers are the object's own.
+
+The CDN reads no request body: a request that carries one is refused with 403, as CloudFront refuses a GET with a
+body, and the connection is closed, so the unread body is never parsed as another request; framing that is
+ambiguous (CL.TE, TE.CL, obs-fold, a malformed length) is refused with 400 the same way, as the gateway refuses it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
@@ -47,12 +51,19 @@ from local.cdn.response_headers import Headers, header_value, put, without
 from local.cdn.signed_requests import SignatureRefused, verify_signed_request
 from local.cdn.viewer import ViewerRequest
 from local.engine.emulator import Emulator
+from local.runtime.gateway import BodyFraming, FramedRequestHandler, FramingRefused
 
 log = logging.getLogger("local.cdn")
 
 POP = "LOCAL1-C1"
 # Headers a viewer-response function cannot change: CloudFront keeps its own.
 READ_ONLY = ("content-length", "transfer-encoding", "via", "connection")
+# What a refused request's page says (the reason in detail goes to the log).
+REFUSED_FRAMING = {
+    400: "Bad request: the request's length is malformed or ambiguous.",
+    403: "A request with a body is not accepted.",
+    501: "The request's Transfer-Encoding is not supported.",
+}
 
 
 @dataclass
@@ -90,7 +101,10 @@ def cloudfront_page(status: int, title: str, detail: str) -> Answer:
 
 class _ViewerServer(ThreadingHTTPServer):
     """Players drop connections whenever they have what they wanted (ffmpeg closes a keep-alive connection mid-wait):
-    a viewer going away is not the CDN's error, so it is not reported as one."""
+    a viewer going away is not the CDN's error, so it is not reported as one. A player opens several connections at
+    once: socketserver's default backlog (5) would reset some of them."""
+
+    request_queue_size = 128
 
     def handle_error(self, request: object, client_address: object) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):
@@ -243,9 +257,24 @@ class LocalCdn:
         return [*headers, *[(n, v) for n, v in extra if header_value(headers, n) is None]]
 
 
-class _RequestHandler(BaseHTTPRequestHandler):
+class _RequestHandler(FramedRequestHandler):
     server_cdn: LocalCdn
     protocol_version = "HTTP/1.1"
+
+    def admit(self, framing: BodyFraming) -> None:
+        # A method the CDN does not serve is answered 501 without its body, and the connection closed, as before.
+        if framing.has_body and hasattr(self, f"do_{self.command}"):
+            raise FramingRefused(403, f"a {self.command} request with a body")
+
+    def send_refusal(self, status: int) -> None:
+        self.server_cdn.requests += 1
+        page = cloudfront_page(status, "The request could not be satisfied.", REFUSED_FRAMING.get(status, ""))
+        self.send_response(page.status)
+        for name, value in [*page.headers, ("Connection", "close")]:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(b"".join(page.body))
 
     def version_string(self) -> str:
         return "CloudFront"

@@ -17,6 +17,11 @@ consumer that (wrongly) reads the key raw would only trip over locally.
 
 EventBridge: moto's default target input (no InputTransformer) drops the event's `account` field, which every
 EventBridge event carries and typed consumers (Powertools' EventBridgeModel) require.
+
+DynamoDB: each request is atomic in DynamoDB; moto's backend is not, and the server runs requests on many threads. A
+conditional write checks its condition and then writes, so two can both pass a check only one should; a transaction
+applies its items one by one and, when one fails, restores a copy of every table it touches, erasing what other
+requests wrote meanwhile. Each DynamoDB request therefore runs under one lock.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import base64
 import binascii
 import json
 import logging
+import threading
 from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
@@ -32,6 +38,7 @@ from xml.sax.saxutils import escape
 from local.permissions.access import ENDPOINT_CONTEXT, bucket_policy_permission
 
 log = logging.getLogger("local.moto")
+_dynamodb_requests = threading.RLock()
 
 
 def evaluate_bucket_policies_like_iam() -> None:
@@ -163,6 +170,22 @@ def deliver_whole_eventbridge_events() -> None:
         )
 
 
+def serialize_dynamodb_requests() -> None:
+    """One DynamoDB request at a time, so each is atomic as in DynamoDB (conditional writes, transactions)."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+    if getattr(original, "_local_serialized", False):
+        return
+
+    def call_action(self: DynamoHandler) -> Any:
+        with _dynamodb_requests:
+            return original(self)
+
+    call_action._local_serialized = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
 def apply_all() -> None:
     """Every correction above; idempotent."""
     evaluate_bucket_policies_like_iam()
@@ -170,3 +193,4 @@ def apply_all() -> None:
     honour_copy_source_if_match()
     encode_notification_keys_like_s3()
     deliver_whole_eventbridge_events()
+    serialize_dynamodb_requests()

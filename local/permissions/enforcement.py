@@ -6,7 +6,9 @@ services, ignoring Resource and Condition. Here its authorization hook is replac
 the credentials belong to (or the local cloud's own admin key, which is not subject to policies), the resource is the
 one the request names (a queue, a table or index, a topic, an event bus, a key, a secret, a bucket or object, presigned
 requests included), and `access.py` decides with the role's policies and the resource's own policy. A CopyObject also
-needs s3:GetObject on its source; a Publish to an encrypted topic also needs the topic's key, and reading a secret
+needs s3:GetObject on its source; a DynamoDB transaction is authorized item by item, each as the action it performs
+on its own table (TransactWriteItems and TransactGetItems are no IAM actions); a Publish to an encrypted topic also
+needs the topic's key, and reading a secret
 encrypted with a customer managed key that key's kms:Decrypt; an expired presigned URL, and a read of a missing key by
 a caller who may not list the bucket, are refused as S3 refuses them. Refusals are the services' own errors (S3's and
 SQS's AccessDenied, DynamoDB's, EventBridge's, KMS's and Secrets Manager's AccessDeniedException; a query service's
@@ -56,6 +58,16 @@ IAM_ACTIONS = {
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
     "sns:PublishBatch": "sns:Publish",
 }
+# What each item of a DynamoDB transaction is authorized as, on its own table: IAM has no action for the transaction
+# (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html).
+TRANSACTION_ITEM_ACTIONS = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+    "Get": "dynamodb:GetItem",
+}
+TRANSACTIONS = ("dynamodb:TransactWriteItems", "dynamodb:TransactGetItems")
 _state = {"enabled": False}
 _delivering = threading.local()
 
@@ -130,7 +142,12 @@ def _json_body(response: Any) -> dict[str, Any]:
 
 
 def _table_arn(response: Any, table: str) -> str:
-    return f"arn:aws:dynamodb:{response.region}:{response.current_account}:table/{table}"
+    return table_arn(response.current_account, response.region, table)
+
+
+def table_arn(account: str, region: str, table: str) -> str:
+    """A table's ARN from its name (or the ARN a request may give instead)."""
+    return table if table.startswith("arn:") else f"arn:aws:dynamodb:{region}:{account}:table/{table}"
 
 
 def _dynamodb_resources(response: Any) -> list[str]:
@@ -139,9 +156,26 @@ def _dynamodb_resources(response: Any) -> list[str]:
         table = _table_arn(response, body["TableName"])
         return [f"{table}/index/{body['IndexName']}" if body.get("IndexName") else table]
     tables = set(body.get("RequestItems") or {})
-    for item in body.get("TransactItems") or []:
-        tables |= {operation["TableName"] for operation in item.values() if "TableName" in operation}
     return [_table_arn(response, t) for t in sorted(tables)] or ["*"]
+
+
+def transaction_requests(
+    body: dict[str, Any], action: str, account: str, region: str, context: dict[str, str]
+) -> list[Request]:
+    """A DynamoDB transaction as IAM authorizes it: one request per item, the item's own action on its table, with
+    `dynamodb:EnclosingOperation` naming the transaction. An item of an unknown kind is asked as the transaction."""
+    operation = action.split(":", 1)[1]
+    within = {**context, "dynamodb:EnclosingOperation": operation}
+    requests = [
+        Request(
+            TRANSACTION_ITEM_ACTIONS.get(kind, action),
+            (table_arn(account, region, str(item.get("TableName"))),),
+            within,
+        )
+        for entry in body.get("TransactItems") or []
+        for kind, item in entry.items()
+    ]
+    return requests or [Request(action, ("*",), context)]
 
 
 def _bus_arns(response: Any) -> list[str]:
@@ -247,6 +281,8 @@ def _requests(response: Any, service: str, action: str, resource: str) -> list[R
         if prefix is not None:
             context["s3:prefix"] = prefix
         return [Request(a, (r,), context) for a, r in _s3_resources(response, resource, action)]
+    if service == "dynamodb" and action in TRANSACTIONS:
+        return transaction_requests(_json_body(response), action, account, region, context)
     if service == "dynamodb":
         return [Request(action, tuple(_dynamodb_resources(response)), context)]
     if service == "events":

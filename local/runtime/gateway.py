@@ -2,6 +2,10 @@
 
 Requests become API Gateway HTTP API payload 2.0 events for the route's Lambda integration; routes with a
 JWT authorizer answer 401 {"message":"Unauthorized"} as API Gateway does on a missing or invalid token.
+
+A request's framing is read strictly (`FramedRequestHandler`, which the local CDN shares): a body that is not read in
+full, because it is too large or its length is ambiguous, is refused with `Connection: close`, and what follows it on
+the connection is discarded, never parsed as another request (request smuggling).
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ import base64
 import json
 import logging
 import re
+import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -28,6 +34,23 @@ log = logging.getLogger("local.runtime.gateway")
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded", "+json", "+xml")
 MAX_BODY_BYTES = 10 * 1024 * 1024
 API_GATEWAY = "apigateway.amazonaws.com"
+REFUSALS = {400: "Bad Request", 413: "Request Entity Too Large", 501: "Not Implemented"}
+MAX_FRAMING_LINE = 4096
+"""A chunk-size or trailer line longer than this is refused."""
+MAX_TRAILER_LINES = 64
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1024 * 1024
+"""After a refusal, what the client still sends is read and discarded for this long, up to this much, then closed."""
+_DECIMAL = re.compile(r"[0-9]{1,18}")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # obs-fold leaves CR LF in the value; HTAB is allowed
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:;[^\r\n]*)?\r\n")
+_TRAILER = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n\x00]*\r\n")
+
+
+class _ApiServer(ThreadingHTTPServer):
+    """API Gateway takes a burst of connections at once: socketserver's default backlog (5) would reset the rest."""
+
+    request_queue_size = 128
 
 
 class GatewayConfigError(ValueError):
@@ -137,6 +160,160 @@ def is_text(content_type: str) -> bool:
     return any(marker in content_type.lower() for marker in TEXT_TYPES)
 
 
+# --- request framing (RFC 9112 section 6), read strictly -----------------------------------------------------------
+
+
+class FramingRefused(Exception):
+    """A request whose body cannot be delimited, or will not be read: answered with `status`, then closed."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class BodyFraming:
+    """How a request's body is delimited: its Content-Length, or chunked."""
+
+    length: int = 0
+    chunked: bool = False
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or self.length > 0
+
+
+def body_framing(headers: Message, request_version: str) -> BodyFraming:
+    """The body's framing from the request's headers; anything two parsers could read differently is refused:
+    a malformed header line or obs-fold, both Content-Length and Transfer-Encoding (CL.TE, TE.CL), a coding other
+    than one `chunked`, a Content-Length that is not exactly one decimal number."""
+    if headers.defects or headers.get_payload():
+        raise FramingRefused(400, "a header line is malformed (no colon, whitespace before it, or a leading fold)")
+    for name, value in headers.items():
+        if _CONTROL.search(value):
+            raise FramingRefused(400, f"header {name!r} is folded (obs-fold) or holds a control character")
+    lengths = headers.get_all("Content-Length") or []
+    codings = headers.get_all("Transfer-Encoding") or []
+    if lengths and codings:
+        raise FramingRefused(400, "both Content-Length and Transfer-Encoding")
+    if codings:
+        if request_version == "HTTP/1.0":
+            raise FramingRefused(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if len(codings) != 1 or codings[0].strip(" \t").lower() != "chunked":
+            raise FramingRefused(501, f"Transfer-Encoding {codings!r}: only chunked is supported")
+        return BodyFraming(chunked=True)
+    if not lengths:
+        return BodyFraming()
+    if len(lengths) > 1 or not _DECIMAL.fullmatch(lengths[0].strip(" \t")):
+        raise FramingRefused(400, f"Content-Length {lengths!r} is not one decimal number")
+    return BodyFraming(length=int(lengths[0]))
+
+
+class FramedRequestHandler(BaseHTTPRequestHandler):
+    """A request handler that delimits each body strictly and never parses bytes it did not read as a body as the
+    next request. A refusal (`send_refusal`) says `Connection: close`; the connection is then half-closed and what the
+    client still sends is read and discarded (bounded) before the socket closes, since closing over unread bytes
+    resets the connection and a reset can destroy the answer before the client reads it."""
+
+    framing = BodyFraming()
+    _framing_checked = False
+    _body_read = False
+    _refused = False
+
+    def admit(self, framing: BodyFraming) -> None:
+        """Raises FramingRefused for a body this server will not read at all (before any of it is read)."""
+
+    def send_refusal(self, status: int) -> None:
+        """Answers a refused request; the answer must carry `Connection: close`."""
+        self.send_error(status)
+
+    def handle_one_request(self) -> None:
+        super().handle_one_request()
+        if self.framing.has_body and not self._body_read:
+            self.close_connection = True  # a body the method's handler did not read is never parsed as a request
+
+    def parse_request(self) -> bool:
+        self.framing, self._framing_checked, self._body_read = BodyFraming(), False, False
+        if not super().parse_request():
+            return False
+        return self._framing_checked or self._check_framing()
+
+    def handle_expect_100(self) -> bool:
+        # No `100 Continue` for a body that will be refused.
+        return self._check_framing() and super().handle_expect_100()
+
+    def _check_framing(self) -> bool:
+        self._framing_checked = True
+        try:
+            self.framing = body_framing(self.headers, self.request_version)
+            self.admit(self.framing)
+        except FramingRefused as refused:
+            self.refuse(refused)
+            return False
+        return True
+
+    def refuse(self, refused: FramingRefused) -> None:
+        log.info("%s %s refused with %d: %s", self.command, self.path, refused.status, refused.reason)
+        self._refused = True
+        self.send_refusal(refused.status)
+        self.close_connection = True
+
+    def read_body(self, limit: int) -> bytes:
+        """The whole body as framed; raises FramingRefused (413 over `limit`, 400 malformed or cut short)."""
+        self._body_read = True
+        if self.framing.chunked:
+            return self._read_chunked(limit)
+        length = self.framing.length
+        if length > limit:
+            raise FramingRefused(413, f"Content-Length {length} is over {limit}")
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            raise FramingRefused(400, f"the body ended after {len(body)} of its {length} bytes")
+        return body
+
+    def _read_chunked(self, limit: int) -> bytes:
+        body = bytearray()
+        while True:
+            size_line = _CHUNK_SIZE.fullmatch(self.rfile.readline(MAX_FRAMING_LINE + 1))
+            if size_line is None:
+                raise FramingRefused(400, "a chunk-size line is malformed")
+            size = int(size_line.group(1), 16)
+            if size == 0:
+                break
+            if len(body) + size > limit:
+                raise FramingRefused(413, f"the chunked body is over {limit} bytes")
+            chunk = self.rfile.read(size)
+            if len(chunk) < size or self.rfile.read(2) != b"\r\n":
+                raise FramingRefused(400, "a chunk does not end where its size says")
+            body += chunk
+        for _ in range(MAX_TRAILER_LINES):
+            line = self.rfile.readline(MAX_FRAMING_LINE + 1)
+            if line == b"\r\n":
+                return bytes(body)
+            if not _TRAILER.fullmatch(line):
+                raise FramingRefused(400, "a trailer line is malformed")
+        raise FramingRefused(400, f"more than {MAX_TRAILER_LINES} trailer lines")
+
+    def finish(self) -> None:
+        super().finish()
+        if self._refused:
+            self._discard_the_rest()
+
+    def _discard_the_rest(self) -> None:
+        deadline, discarded = time.monotonic() + LINGER_SECONDS, 0
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            while discarded < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(left)
+                data = self.connection.recv(65536)
+                if not data:
+                    return
+                discarded += len(data)
+        except OSError:  # a timeout, or the client reset the connection: either way it is closed next
+            return
+
+
 class HttpApiGateway:
     """A threaded HTTP server on 127.0.0.1 that dispatches to the routes' functions."""
 
@@ -156,7 +333,7 @@ class HttpApiGateway:
         class Handler(_RequestHandler):
             api = gateway
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = _ApiServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
 
@@ -179,9 +356,18 @@ class HttpApiGateway:
         return None
 
 
-class _RequestHandler(BaseHTTPRequestHandler):
+class _RequestHandler(FramedRequestHandler):
     api: HttpApiGateway
     protocol_version = "HTTP/1.1"
+
+    def admit(self, framing: BodyFraming) -> None:
+        if framing.length > MAX_BODY_BYTES:
+            raise FramingRefused(413, f"Content-Length {framing.length} is over {MAX_BODY_BYTES}")
+
+    def send_refusal(self, status: int) -> None:
+        self.api.requests += 1
+        message = json.dumps({"message": REFUSALS.get(status, "Bad Request")}).encode()
+        self._send(status, message, {"connection": "close"})
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -206,7 +392,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def do_OPTIONS(self) -> None:
         if self.api.cors and self.headers.get("Access-Control-Request-Method"):
-            self._preflight()
+            if self._body() is not None:
+                self._preflight()
         else:
             self._handle()
 
@@ -236,13 +423,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
         }
         self._send(204, b"", headers)
 
+    def _body(self) -> bytes | None:
+        """The request's body; None when it was refused (answered, and the connection closing)."""
+        try:
+            return self.read_body(MAX_BODY_BYTES)
+        except FramingRefused as refused:
+            self.refuse(refused)
+            return None
+
     def _handle(self) -> None:
-        self.api.requests += 1
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._message(413, "Request Entity Too Large")
+        body = self._body()
+        if body is None:
             return
-        body = self.rfile.read(length) if length else b""
+        self.api.requests += 1
         url = urlsplit(self.path)
         path = url.path
         if self.api.prefix:

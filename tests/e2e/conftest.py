@@ -33,9 +33,10 @@ START_TIMEOUT_SECONDS = 600  # a first start installs the layer, the SDK and the
 # The e2e layer's ladder (Pulumi.e2e.yaml), display sizes of a 640x360 source.
 LADDER = {"240p": (426, 240), "360p": (640, 360)}
 # The session's two engine jobs: a Lambda one (under the layer's 45 s MediaConvert threshold) and a MediaConvert one
-# (over it; 10 fps keeps the encodes short).
-LAMBDA_SECONDS = 7.0
-MEDIACONVERT_SECONDS = 48.0
+# (over it; 10 fps keeps the encodes short). Each ends in a tail under 1 s after its last 2 s boundary, which the
+# packager appends to the last whole segment.
+LAMBDA_SECONDS = 6.5
+MEDIACONVERT_SECONDS = 46.6
 FPS_BY_ENGINE = {"lambda": 30, "mediaconvert": 10}
 
 

@@ -39,19 +39,6 @@ from local.permissions import enforcement, roles
 REGION = "us-east-1"
 REPO = Path(__file__).resolve().parents[2]
 SIGNED_COOKIES_JS = REPO / "components" / "cdn_signed_cookies.js"
-# Used only if the program's own function is gone: the same behaviour, so the tests keep their meaning.
-FALLBACK_JS = """
-function handler(event) {
-  var q = event.request.querystring, response = event.response;
-  var folder = /^\\/outputs\\/[^\\/]+\\//.exec(event.request.uri);
-  if (!folder || !q.Policy || !q.Signature || !q['Key-Pair-Id']) { return response; }
-  var attributes = 'Path=' + folder[0] + '; Secure; HttpOnly; SameSite=None';
-  response.cookies['CloudFront-Policy'] = {value: q.Policy.value, attributes: attributes};
-  response.cookies['CloudFront-Signature'] = {value: q.Signature.value, attributes: attributes};
-  response.cookies['CloudFront-Key-Pair-Id'] = {value: q['Key-Pair-Id'].value, attributes: attributes};
-  return response;
-}
-"""
 MASTER = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-STREAM-INF:BANDWIDTH=400000,RESOLUTION=320x180\n360p/index.m3u8\n"
 APP_ORIGIN = "http://localhost:3000"
 
@@ -168,7 +155,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             }
         },
     )
-    code = SIGNED_COOKIES_JS.read_text() if SIGNED_COOKIES_JS.exists() else FALLBACK_JS
+    code = SIGNED_COOKIES_JS.read_text()  # the program's own function: the test fails if it is gone
     function = declare(
         factory,
         deployment,

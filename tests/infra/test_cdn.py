@@ -186,14 +186,33 @@ def test_the_signing_functions_know_the_base_url_key_pair_and_secret(dev: Progra
     assert dev.outputs["cdnDistributionId"] == dev.only(DISTRIBUTION).id
 
 
+CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-aaaa-bbbb-cccc-111122223333"
+
+
 @pytest.mark.parametrize(
     ("base_url", "expected"),
     [("https://media.example.com/", "https://media.example.com"), ("http://127.0.0.1:8080", "http://127.0.0.1:8080")],
 )
 def test_a_base_url_of_your_own_replaces_the_distributions_domain(base_url: str, expected: str) -> None:
-    run = run_program({"cdnBaseUrl": base_url})
+    run = run_program({"cdnBaseUrl": base_url, "cdnCertificateArn": CERTIFICATE})
     assert run.named(FUNCTION, "api-function").inputs["environment"]["variables"]["CDN_BASE_URL"] == expected
     assert run.outputs["cdnBaseUrl"] == expected
+
+
+def test_a_host_of_your_own_is_the_distributions_alternate_domain_name_with_its_certificate() -> None:
+    distribution = run_program({"cdnBaseUrl": "https://media.example.com", "cdnCertificateArn": CERTIFICATE}).only(
+        DISTRIBUTION
+    )
+    assert distribution.inputs["aliases"] == ["media.example.com"]
+    assert distribution.inputs["viewerCertificate"] == {
+        "acmCertificateArn": CERTIFICATE,
+        "sslSupportMethod": "sni-only",
+        "minimumProtocolVersion": "TLSv1.2_2021",
+    }
+    # the local cloud's loopback base is served as it is: no alias, CloudFront's own certificate
+    local = run_program({"cdnBaseUrl": "http://127.0.0.1:8080"}).only(DISTRIBUTION)
+    assert "aliases" not in local.inputs or not local.inputs["aliases"]
+    assert local.inputs["viewerCertificate"] == {"cloudfrontDefaultCertificate": True}
 
 
 @pytest.mark.parametrize(
@@ -215,6 +234,15 @@ def test_a_base_url_of_your_own_replaces_the_distributions_domain(base_url: str,
         ({"cdnPriceClass": "PriceClass_1"}, None, "cdnPriceClass must be one of"),
         ({"cdnBaseUrl": "http://media.example.com"}, None, "plain http only to a loopback host"),
         ({"cdnBaseUrl": "https://media.example.com/cdn"}, None, "without a path"),
+        ({"cdnBaseUrl": "https://media.example.com"}, None, "needs media-pipeline:cdnCertificateArn"),
+        (
+            {
+                "cdnBaseUrl": "https://media.example.com",
+                "cdnCertificateArn": CERTIFICATE.replace("us-east-1", "eu-west-1"),
+            },
+            None,
+            "an ACM certificate in us-east-1",
+        ),
         ({"segmentCacheSeconds": 0}, None, "segmentCacheSeconds must be 1 to jobRetentionDays"),
         ({"segmentCacheSeconds": 8 * 86_400}, None, r"segmentCacheSeconds must be 1 to jobRetentionDays \(7\)"),
         ({"playlistCacheSeconds": 90_000}, None, r"playlistCacheSeconds must be 0 to segmentCacheSeconds \(86400\)"),

@@ -128,6 +128,15 @@ def test_functions_get_the_webhook_settings_and_aws_gets_no_allow_list(dev: Prog
     assert api["WEBHOOK_SECRET_OVERLAP_SECONDS"] == "86400"
     for function in dev.of_type(FUNCTION):
         assert "WEBHOOK_ALLOWED_ADDRESSES" not in function.inputs["environment"]["variables"], function.name
+        # no port list either: the functions apply the port rule (80, 443, 1024-65535 but well-known service ports)
+        assert "WEBHOOK_ALLOWED_PORTS" not in function.inputs["environment"]["variables"], function.name
+
+
+def test_a_stacks_webhook_port_list_reaches_both_functions_that_check_urls() -> None:
+    run = run_program({"webhookAllowedPorts": [8443, 443, 443]})
+    for function in ("webhooks-function", "api-function"):
+        assert _env(run, function)["WEBHOOK_ALLOWED_PORTS"] == "443,8443"
+    assert "WEBHOOK_ALLOWED_PORTS" not in _env(run, "ingest-function")
 
 
 def test_a_local_cloud_allows_its_receivers_and_compresses_the_schedule(local: ProgramRun) -> None:
@@ -157,6 +166,9 @@ def test_the_dlq_alarms_and_the_queue_alarms_only_past_the_longest_scheduled_wai
         ({"webhookRetrySchedule": [5, 3 * 86_400]}, "whole seconds from 1 to 172800"),
         ({"webhookAllowedAddresses": ["localhost"]}, "IP addresses or networks"),
         ({"webhookAllowedAddresses": ["10.0.0.1/8"]}, "IP addresses or networks"),
+        ({"webhookAllowedPorts": [0]}, "webhook ports are whole numbers from 1 to 65535"),
+        ({"webhookAllowedPorts": [443, 70000]}, "webhook ports are whole numbers from 1 to 65535"),
+        ({"webhookAllowedPorts": ["https"]}, "webhook ports are whole numbers from 1 to 65535"),
         ({"webhookSecretOverlapSeconds": 40 * 86_400}, "webhookSecretOverlapSeconds"),
     ],
 )

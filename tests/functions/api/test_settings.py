@@ -75,14 +75,20 @@ def test_webhook_settings_bound_the_overlap() -> None:
 
 
 def test_webhook_settings_read_the_allow_list_and_name_every_problem_at_once() -> None:
-    settings = WebhookSettings.from_env({**WEBHOOK_ENV, "WEBHOOK_ALLOWED_ADDRESSES": "127.0.0.1, ::1"})
+    settings = WebhookSettings.from_env(
+        {**WEBHOOK_ENV, "WEBHOOK_ALLOWED_ADDRESSES": "127.0.0.1, ::1", "WEBHOOK_ALLOWED_PORTS": "8443"}
+    )
     assert [str(network) for network in settings.allowed_networks] == ["127.0.0.1/32", "::1/128"]
-    assert WebhookSettings.from_env(WEBHOOK_ENV).allowed_networks == ()
+    assert settings.allowed_ports == frozenset({8443})
+    unset = WebhookSettings.from_env(WEBHOOK_ENV)
+    assert (unset.allowed_networks, unset.allowed_ports) == ((), frozenset())
 
     with pytest.raises(SettingsError) as caught:
-        WebhookSettings.from_env({"WEBHOOK_DELIVERIES_TABLE": "d", "WEBHOOK_ALLOWED_ADDRESSES": "intranet"})
+        WebhookSettings.from_env(
+            {"WEBHOOK_DELIVERIES_TABLE": "d", "WEBHOOK_ALLOWED_ADDRESSES": "intranet", "WEBHOOK_ALLOWED_PORTS": "ssh"}
+        )
 
     message = str(caught.value)
     assert message.startswith("webhook endpoints misconfigured: WEBHOOK_ENDPOINTS_TABLE is required; ")
-    for name in ("WEBHOOK_SECRET_OVERLAP_SECONDS", "WEBHOOK_ALLOWED_ADDRESSES"):
+    for name in ("WEBHOOK_SECRET_OVERLAP_SECONDS", "WEBHOOK_ALLOWED_ADDRESSES", "WEBHOOK_ALLOWED_PORTS"):
         assert name in message

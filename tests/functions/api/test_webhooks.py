@@ -4,14 +4,24 @@ secrets, deletion, secret rotation, the delivery log, and one user never seeing 
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from functions.api import handler as api
+from functions.api.adapters import DynamoEndpoints, ResolvingUrlPolicy
+from functions.api.service import ApiError, WebhookRegistration, Webhooks
+from functions.api.settings import WebhookSettings
+from functions.common import webhook_tables
+from functions.common.ssrf import AddressPolicy
 from functions.common.webhook_signing import secret_key
-from functions.common.webhook_tables import DeliveryLog, EndpointsTable
-from functions.contracts.webhooks import signing_secrets
+from functions.common.webhook_tables import COUNTER_ID, DeliveryLog, EndpointNotFound, EndpointsTable
+from functions.contracts.webhooks import new_endpoint, new_endpoint_id, signing_secrets
+from local.engine.moto_patches import serialize_dynamodb_requests
 from tests.functions.api.conftest import ALICE, BOB, JSON_HEADERS, call, error, http_event
 from tests.functions.cdn_keys import configure_cdn
 from tests.functions.webhooks.support import create_webhook_tables, guard_network
@@ -207,7 +217,9 @@ def test_the_delivery_log_lists_recent_attempts_newest_first(app: None, lambda_c
     endpoint_id = register(lambda_context)["id"]
     log = DeliveryLog("webhook-deliveries")
     for attempt, (outcome, status, error_text) in enumerate(
-        [("retrying", 500, "HTTP 500"), ("retrying", None, "timed out after 15 s"), ("delivered", 204, None)], start=1
+        # The second was logged before errors were coarse codes: it is shown as the code it stands for.
+        [("retrying", 500, "http_500"), ("retrying", None, "timed out after 15 s"), ("delivered", 204, None)],
+        start=1,
     ):
         entry = {
             "endpointId": endpoint_id,
@@ -252,7 +264,7 @@ def test_the_delivery_log_lists_recent_attempts_newest_first(app: None, lambda_c
                 "attempt": 2,
                 "outcome": "retrying",
                 "statusCode": None,
-                "error": "timed out after 15 s",
+                "error": "timeout",
                 "attemptedAt": "2026-09-21T14:13:22.000Z",
                 "durationMs": 12,
                 "nextAttemptAt": "2026-09-21T14:13:27.000Z",
@@ -287,3 +299,160 @@ def test_webhook_routes_fail_loudly_when_their_tables_are_not_configured(
     api.webhooks_service.cache_clear()
     with pytest.raises(RuntimeError, match="WEBHOOK_ENDPOINTS_TABLE is required"):
         api.handler(http_event("GET", "/webhooks"), lambda_context)
+
+
+# --- issue 12: webhooks are no port scanner, and the cap holds under concurrency -------------------------------------
+
+
+@pytest.mark.parametrize("port", [22, 25, 6379, 11211])
+def test_a_public_host_on_another_services_port_is_refused_at_registration(
+    app: None, lambda_context: Any, port: int
+) -> None:
+    # GIVEN a public address (nothing to resolve) on the port of SSH, SMTP, Redis or memcached
+    # WHEN alice registers it
+    response = call(http_event("POST", "/webhooks", body={"url": f"http://8.8.8.8:{port}/"}), lambda_context)
+
+    # THEN it is refused like any URL the SSRF policy refuses, and nothing is stored (the network guard proves no
+    # packet was sent: any connection but to 127.0.0.1 raises)
+    assert response["statusCode"] == 400, response
+    assert response["body"]["error"]["code"] == "WEBHOOK_URL_REFUSED"
+    assert response["body"]["error"]["message"].startswith(f"this URL cannot receive webhooks: the URL's port {port} ")
+    assert EndpointsTable("webhook-endpoints").list_for_owner(ALICE) == []
+
+
+def test_a_stacks_port_list_replaces_the_rule_at_registration(
+    app: None, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WEBHOOK_ALLOWED_PORTS", "8443")
+    api.webhooks_service.cache_clear()
+    assert register(lambda_context, url="https://hooks.example.com:8443/media")["url"].endswith(":8443/media")
+    refused = call(http_event("POST", "/webhooks", body={"url": HOOK}), lambda_context)
+    assert refused == error(400, "WEBHOOK_URL_REFUSED", "this URL cannot receive webhooks: the URL's port must be 8443")
+
+
+def _register_concurrently(owner: str, count: int) -> list[tuple[str, str]]:
+    """`count` registrations by one owner at once, each as its own Lambda instance would make it (own clients); the
+    outcome of each: ("created", id) or ("refused", error code)."""
+    settings = WebhookSettings.from_env()
+    start = threading.Barrier(count)
+
+    def one(_: int) -> tuple[str, str]:
+        service = Webhooks(
+            endpoints=DynamoEndpoints(EndpointsTable(settings.endpoints_table, boto3.resource("dynamodb"))),
+            deliveries=DeliveryLog(settings.deliveries_table, boto3.resource("dynamodb")),
+            urls=ResolvingUrlPolicy(AddressPolicy()),
+            secret_overlap_seconds=settings.secret_overlap_seconds,
+        )
+        start.wait()
+        try:
+            created = service.register(owner, WebhookRegistration(url=HOOK), now_ms=NOW_MS)
+        except ApiError as refused:
+            return ("refused", f"{int(refused.status)} {refused.code}")
+        return ("created", created.id)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_twenty_concurrent_registrations_create_exactly_ten_endpoints(app: None, lambda_context: Any) -> None:
+    # GIVEN the moto backend applies each request atomically, as DynamoDB does (the local cloud's correction)
+    serialize_dynamodb_requests()
+
+    # WHEN alice fires 20 registrations at once
+    outcomes = _register_concurrently(ALICE, 20)
+
+    # THEN exactly 10 are created and 10 refused with the cap's answer; the table holds exactly those 10
+    created = sorted(value for kind, value in outcomes if kind == "created")
+    refused = [value for kind, value in outcomes if kind == "refused"]
+    assert (len(created), refused) == (10, ["409 TOO_MANY_WEBHOOKS"] * 10)
+    listed = call(http_event("GET", "/webhooks"), lambda_context)["body"]["webhooks"]
+    assert sorted(w["id"] for w in listed) == created
+
+    # AND a delete frees exactly one slot, even when two registrations race for it
+    assert call(http_event("DELETE", f"/webhooks/{created[0]}"), lambda_context)["statusCode"] == 204
+    again = _register_concurrently(ALICE, 2)
+    assert sorted(kind for kind, _ in again) == ["created", "refused"]
+    assert len(call(http_event("GET", "/webhooks"), lambda_context)["body"]["webhooks"]) == 10
+    assert register(lambda_context, sub=BOB)["url"] == HOOK  # still per account
+
+
+def test_endpoints_made_before_the_counter_are_counted_before_the_first_change(app: None, lambda_context: Any) -> None:
+    # GIVEN alice's ten endpoints were stored before there was a counter (plain puts, as the table held them)
+    table = boto3.resource("dynamodb").Table("webhook-endpoints")
+    old = [f"ep_01JD5Z3K8Q4WJ2V7N6M9P0R1{n:02d}" for n in range(10)]
+    for endpoint_id in old:
+        table.put_item(
+            Item=new_endpoint(
+                endpoint_id=endpoint_id, owner_id=ALICE, url=HOOK, events=ALL_EVENTS, secret="whsec_x", now_ms=NOW_MS
+            )
+        )
+
+    # THEN an eleventh is refused: the counter starts from a count of what is there
+    full = call(http_event("POST", "/webhooks", body={"url": HOOK}), lambda_context)
+    assert full == error(409, "TOO_MANY_WEBHOOKS", "an account can register at most 10 webhooks")
+    counter = table.get_item(Key={"ownerId": ALICE, "endpointId": COUNTER_ID}, ConsistentRead=True)["Item"]
+    assert counter["endpointCount"] == 10
+    # AND the counter is nobody's endpoint: not listed, not deletable, not found
+    assert len(call(http_event("GET", "/webhooks"), lambda_context)["body"]["webhooks"]) == 10
+    with pytest.raises(EndpointNotFound):
+        EndpointsTable("webhook-endpoints").get(ALICE, COUNTER_ID)
+    with pytest.raises(EndpointNotFound):
+        EndpointsTable("webhook-endpoints").delete(ALICE, COUNTER_ID)
+
+    # WHEN one old endpoint is deleted, one slot opens
+    assert call(http_event("DELETE", f"/webhooks/{old[0]}"), lambda_context)["statusCode"] == 204
+    register(lambda_context)
+    assert call(http_event("POST", "/webhooks", body={"url": HOOK}), lambda_context)["statusCode"] == 409
+    # AND bob, whose first change is a delete of something he does not have, gets a counter of zero
+    missing = call(http_event("DELETE", f"/webhooks/{old[1]}", sub=BOB), lambda_context)
+    assert missing == error(404, "WEBHOOK_NOT_FOUND", "webhook not found")
+    assert table.get_item(Key={"ownerId": BOB, "endpointId": COUNTER_ID})["Item"]["endpointCount"] == 0
+
+
+class _ConflictingTransactions:
+    """DynamoDB's answer to a transaction that met another on the same item, `conflicts` times, then the real one."""
+
+    def __init__(self, client: Any, conflicts: int) -> None:
+        self._client = client
+        self.conflicts = conflicts
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def transact_write_items(self, **request: Any) -> Any:
+        self.calls += 1
+        if self.conflicts:
+            self.conflicts -= 1
+            reasons = [{"Code": "TransactionConflict"}, {"Code": "None"}]
+            response = {"Error": {"Code": "TransactionCanceledException"}, "CancellationReasons": reasons}
+            raise ClientError(response, "TransactWriteItems")  # type: ignore[arg-type]
+        return self._client.transact_write_items(**request)
+
+
+@pytest.mark.parametrize(("conflicts", "outcome"), [(3, "created"), (100, "409 CONCURRENT_CHANGE")])
+def test_conflicting_transactions_are_retried_and_a_lasting_conflict_is_a_409(
+    app: None, monkeypatch: pytest.MonkeyPatch, conflicts: int, outcome: str
+) -> None:
+    monkeypatch.setattr(webhook_tables.time, "sleep", lambda seconds: None)
+    table = EndpointsTable("webhook-endpoints")
+    EndpointsTable("webhook-endpoints").create(
+        new_endpoint(endpoint_id=new_endpoint_id(), owner_id=ALICE, url=HOOK, events=ALL_EVENTS, secret="s", now_ms=1)
+    )  # alice has a counter
+    conflicting = _ConflictingTransactions(table._table.meta.client, conflicts)
+    table._table.meta.client = conflicting
+    service = Webhooks(
+        endpoints=DynamoEndpoints(table),
+        deliveries=DeliveryLog("webhook-deliveries"),
+        urls=ResolvingUrlPolicy(AddressPolicy()),
+        secret_overlap_seconds=60,
+    )
+    try:
+        service.register(ALICE, WebhookRegistration(url=HOOK), now_ms=NOW_MS)
+        result = "created"
+    except ApiError as refused:
+        result = f"{int(refused.status)} {refused.code}"
+        assert refused.message == "the account's webhooks changed meanwhile; try again"
+    assert result == outcome
+    assert conflicting.calls == min(conflicts + 1, webhook_tables.TRANSACTION_ATTEMPTS)
+    assert len(EndpointsTable("webhook-endpoints").list_for_owner(ALICE)) == (2 if outcome == "created" else 1)

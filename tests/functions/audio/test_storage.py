@@ -1,4 +1,5 @@
-"""The S3 adapter: an output's facts as object metadata, the conditional read of the source, HEAD errors."""
+"""The S3 adapter: an output's facts as object metadata, the conditional read of the source, HEAD errors, and a
+waveform that does not read back."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
+from PIL import Image
 
-from functions.audio.adapters import S3MediaStore, output_metadata, stored_output_from_head
-from functions.audio.service import OutputFacts, SourceMissing
+from functions.audio.adapters import PillowWaveform, S3MediaStore, output_metadata, stored_output_from_head
+from functions.audio.service import OutputFacts
+from functions.common.unit_worker import OutputUnreadable, SourceMissing, SourceReplaced
 from functions.contracts.fanout import SourceObject
 
 AUDIO_FACTS = OutputFacts(contentType="audio/mp4", plan="aac 128k loudnorm I=-23:TP=-1.5:LRA=11", durationMs=4010)
@@ -87,12 +90,27 @@ def test_the_source_is_read_only_while_it_has_the_validated_etag(tmp_path: Path)
     assert (tmp_path / "source").read_bytes() == b"RIFF...."
 
 
-@pytest.mark.parametrize(("code", "status"), [("PreconditionFailed", 412), ("NoSuchKey", 404)])
-def test_a_replaced_or_deleted_source_is_missing(tmp_path: Path, code: str, status: int) -> None:
+@pytest.mark.parametrize(
+    ("code", "status", "error", "reason"),
+    [
+        ("PreconditionFailed", 412, SourceReplaced, "the upload was replaced after it was validated"),
+        ("NoSuchKey", 404, SourceMissing, "the upload is no longer available"),
+    ],
+)
+def test_a_replaced_or_deleted_source_is_missing_and_says_so_without_naming_it(
+    tmp_path: Path, code: str, status: int, error: type[SourceMissing], reason: str
+) -> None:
     client, stubber = stubbed_s3()
-    stubber.add_client_error("get_object", service_error_code=code, http_status_code=status)
-    with stubber, pytest.raises(SourceMissing):
+    stubber.add_client_error(
+        "get_object",
+        service_error_code=code,
+        service_message=f"At least one of the pre-conditions you specified did not hold: s3://uploads/{SOURCE.key}",
+        http_status_code=status,
+    )
+    with stubber, pytest.raises(error) as raised:
         S3MediaStore(client, "outputs").download_source(SOURCE, tmp_path / "source")
+    assert type(raised.value) is error
+    assert str(raised.value) == reason
 
 
 def test_other_read_errors_propagate_for_a_retry(tmp_path: Path) -> None:
@@ -100,3 +118,23 @@ def test_other_read_errors_propagate_for_a_retry(tmp_path: Path) -> None:
     stubber.add_client_error("get_object", service_error_code="InternalError", http_status_code=500)
     with stubber, pytest.raises(ClientError):
         S3MediaStore(client, "outputs").download_source(SOURCE, tmp_path / "source")
+
+
+def test_a_waveform_that_does_not_read_back_is_reported_without_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a PNG encoder that writes something Pillow cannot read back
+    def spoiled_save(image: Image.Image, destination: Path, **options: Any) -> None:
+        Path(destination).write_bytes(b"not a png")
+
+    monkeypatch.setattr(Image.Image, "save", spoiled_save)
+    destination = tmp_path / "audio-abc" / "waveform.png"
+    destination.parent.mkdir()
+
+    # WHEN the waveform is drawn
+    with pytest.raises(OutputUnreadable) as raised:
+        PillowWaveform().render([0.5] * 10, width=10, height=4, destination=destination)
+
+    # THEN the reason (which the client reads) names the file, not the working directory
+    assert "waveform.png" in str(raised.value)
+    assert str(tmp_path) not in str(raised.value)

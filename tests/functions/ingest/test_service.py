@@ -6,9 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
-from functions.ingest.service import Outcome
+from functions.ingest.adapters import Ffprobe
+from functions.ingest.service import Outcome, RejectionCode, UploadRejected
 from tests.functions.ingest.conftest import (
     DEADLINE_SECONDS,
+    JOB_ID,
     SERVICE_NOW_MS,
     MediaLibrary,
     Pipeline,
@@ -61,3 +63,29 @@ def test_processing_deadline_runs_from_the_upload(
 
     job = pipeline.job()
     assert (job.status, job.deadlineAt) == ("PROCESSING", SERVICE_NOW_MS + DEADLINE_SECONDS * 1000)
+
+
+def test_a_rejection_reason_that_names_a_location_reaches_the_job_without_it(
+    pipeline: Pipeline, make_service: Callable[[], ServiceUnderTest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an inspector whose rejection names the scratch copy and the upload's location (what a careless message
+    # built from a tool's output would say)
+    def leaky_probe(self: Ffprobe, path: object, *, size_bytes: int) -> None:
+        raise UploadRejected(
+            RejectionCode.CORRUPT_MEDIA,
+            f"file:{path} (s3://test-uploads/uploads/{JOB_ID}/source) is truncated",
+            detail="for the logs: everything",
+        )
+
+    monkeypatch.setattr(Ffprobe, "probe", leaky_probe)
+    under_test = make_service()
+    pipeline.create_job()
+
+    # WHEN the upload is rejected
+    result = under_test.service.ingest(upload_ref(pipeline, b"not an image, so ffprobe decides"), redelivered=False)
+
+    # THEN the job's reason keeps its words and loses the locations
+    assert (result.outcome, result.code) == (Outcome.REJECTED, "CORRUPT_MEDIA")
+    job = pipeline.job()
+    assert job.error is not None
+    assert job.error.message == "source ([object]) is truncated"

@@ -175,7 +175,10 @@ def test_mediaconvert_error_fails_the_job_with_its_code_and_message(
 
     result = tracker_handler.handler(mediaconvert_event("error", job_id), lambda_context)
 
-    message = mediaconvert_event("error", job_id)["detail"]["errorMessage"]
+    # MediaConvert's words, without the input's location (the log keeps it for operators)
+    raw = mediaconvert_event("error", job_id)["detail"]["errorMessage"]
+    assert "s3://" in raw
+    message = "Unable to open input file [[object]]: [Failed probe/open: [Failed to read data: AssumeRole failed]]"
     assert result == {"outcome": "applied", "jobId": job_id, "status": "FAILED", "announced": "Job Failed"}
     job = table.get(job_id)
     assert job.status == "FAILED"
@@ -690,12 +693,14 @@ def test_the_last_completion_delivered_twice_at_once_asks_for_the_package_once(
 def test_a_writer_that_lost_the_fan_in_leaves_the_request_to_the_writer_that_won(
     table: JobsTable, event_bus: CapturedEvents, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN a job whose 720p completed, and 1080p's completion delivered twice: between this delivery's read and its
-    # write, the other one wrote the fan-in (the job asks) and has not put the request yet
+    # GIVEN a job whose 720p completed, and 1080p's completion put twice by its transcoder (two events, two ids):
+    # between this delivery's read and its write, the other one wrote the fan-in (the job asks, naming that event) and
+    # has not put the request yet
     job_id = "01JRACEFANIN00000000000000"
     create_job(table, job_id, engine="lambda")
     tracker_handler.handler(pipeline_event("rendition_completed", job_id), lambda_context)
     event = completed_1080p(job_id)
+    other_event = {**event, "id": f"{event['id']}-put-again"}
     winner = JobsTable("jobs", boto3.resource("dynamodb", region_name=REGION))
     completion = parse_rendition_event(event["detail-type"], event["detail"])
     assert completion is not None
@@ -703,9 +708,15 @@ def test_a_writer_that_lost_the_fan_in_leaves_the_request_to_the_writer_that_won
     winning_write = real_transition(completion, now=now_ms())
     writes: list[Any] = []
 
+    def asks_as_the_other_event(job: JobRecord) -> JobRecord | None:
+        changed = winning_write(job)
+        if changed is not None and changed.playback is not None:
+            changed.playback.requestedBy = other_event["id"]
+        return changed
+
     def other_writer_asks_first(job: JobRecord) -> None:
         if not writes:
-            writes.append(winner.change(job_id, winning_write))
+            writes.append(winner.change(job_id, asks_as_the_other_event))
 
     interleave(monkeypatch, other_writer_asks_first)
 
@@ -718,12 +729,16 @@ def test_a_writer_that_lost_the_fan_in_leaves_the_request_to_the_writer_that_won
     assert (result["outcome"], result["announced"]) == ("unchanged", None)
     assert table.get(job_id).playback.requestPublishedAt is None
     assert event_bus.drain() == []
+    monkeypatch.setattr(service, "rendition_transition", real_transition)
+    # AND this event delivered again still leaves it to the winner (it cannot tell a winner still putting from one
+    # that failed)
+    assert tracker_handler.handler(event, lambda_context)["announced"] is None
+    assert event_bus.drain() == []
 
     # AND when the winner's invocation failed before its put, EventBridge's retry of it publishes the request, once
-    monkeypatch.setattr(service, "rendition_transition", real_transition)
-    retried = tracker_handler.handler(event, lambda_context)
+    retried = tracker_handler.handler(other_event, lambda_context)
     assert retried["announced"] == "Packaging Requested"
-    assert tracker_handler.handler(event, lambda_context)["announced"] is None
+    assert tracker_handler.handler(other_event, lambda_context)["announced"] is None
     assert outcome_events(event_bus.drain()) == [("Packaging Requested", job_id)]
 
 

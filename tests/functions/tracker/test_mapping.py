@@ -347,7 +347,9 @@ def test_complete_leaves_skipped_renditions_skipped_even_if_an_output_carries_th
 
 def test_error_fails_the_job_with_the_mediaconvert_code_and_message() -> None:
     job = apply_statuses(mediaconvert_job(), ["progressing", "error"])
-    message = mediaconvert_detail("error")["errorMessage"]
+    # MediaConvert's words, without the input's location (the log keeps it for operators)
+    assert "s3://" in mediaconvert_detail("error")["errorMessage"]
+    message = "Unable to open input file [[object]]: [Failed probe/open: [Failed to read data: AssumeRole failed]]"
     assert job.status == "FAILED"
     assert job.error == ErrorInfo(code="MEDIACONVERT_1040", message=message)
     assert all(r.error == ErrorInfo(code="MEDIACONVERT_1040", message=message) for r in job.renditions.values())

@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
+from functions.common.ffmpeg_runner import FfmpegFailed
 from functions.common.media_tools import ffmpeg_path, ffprobe_path, tool_env
 from functions.common.settings import SettingsError
 from functions.transcode import adapters
@@ -344,17 +345,15 @@ def test_message_that_does_not_plan_this_rendition_is_dropped(harness: Harness) 
     assert "Contents" not in boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=OUTPUTS)
 
 
-def test_missing_source_fails_the_rendition(harness: Harness) -> None:
+def test_missing_source_fails_the_rendition_without_naming_where_it_was(harness: Harness) -> None:
     # GIVEN the fixture's message, whose upload is not in the bucket
     response = harness.invoke(fixture_body())
 
+    # THEN the rendition fails, saying what happened in words a client may read: no bucket, no key
     assert response == {"batchItemFailures": []}
     events = harness.events.drain()
     assert [e["detail-type"] for e in events] == ["Rendition Progress", "Rendition Failed"]
-    assert events[1]["detail"]["error"] == {
-        "code": "TRANSCODE_FAILED",
-        "message": f"s3://{UPLOADS}/uploads/{JOB_ID}/source does not exist",
-    }
+    assert events[1]["detail"]["error"] == {"code": "TRANSCODE_FAILED", "message": "the upload is no longer available"}
 
 
 @pytest.mark.media
@@ -388,15 +387,87 @@ def test_source_replaced_after_validation_fails_the_rendition_without_encoding_i
     # WHEN the message is delivered
     response = harness.invoke(body)
 
-    # THEN the unvalidated file is not encoded: the rendition fails with a reason, and nothing is written
+    # THEN the unvalidated file is not encoded: the rendition fails SOURCE_REPLACED (not TRANSCODE_FAILED: the
+    # upload, not the media, is at fault), in the words submit uses, naming no bucket or key; nothing is written
     assert response == {"batchItemFailures": []}
     events = harness.events.drain()
     assert [e["detail-type"] for e in events] == ["Rendition Progress", "Rendition Failed"]
     assert events[1]["detail"]["error"] == {
-        "code": "TRANSCODE_FAILED",
-        "message": f"s3://{UPLOADS}/{key} was replaced after it was validated",
+        "code": "SOURCE_REPLACED",
+        "message": "the upload was replaced after it was validated",
     }
     assert "Contents" not in s3.list_objects_v2(Bucket=OUTPUTS)
+
+
+def test_a_validated_source_deleted_since_fails_the_rendition_as_missing_not_replaced(harness: Harness) -> None:
+    # GIVEN a message naming the ETag of the upload ingest validated, which has been deleted since
+    s3 = boto3.client("s3", region_name=REGION)
+    body = fixture_body()
+    key = body["source"]["key"]
+    s3.put_object(Bucket=UPLOADS, Key=key, Body=b"the file ingest validated")
+    body["source"]["etag"] = s3.head_object(Bucket=UPLOADS, Key=key)["ETag"].strip('"')
+    s3.delete_object(Bucket=UPLOADS, Key=key)
+
+    assert harness.invoke(body) == {"batchItemFailures": []}
+
+    # THEN the rendition fails as it always did for a missing source, in words that name no bucket or key
+    (failed,) = by_type(harness.events.drain(), "Rendition Failed")
+    assert failed["error"] == {"code": "TRANSCODE_FAILED", "message": "the upload is no longer available"}
+
+
+@pytest.mark.media
+def test_ffmpegs_reason_reaches_the_client_without_a_local_path(harness: Harness) -> None:
+    # GIVEN an ffmpeg that refuses the input, naming its working files and files of its own install
+    source = make_video(harness.tmp / "clip.mp4", width=320, height=180, seconds=1, audio=False)
+    message = fan_out_message(JOB_ID, source, [planned("720p", 320, 180)])
+
+    def refusing(args: list[str], **options: Any) -> str:
+        work = Path(next(arg for arg in args if arg.endswith("/source"))).parent
+        stderr = (
+            f"{work}/source: Invalid data found when processing input\n"
+            "Unable to open /usr/share/ffmpeg/libx264-veryfast.ffpreset\n"
+            f"Error opening output file {work}/720p.mp4."
+        )
+        raise FfmpegFailed(1, stderr)
+
+    harness.monkeypatch.setattr(adapters, "run_process", refusing)
+
+    # WHEN the message is handled
+    assert harness.invoke(message) == {"batchItemFailures": []}
+
+    # THEN the rendition fails with ffmpeg's reason, and no path of the function's machine
+    (failed,) = by_type(harness.events.drain(), "Rendition Failed")
+    assert failed["error"] == {
+        "code": "TRANSCODE_FAILED",
+        "message": "source: Invalid data found when processing input\n"
+        "Unable to open libx264-veryfast.ffpreset\n"
+        "Error opening output file 720p.mp4.",
+    }
+
+
+@pytest.mark.media
+def test_an_output_ffprobe_cannot_read_is_reported_without_a_local_path(harness: Harness) -> None:
+    # GIVEN an encode that leaves a file ffprobe cannot read
+    source = make_video(harness.tmp / "clip.mp4", width=320, height=180, seconds=1, audio=False)
+    message = fan_out_message(JOB_ID, source, [planned("720p", 320, 180)])
+    encode = adapters.run_process
+
+    def encode_then_spoil(args: list[str], **options: Any) -> str:
+        encode(args, **options)
+        Path(next(arg for arg in args if arg.endswith("720p.mp4"))).write_bytes(b"not a video\n" * 100)
+        return ""
+
+    harness.monkeypatch.setattr(adapters, "run_process", encode_then_spoil)
+
+    # WHEN the message is handled
+    assert harness.invoke(message) == {"batchItemFailures": []}
+
+    # THEN the rendition fails OUTPUT_INVALID, naming the file but not the folder it was made in
+    (failed,) = by_type(harness.events.drain(), "Rendition Failed")
+    assert failed["error"]["code"] == "OUTPUT_INVALID"
+    assert "720p.mp4" in failed["error"]["message"]
+    assert str(harness.tmp) not in failed["error"]["message"]
+    assert "/tmp/" not in failed["error"]["message"]
 
 
 class AlmostOutOfTime(FakeLambdaContext):

@@ -8,6 +8,7 @@ Under guard_network: names resolve only from DNS below; a connection anywhere bu
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -275,11 +276,11 @@ def test_after_the_last_attempt_the_task_is_dead_lettered_and_a_redrive_tries_on
         # THEN the log shows it, the task is parked, and the job shows the failed delivery
         log = world.log(endpoint)
         assert [(e["attempt"], e["outcome"], e["error"]) for e in log] == [
-            (1, "retrying", "HTTP 500"),
-            (2, "dead-lettered", "HTTP 500"),
+            (1, "retrying", "http_500"),
+            (2, "dead-lettered", "http_500"),
         ]
         (parked,) = world.dead_letters()
-        assert parked["MessageAttributes"]["reason"]["StringValue"] == "HTTP 500"
+        assert parked["MessageAttributes"]["reason"]["StringValue"] == "http_500"
         task = DeliveryTask.model_validate_json(parked["Body"])
         assert (task.attempt, task.not_before, task.endpoint_id) == (3, 0, endpoint["endpointId"])
         noted = JobsTable("jobs").get(job.jobId)
@@ -292,7 +293,7 @@ def test_after_the_last_attempt_the_task_is_dead_lettered_and_a_redrive_tries_on
                 "eventType": "job.completed",
                 "attempts": 2,
                 "statusCode": 500,
-                "error": "HTTP 500",
+                "error": "http_500",
                 "failedAt": iso_utc(failed_at),
             }
         ]
@@ -333,8 +334,8 @@ def test_each_endpoints_dead_lettered_delivery_shows_once_on_its_owners_job_only
     assert sorted((f["endpointId"], f["eventType"], f["attempts"], f["statusCode"], f["error"]) for f in failures) == (
         sorted(
             [
-                (first["endpointId"], "job.completed", 2, 503, "HTTP 503"),
-                (second["endpointId"], "job.completed", 2, None, "timed out after 2 s"),
+                (first["endpointId"], "job.completed", 2, 503, "http_503"),
+                (second["endpointId"], "job.completed", 2, None, "timeout"),
             ]
         )
     )
@@ -383,13 +384,14 @@ def test_a_dead_lettering_cut_short_after_the_log_is_finished_by_the_redelivered
         world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=task.to_json())
         world.pump(until=lambda: world.in_queue() == 0)
 
-    # THEN no request is sent again, the job shows the failure, and the task is parked
+    # THEN no request is sent again, the job shows the failure (the free text of an attempt logged before errors
+    # were coarse codes is shown as its code), and the task is parked
     assert receiver.requests == []
     failures = job_view(JobsTable("jobs").get(job.jobId), str, unsigned_playback).model_dump(mode="json")[
         "webhookFailures"
     ]
     assert [(f["endpointId"], f["attempts"], f["statusCode"], f["error"]) for f in failures] == [
-        (endpoint["endpointId"], 2, None, "connection failed: refused")
+        (endpoint["endpointId"], 2, None, "connect_failed")
     ]
     (parked,) = world.dead_letters()
     assert DeliveryTask.model_validate_json(parked["Body"]).attempt == 3
@@ -471,7 +473,7 @@ def test_a_hanging_receiver_does_not_hold_up_anyone_elses_delivery(
     assert alices.requests[0].at < cut_off and bobs.requests[0].at < cut_off
     assert elapsed >= 2.9
     (entry,) = world.log(stuck)
-    assert (entry["outcome"], entry["error"]) == ("retrying", "timed out after 3 s")
+    assert (entry["outcome"], entry["error"]) == ("retrying", "timeout")
     assert [e["outcome"] for e in world.log(healthy)] == ["delivered"]
 
 
@@ -484,10 +486,48 @@ def test_urls_are_checked_again_at_every_delivery_and_redirects_are_not_followed
         world.pump(until=lambda: len(world.log(rebound)) == 1 and len(world.log(redirect)) == 1)
     (refused,) = world.log(rebound)
     assert (refused["outcome"], refused["statusCode"]) == ("retrying", None)
-    assert refused["error"] == "refused: the URL's host resolves to a private address"
+    assert refused["error"] == "refused_address"
     (redirected,) = world.log(redirect)
-    assert (redirected["statusCode"], redirected["error"]) == (302, "HTTP 302: redirect not followed")
+    assert (redirected["statusCode"], redirected["error"]) == (302, "http_302")
     assert len(redirecting.requests) == 1  # the guard would have raised on a connection to the metadata address
+
+
+def test_an_endpoint_stored_before_the_port_rule_gets_nothing_on_a_service_port_and_learns_nothing(
+    world: Deliveries, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a two-attempt schedule and endpoints registered before ports were checked: SMTP and Redis on a public
+    # address, and the same on the name of a receiver that listens (on a port the rule allows)
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "1")
+    webhooks.dependencies.cache_clear()
+    operators_log = io.StringIO()
+    monkeypatch.setattr(webhooks.logger.logger_handler, "stream", operators_log)
+    with Receiver([204]) as receiver:
+        smtp = world.endpoint(ALICE, "http://8.8.8.8:25/")
+        redis = world.endpoint(ALICE, "http://receiver.example.test:6379/hook")
+        job = job_for(ALICE)
+
+        # WHEN alice's job completes and every attempt is made
+        world.announce(job)
+        world.pump(until=lambda: world.in_queue() == 0 and len(world.log(smtp) + world.log(redis)) == 4)
+
+    # THEN nothing was connected to (the guard raises on any address but 127.0.0.1, and the receiver saw nothing),
+    # and the log and the job say only that the address was refused: no OS error, address or port
+    assert receiver.requests == []
+    for endpoint in (smtp, redis):
+        assert [(e["outcome"], e["statusCode"], e["error"]) for e in world.log(endpoint)] == [
+            ("retrying", None, "refused_address"),
+            ("dead-lettered", None, "refused_address"),
+        ]
+    failures = job_view(JobsTable("jobs").get(job.jobId), str, unsigned_playback).model_dump(mode="json")
+    assert sorted((f["endpointId"], f["error"]) for f in failures["webhookFailures"]) == sorted(
+        [(smtp["endpointId"], "refused_address"), (redis["endpointId"], "refused_address")]
+    )
+    # AND the operators' log says exactly why, once per attempt
+    failed = [json.loads(line) for line in operators_log.getvalue().splitlines() if "webhook attempt failed" in line]
+    assert sorted(line["detail"] for line in failed) == sorted(
+        2 * ["refused: the URL's port 25 is not one webhooks may use (80, 443 or 1024-65535)"]
+        + 2 * ["refused: the URL's port 6379 belongs to a well-known service (Redis)"]
+    )
 
 
 def test_a_task_that_arrives_before_it_is_due_is_hidden_again(world: Deliveries) -> None:

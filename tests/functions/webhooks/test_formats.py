@@ -10,7 +10,9 @@ from pydantic import ValidationError
 from functions.contracts.events import DetailType
 from functions.contracts.webhooks import (
     ALL_EVENT_TYPES,
+    DeliveryError,
     EndpointStatus,
+    client_error,
     event_type_for,
     is_endpoint_id,
     is_subscribed,
@@ -103,3 +105,36 @@ def test_task_messages_round_trip_in_camel_case_and_refuse_anything_else() -> No
     for broken in ({**message, "extra": 1}, {**message, "attempt": 0}, {**message, "webhookId": "msg.1"}):
         with pytest.raises(ValidationError):
             DeliveryTask.model_validate(broken)
+
+
+@pytest.mark.parametrize(
+    ("logged", "shown"),
+    [
+        # the codes themselves, as the transport logs them now
+        (None, None),
+        ("connect_failed", "connect_failed"),
+        ("timeout", "timeout"),
+        ("tls_error", "tls_error"),
+        ("refused_address", "refused_address"),
+        ("http_500", "http_500"),
+        ("http_302", "http_302"),
+        # free text logged before the codes: never shown as written (OS errors, addresses, ports)
+        ("connection failed: [Errno 111] Connection refused", "connect_failed"),
+        ("connection failed: timed out", "connect_failed"),
+        ("RemoteDisconnected: Remote end closed connection without response", "connect_failed"),
+        ("BadStatusLine: SSH-2.0-OpenSSH_9.6", "connect_failed"),
+        ("no address to connect to", "connect_failed"),
+        ("refused: the URL's host does not resolve", "connect_failed"),
+        ("refused: the URL's host resolves to a private address", "refused_address"),
+        ("timed out after 15 s", "timeout"),
+        ("TLS: CERTIFICATE_VERIFY_FAILED", "tls_error"),
+        ("HTTP 500", "http_500"),
+        ("HTTP 302: redirect not followed", "http_302"),
+        ("HTTP 410: endpoint gone, disabled", "http_410"),
+        ("http_5000", "connect_failed"),
+        ("", "connect_failed"),
+    ],
+)
+def test_a_client_sees_only_coarse_delivery_errors(logged: str | None, shown: str | None) -> None:
+    assert client_error(logged) == shown
+    assert shown is None or shown in {str(e) for e in DeliveryError} or shown.startswith("http_")

@@ -23,13 +23,25 @@ DELIVERY_ENV = {
 
 
 def test_delivery_settings_are_read_and_every_problem_is_reported_at_once() -> None:
-    settings = WebhooksSettings.from_env({**DELIVERY_ENV, "WEBHOOK_ALLOWED_ADDRESSES": "127.0.0.1, ::1"})
+    settings = WebhooksSettings.from_env(
+        {**DELIVERY_ENV, "WEBHOOK_ALLOWED_ADDRESSES": "127.0.0.1, ::1", "WEBHOOK_ALLOWED_PORTS": "443, 8443"}
+    )
     assert settings.schedule == RetrySchedule(delays=(5, 300))
     assert [str(n) for n in settings.allowed_networks] == ["127.0.0.1/32", "::1/128"]
-    assert WebhooksSettings.from_env(DELIVERY_ENV).allowed_networks == ()
+    assert settings.allowed_ports == frozenset({443, 8443})
+    unset = WebhooksSettings.from_env(DELIVERY_ENV)
+    assert (unset.allowed_networks, unset.allowed_ports) == ((), frozenset())  # the port rule applies
     broken = {**DELIVERY_ENV, "WEBHOOK_QUEUE_URL": "", "WEBHOOK_RETRY_SCHEDULE": "5,x", "WEBHOOK_TIMEOUT_SECONDS": "99"}
     with pytest.raises(SettingsError) as raised:
-        WebhooksSettings.from_env({**broken, "WEBHOOK_ALLOWED_ADDRESSES": "intranet"})
+        WebhooksSettings.from_env(
+            {**broken, "WEBHOOK_ALLOWED_ADDRESSES": "intranet", "WEBHOOK_ALLOWED_PORTS": "443,70000"}
+        )
     message = str(raised.value)
-    for name in ("WEBHOOK_QUEUE_URL", "WEBHOOK_RETRY_SCHEDULE", "WEBHOOK_TIMEOUT_SECONDS", "WEBHOOK_ALLOWED_ADDRESSES"):
+    for name in (
+        "WEBHOOK_QUEUE_URL",
+        "WEBHOOK_RETRY_SCHEDULE",
+        "WEBHOOK_TIMEOUT_SECONDS",
+        "WEBHOOK_ALLOWED_ADDRESSES",
+        "WEBHOOK_ALLOWED_PORTS",
+    ):
         assert name in message

@@ -7,10 +7,22 @@ address but 127.0.0.1 would raise before a packet left.
 from __future__ import annotations
 
 import ipaddress
+import re
+from pathlib import Path
 
 import pytest
 
-from functions.common.ssrf import AddressPolicy, UrlRefused, check_url, parse_allowed_networks, refusal
+from functions.common.ssrf import (
+    REFUSED_SERVICE_PORTS,
+    AddressPolicy,
+    UrlRefused,
+    check_url,
+    parse_allowed_networks,
+    parse_allowed_ports,
+    parse_allowed_ports_env,
+    port_refusal,
+    refusal,
+)
 from tests.functions.webhooks.support import guard_network
 
 PUBLIC_V4 = "93.184.215.14"
@@ -176,3 +188,72 @@ def test_a_resolver_answering_garbage_is_a_refusal_not_a_crash() -> None:
 )
 def test_address_refusals_name_the_range(address: str, expected: str | None) -> None:
     assert refusal(ipaddress.ip_address(address)) == expected
+
+
+# --- ports: a webhook is not a port scanner ---------------------------------------------------------------------------
+
+SERVICE_PORT_URLS = [
+    "http://8.8.8.8:22/",  # SSH
+    "http://8.8.8.8:25/",  # SMTP
+    "http://8.8.8.8:6379/",  # Redis
+    "http://8.8.8.8:11211/",  # memcached
+    "https://8.8.8.8:3306/",  # MySQL
+    "http://8.8.8.8:2375/containers/create",  # the Docker API, which a POST drives
+    "http://hooks.example.com:5432/",  # PostgreSQL behind a public name
+    "http://hooks.example.com:1/",
+    "http://hooks.example.com:1023/",
+]
+
+
+@pytest.mark.parametrize("url", SERVICE_PORT_URLS)
+def test_ports_of_other_services_are_refused_before_any_lookup(url: str, lookups: list[str]) -> None:
+    with pytest.raises(UrlRefused, match="port") as refused:
+        check_url(url, AddressPolicy())
+    assert url not in str(refused.value)
+    assert lookups == []  # refused on its port alone: nothing resolved, nothing connected
+
+
+@pytest.mark.parametrize("port", [80, 443, 1024, 3000, 5000, 8000, 8080, 8443, 9000, 32768, 49152, 65535])
+def test_web_ports_and_unprivileged_ports_outside_the_service_list_are_allowed(port: int) -> None:
+    url, addresses = check_url(f"http://hooks.example.com:{port}/hook", AddressPolicy())
+    assert (url.port, addresses) == (port, (ipaddress.ip_address(PUBLIC_V4),))
+
+
+def test_every_refused_service_port_is_unprivileged_and_below_the_ephemeral_ranges() -> None:
+    # Receivers that bind a free port (the local cloud's, tests', tunnels') get one from the ephemeral range.
+    assert REFUSED_SERVICE_PORTS
+    assert all(1024 < port < 32768 for port in REFUSED_SERVICE_PORTS)
+    assert all(service for service in REFUSED_SERVICE_PORTS.values())
+    for port, service in REFUSED_SERVICE_PORTS.items():
+        assert port_refusal(port) == f"the URL's port {port} belongs to a well-known service ({service})"
+
+
+def test_a_configured_port_list_replaces_the_rule() -> None:
+    only_tls = AddressPolicy(allowed_ports=parse_allowed_ports(["8443", "443"]))
+    assert check_url("https://hooks.example.com/", only_tls)[0].port == 443
+    assert check_url("https://hooks.example.com:8443/", only_tls)[0].port == 8443
+    for url in ("http://hooks.example.com/", "http://hooks.example.com:8080/", "http://8.8.8.8:22/"):
+        with pytest.raises(UrlRefused, match="the URL's port must be one of 443, 8443"):
+            check_url(url, only_tls)
+    # A stack may open a port the rule refuses, on purpose (its own list is all that applies then).
+    assert check_url("http://hooks.example.com:9200/", AddressPolicy(allowed_ports=frozenset({9200})))[0].port == 9200
+
+
+@pytest.mark.parametrize("entries", [["0"], ["65536"], ["http"], ["80", "-1"], ["8.5"], [True]])
+def test_port_list_entries_must_be_port_numbers(entries: list[object]) -> None:
+    with pytest.raises(ValueError, match="webhook ports are whole numbers from 1 to 65535"):
+        parse_allowed_ports(entries)
+
+
+def test_ports_from_the_environment() -> None:
+    assert parse_allowed_ports_env("") == frozenset()
+    assert parse_allowed_ports_env("443, 8443") == frozenset({443, 8443})
+    with pytest.raises(ValueError):
+        parse_allowed_ports_env("443,ssh")
+
+
+def test_the_contract_lists_exactly_the_refused_service_ports() -> None:
+    contracts = (Path(__file__).resolve().parents[3] / "docs" / "CONTRACTS.md").read_text()
+    listed = re.search(r"except `REFUSED_SERVICE_PORTS` \(([\d,\s]+):", contracts)
+    assert listed, "docs/CONTRACTS.md names no REFUSED_SERVICE_PORTS list"
+    assert [int(port) for port in listed.group(1).replace("\n", " ").split(",")] == sorted(REFUSED_SERVICE_PORTS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import threading
 import time
 from pathlib import Path
 
@@ -77,12 +78,13 @@ def test_a_redirect_to_the_metadata_service_is_not_followed(connections: Connect
     with Receiver([302], location=metadata) as receiver:
         result = Transport(LOCAL, connector=connections).post(receiver.url(), BODY, signed(new_secret()))
     assert (result.status_code, result.delivered) == (302, False)
-    assert result.error == "HTTP 302: redirect not followed"
+    assert result.error == "http_302"
+    assert result.detail == "HTTP 302: redirect not followed"
     assert len(receiver.requests) == 1
     assert connections.asked == [(LOOPBACK, receiver.port)]  # following it would have tripped the guard
 
 
-@pytest.mark.parametrize(("script", "error"), [([500], "HTTP 500"), ([410], "HTTP 410: endpoint gone, disabled")])
+@pytest.mark.parametrize(("script", "error"), [([500], "http_500"), ([410], "http_410")])
 def test_other_statuses_fail_and_410_says_the_endpoint_is_gone(script: list[int], error: str) -> None:
     with Receiver(script) as receiver:
         result = Transport(LOCAL, connector=Connections()).post(receiver.url(), BODY, signed(new_secret()))
@@ -90,7 +92,7 @@ def test_other_statuses_fail_and_410_says_the_endpoint_is_gone(script: list[int]
         script[0],
         error,
         False,
-        error != "HTTP 500",
+        error == "http_410",
     )
 
 
@@ -102,20 +104,45 @@ def test_a_receiver_that_hangs_or_trickles_is_cut_off_at_the_deadline(behaviour:
             receiver.url(), BODY, signed(new_secret())
         )
         elapsed = time.monotonic() - started
-    assert (result.status_code, result.error) == (None, "timed out after 1.5 s")
+    assert (result.status_code, result.error, result.detail) == (None, "timeout", "timed out after 1.5 s")
     # Cut off, not waited out: the receiver never finishes, so any bound well short of the test's end proves it.
     assert 1.4 <= elapsed < 10.0
     assert len(receiver.requests) == 1
 
 
-def test_a_closed_port_is_a_failed_connection() -> None:
+def test_a_closed_port_is_a_failed_connection_that_names_no_os_error_address_or_port() -> None:
     probe = socket.socket()
     probe.bind((LOOPBACK, 0))
     port = probe.getsockname()[1]
     probe.close()
     result = Transport(LOCAL, connector=Connections()).post(f"http://{LOOPBACK}:{port}/", BODY, {})
-    assert result.status_code is None
-    assert result.error is not None and result.error.startswith("connection failed")
+    assert (result.status_code, result.error) == (None, "connect_failed")
+    # The operator's log line has the details the client's answer must not: the OS error, the address and port.
+    assert result.detail is not None and "refused" in result.detail.lower()
+    assert f"{LOOPBACK}:{port}" in result.detail
+
+
+def test_a_receiver_that_hangs_up_before_answering_is_a_failed_connection() -> None:
+    listener = socket.socket()
+    listener.bind((LOOPBACK, 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def hang_up() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")  # a service that is not HTTP: no status line
+        connection.close()
+
+    server = threading.Thread(target=hang_up, daemon=True)
+    server.start()
+    try:
+        result = Transport(LOCAL, connector=Connections()).post(f"http://{LOOPBACK}:{port}/", BODY, {})
+    finally:
+        server.join(timeout=5)
+        listener.close()
+    assert (result.status_code, result.error) == (None, "connect_failed")
+    assert result.detail is not None and "SSH" not in result.error
 
 
 @pytest.mark.parametrize(
@@ -132,15 +159,30 @@ def test_a_closed_port_is_a_failed_connection() -> None:
 )
 def test_refused_urls_never_reach_the_connection_layer(url: str, reason: str, connections: Connections) -> None:
     result = Transport(AddressPolicy(), connector=connections).post(url, BODY, signed(new_secret()))
-    assert result.status_code is None
-    assert result.error is not None and result.error.startswith("refused:") and reason in result.error
+    assert (result.status_code, result.error) == (None, "refused_address")
+    assert result.detail is not None and reason in result.detail
     assert connections.asked == []
+
+
+@pytest.mark.parametrize("port", [22, 25, 6379, 11211])
+def test_a_service_port_is_refused_at_delivery_without_a_lookup_or_a_connection(
+    port: int, connections: Connections, lookups: list[str]
+) -> None:
+    # An endpoint stored before the port rule existed is checked again, like every URL, before each attempt.
+    for url in (f"http://8.8.8.8:{port}/", f"http://{RECEIVER_NAME}:{port}/hook"):
+        result = Transport(AddressPolicy(), connector=connections).post(url, BODY, signed(new_secret()))
+        assert (result.status_code, result.error) == (None, "refused_address")
+        assert result.detail is not None and result.detail.startswith(f"refused: the URL's port {port} ")
+    assert connections.asked == [] and lookups == []
 
 
 def test_without_the_allow_list_a_local_receiver_is_refused(connections: Connections) -> None:
     with Receiver([204]) as receiver:
         result = Transport(AddressPolicy(), connector=connections).post(receiver.url(RECEIVER_NAME), BODY, {})
-    assert result.error == "refused: the URL's host resolves to a loopback address"
+    assert (result.error, result.detail) == (
+        "refused_address",
+        "refused: the URL's host resolves to a loopback address",
+    )
     assert receiver.requests == [] and connections.asked == []
 
 
@@ -171,5 +213,25 @@ def test_https_sends_the_name_as_sni_and_checks_the_certificate_against_it(tmp_p
         bad = Transport(LOCAL, connector=Connections(), tls=client_tls).post(receiver.url(LOOPBACK), BODY, {})
     assert (good.status_code, good.error) == (200, None)
     assert receiver.requests[0].headers["host"] == f"{RECEIVER_NAME}:{receiver.port}"
-    assert bad.status_code is None and bad.error is not None and bad.error.startswith("TLS:")
+    assert (bad.status_code, bad.error) == (None, "tls_error")
+    assert bad.detail is not None and bad.detail.startswith("TLS:")
     assert len(receiver.requests) == 1
+
+
+def test_a_connect_that_uses_up_the_deadline_is_a_failed_connection_not_a_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A filtered port (no answer to the SYN) looks like a closed one to the client: both are `connect_failed`.
+    guard_network(monkeypatch, {"dual.example.test": [LOOPBACK, "::1"]})
+    asked: list[tuple[str, int]] = []
+
+    def filtered(address: tuple[str, int], timeout: float) -> socket.socket:
+        asked.append(address)
+        time.sleep(timeout)
+        raise TimeoutError("timed out")
+
+    policy = AddressPolicy(allowed=parse_allowed_networks([LOOPBACK, "::1"]))
+    result = Transport(policy, timeout_seconds=0.5, connector=filtered).post("http://dual.example.test:8080/", BODY, {})
+    assert (result.status_code, result.error) == (None, "connect_failed")
+    assert result.detail == f"connection to {LOOPBACK}:8080 failed: timed out"
+    assert asked == [(LOOPBACK, 8080)]  # the deadline was gone: the second address was not tried
