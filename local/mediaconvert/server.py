@@ -31,6 +31,7 @@ from local.mediaconvert.model import (
     request_errors,
     to_wire,
 )
+from local.runtime.gateway import FramedRequestHandler, FramingRefused
 
 log = logging.getLogger("local.mediaconvert.service")
 
@@ -162,24 +163,34 @@ class MediaConvertServer:
     def _request_handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class RequestHandler(BaseHTTPRequestHandler):
+        # Bodies framed strictly, as the gateway's are: one it does not read is refused and never parsed as a request.
+        class RequestHandler(FramedRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def send_refusal(self, status: int) -> None:
+                message = "request body too large" if status == 413 else "the request's framing is malformed"
+                self._send(
+                    status, {"message": message}, {"x-amzn-ErrorType": "BadRequestException", "Connection": "close"}
+                )
+
             def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                headers = {"Content-Type": "application/json", "x-amzn-RequestId": secrets.token_hex(16)}
-                if length > MAX_BODY_BYTES:
-                    status, body = 413, {"message": "request body too large"}
-                    headers["x-amzn-ErrorType"] = "BadRequestException"
-                else:
-                    request_body = self.rfile.read(length) if length else b""
-                    try:
-                        status, body = server.answer(self.command, self.path, request_body, dict(self.headers))
-                    except ServiceError as err:
-                        status, body = err.status, {"message": err.message}
-                        headers["x-amzn-ErrorType"] = err.error_type
+                try:
+                    request_body = self.read_body(MAX_BODY_BYTES)
+                except FramingRefused as refused:
+                    self.refuse(refused)
+                    return
+                extra: dict[str, str] = {}
+                try:
+                    status, body = server.answer(self.command, self.path, request_body, dict(self.headers))
+                except ServiceError as err:
+                    status, body = err.status, {"message": err.message}
+                    extra["x-amzn-ErrorType"] = err.error_type
+                self._send(status, body, extra)
+
+            def _send(self, status: int, body: dict[str, Any], extra: Mapping[str, str]) -> None:
                 encoded = json.dumps(body).encode()
                 self.send_response(status)
+                headers = {"Content-Type": "application/json", "x-amzn-RequestId": secrets.token_hex(16), **extra}
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(encoded)))

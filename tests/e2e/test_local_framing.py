@@ -28,6 +28,8 @@ from local.cdn.server import LocalCdn
 from local.cloud import free_port
 from local.engine.deployment import Behaviour, DeclaredResource, Deployment, ResourceType
 from local.engine.emulator import ACCOUNT_ID, Emulator
+from local.mediaconvert.server import MAX_BODY_BYTES as MEDIACONVERT_MAX_BODY
+from local.mediaconvert.server import MediaConvertServer
 from local.runtime.gateway import MAX_BODY_BYTES, HttpApiGateway
 from local.runtime.workers import Runtimes
 from tests.e2e.conftest import RunningCloud
@@ -482,3 +484,28 @@ def test_the_cdn_refuses_obs_fold(cdn_port: int) -> None:
     attack = request("GET", "/first", "X-Note: a", " folded") + SMUGGLED_OK
 
     assert_refused_once(exchange(cdn_port, attack), 400)
+
+
+# --- the MediaConvert stand-in's API ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mediaconvert_port() -> Iterator[int]:
+    """The stand-in's HTTP endpoint with no operation handlers: every request it dispatches answers 501."""
+    server = MediaConvertServer({}, port=free_port())
+    server.start()
+    yield int(urlsplit(server.endpoint).port or 0)
+    server.stop()
+
+
+def test_the_bytes_after_a_413_from_the_mediaconvert_stand_in_are_never_answered(mediaconvert_port: int) -> None:
+    smuggled = request("GET", "/2017-08-29/jobs")
+    raw = request("POST", "/2017-08-29/jobs", f"Content-Length: {MEDIACONVERT_MAX_BODY + 1}", body=smuggled)
+    assert_refused_once(exchange(mediaconvert_port, raw, expected=1), 413)
+
+
+def test_the_mediaconvert_stand_in_refuses_a_cl_te_desync_and_closes(mediaconvert_port: int) -> None:
+    smuggled = request("GET", "/2017-08-29/jobs")
+    body = b"0\r\n\r\n" + smuggled
+    raw = request("POST", "/2017-08-29/jobs", f"Content-Length: {len(body)}", "Transfer-Encoding: chunked", body=body)
+    assert_refused_once(exchange(mediaconvert_port, raw, expected=1), 400)
