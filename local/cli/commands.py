@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from local.cli import operator
 from local.cli.artifact_check import check_artifacts
 from local.cli.client import FINAL_STATUSES, ApiClient, ApiError, download, post_form
 from local.cli.display import ProgressBar, fields, human_bytes, table, truncate
@@ -656,6 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listen.add_argument("--token", help="bearer token to use instead of a local one")
     listen.set_defaults(run=command_webhooks_listen)
+
+    operator.add_parser(commands, common)
     return parser
 
 
