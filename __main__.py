@@ -102,6 +102,9 @@ packager_memory_mb = config.require_int("packagerMemoryMb")
 thumbnail_interval_seconds = config.require_int("thumbnailIntervalSeconds")
 api_burst_limit = config.require_int("apiThrottlingBurstLimit")
 api_rate_limit = config.require_int("apiThrottlingRateLimit")
+max_open_uploads_per_user = config.require_int("maxOpenUploadsPerUser")
+max_jobs_per_user_per_hour = config.require_int("maxJobsPerUserPerHour")
+max_stored_bytes_per_user = config.require_int("maxStoredBytesPerUser")
 queue_age_alarm_seconds = config.require_int("queueAgeAlarmSeconds")
 alarm_email = config.require("alarmEmail") or None
 force_destroy_buckets = config.require_bool("forceDestroyBuckets")
@@ -167,6 +170,13 @@ if not all(isinstance(v, int) and 2 <= v <= 1000 for v in max_concurrency.values
     raise ValueError(
         f"media-pipeline:maxConcurrency values must be 2-1000 (SQS event sources), got {max_concurrency!r}"
     )
+# The open uploads are listed in each user's usage record, which must stay well within DynamoDB's 400 KB item.
+if not 0 <= max_open_uploads_per_user <= 10_000:
+    raise ValueError(f"maxOpenUploadsPerUser must be 1-10000, or 0 for no limit, got {max_open_uploads_per_user}")
+if max_jobs_per_user_per_hour < 0:
+    raise ValueError(f"maxJobsPerUserPerHour must be at least 1, or 0 for no limit, got {max_jobs_per_user_per_hour}")
+if max_stored_bytes_per_user < 0:
+    raise ValueError(f"maxStoredBytesPerUser must be at least 1, or 0 for no limit, got {max_stored_bytes_per_user}")
 if api_reserved_concurrency < 0:
     raise ValueError(f"apiReservedConcurrency must be at least 1, or 0 for none, got {api_reserved_concurrency}")
 if engine not in ENGINES:
@@ -487,6 +497,9 @@ api = Api(
                 "UPLOAD_URL_TTL_SECONDS": str(upload_url_ttl_seconds),
                 "DOWNLOAD_URL_TTL_SECONDS": str(download_url_ttl_seconds),
                 "JOB_RETENTION_DAYS": str(job_retention_days),
+                "MAX_OPEN_UPLOADS_PER_USER": str(max_open_uploads_per_user),
+                "MAX_JOBS_PER_USER_PER_HOUR": str(max_jobs_per_user_per_hour),
+                "MAX_STORED_BYTES_PER_USER": str(max_stored_bytes_per_user),
                 "WEBHOOK_ENDPOINTS_TABLE": webhooks.endpoints_table_name,
                 "WEBHOOK_DELIVERIES_TABLE": webhooks.deliveries_table_name,
                 "WEBHOOK_SECRET_OVERLAP_SECONDS": str(webhook_secret_overlap_seconds),

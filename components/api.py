@@ -1,4 +1,5 @@
-"""Api: the HTTP API with its JWT authorizer, routes, throttled access-logged stage and the api function."""
+"""Api: the HTTP API with its JWT authorizer, routes, throttled access-logged stage, the api function and its
+per-user usage table."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ ROUTES: dict[str, bool] = {
     "POST /uploads": True,
     "GET /jobs/{jobId}": True,
     "GET /jobs": True,
+    "GET /usage": True,
     "POST /webhooks": True,
     "GET /webhooks": True,
     "DELETE /webhooks/{webhookId}": True,
@@ -34,6 +36,15 @@ ROUTES: dict[str, bool] = {
     "GET /webhooks/{webhookId}/deliveries": True,
     "GET /health": False,
 }
+# Route key -> (burst, requests per second), below the stage-wide default: the routes that create something are held
+# to less than the stage allows for reads, so a flood of them cannot take the whole stage's throughput (the per-user
+# quotas in the function bound what each user may hold; these bound how fast everyone together may ask).
+ROUTE_THROTTLING: dict[str, tuple[int, float]] = {
+    "POST /uploads": (50, 25.0),
+    "POST /webhooks": (10, 5.0),
+    "POST /webhooks/{webhookId}/rotate-secret": (10, 5.0),
+}
+USAGE_TTL_ATTRIBUTE = "expiresAt"
 ACCESS_LOG_FORMAT = {
     "requestId": "$context.requestId",
     "ip": "$context.identity.sourceIp",
@@ -89,11 +100,24 @@ class Api(pulumi.ComponentResource):
     """Api function name."""
     api_id: Output[str]
     """HTTP API ID (the dimension of its CloudWatch metrics)."""
+    usage_table_name: Output[str]
+    """The per-user usage table."""
 
     def __init__(self, name: str, args: ApiArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("media-pipeline:index:Api", name, None, opts)
         child = ResourceOptions(parent=self)
 
+        # One usage record per owner (functions/common/quotas.py): written with each new job, so the per-user quotas
+        # hold under concurrent requests; TTL removes a record once nothing in it counts.
+        usage_table = aws.dynamodb.Table(
+            f"{name}-usage",
+            billing_mode="PAY_PER_REQUEST",
+            hash_key="ownerId",
+            attributes=[aws.dynamodb.TableAttributeArgs(name="ownerId", type="S")],
+            ttl=aws.dynamodb.TableTtlArgs(attribute_name=USAGE_TTL_ATTRIBUTE, enabled=True),
+            server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
+            opts=child,
+        )
         # Creates jobs and presigned upload forms, reads jobs, signs download links, manages webhook endpoints.
         function = LambdaFunction(
             f"{name}-function",
@@ -103,11 +127,13 @@ class Api(pulumi.ComponentResource):
                 service="api",
                 size=args.size,
                 reserved_concurrency=args.reserved_concurrency,
+                environment={"USAGE_TABLE_NAME": usage_table.name},
                 grants=(
                     Grant(
                         ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
                         (args.table_arn, args.owner_index_arn),
                     ),
+                    Grant(("dynamodb:GetItem", "dynamodb:PutItem"), (usage_table.arn,)),
                     Grant(("s3:PutObject",), (objects_under(args.uploads_bucket_arn, patterns.UPLOAD_PREFIX),)),
                     Grant(("s3:GetObject",), (objects_under(args.outputs_bucket_arn, patterns.OUTPUT_PREFIX),)),
                     *args.extra_grants,
@@ -147,9 +173,10 @@ class Api(pulumi.ComponentResource):
             payload_format_version="2.0",
             opts=child,
         )
+        routes = []
         for route_key, needs_jwt in ROUTES.items():
             slug = route_key.lower().replace(" /", "-").replace("/", "-").replace("{", "").replace("}", "")
-            aws.apigatewayv2.Route(
+            route = aws.apigatewayv2.Route(
                 f"{name}-{slug}",
                 api_id=api.id,
                 route_key=route_key,
@@ -158,6 +185,7 @@ class Api(pulumi.ComponentResource):
                 authorizer_id=authorizer.id if needs_jwt else None,
                 opts=child,
             )
+            routes.append(route)
         # Access log, one JSON line per request.
         access_logs = stack_log_group(f"{name}-access-logs", f"{name}-access", args.functions.log_retention_days, child)
         # The $default stage deploys every change and throttles all routes.
@@ -174,7 +202,16 @@ class Api(pulumi.ComponentResource):
                 throttling_rate_limit=args.throttling_rate_limit,
                 detailed_metrics_enabled=True,
             ),
-            opts=child,
+            route_settings=[
+                aws.apigatewayv2.StageRouteSettingArgs(
+                    route_key=route_key,
+                    throttling_burst_limit=min(burst, args.throttling_burst_limit),
+                    throttling_rate_limit=min(rate, args.throttling_rate_limit),
+                    detailed_metrics_enabled=True,
+                )
+                for route_key, (burst, rate) in ROUTE_THROTTLING.items()
+            ],
+            opts=ResourceOptions(parent=self, depends_on=routes),
         )
         # API Gateway may invoke the function, from this API only (`/*/*`: any of its stages and routes).
         source_arn = Output.concat(api.execution_arn, "/*/*")
@@ -183,4 +220,5 @@ class Api(pulumi.ComponentResource):
         self.url = stage.invoke_url
         self.function_name = function.function_name
         self.api_id = api.id
+        self.usage_table_name = usage_table.name
         self.register_outputs({"url": self.url, "functionName": self.function_name})

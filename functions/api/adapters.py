@@ -7,13 +7,23 @@ table refuses is the service's `invalid_cursor()`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
-from functions.api.service import concurrent_change, invalid_cursor
+from functions.api.service import (
+    ApiError,
+    QuotaUse,
+    UsageView,
+    concurrent_change,
+    invalid_cursor,
+    quota_exceeded,
+)
 from functions.common.download_links import DownloadLinks
 from functions.common.jobs_table import InvalidCursor, JobNotFound, JobsTable
 from functions.common.playback_links import PlaybackLinks, SignedPlayback
+from functions.common.quotas import LargerThanQuota, QuotaExceeded, QuotaLimits, Usage, admit
 from functions.common.ssrf import AddressPolicy, UrlRefused, check_url
+from functions.common.usage_table import UsageBusy, UsageTable
 from functions.common.webhook_tables import (
     EndpointNotFound,
     EndpointsBusy,
@@ -80,6 +90,69 @@ class DynamoJobs:
             return self._table.list_for_owner(owner_id, limit=limit, cursor=cursor)
         except InvalidCursor as err:
             raise invalid_cursor() from err
+
+
+def usage_from_record(record: Mapping[str, Any] | None) -> Usage:
+    if record is None:
+        return Usage()
+    return Usage(
+        open_uploads=tuple(int(expiry) for expiry in record.get("openUploads", [])),
+        hour_start=int(record.get("hourStart", 0)),
+        jobs_this_hour=int(record.get("jobsThisHour", 0)),
+        stored_by_day={int(day): int(size) for day, size in record.get("storedByDay", {}).items()},
+        version=int(record["version"]),
+    )
+
+
+def usage_record(owner_id: str, usage: Usage, *, version: int, retention_ms: int) -> dict[str, Any]:
+    return {
+        "ownerId": owner_id,
+        "version": version,
+        "openUploads": list(usage.open_uploads),
+        "hourStart": usage.hour_start,
+        "jobsThisHour": usage.jobs_this_hour,
+        "storedByDay": {str(day): size for day, size in usage.stored_by_day.items()},
+        "expiresAt": usage.expires_at_ms(retention_ms) // 1000 + 1,
+    }
+
+
+class DynamoUsage:
+    """The usage table: jobs created under the owner's quotas, and the owner's usage."""
+
+    def __init__(self, table: UsageTable, limits: QuotaLimits, *, retention_seconds: int) -> None:
+        self._table = table
+        self._limits = limits
+        self._retention_ms = retention_seconds * 1000
+
+    def create_within_quota(self, job: JobRecord, *, form_expires_ms: int, now_ms: int) -> None:
+        def next_usage(record: dict[str, Any] | None) -> dict[str, Any]:
+            before = usage_from_record(record)
+            after = admit(
+                before,
+                size=job.source.size or 0,
+                now_ms=now_ms,
+                form_expires_ms=form_expires_ms,
+                retention_ms=self._retention_ms,
+                limits=self._limits,
+            )
+            return usage_record(job.ownerId, after, version=before.version + 1, retention_ms=self._retention_ms)
+
+        try:
+            self._table.create_job(job, next_usage)
+        except QuotaExceeded as err:
+            raise quota_exceeded(err.message, err.retry_after_seconds) from err
+        except LargerThanQuota as err:
+            raise ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "UPLOAD_TOO_LARGE", err.message) from err
+        except UsageBusy as err:
+            raise concurrent_change("your usage") from err
+
+    def usage(self, owner_id: str, *, now_ms: int) -> UsageView:
+        usage = usage_from_record(self._table.get(owner_id)).current(now_ms, self._retention_ms)
+        return UsageView(
+            openUploads=QuotaUse(used=len(usage.open_uploads), limit=self._limits.open_uploads),
+            jobsThisHour=QuotaUse(used=usage.jobs_this_hour, limit=self._limits.jobs_per_hour),
+            storedBytes=QuotaUse(used=usage.stored_bytes, limit=self._limits.stored_bytes),
+        )
 
 
 class DynamoEndpoints:

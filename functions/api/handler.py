@@ -34,7 +34,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 from ulid import ULID
 
-from functions.api.adapters import DynamoEndpoints, DynamoJobs, ResolvingUrlPolicy, S3Signer
+from functions.api.adapters import DynamoEndpoints, DynamoJobs, DynamoUsage, ResolvingUrlPolicy, S3Signer
 from functions.api.service import (
     ApiError,
     CreatedWebhook,
@@ -45,6 +45,7 @@ from functions.api.service import (
     RotatedSecret,
     UploadCreated,
     UploadRequest,
+    UsageView,
     WebhookList,
     WebhookRegistration,
     Webhooks,
@@ -56,13 +57,14 @@ from functions.api.service import (
     parse_registration,
     route_not_found,
 )
-from functions.api.settings import ApiSettings, WebhookSettings
+from functions.api.settings import ApiSettings, QuotaSettings, WebhookSettings
 from functions.common.clients import presigning_s3_client
 from functions.common.clock import now_ms
 from functions.common.jobs_table import JobsTable
 from functions.common.observability import logger, metrics, tracer
 from functions.common.playback_links import PlaybackLinks
 from functions.common.ssrf import AddressPolicy
+from functions.common.usage_table import UsageTable
 from functions.common.webhook_tables import DeliveryLog, EndpointsTable
 from functions.contracts.job_view import JobPage, JobView
 
@@ -91,7 +93,13 @@ def jobs_service() -> Jobs:
         download_ttl_seconds=settings.download_url_ttl_seconds,
         playback_links=PlaybackLinks.from_env(),
     )
-    return Jobs(settings, DynamoJobs(JobsTable(settings.jobs_table_name)), signer)
+    quotas = QuotaSettings.from_env()
+    usage = DynamoUsage(
+        UsageTable(quotas.usage_table_name, settings.jobs_table_name),
+        quotas.limits,
+        retention_seconds=settings.retention_seconds,
+    )
+    return Jobs(settings, DynamoJobs(JobsTable(settings.jobs_table_name)), signer, usage)
 
 
 @cache
@@ -163,9 +171,10 @@ def health() -> Response[Health]:
     return _json(HTTPStatus.OK, Health(status="ok"))
 
 
-@route(jobs, "POST /uploads", 201, 400, 413, 415, body=UploadRequest)
+@route(jobs, "POST /uploads", 201, 400, 409, 413, 415, 429, body=UploadRequest)
 def create_upload() -> Response[UploadCreated]:
-    """A job waiting for its upload, and a presigned POST form bound to its key."""
+    """A job waiting for its upload, and a presigned POST form bound to its key; 429 `QUOTA_EXCEEDED` with
+    `Retry-After` past one of the caller's quotas (`GET /usage`)."""
     owner_id = _caller()
     service = jobs_service()
     event = jobs.current_event
@@ -176,6 +185,13 @@ def create_upload() -> Response[UploadCreated]:
     logger.info("upload created", extra={"contentType": request.contentType, "size": request.size})
     metrics.add_metric(name="UploadsCreated", unit=MetricUnit.Count, value=1)
     return _json(HTTPStatus.CREATED, created, headers={"Location": f"/jobs/{job_id}"})
+
+
+@route(jobs, "GET /usage", 200)
+def get_usage() -> Response[UsageView]:
+    """The caller's use of each per-user quota, and its limit (0: none)."""
+    owner_id = _caller()
+    return _json(HTTPStatus.OK, jobs_service().usage(owner_id, now_ms=now_ms()))
 
 
 @route(jobs, "GET /jobs/<jobId>", 200, 404)

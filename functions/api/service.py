@@ -134,6 +134,13 @@ def concurrent_change(what: str = "the webhook") -> ApiError:
     return ApiError(HTTPStatus.CONFLICT, "CONCURRENT_CHANGE", f"{what} changed meanwhile; try again")
 
 
+def quota_exceeded(message: str, retry_after_seconds: int) -> ApiError:
+    """429: one of the caller's quotas is used up; `Retry-After` says in how many seconds the request could pass."""
+    return ApiError(
+        HTTPStatus.TOO_MANY_REQUESTS, "QUOTA_EXCEEDED", message, headers={"Retry-After": str(retry_after_seconds)}
+    )
+
+
 # --- the request ----------------------------------------------------------------------------------------------------
 
 
@@ -189,6 +196,15 @@ class JobStore(Protocol):
 
     def page_for_owner(self, owner_id: str, *, limit: int, cursor: str | None) -> tuple[list[JobRecord], str | None]:
         """The owner's jobs, newest first, and the next page's cursor; `invalid_cursor()` for one it did not issue."""
+
+
+class UsageStore(Protocol):
+    def create_within_quota(self, job: JobRecord, *, form_expires_ms: int, now_ms: int) -> None:
+        """Store the job and count it in its owner's usage, atomically, unless that passes a limit:
+        `quota_exceeded(...)` then, with nothing stored."""
+
+    def usage(self, owner_id: str, *, now_ms: int) -> UsageView:
+        """The owner's current usage and limits."""
 
 
 class ObjectSigner(Protocol):
@@ -262,6 +278,21 @@ class UploadForm(BaseModel):
     url: str = Field(description="Send `multipart/form-data` here: every field, then `file`.")
     fields: dict[str, str]
     expiresAt: str = Field(description="ISO-8601 UTC; the form is refused after it.")
+
+
+class QuotaUse(BaseModel):
+    used: int
+    limit: int = Field(description="0: no limit.")
+
+
+class UsageView(BaseModel):
+    """`GET /usage`: the caller's use of each quota; `POST /uploads` answers 429 `QUOTA_EXCEEDED` past one."""
+
+    openUploads: QuotaUse = Field(description="Upload forms issued and not yet expired, used or not.")
+    jobsThisHour: QuotaUse = Field(description="Jobs created since the start of this UTC clock hour.")
+    storedBytes: QuotaUse = Field(
+        description="Declared upload sizes of the jobs created on the days still within the job retention."
+    )
 
 
 class UploadCreated(BaseModel):
@@ -385,10 +416,11 @@ def upload_form(
 class Jobs:
     """The job routes: create an upload, read one of the caller's jobs, page through them."""
 
-    def __init__(self, settings: ApiSettings, store: JobStore, signer: ObjectSigner) -> None:
+    def __init__(self, settings: ApiSettings, store: JobStore, signer: ObjectSigner, usage: UsageStore) -> None:
         self.settings = settings
         self.store = store
         self.signer = signer
+        self.quotas = usage
 
     def upload_request(self, body: str | None, *, base64_encoded: bool) -> UploadRequest:
         return validate_upload_request(
@@ -408,8 +440,12 @@ class Jobs:
             now_ms=now_ms,
         )
         job = new_upload_job(request, job_id=job_id, owner_id=owner_id, now_ms=now_ms, settings=self.settings)
-        self.store.create(job)
+        form_expires_ms = (now_ms // 1000 + self.settings.upload_url_ttl_seconds) * 1000
+        self.quotas.create_within_quota(job, form_expires_ms=form_expires_ms, now_ms=now_ms)
         return UploadCreated(jobId=job.jobId, status=job.status, upload=form)
+
+    def usage(self, owner_id: str, *, now_ms: int) -> UsageView:
+        return self.quotas.usage(owner_id, now_ms=now_ms)
 
     def job(self, owner_id: str, job_id: str) -> JobView:
         if not is_job_id(job_id):

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from functions.common.quotas import QuotaLimits
 from functions.common.settings import EnvironmentReader
 from functions.common.ssrf import IPNetwork, parse_allowed_addresses, parse_allowed_ports_env
 from functions.contracts.media import MediaType
@@ -24,6 +25,10 @@ PRESIGN_MAX_SECONDS = 7 * 24 * 3600
 UPLOAD_GRACE_SECONDS = 15 * 60
 MAX_RETENTION_DAYS = 3650
 MAX_SECRET_OVERLAP_SECONDS = 30 * 86_400
+# The open uploads are listed in the owner's usage record (one number each), which must stay far below DynamoDB's
+# 400 KB item limit.
+MAX_QUOTA_COUNT = 10_000
+MAX_QUOTA_BYTES = 2**60
 
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
 
@@ -89,6 +94,41 @@ class ApiSettings:
             job_retention_days=_required_integer(read, "JOB_RETENTION_DAYS", 1, MAX_RETENTION_DAYS),
         )
         read.done("api function")
+        return settings
+
+
+@dataclass(frozen=True)
+class QuotaSettings:
+    """The per-user quotas of POST /uploads and GET /usage (docs/CONTRACTS.md); 0 for a limit means none."""
+
+    usage_table_name: str
+    """DynamoDB table of per-owner usage records (`USAGE_TABLE_NAME`)."""
+    max_open_uploads_per_user: int
+    """Upload forms a user may hold open at once (`MAX_OPEN_UPLOADS_PER_USER`)."""
+    max_jobs_per_user_per_hour: int
+    """Jobs a user may create per clock hour (`MAX_JOBS_PER_USER_PER_HOUR`)."""
+    max_stored_bytes_per_user: int
+    """Declared upload bytes of a user's retained jobs (`MAX_STORED_BYTES_PER_USER`)."""
+
+    @property
+    def limits(self) -> QuotaLimits:
+        return QuotaLimits(
+            open_uploads=self.max_open_uploads_per_user,
+            jobs_per_hour=self.max_jobs_per_user_per_hour,
+            stored_bytes=self.max_stored_bytes_per_user,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> QuotaSettings:
+        """The settings; raises SettingsError naming every missing or invalid variable."""
+        read = EnvironmentReader(environ)
+        settings = cls(
+            usage_table_name=read.text("USAGE_TABLE_NAME"),
+            max_open_uploads_per_user=_required_integer(read, "MAX_OPEN_UPLOADS_PER_USER", 0, MAX_QUOTA_COUNT),
+            max_jobs_per_user_per_hour=_required_integer(read, "MAX_JOBS_PER_USER_PER_HOUR", 0, MAX_QUOTA_COUNT),
+            max_stored_bytes_per_user=_required_integer(read, "MAX_STORED_BYTES_PER_USER", 0, MAX_QUOTA_BYTES),
+        )
+        read.done("api quotas")
         return settings
 
 

@@ -18,6 +18,7 @@ REGION = "us-east-1"
 JOBS_TABLE = "jobs-table"
 WEBHOOK_ENDPOINTS_TABLE = "webhooks-endpoints"
 WEBHOOK_DELIVERIES_TABLE = "webhooks-deliveries"
+USAGE_TABLE = "api-usage"
 
 
 @cache

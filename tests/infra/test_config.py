@@ -127,6 +127,10 @@ def test_adding_a_rendition_adds_one_queue_one_dlq_one_subscription_and_one_func
         ({"loudnessTargetLufs": -80}, "loudnessTargetLufs must be -70 to -5"),
         ({"audioBitrateKbps": 8}, "audioBitrateKbps must be 32-320"),
         ({"allowedContentTypes": {"image": "image/png"}}, "MIME types"),
+        ({"maxOpenUploadsPerUser": -1}, "maxOpenUploadsPerUser must be 1-10000, or 0 for no limit"),
+        ({"maxOpenUploadsPerUser": 10_001}, "maxOpenUploadsPerUser must be 1-10000, or 0 for no limit"),
+        ({"maxJobsPerUserPerHour": -1}, "maxJobsPerUserPerHour must be at least 1, or 0 for no limit"),
+        ({"maxStoredBytesPerUser": -1}, "maxStoredBytesPerUser must be at least 1, or 0 for no limit"),
     ],
 )
 def test_invalid_config_stops_the_program_with_a_reason(overrides: dict[str, Any], message: str) -> None:

@@ -198,9 +198,10 @@ def test_api_reads_and_writes_jobs_signs_uploads_and_downloads_and_manages_webho
     table = dev.named(TABLE, "jobs-table").outputs["arn"]
     endpoints = dev.named(TABLE, "webhooks-endpoints").outputs["arn"]
     deliveries = dev.named(TABLE, "webhooks-deliveries").outputs["arn"]
+    usage = dev.named(TABLE, "api-usage").outputs["arn"]
     assert _grants(dev, "api-function") == {
-        "dynamodb:GetItem": {table, f"{table}/index/{OWNER_INDEX}", endpoints},
-        "dynamodb:PutItem": {table, f"{table}/index/{OWNER_INDEX}", endpoints},
+        "dynamodb:GetItem": {table, f"{table}/index/{OWNER_INDEX}", endpoints, usage},
+        "dynamodb:PutItem": {table, f"{table}/index/{OWNER_INDEX}", endpoints, usage},
         "dynamodb:Query": {table, f"{table}/index/{OWNER_INDEX}", endpoints, f"{deliveries}/index/byAttemptedAt"},
         "dynamodb:DeleteItem": {endpoints},
         "dynamodb:UpdateItem": {endpoints},
@@ -355,6 +356,7 @@ def test_api_routes_authorize_with_the_configured_jwt_except_health(dev: Program
         "POST /uploads",
         "GET /jobs/{jobId}",
         "GET /jobs",
+        "GET /usage",
         "POST /webhooks",
         "GET /webhooks",
         "DELETE /webhooks/{webhookId}",

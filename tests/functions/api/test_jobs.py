@@ -37,6 +37,7 @@ from tests.functions.api.conftest import (
 )
 from tests.functions.cdn_keys import CDN_BASE_URL, CDN_KEY_PAIR_ID, cdn_private_key, configure_cdn
 from tests.functions.conftest import FIXTURES
+from tests.functions.declared_tables import USAGE_TABLE, create_declared_table
 from tests.functions.playback_samples import package_for
 
 MAX_UPLOAD_BYTES = 50_000_000
@@ -50,6 +51,10 @@ API_ENV = {
     "UPLOAD_URL_TTL_SECONDS": "900",
     "DOWNLOAD_URL_TTL_SECONDS": "300",
     "JOB_RETENTION_DAYS": "30",
+    "USAGE_TABLE_NAME": "usage",
+    "MAX_OPEN_UPLOADS_PER_USER": "20",
+    "MAX_JOBS_PER_USER_PER_HOUR": "100",
+    "MAX_STORED_BYTES_PER_USER": str(50 * 1024**3),
 }
 ALLOWED = "audio/mpeg, audio/wav, image/jpeg, image/png, video/mp4, video/quicktime, video/webm"
 """The allowed types as a 415 lists them: lower case, sorted."""
@@ -83,8 +88,14 @@ def api_env(monkeypatch: pytest.MonkeyPatch, frozen_now: int) -> None:
 
 
 @pytest.fixture
-def app(jobs_table: Any, buckets: dict[str, str], api_env: None) -> Any:
-    """The api function wired to moto's table and buckets; yields the raw table for state assertions."""
+def usage_table(aws: None) -> Any:
+    """The per-user usage table as components/api.py declares it."""
+    return create_declared_table(USAGE_TABLE, "usage")
+
+
+@pytest.fixture
+def app(jobs_table: Any, usage_table: Any, buckets: dict[str, str], api_env: None) -> Any:
+    """The api function wired to moto's tables and buckets; yields the raw jobs table for state assertions."""
     return jobs_table
 
 

@@ -66,9 +66,12 @@ def test_every_route_names_its_body_its_answer_and_its_refusals_in_the_apis_own_
             "201": {"$ref": "#/components/schemas/UploadCreated"},
             "400": ERROR,
             "401": ERROR,
+            "409": ERROR,
             "413": ERROR,
             "415": ERROR,
+            "429": ERROR,
         },
+        "GET /usage": {"200": {"$ref": "#/components/schemas/UsageView"}, "401": ERROR},
         "GET /jobs/{jobId}": {"200": {"$ref": "#/components/schemas/JobView"}, "401": ERROR, "404": ERROR},
         "GET /jobs": {"200": {"$ref": "#/components/schemas/JobPage"}, "400": ERROR, "401": ERROR},
         "POST /webhooks": {
