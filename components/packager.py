@@ -12,10 +12,9 @@ import pulumi_aws as aws
 from pulumi import Input, Output, ResourceOptions
 
 from components import patterns
-from components.event_bus import deliver_with_retries
 from components.function import FunctionDefaults, FunctionSize, LambdaFunction, LambdaFunctionArgs
 from components.grants import Grant, objects_under
-from components.work_queue import EVENTS_SERVICE, WorkQueue, WorkQueueArgs, admit_senders
+from components.work_queue import EVENTS_SERVICE, WorkQueue, WorkQueueArgs, queue_rule_events
 
 HANDLER = "functions.packager.handler.handler"
 # The GOP every rendition is encoded on: a tile interval must be a whole number of them (keyframes only are decoded).
@@ -78,24 +77,14 @@ class Packager(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        # Requests EventBridge cannot queue land in the same DLQ as the ones the function gave up on.
-        admit_senders(
-            f"{name}-dlq-policy",
-            queue_url=self.queue.dlq_url,
-            queue_arn=self.queue.dlq_arn,
-            service=EVENTS_SERVICE,
-            source_arns=[rule.arn],
-            opts=child,
-        )
-        deliver_with_retries(
+        queue_rule_events(
             f"{name}-requests-target",
+            f"{name}-dlq-policy",
             rule=rule,
             bus_name=args.bus_name,
-            target_arn=self.queue.arn,
-            dead_letter_arn=self.queue.dlq_arn,
+            queue=self.queue,
             max_event_age_seconds=args.max_event_age_seconds,
-            max_retry_attempts=185,  # EventBridge's most: the event age is the limit that applies
-            opts=ResourceOptions(parent=self, depends_on=[self.queue.policy]),
+            parent=self,
         )
         # Reads the finished MP4s and writes the package, both under outputs/ (segments over 8 MiB go up in parts, which
         # a failed upload aborts); nothing in the uploads bucket.

@@ -10,10 +10,9 @@ import pulumi_aws as aws
 from pulumi import Input, Output, ResourceOptions
 
 from components import patterns
-from components.event_bus import deliver_with_retries
 from components.function import FunctionDefaults, FunctionSize, LambdaFunction, LambdaFunctionArgs
 from components.grants import Grant, index_arn, objects_under
-from components.work_queue import EVENTS_SERVICE, WorkQueue, WorkQueueArgs, admit_senders, visibility_timeout
+from components.work_queue import EVENTS_SERVICE, WorkQueue, WorkQueueArgs, queue_rule_events, visibility_timeout
 from functions.common.ssrf import allowed_ports_to_env
 from functions.common.webhook_tables import DELIVERIES_BY_TIME_INDEX
 from functions.webhooks.service import (
@@ -140,25 +139,16 @@ class Webhooks(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        # Events EventBridge cannot queue land in the same DLQ as tasks whose schedule ended.
-        admit_senders(
-            f"{name}-dlq-policy",
-            queue_url=self.queue.dlq_url,
-            queue_arn=self.queue.dlq_arn,
-            service=EVENTS_SERVICE,
-            source_arns=[rule.arn],
-            opts=child,
-        )
-        # Queue every job outcome; the function fans it out per endpoint.
-        deliver_with_retries(
+        # Queue every job outcome (the function fans it out per endpoint); outcomes EventBridge cannot queue land in the
+        # same DLQ as tasks whose schedule ended.
+        queue_rule_events(
             f"{name}-job-outcomes-target",
+            f"{name}-dlq-policy",
             rule=rule,
             bus_name=args.bus_name,
-            target_arn=self.queue.arn,
-            dead_letter_arn=self.queue.dlq_arn,
+            queue=self.queue,
             max_event_age_seconds=args.max_event_age_seconds,
-            max_retry_attempts=185,  # EventBridge's most: the event age is the limit that applies
-            opts=ResourceOptions(parent=self, depends_on=[self.queue.policy]),
+            parent=self,
         )
         environment = {
             "WEBHOOK_ENDPOINTS_TABLE": endpoints.name,

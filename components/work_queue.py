@@ -12,6 +12,7 @@ import pulumi_aws as aws
 from pulumi import Input, Output, ResourceOptions
 
 from components import policies
+from components.event_bus import deliver_with_retries
 
 SNS_SERVICE = "sns.amazonaws.com"
 S3_SERVICE = "s3.amazonaws.com"
@@ -146,3 +147,39 @@ class WorkQueue(pulumi.ComponentResource):
         self.dlq_url = dlq.url
         self.dlq_name = dlq.name
         self.register_outputs({"arn": self.arn, "url": self.url, "dlqArn": self.dlq_arn, "dlqUrl": self.dlq_url})
+
+
+# EventBridge's most retries: for a queue target the event age is the limit that applies.
+MAX_EVENT_RETRY_ATTEMPTS = 185
+
+
+def queue_rule_events(
+    target_name: str,
+    dlq_policy_name: str,
+    *,
+    rule: aws.cloudwatch.EventRule,
+    bus_name: Input[str],
+    queue: WorkQueue,
+    max_event_age_seconds: int,
+    parent: pulumi.Resource,
+) -> None:
+    """A rule's events onto a work queue, retried for `max_event_age_seconds`; events EventBridge cannot queue land in
+    the queue's own DLQ, beside the messages its consumer gave up on (so the DLQ admits the rule too)."""
+    admit_senders(
+        dlq_policy_name,
+        queue_url=queue.dlq_url,
+        queue_arn=queue.dlq_arn,
+        service=EVENTS_SERVICE,
+        source_arns=[rule.arn],
+        opts=ResourceOptions(parent=parent),
+    )
+    deliver_with_retries(
+        target_name,
+        rule=rule,
+        bus_name=bus_name,
+        target_arn=queue.arn,
+        dead_letter_arn=queue.dlq_arn,
+        max_event_age_seconds=max_event_age_seconds,
+        max_retry_attempts=MAX_EVENT_RETRY_ATTEMPTS,
+        opts=ResourceOptions(parent=parent, depends_on=[queue.policy]),
+    )
