@@ -30,4 +30,4 @@ demo: $(STAMP)
 	$(PY) -m local demo
 
 clean:
-	rm -rf $(VENV) .local build .pytest_cache .ruff_cache
+	rm -rf $(VENV) .local build .pytest_cache .ruff_cache .hypothesis

@@ -330,6 +330,8 @@ tracker = Tracker(
         bus_arn=bus.bus_arn,
         table_arn=store.table_arn,
         outputs_bucket_arn=outputs.arn,
+        uploads_bucket_arn=uploads.arn,
+        mediaconvert_jobs_arn=pulumi.Output.concat("arn:aws:mediaconvert:", region, ":", account_id, ":jobs/*"),
         deadline_index_arn=store.deadline_index_arn,
     ),
 )
@@ -381,6 +383,7 @@ transcoders = {
             uploads_bucket_arn=uploads.arn,
             outputs_bucket_arn=outputs.arn,
             bus_arn=bus.bus_arn,
+            table_arn=store.table_arn,
             size=FunctionSize(
                 transcode_timeout_seconds, transcode_memory_mb, scratch_space_mb(max_upload_bytes, copies=2)
             ),
@@ -399,6 +402,7 @@ images = Images(
         uploads_bucket_arn=uploads.arn,
         outputs_bucket_arn=outputs.arn,
         bus_arn=bus.bus_arn,
+        table_arn=store.table_arn,
         size=FunctionSize(images_timeout_seconds, images_memory_mb, scratch_space_mb(max_image_upload_bytes, copies=2)),
         max_concurrency=max_concurrency["images"],
         max_image_pixels=max_image_pixels,
@@ -416,6 +420,7 @@ audio = Audio(
         uploads_bucket_arn=uploads.arn,
         outputs_bucket_arn=outputs.arn,
         bus_arn=bus.bus_arn,
+        table_arn=store.table_arn,
         size=FunctionSize(audio_timeout_seconds, audio_memory_mb, scratch_space_mb(max_audio_upload_bytes, copies=2)),
         max_concurrency=max_concurrency["audio"],
         loudness_target_lufs=loudness_target_lufs,
@@ -432,6 +437,7 @@ packager = Packager(
         bus_name=bus.bus_name,
         bus_arn=bus.bus_arn,
         outputs_bucket_arn=outputs.arn,
+        table_arn=store.table_arn,
         size=FunctionSize(
             packager_timeout_seconds,
             packager_memory_mb,
@@ -503,6 +509,8 @@ api = Api(
                 "WEBHOOK_ENDPOINTS_TABLE": webhooks.endpoints_table_name,
                 "WEBHOOK_DELIVERIES_TABLE": webhooks.deliveries_table_name,
                 "WEBHOOK_SECRET_OVERLAP_SECONDS": str(webhook_secret_overlap_seconds),
+                "RERUN_QUEUE_URL": ingest.queue.url,
+                "PROCESSING_DEADLINE_SECONDS": str(processing_deadline_seconds),
                 **webhook_allow_list,
                 **cdn_signing,
             }
@@ -516,6 +524,8 @@ api = Api(
         outputs_bucket_arn=outputs.arn,
         table_arn=store.table_arn,
         owner_index_arn=store.owner_index_arn,
+        bus_arn=bus.bus_arn,
+        rerun_queue_arn=ingest.queue.arn,
         extra_grants=(*webhooks.management_grants, cdn.read_key_grant),
         reserved_concurrency=api_reserved_concurrency or None,
     ),

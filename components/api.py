@@ -27,6 +27,9 @@ SIZE = FunctionSize(timeout_seconds=15, memory_mb=512)  # the timeout stays unde
 ROUTES: dict[str, bool] = {
     "POST /uploads": True,
     "GET /jobs/{jobId}": True,
+    "DELETE /jobs/{jobId}": True,
+    "POST /jobs/{jobId}/retry": True,
+    "POST /jobs/{jobId}/reprocess": True,
     "GET /jobs": True,
     "GET /usage": True,
     "POST /webhooks": True,
@@ -41,6 +44,8 @@ ROUTES: dict[str, bool] = {
 # quotas in the function bound what each user may hold; these bound how fast everyone together may ask).
 ROUTE_THROTTLING: dict[str, tuple[int, float]] = {
     "POST /uploads": (50, 25.0),
+    "POST /jobs/{jobId}/retry": (10, 5.0),
+    "POST /jobs/{jobId}/reprocess": (10, 5.0),
     "POST /webhooks": (10, 5.0),
     "POST /webhooks/{webhookId}/rotate-secret": (10, 5.0),
 }
@@ -83,6 +88,10 @@ class ApiArgs:
     """Jobs table ARN."""
     owner_index_arn: Input[str]
     """ARN of the owner index (GET /jobs)."""
+    bus_arn: Input[str]
+    """The custom bus `Job Canceled` and `Job Deletion Requested` go on (DELETE /jobs/{jobId})."""
+    rerun_queue_arn: Input[str]
+    """The ingest queue, sent a job to plan again (POST /jobs/{jobId}/retry and /reprocess)."""
     extra_grants: tuple[Grant, ...] = ()
     """What the function may do beyond jobs and buckets, e.g. manage webhook endpoints."""
     reserved_concurrency: int | None = None
@@ -118,7 +127,8 @@ class Api(pulumi.ComponentResource):
             server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
             opts=child,
         )
-        # Creates jobs and presigned upload forms, reads jobs, signs download links, manages webhook endpoints.
+        # Creates jobs and presigned upload forms, reads jobs, signs download links, manages webhook endpoints; deletes
+        # (cancel, then the tracker deletes the files) and re-runs jobs (ingest plans the next attempt).
         function = LambdaFunction(
             f"{name}-function",
             LambdaFunctionArgs(
@@ -136,6 +146,8 @@ class Api(pulumi.ComponentResource):
                     Grant(("dynamodb:GetItem", "dynamodb:PutItem"), (usage_table.arn,)),
                     Grant(("s3:PutObject",), (objects_under(args.uploads_bucket_arn, patterns.UPLOAD_PREFIX),)),
                     Grant(("s3:GetObject",), (objects_under(args.outputs_bucket_arn, patterns.OUTPUT_PREFIX),)),
+                    Grant(("events:PutEvents",), (args.bus_arn,)),
+                    Grant(("sqs:SendMessage",), (args.rerun_queue_arn,)),
                     *args.extra_grants,
                 ),
             ),

@@ -32,6 +32,8 @@ class AudioArgs:
     """Bucket the rendition and the waveform are written to (`outputs/`)."""
     bus_arn: Input[str]
     """Custom event bus for Rendition Progress/Completed/Failed."""
+    table_arn: Input[str]
+    """Jobs table: read (GetItem only) to ask whether the work is still wanted (canceled, or another attempt)."""
     size: FunctionSize
     """Function size: the queue's visibility timeout follows its timeout, /tmp holds the source and the rendition."""
     max_concurrency: int

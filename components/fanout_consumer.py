@@ -33,7 +33,8 @@ class ConsumerSettings(Protocol):
 
 
 class WorkerSettings(ConsumerSettings, Protocol):
-    """A media worker's Args: also the buckets it reads and writes and the bus it announces on."""
+    """A media worker's Args: also the buckets it reads and writes, the bus it announces on and the jobs table it asks
+    whether its work is still wanted."""
 
     @property
     def uploads_bucket_arn(self) -> Input[str]: ...
@@ -41,6 +42,8 @@ class WorkerSettings(ConsumerSettings, Protocol):
     def outputs_bucket_arn(self) -> Input[str]: ...
     @property
     def bus_arn(self) -> Input[str]: ...
+    @property
+    def table_arn(self) -> Input[str]: ...
 
 
 @dataclass(frozen=True)
@@ -104,27 +107,21 @@ def worker_grants(
     multipart: bool = True,
     list_uploads: bool = False,
 ) -> list[Grant]:
-    """A media worker's grants: read the upload, write (and HEAD) outputs/*, ListBucket, announce on the bus.
+    """A media worker's grants: read the upload, write (and HEAD) outputs/*, ListBucket, announce on the bus, read a
+    job (the job gate: canceled, or another attempt?).
 
     The upload object itself (`uploads/*/source`) is the only key of the uploads bucket it reads, never submit's
     validated copies beside it. `multipart`: the worker may abort a multipart upload (an output
     over 8 MiB is uploaded in parts, which a failed upload aborts rather than leaving them for the lifecycle rule).
-    `list_uploads`: ListBucket on both buckets, conditioned on the uploads/ and outputs/ prefixes, instead of on the
-    outputs bucket alone."""
+    `list_uploads`: ListBucket on the uploads bucket too (a missing upload then reads as NoSuchKey, not AccessDenied).
+    """
     uploads, outputs = settings.uploads_bucket_arn, settings.outputs_bucket_arn
     output_actions = (
         ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload") if multipart else ("s3:GetObject", "s3:PutObject")
     )
-    if list_uploads:
-        listing = Grant(
-            ("s3:ListBucket",),
-            (uploads, outputs),
-            {"StringLike": {"s3:prefix": [f"{UPLOAD_PREFIX}*", f"{OUTPUT_PREFIX}*"]}},
-        )
-    else:
-        # Unconditioned: S3 checks it with no s3:prefix for a HEAD, and listing reveals only keys GetObject already
-        # reads.
-        listing = Grant(("s3:ListBucket",), (outputs,))
+    # Unconditioned: S3 checks ListBucket with no s3:prefix for a GET or HEAD of a missing key (a prefix condition
+    # would refuse it, and the HEAD of an output not made yet would answer 403), and listing reveals only key names.
+    listing = Grant(("s3:ListBucket",), (uploads, outputs) if list_uploads else (outputs,))
     return [
         Grant(("s3:GetObject",), (objects_under(uploads, UPLOAD_PREFIX, UPLOAD_SUFFIX),)),
         # Writes outputs/{jobId}/...; GetObject also authorises the HEAD that lets a redelivered unit re-announce its
@@ -133,4 +130,6 @@ def worker_grants(
         # Without ListBucket S3 answers that HEAD with 403 (AccessDenied) instead of 404 for an output not made yet.
         listing,
         Grant(("events:PutEvents",), (settings.bus_arn,)),
+        # The job gate (functions/common/job_gate.py): one consistent GetItem, never a write.
+        Grant(("dynamodb:GetItem",), (settings.table_arn,)),
     ]

@@ -95,6 +95,8 @@ class ImagesArgs:
     """Bucket the derivatives and metadata are written to (`outputs/`), and the watermark logo read from."""
     bus_arn: Input[str]
     """Custom event bus for Rendition Progress/Completed/Failed."""
+    table_arn: Input[str]
+    """Jobs table: read (GetItem only) to ask whether the work is still wanted (canceled, or another attempt)."""
     size: FunctionSize
     """Function size: the queue's visibility timeout follows its timeout; memory must hold a decoded image of
     `max_image_pixels`."""

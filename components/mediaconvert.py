@@ -17,8 +17,8 @@ from components.work_queue import WorkQueue
 
 HANDLER = "functions.submit.handler.handler"
 MEDIACONVERT_SERVICE = "mediaconvert.amazonaws.com"
-# The timeout covers one CopyObject, one CreateJob and two DynamoDB calls; the server-side copy of a multi-GiB upload
-# can take a minute, hence more than the calls alone need.
+# The timeout covers one CopyObject, one CreateJob (and at most one CancelJob) and a few DynamoDB calls; the
+# server-side copy of a multi-GiB upload can take a minute, hence more than the calls alone need.
 SUBMIT_SIZE = FunctionSize(timeout_seconds=120, memory_mb=256)
 
 
@@ -35,7 +35,7 @@ class MediaConvertArgs:
     outputs_bucket_arn: Input[str]
     """Bucket MediaConvert writes renditions, HLS and thumbnails to (`outputs/`)."""
     table_arn: Input[str]
-    """Jobs table: the submitter reads the job and records its MediaConvert job."""
+    """Jobs table: the submitter reads the job (and asks the job gate) and records its MediaConvert job."""
     bus_arn: Input[str]
     """Custom event bus (Rendition Failed when MediaConvert refuses a job)."""
     max_concurrency: int
@@ -108,6 +108,8 @@ class MediaConvert(pulumi.ComponentResource):
                     ("mediaconvert:CreateJob",),
                     (jobs_queue.arn, jobs_queue.arn.apply(policies.mediaconvert_jobs_arn)),
                 ),
+                # CancelJob of the job it just created when the pipeline job was canceled meanwhile (a job ARN only).
+                Grant(("mediaconvert:CancelJob",), (jobs_queue.arn.apply(policies.mediaconvert_jobs_arn),)),
                 # CreateJob hands the service role to MediaConvert, and to nothing else.
                 Grant(
                     ("iam:PassRole",),

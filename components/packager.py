@@ -33,6 +33,8 @@ class PackagerArgs:
     """The same bus, where the packager puts `Packaging Completed` or `Packaging Failed`."""
     outputs_bucket_arn: Input[str]
     """Bucket the renditions are read from and the package written to (`outputs/`); the uploads are never read."""
+    table_arn: Input[str]
+    """Jobs table: read (GetItem only) to ask whether the work is still wanted (canceled, or another attempt)."""
     size: FunctionSize
     """Function size: /tmp holds every rendition of a job and its segments."""
     max_concurrency: int
@@ -87,7 +89,7 @@ class Packager(pulumi.ComponentResource):
             parent=self,
         )
         # Reads the finished MP4s and writes the package, both under outputs/ (segments over 8 MiB go up in parts, which
-        # a failed upload aborts); nothing in the uploads bucket.
+        # a failed upload aborts); nothing in the uploads bucket; reads (never writes) the job it packages.
         outputs = objects_under(args.outputs_bucket_arn, patterns.OUTPUT_PREFIX)
         function = LambdaFunction(
             f"{name}-function",
@@ -105,6 +107,8 @@ class Packager(pulumi.ComponentResource):
                     # Without it S3 answers a rendition that is not there with 403 (AccessDenied) instead of 404.
                     Grant(("s3:ListBucket",), (args.outputs_bucket_arn,)),
                     Grant(("events:PutEvents",), (args.bus_arn,)),
+                    # The job gate (functions/common/job_gate.py): one consistent GetItem, never a write.
+                    Grant(("dynamodb:GetItem",), (args.table_arn,)),
                 ),
             ),
             opts=child,

@@ -34,7 +34,11 @@ class TrackerArgs:
     table_arn: Input[str]
     """Jobs table ARN."""
     outputs_bucket_arn: Input[str]
-    """Outputs bucket, whose MediaConvert results the tracker sizes with HEAD."""
+    """Outputs bucket, whose MediaConvert results the tracker sizes with HEAD (and a deleted job's outputs deletes)."""
+    uploads_bucket_arn: Input[str]
+    """Uploads bucket, where a deleted job's upload is deleted."""
+    mediaconvert_jobs_arn: Input[str]
+    """`arn:aws:mediaconvert:{region}:{account}:jobs/*`: a deleted job's running MediaConvert job is canceled."""
     deadline_index_arn: Input[str]
     """ARN of the open-jobs-by-deadline index the sweep queries."""
     size: FunctionSize = SIZE
@@ -76,6 +80,20 @@ class Tracker(pulumi.ComponentResource):
                     Grant(("events:PutEvents",), (args.bus_arn,)),
                     Grant(("sqs:SendMessage",), (dlq.arn,)),
                     Grant(("s3:GetObject",), (objects_under(args.outputs_bucket_arn, patterns.OUTPUT_PREFIX),)),
+                    # A deleted job's files: listed under its prefixes, then deleted.
+                    Grant(
+                        ("s3:ListBucket",),
+                        (args.uploads_bucket_arn, args.outputs_bucket_arn),
+                        {"StringLike": {"s3:prefix": [f"{patterns.UPLOAD_PREFIX}*", f"{patterns.OUTPUT_PREFIX}*"]}},
+                    ),
+                    Grant(
+                        ("s3:DeleteObject",),
+                        (
+                            objects_under(args.uploads_bucket_arn, patterns.UPLOAD_PREFIX),
+                            objects_under(args.outputs_bucket_arn, patterns.OUTPUT_PREFIX),
+                        ),
+                    ),
+                    Grant(("mediaconvert:CancelJob",), (args.mediaconvert_jobs_arn,)),
                 ),
             ),
             opts=child,

@@ -28,6 +28,15 @@ from local.engine.emulator import Emulator
 from local.engine.program import evaluate_program
 from local.engine.resources import DELIVERY_QUEUE_PREFIX
 from local.engine.stack_config import load_stack_config
+from local.engine.state_store import (
+    NAMES_FILE,
+    DataSnapshot,
+    StableNames,
+    StateError,
+    reset_hint,
+    state_root,
+    wipe,
+)
 from local.mediaconvert.model import ServiceError
 from local.mediaconvert.service import MediaConvertStandIn, StandInOptions
 from local.permissions import enforcement, roles
@@ -45,6 +54,8 @@ DEFAULT_LAYER = Path(__file__).resolve().parent / "Pulumi.local.yaml"
 OUTPUTS_FILE = "outputs.json"
 DEPLOYMENT_FILE = "deployment.json"
 WORKERS_FILE = "workers.json"
+SNAPSHOT_INTERVAL_SECONDS = 5.0
+"""How much a crash (or `kill -9`) can lose at most, plus one capture's time."""
 
 
 class CloudConfigError(ValueError):
@@ -148,6 +159,10 @@ class LocalCloud:
         self._logs: LogSink | None = None
         self._stop = threading.Event()
         self._monitor: threading.Thread | None = None
+        self._snapshot: DataSnapshot | None = None
+        self._snapshotter: threading.Thread | None = None
+        self._restored = False
+        """Set once the saved data is back: only then may a capture replace the snapshot."""
 
     # --- start ----------------------------------------------------------------------------------------------
 
@@ -172,13 +187,28 @@ class LocalCloud:
         )
         self.emulator = Emulator(region=config.values.get("aws:region", "us-east-1"))
         self.emulator.start()
-        self.deployment = evaluate_program(options.project_dir, config, self.emulator, endpoint, cdn_endpoint)
+        durable_root = state_root(state, config.project, config.stack)
+        try:
+            names = StableNames(durable_root / NAMES_FILE, config.project, config.stack)
+            self.deployment = evaluate_program(
+                options.project_dir, config, self.emulator, endpoint, cdn_endpoint, names=names
+            )
+            names.save()
+            self._snapshot = DataSnapshot(
+                durable_root, config.project, config.stack, self.emulator, self.deployment.account_id
+            )
+            saved = self._snapshot.load() or {}
+            if saved:
+                self._snapshot.restore(saved)
+        except StateError as err:
+            raise CloudConfigError(str(err)) from err
         # From here on every call a role makes, and every delivery a service makes, is authorized.
         enforcement.enable()
         self.signing_key = SigningKey.load_or_create(state)
         authorizers = self._authorizers(self.signing_key)
         self._logs = LogSink(state / "logs", self._echo)
-        self._start_mediaconvert()
+        self._start_mediaconvert(saved.get("mediaconvertJobs") or [])
+        self._restored = True
         self._start_functions()
         self._start_event_sources()
         self.gateway = HttpApiGateway(self.deployment, self.runtimes, authorizers, port)
@@ -188,6 +218,8 @@ class LocalCloud:
         self._write_state_files()
         self._monitor = threading.Thread(target=self._write_workers_periodically, name="monitor", daemon=True)
         self._monitor.start()
+        self._snapshotter = threading.Thread(target=self._capture_periodically, name="snapshot", daemon=True)
+        self._snapshotter.start()
 
     def _authorizers(self, key: SigningKey) -> dict[str, JwtAuthorizer]:
         assert self.deployment is not None
@@ -220,8 +252,9 @@ class LocalCloud:
         self.cdn.start()
         self.cdn_url = self.cdn.url
 
-    def _start_mediaconvert(self) -> None:
-        """The MediaConvert stand-in, with the queues the program declares (and the account's Default queue)."""
+    def _start_mediaconvert(self, saved_jobs: list[dict[str, Any]]) -> None:
+        """The MediaConvert stand-in, with the queues the program declares (and the account's Default queue) and the
+        jobs of the previous run (the unfinished ones queued to run again)."""
         assert self.deployment is not None and self.emulator is not None
         options = StandInOptions(
             account_id=self.deployment.account_id,
@@ -245,6 +278,13 @@ class LocalCloud:
         self.mediaconvert = MediaConvertStandIn(self.emulator, options, functools.cache(role_credentials), authorize)
         for queue in self.deployment.of_type(ResourceType.MEDIACONVERT_QUEUE):
             self.mediaconvert.add_queue(queue.state["name"], queue.state["arn"], queue.state["status"])
+        try:
+            resumed = self.mediaconvert.restore_jobs(saved_jobs)
+        except (KeyError, TypeError, ValueError) as err:
+            hint = reset_hint(self._snapshot.path) if self._snapshot else ""
+            raise CloudConfigError(f"the saved MediaConvert jobs could not be restored ({err}); {hint}") from err
+        if resumed:
+            log.info("%d MediaConvert jobs unfinished at the last stop are submitted again", resumed)
         self.mediaconvert.start()
 
     def _start_functions(self) -> None:
@@ -378,12 +418,26 @@ class LocalCloud:
         while not self._stop.wait(0.25):
             self._write_workers()
 
+    def _capture(self) -> None:
+        """The emulator's data and the MediaConvert jobs to disk (state_store.py)."""
+        assert self._snapshot is not None and self.mediaconvert is not None
+        self._snapshot.capture(self.mediaconvert.export_jobs())
+
+    def _capture_periodically(self) -> None:
+        while not self._stop.wait(SNAPSHOT_INTERVAL_SECONDS):
+            try:
+                self._capture()
+            except Exception:  # the next capture tries again; the one on stop reports its failure
+                log.warning("snapshot of the local cloud's data failed", exc_info=True)
+
     # --- stop -----------------------------------------------------------------------------------------------
 
     def stop(self) -> None:
         self._stop.set()
         if self._monitor is not None:
             self._monitor.join(timeout=2)
+        if self._snapshotter is not None:
+            self._snapshotter.join()
         if self.gateway is not None:
             self.gateway.stop()
         if self.cdn is not None:
@@ -396,12 +450,25 @@ class LocalCloud:
         self.runtimes.stop()
         for loop in loops:
             loop.join()
+        if self._restored:
+            # Last, once nothing changes the data any more; a message a worker was handling is kept, in flight.
+            try:
+                self._capture()
+            except Exception:  # reported; the emulator must still stop, and the previous snapshot is intact
+                log.exception("the local cloud's data could not be saved on stop; the last snapshot is kept")
         if self.emulator is not None:
             self.emulator.stop()
         if self._logs is not None:
             self._logs.close()
         (self.options.state / OUTPUTS_FILE).unlink(missing_ok=True)
         (self.options.state / WORKERS_FILE).unlink(missing_ok=True)
+
+
+def reset_state(state: Path) -> list[Path]:
+    """Wipes the emulator's state of a state directory (state_store.wipe): the next start is an empty cloud with new
+    names. Refused while a local cloud runs on it."""
+    _refuse_if_in_use(state)
+    return wipe(state)
 
 
 def _refuse_if_in_use(state: Path) -> None:

@@ -19,9 +19,10 @@ from functions.api.service import (
     quota_exceeded,
 )
 from functions.common.download_links import DownloadLinks
-from functions.common.jobs_table import InvalidCursor, JobNotFound, JobsTable
+from functions.common.job_state import Transition
+from functions.common.jobs_table import ConcurrentUpdate, InvalidCursor, JobNotFound, JobsTable
 from functions.common.playback_links import PlaybackLinks, SignedPlayback
-from functions.common.quotas import LargerThanQuota, QuotaExceeded, QuotaLimits, Usage, admit
+from functions.common.quotas import LargerThanQuota, QuotaExceeded, QuotaLimits, Usage, admit, release
 from functions.common.ssrf import AddressPolicy, UrlRefused, check_url
 from functions.common.usage_table import UsageBusy, UsageTable
 from functions.common.webhook_tables import (
@@ -31,7 +32,7 @@ from functions.common.webhook_tables import (
     SecretChangedConcurrently,
     TooManyEndpoints,
 )
-from functions.contracts.jobs import JobRecord
+from functions.contracts.jobs import JobRecord, RerunMessage
 from functions.contracts.webhooks import Endpoint
 
 
@@ -85,11 +86,30 @@ class DynamoJobs:
         except JobNotFound:
             return None
 
+    def change(self, job_id: str, transition: Transition) -> tuple[JobRecord, JobRecord] | None:
+        try:
+            return self._table.change(job_id, transition)
+        except JobNotFound:
+            return None
+        except ConcurrentUpdate as err:
+            raise concurrent_change("the job") from err
+
     def page_for_owner(self, owner_id: str, *, limit: int, cursor: str | None) -> tuple[list[JobRecord], str | None]:
         try:
             return self._table.list_for_owner(owner_id, limit=limit, cursor=cursor)
         except InvalidCursor as err:
             raise invalid_cursor() from err
+
+
+class SqsReruns:
+    """The ingest queue, as the api sends it a re-run request."""
+
+    def __init__(self, queue_url: str, sqs_client: Any) -> None:
+        self._queue_url = queue_url
+        self._sqs = sqs_client
+
+    def send(self, message: RerunMessage) -> None:
+        self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=message.model_dump_json())
 
 
 def usage_from_record(record: Mapping[str, Any] | None) -> Usage:
@@ -143,6 +163,21 @@ class DynamoUsage:
             raise quota_exceeded(err.message, err.retry_after_seconds) from err
         except LargerThanQuota as err:
             raise ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "UPLOAD_TOO_LARGE", err.message) from err
+        except UsageBusy as err:
+            raise concurrent_change("your usage") from err
+
+    def release(self, job: JobRecord) -> None:
+        """A deleted job's declared bytes no longer count towards the owner's stored bytes."""
+
+        def next_usage(record: dict[str, Any]) -> dict[str, Any] | None:
+            before = usage_from_record(record)
+            after = release(before, size=job.source.size or 0, created_ms=job.createdAt)
+            if after is None:
+                return None
+            return usage_record(job.ownerId, after, version=before.version + 1, retention_ms=self._retention_ms)
+
+        try:
+            self._table.update(job.ownerId, next_usage)
         except UsageBusy as err:
             raise concurrent_change("your usage") from err
 

@@ -34,13 +34,22 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 from ulid import ULID
 
-from functions.api.adapters import DynamoEndpoints, DynamoJobs, DynamoUsage, ResolvingUrlPolicy, S3Signer
+from functions.api.adapters import (
+    DynamoEndpoints,
+    DynamoJobs,
+    DynamoUsage,
+    ResolvingUrlPolicy,
+    S3Signer,
+    SqsReruns,
+)
 from functions.api.service import (
     ApiError,
     CreatedWebhook,
     DeliveryList,
     ErrorBody,
+    GatewayRefusal,
     Health,
+    JobControl,
     Jobs,
     RotatedSecret,
     UploadCreated,
@@ -57,9 +66,10 @@ from functions.api.service import (
     parse_registration,
     route_not_found,
 )
-from functions.api.settings import ApiSettings, QuotaSettings, WebhookSettings
-from functions.common.clients import presigning_s3_client
+from functions.api.settings import ApiSettings, JobControlSettings, QuotaSettings, WebhookSettings
+from functions.common.clients import aws_client, presigning_s3_client
 from functions.common.clock import now_ms
+from functions.common.event_bus import EventPublisher
 from functions.common.jobs_table import JobsTable
 from functions.common.observability import logger, metrics, tracer
 from functions.common.playback_links import PlaybackLinks
@@ -67,11 +77,13 @@ from functions.common.ssrf import AddressPolicy
 from functions.common.usage_table import UsageTable
 from functions.common.webhook_tables import DeliveryLog, EndpointsTable
 from functions.contracts.job_view import JobPage, JobView
+from functions.contracts.jobs import RerunMode
 
 OPENAPI_INFO = {
     "title": "media-pipeline API",
     "version": "0.1.0",
-    "description": 'Uploads, jobs and webhook endpoints. A refusal answers `{"error": {"code", "message"}}`; '
+    "description": 'Uploads, jobs and webhook endpoints. A refusal answers `{"error": {"code", "message"}}` '
+    '(but a missing or invalid token, API Gateway\'s own 401 `{"message": "Unauthorized"}`); '
     "an unknown route 404 `NOT_FOUND`, a known one with another method 405 `METHOD_NOT_ALLOWED` with `Allow`.",
 }
 BEARER = "bearerAuth"
@@ -100,6 +112,21 @@ def jobs_service() -> Jobs:
         retention_seconds=settings.retention_seconds,
     )
     return Jobs(settings, DynamoJobs(JobsTable(settings.jobs_table_name)), signer, usage)
+
+
+@cache
+def job_control_service() -> JobControl:
+    """Deleting, retrying and reprocessing jobs: the bus and the ingest queue, built on their first use."""
+    control = JobControlSettings.from_env()
+    jobs_routes = jobs_service()
+    return JobControl(
+        store=jobs_routes.store,
+        signer=jobs_routes.signer,
+        announcer=EventPublisher(control.event_bus_name),
+        reruns=SqsReruns(control.rerun_queue_url, aws_client("sqs")),
+        usage=jobs_routes.quotas,
+        processing_deadline_seconds=control.processing_deadline_seconds,
+    )
 
 
 @cache
@@ -152,6 +179,8 @@ def route(
         responses[answer]["content"] = {}
     for refused in refusals if public else (HTTPStatus.UNAUTHORIZED.value, *refusals):
         responses[refused] = {"description": HTTPStatus(refused).phrase, "content": {JSON: {"model": ErrorBody}}}
+    if not public:  # the gateway refuses a missing or invalid token in its own shape; the function, one without `sub`
+        responses[HTTPStatus.UNAUTHORIZED.value]["content"][JSON]["model"] = ErrorBody | GatewayRefusal
     security = None if public else [{BEARER: []}]
 
     def register(func: Callable[..., Response]) -> Callable[..., Response]:
@@ -201,6 +230,44 @@ def get_job(jobId: str) -> Response[JobView]:
     if is_job_id(jobId):
         _tag_job(jobId)
     return _json(HTTPStatus.OK, jobs_service().job(owner_id, jobId))
+
+
+@route(jobs, "DELETE /jobs/<jobId>", 202, 404, 409)
+def delete_job(jobId: str) -> Response[JobView]:
+    """Delete one of the caller's jobs: one still running is canceled (`job.canceled`: queued work is dropped, a
+    MediaConvert job is canceled), then its upload and every output are deleted and it becomes DELETED
+    (`job.deleted`). Answers the job as it is now; repeating it is safe."""
+    owner_id = _caller()
+    if is_job_id(jobId):
+        _tag_job(jobId)
+    view = job_control_service().delete(owner_id, jobId, now_ms=now_ms())
+    logger.info("job deletion asked for", extra={"status": view.status})
+    metrics.add_metric(name="JobsDeleted", unit=MetricUnit.Count, value=1)
+    return _json(HTTPStatus.ACCEPTED, view)
+
+
+@route(jobs, "POST /jobs/<jobId>/retry", 202, 404, 409)
+def retry_job(jobId: str) -> Response[JobView]:
+    """Run a FAILED job again from the upload it validated, as its next attempt; 409 `JOB_NOT_RETRYABLE` for any
+    other job."""
+    return _rerun(jobId, RerunMode.RETRY)
+
+
+@route(jobs, "POST /jobs/<jobId>/reprocess", 202, 404, 409)
+def reprocess_job(jobId: str) -> Response[JobView]:
+    """Run a COMPLETED job again with the stack's current ladder, as its next attempt; 409 `JOB_NOT_REPROCESSABLE` for
+    any other job."""
+    return _rerun(jobId, RerunMode.REPROCESS)
+
+
+def _rerun(job_id: str, mode: RerunMode) -> Response[JobView]:
+    owner_id = _caller()
+    if is_job_id(job_id):
+        _tag_job(job_id)
+    view = job_control_service().rerun(owner_id, job_id, mode, now_ms=now_ms())
+    logger.info("job re-run asked for", extra={"mode": mode.value, "attempt": view.attempt})
+    metrics.add_metric(name="JobsRerun", unit=MetricUnit.Count, value=1)
+    return _json(HTTPStatus.ACCEPTED, view)
 
 
 @route(jobs, "GET /jobs", 200, 400)

@@ -26,10 +26,12 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.api.settings import ApiSettings
-from functions.common.job_state import new_job
+from functions.common import job_state
+from functions.common.job_state import Transition, new_job
 from functions.common.webhook_signing import new_secret
+from functions.contracts.events import DetailType, EventDetail, JobDeletionRequested, JobOutcome
 from functions.contracts.job_view import JobPage, JobView, SignedLinks, iso_utc, job_page, job_view
-from functions.contracts.jobs import JobRecord, JobSource, JobStatus
+from functions.contracts.jobs import JobRecord, JobSource, JobStatus, RerunMessage, RerunMode, RerunRequest
 from functions.contracts.media import MediaType
 from functions.contracts.webhooks import (
     ALL_EVENT_TYPES,
@@ -72,6 +74,12 @@ class ErrorBody(BaseModel):
     """Every refusal."""
 
     error: ErrorDetail
+
+
+class GatewayRefusal(BaseModel):
+    """What API Gateway's JWT authorizer answers itself, before the function runs, to a missing or invalid token."""
+
+    message: Literal["Unauthorized"]
 
 
 class ApiError(Exception):
@@ -196,6 +204,32 @@ class JobStore(Protocol):
 
     def page_for_owner(self, owner_id: str, *, limit: int, cursor: str | None) -> tuple[list[JobRecord], str | None]:
         """The owner's jobs, newest first, and the next page's cursor; `invalid_cursor()` for one it did not issue."""
+
+
+class JobChanges(Protocol):
+    """The jobs table's conditional write (functions/common/jobs_table.py `change`)."""
+
+    def get(self, job_id: str) -> JobRecord | None: ...
+
+    def change(self, job_id: str, transition: Transition) -> tuple[JobRecord, JobRecord] | None:
+        """(before, after) once written; None when the transition did not apply or the job does not exist."""
+        ...
+
+
+class Announcer(Protocol):
+    def publish(self, detail_type: DetailType, detail: EventDetail) -> None: ...
+
+
+class UsageRelease(Protocol):
+    def release(self, job: JobRecord) -> None:
+        """A deleted job's bytes no longer count towards its owner's stored-bytes quota."""
+        ...
+
+
+class RerunQueue(Protocol):
+    def send(self, message: RerunMessage) -> None:
+        """To the ingest queue, which plans and fans out the job's next attempt."""
+        ...
 
 
 class UsageStore(Protocol):
@@ -459,6 +493,95 @@ class Jobs:
         size = parse_page_size(limit)
         jobs, next_cursor = self.store.page_for_owner(owner_id, limit=size, cursor=parse_cursor(cursor))
         return job_page(jobs, next_cursor, self.signer.download_url, self.signer.sign_playback)
+
+
+# --- job management -------------------------------------------------------------------------------------------------
+
+
+def job_not_rerunnable(mode: RerunMode, job: JobRecord) -> ApiError:
+    """409: a retry needs a FAILED job, a reprocess a COMPLETED one (and neither a deleted one)."""
+    wanted = job_state.RERUN_FROM[mode].value
+    state = "was deleted" if job.deletion is not None else f"is {job.status.value}"
+    code = "JOB_NOT_RETRYABLE" if mode is RerunMode.RETRY else "JOB_NOT_REPROCESSABLE"
+    verb = "retried" if mode is RerunMode.RETRY else "reprocessed"
+    return ApiError(HTTPStatus.CONFLICT, code, f"only a {wanted} job can be {verb}; this one {state}")
+
+
+class JobControl:
+    """`DELETE /jobs/{id}`, `POST /jobs/{id}/retry` and `POST /jobs/{id}/reprocess` over the state machine.
+
+    Each is one conditional write (functions/common/job_state.py) and then its announcement. Repeating a request is
+    safe and re-sends what an earlier one may have failed to send: a DELETE of a job whose deletion is under way asks
+    for it again (and announces `Job Canceled` if that put failed), a retry of a job whose retry is still being
+    planned sends the re-run message again.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: JobChanges,
+        signer: ObjectSigner,
+        announcer: Announcer,
+        reruns: RerunQueue,
+        usage: UsageRelease,
+        processing_deadline_seconds: int,
+    ) -> None:
+        self._store = store
+        self._usage = usage
+        self._signer = signer
+        self._announcer = announcer
+        self._reruns = reruns
+        self._deadline_seconds = processing_deadline_seconds
+
+    def delete(self, owner_id: str, job_id: str, *, now_ms: int) -> JobView:
+        self._owned(owner_id, job_id)
+        changed = self._store.change(job_id, _owned_by(owner_id, lambda j: job_state.request_deletion(j, now=now_ms)))
+        job = changed[1] if changed else self._owned(owner_id, job_id)
+        if changed:
+            self._usage.release(job)
+        if job.status == JobStatus.CANCELED and job.outcomeAnnouncedAt is None:
+            self._announce_cancel(job, now_ms)
+        if job.status != JobStatus.DELETED:
+            self._announcer.publish(DetailType.JOB_DELETION_REQUESTED, JobDeletionRequested.of(job))
+        return self._view(job)
+
+    def rerun(self, owner_id: str, job_id: str, mode: RerunMode, *, now_ms: int) -> JobView:
+        self._owned(owner_id, job_id)
+        deadline = now_ms + self._deadline_seconds * 1000
+        changed = self._store.change(
+            job_id, _owned_by(owner_id, lambda j: job_state.begin_rerun(j, mode=mode, now=now_ms, deadline=deadline))
+        )
+        job = changed[1] if changed else self._owned(owner_id, job_id)
+        if changed is None and not _planning(job, mode):
+            raise job_not_rerunnable(mode, job)
+        self._reruns.send(RerunMessage(rerun=RerunRequest(jobId=job.jobId, attempt=job.attempt)))
+        return self._view(job)
+
+    def _announce_cancel(self, job: JobRecord, now_ms: int) -> None:
+        self._announcer.publish(DetailType.JOB_CANCELED, JobOutcome.of(job))
+        self._store.change(
+            job.jobId,
+            lambda j: job_state.mark_outcome_announced(j, now=now_ms) if j.status == JobStatus.CANCELED else None,
+        )
+
+    def _owned(self, owner_id: str, job_id: str) -> JobRecord:
+        job = self._store.get(job_id) if is_job_id(job_id) else None
+        if job is None or job.ownerId != owner_id:
+            raise job_not_found()  # another user's job answers exactly like a missing one
+        return job
+
+    def _view(self, job: JobRecord) -> JobView:
+        return job_view(job, self._signer.download_url, self._signer.sign_playback)
+
+
+def _owned_by(owner_id: str, transition: Transition) -> Transition:
+    """The transition, applied only to the owner's job (the write re-reads it)."""
+    return lambda job: transition(job) if job.ownerId == owner_id else None
+
+
+def _planning(job: JobRecord, mode: RerunMode) -> bool:
+    """A re-run of this mode was asked for and ingest has not planned it yet: asking again re-sends it."""
+    return job.status == JobStatus.VALIDATING and job.rerun is not None and job.rerun.mode == mode
 
 
 # --- the webhook routes ---------------------------------------------------------------------------------------------

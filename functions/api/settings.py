@@ -133,6 +133,30 @@ class QuotaSettings:
 
 
 @dataclass(frozen=True)
+class JobControlSettings:
+    """What deleting, retrying and reprocessing a job need."""
+
+    event_bus_name: str
+    """The custom bus `Job Canceled` and `Job Deletion Requested` go on (`EVENT_BUS_NAME`)."""
+    rerun_queue_url: str
+    """The ingest queue, which plans a re-run (`RERUN_QUEUE_URL`)."""
+    processing_deadline_seconds: int
+    """A re-run's deadline from the moment it is asked for (`PROCESSING_DEADLINE_SECONDS`)."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> JobControlSettings:
+        """The settings; raises SettingsError naming every missing or invalid variable."""
+        read = EnvironmentReader(environ)
+        settings = cls(
+            event_bus_name=read.text("EVENT_BUS_NAME"),
+            rerun_queue_url=read.text("RERUN_QUEUE_URL"),
+            processing_deadline_seconds=_required_integer(read, "PROCESSING_DEADLINE_SECONDS", 1, 7 * 86_400),
+        )
+        read.done("job management")
+        return settings
+
+
+@dataclass(frozen=True)
 class WebhookSettings:
     """What the webhook routes need to manage endpoints."""
 

@@ -2,7 +2,7 @@
 
 S3 and the bus are the unit functions' shared adapters (`functions/common/unit_adapters.py`, which says what the
 role needs and which errors are a domain answer); here is what the audio function stores with an output and when it
-reuses one: only one made by the same job's unit to the same plan.
+reuses one: only one made by the same job's unit, in the same attempt, to the same plan.
 
 ffmpeg and ffprobe run through `functions/common/ffmpeg_runner.py`: child processes with a deadline and the end of
 stderr on failure, without the function's AWS credentials.
@@ -31,17 +31,26 @@ WAVEFORM_COLOUR = (37, 99, 235, 255)
 # --- S3 -----------------------------------------------------------------------------------------------------------
 
 
-def output_metadata(job_id: str, unit: str, facts: OutputFacts) -> dict[str, str]:
+def output_metadata(job_id: str, unit: str, facts: OutputFacts, *, attempt: int) -> dict[str, str]:
     """User metadata (x-amz-meta-*) stored with an output, so a redelivered message can re-announce it from HEAD."""
     return object_metadata(
-        job_id, unit, plan=facts.plan, width=facts.width, height=facts.height, duration_ms=facts.durationMs
+        job_id,
+        unit,
+        attempt=attempt,
+        plan=facts.plan,
+        width=facts.width,
+        height=facts.height,
+        duration_ms=facts.durationMs,
     )
 
 
-def stored_output_from_head(head: dict[str, Any], bucket: str, key: str, job_id: str, unit: str) -> StoredUnit | None:
-    """The output a HEAD response describes, or None unless its metadata says this job and unit made it to a plan."""
+def stored_output_from_head(
+    head: dict[str, Any], bucket: str, key: str, job_id: str, unit: str, *, attempt: int
+) -> StoredUnit | None:
+    """The output a HEAD response describes, or None unless its metadata says this job's attempt made it for this unit,
+    to a plan."""
     metadata = head.get("Metadata") or {}
-    if not made_by(metadata, job_id, unit) or not metadata.get("plan"):
+    if not made_by(metadata, job_id, unit, attempt) or not metadata.get("plan"):
         return None
     numbers: dict[str, int | None] = {}
     for name in ("width", "height", "duration-ms"):
@@ -62,12 +71,16 @@ def stored_output_from_head(head: dict[str, Any], bucket: str, key: str, job_id:
 class S3MediaStore(S3UnitStore):
     """The uploads and outputs buckets, on S3."""
 
-    def find_output(self, job_id: str, unit: str, key: str) -> StoredUnit | None:
+    def find_output(self, job_id: str, unit: str, key: str, *, attempt: int) -> StoredUnit | None:
         head = self.head_output(key)
-        return None if head is None else stored_output_from_head(head, self.outputs_bucket, key, job_id, unit)
+        if head is None:
+            return None
+        return stored_output_from_head(head, self.outputs_bucket, key, job_id, unit, attempt=attempt)
 
-    def upload_output(self, path: Path, job_id: str, unit: str, key: str, facts: OutputFacts) -> StoredUnit:
-        metadata = output_metadata(job_id, unit, facts)
+    def upload_output(
+        self, path: Path, job_id: str, unit: str, key: str, facts: OutputFacts, *, attempt: int
+    ) -> StoredUnit:
+        metadata = output_metadata(job_id, unit, facts, attempt=attempt)
         size = self.upload_file(path, key, content_type=facts.contentType, metadata=metadata)
         return StoredUnit(self.outputs_bucket, key, size, facts)
 

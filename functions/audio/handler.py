@@ -12,6 +12,7 @@ from functions.audio.service import WORK_DIR_PREFIX, AudioProcessor
 from functions.audio.settings import AudioSettings
 from functions.common.clients import aws_client
 from functions.common.event_bus import EventPublisher
+from functions.common.job_gate import DynamoJobGate
 from functions.common.observability import logger, metrics, tracer
 from functions.common.unit_adapters import BusEvents
 from functions.common.unit_batch import FanOutBatch
@@ -49,6 +50,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         PillowWaveform(),
         BusEvents(EventPublisher(settings.event_bus_name)),
         settings,
+        gate=DynamoJobGate(settings.jobs_table_name),
     )
 
     def record_handler(record: FanOutQueueRecord) -> str:

@@ -17,9 +17,14 @@ Failure policy:
 - Anything transient (S3 or EventBridge errors, ffmpeg killed at the deadline or by a signal, too little time left
   to start): raise, so SQS delivers the message again and, after the last try, parks it in the DLQ.
 
-Redelivery is cheap: when the output object already carries metadata saying this job and unit made it with the same
-plan, the Completed event is announced again from that metadata without downloading or decoding anything, so a
-duplicate message produces no duplicate output.
+Work no longer wanted (the job was canceled, or runs another attempt: `functions/common/job_gate.py`) stops where
+the gate is asked: before anything is read, between the two loudnorm passes and every few seconds of the waveform's
+decoding (ffmpeg is killed), before the output is stored, and before a failure is announced. WorkWithdrawn is
+raised; the batch wiring drops the message.
+
+Redelivery is cheap: when the output object already carries metadata saying this job's attempt made it for this unit
+with the same plan, the Completed event is announced again from that metadata without downloading or decoding
+anything, so a duplicate message produces no duplicate output.
 
 Loudness (EBU R128, ffmpeg `loudnorm`), in two passes as ffmpeg's documentation recommends:
 1. Measure: `loudnorm=I=<target>:TP=-1.5:LRA=11:print_format=json` over the whole source, writing nothing; the
@@ -56,6 +61,7 @@ from typing import Protocol
 
 from functions.audio.settings import AudioSettings
 from functions.common.ffmpeg_runner import FfmpegFailed
+from functions.common.job_gate import AttemptWatch, JobGate
 from functions.common.observability import logger
 from functions.common.unit_worker import (
     EventSink,
@@ -173,10 +179,12 @@ class StoredUnit:
 class MediaStore(SourceStore, Protocol):
     """The uploads and outputs buckets, as the audio function uses them."""
 
-    def find_output(self, job_id: str, unit: str, key: str) -> StoredUnit | None:
-        """The output as an earlier delivery of the same unit uploaded it, if one did."""
+    def find_output(self, job_id: str, unit: str, key: str, *, attempt: int) -> StoredUnit | None:
+        """The output as an earlier delivery of the same unit (in the same attempt) uploaded it, if one did."""
 
-    def upload_output(self, path: Path, job_id: str, unit: str, key: str, facts: OutputFacts) -> StoredUnit: ...
+    def upload_output(
+        self, path: Path, job_id: str, unit: str, key: str, facts: OutputFacts, *, attempt: int
+    ) -> StoredUnit: ...
 
 
 class MediaTools(Protocol):
@@ -432,12 +440,15 @@ class AudioProcessor:
         renderer: WaveformRenderer,
         events: EventSink,
         settings: AudioSettings,
+        *,
+        gate: JobGate,
     ) -> None:
         self._store = store
         self._tools = tools
         self._renderer = renderer
         self._units = UnitEvents(events, ENGINE)
         self._settings = settings
+        self._gate = gate
 
     def process(self, message: FanOutMessage, remaining_ms: Callable[[], int]) -> list[UnitResult]:
         """Every unit the message plans (ingest sends one per message), in order."""
@@ -454,8 +465,12 @@ class AudioProcessor:
         key = output_key(message.jobId, unit)
         plan = plan_signature(unit, self._settings.loudness_target_lufs)
         logger.info("making unit", extra={"unit": unit.name, "kind": unit.kind, "plan": plan})
+        watch = AttemptWatch(
+            self._gate, message.jobId, message.attempt, every_seconds=self._settings.gate_check_seconds
+        )
+        watch.check()
 
-        existing = self._store.find_output(message.jobId, unit.name, key)
+        existing = self._store.find_output(message.jobId, unit.name, key, attempt=message.attempt)
         if existing is not None and existing.facts.plan == plan:
             logger.info("output uploaded by an earlier delivery; announcing it again", extra={"key": existing.key})
             return self._units.reannounced(message, unit.name, existing.reported())
@@ -478,20 +493,19 @@ class AudioProcessor:
             started = time.monotonic()
             output = work / f"{unit.name}.{UNIT_FORMATS[unit.kind]}"
             try:
-                if unit.kind is UnitKind.AUDIO:
-                    facts = self._make_audio(
-                        source, output, probe=message.probe, unit=unit, plan=plan, remaining_ms=remaining_ms
-                    )
-                else:
-                    facts = self._make_waveform(
-                        source, output, probe=message.probe, unit=unit, plan=plan, remaining_ms=remaining_ms
-                    )
+                make = self._make_audio if unit.kind is UnitKind.AUDIO else self._make_waveform
+                facts = make(
+                    source, output, probe=message.probe, unit=unit, plan=plan, watch=watch, remaining_ms=remaining_ms
+                )
             except FfmpegFailed as err:
                 return self._fail(message, unit, FAILED, err.stderr_tail.replace(f"{work}/", ""))
             except OutputUnreadable as err:
                 return self._fail(message, unit, FAILED, f"the output does not read back as planned: {err}")
             seconds = time.monotonic() - started
-            stored = self._store.upload_output(output, message.jobId, unit.name, key, facts).reported()
+            watch.check()
+            stored = self._store.upload_output(
+                output, message.jobId, unit.name, key, facts, attempt=message.attempt
+            ).reported()
         self._units.completed(message, unit.name, stored)
         logger.info(
             "unit completed",
@@ -507,6 +521,7 @@ class AudioProcessor:
         probe: Probe,
         unit: PlannedRendition,
         plan: str,
+        watch: AttemptWatch,
         remaining_ms: Callable[[], int],
     ) -> OutputFacts:
         target = self._settings.loudness_target_lufs
@@ -519,6 +534,7 @@ class AudioProcessor:
         if not measured.measurable:
             logger.info("no loudness to normalise (silent, or too short); encoding at the source's level")
         logger.info("measured", extra={"loudness": asdict(measured)})
+        watch.check_if_due()
         encoding = encode_args(
             ffmpeg_binary,
             source,
@@ -546,6 +562,7 @@ class AudioProcessor:
         probe: Probe,
         unit: PlannedRendition,
         plan: str,
+        watch: AttemptWatch,
         remaining_ms: Callable[[], int],
     ) -> OutputFacts:
         width, height = unit.width or 0, unit.height or 0
@@ -553,7 +570,12 @@ class AudioProcessor:
         peaks = PeakAccumulator(expected_samples, width)
         decoding = decode_args(self._tools.ffmpeg_binary(), source, probe=probe)
         logger.info("decoding", extra={"ffmpeg": decoding, "blockSamples": peaks.block})
-        self._tools.stream_ffmpeg(decoding, timeout_seconds=self._budget(remaining_ms), on_chunk=peaks.feed)
+
+        def on_chunk(data: bytes) -> None:
+            watch.check_if_due()  # WorkWithdrawn here stops the read, and ffmpeg is killed
+            peaks.feed(data)
+
+        self._tools.stream_ffmpeg(decoding, timeout_seconds=self._budget(remaining_ms), on_chunk=on_chunk)
         levels = waveform_levels(peaks.columns(width))
         size = self._renderer.render(levels, width=width, height=height, destination=output)
         if size != (width, height):
@@ -566,5 +588,7 @@ class AudioProcessor:
         return time_budget(remaining_ms, self._settings.reserve_seconds)
 
     def _fail(self, message: FanOutMessage, unit: PlannedRendition, code: str, text: str) -> UnitResult:
+        # A job deleted meanwhile lost its source too: its work is withdrawn, not failed.
+        self._gate.check(message.jobId, message.attempt)
         logger.error("unit failed", extra={"unit": unit.name, "code": code, "reason": text})
         return self._units.failed(message, unit.name, code, text)

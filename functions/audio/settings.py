@@ -3,7 +3,7 @@
 `LOUDNESS_TARGET_LUFS` is the integrated loudness (EBU R128) every AAC rendition is normalised to: -23 is the
 broadcast target (EBU R128 itself), -16 and -14 what podcast and streaming services ask for. `UPLOADS_BUCKET` is the
 only bucket a source is read from. `AUDIO_WORK_DIR` moves the per-unit working directories off /tmp (the local cloud
-and the tests use it).
+and the tests use it). `JOBS_TABLE_NAME` is the table the job gate reads (`functions/common/job_gate.py`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from functions.common.job_gate import GATE_CHECK_SECONDS
 from functions.common.settings import EnvironmentReader
 
 MIN_LOUDNESS_LUFS = -70.0
@@ -34,12 +35,16 @@ class AudioSettings:
     """Bucket the outputs are written to, under `outputs/{jobId}/{unit}.{m4a|png}` (`OUTPUTS_BUCKET`)."""
     event_bus_name: str
     """Custom bus for Rendition Progress / Completed / Failed (`EVENT_BUS_NAME`)."""
+    jobs_table_name: str
+    """The jobs table (`JOBS_TABLE_NAME`), read (never written) to ask whether the work is still wanted."""
     loudness_target_lufs: float
     """Integrated loudness of the AAC rendition, in LUFS (`LOUDNESS_TARGET_LUFS`, -70 to -5)."""
     work_root: Path = Path(tempfile.gettempdir())
     """Where the per-unit working directories are made (`AUDIO_WORK_DIR`, optional; Lambda's /tmp)."""
     reserve_seconds: float = AUDIO_RESERVE_SECONDS
     """Time kept back from the invocation for reading the output back, uploading it and announcing it."""
+    gate_check_seconds: float = GATE_CHECK_SECONDS
+    """How often a long decode asks whether the work is still wanted."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AudioSettings:
@@ -47,6 +52,7 @@ class AudioSettings:
         uploads_bucket = read.required("UPLOADS_BUCKET")
         outputs_bucket = read.required("OUTPUTS_BUCKET")
         event_bus_name = read.required("EVENT_BUS_NAME")
+        jobs_table_name = read.required("JOBS_TABLE_NAME")
         target = -23.0
         if read.required("LOUDNESS_TARGET_LUFS"):
             target = read.parsed("LOUDNESS_TARGET_LUFS", parse_loudness_target, target)
@@ -55,6 +61,7 @@ class AudioSettings:
             uploads_bucket=uploads_bucket,
             outputs_bucket=outputs_bucket,
             event_bus_name=event_bus_name,
+            jobs_table_name=jobs_table_name,
             loudness_target_lufs=target,
             work_root=Path(read.optional("AUDIO_WORK_DIR", tempfile.gettempdir())),
         )

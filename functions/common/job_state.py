@@ -7,7 +7,12 @@ concurrent writers cannot both win, and a None never writes at all.
 
 Job:        AWAITING_UPLOAD -> VALIDATING -> PROCESSING -> COMPLETED | FAILED
             AWAITING_UPLOAD | VALIDATING -> REJECTED | EXPIRED; VALIDATING -> FAILED (ingest gave up)
-Rendition:  QUEUED -> PROCESSING -> COMPLETED | FAILED;  SKIPPED from the start (no upscaling)
+            AWAITING_UPLOAD | VALIDATING | PROCESSING -> CANCELED (its owner deleted it while it ran)
+            any but DELETED, deletion asked for -> DELETED (once the tracker deleted its files)
+            FAILED (retry) | COMPLETED (reprocess) -> VALIDATING, as the next attempt
+Rendition:  QUEUED -> PROCESSING -> COMPLETED | FAILED;  SKIPPED from the start (no upscaling);
+            QUEUED | PROCESSING -> CANCELED with its job
+Attempts:   every report names the attempt it belongs to; a report of an earlier attempt changes nothing
 Playback:   a video job whose renditions all settled, none failed and one at least completed, stays PROCESSING
             with playback QUEUED (the fan-in: the one write that settles the last rendition asks for packaging);
             QUEUED -> COMPLETED (the job completes) | FAILED (the job fails, PACKAGING_FAILED)
@@ -25,6 +30,7 @@ from functions.contracts.jobs import (
     OPEN_MARKER,
     TERMINAL_JOB_STATUSES,
     TERMINAL_RENDITION_STATUSES,
+    Deletion,
     ErrorInfo,
     ImageMetadata,
     JobRecord,
@@ -35,6 +41,8 @@ from functions.contracts.jobs import (
     Probe,
     RenditionRecord,
     RenditionStatus,
+    Rerun,
+    RerunMode,
     WebhookFailureEntry,
 )
 from functions.contracts.media import MediaType, UnitKind
@@ -44,13 +52,24 @@ from functions.contracts.playback import PackagingStatus, PlaybackPackage
 Transition = Callable[[JobRecord], JobRecord | None]
 
 JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.AWAITING_UPLOAD: frozenset({JobStatus.VALIDATING, JobStatus.REJECTED, JobStatus.EXPIRED}),
-    JobStatus.VALIDATING: frozenset({JobStatus.PROCESSING, JobStatus.REJECTED, JobStatus.EXPIRED, JobStatus.FAILED}),
-    JobStatus.PROCESSING: frozenset({JobStatus.COMPLETED, JobStatus.FAILED}),
+    JobStatus.AWAITING_UPLOAD: frozenset(
+        {JobStatus.VALIDATING, JobStatus.REJECTED, JobStatus.EXPIRED, JobStatus.CANCELED}
+    ),
+    JobStatus.VALIDATING: frozenset(
+        {JobStatus.PROCESSING, JobStatus.REJECTED, JobStatus.EXPIRED, JobStatus.FAILED, JobStatus.CANCELED}
+    ),
+    JobStatus.PROCESSING: frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}),
+    JobStatus.FAILED: frozenset({JobStatus.VALIDATING}),
+    JobStatus.COMPLETED: frozenset({JobStatus.VALIDATING}),
 }
+RERUN_FROM: dict[RerunMode, JobStatus] = {RerunMode.RETRY: JobStatus.FAILED, RerunMode.REPROCESS: JobStatus.COMPLETED}
 RENDITION_TRANSITIONS: dict[RenditionStatus, frozenset[RenditionStatus]] = {
-    RenditionStatus.QUEUED: frozenset({RenditionStatus.PROCESSING, RenditionStatus.COMPLETED, RenditionStatus.FAILED}),
-    RenditionStatus.PROCESSING: frozenset({RenditionStatus.COMPLETED, RenditionStatus.FAILED}),
+    RenditionStatus.QUEUED: frozenset(
+        {RenditionStatus.PROCESSING, RenditionStatus.COMPLETED, RenditionStatus.FAILED, RenditionStatus.CANCELED}
+    ),
+    RenditionStatus.PROCESSING: frozenset(
+        {RenditionStatus.COMPLETED, RenditionStatus.FAILED, RenditionStatus.CANCELED}
+    ),
 }
 
 # Fields of a rendition that only the state machine sets; an output report cannot overwrite them.
@@ -136,8 +155,10 @@ def begin_processing(
     probe: Probe | Mapping[str, Any],
     planned: Iterable[Mapping[str, Any]],
     now: int,
+    source_etag: str | None = None,
 ) -> JobRecord | None:
-    """Validation passed: VALIDATING -> PROCESSING with the rendition plan.
+    """Validation passed: VALIDATING -> PROCESSING with the rendition plan (and the ETag of the upload validated, which
+    a later attempt reads again).
 
     `planned` items carry `name`, `status` (QUEUED or SKIPPED), the target `height`/`width`, and for
     SKIPPED a `reason`.
@@ -145,6 +166,8 @@ def begin_processing(
     if job.status != JobStatus.VALIDATING:
         return None
     changed = _moved(job, JobStatus.PROCESSING, now)
+    if source_etag:
+        changed.source.etag = source_etag
     changed.mediaType, changed.engine, changed.progress = media_type, engine, 0
     changed.probe = Probe.model_validate(probe)
     changed.renditions = {}
@@ -160,10 +183,10 @@ def begin_processing(
     return _settle(changed, now)
 
 
-def start_rendition(job: JobRecord, *, name: str, now: int) -> JobRecord | None:
+def start_rendition(job: JobRecord, *, name: str, now: int, attempt: int = 1) -> JobRecord | None:
     """A transcoder picked the rendition up."""
     rendition = job.renditions.get(name)
-    if job.status != JobStatus.PROCESSING or rendition is None:
+    if job.status != JobStatus.PROCESSING or rendition is None or attempt != job.attempt:
         return None
     if not can_move_rendition(rendition.status, RenditionStatus.PROCESSING):
         return None
@@ -172,13 +195,13 @@ def start_rendition(job: JobRecord, *, name: str, now: int) -> JobRecord | None:
     return changed
 
 
-def record_progress(job: JobRecord, *, name: str, percent: int, now: int) -> JobRecord | None:
+def record_progress(job: JobRecord, *, name: str, percent: int, now: int, attempt: int = 1) -> JobRecord | None:
     """Progress only ever rises; a stale or repeated report is a no-op.
 
     Any report on a QUEUED rendition (0% included: the transcoder's "started") moves it to PROCESSING.
     """
     rendition = job.renditions.get(name)
-    if job.status != JobStatus.PROCESSING or rendition is None:
+    if job.status != JobStatus.PROCESSING or rendition is None or attempt != job.attempt:
         return None
     if rendition.status not in (RenditionStatus.QUEUED, RenditionStatus.PROCESSING):
         return None
@@ -192,34 +215,40 @@ def record_progress(job: JobRecord, *, name: str, percent: int, now: int) -> Job
     return changed
 
 
-def record_image_metadata(job: JobRecord, *, metadata: ImageMetadata, now: int) -> JobRecord | None:
+def record_image_metadata(job: JobRecord, *, metadata: ImageMetadata, now: int, attempt: int = 1) -> JobRecord | None:
     """An image's metadata unit read its metadata: it lands on the job as `image`, once, while the job runs."""
-    if job.status != JobStatus.PROCESSING or job.image == metadata:
+    if job.status != JobStatus.PROCESSING or job.image == metadata or attempt != job.attempt:
         return None
     changed = _copy(job, now)
     changed.image = metadata
     return changed
 
 
-def complete_rendition(job: JobRecord, *, name: str, output: Mapping[str, Any], now: int) -> JobRecord | None:
+def complete_rendition(
+    job: JobRecord, *, name: str, output: Mapping[str, Any], now: int, attempt: int = 1
+) -> JobRecord | None:
     """A rendition's output exists: record what was read back from it (width, height, durationMs, bytes, key).
 
     Fields the state machine owns (name, status, order, progress, error, reason) are not taken from `output`.
     """
     details = {key: value for key, value in output.items() if key in _OUTPUT_KEYS}
-    return _finish_rendition(job, name=name, status=RenditionStatus.COMPLETED, details=details, now=now)
+    return _finish_rendition(
+        job, name=name, status=RenditionStatus.COMPLETED, details=details, now=now, attempt=attempt
+    )
 
 
-def fail_rendition(job: JobRecord, *, name: str, code: str, message: str, now: int) -> JobRecord | None:
+def fail_rendition(
+    job: JobRecord, *, name: str, code: str, message: str, now: int, attempt: int = 1
+) -> JobRecord | None:
     details = {"error": ErrorInfo(code=code, message=message)}
-    return _finish_rendition(job, name=name, status=RenditionStatus.FAILED, details=details, now=now)
+    return _finish_rendition(job, name=name, status=RenditionStatus.FAILED, details=details, now=now, attempt=attempt)
 
 
 def _finish_rendition(
-    job: JobRecord, *, name: str, status: RenditionStatus, details: Mapping[str, Any], now: int
+    job: JobRecord, *, name: str, status: RenditionStatus, details: Mapping[str, Any], now: int, attempt: int
 ) -> JobRecord | None:
     rendition = job.renditions.get(name)
-    if job.status != JobStatus.PROCESSING or rendition is None:
+    if job.status != JobStatus.PROCESSING or rendition is None or attempt != job.attempt:
         return None
     if not can_move_rendition(rendition.status, status):
         return None
@@ -260,6 +289,76 @@ def expire_if_overdue(job: JobRecord, *, now: int) -> JobRecord | None:
     return fail_job(job, code="PROCESSING_TIMEOUT", message="the job did not finish before its deadline", now=now)
 
 
+JOB_CANCELED = "JOB_CANCELED"
+
+
+def cancel(job: JobRecord, *, now: int) -> JobRecord | None:
+    """Its owner deleted a job that had not finished: CANCELED; open renditions are CANCELED and a package still to
+    come fails, so a late report finds nothing to change. Workers read the status before they start and between
+    steps, and stop."""
+    if not can_move_job(job.status, JobStatus.CANCELED):
+        return None
+    changed = _moved(job, JobStatus.CANCELED, now)
+    for rendition in changed.renditions.values():
+        if rendition.status not in TERMINAL_RENDITION_STATUSES:
+            rendition.status = RenditionStatus.CANCELED
+    if changed.playback is not None and changed.playback.status == PackagingStatus.QUEUED:
+        changed.playback.status = PackagingStatus.FAILED
+        changed.playback.error = ErrorInfo(code=JOB_CANCELED, message="the job was canceled")
+    return changed
+
+
+def request_deletion(job: JobRecord, *, now: int) -> JobRecord | None:
+    """`DELETE /jobs/{id}`: a job still running is canceled, and the deletion of its files is asked for, once (a
+    repeated DELETE finds it asked for and only re-announces it)."""
+    if job.deletion is not None or job.status == JobStatus.DELETED:
+        return None
+    running = not job.is_terminal
+    changed = cancel(job, now=now) if running else _copy(job, now)
+    if changed is None:
+        return None
+    changed.deletion = Deletion(requestedAt=now, canceled=running)
+    return changed
+
+
+def complete_deletion(job: JobRecord, *, now: int) -> JobRecord | None:
+    """The tracker deleted the job's source and outputs: DELETED, and the record no longer names any object. The
+    outcome is announced again (`Job Deleted`)."""
+    if job.deletion is None or job.deletion.completedAt is not None or not job.is_terminal:
+        return None
+    changed = _moved(job, JobStatus.DELETED, now)
+    changed.deletion = job.deletion.model_copy(update={"completedAt": now})
+    changed.source = changed.source.model_copy(update={"bucket": None, "key": None, "etag": None})
+    for rendition in changed.renditions.values():
+        rendition.bucket, rendition.key = None, None
+    if changed.playback is not None:
+        changed.playback.package = None
+    changed.hls = None
+    changed.outcomeAnnouncedAt = None
+    return changed
+
+
+def begin_rerun(job: JobRecord, *, mode: RerunMode, now: int, deadline: int) -> JobRecord | None:
+    """`POST /jobs/{id}/retry` (a FAILED job) or `/reprocess` (a COMPLETED one): the next attempt, VALIDATING until
+    ingest plans it again (from the probe it recorded, with the stack's current ladder). What the last attempt made
+    is forgotten here; outputs at the same keys are overwritten by the new one."""
+    if job.status != RERUN_FROM[mode] or job.deletion is not None:
+        return None
+    changed = _moved(job, JobStatus.VALIDATING, now)
+    changed.attempt = job.attempt + 1
+    changed.rerun = Rerun(mode=mode, requestedAt=now, previousStatus=job.status)
+    changed.renditions, changed.progress, changed.error = {}, 0, None
+    changed.playback, changed.mediaconvert, changed.hls, changed.image = None, None, None, None
+    changed.outcomeAnnouncedAt = None
+    changed.openJob, changed.deadlineAt = OPEN_MARKER, deadline
+    return changed
+
+
+def is_current(job: JobRecord, attempt: int) -> bool:
+    """Whether work of `attempt` is still wanted: the job runs that attempt and nobody canceled it."""
+    return not job.is_terminal and job.attempt == attempt and job.deletion is None
+
+
 MEDIACONVERT_ENGINE = "mediaconvert"
 
 
@@ -269,7 +368,7 @@ def mediaconvert_job_id(job: JobRecord) -> str | None:
 
 
 def record_mediaconvert_job(
-    job: JobRecord, *, mediaconvert_job_id: str, client_request_token: str, now: int
+    job: JobRecord, *, mediaconvert_job_id: str, client_request_token: str, now: int, attempt: int = 1
 ) -> JobRecord | None:
     """The one MediaConvert job that encodes this job was created: record it as `mediaconvert`, once.
 
@@ -277,7 +376,7 @@ def record_mediaconvert_job(
     submission (a redelivered message, a retried function) finds it and does not create another job, and a
     job that already ended is not reopened by a late record. Returns None for all of those.
     """
-    if job.status != JobStatus.PROCESSING or job.engine != MEDIACONVERT_ENGINE:
+    if job.status != JobStatus.PROCESSING or job.engine != MEDIACONVERT_ENGINE or attempt != job.attempt:
         return None
     if job.mediaconvert:
         return None
@@ -328,18 +427,28 @@ def mark_packaging_requested(job: JobRecord, *, now: int) -> JobRecord | None:
     return changed
 
 
-def complete_playback(job: JobRecord, *, package: PlaybackPackage, now: int) -> JobRecord | None:
+def _awaits_package(job: JobRecord, attempt: int) -> bool:
+    playback = job.playback
+    return (
+        job.status == JobStatus.PROCESSING
+        and playback is not None
+        and playback.status == PackagingStatus.QUEUED
+        and attempt == job.attempt
+    )
+
+
+def complete_playback(job: JobRecord, *, package: PlaybackPackage, now: int, attempt: int = 1) -> JobRecord | None:
     """The packager made the ladder, poster and thumbnails: record them; the job completes."""
-    if job.status != JobStatus.PROCESSING or job.playback is None or job.playback.status != PackagingStatus.QUEUED:
+    if not _awaits_package(job, attempt):
         return None
     changed = _copy(job, now)
     changed.playback = job.playback.model_copy(update={"status": PackagingStatus.COMPLETED, "package": package})
     return _settle(changed, now)
 
 
-def fail_playback(job: JobRecord, *, code: str, message: str, now: int) -> JobRecord | None:
+def fail_playback(job: JobRecord, *, code: str, message: str, now: int, attempt: int = 1) -> JobRecord | None:
     """The packager gave up: the job fails with its reason (the renditions stay COMPLETED and downloadable)."""
-    if job.status != JobStatus.PROCESSING or job.playback is None or job.playback.status != PackagingStatus.QUEUED:
+    if not _awaits_package(job, attempt):
         return None
     changed = _copy(job, now)
     error = ErrorInfo(code=code, message=message)

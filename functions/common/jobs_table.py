@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
+import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -13,6 +15,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from functions.common.clients import dynamodb_resource
+from functions.common.job_history import HISTORY_ATTRIBUTE, appended, history_entry
 from functions.contracts.jobs import OPEN_MARKER, JobRecord
 
 # Index names are part of the table's contract with components/tracker.py, which imports them.
@@ -85,6 +88,8 @@ def decode_cursor(cursor: str, owner_id: str) -> dict[str, Any]:
 class JobsTable:
     def __init__(self, table_name: str, dynamodb: Any = None) -> None:
         self._table = (dynamodb or dynamodb_resource()).Table(table_name)
+        # Who writes, in the job's history: the function (Powertools' service name, set per function by its component).
+        self._writer = os.environ.get("POWERTOOLS_SERVICE_NAME", "unknown")
 
     def create(self, job: JobRecord) -> None:
         try:
@@ -95,10 +100,16 @@ class JobsTable:
             raise
 
     def get(self, job_id: str) -> JobRecord:
+        return self._read(job_id)[0]
+
+    def _read(self, job_id: str) -> tuple[JobRecord, list[Any]]:
+        """The record and its history (kept beside it in the item, see `job_history`)."""
         item = self._table.get_item(Key={"jobId": job_id}, ConsistentRead=True).get("Item")
         if item is None:
             raise JobNotFound(job_id)
-        return JobRecord.from_item(from_dynamo(item))
+        plain = from_dynamo(item)
+        history = plain.pop(HISTORY_ATTRIBUTE, None) or []
+        return JobRecord.from_item(plain), history
 
     def list_for_owner(self, owner_id: str, *, limit: int, cursor: str | None) -> tuple[list[JobRecord], str | None]:
         query: dict[str, Any] = {
@@ -119,14 +130,15 @@ class JobsTable:
     ) -> tuple[JobRecord, JobRecord] | None:
         """Read, apply a pure transition, write conditionally; returns (before, after), or None for a no-op."""
         for _ in range(attempts):
-            before = self.get(job_id)
+            before, history = self._read(job_id)
             after = transition(before)
             if after is None:
                 return None
             after = after.model_copy(update={"version": before.version + 1})
+            entry = history_entry(before, after, at=int(time.time() * 1000), by=self._writer)
             try:
                 self._table.put_item(
-                    Item=to_dynamo(after.to_item()),
+                    Item=to_dynamo({**after.to_item(), HISTORY_ATTRIBUTE: appended(history, entry)}),
                     ConditionExpression="#version = :version AND #status = :status",
                     ExpressionAttributeNames={"#version": "version", "#status": "status"},
                     ExpressionAttributeValues={":version": before.version, ":status": str(before.status)},

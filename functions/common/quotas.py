@@ -129,6 +129,16 @@ def admit(
     )
 
 
+def release(usage: Usage, *, size: int, created_ms: int) -> Usage | None:
+    """The usage once a deleted job's declared bytes no longer count (they counted on the day it was created); None
+    when they no longer counted anyway."""
+    day = created_ms - created_ms % DAY_MS
+    held = usage.stored_by_day.get(day, 0)
+    if not held or not size:
+        return None
+    return replace(usage, stored_by_day={**usage.stored_by_day, day: max(0, held - size)})
+
+
 def _room_at(usage: Usage, size: int, limit: int, retention_ms: int) -> int:
     """When enough retained days have been dropped for `size` (at most the limit) more bytes to fit."""
     stored = usage.stored_bytes

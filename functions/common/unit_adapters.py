@@ -10,8 +10,10 @@ A function's role needs s3:GetObject on `uploads/*` and s3:PutObject on `outputs
 also s3:GetObject on `outputs/*` (HEAD is authorised by GetObject) and s3:ListBucket on the outputs bucket (without
 it, HEAD of a key that does not exist answers 403, which is read as "nothing to reuse": correct, only slower).
 
-Every output carries user metadata (x-amz-meta-*) naming the job and the unit that made it, and the facts its
-Completed event reports, so a redelivered message can announce it again from a HEAD.
+Every output carries user metadata (x-amz-meta-*) naming the job, the unit and the attempt that made it (`attempt`
+only above 1: an output without one is the first attempt's), and the facts its Completed event reports, so a
+redelivered message can announce it again from a HEAD. A later attempt (a reprocess may have changed the ladder)
+never reuses an earlier attempt's output.
 """
 
 from __future__ import annotations
@@ -66,13 +68,17 @@ def object_metadata(
     job_id: str,
     unit: str,
     *,
+    attempt: int,
     plan: str | None = None,
     width: int | None = None,
     height: int | None = None,
     duration_ms: int | None = None,
 ) -> dict[str, str]:
-    """The user metadata stored with an output: the job and unit that made it, then the facts that are known."""
+    """The user metadata stored with an output: the job, unit and attempt that made it, then the facts that are
+    known. A first attempt is not named, so its outputs read exactly as they did before attempts existed."""
     metadata = {"job-id": job_id, "rendition": unit}
+    if attempt != 1:
+        metadata["attempt"] = str(attempt)
     if plan is not None:
         metadata["plan"] = plan
     for name, value in (("width", width), ("height", height), ("duration-ms", duration_ms)):
@@ -81,9 +87,13 @@ def object_metadata(
     return metadata
 
 
-def made_by(metadata: dict[str, str], job_id: str, unit: str) -> bool:
-    """Whether an output's metadata says this job's unit made it."""
-    return metadata.get("job-id") == job_id and metadata.get("rendition") == unit
+def made_by(metadata: dict[str, str], job_id: str, unit: str, attempt: int) -> bool:
+    """Whether an output's metadata says this job's unit made it, in this attempt (no `attempt`: the first)."""
+    return (
+        metadata.get("job-id") == job_id
+        and metadata.get("rendition") == unit
+        and metadata.get("attempt", "1") == str(attempt)
+    )
 
 
 class S3UnitStore:

@@ -3,7 +3,8 @@ messages in, each record's units made, partial failures out, and every unit's ou
 
 Records whose body is not a fan-out message fail validation in the batch processor, are retried, and end in the DLQ.
 A batch whose records all failed is answered like any other (every id listed) rather than raised, so the invocation
-itself succeeds.
+itself succeeds. Work the job gate withdrew (the job was canceled, or moved to another attempt) is dropped: its record
+succeeds, logged and counted as `WorkWithdrawn`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.common.job_gate import WorkWithdrawn, drop_withdrawn
 from functions.common.observability import logger, metrics, tracer
 from functions.common.unit_worker import Outcome, UnitResult, remove_stale_work_dirs
 from functions.contracts.fanout import FanOutMessage, FanOutQueueRecord
@@ -65,13 +67,17 @@ class FanOutBatch:
         self, record: FanOutQueueRecord, make: Callable[[FanOutMessage], Sequence[UnitResult]], **log_keys: object
     ) -> str:
         """Make the units of one record's message with `make`, in the log context of its job (and `log_keys`), and
-        count how each ended; raising marks the record for redelivery."""
+        count how each ended; raising marks the record for redelivery, withdrawn work is dropped."""
         message = record.body
         receive_count = record.attributes.ApproximateReceiveCount
-        with logger.append_context_keys(jobId=message.jobId, **log_keys, receiveCount=receive_count):
+        with logger.append_context_keys(
+            jobId=message.jobId, attempt=message.attempt, **log_keys, receiveCount=receive_count
+        ):
             tracer.put_annotation("jobId", message.jobId)
             try:
                 results = make(message)
+            except WorkWithdrawn as withdrawn:
+                return drop_withdrawn(withdrawn)
             except Exception:
                 # Logged here, with the jobId, then re-raised: the batch processor returns the record to the queue.
                 logger.exception(f"{self.work} interrupted; the message will be delivered again")

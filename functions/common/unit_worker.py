@@ -8,6 +8,11 @@ reusable, how long a unit may take) stays in the function's own `service.py`; th
 the domain errors of the ports they share, the ports, the events, the outcome a unit ends in, and the working
 directories.
 
+Each also asks the job gate (`job_gate.py`) whether its work is still wanted: before it reads the source, every few
+seconds of a long ffmpeg run, and before it stores an output or announces a failure. Work of a canceled job, or of an
+attempt the job has moved on from, raises WorkWithdrawn there, and the batch wiring (`unit_batch.py`) drops it: no
+event, no output, the message done. Every event names the message's `attempt`, and so does every output's metadata.
+
 A `Rendition Failed` event's message is what the client reads on the job (the tracker copies it, the webhooks send
 it): the reasons the functions give name no bucket, key or local path (they log those), and `failed_event` passes
 every reason through `client_messages.client_safe` on its way out, in case one does.
@@ -92,7 +97,9 @@ class EventSink(Protocol):
 
 
 def progress_event(message: FanOutMessage, unit: str, percent: int) -> RenditionProgress:
-    return RenditionProgress(job_id=message.jobId, owner_id=message.ownerId, rendition=unit, percent=percent)
+    return RenditionProgress(
+        job_id=message.jobId, owner_id=message.ownerId, rendition=unit, attempt=message.attempt, percent=percent
+    )
 
 
 def completed_event(
@@ -102,6 +109,7 @@ def completed_event(
         job_id=message.jobId,
         owner_id=message.ownerId,
         rendition=unit,
+        attempt=message.attempt,
         engine=engine,
         bucket=stored.bucket,
         key=stored.key,
@@ -121,6 +129,7 @@ def failed_event(message: FanOutMessage, unit: str, engine: str, code: str, text
         job_id=message.jobId,
         owner_id=message.ownerId,
         rendition=unit,
+        attempt=message.attempt,
         engine=engine,
         error=ErrorInfo(code=code, message=client_safe(text)[-ERROR_MESSAGE_CHARS:]),
     )

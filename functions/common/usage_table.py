@@ -86,3 +86,24 @@ class UsageTable:
             backoff = min(CONFLICT_BACKOFF_CAP_SECONDS, CONFLICT_BACKOFF_SECONDS * 2**attempt)
             time.sleep(random.uniform(0, backoff))
         raise UsageBusy(job.ownerId)
+
+    def update(self, owner_id: str, next_usage: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
+        """Replace the owner's record with `next_usage(record read)`, conditionally on its version; nothing when there
+        is no record or `next_usage` returns None. UsageBusy if every attempt lost the race."""
+        for _ in range(TRANSACTION_ATTEMPTS):
+            before = self.get(owner_id)
+            after = next_usage(before) if before is not None else None
+            if after is None:
+                return
+            try:
+                self._table.put_item(
+                    Item=to_dynamo(after),
+                    ConditionExpression="#version = :version",
+                    ExpressionAttributeNames={"#version": "version"},
+                    ExpressionAttributeValues={":version": before["version"]},
+                )
+                return
+            except ClientError as err:
+                if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+        raise UsageBusy(owner_id)

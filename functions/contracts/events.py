@@ -30,6 +30,9 @@ class DetailType(StrEnum):
     PACKAGING_REQUESTED = "Packaging Requested"
     PACKAGING_COMPLETED = "Packaging Completed"
     PACKAGING_FAILED = "Packaging Failed"
+    JOB_CANCELED = "Job Canceled"
+    JOB_DELETION_REQUESTED = "Job Deletion Requested"
+    JOB_DELETED = "Job Deleted"
 
 
 TRACKED_DETAIL_TYPES = (
@@ -38,6 +41,7 @@ TRACKED_DETAIL_TYPES = (
     DetailType.RENDITION_FAILED,
     DetailType.PACKAGING_COMPLETED,
     DetailType.PACKAGING_FAILED,
+    DetailType.JOB_DELETION_REQUESTED,
 )
 """The events the tracker applies to a job (the rule on the custom bus matches exactly these)."""
 
@@ -46,23 +50,32 @@ TERMINAL_DETAIL_TYPES = {
     JobStatus.FAILED: DetailType.JOB_FAILED,
     JobStatus.REJECTED: DetailType.JOB_REJECTED,
     JobStatus.EXPIRED: DetailType.JOB_EXPIRED,
+    JobStatus.CANCELED: DetailType.JOB_CANCELED,
+    JobStatus.DELETED: DetailType.JOB_DELETED,
 }
 
 NonNegative = Annotated[int, Field(ge=0)]
+Attempt = Annotated[int, Field(ge=1)]
 
 
 class EventDetail(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore")
 
     def to_detail(self) -> dict[str, Any]:
-        """The detail as it goes on the bus: camelCase names, every field present."""
-        return self.model_dump(mode="json", by_alias=True)
+        """The detail as it goes on the bus: camelCase names, every field present but `attempt` on a job's first
+        attempt (which reads exactly as before attempts existed; a missing `attempt` is 1)."""
+        detail = self.model_dump(mode="json", by_alias=True)
+        if detail.get("attempt") == 1:
+            del detail["attempt"]
+        return detail
 
 
 class _RenditionDetail(EventDetail):
     job_id: str = Field(min_length=1)
     owner_id: str | None = None
     rendition: str = Field(min_length=1)
+    attempt: Attempt = 1
+    """The job's attempt the work belonged to: the tracker ignores reports of an earlier one."""
 
 
 class RenditionProgress(_RenditionDetail):
@@ -141,6 +154,7 @@ class PackagingRequested(EventDetail):
     """The source's duration, as ingest probed it."""
     renditions: list[PackagingSource] = Field(min_length=1)
     """The completed video renditions, in ladder order."""
+    attempt: Attempt = 1
 
 
 class PackagingCompleted(EventDetail):
@@ -149,6 +163,7 @@ class PackagingCompleted(EventDetail):
     job_id: str = Field(min_length=1)
     owner_id: str | None = None
     package: PlaybackPackage
+    attempt: Attempt = 1
 
 
 class PackagingFailed(EventDetail):
@@ -157,6 +172,7 @@ class PackagingFailed(EventDetail):
     job_id: str = Field(min_length=1)
     owner_id: str | None = None
     error: ErrorInfo
+    attempt: Attempt = 1
 
 
 PackagingEvent = PackagingCompleted | PackagingFailed
@@ -180,11 +196,24 @@ class JobAccepted(EventDetail):
     owner_id: str
     engine: str | None
     renditions: list[str]
+    attempt: Attempt = 1
 
     @classmethod
     def of(cls, job: JobRecord) -> JobAccepted:
         queued = [r.name for r in job.queued_renditions()]
-        return cls(job_id=job.jobId, owner_id=job.ownerId, engine=job.engine, renditions=queued)
+        return cls(job_id=job.jobId, owner_id=job.ownerId, engine=job.engine, renditions=queued, attempt=job.attempt)
+
+
+class JobDeletionRequested(EventDetail):
+    """`Job Deletion Requested` (api): the owner deleted the job; the tracker deletes its source and outputs (and
+    cancels its MediaConvert job), then marks it DELETED."""
+
+    job_id: str = Field(min_length=1)
+    owner_id: str = Field(min_length=1)
+
+    @classmethod
+    def of(cls, job: JobRecord) -> JobDeletionRequested:
+        return cls(job_id=job.jobId, owner_id=job.ownerId)
 
 
 class OutcomeRendition(EventDetail):
@@ -198,11 +227,13 @@ class OutcomeRendition(EventDetail):
 
 
 class JobOutcome(EventDetail):
-    """Job Completed / Failed / Rejected / Expired: enough for a subscriber to act without a read."""
+    """Job Completed / Failed / Rejected / Expired / Canceled / Deleted: enough for a subscriber to act without a
+    read."""
 
     job_id: str
     owner_id: str
     status: JobStatus
+    attempt: Attempt = 1
     engine: str | None = None
     error: ErrorInfo | None = None
     renditions: dict[str, OutcomeRendition] = Field(default_factory=dict)
@@ -213,6 +244,7 @@ class JobOutcome(EventDetail):
             job_id=job.jobId,
             owner_id=job.ownerId,
             status=job.status,
+            attempt=job.attempt,
             engine=job.engine,
             error=job.error,
             renditions={

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import BaseModel, ConfigDict, Field, Json, model_validator
@@ -62,6 +63,8 @@ class FanOutMessage(BaseModel):
     jobId: str = Field(min_length=1)
     ownerId: str = Field(min_length=1)
     engine: str = "lambda"
+    attempt: int = Field(default=1, ge=1)
+    """The job's attempt this work belongs to (`job.attempt`); a worker drops work of an attempt no longer current."""
     source: SourceObject
     probe: Probe
     renditions: list[PlannedRendition]
@@ -75,6 +78,7 @@ class FanOutMessage(BaseModel):
             jobId=job.jobId,
             ownerId=job.ownerId,
             engine=job.engine or "lambda",
+            attempt=job.attempt,
             source=SourceObject(bucket=bucket, key=key, etag=etag or None),
             probe=job.probe,
             renditions=[
@@ -92,8 +96,10 @@ class FanOutMessage(BaseModel):
 
         A unit's `kind`, `format` and `watermark` are left out at their defaults, so a video rendition reads exactly as
         it did before images and audio existed (and a consumer of that time still parses it)."""
-        exclude = {"source": {"etag"}} if not self.source.etag else None
-        body = self.model_dump(mode="json", exclude=exclude)
+        exclude: dict[str, Any] = {"source": {"etag"}} if not self.source.etag else {}
+        if self.attempt == 1:
+            exclude["attempt"] = True  # a first attempt reads exactly as before attempts existed
+        body = self.model_dump(mode="json", exclude=exclude or None)
         body["probe"] = self.probe.model_dump(mode="json", exclude_unset=True)  # the probe as ingest stored it
         for unit in body["renditions"]:
             for name, default in UNIT_DEFAULTS.items():

@@ -93,6 +93,7 @@ class JobView(BaseModel):
 
     jobId: str
     status: JobStatus
+    attempt: int = Field(default=1, ge=1, description="Which run of the job: 1, then one more per retry or reprocess.")
     mediaType: str | None
     engine: str | None
     createdAt: str = Field(description="ISO-8601 UTC.")
@@ -111,6 +112,11 @@ class JobView(BaseModel):
     )
     error: ErrorView | None
     webhookFailures: list[WebhookFailureView]
+    deletionRequestedAt: str | None = Field(
+        default=None,
+        description="ISO-8601 UTC, once its owner deleted it: its files are being deleted (then DELETED), and no "
+        "link is given any more.",
+    )
 
 
 class JobPage(BaseModel):
@@ -121,9 +127,13 @@ class JobPage(BaseModel):
 
 
 def job_view(job: JobRecord, download_url: DownloadUrl, sign_playback: SignPlayback) -> JobView:
+    deleted = job.deletion is not None  # nothing of a deleted job is linked: its files are going, or gone
+    if deleted:
+        download_url = _no_link
     return JobView(
         jobId=job.jobId,
         status=job.status,
+        attempt=job.attempt,
         mediaType=job.mediaType,
         engine=job.engine,
         createdAt=iso_utc(job.createdAt),
@@ -137,10 +147,15 @@ def job_view(job: JobRecord, download_url: DownloadUrl, sign_playback: SignPlayb
             if rendition.kind != UnitKind.METADATA  # its result is `image`
         ],
         image=job.image,
-        playback=playback_view(job, sign_playback),
+        playback=None if deleted else playback_view(job, sign_playback),
         error=_error_view(job.error),
         webhookFailures=webhook_failures_view(job),
+        deletionRequestedAt=iso_utc(job.deletion.requestedAt) if job.deletion else None,
     )
+
+
+def _no_link(key: str) -> str:
+    return ""
 
 
 def webhook_failures_view(job: JobRecord) -> list[WebhookFailureView]:
@@ -171,7 +186,7 @@ def rendition_view(rendition: RenditionRecord, download_url: DownloadUrl) -> Ren
         durationMs=rendition.durationMs,
         bytes=rendition.bytes,
         contentType=rendition.contentType,
-        url=download_url(completed_key) if completed_key else None,
+        url=download_url(completed_key) or None if completed_key else None,
         error=_error_view(rendition.error),
         reason=rendition.reason,
     )

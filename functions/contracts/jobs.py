@@ -25,6 +25,10 @@ class JobStatus(StrEnum):
     FAILED = "FAILED"
     REJECTED = "REJECTED"
     EXPIRED = "EXPIRED"
+    CANCELED = "CANCELED"
+    """Its owner deleted it before it finished (`DELETE /jobs/{id}`); its files are being deleted."""
+    DELETED = "DELETED"
+    """Its source and outputs are gone; the record stays, without them, until the retention TTL removes it."""
 
 
 class RenditionStatus(StrEnum):
@@ -33,10 +37,22 @@ class RenditionStatus(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
+    CANCELED = "CANCELED"
 
 
-TERMINAL_JOB_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.REJECTED, JobStatus.EXPIRED})
-TERMINAL_RENDITION_STATUSES = frozenset({RenditionStatus.COMPLETED, RenditionStatus.FAILED, RenditionStatus.SKIPPED})
+TERMINAL_JOB_STATUSES = frozenset(
+    {
+        JobStatus.COMPLETED,
+        JobStatus.FAILED,
+        JobStatus.REJECTED,
+        JobStatus.EXPIRED,
+        JobStatus.CANCELED,
+        JobStatus.DELETED,
+    }
+)
+TERMINAL_RENDITION_STATUSES = frozenset(
+    {RenditionStatus.COMPLETED, RenditionStatus.FAILED, RenditionStatus.SKIPPED, RenditionStatus.CANCELED}
+)
 
 OPEN_MARKER = "OPEN"
 """`openJob` while the job can still change: the sparse index key, so the deadline sweep reads open jobs only."""
@@ -44,6 +60,13 @@ OPEN_MARKER = "OPEN"
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class RerunMode(StrEnum):
+    RETRY = "retry"
+    """A FAILED job again, from its validated source."""
+    REPROCESS = "reprocess"
+    """A COMPLETED job again, with the stack's current ladder."""
 
 
 class ErrorInfo(_Record):
@@ -61,6 +84,8 @@ class JobSource(_Record):
     size: int | None = Field(default=None, ge=0)
     bucket: str | None = None
     key: str | None = None
+    etag: str | None = None
+    """The exact upload ingest validated (its ETag, unquoted): a re-run reads that object or none."""
 
 
 class Probe(BaseModel):
@@ -182,8 +207,49 @@ class WebhookFailureEntry(_Record):
     failedAt: int
 
 
+class Rerun(_Record):
+    """A new attempt asked for by the job's owner (`POST /jobs/{id}/retry` or `/reprocess`)."""
+
+    mode: RerunMode
+    requestedAt: int
+    previousStatus: JobStatus
+    """What the job was before: FAILED for a retry, COMPLETED for a reprocess."""
+
+
+class RerunRequest(_Record):
+    """The api's message to the ingest queue after `begin_rerun` (`{"rerun": {"jobId", "attempt"}}`): plan the job's
+    next attempt from the probe it recorded and fan it out, as for a fresh upload."""
+
+    jobId: str = Field(min_length=1)
+    attempt: int = Field(ge=2)
+
+
+class RerunMessage(_Record):
+    rerun: RerunRequest
+
+
+class Deletion(_Record):
+    """`DELETE /jobs/{id}`: asked for once; the tracker deletes the job's files, then the job is DELETED."""
+
+    requestedAt: int
+    canceled: bool = False
+    """Whether the job was still running (it was canceled on the way)."""
+    completedAt: int | None = None
+
+
 SPARSE_ATTRIBUTES = frozenset(
-    {"openJob", "deadlineAt", "hls", "mediaconvert", "outcomeAnnouncedAt", "webhookFailures", "image", "playback"}
+    {
+        "openJob",
+        "deadlineAt",
+        "hls",
+        "mediaconvert",
+        "outcomeAnnouncedAt",
+        "webhookFailures",
+        "image",
+        "playback",
+        "rerun",
+        "deletion",
+    }
 )
 """Attributes the table holds only while they have a value (an index key cannot be NULL)."""
 
@@ -196,6 +262,9 @@ class JobRecord(_Record):
     status: JobStatus
     version: int = Field(ge=0)
     """Bumped by every write; the next write is conditional on it."""
+    attempt: int = Field(default=1, ge=1)
+    """Which run of the job this is: a retry or a reprocess starts the next one. Work and events carry it, and what
+    belongs to an earlier attempt is ignored."""
     createdAt: int
     updatedAt: int
     mediaType: str | None = None
@@ -216,14 +285,18 @@ class JobRecord(_Record):
     """Set once the terminal event was put: a retry re-announces only an outcome whose put failed."""
     webhookFailures: dict[str, WebhookFailureEntry] | None = None
     """`{endpointId}#{eventType}` -> the dead-lettered delivery; at most 20, the oldest make way."""
+    rerun: Rerun | None = None
+    """The latest retry or reprocess, while its attempt runs and after."""
+    deletion: Deletion | None = None
     openJob: str | None = None
     deadlineAt: int | None = None
     expiresAt: int
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> JobRecord:
-        """The record from a table item whose numbers are already plain ints and floats."""
-        return cls.model_validate(item)
+        """The record from a table item whose numbers are already plain ints and floats (without the `history` the
+        table adapter keeps beside it, functions/common/job_history.py)."""
+        return cls.model_validate({name: value for name, value in item.items() if name != "history"})
 
     def to_item(self) -> dict[str, Any]:
         """The table item: every attribute but the sparse ones that have no value; renditions without their Nones."""

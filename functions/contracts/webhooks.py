@@ -129,6 +129,8 @@ EVENT_TYPES: dict[DetailType, str] = {
     DetailType.JOB_FAILED: "job.failed",
     DetailType.JOB_REJECTED: "job.rejected",
     DetailType.JOB_EXPIRED: "job.expired",
+    DetailType.JOB_CANCELED: "job.canceled",
+    DetailType.JOB_DELETED: "job.deleted",
 }
 """The bus events that become webhooks, and the webhook event type each becomes."""
 ALL_EVENT_TYPES: tuple[str, ...] = tuple(EVENT_TYPES.values())
@@ -139,9 +141,11 @@ def event_type_for(detail_type: str) -> str | None:
     return next((event for detail, event in EVENT_TYPES.items() if detail == detail_type), None)
 
 
-def webhook_id(job_id: str, event_type: str) -> str:
+def webhook_id(job_id: str, event_type: str, attempt: int = 1) -> str:
     """`webhook-id`: one per job outcome, the same on every retry and for every endpoint (the idempotency key).
 
-    A job reaches one final state once, so a re-announced outcome or a duplicate bus event gets the same id.
+    An attempt of a job reaches one final state once, so a re-announced outcome or a duplicate bus event gets the same
+    id; a retried or reprocessed job's next attempt ends with an id of its own (`_2`, ...; the first has no suffix).
     """
-    return f"msg_{job_id}_{event_type.rpartition('.')[2]}"
+    suffix = f"_{attempt}" if attempt > 1 else ""
+    return f"msg_{job_id}_{event_type.rpartition('.')[2]}{suffix}"

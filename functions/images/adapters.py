@@ -62,16 +62,19 @@ MAX_LOGO_PIXELS = 25_000_000
 # --- S3 -----------------------------------------------------------------------------------------------------------
 
 
-def output_metadata(job_id: str, unit: str, size: tuple[int, int] | None) -> dict[str, str]:
+def output_metadata(job_id: str, unit: str, size: tuple[int, int] | None, *, attempt: int) -> dict[str, str]:
     """User metadata (x-amz-meta-*) stored with an output, so a redelivered message can re-announce it from HEAD."""
     width, height = size if size is not None else (None, None)
-    return object_metadata(job_id, unit, width=width, height=height)
+    return object_metadata(job_id, unit, attempt=attempt, width=width, height=height)
 
 
-def stored_output_from_head(head: dict[str, Any], bucket: str, key: str, job_id: str, unit: str) -> StoredOutput | None:
-    """The output a HEAD response describes, or None unless its metadata says this job and unit made it."""
+def stored_output_from_head(
+    head: dict[str, Any], bucket: str, key: str, job_id: str, unit: str, *, attempt: int
+) -> StoredOutput | None:
+    """The output a HEAD response describes, or None unless its metadata says this job's attempt made it for this
+    unit."""
     metadata = head.get("Metadata") or {}
-    if not made_by(metadata, job_id, unit):
+    if not made_by(metadata, job_id, unit, attempt):
         return None
     width, height = metadata.get("width", ""), metadata.get("height", "")
     sized = width.isdigit() and height.isdigit()
@@ -115,22 +118,32 @@ class S3ImageStore(S3UnitStore):
                     raise ImageRejected(f"the image is more than {max_bytes} bytes")
                 out.write(chunk)
 
-    def find_output(self, job_id: str, unit: str, key: str) -> StoredOutput | None:
+    def find_output(self, job_id: str, unit: str, key: str, *, attempt: int) -> StoredOutput | None:
         head = self.head_output(key)
-        return None if head is None else stored_output_from_head(head, self.outputs_bucket, key, job_id, unit)
+        if head is None:
+            return None
+        return stored_output_from_head(head, self.outputs_bucket, key, job_id, unit, attempt=attempt)
 
     def read_output(self, key: str) -> bytes:
         return self._s3.get_object(Bucket=self.outputs_bucket, Key=key)["Body"].read()
 
     def put_output(
-        self, key: str, data: bytes, *, content_type: str, job_id: str, unit: str, size: tuple[int, int] | None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str,
+        job_id: str,
+        unit: str,
+        attempt: int,
+        size: tuple[int, int] | None,
     ) -> StoredOutput:
         self._s3.put_object(
             Bucket=self.outputs_bucket,
             Key=key,
             Body=data,
             ContentType=content_type,
-            Metadata=output_metadata(job_id, unit, size),
+            Metadata=output_metadata(job_id, unit, size, attempt=attempt),
         )
         width, height = size if size is not None else (None, None)
         return StoredOutput(self.outputs_bucket, key, len(data), content_type, width, height)

@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.clients import aws_client
 from functions.common.event_bus import EventPublisher
+from functions.common.job_gate import DynamoJobGate
 from functions.common.observability import logger, metrics, tracer
 from functions.common.unit_adapters import BusEvents
 from functions.common.unit_batch import RENDITION_OUTCOME_METRICS, FanOutBatch
@@ -37,6 +38,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         PillowCodec(),
         BusEvents(EventPublisher(settings.event_bus_name)),
         settings,
+        gate=DynamoJobGate(settings.jobs_table_name),
     )
 
     def record_handler(record: FanOutQueueRecord) -> str:

@@ -13,8 +13,12 @@ Failure policy:
   again and, after the last try, parks it in the DLQ.
 - A unit of a kind this function does not make (video, audio): dropped, nothing announced.
 
-Redelivery is cheap and makes no duplicate: when the output object already carries metadata saying this job and unit
-made it, `Rendition Completed` is announced again from it, without reading the source.
+Work no longer wanted (the job was canceled, or runs another attempt: `functions/common/job_gate.py`) stops where
+the gate is asked, for each unit: before anything is announced or read, before the output is stored, and before a
+failure is announced. WorkWithdrawn is raised; the batch wiring drops the message.
+
+Redelivery is cheap and makes no duplicate: when the output object already carries metadata saying this job's attempt
+made it for this unit, `Rendition Completed` is announced again from it, without reading the source.
 
 What a derivative guarantees (the Pillow work is `adapters.PillowCodec`'s, the rules are here):
 - The planned size, which ingest computed from the display size (after the EXIF orientation) and never above the
@@ -36,6 +40,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
+from functions.common.job_gate import JobGate
 from functions.common.observability import logger
 from functions.common.unit_worker import (
     EventSink,
@@ -126,14 +131,22 @@ class ImageStore(Protocol):
         """Raises SourceMissing when the object is gone or replaced, ImageRejected when it is over `max_bytes`."""
         ...
 
-    def find_output(self, job_id: str, unit: str, key: str) -> StoredOutput | None:
-        """The output an earlier delivery of this job's unit stored under `key`, if any."""
+    def find_output(self, job_id: str, unit: str, key: str, *, attempt: int) -> StoredOutput | None:
+        """The output an earlier delivery of this job's unit (in the same attempt) stored under `key`, if any."""
         ...
 
     def read_output(self, key: str) -> bytes: ...
 
     def put_output(
-        self, key: str, data: bytes, *, content_type: str, job_id: str, unit: str, size: tuple[int, int] | None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str,
+        job_id: str,
+        unit: str,
+        attempt: int,
+        size: tuple[int, int] | None,
     ) -> StoredOutput: ...
 
     def read_logo(self, key: str) -> bytes:
@@ -207,11 +220,14 @@ def display_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
 class ImageUnitWorker:
     """Makes the units of an image job's message and announces each result on the bus."""
 
-    def __init__(self, store: ImageStore, codec: ImageCodec, events: EventSink, settings: ImagesSettings) -> None:
+    def __init__(
+        self, store: ImageStore, codec: ImageCodec, events: EventSink, settings: ImagesSettings, *, gate: JobGate
+    ) -> None:
         self._store = store
         self._codec = codec
         self._units = UnitEvents(events, ENGINE)
         self._settings = settings
+        self._gate = gate
 
     def process(self, message: FanOutMessage) -> list[UnitResult]:
         """Every unit of the message, in order; an exception (transient) leaves the rest to the redelivery."""
@@ -222,6 +238,7 @@ class ImageUnitWorker:
             if unit.kind not in UNITS_MADE_HERE:
                 logger.warning("not a unit the images function makes; dropped")
                 return UnitResult(unit.name, Outcome.DROPPED)
+            self._check_wanted(message)
             self._units.started(message, unit.name)
             if unit.kind is UnitKind.IMAGE and unit.format not in IMAGE_OUTPUT_FORMATS:
                 return self._fail(message, unit, IMAGE_PROCESSING_FAILED, f"unknown image format {unit.format!r}")
@@ -239,8 +256,12 @@ class ImageUnitWorker:
             with work_dir(self._settings.work_root, WORK_DIR_PREFIX) as work:
                 return self._make(work / "source", message, unit, key, watermark)
 
+    def _check_wanted(self, message: FanOutMessage) -> None:
+        """Raises WorkWithdrawn when the job was canceled or runs another attempt."""
+        self._gate.check(message.jobId, message.attempt)
+
     def _reannounce(self, message: FanOutMessage, unit: PlannedRendition, key: str) -> UnitResult | None:
-        existing = self._store.find_output(message.jobId, unit.name, key)
+        existing = self._store.find_output(message.jobId, unit.name, key, attempt=message.attempt)
         if existing is None or (unit.kind is UnitKind.IMAGE and (existing.width is None or existing.height is None)):
             return None
         image = None
@@ -288,12 +309,14 @@ class ImageUnitWorker:
             encoded = self._codec.make_derivative(source, spec)
         except ImageRejected as err:
             return self._fail(message, unit, IMAGE_PROCESSING_FAILED, str(err))
+        self._check_wanted(message)
         stored = self._store.put_output(
             key,
             encoded.data,
             content_type=content_type,
             job_id=message.jobId,
             unit=unit.name,
+            attempt=message.attempt,
             size=(encoded.width, encoded.height),
         )
         return self._completed(message, unit, stored, None, started)
@@ -305,12 +328,14 @@ class ImageUnitWorker:
         metadata = self._codec.read_metadata(
             source, max_pixels=settings.max_image_pixels, max_bytes=settings.max_image_bytes
         )
+        self._check_wanted(message)
         stored = self._store.put_output(
             key,
             metadata.model_dump_json().encode(),
             content_type=METADATA_CONTENT_TYPE,
             job_id=message.jobId,
             unit=unit.name,
+            attempt=message.attempt,
             size=None,
         )
         return self._completed(message, unit, stored, metadata, started)
@@ -332,5 +357,6 @@ class ImageUnitWorker:
         return UnitResult(unit.name, Outcome.COMPLETED, stored=stored, seconds=seconds)
 
     def _fail(self, message: FanOutMessage, unit: PlannedRendition, code: str, text: str) -> UnitResult:
+        self._check_wanted(message)  # a job deleted meanwhile lost its source too: withdrawn, not failed
         logger.error("unit failed", extra={"code": code, "reason": text})
         return self._units.failed(message, unit.name, code, text)

@@ -4,7 +4,7 @@ docs/CONTRACTS.md "Environment variables": `MAX_IMAGE_PIXELS` bounds what is dec
 `WATERMARK_TEXT` or `WATERMARK_LOGO_KEY` (a PNG in the outputs bucket; it wins when both are set), drawn at
 `WATERMARK_OPACITY` and spanning `WATERMARK_SCALE` of the image's width. Neither text nor logo: no watermark.
 `MAX_IMAGE_UPLOAD_BYTES` (optional) bounds the source read; `IMAGES_WORK_DIR` (optional) moves the per-unit working
-directories off /tmp.
+directories off /tmp. `JOBS_TABLE_NAME` is the table the job gate reads (`functions/common/job_gate.py`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ class ImagesSettings:
     """Where derivatives, `metadata.json` and the watermark logo are (`OUTPUTS_BUCKET`)."""
     event_bus_name: str
     """Custom bus for Rendition Progress / Completed / Failed (`EVENT_BUS_NAME`)."""
+    jobs_table_name: str
+    """The jobs table (`JOBS_TABLE_NAME`), read (never written) to ask whether the work is still wanted."""
     max_image_pixels: int
     """Width x height above which an image is not decoded (`MAX_IMAGE_PIXELS`); Pillow's bomb guard is set to it."""
     max_image_bytes: int = DEFAULT_MAX_IMAGE_UPLOAD_BYTES
@@ -61,6 +63,7 @@ class ImagesSettings:
             uploads_bucket=read.text("UPLOADS_BUCKET"),
             outputs_bucket=read.text("OUTPUTS_BUCKET"),
             event_bus_name=read.text("EVENT_BUS_NAME"),
+            jobs_table_name=read.text("JOBS_TABLE_NAME"),
             max_image_pixels=read.integer("MAX_IMAGE_PIXELS", 1, NO_CAP),
             max_image_bytes=read.integer("MAX_IMAGE_UPLOAD_BYTES", 1, NO_CAP, default=DEFAULT_MAX_IMAGE_UPLOAD_BYTES),
             watermark_text=read.raw("WATERMARK_TEXT"),

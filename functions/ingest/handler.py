@@ -29,6 +29,7 @@ from functions.common.clock import now_ms
 from functions.common.event_bus import EventPublisher
 from functions.common.jobs_table import JobsTable
 from functions.common.observability import logger, metrics, tracer
+from functions.contracts.jobs import RerunMessage
 from functions.ingest.adapters import Ffprobe, PillowImages, S3Source, SnsFanOut
 from functions.ingest.service import IngestResult, Outcome, Upload, UploadIngest
 from functions.ingest.settings import IngestSettings
@@ -71,9 +72,10 @@ class S3Notification(BaseModel):
 
 
 class IngestQueueRecord(SqsRecordModel):
-    """An SQS record of the ingest queue. A body that is neither shape fails validation and ends in the DLQ."""
+    """An SQS record of the ingest queue: an S3 notification, S3's test event, or the api's request to re-run a job
+    (`POST /jobs/{id}/retry` or `/reprocess`). A body of no such shape fails validation and ends in the DLQ."""
 
-    body: Json[S3Notification | S3TestEvent]  # type: ignore[assignment]
+    body: Json[S3Notification | S3TestEvent | RerunMessage]  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,14 @@ def ingest_record(record: IngestQueueRecord, ingest: UploadIngest, uploads_bucke
         metrics.add_metric(name="NotificationsIgnored", unit=MetricUnit.Count, value=1)
         return ["TEST_EVENT"]
     redelivered = int(record.attributes.ApproximateReceiveCount) > 1
+    if isinstance(notification, RerunMessage):
+        request = notification.rerun
+        with logger.append_context_keys(jobId=request.jobId, attempt=request.attempt):
+            tracer.put_annotation("jobId", request.jobId)
+            result = ingest.rerun(request, redelivered=redelivered)
+            _record_metrics(result)
+            logger.info("re-run handled", extra={"outcome": result.outcome.value, "status": result.status})
+        return [result.outcome.value]
     outcomes: list[str] = []
     for entry in notification.Records:
         upload = upload_from_record(entry, uploads_bucket=uploads_bucket)

@@ -57,9 +57,9 @@ from functions.common.client_messages import client_safe
 from functions.common.jobs_table import JobNotFound
 from functions.common.observability import logger
 from functions.common.renditions import Rendition
-from functions.contracts.events import DetailType, EventDetail, JobAccepted, JobOutcome
+from functions.contracts.events import DetailType, EventDetail, JobAccepted, JobDeletionRequested, JobOutcome
 from functions.contracts.fanout import FanOutMessage
-from functions.contracts.jobs import JobRecord, JobStatus, Probe, RenditionStatus
+from functions.contracts.jobs import JobRecord, JobStatus, Probe, RenditionStatus, RerunRequest
 from functions.contracts.media import (
     ACCEPTED_AUDIO_DEMUXERS,
     ACCEPTED_DEMUXERS,
@@ -1098,7 +1098,48 @@ class UploadIngest:
         except JobNotFound:
             logger.warning("upload for a job that does not exist; dropped")
             return IngestResult(Outcome.JOB_NOT_FOUND)
+        if job.deletion is not None:
+            # The form outlived the job: its owner deleted it before this upload arrived. The tracker deletes the
+            # job's files; asking again makes it delete this one too.
+            logger.info("upload for a deleted job; asking for its deletion again")
+            self._events.publish(DetailType.JOB_DELETION_REQUESTED, JobDeletionRequested.of(job))
+            return IngestResult(Outcome.DUPLICATE, status=job.status)
         return self._repeat(job, upload, redelivered=redelivered)
+
+    def rerun(self, request: RerunRequest, *, redelivered: bool) -> IngestResult:
+        """The next attempt of a job its owner retried or reprocessed (the api moved it to VALIDATING): planned again
+        from the probe recorded at its first validation, with the stack's current ladder and engine rules, then fanned
+        out as a fresh upload is. A job that never got through validation is validated again from its upload."""
+        try:
+            job = self._jobs.get(request.jobId)
+        except JobNotFound:
+            logger.warning("re-run of a job that does not exist; dropped")
+            return IngestResult(Outcome.JOB_NOT_FOUND)
+        if job.attempt != request.attempt:
+            logger.info("re-run of an attempt no longer current; dropped", extra={"attempt": job.attempt})
+            return IngestResult(Outcome.DUPLICATE, status=job.status)
+        source = job.source
+        if source.bucket is None or source.key is None:
+            raise ValueError(f"job {job.jobId} records no source object")
+        upload = Upload(job_id=job.jobId, bucket=source.bucket, key=source.key, etag=source.etag)
+        if job.status != JobStatus.VALIDATING:
+            return self._repeat(job, upload, redelivered=redelivered)
+        if job.probe is None or job.mediaType is None:
+            return self._validate(upload)
+        try:
+            inspection = self._replan(job.probe, MediaType(job.mediaType))
+        except UploadRejected as rejection:
+            return self._reject(upload, rejection)
+        return self._accept(upload, inspection)
+
+    def _replan(self, probe: Probe, media_type: MediaType) -> Inspection:
+        if media_type == MediaType.IMAGE:
+            planned = plan_image_units(probe.width or 0, probe.height or 0, self._rules.image_derivatives)
+            return Inspection(probe=probe, planned=planned, engine=Engine.LAMBDA.value, media_type=media_type)
+        if media_type == MediaType.AUDIO:
+            planned = plan_audio_units(self._rules.audio_bitrate_kbps)
+            return Inspection(probe=probe, planned=planned, engine=Engine.LAMBDA.value, media_type=media_type)
+        return self._plan_video(probe)
 
     def _repeat(self, job: JobRecord, upload: Upload, *, redelivered: bool) -> IngestResult:
         status = job.status
@@ -1126,6 +1167,9 @@ class UploadIngest:
             inspection = self._inspect(upload)
         except UploadRejected as rejection:
             return self._reject(upload, rejection)
+        return self._accept(upload, inspection)
+
+    def _accept(self, upload: Upload, inspection: Inspection) -> IngestResult:
         now = self._clock()
         moved = self._jobs.change(
             upload.job_id,
@@ -1136,6 +1180,7 @@ class UploadIngest:
                 probe=inspection.probe,
                 planned=inspection.planned,
                 now=now,
+                source_etag=_unquoted(upload.etag),
             ),
         )
         if moved is None:

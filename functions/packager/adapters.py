@@ -4,8 +4,8 @@ S3: the role may GET and PUT `outputs/*` of the outputs bucket and list it (so t
 404, not 403), and has nothing on the uploads bucket. Only "the rendition is not there" (404) is a domain answer
 (RenditionMissing: permanent); any other ClientError, 403 included, is transient or a permissions defect and
 propagates, so SQS delivers the message again and, after the last try, parks it in the DLQ. Every file of the
-package carries user metadata (x-amz-meta-*) naming the job and the unit (`playback`) that made it, as every other
-output does.
+package carries user metadata (x-amz-meta-*) naming the job, the unit (`playback`) and the attempt that made it, as
+every other output does.
 
 ffmpeg and ffprobe run through `functions/common/ffmpeg_runner.py`: child processes with a deadline and the end of
 stderr on failure, without the function's AWS credentials.
@@ -55,8 +55,8 @@ class S3PlaybackStore:
                 raise RenditionMissing(f"rendition {source.rendition} is missing from the job's outputs") from err
             raise
 
-    def upload_files(self, files: Sequence[PackagedFile], job_id: str) -> int:
-        metadata = object_metadata(job_id, PLAYBACK_UNIT)
+    def upload_files(self, files: Sequence[PackagedFile], job_id: str, *, attempt: int) -> int:
+        metadata = object_metadata(job_id, PLAYBACK_UNIT, attempt=attempt)
         if not files:
             return 0
 

@@ -4,7 +4,8 @@ failures out.
 The queue is fed by a rule on the custom bus, so each body is the EventBridge event as JSON (source `media-pipeline`,
 detail-type `Packaging Requested`, detail `PackagingRequested`). A body that is not such an event is logged and
 dropped: it would never parse, so retrying it would only park it in the DLQ later. A record whose packaging raised
-(S3 or the bus unavailable, ffmpeg stopped at the deadline, too little time left) is returned to the queue.
+(S3 or the bus unavailable, ffmpeg stopped at the deadline, too little time left) is returned to the queue; one whose
+job was canceled or moved to another attempt meanwhile is dropped (`WorkWithdrawn`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.clients import aws_client
 from functions.common.event_bus import EventPublisher
+from functions.common.job_gate import DynamoJobGate, WorkWithdrawn, drop_withdrawn
 from functions.common.observability import logger, metrics, tracer
 from functions.common.unit_adapters import BusEvents
 from functions.common.unit_worker import Outcome, remove_stale_work_dirs
@@ -67,10 +69,12 @@ def package_record(record: SQSRecord, packager: PlaybackPackager, remaining_ms: 
         metrics.add_metric(name=DROPPED_METRIC, unit=MetricUnit.Count, value=1)
         return "dropped"
     receive_count = record.attributes.approximate_receive_count
-    with logger.append_context_keys(jobId=request.job_id, receiveCount=receive_count):
+    with logger.append_context_keys(jobId=request.job_id, attempt=request.attempt, receiveCount=receive_count):
         tracer.put_annotation("jobId", request.job_id)
         try:
             result = packager.package(request, remaining_ms)
+        except WorkWithdrawn as withdrawn:
+            return drop_withdrawn(withdrawn)
         except Exception:
             # Logged here, with the jobId, then re-raised: the batch processor returns the record to the queue.
             logger.exception("packaging interrupted; the message will be delivered again")
@@ -93,6 +97,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         FfmpegTools(),
         BusEvents(EventPublisher(settings.event_bus_name)),
         settings,
+        gate=DynamoJobGate(settings.jobs_table_name),
     )
     # Directories an invocation stopped at its timeout could not remove; at the start of one, none is in use.
     remove_stale_work_dirs(settings.work_root, WORK_DIR_PREFIX)

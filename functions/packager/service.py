@@ -32,6 +32,11 @@ Failure policy:
 - Anything transient (S3 or EventBridge errors, ffmpeg killed at the deadline or by a signal, too little time left
   to start a step): raise, so SQS delivers the message again and, after the last try, parks it in the DLQ.
 
+Work no longer wanted (the job was canceled, or runs another attempt: `functions/common/job_gate.py`) stops where
+the gate is asked: before a rendition is read, every few seconds between the ffmpeg steps, before the package is
+stored, and before a failure is announced. WorkWithdrawn is raised; the handler drops the message. Both reports and
+every stored file name the request's `attempt`.
+
 A redelivered message packages again and overwrites the same keys; the tracker ignores a second report. Files are
 uploaded segments and images first, then the media playlists and the VTT, then the master playlist, so nothing is
 ever stored before what it names.
@@ -53,6 +58,7 @@ import ffmpeg
 
 from functions.common.client_messages import client_safe
 from functions.common.ffmpeg_runner import FfmpegFailed
+from functions.common.job_gate import AttemptWatch, JobGate
 from functions.common.observability import logger
 from functions.common.unit_worker import (
     ERROR_MESSAGE_CHARS,
@@ -179,8 +185,9 @@ class PlaybackStore(Protocol):
     def download_rendition(self, source: PackagingSource, destination: Path) -> None:
         """Copy a rendition to `destination`; RenditionMissing when it is not there."""
 
-    def upload_files(self, files: Sequence[PackagedFile], job_id: str) -> int:
-        """Upload every file (concurrently, in any order) with metadata naming the job; their total size in bytes."""
+    def upload_files(self, files: Sequence[PackagedFile], job_id: str, *, attempt: int) -> int:
+        """Upload every file (concurrently, in any order) with metadata naming the job and the attempt; their total size
+        in bytes."""
 
 
 class PackagingTools(Protocol):
@@ -703,6 +710,8 @@ class _Build:
 
     folder: Path
     job_id: str
+    watch: AttemptWatch
+    """The gate, asked between the steps."""
     media_files: list[PackagedFile]
     """Segments and images: named by the indexes, uploaded first."""
     indexes: list[PackagedFile]
@@ -718,15 +727,27 @@ class PlaybackPackager:
     """Packages a job's finished renditions with ffmpeg and announces the package on the bus."""
 
     def __init__(
-        self, store: PlaybackStore, tools: PackagingTools, events: EventSink, settings: PackagerSettings
+        self,
+        store: PlaybackStore,
+        tools: PackagingTools,
+        events: EventSink,
+        settings: PackagerSettings,
+        *,
+        gate: JobGate,
     ) -> None:
         self._store = store
         self._tools = tools
         self._events = events
         self._settings = settings
+        self._gate = gate
 
     def package(self, request: PackagingRequested, remaining_ms: Callable[[], int]) -> PackagingResult:
+        """The package made, or failed; raises WorkWithdrawn when the job no longer wants it."""
         logger.info("packaging", extra={"renditions": [source.rendition for source in request.renditions]})
+        watch = AttemptWatch(
+            self._gate, request.job_id, request.attempt, every_seconds=self._settings.gate_check_seconds
+        )
+        watch.check()
         problem = request_problem(request, self._settings.outputs_bucket)
         if problem is not None:
             return self._fail(request, problem)
@@ -734,7 +755,7 @@ class PlaybackPackager:
         started = time.monotonic()
         with work_dir(self._settings.work_root, WORK_DIR_PREFIX) as work:
             try:
-                package, build = self._build(work, request, remaining_ms)
+                package, build = self._build(work, request, watch, remaining_ms)
             except RenditionMissing as err:
                 return self._fail(request, str(err))
             except RenditionRefused as err:
@@ -743,13 +764,17 @@ class PlaybackPackager:
                 return self._fail(request, failure_message("the package does not read back", str(err)))
             # Media first, then the files naming them, the master playlist last: nothing is stored before what it names.
             *indexes, master = build.indexes
+            watch.check()
             stored_bytes = sum(
-                self._store.upload_files(files, request.job_id) for files in (build.media_files, indexes, [master])
+                self._store.upload_files(files, request.job_id, attempt=request.attempt)
+                for files in (build.media_files, indexes, [master])
             )
         seconds = time.monotonic() - started
         self._events.publish(
             DetailType.PACKAGING_COMPLETED,
-            PackagingCompleted(job_id=request.job_id, owner_id=request.owner_id, package=package),
+            PackagingCompleted(
+                job_id=request.job_id, owner_id=request.owner_id, package=package, attempt=request.attempt
+            ),
         )
         logger.info(
             "packaging completed",
@@ -758,9 +783,9 @@ class PlaybackPackager:
         return PackagingResult(Outcome.COMPLETED, package=package, seconds=seconds, bytes=stored_bytes)
 
     def _build(
-        self, work: Path, request: PackagingRequested, remaining_ms: Callable[[], int]
+        self, work: Path, request: PackagingRequested, watch: AttemptWatch, remaining_ms: Callable[[], int]
     ) -> tuple[PlaybackPackage, _Build]:
-        build = _Build(work / "package", request.job_id, [], [])
+        build = _Build(work / "package", request.job_id, watch, [], [])
         renditions = [self._download(work, source) for source in request.renditions]
         variants = [self._package_variant(rendition, build, remaining_ms) for rendition in renditions]
         largest = max(renditions, key=lambda rendition: rendition.pixels)
@@ -835,6 +860,7 @@ class PlaybackPackager:
         duration_ms = largest.media.durationMs
         at_ms = None
         for start, length in poster_windows(duration_ms):
+            build.watch.check_if_due()
             scan = LumaScan()
             args = luma_scan_args(self._tools.ffmpeg_binary(), smallest.path, start, length)
             try:
@@ -897,6 +923,7 @@ class PlaybackPackager:
 
     def _run(self, args: list[str], what: str, build: _Build, remaining_ms: Callable[[], int]) -> None:
         """Run one ffmpeg step; a refusal is RenditionRefused saying `what`, with the end of ffmpeg's stderr."""
+        build.watch.check_if_due()
         logger.info("running ffmpeg", extra={"ffmpeg": args})
         try:
             self._tools.run_ffmpeg(args, timeout_seconds=self._budget(remaining_ms))
@@ -914,11 +941,12 @@ class PlaybackPackager:
         return time_budget(remaining_ms, self._settings.reserve_seconds)
 
     def _fail(self, request: PackagingRequested, reason: str) -> PackagingResult:
+        # A job deleted meanwhile lost its renditions too: its packaging is withdrawn, not failed.
+        self._gate.check(request.job_id, request.attempt)
         logger.error("packaging failed", extra={"code": FAILED, "reason": reason})
         error = ErrorInfo(code=FAILED, message=client_safe(reason))
-        self._events.publish(
-            DetailType.PACKAGING_FAILED, PackagingFailed(job_id=request.job_id, owner_id=request.owner_id, error=error)
-        )
+        failed = PackagingFailed(job_id=request.job_id, owner_id=request.owner_id, error=error, attempt=request.attempt)
+        self._events.publish(DetailType.PACKAGING_FAILED, failed)
         return PackagingResult(Outcome.FAILED, error_code=FAILED)
 
 

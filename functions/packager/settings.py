@@ -4,7 +4,7 @@
 optional: `THUMBNAIL_INTERVAL_SECONDS` (seconds of video per sprite tile, a multiple of the 2-second GOP, default 2;
 raised for a long video so that it needs at most `MAX_SPRITE_TILES` tiles, default 400) and `SPRITE_TILE_WIDTH` (an
 even number of pixels, default 160). `PACKAGER_WORK_DIR` moves the per-message working directories off /tmp (the
-local cloud and the tests use it).
+local cloud and the tests use it). `JOBS_TABLE_NAME` is the table the job gate reads (`functions/common/job_gate.py`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from functions.common.job_gate import GATE_CHECK_SECONDS
 from functions.common.settings import EnvironmentReader
 from functions.contracts.playback import SEGMENT_SECONDS
 
@@ -33,6 +34,8 @@ class PackagerSettings:
     a request naming another bucket is refused."""
     event_bus_name: str
     """Custom bus for Packaging Completed / Failed (`EVENT_BUS_NAME`)."""
+    jobs_table_name: str
+    """The jobs table (`JOBS_TABLE_NAME`), read (never written) to ask whether the work is still wanted."""
     thumbnail_interval_seconds: int = 2
     """Seconds of video per sprite tile, at least (`THUMBNAIL_INTERVAL_SECONDS`, optional; a multiple of 2)."""
     max_sprite_tiles: int = 400
@@ -43,12 +46,15 @@ class PackagerSettings:
     """Where the per-message working directories are made (`PACKAGER_WORK_DIR`, optional; Lambda's /tmp)."""
     reserve_seconds: float = PACKAGER_RESERVE_SECONDS
     """Time kept back from the invocation for reading the package back, uploading it and announcing it."""
+    gate_check_seconds: float = GATE_CHECK_SECONDS
+    """How often, between its ffmpeg steps, packaging asks whether the work is still wanted."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PackagerSettings:
         read = EnvironmentReader(environ)
         outputs_bucket = read.required("OUTPUTS_BUCKET")
         event_bus_name = read.required("EVENT_BUS_NAME")
+        jobs_table_name = read.required("JOBS_TABLE_NAME")
         interval = read.integer(
             "THUMBNAIL_INTERVAL_SECONDS",
             SEGMENT_SECONDS,
@@ -65,6 +71,7 @@ class PackagerSettings:
         return cls(
             outputs_bucket=outputs_bucket,
             event_bus_name=event_bus_name,
+            jobs_table_name=jobs_table_name,
             thumbnail_interval_seconds=interval,
             max_sprite_tiles=max_tiles,
             sprite_tile_width=tile_width,

@@ -1,4 +1,5 @@
-"""boto3 implementations of the submit ports: MediaConvert's CreateJob and the S3 copy that pins the upload.
+"""boto3 implementations of the submit ports: MediaConvert's CreateJob and CancelJob, and the S3 copy that pins the
+upload.
 
 The MediaConvert client is boto3's default for the region; `AWS_ENDPOINT_URL_MEDIACONVERT` (which boto3 reads by
 itself) points it elsewhere, e.g. at the local cloud's stand-in. DescribeEndpoints is not needed: every account
@@ -12,6 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from functions.common.clients import aws_client
+from functions.common.mediaconvert_cancel import cancel_mediaconvert_job
 from functions.submit.service import CreatedJob, SettingsRefused, SourceReplaced
 
 # The one CreateJob error that says "these settings, for this input, will never work"; every other error
@@ -38,6 +40,9 @@ class MediaConvertJobs:
             raise
         job = response["Job"]
         return CreatedJob(id=job["Id"], arn=job.get("Arn", ""), status=job.get("Status", ""))
+
+    def cancel_job(self, mediaconvert_job_id: str) -> None:
+        cancel_mediaconvert_job(self._client, mediaconvert_job_id)
 
 
 def _quoted(etag: str) -> str:

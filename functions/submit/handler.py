@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.clock import now_ms
 from functions.common.event_bus import EventPublisher
+from functions.common.job_gate import WORK_WITHDRAWN_METRIC, DynamoJobGate
 from functions.common.jobs_table import JobsTable
 from functions.common.observability import logger, metrics, tracer
 from functions.contracts.fanout import FanOutQueueRecord
@@ -31,6 +32,7 @@ OUTCOME_METRICS = {
     Outcome.NOT_APPLICABLE: "SubmissionsNotApplicable",
     Outcome.REFUSED: "MediaConvertJobsRefused",
     Outcome.JOB_NOT_FOUND: "SubmissionsForUnknownJobs",
+    Outcome.WITHDRAWN: WORK_WITHDRAWN_METRIC,
 }
 
 
@@ -41,6 +43,7 @@ def build_submitter(settings: SubmitSettings) -> JobSubmitter:
         mediaconvert=MediaConvertJobs(),
         sources=ValidatedSources(),
         events=EventPublisher(settings.event_bus_name),
+        gate=DynamoJobGate(settings.jobs_table_name),
         clock=now_ms,
     )
 
@@ -49,7 +52,7 @@ def build_submitter(settings: SubmitSettings) -> JobSubmitter:
 def submit_record(record: FanOutQueueRecord, submitter: JobSubmitter) -> str:
     """One fan-out message; raising marks the record for redelivery."""
     message = record.body
-    with logger.append_context_keys(jobId=message.jobId):
+    with logger.append_context_keys(jobId=message.jobId, attempt=message.attempt):
         tracer.put_annotation("jobId", message.jobId)
         logger.info("submitting", extra={"receiveCount": record.attributes.ApproximateReceiveCount})
         result = submitter.submit(message)

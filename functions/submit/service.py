@@ -3,7 +3,8 @@
 Order: read the job, pin the validated upload, CreateJob, then record it (submit first, record second). Two guards
 make that exactly once:
 
-- `ClientRequestToken` = the pipeline's jobId. MediaConvert answers a repeated token with the job the first request
+- `ClientRequestToken` = the pipeline's jobId (`{jobId}-a{attempt}` from a job's second attempt on, so that a retry
+  or a reprocess asks for a job of its own). MediaConvert answers a repeated token with the job the first request
   made, for a minute after it. That covers what happens within seconds: botocore retrying a CreateJob whose answer
   was lost, and two deliveries of the same message processed side by side.
 - `job.mediaconvert` in DynamoDB, written by `job_state.record_mediaconvert_job` through `JobsTable.change` only
@@ -16,6 +17,12 @@ visibility timeout), unable to tell whether a job exists, with or without an int
 again; MediaConvert then runs a second job writing the same keys, and the tracker, whose transitions are idempotent,
 applies whichever finishes first and ignores the other. The record keeps the first job; a conflicting second one
 is logged (`DuplicateMediaConvertJobs`). Submit-first is the simpler of the two with the same guarantee.
+
+Attempts and cancels: a message of a canceled job, or of an attempt the job has moved on from, is dropped
+(`WITHDRAWN`), and the job gate (`functions/common/job_gate.py`) is asked once more just before CreateJob, so a job
+canceled meanwhile is not submitted. When the record then does not apply because the job was canceled (or moved on)
+between that check and the write, the MediaConvert job just created is canceled (CancelJob). Every `Rendition Failed`
+submit announces names the attempt, and `UserMetadata.attempt` does from the second attempt on.
 
 Pinning the validated upload: a presigned POST form stays valid until it expires, so a client can POST a second
 file to `uploads/{jobId}/source` after ingest validated the first (a playlist naming other users' uploads, say). The
@@ -56,6 +63,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from functions.common import job_state
+from functions.common.job_gate import JobGate, WorkWithdrawn, withdrawal_reason
 from functions.common.job_state import Transition
 from functions.common.jobs_table import JobNotFound
 from functions.common.observability import logger
@@ -126,6 +134,10 @@ class MediaConvertJobs(Protocol):
         """`CreateJob(**request)`; raises SettingsRefused when MediaConvert refuses the settings."""
         ...
 
+    def cancel_job(self, mediaconvert_job_id: str) -> None:
+        """`CancelJob`; a job that already ended is left as it is."""
+        ...
+
 
 class ValidatedSources(Protocol):
     def pin(self, *, bucket: str, key: str, etag: str | None, destination: str) -> None:
@@ -183,13 +195,17 @@ class JobTarget:
     """The service role MediaConvert assumes to read the upload and write the outputs."""
     queue_arn: str
     """The stack's on-demand queue."""
+    attempt: int = 1
+    """The job's attempt: a later one asks for a MediaConvert job of its own (token, user metadata)."""
 
 
-def client_request_token(job_id: str) -> str:
-    """MediaConvert's idempotency token: the same job ID asks for the same MediaConvert job."""
-    if not job_id or len(job_id) > MAX_CLIENT_REQUEST_TOKEN or not job_id.isascii():
+def client_request_token(job_id: str, attempt: int = 1) -> str:
+    """MediaConvert's idempotency token: the same job ID (and attempt) asks for the same MediaConvert job. The first
+    attempt's is the job ID itself, a later one's `{jobId}-a{attempt}`."""
+    token = job_id if attempt == 1 else f"{job_id}-a{attempt}"
+    if not job_id or attempt < 1 or len(token) > MAX_CLIENT_REQUEST_TOKEN or not token.isascii():
         raise ValueError(f"job id {job_id!r} cannot be a client request token (1-64 ASCII characters)")
-    return job_id
+    return token
 
 
 def output_folder(outputs_bucket: str, job_id: str) -> str:
@@ -297,14 +313,20 @@ def job_settings(target: JobTarget, plans: Sequence[EncodePlan]) -> dict[str, An
     }
 
 
+def user_metadata(target: JobTarget) -> dict[str, str]:
+    """The job, the stack, and from the second attempt on the attempt (MediaConvert's values are strings)."""
+    attempt = str(target.attempt) if target.attempt > 1 else None
+    return UserMetadata(jobId=target.job_id, pipeline=target.stack, attempt=attempt).to_metadata()
+
+
 def create_job_request(target: JobTarget, plans: Sequence[EncodePlan]) -> dict[str, Any]:
     """The keyword arguments of `mediaconvert.create_job` for this job."""
     return {
         "Role": target.role_arn,
         "Queue": target.queue_arn,
-        "ClientRequestToken": client_request_token(target.job_id),
+        "ClientRequestToken": client_request_token(target.job_id, target.attempt),
         "StatusUpdateInterval": STATUS_UPDATE_INTERVAL,
-        "UserMetadata": UserMetadata(jobId=target.job_id, pipeline=target.stack).to_metadata(),
+        "UserMetadata": user_metadata(target),
         "Settings": job_settings(target, plans),
     }
 
@@ -325,6 +347,8 @@ class Outcome(StrEnum):
     """MediaConvert cannot make this job (or its upload was replaced): every rendition was announced as failed."""
     JOB_NOT_FOUND = "JOB_NOT_FOUND"
     """No such job (deleted after retention); nothing done."""
+    WITHDRAWN = "WITHDRAWN"
+    """The job was canceled or runs another attempt: nothing submitted, or the job just created canceled."""
 
 
 @dataclass(frozen=True)
@@ -342,6 +366,7 @@ class JobSubmitter:
         mediaconvert: MediaConvertJobs,
         sources: ValidatedSources,
         events: Events,
+        gate: JobGate,
         clock: Callable[[], int],
     ) -> None:
         self._settings = settings
@@ -349,15 +374,26 @@ class JobSubmitter:
         self._mediaconvert = mediaconvert
         self._sources = sources
         self._events = events
+        self._gate = gate
         self._clock = clock
 
     def submit(self, message: FanOutMessage) -> SubmitResult:
         """Handle one fan-out message; raises only for what a retry can fix (AWS errors, lost races)."""
         try:
+            return self._submit(message)
+        except WorkWithdrawn as withdrawn:
+            logger.info("work withdrawn; dropped", extra={"reason": withdrawn.reason, "attempt": withdrawn.attempt})
+            return SubmitResult(Outcome.WITHDRAWN)
+
+    def _submit(self, message: FanOutMessage) -> SubmitResult:
+        try:
             job = self._jobs.get(message.jobId)
         except JobNotFound:
             logger.warning("message for a job that does not exist; dropped")
             return SubmitResult(Outcome.JOB_NOT_FOUND)
+        if job.attempt != message.attempt or job.deletion is not None:
+            reason = withdrawal_reason(job.to_item(), message.attempt) or "the job was canceled"
+            raise WorkWithdrawn(message.jobId, message.attempt, reason)
         recorded = job_state.mediaconvert_job_id(job)
         if recorded:
             logger.info(
@@ -379,7 +415,7 @@ class JobSubmitter:
                 bucket=message.source.bucket, key=message.source.key, etag=message.source.etag, destination=source_key
             )
         except SourceReplaced as err:
-            return self._refuse(job, plans, SOURCE_REPLACED_MESSAGE, str(err), code=SOURCE_REPLACED_CODE)
+            return self._refuse(message, plans, SOURCE_REPLACED_MESSAGE, str(err), code=SOURCE_REPLACED_CODE)
         target = JobTarget(
             job_id=message.jobId,
             stack=self._settings.stack_name,
@@ -389,22 +425,27 @@ class JobSubmitter:
             has_audio=message.probe.hasAudio,
             role_arn=self._settings.role_arn,
             queue_arn=self._settings.queue_arn,
+            attempt=message.attempt,
         )
         try:
-            created = self._mediaconvert.create_job(create_job_request(target, plans))
+            request = create_job_request(target, plans)
         except UnsupportedByMediaConvert as err:
-            return self._refuse(job, plans, str(err), detail=str(err))
+            return self._refuse(message, plans, str(err), detail=str(err))
+        self._gate.check(message.jobId, message.attempt)  # the copy may have taken a minute: still wanted?
+        try:
+            created = self._mediaconvert.create_job(request)
         except SettingsRefused as err:
-            return self._refuse(job, plans, "MediaConvert refused the encoding settings for this video", str(err))
+            return self._refuse(message, plans, "MediaConvert refused the encoding settings for this video", str(err))
         logger.info("MediaConvert job created", extra={"mediaConvertJobId": created.id, "status": created.status})
-        return self._record(message.jobId, created.id)
+        return self._record(message.jobId, message.attempt, created.id)
 
-    def _record(self, job_id: str, mediaconvert_job_id: str) -> SubmitResult:
+    def _record(self, job_id: str, attempt: int, mediaconvert_job_id: str) -> SubmitResult:
         record = partial(
             job_state.record_mediaconvert_job,
             mediaconvert_job_id=mediaconvert_job_id,
-            client_request_token=client_request_token(job_id),
+            client_request_token=client_request_token(job_id, attempt),
             now=self._clock(),
+            attempt=attempt,
         )
         if self._jobs.change(job_id, record) is not None:
             return SubmitResult(Outcome.SUBMITTED, mediaconvert_job_id)
@@ -413,6 +454,13 @@ class JobSubmitter:
         if recorded == mediaconvert_job_id:
             logger.info("a concurrent attempt recorded the same MediaConvert job (same request token)")
             return SubmitResult(Outcome.ALREADY_SUBMITTED, recorded)
+        if not job_state.is_current(current, attempt):
+            logger.info(
+                "the job was canceled or moved on while its MediaConvert job was created; canceling that job",
+                extra={"mediaConvertJobId": mediaconvert_job_id, "status": current.status, "attempt": current.attempt},
+            )
+            self._mediaconvert.cancel_job(mediaconvert_job_id)
+            return SubmitResult(Outcome.WITHDRAWN, mediaconvert_job_id)
         if recorded:
             logger.error(
                 "a second MediaConvert job was created for this job; the recorded one stays",
@@ -423,16 +471,19 @@ class JobSubmitter:
         return SubmitResult(Outcome.NOT_APPLICABLE, mediaconvert_job_id)
 
     def _refuse(
-        self, job: JobRecord, plans: list[EncodePlan], message: str, detail: str, *, code: str = REFUSED_CODE
+        self, fanout: FanOutMessage, plans: list[EncodePlan], message: str, detail: str, *, code: str = REFUSED_CODE
     ) -> SubmitResult:
-        """Announce every planned rendition as failed; the tracker fails the job and says why."""
+        """Announce every planned rendition as failed (unless the job no longer wants them); the tracker fails the job
+        and says why."""
+        self._gate.check(fanout.jobId, fanout.attempt)
         logger.warning("MediaConvert cannot make this job", extra={"reason": detail, "code": code})
         error = ErrorInfo(code=code, message=message)
         for plan in plans:
             failed = RenditionFailed(
-                job_id=job.jobId,
-                owner_id=job.ownerId,
+                job_id=fanout.jobId,
+                owner_id=fanout.ownerId,
                 rendition=plan.name,
+                attempt=fanout.attempt,
                 engine=job_state.MEDIACONVERT_ENGINE,
                 error=error,
             )

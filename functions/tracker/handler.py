@@ -17,8 +17,14 @@ from functions.common.clock import now_ms
 from functions.common.event_bus import EventPublisher
 from functions.common.jobs_table import JobsTable
 from functions.common.observability import logger, metrics, tracer
-from functions.contracts.events import SOURCE, parse_packaging_event, parse_rendition_event
-from functions.tracker.adapters import S3Outputs
+from functions.contracts.events import (
+    SOURCE,
+    DetailType,
+    JobDeletionRequested,
+    parse_packaging_event,
+    parse_rendition_event,
+)
+from functions.tracker.adapters import MediaConvertCanceller, S3JobFiles, S3Outputs
 from functions.tracker.service import (
     MEDIACONVERT_DETAIL_TYPE,
     MEDIACONVERT_SOURCE,
@@ -42,6 +48,8 @@ def tracker() -> JobTracker:
         jobs=JobsTable(settings.jobs_table_name),
         publisher=EventPublisher(settings.event_bus_name),
         outputs=S3Outputs(),
+        files=S3JobFiles(settings.uploads_bucket, settings.outputs_bucket),
+        mediaconvert=MediaConvertCanceller(),
         metrics=metrics,
         clock=now_ms,
     )
@@ -68,6 +76,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> Result:
 
 @tracer.capture_method
 def _on_pipeline_event(service: JobTracker, envelope: EventBridgeModel) -> Result:
+    if envelope.detail_type == DetailType.JOB_DELETION_REQUESTED:
+        try:
+            deletion = JobDeletionRequested.model_validate(_detail(envelope))
+        except ValidationError as err:
+            return ignored("deletion request with an unexpected shape", errors=err.errors(include_url=False))
+        return service.on_deletion_requested(deletion, event_id=envelope.id)
     try:
         packaging = parse_packaging_event(envelope.detail_type, _detail(envelope))
         event = None if packaging else parse_rendition_event(envelope.detail_type, _detail(envelope))

@@ -16,6 +16,15 @@ it read), and it names the event that asked: the write first, then the put, then
 retry of that same event that finds the job asking but the request unpublished puts it then, and no other event does,
 so completions that arrive together or twice make one request.
 
+A job its owner deleted (`Job Deletion Requested`, put by the api after it canceled or marked the job) loses its
+files here: its MediaConvert job is canceled if it was still running, every object under `uploads/{jobId}/` and
+`outputs/{jobId}/` is deleted, and the job becomes DELETED (`Job Deleted` follows). Work already running when the job
+was canceled may still write an output after that; its report (or MediaConvert's) finds the job deleted, and the
+tracker deletes the job's files again.
+
+Every worker report names the job's attempt it belongs to; the state machine applies a report only to that attempt,
+so a retried or reprocessed job is never moved by its earlier attempt's late reports.
+
 A job's outcome is announced at least once: the terminal write comes first, then the event and the metric,
 then a bookkeeping write (`outcomeAnnouncedAt`). If the event cannot be put, the invocation fails and is
 retried; the retry finds the job terminal but unannounced and announces it then.
@@ -48,6 +57,7 @@ from functions.contracts.events import (
     TERMINAL_DETAIL_TYPES,
     DetailType,
     EventDetail,
+    JobDeletionRequested,
     JobOutcome,
     PackagingCompleted,
     PackagingEvent,
@@ -75,6 +85,7 @@ OUTCOME_METRICS: dict[str, str] = {
     JobStatus.COMPLETED: "JobsCompleted",
     JobStatus.FAILED: "JobsFailed",
     JobStatus.EXPIRED: "JobsExpired",
+    JobStatus.DELETED: "JobsDeleted",
 }
 
 # What the handler returns: `outcome` (applied, unchanged, ignored, job_not_found, swept) and what it concerned.
@@ -85,6 +96,10 @@ Result = dict[str, Any]
 
 
 class JobStore(Protocol):
+    def get(self, job_id: str) -> JobRecord:
+        """Raises JobNotFound."""
+        ...
+
     def change(self, job_id: str, transition: Transition) -> tuple[JobRecord, JobRecord] | None:
         """Apply the transition with a conditional write: (before, after), or None when it changed nothing.
 
@@ -110,6 +125,18 @@ class OutputReadFailed(RuntimeError):
 class OutputStore(Protocol):
     def size(self, bucket: str, key: str) -> int:
         """The object's byte count; raises OutputReadFailed."""
+        ...
+
+
+class JobFiles(Protocol):
+    def delete_all(self, job_id: str) -> int:
+        """Delete every object under `uploads/{jobId}/` and `outputs/{jobId}/`; returns how many there were."""
+        ...
+
+
+class MediaConvertJobs(Protocol):
+    def cancel_job(self, mediaconvert_job_id: str) -> None:
+        """CancelJob; a job that already ended or is unknown is left as it is."""
         ...
 
 
@@ -254,31 +281,36 @@ def error_code(change: JobStateChange) -> str:
 
 
 def rendition_transition(event: RenditionEvent, *, now: int) -> Transition:
-    """The state-machine call a transcoder's rendition event stands for."""
+    """The state-machine call a transcoder's rendition event stands for (on the attempt it names)."""
+    name, attempt = event.rendition, event.attempt
     if isinstance(event, RenditionProgress):
-        return partial(job_state.record_progress, name=event.rendition, percent=event.percent, now=now)
+        return partial(job_state.record_progress, name=name, percent=event.percent, now=now, attempt=attempt)
     if isinstance(event, RenditionCompleted):
         if event.image is not None:
-            return partial(complete_with_image, name=event.rendition, output=event.output(), image=event.image, now=now)
-        return partial(job_state.complete_rendition, name=event.rendition, output=event.output(), now=now)
+            return partial(
+                complete_with_image, name=name, output=event.output(), image=event.image, now=now, attempt=attempt
+            )
+        return partial(job_state.complete_rendition, name=name, output=event.output(), now=now, attempt=attempt)
     return partial(
         job_state.fail_rendition,
-        name=event.rendition,
+        name=name,
         code=event.error.code,
         message=client_safe(event.error.message),
         now=now,
+        attempt=attempt,
     )
 
 
 def packaging_transition(event: PackagingEvent, *, now: int) -> Transition:
-    """The state-machine call a packager's report stands for."""
+    """The state-machine call a packager's report stands for (on the attempt it names)."""
     if isinstance(event, PackagingCompleted):
-        return partial(job_state.complete_playback, package=event.package, now=now)
+        return partial(job_state.complete_playback, package=event.package, now=now, attempt=event.attempt)
     return partial(
         job_state.fail_playback,
         code=job_state.PACKAGING_FAILED,
         message=client_safe(event.error.message),
         now=now,
+        attempt=event.attempt,
     )
 
 
@@ -295,11 +327,12 @@ def packaging_request(job: JobRecord) -> PackagingRequested:
             )
             for r in job_state.packaging_sources(job)
         ],
+        attempt=job.attempt,
     )
 
 
 def complete_with_image(
-    job: JobRecord, *, name: str, output: Mapping[str, Any], image: ImageMetadata, now: int
+    job: JobRecord, *, name: str, output: Mapping[str, Any], image: ImageMetadata, now: int, attempt: int = 1
 ) -> JobRecord | None:
     """An image's metadata unit completed: its metadata lands on the job as `image` in the same write.
 
@@ -307,12 +340,13 @@ def complete_with_image(
     nothing, not even the metadata. The metadata goes first, while the job is still PROCESSING: completing the
     last unit settles the job, which then takes no more changes.
     """
-    complete = partial(job_state.complete_rendition, name=name, output=output, now=now)
+    complete = partial(job_state.complete_rendition, name=name, output=output, now=now, attempt=attempt)
     if complete(job) is None:
         return None
     if job.renditions[name].kind != UnitKind.METADATA:
         return complete(job)  # `image` comes only from the metadata unit (docs/CONTRACTS.md)
-    return job_state.apply_in_order(job, [partial(job_state.record_image_metadata, metadata=image, now=now), complete])
+    record = partial(job_state.record_image_metadata, metadata=image, now=now, attempt=attempt)
+    return job_state.apply_in_order(job, [record, complete])
 
 
 def _is_mediaconvert_job(job: JobRecord) -> bool:
@@ -379,12 +413,22 @@ def mediaconvert_transition(
     transition = _transition_for_status(change, now=now, sizes=sizes)
     if transition is None:
         return None
-    return partial(_from_recorded_job, transition=transition, source_job_id=change.mediaconvert_job_id)
+    return partial(
+        _from_recorded_job,
+        transition=transition,
+        source_job_id=change.mediaconvert_job_id,
+        attempt=change.user_metadata.attempt_number,
+    )
 
 
-def _from_recorded_job(job: JobRecord, *, transition: Transition, source_job_id: str | None) -> JobRecord | None:
+def _from_recorded_job(
+    job: JobRecord, *, transition: Transition, source_job_id: str | None, attempt: int
+) -> JobRecord | None:
+    """Only the job's own MediaConvert job moves it, and only on the attempt it was submitted for."""
     recorded = job_state.mediaconvert_job_id(job)
     if recorded is not None and source_job_id is not None and recorded != source_job_id:
+        return None
+    if attempt != job.attempt:
         return None
     return transition(job)
 
@@ -452,6 +496,8 @@ class JobTracker:
         jobs: JobStore,
         publisher: EventPublisher,
         outputs: OutputStore,
+        files: JobFiles,
+        mediaconvert: MediaConvertJobs,
         metrics: MetricsSink,
         clock: Callable[[], int],
     ) -> None:
@@ -459,6 +505,8 @@ class JobTracker:
         self._jobs = jobs
         self._publisher = publisher
         self._outputs = outputs
+        self._files = files
+        self._mediaconvert = mediaconvert
         self._metrics = metrics
         self._clock = clock
 
@@ -486,6 +534,26 @@ class JobTracker:
             logger.info("MediaConvert status changes nothing on the job")
             return {"outcome": "unchanged", "jobId": job_id}
         return self._apply_and_report(job_id, transition, event_id)
+
+    def on_deletion_requested(self, event: JobDeletionRequested, *, event_id: str | None = None) -> Result:
+        """The owner deleted the job: cancel its MediaConvert job if it was running, delete its files, mark it DELETED
+        (which announces `Job Deleted`). Repeated requests delete again (an upload or output may have arrived since)
+        and change nothing else."""
+        logger.append_keys(jobId=event.job_id)
+        try:
+            job = self._jobs.get(event.job_id)
+        except JobNotFound:
+            logger.warning("deletion asked for a job that does not exist; dropped")
+            return {"outcome": "job_not_found", "jobId": event.job_id}
+        if job.deletion is None or job.ownerId != event.owner_id:
+            return ignored("deletion asked for a job whose owner did not delete it")
+        recorded = job_state.mediaconvert_job_id(job)
+        if recorded is not None and job.deletion.canceled and job.status != JobStatus.DELETED:
+            self._mediaconvert.cancel_job(recorded)
+            logger.info("MediaConvert job canceled", extra={"mediaConvertJobId": recorded})
+        removed = self._files.delete_all(job.jobId)
+        logger.info("job files deleted", extra={"objects": removed})
+        return self._apply_and_report(job.jobId, partial(job_state.complete_deletion, now=self._clock()), event_id)
 
     def sweep(self, *, remaining_ms: Callable[[], int]) -> Result:
         """Expire uploads that never came and fail processing past its deadline, oldest deadline first, bounded.
@@ -564,6 +632,10 @@ class JobTracker:
             return {"outcome": "job_not_found", "jobId": job_id}
         status = str(applied.job.status)
         logger.info("event applied" if applied.changed else "event changed nothing", extra={"status": status})
+        if applied.job.deletion is not None and not applied.changed:
+            # A report of work that was running when the job was deleted: what it wrote goes too.
+            removed = self._files.delete_all(job_id)
+            logger.info("late files of a deleted job deleted", extra={"objects": removed})
         return {
             "outcome": "applied" if applied.changed else "unchanged",
             "jobId": job_id,

@@ -23,6 +23,8 @@ class TrackerSettings:
     """Bucket the renditions are written to; only its objects are measured with HEAD (`OUTPUTS_BUCKET`)."""
     stack_name: str
     """MediaConvert events whose `userMetadata.pipeline` is not this stack are ignored (`STACK_NAME`)."""
+    uploads_bucket: str = ""
+    """Bucket a deleted job's upload is deleted from (`UPLOADS_BUCKET`)."""
     sweep_max_jobs: int = DEFAULT_SWEEP_MAX_JOBS
     """Most overdue jobs one sweep handles; the next scheduled sweep takes the rest (`SWEEP_MAX_JOBS`, optional)."""
     sweep_reserve_ms: int = 10_000
@@ -37,6 +39,7 @@ class TrackerSettings:
             event_bus_name=read.text("EVENT_BUS_NAME"),
             outputs_bucket=read.text("OUTPUTS_BUCKET"),
             stack_name=read.text("STACK_NAME"),
+            uploads_bucket=read.text("UPLOADS_BUCKET"),
             sweep_max_jobs=read.integer("SWEEP_MAX_JOBS", 1, MAX_SWEEP_MAX_JOBS, default=DEFAULT_SWEEP_MAX_JOBS),
         )
         read.done("tracker")

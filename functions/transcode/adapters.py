@@ -31,18 +31,20 @@ def output_key(job_id: str, rendition: str) -> str:
     return f"outputs/{job_id}/{rendition}.mp4"
 
 
-def output_metadata(job_id: str, rendition: str, media: OutputMedia) -> dict[str, str]:
+def output_metadata(job_id: str, rendition: str, media: OutputMedia, *, attempt: int) -> dict[str, str]:
     """User metadata (x-amz-meta-*) stored with a rendition, so a redelivered message can re-announce it from HEAD."""
-    return object_metadata(job_id, rendition, width=media.width, height=media.height, duration_ms=media.durationMs)
+    return object_metadata(
+        job_id, rendition, attempt=attempt, width=media.width, height=media.height, duration_ms=media.durationMs
+    )
 
 
 def stored_rendition_from_head(
-    head: dict[str, Any], bucket: str, key: str, job_id: str, rendition: str
+    head: dict[str, Any], bucket: str, key: str, job_id: str, rendition: str, *, attempt: int
 ) -> StoredOutput | None:
-    """The rendition a HEAD response describes, or None unless its metadata says this job and rendition made it, at
-    a size and duration it states."""
+    """The rendition a HEAD response describes, or None unless its metadata says this job's attempt made it for this
+    rendition, at a size and duration it states."""
     metadata = head.get("Metadata") or {}
-    if not made_by(metadata, job_id, rendition):
+    if not made_by(metadata, job_id, rendition, attempt):
         return None
     facts = [metadata.get(name, "") for name in ("width", "height", "duration-ms")]
     if not all(value.isdigit() for value in facts):
@@ -68,14 +70,18 @@ class S3MediaStore(S3UnitStore):
                 raise
             raise unavailable from err
 
-    def find_output(self, job_id: str, rendition: str) -> StoredOutput | None:
+    def find_output(self, job_id: str, rendition: str, *, attempt: int) -> StoredOutput | None:
         key = output_key(job_id, rendition)
         head = self.head_output(key)
-        return None if head is None else stored_rendition_from_head(head, self.outputs_bucket, key, job_id, rendition)
+        if head is None:
+            return None
+        return stored_rendition_from_head(head, self.outputs_bucket, key, job_id, rendition, attempt=attempt)
 
-    def upload_output(self, path: Path, job_id: str, rendition: str, media: OutputMedia) -> StoredOutput:
+    def upload_output(
+        self, path: Path, job_id: str, rendition: str, media: OutputMedia, *, attempt: int
+    ) -> StoredOutput:
         key = output_key(job_id, rendition)
-        metadata = output_metadata(job_id, rendition, media)
+        metadata = output_metadata(job_id, rendition, media, attempt=attempt)
         size = self.upload_file(path, key, content_type=CONTENT_TYPE, metadata=metadata)
         return StoredOutput(self.outputs_bucket, key, size, CONTENT_TYPE, media.width, media.height, media.durationMs)
 

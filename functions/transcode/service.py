@@ -13,9 +13,14 @@ Failure policy:
 - Anything transient (S3 or EventBridge errors, ffmpeg killed at the deadline or by a signal, too little time
   left to start): raise, so SQS delivers the message again and, after the last try, parks it in the DLQ.
 
-Redelivery is cheap: when the output object already carries metadata saying this job and rendition produced it,
-the Completed event is announced again from that metadata without downloading or encoding anything. An encode that
-was interrupted before its upload simply runs again and overwrites the same key; the tracker ignores duplicates.
+Work no longer wanted (the job was canceled, or runs another attempt: `functions/common/job_gate.py`) stops where
+the gate is asked: before anything is read, every few seconds of the encode (ffmpeg is killed), before the rendition
+is stored, and before a failure is announced. WorkWithdrawn is raised; the batch wiring drops the message.
+
+Redelivery is cheap: when the output object already carries metadata saying this job's attempt produced this
+rendition, the Completed event is announced again from that metadata without downloading or encoding anything. An
+encode that was interrupted before its upload simply runs again and overwrites the same key; the tracker ignores
+duplicates.
 
 What the ffmpeg command (`build_transcode`) guarantees, and why:
 - H.264 High profile (libx264, yuv420p) and AAC: what every browser and phone plays.
@@ -44,6 +49,7 @@ from typing import Protocol
 import ffmpeg
 
 from functions.common.ffmpeg_runner import FfmpegFailed
+from functions.common.job_gate import AttemptWatch, JobGate
 from functions.common.observability import logger
 from functions.common.unit_worker import (
     EventNotPublished,
@@ -111,10 +117,12 @@ class OutputMedia:
 class MediaStore(SourceStore, Protocol):
     """The uploads and outputs buckets, as the transcoder uses them."""
 
-    def find_output(self, job_id: str, rendition: str) -> StoredOutput | None:
-        """The rendition as an earlier delivery of the same message uploaded it, if one did."""
+    def find_output(self, job_id: str, rendition: str, *, attempt: int) -> StoredOutput | None:
+        """The rendition as an earlier delivery of the same message (the same attempt) uploaded it, if one did."""
 
-    def upload_output(self, path: Path, job_id: str, rendition: str, media: OutputMedia) -> StoredOutput: ...
+    def upload_output(
+        self, path: Path, job_id: str, rendition: str, media: OutputMedia, *, attempt: int
+    ) -> StoredOutput: ...
 
 
 class MediaTools(Protocol):
@@ -241,21 +249,29 @@ def output_problems(media: OutputMedia, plan: EncodePlan, *, expect_audio: bool)
 class RenditionTranscoder:
     """Encodes this function's rendition of a message with ffmpeg and announces the result on the bus."""
 
-    def __init__(self, store: MediaStore, tools: MediaTools, events: EventSink, settings: TranscodeSettings) -> None:
+    def __init__(
+        self, store: MediaStore, tools: MediaTools, events: EventSink, settings: TranscodeSettings, *, gate: JobGate
+    ) -> None:
         self._store = store
         self._tools = tools
         self._units = UnitEvents(events, ENGINE)
         self._settings = settings
+        self._gate = gate
         self._encoder = EncoderSettings(preset=settings.preset, crf=settings.crf, threads=settings.threads)
 
     def transcode(self, message: FanOutMessage, remaining_ms: Callable[[], int]) -> UnitResult:
+        """The rendition made (or announced again), or failed; raises WorkWithdrawn when the job no longer wants it."""
         plan = plan_for(message, self._settings.rendition)
         if plan is None:
             logger.warning("message does not plan this rendition; dropped", extra={"planned": message.renditions})
             return UnitResult(self._settings.rendition.name, Outcome.DROPPED)
         logger.info("transcoding")
+        watch = AttemptWatch(
+            self._gate, message.jobId, message.attempt, every_seconds=self._settings.gate_check_seconds
+        )
+        watch.check()
 
-        existing = self._store.find_output(message.jobId, plan.name)
+        existing = self._store.find_output(message.jobId, plan.name, attempt=message.attempt)
         if existing is not None and (existing.width, existing.height) == (plan.width, plan.height):
             logger.info("rendition uploaded by an earlier delivery; announcing it again", extra={"key": existing.key})
             return self._units.reannounced(message, plan.name, existing)
@@ -263,10 +279,15 @@ class RenditionTranscoder:
         time_budget(remaining_ms, self._settings.reserve_seconds)
         self._units.started(message, plan.name)
         with work_dir(self._settings.work_root, WORK_DIR_PREFIX) as work:
-            return self._transcode_in(work, message, plan, remaining_ms)
+            return self._transcode_in(work, message, plan, watch, remaining_ms)
 
     def _transcode_in(
-        self, work: Path, message: FanOutMessage, plan: EncodePlan, remaining_ms: Callable[[], int]
+        self,
+        work: Path,
+        message: FanOutMessage,
+        plan: EncodePlan,
+        watch: AttemptWatch,
+        remaining_ms: Callable[[], int],
     ) -> UnitResult:
         source, output = work / "source", work / f"{plan.name}.mp4"
         try:
@@ -282,13 +303,14 @@ class RenditionTranscoder:
         )
         logger.info("encoding", extra={"ffmpeg": args, "timeoutSeconds": round(timeout)})
         milestones = ProgressMilestones(message.probe.durationMs)
+
+        def on_progress_line(line: str) -> None:
+            watch.check_if_due()  # WorkWithdrawn here stops the read, and ffmpeg is killed
+            self.announce_progress(message, plan, milestones.feed(line))
+
         started = time.monotonic()
         try:
-            self._tools.run_ffmpeg(
-                args,
-                timeout_seconds=timeout,
-                on_progress_line=lambda line: self.announce_progress(message, plan, milestones.feed(line)),
-            )
+            self._tools.run_ffmpeg(args, timeout_seconds=timeout, on_progress_line=on_progress_line)
         except FfmpegFailed as err:
             return self._fail(message, plan, TRANSCODE_FAILED, err.stderr_tail.replace(f"{work}/", ""))
         encode_seconds = time.monotonic() - started
@@ -301,7 +323,8 @@ class RenditionTranscoder:
         if problems:
             return self._fail(message, plan, OUTPUT_INVALID, "; ".join(problems))
 
-        stored = self._store.upload_output(output, message.jobId, plan.name, media)
+        watch.check()
+        stored = self._store.upload_output(output, message.jobId, plan.name, media, attempt=message.attempt)
         self._units.completed(message, plan.name, stored)
         logger.info(
             "rendition completed",
@@ -319,5 +342,7 @@ class RenditionTranscoder:
             logger.warning("progress event not published", extra={"percent": percent, "error": str(err)})
 
     def _fail(self, message: FanOutMessage, plan: EncodePlan, code: str, text: str) -> UnitResult:
+        # A job deleted meanwhile lost its source too: its work is withdrawn, not failed.
+        self._gate.check(message.jobId, message.attempt)
         logger.error("rendition failed", extra={"code": code, "reason": text})
         return self._units.failed(message, plan.name, code, text)

@@ -3,7 +3,8 @@
 `RENDITION` names the one rendition this function produces (docs/CONTRACTS.md). The encoder knobs are optional:
 `FFMPEG_THREADS` (default: the CPUs Lambda gives the function), `FFMPEG_PRESET` (x264 preset, default `veryfast`)
 and `FFMPEG_CRF` (quality target under the rendition's bitrate cap, default 23); `TRANSCODE_WORK_DIR` moves the
-per-message working directories off /tmp (the local cloud and the tests use it).
+per-message working directories off /tmp (the local cloud and the tests use it). `JOBS_TABLE_NAME` is the table the
+job gate reads (`functions/common/job_gate.py`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from functions.common.job_gate import GATE_CHECK_SECONDS
 from functions.common.renditions import Rendition, parse_renditions
 from functions.common.settings import EnvironmentReader
 from functions.contracts.fanout import TRANSCODE_RESERVE_SECONDS
@@ -45,6 +47,8 @@ class TranscodeSettings:
     """Bucket the renditions are written to, under `outputs/{jobId}/{rendition}.mp4` (`OUTPUTS_BUCKET`)."""
     event_bus_name: str
     """Custom bus for Rendition Progress / Completed / Failed (`EVENT_BUS_NAME`)."""
+    jobs_table_name: str
+    """The jobs table (`JOBS_TABLE_NAME`), read (never written) to ask whether the work is still wanted."""
     threads: int
     """Encoder threads (`FFMPEG_THREADS`, optional)."""
     preset: str = "veryfast"
@@ -55,6 +59,8 @@ class TranscodeSettings:
     """Where the per-message working directories are made (`TRANSCODE_WORK_DIR`, optional; Lambda's /tmp)."""
     reserve_seconds: float = TRANSCODE_RESERVE_SECONDS
     """Time kept back from the invocation for reading the output back, uploading it and announcing it."""
+    gate_check_seconds: float = GATE_CHECK_SECONDS
+    """How often the encode asks whether the work is still wanted."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TranscodeSettings:
@@ -62,6 +68,7 @@ class TranscodeSettings:
         rendition_raw = read.required("RENDITION")
         outputs_bucket = read.required("OUTPUTS_BUCKET")
         event_bus_name = read.required("EVENT_BUS_NAME")
+        jobs_table_name = read.required("JOBS_TABLE_NAME")
         rendition = read.parsed("RENDITION", _parse_rendition, None) if rendition_raw else None
         threads = read.integer("FFMPEG_THREADS", 1, MAX_THREADS, default=os.cpu_count() or 2)
         crf = read.integer("FFMPEG_CRF", 1, 51, default=cls.crf)
@@ -74,6 +81,7 @@ class TranscodeSettings:
             rendition=rendition,
             outputs_bucket=outputs_bucket,
             event_bus_name=event_bus_name,
+            jobs_table_name=jobs_table_name,
             threads=threads,
             preset=preset,
             crf=crf,

@@ -49,10 +49,10 @@ from functions.webhooks.settings import WebhooksSettings
 
 # A batch of only not-yet-due tasks fails every record on purpose: that is not an invocation error.
 processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-# A claimed attempt still SENDING after this long was abandoned by an invocation that died: longer than the function
-# timeout (60 s, components/webhooks.py), shorter than the queue's visibility timeout (6 x 60 s), so the message SQS
-# redelivers after a crash finds the claim stale and makes the attempt.
-CLAIM_LEASE_MS = 300_000
+# A claimed attempt still SENDING after this long was abandoned by an invocation that died: Lambda ends every
+# invocation at the function timeout (60 s, components/webhooks.py), so no live attempt is older. A task that meets a
+# younger claim comes back when it runs out (WebhookService._resume).
+CLAIM_LEASE_MS = 90_000
 # A thread per attempt of a batch, so none waits for a slot behind a slow endpoint (asyncio's default executor has
 # as few as five threads on a small Lambda).
 attempts = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ATTEMPTS, thread_name_prefix="webhook-attempt")
@@ -159,7 +159,9 @@ def _fan_out(deps: Dependencies, message: Any) -> str:
     if not (isinstance(job_id, str) and job_id and isinstance(owner_id, str) and owner_id):
         raise MalformedMessage(f"{envelope.detail_type} without jobId and ownerId")
     occurred_at = envelope.time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    tasks = deps.service.fan_out(JobOutcome(job_id, owner_id, event_type, occurred_at))
+    attempt = detail.get("attempt", 1)
+    job_attempt = attempt if isinstance(attempt, int) and not isinstance(attempt, bool) and attempt >= 1 else 1
+    tasks = deps.service.fan_out(JobOutcome(job_id, owner_id, event_type, occurred_at, job_attempt))
     logger.info("job outcome fanned out", extra={"jobId": job_id, "eventType": event_type, "tasks": len(tasks)})
     metrics.add_metric(name="WebhookTasksQueued", unit=MetricUnit.Count, value=len(tasks))
     return f"{len(tasks)} tasks"

@@ -34,7 +34,7 @@ from functions.common import job_state
 from functions.common.job_state import Transition, WebhookFailure
 from functions.common.jobs_table import JobNotFound
 from functions.common.webhook_signing import webhook_headers
-from functions.common.webhook_tables import AttemptAlreadyClaimed, EndpointNotFound, attempt_id
+from functions.common.webhook_tables import SENDING, AttemptAlreadyClaimed, EndpointNotFound, attempt_id
 from functions.contracts.job_view import DownloadUrl, SignPlayback, job_view
 from functions.contracts.jobs import JobRecord
 from functions.contracts.webhooks import Endpoint, is_subscribed, signing_secrets, webhook_id
@@ -216,6 +216,8 @@ class JobOutcome:
     owner_id: str
     event_type: str
     occurred_at: str
+    job_attempt: int = 1
+    """Which run of the job ended (a retried or reprocessed job ends again, with a webhook-id of its own)."""
 
 
 @dataclass(frozen=True)
@@ -314,7 +316,7 @@ class WebhookService:
         now = self.clock_ms()
         tasks = [
             DeliveryTask(
-                webhook_id=webhook_id(outcome.job_id, outcome.event_type),
+                webhook_id=webhook_id(outcome.job_id, outcome.event_type, outcome.job_attempt),
                 endpoint_id=endpoint["endpointId"],
                 owner_id=outcome.owner_id,
                 job_id=outcome.job_id,
@@ -425,6 +427,15 @@ class WebhookService:
         """A task whose attempt was claimed before: in flight elsewhere, or done by an invocation that then failed.
 
         Acting again on a finished attempt is safe: a duplicate retry task meets this same claim one attempt later.
+        A claim still SENDING is an invocation making the attempt now, or one that died making it (a crash, a
+        timeout) and cannot be told from it: the task comes back once the claim's lease has run out, and then either
+        finds the attempt's outcome or takes the abandoned claim over. Acknowledging it instead would lose the
+        webhook whenever the claimer had died.
         """
+        if existing.get("outcome") in (None, SENDING):
+            claimed_at = int(existing.get("attemptedAt") or self.clock_ms())
+            wait_seconds = (claimed_at + self.lease_ms - self.clock_ms()) / 1000 + 1
+            self.queue.send([task], delay_seconds=send_delay(wait_seconds))
+            return Skipped("attempt in flight; the task comes back when its claim's lease ends")
         self._act_on(task, existing)
-        return Skipped(f"attempt already {existing.get('outcome') or 'claimed'}")
+        return Skipped(f"attempt already {existing.get('outcome')}")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "REJECTED", "EXPIRED"})
+FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "REJECTED", "EXPIRED", "CANCELED", "DELETED"})
 CHUNK_BYTES = 256 * 1024
 
 

@@ -38,6 +38,7 @@ from local.cloud import (
     CloudConfigError,
     CloudOptions,
     LocalCloud,
+    reset_state,
 )
 from local.engine.deployment import Behaviour, ResourceType
 from local.engine.program import ProgramFailed
@@ -147,6 +148,17 @@ def command_up(args: argparse.Namespace) -> int:
     finally:
         cloud.stop()
     print("stopped", file=sys.stderr)
+    return 0
+
+
+def command_reset(args: argparse.Namespace) -> int:
+    state = _state_dir(args)
+    removed = reset_state(state)
+    for path in removed:
+        print(f"removed {path}")
+    if not removed:
+        print(f"{state} holds no local cloud state")
+    print("kept the artifact cache, config layers and the CDN key; the next start is an empty cloud with new names")
     return 0
 
 
@@ -596,6 +608,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", parents=[common, cloud], help="run the local cloud until Ctrl-C")
     up.set_defaults(run=command_up)
+
+    reset = commands.add_parser(
+        "reset",
+        parents=[common],
+        help="wipe the saved state (jobs, uploads, outputs, queues, names, signing key); keeps the artifact cache",
+    )
+    reset.set_defaults(run=command_reset)
 
     check = commands.add_parser(
         "check-artifacts",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from functions.contracts.events import SOURCE as EVENT_SOURCE
 from local.cli.display import table, truncate
 
 MAX_LISTED_PER_QUEUE = 100
@@ -117,6 +118,25 @@ def parse_body(body: str) -> Parsed:
     return Parsed(message.get("jobId"), "unknown")
 
 
+class NotReplayable(OperatorError):
+    """An on-failure record whose event cannot be put on a bus again."""
+
+
+def replayed_event(letter: DeadLetter, bus_name: str | None) -> dict[str, Any]:
+    """The PutEvents entry of an on-failure record's event: the pipeline's own events only (AWS refuses a put with an
+    `aws.*` source, such as MediaConvert's state changes or the sweep's schedule: those jobs are closed by the sweep at
+    their deadline)."""
+    record = json.loads(letter.body)
+    payload = record.get("requestPayload") if isinstance(record, dict) else None
+    if not isinstance(payload, dict) or "detail-type" not in payload:
+        raise NotReplayable(f"{letter.message_id} is not an on-failure record of an EventBridge event")
+    source = str(payload.get("source"))
+    if source != EVENT_SOURCE or not bus_name:
+        raise NotReplayable(f"{letter.what} comes from {source}: only the pipeline's own events can be put again")
+    detail = json.dumps(payload.get("detail") or {}, separators=(",", ":"))
+    return {"Source": source, "DetailType": str(payload["detail-type"]), "Detail": detail, "EventBusName": bus_name}
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """One message in a DLQ, as the operator sees it."""
@@ -178,20 +198,30 @@ class DeadLetterQueue:
             known = ", ".join(sorted(target.dead_letter_queues))
             raise OperatorError(f"no DLQ labelled {label!r}; the stack's DLQs: {known}")
         self.label = label
+        self.target = target
         self.url = target.dead_letter_queues[label]
         self._sqs = target.client("sqs")
+        self._events = target.client("events")
 
-    def source_queue(self) -> str:
-        """The work queue whose RedrivePolicy names this DLQ."""
+    def source_queue(self) -> str | None:
+        """The work queue whose RedrivePolicy names this DLQ; None for a DLQ SQS did not fill (the tracker's holds
+        Lambda's on-failure records of the EventBridge events it was invoked with)."""
         sources = self._sqs.list_dead_letter_source_queues(QueueUrl=self.url).get("queueUrls", [])
-        if len(sources) != 1:
-            detail = "none" if not sources else ", ".join(sources)
-            raise OperatorError(
-                f"the {self.label} DLQ has no single source queue ({detail}): its messages were not moved there by "
-                "SQS (the tracker's are Lambda's on-failure records of EventBridge events); redriving it is not "
-                "supported yet"
-            )
-        return str(sources[0])
+        if len(sources) > 1:
+            raise OperatorError(f"the {self.label} DLQ is the DLQ of several queues: {', '.join(sources)}")
+        return str(sources[0]) if sources else None
+
+    def destination(self, source: str | None) -> str:
+        return source.rsplit("/", 1)[-1] if source else f"the {self.target.outputs.get('eventBusName')} bus"
+
+    def send_back(self, letter: DeadLetter, source: str | None) -> None:
+        """To its source queue; or, for an on-failure record, its event put on the pipeline's bus again, where the
+        same rule delivers it to the same function. Raises NotReplayable (the message stays) for what cannot be."""
+        if source is not None:
+            self.move_back(letter, source)
+            return
+        self._events.put_events(Entries=[replayed_event(letter, self.target.outputs.get("eventBusName"))])
+        self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=letter.receipt_handle)
 
     def look(self, limit: int = MAX_LISTED_PER_QUEUE) -> Iterator[DeadLetter]:
         """Up to `limit` messages, each hidden for LOOK_VISIBILITY_SECONDS while the caller decides; `release` shows
@@ -346,11 +376,31 @@ def command_dlq_list(target: Target, label: str | None) -> int:
     return 0
 
 
-def redrive(target: Target, label: str, *, rate: float, limit: int, sleep: Callable[[float], None] = time.sleep) -> int:
-    """Moves up to `limit` messages back to the DLQ's source queue, no faster than `rate` per second."""
+@dataclass
+class Redriven:
+    moved: list[DeadLetter] = field(default_factory=list)
+    left: list[tuple[DeadLetter, str]] = field(default_factory=list)
+    """Messages that stay in the DLQ, with why."""
+
+    def send_back(self, dlq: DeadLetterQueue, letter: DeadLetter, source: str | None) -> None:
+        """Sent back and counted as moved; one that cannot be is shown again in its DLQ and counted as left."""
+        try:
+            dlq.send_back(letter, source)
+        except NotReplayable as err:
+            dlq.release([letter])
+            self.left.append((letter, str(err)))
+            return
+        self.moved.append(letter)
+
+
+def redrive(
+    target: Target, label: str, *, rate: float, limit: int, sleep: Callable[[float], None] = time.sleep
+) -> Redriven:
+    """Sends up to `limit` messages back (to the DLQ's source queue, or their events to the bus), no faster than
+    `rate` per second."""
     dlq = DeadLetterQueue(target, label)
     source = dlq.source_queue()
-    moved = 0
+    result = Redriven()
     interval = 1 / rate
     next_at = time.monotonic()
     for letter in dlq.look(limit):
@@ -358,51 +408,38 @@ def redrive(target: Target, label: str, *, rate: float, limit: int, sleep: Calla
         if wait > 0:
             sleep(wait)
         next_at = time.monotonic() + interval
-        dlq.move_back(letter, source)
-        moved += 1
-    return moved
+        result.send_back(dlq, letter, source)
+    return result
 
 
 def command_dlq_redrive(target: Target, label: str, rate: float, limit: int) -> int:
     if rate <= 0 or limit <= 0:
         raise OperatorError("--rate and --max must be positive")
-    moved = redrive(target, label, rate=rate, limit=limit)
-    source = DeadLetterQueue(target, label).source_queue().rsplit("/", 1)[-1]
-    print(f"moved {moved} message(s) from the {label} DLQ back to {source} (at most {rate:g}/s)")
+    result = redrive(target, label, rate=rate, limit=limit)
+    dlq = DeadLetterQueue(target, label)
+    print(
+        f"moved {len(result.moved)} message(s) from the {label} DLQ back to "
+        f"{dlq.destination(dlq.source_queue())} (at most {rate:g}/s)"
+    )
+    for letter, why in result.left:
+        print(f"left {letter.message_id} in the {label} DLQ: {why}", file=sys.stderr)
     return 0
 
 
-@dataclass
-class Requeued:
-    moved: list[DeadLetter] = field(default_factory=list)
-    stranded: list[DeadLetter] = field(default_factory=list)
-    """The job's messages left in a DLQ that has no source queue (the tracker's), with why."""
-    why_stranded: str = ""
-
-
-def requeue(target: Target, job_id: str, labels: list[str]) -> Requeued:
-    """Every message of `job_id` in the DLQs, moved back to its source queue; the others are left as they were."""
-    result = Requeued()
+def requeue(target: Target, job_id: str, labels: list[str]) -> Redriven:
+    """Every message of `job_id` in the DLQs, sent back; the others are left as they were."""
+    result = Redriven()
     for label in labels:
         dlq = DeadLetterQueue(target, label)
         letters = list(dlq.look())
         mine = [letter for letter in letters if letter.job_id == job_id]
         dlq.release([letter for letter in letters if letter.job_id != job_id])
-        if not mine:
-            continue
-        try:
-            source = dlq.source_queue()
-        except OperatorError as err:
-            dlq.release(mine)
-            result.stranded += mine
-            result.why_stranded = str(err)
-            continue
+        source = dlq.source_queue() if mine else None
         for letter in mine:
-            dlq.move_back(letter, source)
-            result.moved.append(letter)
+            result.send_back(dlq, letter, source)
     if not result.moved:
-        if result.stranded:
-            raise OperatorError(result.why_stranded)
+        if result.left:
+            raise OperatorError(result.left[0][1])
         where = f"the {labels[0]} DLQ" if len(labels) == 1 else "any DLQ"
         raise OperatorError(f"no message of job {job_id} in {where} (at most {MAX_LISTED_PER_QUEUE} looked at each)")
     return result
@@ -412,8 +449,8 @@ def command_requeue(target: Target, job_id: str, label: str | None) -> int:
     result = requeue(target, job_id, [label] if label else sorted(target.dead_letter_queues))
     for letter in result.moved:
         print(f"requeued {letter.what} of job {job_id} from the {letter.queue} DLQ ({letter.message_id})")
-    for letter in result.stranded:
-        print(f"left {letter.what} in the {letter.queue} DLQ: no source queue to send it to", file=sys.stderr)
+    for letter, why in result.left:
+        print(f"left {letter.what} in the {letter.queue} DLQ: {why}", file=sys.stderr)
     return 0
 
 
@@ -436,31 +473,14 @@ def job_record(target: Target, job_id: str) -> dict[str, Any] | None:
 
 
 def history_lines(job: dict[str, Any] | None, letters: list[DeadLetter]) -> list[tuple[int, str]]:
-    """What is known of a job's past, oldest first: the record's timestamps and every DLQ message of it."""
+    """What is known of a job's past, oldest first: its creation, every write the jobs table recorded in its history
+    (functions/common/job_history.py: what changed and which function wrote it), and every DLQ message of it."""
     events: list[tuple[int, str]] = []
     if job is not None:
-        events.append((job["createdAt"], "created (AWAITING_UPLOAD)"))
-        playback = job.get("playback") or {}
-        if playback.get("requestedAt"):
-            events.append((playback["requestedAt"], "packaging requested"))
-        if playback.get("requestPublishedAt"):
-            events.append((playback["requestPublishedAt"], "Packaging Requested put on the bus"))
-        submission = job.get("mediaconvert") or {}
-        if submission.get("submittedAt"):
-            events.append((submission["submittedAt"], f"MediaConvert job {submission['jobId']} submitted"))
-        if job.get("outcomeAnnouncedAt"):
-            events.append((job["outcomeAnnouncedAt"], f"outcome {job['status']} announced"))
-        for failure in (job.get("webhookFailures") or {}).values():
-            events.append(
-                (
-                    failure["failedAt"],
-                    f"webhook {failure['eventType']} to {failure['endpointId']} gave up after "
-                    f"{failure['attempts']} attempts: {failure.get('error') or failure.get('statusCode')}",
-                )
-            )
-        error = job.get("error") or {}
-        suffix = f" {error.get('code')}: {error.get('message')}" if error else ""
-        events.append((job["updatedAt"], f"last change: {job['status']}{suffix} (version {job['version']})"))
+        events.append((job["createdAt"], "created (AWAITING_UPLOAD) by api"))
+        for entry in job.get("history") or []:
+            changes = "; ".join(str(change) for change in entry.get("changes") or [])
+            events.append((int(entry["at"]), f"v{entry.get('version')} {entry.get('by')}: {changes}"))
     for letter in letters:
         events.append((letter.sent_at_ms, f"{letter.what} dead-lettered in {letter.queue}: {letter.error or '-'}"))
     return sorted(events, key=lambda e: e[0])
@@ -489,7 +509,6 @@ def command_history(target: Target, job_id: str) -> int:
         print(f"job {job_id}: no record (expired from the table?), only its dead-lettered messages")
     print()
     print(table(("when (UTC)", "what"), [(_when(ms), what) for ms, what in history_lines(job, letters)]))
-    print("\n(the record keeps timestamps of its last change, not every state change: see the README)")
     return 0
 
 

@@ -8,10 +8,8 @@ published, over 10 KB or does not compile, a managed policy the local cloud does
 
 from __future__ import annotations
 
-import secrets
 import string
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from local.cdn.functions import FunctionCodeError, check_function_code
 from local.engine.deployment import Deployment, ResourceType
+from local.engine.state_store import resource_random
 
 Outputs = dict[str, Any]
 Creator = Callable[[str, dict[str, Any]], tuple[str, Outputs]]
@@ -40,7 +39,7 @@ MAX_KEYS_PER_GROUP = 5
 def cloudfront_id(prefix: str) -> str:
     """An id in CloudFront's form: a letter and 13 upper-case letters or digits (`E2QWRUHAPOMQZL`, `K3D5EWEUDCCXON`)."""
     alphabet = string.ascii_uppercase + string.digits
-    return prefix + "".join(secrets.choice(alphabet) for _ in range(13))
+    return prefix + "".join(resource_random.choice(alphabet) for _ in range(13))
 
 
 def _etag() -> str:
@@ -51,8 +50,8 @@ def _name(logical: str, inputs: dict[str, Any]) -> str:
     if inputs.get("name"):
         return str(inputs["name"])
     if inputs.get("namePrefix"):
-        return f"{inputs['namePrefix']}{secrets.token_hex(13)}"
-    return f"{logical}-{secrets.token_hex(4)[:7]}"
+        return f"{inputs['namePrefix']}{resource_random.token_hex(13)}"
+    return f"{logical}-{resource_random.token_hex(4)[:7]}"
 
 
 class CloudFrontResources:
@@ -94,7 +93,7 @@ class CloudFrontResources:
         return cloudfront_id("K"), {
             "etag": _etag(),
             "name": _name(name, inputs),
-            "callerReference": f"terraform-{uuid.uuid4().hex}",
+            "callerReference": f"terraform-{resource_random.uuid4().hex}",
         }
 
     def _key_group(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
@@ -104,10 +103,10 @@ class CloudFrontResources:
         for key_id in items:
             if self._deployment.by_id(ResourceType.CLOUDFRONT_PUBLIC_KEY, key_id) is None:
                 raise ValueError(f"NoSuchPublicKey: key group {name} names {key_id}, which is not a declared key")
-        return str(uuid.uuid4()), {"etag": _etag()}
+        return str(resource_random.uuid4()), {"etag": _etag()}
 
     def _policy(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
-        return str(uuid.uuid4()), {"etag": _etag(), "name": inputs.get("name") or name}
+        return str(resource_random.uuid4()), {"etag": _etag(), "name": inputs.get("name") or name}
 
     def _cache_policy(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
         low, default, high = (inputs.get(k) for k in ("minTtl", "defaultTtl", "maxTtl"))
@@ -206,11 +205,11 @@ class CloudFrontResources:
             active.append({"keyGroupId": group, "keyPairIds": list(declared.inputs["items"]) if declared else []})
         return distribution, {
             "arn": f"arn:aws:cloudfront::{self._account}:distribution/{distribution}",
-            "domainName": self._cdn_host or f"d{secrets.token_hex(7)[:13]}.cloudfront.net",
+            "domainName": self._cdn_host or f"d{resource_random.token_hex(7)[:13]}.cloudfront.net",
             "hostedZoneId": CLOUDFRONT_HOSTED_ZONE,
             "status": "Deployed",
             "etag": _etag(),
-            "callerReference": f"terraform-{uuid.uuid4().hex}",
+            "callerReference": f"terraform-{resource_random.uuid4().hex}",
             "lastModifiedTime": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime()),
             "inProgressValidationBatches": 0,
             "trustedKeyGroups": [{"enabled": bool(active), "items": active}],

@@ -31,6 +31,8 @@ import binascii
 import json
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
@@ -39,6 +41,7 @@ from local.permissions.access import ENDPOINT_CONTEXT, bucket_policy_permission
 
 log = logging.getLogger("local.moto")
 _dynamodb_requests = threading.RLock()
+_s3_notifications_paused = threading.Event()
 
 
 def evaluate_bucket_policies_like_iam() -> None:
@@ -186,6 +189,31 @@ def serialize_dynamodb_requests() -> None:
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
+def pausable_s3_notifications() -> None:
+    from moto.s3 import notifications
+
+    original = notifications.send_event
+    if getattr(original, "_local_pausable", False):
+        return
+
+    def send_event(*args: Any, **kwargs: Any) -> None:
+        if not _s3_notifications_paused.is_set():
+            original(*args, **kwargs)
+
+    send_event._local_pausable = True  # type: ignore[attr-defined]
+    notifications.send_event = send_event  # type: ignore[assignment]
+
+
+@contextmanager
+def s3_notifications_paused() -> Iterator[None]:
+    """No S3 event notification is sent meanwhile, from any thread."""
+    _s3_notifications_paused.set()
+    try:
+        yield
+    finally:
+        _s3_notifications_paused.clear()
+
+
 def apply_all() -> None:
     """Every correction above; idempotent."""
     evaluate_bucket_policies_like_iam()
@@ -194,3 +222,4 @@ def apply_all() -> None:
     encode_notification_keys_like_s3()
     deliver_whole_eventbridge_events()
     serialize_dynamodb_requests()
+    pausable_s3_notifications()

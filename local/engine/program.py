@@ -32,6 +32,7 @@ from local.engine.emulator import ACCOUNT_ID, Emulator
 from local.engine.pulumi_internals import run_program, wait_for
 from local.engine.resources import ResourceFactory
 from local.engine.stack_config import StackConfig
+from local.engine.state_store import StableNames
 
 log = logging.getLogger("local.engine.program")
 
@@ -220,15 +221,22 @@ def _program_context(project_dir: Path) -> Iterator[None]:
 
 
 def evaluate_program(
-    project_dir: Path, config: StackConfig, emulator: Emulator, api_endpoint: str, cdn_endpoint: str = ""
+    project_dir: Path,
+    config: StackConfig,
+    emulator: Emulator,
+    api_endpoint: str,
+    cdn_endpoint: str = "",
+    *,
+    names: StableNames | None = None,
 ) -> Deployment:
     """Runs `project_dir/__main__.py` once under the local engine and returns what it declared; the HTTP API's and the
-    CDN's endpoints are the URLs the local cloud will serve them on (the CDN's is the distribution's domain name)."""
+    CDN's endpoints are the URLs the local cloud will serve them on (the CDN's is the distribution's domain name);
+    `names` keeps physical names stable across starts."""
     project_dir = project_dir.resolve()
     region = config.values.get("aws:region", emulator.region)
     deployment = Deployment(project=config.project, stack=config.stack, region=region, account_id=ACCOUNT_ID)
     mocks = LocalMocks(
-        ResourceFactory(emulator, deployment, api_endpoint, project_dir, cdn_endpoint),
+        ResourceFactory(emulator, deployment, api_endpoint, project_dir, cdn_endpoint, names=names),
         InvokeAnswers(ACCOUNT_ID, region),
         deployment,
     )

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 import string
-import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,6 +22,7 @@ from local.artifacts.images import image_digest
 from local.engine.cloudfront import CloudFrontResources
 from local.engine.deployment import AsyncDelivery, Behaviour, Deployment, ResourceType
 from local.engine.emulator import Emulator
+from local.engine.state_store import StableNames, resource_random
 from local.permissions import enforcement, roles
 from local.permissions.access import Principal, Request, decide
 
@@ -37,7 +37,7 @@ DELIVERY_QUEUE_VISIBILITY_SECONDS = 12 * 3600
 
 
 def random_hex(length: int = 7) -> str:
-    return secrets.token_hex((length + 1) // 2)[:length]
+    return resource_random.token_hex((length + 1) // 2)[:length]
 
 
 def autoname(logical: str, inputs: dict[str, Any], *, key: str = "name", prefix_key: str = "namePrefix") -> str:
@@ -170,9 +170,17 @@ class ResourceFactory:
     """Creates each supported resource type in the emulator; records the rest without behaviour."""
 
     def __init__(
-        self, emulator: Emulator, deployment: Deployment, api_endpoint: str, project_dir: Path, cdn_endpoint: str = ""
+        self,
+        emulator: Emulator,
+        deployment: Deployment,
+        api_endpoint: str,
+        project_dir: Path,
+        cdn_endpoint: str = "",
+        *,
+        names: StableNames | None = None,
     ) -> None:
         self._aws = emulator
+        self._names = names
         self._project_dir = project_dir
         self._deployment = deployment
         self._region = deployment.region
@@ -236,7 +244,14 @@ class ResourceFactory:
         return frozenset(self._runtime)
 
     def create(self, token: str, name: str, inputs: dict[str, Any]) -> Created:
-        inputs = integral(inputs)
+        """The resource created, its random parts drawn as on the previous start when `names` remembers it."""
+        with self._names.declaring(token, name) if self._names else nullcontext():
+            created = self._create(token, name, integral(inputs))
+        if self._names:
+            self._names.record(token, name, created.id)
+        return created
+
+    def _create(self, token: str, name: str, inputs: dict[str, Any]) -> Created:
         if token in self._emulated:
             resource_id, outputs = self._emulated[token](name, inputs)
             note = outputs.pop("__note", "")
@@ -549,7 +564,12 @@ class ResourceFactory:
 
     def _secret(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
         secret = autoname(name, inputs)
-        request: dict[str, Any] = {"Name": secret, "Description": inputs.get("description") or ""}
+        request: dict[str, Any] = {
+            "Name": secret,
+            "Description": inputs.get("description") or "",
+            # The version id; botocore would draw it, so it would change on each start.
+            "ClientRequestToken": str(resource_random.uuid4()),
+        }
         if inputs.get("kmsKeyId"):
             request["KmsKeyId"] = inputs["kmsKeyId"]
         secretsmanager = self._aws.client("secretsmanager")
@@ -565,7 +585,7 @@ class ResourceFactory:
         return inputs["secretArn"], {}
 
     def _secret_version(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
-        request: dict[str, Any] = {"SecretId": inputs["secretId"]}
+        request: dict[str, Any] = {"SecretId": inputs["secretId"], "ClientRequestToken": str(resource_random.uuid4())}
         if inputs.get("secretString") is not None:
             request["SecretString"] = inputs["secretString"]
         elif inputs.get("secretBinary") is not None:
@@ -716,7 +736,7 @@ class ResourceFactory:
         }
 
     def _event_source_mapping(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
-        mapping = str(uuid.uuid4())
+        mapping = str(resource_random.uuid4())
         function = inputs["functionName"]
         if not function.startswith("arn:"):
             function = f"arn:aws:lambda:{self._region}:{self._account}:function:{function}"
@@ -803,4 +823,4 @@ class ResourceFactory:
 
 def _short_id(length: int = 10) -> str:
     alphabet = string.ascii_lowercase + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(length))
+    return "".join(resource_random.choice(alphabet) for _ in range(length))

@@ -114,6 +114,15 @@ class Job:
         }
 
 
+def _exported(job: Job) -> dict[str, Any]:
+    fields = (
+        "id", "arn", "sequence", "role", "settings", "user_metadata", "status_update_interval", "client_request_token",
+        "submitted_at", "started_at", "finished_at", "percent", "phase", "error_code", "error_message",
+        "output_group_details",
+    )  # fmt: skip
+    return {"queue": job.queue.name, "status": job.status.value, **{name: getattr(job, name) for name in fields}}
+
+
 def _encode_token(sequence: int) -> str:
     return base64.urlsafe_b64encode(f"after:{sequence}".encode()).decode()
 
@@ -244,6 +253,28 @@ class JobStore:
                 self._finish(job, JobStatus.CANCELED)
                 return job, True
             return job, False
+
+    # --- the local cloud's snapshot -------------------------------------------------------------------------
+
+    def export(self) -> list[dict[str, Any]]:
+        """Every job as JSON, oldest first (request tokens are not kept: their minute is over by the next start)."""
+        with self._lock:
+            return [_exported(job) for job in sorted(self._jobs.values(), key=lambda j: j.sequence)]
+
+    def restore(self, saved: dict[str, Any], spec: JobSpec) -> Job | None:
+        """A job from `export`, in its queue (None if that queue is gone). One that had not finished comes back
+        SUBMITTED: its run ended with the process that ran it, and it runs again from the start."""
+        with self._lock:
+            queue = self._queues.get(saved["queue"])
+            if queue is None:
+                return None
+            job = Job(spec=spec, queue=queue, **{k: v for k, v in saved.items() if k not in ("queue", "status")})
+            job.status = JobStatus(saved["status"])
+            if job.status not in FINISHED:
+                job.status, job.started_at, job.phase, job.percent = JobStatus.SUBMITTED, None, None, None
+            self._jobs[job.id] = job
+            self._sequence = itertools.count(max(j.sequence for j in self._jobs.values()) + 1)
+            return job
 
     # --- the runner's transitions ---------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from local.mediaconvert.events import EventPublisher
-from local.mediaconvert.jobs import Job, JobStore
+from local.mediaconvert.jobs import Job, JobStatus, JobStore
 from local.mediaconvert.model import bad_request, too_many_requests
 from local.mediaconvert.runner import JobRunner
 from local.mediaconvert.server import MediaConvertServer
@@ -107,6 +107,21 @@ class MediaConvertStandIn:
 
     def add_queue(self, name: str, arn: str | None = None, status: str = "ACTIVE") -> None:
         self.jobs.add_queue(name, arn, status)
+
+    def export_jobs(self) -> list[dict[str, Any]]:
+        return self.jobs.export()
+
+    def restore_jobs(self, saved: list[dict[str, Any]]) -> int:
+        """Jobs from a snapshot; the unfinished ones are queued to run again. Returns how many were queued."""
+        queued = 0
+        for record in saved:
+            job = self.jobs.restore(record, read_job_settings(record["settings"]))
+            if job is None:
+                log.warning("MediaConvert job %s: its queue %s is gone; not restored", record["id"], record["queue"])
+            elif job.status is JobStatus.SUBMITTED:
+                self._admit(job)
+                queued += 1
+        return queued
 
     def start(self) -> None:
         self.options.work_dir.mkdir(parents=True, exist_ok=True)

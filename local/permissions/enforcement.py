@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlparse
+from xml.etree import ElementTree
 
 from local.permissions.access import ENDPOINT_CONTEXT, Decision, Principal, Request, decide
 from local.permissions.roles import ADMIN_ACCESS_KEY, Caller, caller_for, role_policies
@@ -120,10 +121,24 @@ def _credentials(response: Any) -> tuple[str | None, str | None]:
     return (credential.split("/", 1)[0] if credential else _first(fields.get("awsaccesskeyid"))), token
 
 
+def _deleted_keys(response: Any) -> list[str]:
+    """The keys a multi-object delete (`POST /{bucket}?delete`, DeleteObjects) names in its XML body."""
+    body = response.body
+    try:
+        root = ElementTree.fromstring(body.decode() if isinstance(body, bytes) else str(body or ""))
+    except ElementTree.ParseError:
+        return []
+    return [element.text or "" for element in root.iter() if element.tag.rsplit("}", 1)[-1] == "Key"]
+
+
 def _s3_resources(response: Any, resource: str, action: str) -> list[tuple[str, str]]:
-    """(action, resource) pairs an S3 request needs: a POST form names its key in the form; a copy reads its source."""
+    """(action, resource) pairs an S3 request needs: a POST form names its key in the form; a copy reads its source;
+    a multi-object delete needs s3:DeleteObject on each key it names (S3 has no action of its own for it)."""
     needed = []
     fields = getattr(response, "querystring", None) or {}
+    if action == "s3:DeleteObject" and resource.count("/") == 0 and "delete" in fields:
+        keys = _deleted_keys(response)
+        return [(action, f"{resource}/{key}") for key in keys] or [(action, resource)]
     if resource.count("/") == 0 and action == "s3:PutObject" and _first(fields.get("key")):
         resource = f"{resource}/{_first(fields.get('key'))}"
     needed.append((action, resource))

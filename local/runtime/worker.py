@@ -13,7 +13,9 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -106,12 +108,22 @@ def serve(handler_spec: str, requests: IO[str], channel: IO[str]) -> int:
     return 0
 
 
+def _end_group_with_parent(parent: int) -> None:
+    """The local cloud killed outright (`kill -9`) cannot stop its workers: each one's process group (the worker and
+    whatever it started) then ends itself, within a second."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os.killpg(0, signal.SIGKILL)
+
+
 def main() -> int:
     if len(sys.argv) < 2:
         print("usage: python -I -S local/runtime/worker.py MODULE.FUNCTION [IMPORT_PATH ...]", file=sys.stderr)
         return 2
     # The artifact's directories go before the standard library, as Lambda's bootstrap puts them.
     sys.path[:0] = sys.argv[2:]
+    if os.getpgrp() == os.getpid():  # started in its own group (never kill the group of whoever started it)
+        threading.Thread(target=_end_group_with_parent, args=(os.getppid(),), daemon=True).start()
     channel = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     return serve(sys.argv[1], sys.stdin, channel)

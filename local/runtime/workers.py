@@ -7,10 +7,13 @@ enforced: a worker that overruns is killed and the next invocation cold-starts a
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
+import os
 import queue
+import signal
 import subprocess
 import threading
 import time
@@ -113,6 +116,8 @@ class Worker:
             cwd=artifact.task_root,
             text=True,
             bufsize=1,
+            # Its own process group, as a Lambda sandbox holds all it starts: killing the group ends them all.
+            start_new_session=True,
         )
         assert self._process.stdout is not None and self._process.stderr is not None
         threading.Thread(target=self._read_responses, args=(self._process.stdout,), daemon=True).start()
@@ -189,18 +194,21 @@ class Worker:
         return self._process.poll() is None
 
     def kill(self) -> None:
-        if self._process.poll() is None:
-            self._process.kill()
+        """The worker and everything it started (ffmpeg, say)."""
+        self._kill_group()
         self._process.wait()
+
+    def _kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError):  # the worker and all it started are gone already
+            os.killpg(self._process.pid, signal.SIGKILL)
 
     def stop(self) -> None:
         if self._process.poll() is None:
             assert self._process.stdin is not None
             self._process.stdin.close()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # killed with its group below
                 self._process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        self.kill()
 
 
 @dataclass

@@ -72,13 +72,13 @@ def strand_unit_in_dlq(cloud: RunningCloud, job_id: str, unit: str) -> str:
     return body
 
 
-def put_tracker_failure(cloud: RunningCloud, job_id: str) -> None:
+def put_tracker_failure(cloud: RunningCloud, job_id: str, source: str = "media-pipeline") -> None:
     """What Lambda's on-failure destination gets after the tracker's async retries: the event and why it failed."""
     record = {
         "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3},
         "requestPayload": {
             "detail-type": "Rendition Completed",
-            "source": "media-pipeline",
+            "source": source,
             "detail": {"jobId": job_id, "rendition": "thumb-webp"},
         },
         "responsePayload": {"errorType": "RuntimeError", "errorMessage": "table unavailable"},
@@ -204,19 +204,23 @@ def test_requeue_sends_one_jobs_message_back_and_it_completes(pipeline_cloud: Ru
     job_id = completed_image_job(pipeline_cloud, tmp_path, "operator-requeue")
     strand_unit_in_dlq(pipeline_cloud, job_id, "large-jpeg")
     put_tracker_failure(pipeline_cloud, job_id)
+    put_tracker_failure(pipeline_cloud, job_id, source="aws.mediaconvert")
     try:
         result = ops(pipeline_cloud, "requeue", job_id)
-        tracker_only = ops(pipeline_cloud, "requeue", job_id, "--dlq", "tracker")
 
-        # The tracker's DLQ has no source queue: its message stays, and says so.
+        # The tracker's DLQ has no source queue: the pipeline's own event is put on the bus again, where its rule
+        # delivers it to the tracker; MediaConvert's cannot be (AWS refuses a put with an aws.* source) and stays.
         assert in_dlq(pipeline_cloud, "tracker", job_id)
+        tracker_only = ops(pipeline_cloud, "requeue", job_id, "--dlq", "tracker")
     finally:
         drop_tracker_failures(pipeline_cloud, job_id)
     assert result.returncode == 0, result.stderr
     assert f"requeued fan-out large-jpeg of job {job_id} from the images DLQ" in result.stdout
-    assert "left on-failure: event Rendition Completed in the tracker DLQ: no source queue" in result.stderr
+    assert f"requeued on-failure: event Rendition Completed of job {job_id} from the tracker DLQ" in result.stdout
+    assert "left on-failure: event Rendition Completed in the tracker DLQ: " in result.stderr
+    assert "comes from aws.mediaconvert: only the pipeline's own events can be put again" in result.stderr
     assert tracker_only.returncode == 1
-    assert "the tracker DLQ has no single source queue" in tracker_only.stderr
+    assert "only the pipeline's own events can be put again" in tracker_only.stderr
     job = follow(pipeline_cloud.client("operator-requeue"), job_id, JOB_TIMEOUT_SECONDS)
     assert job["status"] == "COMPLETED", job
     assert renditions(job)["large-jpeg"]["status"] == "COMPLETED"
@@ -292,9 +296,27 @@ def test_redrive_is_bounded_in_rate_and_count() -> None:
         slept.append(seconds)
         time.sleep(seconds)
 
-    moved = operator.redrive(target, "work", rate=50, limit=12, sleep=sleep)
+    result = operator.redrive(target, "work", rate=50, limit=12, sleep=sleep)
 
-    assert moved == 12
+    assert len(result.moved) == 12 and result.left == []
     assert sqs.deleted == [str(i) for i in range(12)]
     gaps = [later - earlier for earlier, later in zip(sqs.sent, sqs.sent[1:], strict=False)]
     assert min(gaps) >= 1 / 50 - 0.002, gaps  # never faster than the rate, however fast the machine
+
+
+def test_only_the_pipelines_own_events_are_put_on_the_bus_again() -> None:
+    def letter(source: str) -> operator.DeadLetter:
+        payload = {"source": source, "detail-type": "Rendition Failed", "detail": {"jobId": "j"}}
+        return operator.DeadLetter(
+            "tracker", "m1", "r1", json.dumps({"requestPayload": payload}), {}, "j", "on-failure", None, 0, 1
+        )
+
+    assert operator.replayed_event(letter("media-pipeline"), "bus-dev") == {
+        "Source": "media-pipeline",
+        "DetailType": "Rendition Failed",
+        "Detail": '{"jobId":"j"}',
+        "EventBusName": "bus-dev",
+    }
+    for source in ("aws.mediaconvert", "aws.events"):
+        with pytest.raises(operator.NotReplayable, match="only the pipeline's own events"):
+            operator.replayed_event(letter(source), "bus-dev")

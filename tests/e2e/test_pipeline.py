@@ -272,6 +272,18 @@ def test_poison_message_reaches_the_dlq_and_its_job_fails_with_a_reason(
     assert renditions(job)["240p"]["status"] == "COMPLETED"
     assert renditions(job)["360p"]["status"] != "COMPLETED"
 
+    # Its owner retries it: ingest plans the next attempt again from the upload it validated and fans it out. (The
+    # 40 s source is long to encode again: the owner then deletes it, which stops that work; the reprocess test in
+    # test_job_management.py follows a next attempt to COMPLETED.)
+    retried = client.call("POST", f"jobs/{job_id}/retry")
+    assert retried.status == 202 and retried.body["attempt"] == 2, retried.body
+    planned = wait_for(
+        lambda: (j := client.job(job_id))["status"] == "PROCESSING" and j, 120, message="attempt 2 planned"
+    )
+    assert planned["attempt"] == 2 and planned["error"] is None
+    assert {r["status"] for r in planned["renditions"]} <= {"QUEUED", "PROCESSING", "COMPLETED"}
+    assert client.call("DELETE", f"jobs/{job_id}").body["status"] == "CANCELED"
+
 
 def pass_processing_deadline(cloud: RunningCloud, job_id: str) -> None:
     """Fault injection standing in for the clock: the job's deadline becomes now (the sweep's index key)."""

@@ -73,6 +73,12 @@ def test_the_submit_function_may_create_jobs_in_its_queue_pass_the_role_to_media
             # CreateJob is authorised on the job it creates too (a required resource type), not on the queue alone.
             "Resource": [job_queue.outputs["arn"], f"arn:aws:mediaconvert:us-east-1:{ACCOUNT}:jobs/*"],
         },
+        # CancelJob of the job it just created for a pipeline job canceled meanwhile: jobs only, not the queue.
+        {
+            "Effect": "Allow",
+            "Action": ["mediaconvert:CancelJob"],
+            "Resource": [f"arn:aws:mediaconvert:us-east-1:{ACCOUNT}:jobs/*"],
+        },
         {
             "Effect": "Allow",
             "Action": ["iam:PassRole"],

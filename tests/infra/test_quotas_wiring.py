@@ -52,7 +52,13 @@ def test_the_api_gets_the_usage_table_and_the_limits_from_config(dev: ProgramRun
 def test_routes_that_create_things_are_throttled_below_the_stage(dev: ProgramRun) -> None:
     (stage,) = dev.of_type("aws:apigatewayv2/stage:Stage")
     settings = {s["routeKey"]: s for s in stage.inputs["routeSettings"]}
-    assert set(settings) == {"POST /uploads", "POST /webhooks", "POST /webhooks/{webhookId}/rotate-secret"}
+    assert set(settings) == {
+        "POST /uploads",
+        "POST /jobs/{jobId}/retry",
+        "POST /jobs/{jobId}/reprocess",
+        "POST /webhooks",
+        "POST /webhooks/{webhookId}/rotate-secret",
+    }
     assert set(settings) == set(ROUTE_THROTTLING)
     assert (settings["POST /uploads"]["throttlingBurstLimit"], settings["POST /uploads"]["throttlingRateLimit"]) == (
         50,

@@ -49,7 +49,7 @@ def test_job_outcomes_on_the_custom_bus_reach_the_delivery_queue_or_its_dlq(dev:
     assert rule.inputs["eventBusName"] == "media-pipeline-dev"
     assert json.loads(rule.inputs["eventPattern"]) == {
         "source": ["media-pipeline"],
-        "detail-type": ["Job Completed", "Job Failed", "Job Rejected", "Job Expired"],
+        "detail-type": ["Job Completed", "Job Failed", "Job Rejected", "Job Expired", "Job Canceled", "Job Deleted"],
     }
     assert job_outcomes_pattern() == json.loads(rule.inputs["eventPattern"])
     queue, dlq = dev.named(QUEUE, "webhooks-deliveries-queue"), dev.named(QUEUE, "webhooks-deliveries-dlq")

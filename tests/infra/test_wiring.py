@@ -78,6 +78,7 @@ def test_transcoders_read_uploads_write_and_check_outputs_and_publish_to_the_bus
     uploads = with_480p.named("aws:s3/bucket:Bucket", "uploads-bucket").outputs["arn"]
     outputs = with_480p.named("aws:s3/bucket:Bucket", "outputs-bucket").outputs["arn"]
     bus = with_480p.only("aws:cloudwatch/eventBus:EventBus").outputs["arn"]
+    table = with_480p.named(TABLE, "jobs-table").outputs["arn"]
     for name in ("480p", "720p", "1080p"):
         queue = with_480p.named(QUEUE, f"transcode-{name}-queue").outputs["arn"]
         assert _grants(with_480p, f"transcode-{name}-function") == {
@@ -87,10 +88,14 @@ def test_transcoders_read_uploads_write_and_check_outputs_and_publish_to_the_bus
             "s3:PutObject": {f"{outputs}/outputs/*"},
             "s3:AbortMultipartUpload": {f"{outputs}/outputs/*"},
             "events:PutEvents": {bus},
+            # The job gate: read the job (canceled? another attempt?), never write it.
+            "dynamodb:GetItem": {table},
             "sqs:ReceiveMessage": {queue},
             "sqs:DeleteMessage": {queue},
             "sqs:GetQueueAttributes": {queue},
         }
+        env = with_480p.named(FUNCTION, f"transcode-{name}-function").inputs["environment"]["variables"]
+        assert env["JOBS_TABLE_NAME"] == with_480p.named(TABLE, "jobs-table").outputs["name"]
 
 
 @pytest.mark.parametrize(("name", "media_type"), [("images", "image"), ("audio", "audio")])
@@ -146,15 +151,18 @@ def test_images_and_audio_read_the_upload_write_outputs_and_publish_to_the_bus_o
     uploads = with_480p.named("aws:s3/bucket:Bucket", "uploads-bucket").outputs["arn"]
     outputs = with_480p.named("aws:s3/bucket:Bucket", "outputs-bucket").outputs["arn"]
     bus = with_480p.only("aws:cloudwatch/eventBus:EventBus").outputs["arn"]
+    table = with_480p.named(TABLE, "jobs-table").outputs["arn"]
     for name in ("images", "audio"):
         queue = with_480p.named(QUEUE, f"{name}-queue").outputs["arn"]
         # The upload object only (not submit's validated copies); outputs/ read (HEAD) and written, the outputs
-        # bucket listed (so that HEAD of an output not made yet answers 404); no uploads listing, no table, no topic.
+        # bucket listed (so that HEAD of an output not made yet answers 404); no uploads listing, no topic; the job
+        # read (the job gate), never written.
         expected = {
             "s3:GetObject": {f"{uploads}/uploads/*/source", f"{outputs}/outputs/*"},
             "s3:PutObject": {f"{outputs}/outputs/*"},
             "s3:ListBucket": {outputs},
             "events:PutEvents": {bus},
+            "dynamodb:GetItem": {table},
             "sqs:ReceiveMessage": {queue},
             "sqs:DeleteMessage": {queue},
             "sqs:GetQueueAttributes": {queue},
@@ -162,6 +170,8 @@ def test_images_and_audio_read_the_upload_write_outputs_and_publish_to_the_bus_o
         if name == "audio":  # the AAC rendition may be uploaded in parts (images are one PUT)
             expected["s3:AbortMultipartUpload"] = {f"{outputs}/outputs/*"}
         assert _grants(with_480p, f"{name}-function") == expected, name
+        env = with_480p.named(FUNCTION, f"{name}-function").inputs["environment"]["variables"]
+        assert env["JOBS_TABLE_NAME"] == with_480p.named(TABLE, "jobs-table").outputs["name"], name
 
 
 def test_a_watermark_logo_is_the_one_object_outside_outputs_the_images_function_may_read() -> None:
@@ -208,6 +218,9 @@ def test_api_reads_and_writes_jobs_signs_uploads_and_downloads_and_manages_webho
         "s3:PutObject": {f"{uploads}/uploads/*"},
         "s3:GetObject": {f"{outputs}/outputs/*"},
         "secretsmanager:GetSecretValue": {dev.only("aws:secretsmanager/secret:Secret").outputs["arn"]},  # playback
+        # DELETE /jobs/{jobId} announces the cancel and asks the tracker to delete; retry and reprocess go to ingest
+        "events:PutEvents": {dev.only("aws:cloudwatch/eventBus:EventBus").outputs["arn"]},
+        "sqs:SendMessage": {dev.named(QUEUE, "ingest-queue").outputs["arn"]},
     }
 
 
@@ -263,8 +276,8 @@ def test_the_packager_hears_packaging_requests_on_its_own_queue_and_never_reads_
         assert statement["Principal"] == {"Service": "events.amazonaws.com"}
         assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == [rule.outputs["arn"]]
 
-    # The packager remuxes the renditions under outputs/ into the package beside them; the uploads bucket, the
-    # jobs table and the topic are none of its business (packaging never re-reads the source).
+    # The packager remuxes the renditions under outputs/ into the package beside them; the uploads bucket and the
+    # topic are none of its business (packaging never re-reads the source), and it only reads the job (the job gate).
     outputs = dev.named("aws:s3/bucket:Bucket", "outputs-bucket").outputs["arn"]
     function = dev.named(FUNCTION, "packager-function")
     assert _grants(dev, "packager-function") == {
@@ -273,6 +286,7 @@ def test_the_packager_hears_packaging_requests_on_its_own_queue_and_never_reads_
         "s3:AbortMultipartUpload": {f"{outputs}/outputs/*"},
         "s3:ListBucket": {outputs},
         "events:PutEvents": {bus.outputs["arn"]},
+        "dynamodb:GetItem": {dev.named(TABLE, "jobs-table").outputs["arn"]},
         "sqs:ReceiveMessage": {queue.outputs["arn"]},
         "sqs:DeleteMessage": {queue.outputs["arn"]},
         "sqs:GetQueueAttributes": {queue.outputs["arn"]},
@@ -280,6 +294,9 @@ def test_the_packager_hears_packaging_requests_on_its_own_queue_and_never_reads_
     assert function.inputs["packageType"] == "Image"
     assert function.inputs["imageConfig"]["commands"] == ["functions.packager.handler.handler"]
     assert function.inputs["environment"]["variables"]["THUMBNAIL_INTERVAL_SECONDS"] == "2"
+    assert (
+        function.inputs["environment"]["variables"]["JOBS_TABLE_NAME"] == dev.named(TABLE, "jobs-table").outputs["name"]
+    )
     # /tmp holds every rendition of the longest accepted input at its bitrate cap, and their segments
     ladder_bytes = (3000 + 128 + 6000 + 160) * 1000 // 8 * 900
     assert function.inputs["ephemeralStorage"]["size"] >= 2 * ladder_bytes // 1024**2
@@ -302,6 +319,7 @@ def test_tracker_hears_its_events_mediaconvert_for_this_stack_and_the_sweep(dev:
             "Rendition Failed",
             "Packaging Completed",
             "Packaging Failed",
+            "Job Deletion Requested",
         ],
     }
     mediaconvert = dev.named(RULE, "tracker-mediaconvert")
@@ -339,7 +357,12 @@ def test_tracker_failed_invocations_go_to_its_dlq_and_it_may_write_jobs(dev: Pro
     assert grants["sqs:SendMessage"] == {dlq}
     assert "events:PutEvents" in grants
     outputs = dev.named("aws:s3/bucket:Bucket", "outputs-bucket").outputs["arn"]
+    uploads = dev.named("aws:s3/bucket:Bucket", "uploads-bucket").outputs["arn"]
     assert grants["s3:GetObject"] == {f"{outputs}/outputs/*"}  # HEAD of MediaConvert outputs for their size
+    # a deleted job's files, under its prefixes only, and its MediaConvert job
+    assert grants["s3:DeleteObject"] == {f"{outputs}/outputs/*", f"{uploads}/uploads/*"}
+    assert grants["s3:ListBucket"] == {outputs, uploads}
+    assert grants["mediaconvert:CancelJob"] == {"arn:aws:mediaconvert:us-east-1:123456789012:jobs/*"}
 
 
 def test_api_routes_authorize_with_the_configured_jwt_except_health(dev: ProgramRun) -> None:
@@ -355,6 +378,9 @@ def test_api_routes_authorize_with_the_configured_jwt_except_health(dev: Program
     assert set(routes) == {
         "POST /uploads",
         "GET /jobs/{jobId}",
+        "DELETE /jobs/{jobId}",
+        "POST /jobs/{jobId}/retry",
+        "POST /jobs/{jobId}/reprocess",
         "GET /jobs",
         "GET /usage",
         "POST /webhooks",

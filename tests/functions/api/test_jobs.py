@@ -157,6 +157,7 @@ def test_create_upload_writes_an_awaiting_job_and_answers_with_a_form_bound_to_i
         "ownerId": ALICE,
         "status": "AWAITING_UPLOAD",
         "version": Decimal(0),
+        "attempt": Decimal(1),
         "createdAt": Decimal(frozen_now),
         "updatedAt": Decimal(frozen_now),
         "mediaType": None,
@@ -168,6 +169,7 @@ def test_create_upload_writes_an_awaiting_job_and_answers_with_a_form_bound_to_i
             "size": Decimal(12345),
             "bucket": "test-uploads",
             "key": f"uploads/{job_id}/source",
+            "etag": None,
         },
         "probe": None,
         "renditions": {},
@@ -503,7 +505,8 @@ def test_an_unknown_route_is_a_json_404(app: Any, lambda_context: Any) -> None:
     ("method", "path", "allowed"),
     [
         ("GET", "/uploads", "POST"),
-        ("DELETE", "/jobs/01JD5Z3K8Q4WJ2V7N6M9P0R1ST", "GET"),
+        ("PUT", "/jobs/01JD5Z3K8Q4WJ2V7N6M9P0R1ST", "DELETE, GET"),
+        ("GET", "/jobs/01JD5Z3K8Q4WJ2V7N6M9P0R1ST/retry", "POST"),
         ("POST", "/jobs", "GET"),
         ("PUT", "/health", "GET"),
     ],
@@ -550,6 +553,7 @@ def test_get_job_reads_the_callers_new_job(app: Any, lambda_context: Any) -> Non
         "body": {
             "jobId": job_id,
             "status": "AWAITING_UPLOAD",
+            "attempt": 1,
             "mediaType": None,
             "engine": None,
             "createdAt": created_at,
@@ -562,6 +566,7 @@ def test_get_job_reads_the_callers_new_job(app: Any, lambda_context: Any) -> Non
             "playback": None,
             "error": None,
             "webhookFailures": [],
+            "deletionRequestedAt": None,
         },
     }
 
@@ -585,6 +590,7 @@ def test_get_job_lists_renditions_in_ladder_order_with_a_download_link_only_for_
         "body": {
             "jobId": job_id,
             "status": "PROCESSING",
+            "attempt": 1,
             "mediaType": "video",
             "engine": "lambda",
             "createdAt": "2026-11-18T11:06:40.000Z",
@@ -644,6 +650,7 @@ def test_get_job_lists_renditions_in_ladder_order_with_a_download_link_only_for_
             "playback": None,
             "error": None,
             "webhookFailures": [],
+            "deletionRequestedAt": None,
         },
     }
     parts = urlsplit(url)
@@ -686,6 +693,7 @@ def test_get_job_shows_an_image_jobs_derivatives_as_renditions_and_its_metadata_
         "body": {
             "jobId": job_id,
             "status": "COMPLETED",
+            "attempt": 1,
             "mediaType": "image",
             "engine": "lambda",
             "createdAt": "2026-11-18T11:06:40.000Z",
@@ -725,6 +733,7 @@ def test_get_job_shows_an_image_jobs_derivatives_as_renditions_and_its_metadata_
             "playback": None,
             "error": None,
             "webhookFailures": [],
+            "deletionRequestedAt": None,
         },
     }
     assert [signed_path(url) for url in urls] == [
@@ -751,6 +760,7 @@ def test_get_job_shows_an_audio_jobs_rendition_waveform_and_probe(app: Any, lamb
         "body": {
             "jobId": job_id,
             "status": "COMPLETED",
+            "attempt": 1,
             "mediaType": "audio",
             "engine": "lambda",
             "createdAt": "2026-11-18T11:06:40.000Z",
@@ -798,6 +808,7 @@ def test_get_job_shows_an_audio_jobs_rendition_waveform_and_probe(app: Any, lamb
             "playback": None,
             "error": None,
             "webhookFailures": [],
+            "deletionRequestedAt": None,
         },
     }
     assert [signed_path(url) for url in urls] == [

@@ -16,6 +16,8 @@ from tests.functions.api.conftest import call, http_event
 
 DOCUMENT = Path(__file__).resolve().parents[3] / "docs" / "openapi.json"
 ERROR = {"$ref": "#/components/schemas/ErrorBody"}
+# A missing or invalid token is refused by API Gateway in its own shape, one without `sub` by the function.
+UNAUTHORIZED = {"anyOf": [ERROR, {"$ref": "#/components/schemas/GatewayRefusal"}], "title": "Return"}
 JSON = "application/json"
 
 
@@ -65,33 +67,42 @@ def test_every_route_names_its_body_its_answer_and_its_refusals_in_the_apis_own_
         "POST /uploads": {
             "201": {"$ref": "#/components/schemas/UploadCreated"},
             "400": ERROR,
-            "401": ERROR,
+            "401": UNAUTHORIZED,
             "409": ERROR,
             "413": ERROR,
             "415": ERROR,
             "429": ERROR,
         },
-        "GET /usage": {"200": {"$ref": "#/components/schemas/UsageView"}, "401": ERROR},
-        "GET /jobs/{jobId}": {"200": {"$ref": "#/components/schemas/JobView"}, "401": ERROR, "404": ERROR},
-        "GET /jobs": {"200": {"$ref": "#/components/schemas/JobPage"}, "400": ERROR, "401": ERROR},
+        "GET /usage": {"200": {"$ref": "#/components/schemas/UsageView"}, "401": UNAUTHORIZED},
+        "GET /jobs/{jobId}": {"200": {"$ref": "#/components/schemas/JobView"}, "401": UNAUTHORIZED, "404": ERROR},
+        **{
+            f"{route} /jobs/{{jobId}}{tail}": {
+                "202": {"$ref": "#/components/schemas/JobView"},
+                "401": UNAUTHORIZED,
+                "404": ERROR,
+                "409": ERROR,
+            }
+            for route, tail in (("DELETE", ""), ("POST", "/retry"), ("POST", "/reprocess"))
+        },
+        "GET /jobs": {"200": {"$ref": "#/components/schemas/JobPage"}, "400": ERROR, "401": UNAUTHORIZED},
         "POST /webhooks": {
             "201": {"$ref": "#/components/schemas/CreatedWebhook"},
             "400": ERROR,
-            "401": ERROR,
+            "401": UNAUTHORIZED,
             "409": ERROR,
         },
-        "GET /webhooks": {"200": {"$ref": "#/components/schemas/WebhookList"}, "401": ERROR},
-        "DELETE /webhooks/{webhookId}": {"204": None, "401": ERROR, "404": ERROR},
+        "GET /webhooks": {"200": {"$ref": "#/components/schemas/WebhookList"}, "401": UNAUTHORIZED},
+        "DELETE /webhooks/{webhookId}": {"204": None, "401": UNAUTHORIZED, "404": ERROR},
         "POST /webhooks/{webhookId}/rotate-secret": {
             "200": {"$ref": "#/components/schemas/RotatedSecret"},
-            "401": ERROR,
+            "401": UNAUTHORIZED,
             "404": ERROR,
             "409": ERROR,
         },
         "GET /webhooks/{webhookId}/deliveries": {
             "200": {"$ref": "#/components/schemas/DeliveryList"},
             "400": ERROR,
-            "401": ERROR,
+            "401": UNAUTHORIZED,
             "404": ERROR,
         },
     }
@@ -105,6 +116,8 @@ def test_every_route_names_its_body_its_answer_and_its_refusals_in_the_apis_own_
         "job.failed",
         "job.rejected",
         "job.expired",
+        "job.canceled",
+        "job.deleted",
     ]
 
 

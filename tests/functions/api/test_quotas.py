@@ -20,7 +20,7 @@ from functions.api.settings import ApiSettings, QuotaSettings
 from functions.common.clients import presigning_s3_client
 from functions.common.jobs_table import OWNER_INDEX, JobsTable
 from functions.common.playback_links import PlaybackLinks
-from functions.common.quotas import DAY_MS, HOUR_MS, QuotaExceeded, QuotaLimits, Usage, admit
+from functions.common.quotas import DAY_MS, HOUR_MS, QuotaExceeded, QuotaLimits, Usage, admit, release
 from functions.common.settings import SettingsError
 from functions.common.usage_table import UsageTable
 from local.engine.moto_patches import serialize_dynamodb_requests
@@ -257,3 +257,15 @@ def test_quota_settings_name_every_problem_at_once() -> None:
         assert name in str(failed.value)
     with pytest.raises(SettingsError, match="MAX_JOBS_PER_USER_PER_HOUR is required"):
         QuotaSettings.from_env({k: v for k, v in QUOTA_ENV.items() if k != "MAX_JOBS_PER_USER_PER_HOUR"})
+
+
+def test_a_deleted_jobs_bytes_leave_the_day_it_was_created_on() -> None:
+    day = 20_000 * DAY_MS
+    usage = Usage(stored_by_day={day: 700, day + DAY_MS: 50}, version=3)
+
+    freed = release(usage, size=300, created_ms=day + 5_000)
+
+    assert freed is not None and freed.stored_by_day == {day: 400, day + DAY_MS: 50}
+    assert release(usage, size=900, created_ms=day).stored_by_day[day] == 0  # never below nothing
+    assert release(usage, size=300, created_ms=day - DAY_MS) is None  # that day no longer counts
+    assert release(usage, size=0, created_ms=day) is None

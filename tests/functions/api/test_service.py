@@ -239,6 +239,7 @@ def test_the_new_job_waits_for_the_upload_until_the_form_expires_plus_grace() ->
         "ownerId": "o",
         "status": "AWAITING_UPLOAD",
         "version": 0,
+        "attempt": 1,
         "createdAt": 1_000_500,
         "updatedAt": 1_000_500,
         "mediaType": None,
@@ -250,6 +251,7 @@ def test_the_new_job_waits_for_the_upload_until_the_form_expires_plus_grace() ->
             "size": 10,
             "bucket": "up",
             "key": "uploads/J/source",
+            "etag": None,
         },
         "probe": None,
         "renditions": {},
@@ -334,6 +336,7 @@ def test_the_job_view_hides_bookkeeping_and_storage_details() -> None:
     assert job_view(job, fake_url, unsigned_playback).model_dump(mode="json") == {
         "jobId": "J",
         "status": "EXPIRED",
+        "attempt": 1,
         "mediaType": None,
         "engine": None,
         "createdAt": "1970-01-01T00:00:01.000Z",
@@ -346,6 +349,7 @@ def test_the_job_view_hides_bookkeeping_and_storage_details() -> None:
         "playback": None,
         "error": {"code": "UPLOAD_EXPIRED", "message": "no upload arrived before the upload form expired"},
         "webhookFailures": [],
+        "deletionRequestedAt": None,
     }
 
 

@@ -26,7 +26,7 @@ from tests.functions.api.conftest import ALICE, BOB, JSON_HEADERS, call, error, 
 from tests.functions.cdn_keys import configure_cdn
 from tests.functions.webhooks.support import create_webhook_tables, guard_network
 
-ALL_EVENTS = ["job.completed", "job.failed", "job.rejected", "job.expired"]
+ALL_EVENTS = ["job.completed", "job.failed", "job.rejected", "job.expired", "job.canceled", "job.deleted"]
 HOOK = "https://hooks.example.com/media"
 NOW_MS = 1_790_000_000_000
 ENV = {

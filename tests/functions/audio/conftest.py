@@ -21,6 +21,7 @@ from functions.contracts.fanout import FanOutMessage, PlannedRendition, SourceOb
 from functions.contracts.jobs import Probe
 from functions.contracts.media import UnitKind
 from tests.functions.conftest import REGION, CapturedEvents, FakeLambdaContext
+from tests.functions.job_gate_samples import ensure_running
 from tests.media_samples import probe
 
 JOB_ID = "01JBQ7Z8K3M4N5P6Q7R8S9T0AU"
@@ -33,6 +34,7 @@ BASE_ENV = {
     "UPLOADS_BUCKET": "uploads",
     "OUTPUTS_BUCKET": "outputs",
     "EVENT_BUS_NAME": "bus",
+    "JOBS_TABLE_NAME": "jobs",
     "LOUDNESS_TARGET_LUFS": "-23",
 }
 
@@ -214,6 +216,10 @@ class Harness:
     monkeypatch: pytest.MonkeyPatch
 
     def invoke(self, *bodies: str | FanOutMessage, context: FakeLambdaContext | None = None) -> dict[str, Any]:
+        """Handle the bodies as one batch; each message's job runs its attempt unless the test made it otherwise."""
+        for body in bodies:
+            if isinstance(body, FanOutMessage):
+                ensure_running(body.jobId, attempt=body.attempt)
         return handler.handler(sqs_event(*bodies), context or self.context)
 
     def download_output(self, key: str) -> Path:
@@ -233,6 +239,8 @@ def harness(
     lambda_context: FakeLambdaContext,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    *,
+    jobs_table: Any,  # the job gate reads each message's job there
 ) -> Harness:
     work = tmp_path / "work"
     monkeypatch.setenv("AUDIO_WORK_DIR", str(work))

@@ -26,19 +26,29 @@ KEY = "outputs/job-1/audio.m4a"
 
 @pytest.mark.parametrize("facts", [AUDIO_FACTS, WAVEFORM_FACTS])
 def test_facts_round_trip_through_head(facts: OutputFacts) -> None:
-    head = {"ContentLength": 4321, "ContentType": facts.contentType, "Metadata": output_metadata("job-1", "u", facts)}
-    stored = stored_output_from_head(head, "outputs", KEY, "job-1", "u")
+    metadata = output_metadata("job-1", "u", facts, attempt=1)
+    head = {"ContentLength": 4321, "ContentType": facts.contentType, "Metadata": metadata}
+    stored = stored_output_from_head(head, "outputs", KEY, "job-1", "u", attempt=1)
     assert stored is not None
     assert (stored.bucket, stored.key, stored.bytes, stored.facts) == ("outputs", KEY, 4321, facts)
 
 
 def test_audio_metadata_names_the_job_the_unit_and_the_plan() -> None:
-    assert output_metadata("job-1", "audio", AUDIO_FACTS) == {
+    assert output_metadata("job-1", "audio", AUDIO_FACTS, attempt=1) == {
         "job-id": "job-1",
         "rendition": "audio",
         "plan": "aac 128k loudnorm I=-23:TP=-1.5:LRA=11",
         "duration-ms": "4010",
     }
+
+
+def test_a_later_attempts_output_names_its_attempt_and_is_reused_by_it_alone() -> None:
+    metadata = output_metadata("job-1", "audio", AUDIO_FACTS, attempt=2)
+    head = {"ContentLength": 4321, "ContentType": "audio/mp4", "Metadata": metadata}
+
+    assert metadata["attempt"] == "2"
+    assert stored_output_from_head(head, "outputs", KEY, "job-1", "audio", attempt=2) is not None
+    assert stored_output_from_head(head, "outputs", KEY, "job-1", "audio", attempt=1) is None
 
 
 @pytest.mark.parametrize(
@@ -53,7 +63,7 @@ def test_audio_metadata_names_the_job_the_unit_and_the_plan() -> None:
 )
 def test_head_of_another_jobs_or_incomplete_object_is_not_reused(metadata: dict[str, str]) -> None:
     head = {"ContentLength": 10, "Metadata": metadata}
-    assert stored_output_from_head(head, "outputs", KEY, "job-1", "audio") is None
+    assert stored_output_from_head(head, "outputs", KEY, "job-1", "audio", attempt=1) is None
 
 
 def stubbed_s3() -> tuple[Any, Stubber]:
@@ -66,7 +76,7 @@ def test_missing_or_forbidden_head_means_nothing_to_reuse(code: str) -> None:
     client, stubber = stubbed_s3()
     stubber.add_client_error("head_object", service_error_code=code, http_status_code=int(code))
     with stubber:
-        assert S3MediaStore(client, "outputs").find_output("job-1", "audio", KEY) is None
+        assert S3MediaStore(client, "outputs").find_output("job-1", "audio", KEY, attempt=1) is None
     stubber.assert_no_pending_responses()
 
 
@@ -74,7 +84,7 @@ def test_other_head_errors_propagate_for_a_retry() -> None:
     client, stubber = stubbed_s3()
     stubber.add_client_error("head_object", service_error_code="SlowDown", http_status_code=503)
     with stubber, pytest.raises(ClientError):
-        S3MediaStore(client, "outputs").find_output("job-1", "audio", KEY)
+        S3MediaStore(client, "outputs").find_output("job-1", "audio", KEY, attempt=1)
 
 
 SOURCE = SourceObject(bucket="uploads", key="uploads/job-1/source", etag="abc123")

@@ -43,14 +43,24 @@ ALLOWED_JOB_MOVES = {
     ("VALIDATING", "FAILED"),
     ("PROCESSING", "COMPLETED"),
     ("PROCESSING", "FAILED"),
+    # its owner deleted it while it ran
+    ("AWAITING_UPLOAD", "CANCELED"),
+    ("VALIDATING", "CANCELED"),
+    ("PROCESSING", "CANCELED"),
+    # the next attempt: retry (FAILED) and reprocess (COMPLETED)
+    ("FAILED", "VALIDATING"),
+    ("COMPLETED", "VALIDATING"),
 }
 ALLOWED_RENDITION_MOVES = {
     ("QUEUED", "PROCESSING"),
     ("QUEUED", "COMPLETED"),
     ("QUEUED", "FAILED"),
+    ("QUEUED", "CANCELED"),
     ("PROCESSING", "COMPLETED"),
     ("PROCESSING", "FAILED"),
+    ("PROCESSING", "CANCELED"),
 }
+RERUNNABLE = {"FAILED", "COMPLETED"}
 JOB_RANK = {"AWAITING_UPLOAD": 0, "VALIDATING": 1, "PROCESSING": 2}
 RENDITION_RANK = {"QUEUED": 0, "PROCESSING": 1}
 
@@ -156,9 +166,10 @@ def test_rendition_moves_exactly_as_designed(current: RenditionStatus, target: R
     assert job_state.can_move_rendition(current, target) is ((current.value, target.value) in ALLOWED_RENDITION_MOVES)
 
 
-def test_terminal_statuses_have_no_way_out() -> None:
+def test_terminal_statuses_have_no_way_out_but_the_owners_next_attempt() -> None:
     for status in TERMINAL_JOB_STATUSES:
-        assert not any(job_state.can_move_job(status, target) for target in JobStatus)
+        exits = {target for target in JobStatus if job_state.can_move_job(status, target)}
+        assert exits == ({JobStatus.VALIDATING} if status in RERUNNABLE else set())
     for status in TERMINAL_RENDITION_STATUSES:
         assert not any(job_state.can_move_rendition(status, target) for target in RenditionStatus)
 

@@ -17,6 +17,7 @@ from functions.images import handler
 from functions.images.adapters import forget_logos
 from tests.functions.conftest import REGION, CapturedEvents, FakeLambdaContext
 from tests.functions.conftest import sqs_event as shared_sqs_event
+from tests.functions.job_gate_samples import ensure_running
 
 JOB_ID = "01JBQ7Z8K3M4N5P6Q7R8S9T0VW"
 OWNER_ID = "user-1"
@@ -118,6 +119,10 @@ class Harness:
         return Upload(job_id, path, key, etag, display)
 
     def invoke(self, *bodies: dict[str, Any] | str) -> dict[str, Any]:
+        """Handle the bodies as one batch; each message's job runs its attempt unless the test made it otherwise."""
+        for body in bodies:
+            if isinstance(body, dict) and "jobId" in body:
+                ensure_running(body["jobId"], attempt=body.get("attempt", 1))
         event = shared_sqs_event("transcode_sqs_event.json", *bodies)
         return handler.handler(event, self.context)
 
@@ -158,6 +163,8 @@ def harness(
     lambda_context: FakeLambdaContext,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    *,
+    jobs_table: Any,  # the job gate reads each message's job there
 ) -> Harness:
     """The stack's defaults (docs/CONTRACTS.md), no watermark configured."""
     work = tmp_path / "work"

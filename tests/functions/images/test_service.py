@@ -1,4 +1,4 @@
-"""The images function's rules and its failure policy, over fake ports (no AWS, no Pillow)."""
+"""The images function's rules, its failure policy and the job gate, over fake ports (no AWS, no Pillow)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from functions.common.job_gate import JobGate, OpenGate, WorkWithdrawn
 from functions.contracts.events import DetailType, EventDetail
 from functions.contracts.fanout import FanOutMessage, PlannedRendition, SourceObject
 from functions.contracts.jobs import ImageMetadata
@@ -27,6 +28,7 @@ from functions.images.service import (
     watermark_origin,
 )
 from functions.images.settings import ImagesSettings
+from tests.functions.job_gate_samples import WithdrawingGate
 
 METADATA = ImageMetadata(format="PNG", width=40, height=30, mode="RGB")
 
@@ -102,14 +104,22 @@ class FakeStore:
             raise self.source_error
         destination.write_bytes(b"image")
 
-    def find_output(self, job_id: str, unit: str, key: str) -> StoredOutput | None:
+    def find_output(self, job_id: str, unit: str, key: str, *, attempt: int) -> StoredOutput | None:
         return self.stored[key][1] if key in self.stored else None
 
     def read_output(self, key: str) -> bytes:
         return self.stored[key][0]
 
     def put_output(
-        self, key: str, data: bytes, *, content_type: str, job_id: str, unit: str, size: tuple[int, int] | None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str,
+        job_id: str,
+        unit: str,
+        attempt: int,
+        size: tuple[int, int] | None,
     ) -> StoredOutput:
         width, height = size or (None, None)
         stored = StoredOutput(self.outputs_bucket, key, len(data), content_type, width, height)
@@ -155,6 +165,7 @@ def settings(tmp_path: Path, **overrides: Any) -> ImagesSettings:
         "uploads_bucket": "uploads",
         "outputs_bucket": "outputs",
         "event_bus_name": "bus",
+        "jobs_table_name": "jobs",
         "max_image_pixels": 1000,
         "work_root": tmp_path,
     }
@@ -178,8 +189,10 @@ THUMB = {"name": "thumb-jpeg", "kind": "image", "width": 320, "height": 240, "fo
 META = {"name": "metadata", "kind": "metadata"}
 
 
-def worker(tmp_path: Path, store: FakeStore, codec: FakeCodec, bus: FakeBus, **overrides: Any) -> ImageUnitWorker:
-    return ImageUnitWorker(store, codec, bus, settings(tmp_path, **overrides))
+def worker(
+    tmp_path: Path, store: FakeStore, codec: FakeCodec, bus: FakeBus, gate: JobGate | None = None, **overrides: Any
+) -> ImageUnitWorker:
+    return ImageUnitWorker(store, codec, bus, settings(tmp_path, **overrides), gate=gate or OpenGate())
 
 
 def test_units_are_made_in_order_with_the_watermark_only_where_planned_and_configured(tmp_path: Path) -> None:
@@ -285,3 +298,56 @@ def test_a_stored_derivative_without_its_size_is_made_again(tmp_path: Path) -> N
     (result,) = worker(tmp_path, store, FakeCodec(), FakeBus()).process(message(THUMB))
 
     assert result.outcome is Outcome.COMPLETED and store.downloads == 1
+
+
+# --- the job gate ----------------------------------------------------------------------------------------
+
+
+def test_a_unit_of_a_canceled_job_reads_nothing(tmp_path: Path) -> None:
+    store, bus, gate = FakeStore(), FakeBus(), WithdrawingGate(open_checks=0)
+
+    with pytest.raises(WorkWithdrawn):
+        worker(tmp_path, store, FakeCodec(), bus, gate).process(message(THUMB))
+
+    assert (store.downloads, store.stored, bus.published) == (0, {}, [])
+
+
+@pytest.mark.parametrize("unit", [LARGE, META], ids=["derivative", "metadata"])
+def test_a_job_canceled_while_a_unit_is_made_stores_nothing(tmp_path: Path, unit: dict[str, Any]) -> None:
+    # GIVEN a gate that says yes when the unit starts, then no: the owner canceled while it was being made
+    store, bus, gate = FakeStore(), FakeBus(), WithdrawingGate(open_checks=1)
+
+    # WHEN the unit is made
+    with pytest.raises(WorkWithdrawn):
+        worker(tmp_path, store, FakeCodec(), bus, gate).process(message(unit))
+
+    # THEN it was asked again before storing, and nothing was stored or announced beyond the start
+    assert len(gate.checks) == 2
+    assert store.stored == {}
+    assert [kind for kind, _ in bus.published] == ["Rendition Progress"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failure_of_a_canceled_jobs_unit_is_not_announced(tmp_path: Path) -> None:
+    # A job deleted meanwhile lost its upload too: what reads as "the source is missing" is the cancel.
+    store, bus, gate = FakeStore(source_error=SourceMissing("gone")), FakeBus(), WithdrawingGate(open_checks=1)
+
+    with pytest.raises(WorkWithdrawn):
+        worker(tmp_path, store, FakeCodec(), bus, gate).process(message(THUMB))
+
+    assert bus.of("Rendition Failed") == []
+
+
+def test_an_output_of_the_same_attempt_is_announced_again_with_it(tmp_path: Path) -> None:
+    store, bus = FakeStore(), FakeBus()
+    key = "outputs/job/thumb-jpeg.jpg"
+    store.stored[key] = (b"made", StoredOutput("outputs", key, 4, "image/jpeg", 40, 30))
+    second = FanOutMessage.model_validate(message(THUMB).model_dump() | {"attempt": 3})
+
+    (result,) = worker(tmp_path, store, FakeCodec(), bus).process(second)
+
+    assert result.outcome is Outcome.REANNOUNCED
+    assert [(kind, detail["attempt"]) for kind, detail in bus.published] == [
+        ("Rendition Progress", 3),
+        ("Rendition Completed", 3),
+    ]

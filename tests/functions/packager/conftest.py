@@ -127,7 +127,9 @@ def sqs_event(*bodies: dict[str, Any] | str, receive_count: int = 1) -> dict[str
 
 
 def settings_for(work_root: Path, **overrides: Any) -> PackagerSettings:
-    return PackagerSettings(outputs_bucket=OUTPUTS, event_bus_name="bus", work_root=work_root, **overrides)
+    return PackagerSettings(
+        outputs_bucket=OUTPUTS, event_bus_name="bus", jobs_table_name="jobs", work_root=work_root, **overrides
+    )
 
 
 # --- fakes for the service tests ------------------------------------------------------------------------------------
@@ -141,6 +143,8 @@ class FolderStore:
     objects: dict[tuple[str, str], Path] = field(default_factory=dict)
     batches: list[list[str]] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    attempts: set[int] = field(default_factory=set)
+    """The attempts the uploads named."""
 
     def download_rendition(self, source: PackagingSource, destination: Path) -> None:
         found = self.objects.get((source.bucket, source.key))
@@ -148,8 +152,9 @@ class FolderStore:
             raise RenditionMissing(f"rendition {source.rendition} is missing from the job's outputs")
         shutil.copyfile(found, destination)
 
-    def upload_files(self, files: Sequence[PackagedFile], job_id: str) -> int:
+    def upload_files(self, files: Sequence[PackagedFile], job_id: str, *, attempt: int) -> int:
         self.batches.append([packaged.key for packaged in files])
+        self.attempts.add(attempt)
         total = 0
         for packaged in files:
             target = self.root / packaged.key

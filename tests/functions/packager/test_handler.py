@@ -16,6 +16,7 @@ from functions.contracts.events import PackagingCompleted
 from functions.contracts.playback import content_type
 from functions.packager import handler
 from tests.functions.conftest import REGION, CapturedEvents, FakeLambdaContext
+from tests.functions.job_gate_samples import cancel, ensure_running, move_to_next_attempt, withdrawals_reported
 from tests.functions.packager.conftest import (
     JOB_ID,
     OUTPUTS,
@@ -47,6 +48,11 @@ class Deployment:
         s3.upload_file(str(path), OUTPUTS, rendition_key(name), ExtraArgs={"ContentType": "video/mp4"})
 
     def invoke(self, *bodies: dict[str, Any] | str, context: Any = None) -> dict[str, Any]:
+        """Handle the bodies as one batch; each request's job runs its attempt unless the test made it otherwise."""
+        for body in bodies:
+            detail = body.get("detail") if isinstance(body, dict) else None
+            if isinstance(detail, dict) and "jobId" in detail:
+                ensure_running(detail["jobId"], attempt=detail.get("attempt", 1))
         return handler.handler(sqs_event(*bodies), context or self.context)
 
     def package_keys(self) -> set[str]:
@@ -72,6 +78,8 @@ def deployment(
     lambda_context: FakeLambdaContext,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    *,
+    jobs_table: Any,  # the job gate reads each message's job there
 ) -> Deployment:
     work = tmp_path / "work"
     monkeypatch.setenv("PACKAGER_WORK_DIR", str(work))
@@ -249,3 +257,49 @@ def test_a_misconfigured_function_fails_the_invocation(deployment: Deployment, m
 
     with pytest.raises(SettingsError, match="THUMBNAIL_INTERVAL_SECONDS must be a multiple of 2"):
         deployment.invoke(eventbridge_event(request_detail()))
+
+
+# --- the job gate -----------------------------------------------------------------------------------------------------
+
+
+def test_a_canceled_jobs_request_is_dropped_without_an_event_or_a_file(
+    deployment: Deployment,
+    ladder: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN both renditions of a job its owner canceled while its packaging request was queued
+    for name, path in ladder.items():
+        deployment.store(name, path)
+    ensure_running(JOB_ID)
+    cancel(JOB_ID)
+
+    # WHEN the request arrives
+    response = deployment.invoke(eventbridge_event(request_detail()))
+
+    # THEN the record succeeds, nothing is packaged or announced, and the drop is logged and counted
+    assert response == {"batchItemFailures": []}
+    assert announced(deployment) == []
+    assert deployment.package_keys() == set()
+    output = capsys.readouterr().out
+    assert withdrawals_reported(caplog.records, output) == (["the job was deleted"], 1.0)
+    assert metrics_in(output) == {"WorkWithdrawn": 1}
+
+
+def test_a_request_of_an_earlier_attempt_is_dropped_once_the_job_runs_the_next(deployment: Deployment) -> None:
+    ensure_running(JOB_ID)
+    move_to_next_attempt(JOB_ID)
+
+    assert deployment.invoke(eventbridge_event(request_detail(source("180p")))) == {"batchItemFailures": []}
+
+    assert announced(deployment) == []
+
+
+def test_a_later_attempts_failure_names_its_attempt(deployment: Deployment) -> None:
+    # GIVEN the second attempt's request, naming a rendition that is not in the bucket
+    request = request_detail(source("180p")) | {"attempt": 2}
+
+    assert deployment.invoke(eventbridge_event(request)) == {"batchItemFailures": []}
+
+    ((detail_type, detail),) = announced(deployment)
+    assert (detail_type, detail["attempt"], detail["error"]["code"]) == ("Packaging Failed", 2, "PACKAGING_FAILED")

@@ -14,12 +14,14 @@ import pytest
 from PIL import Image, ImageStat
 
 from functions.common.ffmpeg_runner import FfmpegTimedOut
+from functions.common.job_gate import JobGate, OpenGate, WorkWithdrawn
 from functions.common.media_tools import tool_env
 from functions.common.unit_worker import NotEnoughTime, Outcome
 from functions.contracts.events import PackagingCompleted
 from functions.packager import service
 from functions.packager.adapters import FfmpegTools
 from functions.packager.service import BLACK_MEAN_LUMA, PackagingResult, PlaybackPackager
+from tests.functions.job_gate_samples import WithdrawingGate
 from tests.functions.packager.conftest import (
     BLACK_SECONDS,
     FPS,
@@ -56,8 +58,16 @@ class Packaging:
     work: Path
     tmp: Path
 
-    def packager(self, **settings: Any) -> PlaybackPackager:
-        return PlaybackPackager(self.store, FfmpegTools(), self.events, settings_for(self.work, **settings))
+    def packager(
+        self, *, gate: JobGate | None = None, tools: FfmpegTools | None = None, **settings: Any
+    ) -> PlaybackPackager:
+        return PlaybackPackager(
+            self.store,
+            tools or FfmpegTools(),
+            self.events,
+            settings_for(self.work, **settings),
+            gate=gate or OpenGate(),
+        )
 
     def add(self, name: str, path: Path, *, bucket: str = OUTPUTS, job_id: str = JOB_ID) -> None:
         self.store.objects[(bucket, rendition_key(name, job_id))] = path
@@ -409,3 +419,65 @@ def test_ffmpeg_stopped_at_the_deadline_raises_so_the_message_is_retried(
         packaging.package(source("180p"))
     assert packaging.events.published == []
     assert list(packaging.work.iterdir()) == []
+
+
+# --- the job gate -----------------------------------------------------------------------------------------------------
+
+
+class CountedTools(FfmpegTools):
+    """ffmpeg as the packager runs it, counting the steps that ran."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def run_ffmpeg(self, args: list[str], *, timeout_seconds: float) -> None:
+        self.runs += 1
+        super().run_ffmpeg(args, timeout_seconds=timeout_seconds)
+
+
+@pytest.mark.media
+def test_a_later_attempts_package_names_its_attempt_in_the_report_and_on_every_file(
+    packaging: Packaging, ladder: dict[str, Path]
+) -> None:
+    for name, path in ladder.items():
+        packaging.add(name, path)
+    request = packaging_request().model_copy(update={"attempt": 2})
+
+    result = packaging.packager().package(request, lambda: 300_000)
+
+    assert result.outcome is Outcome.COMPLETED
+    ((detail_type, detail),) = packaging.events.published
+    assert (detail_type, detail["attempt"]) == ("Packaging Completed", 2)
+    assert packaging.store.attempts == {2}
+
+
+@pytest.mark.media
+def test_a_job_canceled_while_it_is_packaged_stops_before_anything_is_stored(
+    packaging: Packaging, ladder: dict[str, Path]
+) -> None:
+    # GIVEN a gate that says yes before the renditions are read, then no: the owner canceled during packaging
+    for name, path in ladder.items():
+        packaging.add(name, path)
+    gate, tools = WithdrawingGate(open_checks=1), CountedTools()
+
+    # WHEN the job is packaged, asking the gate before every ffmpeg step
+    with pytest.raises(WorkWithdrawn):
+        packaging.packager(gate=gate, tools=tools, gate_check_seconds=0).package(packaging_request(), lambda: 300_000)
+
+    # THEN it stopped before its first step: nothing run, stored or announced, the working directory gone
+    assert len(gate.checks) == 2
+    assert tools.runs == 0
+    assert (packaging.store.uploaded(), packaging.events.published) == ([], [])
+    assert list(packaging.work.iterdir()) == []
+
+
+def test_renditions_gone_with_a_deleted_job_are_not_reported_as_a_failure(packaging: Packaging) -> None:
+    # GIVEN a job deleted after its request was read: its renditions are gone with it
+    gate = WithdrawingGate(open_checks=1)
+
+    # WHEN it is packaged
+    with pytest.raises(WorkWithdrawn):
+        packaging.packager(gate=gate).package(packaging_request(), lambda: 300_000)
+
+    # THEN the missing renditions are the deletion, not a Packaging Failed
+    assert packaging.events.published == []

@@ -10,7 +10,7 @@ import pytest
 from functions.common.settings import SettingsError
 from functions.packager.settings import PACKAGER_RESERVE_SECONDS, PackagerSettings
 
-BASE_ENV = {"OUTPUTS_BUCKET": "outputs", "EVENT_BUS_NAME": "bus"}
+BASE_ENV = {"OUTPUTS_BUCKET": "outputs", "EVENT_BUS_NAME": "bus", "JOBS_TABLE_NAME": "jobs"}
 
 
 def test_only_the_bucket_and_the_bus_are_required() -> None:
@@ -19,6 +19,7 @@ def test_only_the_bucket_and_the_bus_are_required() -> None:
     assert settings == PackagerSettings(
         outputs_bucket="outputs",
         event_bus_name="bus",
+        jobs_table_name="jobs",
         thumbnail_interval_seconds=2,
         max_sprite_tiles=400,
         sprite_tile_width=160,

@@ -53,8 +53,9 @@ def test_any_other_s3_error_propagates_so_the_message_is_retried(code: str, tmp_
         S3PlaybackStore(Refusing(code), OUTPUTS).download_rendition(RENDITION, tmp_path / "180p.mp4")
 
 
+@pytest.mark.parametrize(("attempt", "named"), [(1, {}), (2, {"attempt": "2"})])
 def test_package_files_are_uploaded_with_their_content_type_and_the_jobs_metadata(
-    buckets: dict[str, str], tmp_path: Path
+    buckets: dict[str, str], tmp_path: Path, attempt: int, named: dict[str, str]
 ) -> None:
     files = []
     for index, (name, content_type) in enumerate(
@@ -64,18 +65,18 @@ def test_package_files_are_uploaded_with_their_content_type_and_the_jobs_metadat
         path.write_bytes(b"x" * (index + 10))
         files.append(PackagedFile(path, f"outputs/{JOB_ID}/{name}", content_type))
 
-    stored = S3PlaybackStore(s3(), OUTPUTS).upload_files(files, JOB_ID)
+    stored = S3PlaybackStore(s3(), OUTPUTS).upload_files(files, JOB_ID, attempt=attempt)
 
     assert stored == 10 + 11
     for packaged in files:
         head = s3().head_object(Bucket=OUTPUTS, Key=packaged.key)
         assert head["ContentType"] == packaged.contentType
-        assert head["Metadata"] == {"job-id": JOB_ID, "rendition": "playback"}
+        assert head["Metadata"] == {"job-id": JOB_ID, "rendition": "playback", **named}
         assert head["ContentLength"] == packaged.path.stat().st_size
 
 
 def test_nothing_to_upload_stores_nothing(buckets: dict[str, str]) -> None:
-    assert S3PlaybackStore(s3(), OUTPUTS).upload_files([], JOB_ID) == 0
+    assert S3PlaybackStore(s3(), OUTPUTS).upload_files([], JOB_ID, attempt=1) == 0
 
 
 def test_a_refused_upload_propagates(buckets: dict[str, str], tmp_path: Path) -> None:
@@ -84,4 +85,4 @@ def test_a_refused_upload_propagates(buckets: dict[str, str], tmp_path: Path) ->
     store = S3PlaybackStore(s3(), "no-such-bucket")
 
     with pytest.raises(S3UploadFailedError, match="NoSuchBucket"):
-        store.upload_files([PackagedFile(path, f"outputs/{JOB_ID}/poster.jpg", "image/jpeg")], JOB_ID)
+        store.upload_files([PackagedFile(path, f"outputs/{JOB_ID}/poster.jpg", "image/jpeg")], JOB_ID, attempt=1)

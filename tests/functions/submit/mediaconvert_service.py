@@ -67,7 +67,8 @@ class _Body:
 
 @dataclass
 class FakeMediaConvert:
-    """CreateJob (with ClientRequestToken idempotency), GetJob and ListJobs, in memory, on a real client's wire."""
+    """CreateJob (with ClientRequestToken idempotency), GetJob, ListJobs and CancelJob, in memory, on a real client's
+    wire."""
 
     now_ms: int = 1_795_000_000_000
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -76,6 +77,8 @@ class FakeMediaConvert:
     next_errors: list[tuple[int, str, str]] = field(default_factory=list)
     """(status, error type, message) answered to the next CreateJobs, first in first out."""
     endpoints: list[str] = field(default_factory=list)
+    cancel_requests: list[str] = field(default_factory=list)
+    """The job of every CancelJob received."""
     _tokens: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def attach(self, client: Any) -> Any:
@@ -94,6 +97,8 @@ class FakeMediaConvert:
             return _answer(request.url, 200, {"job": job})
         if request.method == "GET" and url.path == "/2017-08-29/jobs":
             return _answer(request.url, 200, {"jobs": list(reversed(self.jobs.values()))})
+        if request.method == "DELETE" and url.path.startswith("/2017-08-29/jobs/"):
+            return self._cancel(request.url, url.path.rsplit("/", 1)[-1])
         return _error(request.url, 400, "BadRequestException", f"the fake does not serve {request.method} {url.path}")
 
     def _create(self, url: str, body: dict[str, Any]) -> AWSResponse:
@@ -121,6 +126,18 @@ class FakeMediaConvert:
         if token:
             self._tokens[token] = (job_id, self.now_ms)
         return _answer(url, 201, {"job": job})
+
+    def _cancel(self, url: str, job_id: str) -> AWSResponse:
+        """CancelJob: a SUBMITTED or PROGRESSING job becomes CANCELED; a finished one is a conflict, as MediaConvert
+        answers it."""
+        self.cancel_requests.append(job_id)
+        job = self.jobs.get(job_id)
+        if job is None:
+            return _error(url, 404, "NotFoundException", "job not found")
+        if job["status"] not in ("SUBMITTED", "PROGRESSING"):
+            return _error(url, 409, "ConflictException", f"job {job_id} is {job['status']}")
+        job["status"] = "CANCELED"
+        return _answer(url, 202, {})
 
 
 def _answer(url: str, status: int, body: dict[str, Any]) -> AWSResponse:

@@ -4,6 +4,7 @@ the fixtures of real events, and the tracker that reads the events back."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -159,6 +160,28 @@ def test_the_request_token_is_the_job_id_and_must_fit_mediaconvert() -> None:
     for bad in ("", "x" * 65, "jöb"):
         with pytest.raises(ValueError, match="client request token"):
             client_request_token(bad)
+
+
+def test_each_attempt_has_a_request_token_of_its_own_within_mediaconverts_limit() -> None:
+    assert [client_request_token(JOB_ID, attempt) for attempt in (1, 2, 12)] == [
+        JOB_ID,
+        f"{JOB_ID}-a2",
+        f"{JOB_ID}-a12",
+    ]
+    with pytest.raises(ValueError, match="client request token"):
+        client_request_token("x" * 62, 2)  # 62 characters fit alone, not with "-a2"
+
+
+def test_a_later_attempt_is_named_in_the_user_metadata_as_a_string() -> None:
+    first = JobTarget(JOB_ID, "dev", "up", f"uploads/{JOB_ID}/validated", "out", True, ROLE, QUEUE)
+    second = dataclasses.replace(first, attempt=2)
+    plans = [EncodePlan("720p", 1280, 720, 3000, 128)]
+
+    assert create_job_request(first, plans)["UserMetadata"] == {"jobId": JOB_ID, "pipeline": "dev"}
+    request = create_job_request(second, plans)
+    assert request["UserMetadata"] == {"jobId": JOB_ID, "pipeline": "dev", "attempt": "2"}
+    assert request["ClientRequestToken"] == f"{JOB_ID}-a2"
+    assert create_job_errors(request) == []
 
 
 # --- what the settings say -------------------------------------------------------------------------------------

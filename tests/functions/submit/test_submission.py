@@ -4,6 +4,7 @@ per pipeline job, however often and however concurrently the message arrives."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import boto3
@@ -11,8 +12,10 @@ import pytest
 
 from functions.common import job_state
 from functions.common.jobs_table import JobsTable
-from functions.contracts.jobs import MediaConvertSubmission
+from functions.contracts.jobs import JobRecord, MediaConvertSubmission, RerunMode
 from functions.contracts.playback import PackagingStatus
+from functions.submit.adapters import ValidatedSources
+from functions.submit.handler import OUTCOME_METRICS
 from functions.tracker import service as tracker
 from tests.functions.conftest import REGION
 from tests.functions.playback_samples import complete_playback
@@ -294,6 +297,133 @@ def test_other_mediaconvert_errors_are_retried(stack: Stack, status: int, kind: 
     assert stack.mediaconvert.jobs == {}
     assert stack.job().mediaconvert is None
     assert stack.bus.drain() == []
+
+
+# --- attempts and cancels --------------------------------------------------------------------------------------
+
+
+def retried_on_mediaconvert(stack: Stack) -> JobRecord:
+    """The job failed and its owner retried it: ingest planned the same ladder again, attempt 2 PROCESSING."""
+    first = stack.job()
+    planned = [
+        rendition.model_dump(include={"name", "width", "height", "maxVideoBitrateKbps", "audioBitrateKbps"})
+        | {"status": "QUEUED"}
+        for rendition in first.renditions_in_order()
+    ]
+    stack.jobs.change(JOB_ID, lambda job: job_state.fail_job(job, code="MEDIACONVERT_ERROR", message="x", now=NOW))
+    stack.jobs.change(JOB_ID, partial(job_state.begin_rerun, mode=RerunMode.RETRY, now=NOW, deadline=NOW + 3_600_000))
+    begin = partial(
+        job_state.begin_processing, media_type="video", engine="mediaconvert", probe=first.probe, planned=planned
+    )
+    stack.jobs.change(JOB_ID, partial(begin, now=NOW))
+    job = stack.job()
+    assert (job.status, job.attempt) == ("PROCESSING", 2)
+    return job
+
+
+def cancel(stack: Stack) -> None:
+    """`DELETE /jobs/{id}` while the job runs."""
+    stack.jobs.change(JOB_ID, lambda job: job_state.request_deletion(job, now=NOW))
+
+
+def outcome_metrics(output: str) -> dict[str, float]:
+    counted: dict[str, float] = {}
+    for line in output.splitlines():
+        document = json.loads(line) if line.startswith("{") else {}
+        for name in OUTCOME_METRICS.values():
+            if name in document:
+                counted[name] = counted.get(name, 0.0) + sum(document[name])
+    return counted
+
+
+def test_a_retried_job_gets_a_mediaconvert_job_of_its_own(stack: Stack) -> None:
+    # GIVEN a job whose first attempt was submitted, then failed and was retried within the token's minute
+    stack.create_job()
+    assert stack.invoke(stack.message()) == NO_FAILURES
+    retried_on_mediaconvert(stack)
+
+    # WHEN the second attempt's message arrives
+    message = stack.message()
+    assert message["attempt"] == 2
+    assert stack.invoke(message) == NO_FAILURES
+
+    # THEN MediaConvert was asked with a token of the attempt's own, so it made a second job, which the job records
+    first, second = stack.mediaconvert.create_requests
+    assert (first["clientRequestToken"], second["clientRequestToken"]) == (JOB_ID, f"{JOB_ID}-a2")
+    assert second["userMetadata"] == {"jobId": JOB_ID, "pipeline": "dev", "attempt": "2"}
+    _, second_job = stack.mediaconvert.jobs
+    recorded = stack.job().mediaconvert
+    assert recorded is not None
+    assert (recorded.jobId, recorded.clientRequestToken) == (second_job, f"{JOB_ID}-a2")
+
+
+def test_a_message_of_an_earlier_attempt_submits_nothing(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    stack.create_job()
+    first_attempt = stack.message()
+    retried_on_mediaconvert(stack)
+
+    assert stack.invoke(first_attempt) == NO_FAILURES
+
+    assert stack.mediaconvert.create_requests == []
+    assert outcome_metrics(capsys.readouterr().out) == {"WorkWithdrawn": 1.0}
+
+
+def test_a_canceled_jobs_message_submits_nothing(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    stack.create_job()
+    message = stack.message()
+    cancel(stack)
+
+    assert stack.invoke(message) == NO_FAILURES
+
+    assert stack.mediaconvert.create_requests == []
+    assert stack.bus.drain() == []
+    assert outcome_metrics(capsys.readouterr().out) == {"WorkWithdrawn": 1.0}
+
+
+def test_a_job_canceled_while_its_upload_was_pinned_is_not_submitted(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a job its owner cancels while submit copies its upload (a multi-GiB copy takes a while)
+    stack.create_job()
+    pin = ValidatedSources.pin
+
+    def canceled_during_the_copy(self: ValidatedSources, **where: Any) -> None:
+        pin(self, **where)
+        cancel(stack)
+
+    monkeypatch.setattr(ValidatedSources, "pin", canceled_during_the_copy)
+
+    # WHEN its message is handled
+    assert stack.invoke(stack.message()) == NO_FAILURES
+
+    # THEN the gate, asked just before CreateJob, stopped it: no MediaConvert job, nothing announced
+    assert stack.mediaconvert.create_requests == []
+    assert stack.bus.drain() == []
+
+
+def test_a_job_canceled_as_its_mediaconvert_job_was_created_gets_that_job_canceled(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a job its owner cancels between the gate's last answer and the record of its MediaConvert job
+    stack.create_job()
+    create = stack.mediaconvert._create
+
+    def canceled_meanwhile(url: str, body: dict[str, Any]) -> Any:
+        answer = create(url, body)
+        cancel(stack)
+        return answer
+
+    monkeypatch.setattr(stack.mediaconvert, "_create", canceled_meanwhile)
+
+    # WHEN its message is handled
+    assert stack.invoke(stack.message()) == NO_FAILURES
+
+    # THEN the record did not apply, and the MediaConvert job just created was canceled
+    (created,) = stack.mediaconvert.jobs
+    assert stack.mediaconvert.cancel_requests == [created]
+    assert stack.mediaconvert.jobs[created]["status"] == "CANCELED"
+    assert (stack.job().status, stack.job().mediaconvert) == ("CANCELED", None)
+    assert outcome_metrics(capsys.readouterr().out) == {"WorkWithdrawn": 1.0}
 
 
 # --- the job the events of this MediaConvert job move -------------------------------------------------------

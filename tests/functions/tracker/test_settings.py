@@ -7,12 +7,23 @@ import pytest
 from functions.common.settings import SettingsError
 from functions.tracker.settings import TrackerSettings
 
-ENV = {"JOBS_TABLE_NAME": "jobs", "EVENT_BUS_NAME": "bus", "OUTPUTS_BUCKET": "out", "STACK_NAME": "dev"}
+ENV = {
+    "JOBS_TABLE_NAME": "jobs",
+    "EVENT_BUS_NAME": "bus",
+    "OUTPUTS_BUCKET": "out",
+    "UPLOADS_BUCKET": "up",
+    "STACK_NAME": "dev",
+}
 
 
 def test_settings_come_from_the_common_environment() -> None:
     assert TrackerSettings.from_env(ENV) == TrackerSettings(
-        jobs_table_name="jobs", event_bus_name="bus", outputs_bucket="out", stack_name="dev", sweep_max_jobs=200
+        jobs_table_name="jobs",
+        event_bus_name="bus",
+        outputs_bucket="out",
+        uploads_bucket="up",
+        stack_name="dev",
+        sweep_max_jobs=200,
     )
     assert TrackerSettings.from_env({**ENV, "SWEEP_MAX_JOBS": "7"}).sweep_max_jobs == 7
 
@@ -21,6 +32,7 @@ def test_settings_come_from_the_common_environment() -> None:
     "env",
     [
         {k: v for k, v in ENV.items() if k != "STACK_NAME"},
+        {k: v for k, v in ENV.items() if k != "UPLOADS_BUCKET"},
         {**ENV, "EVENT_BUS_NAME": ""},
         {**ENV, "SWEEP_MAX_JOBS": "0"},
     ],

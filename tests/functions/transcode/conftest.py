@@ -16,6 +16,7 @@ from functions.contracts.fanout import EncodePlan
 from functions.transcode import handler
 from tests.functions.conftest import FIXTURES, REGION, CapturedEvents, FakeLambdaContext
 from tests.functions.conftest import sqs_event as shared_sqs_event
+from tests.functions.job_gate_samples import ensure_running
 from tests.media_samples import probe
 
 JOB_ID = "01JBQ7Z8K3M4N5P6Q7R8S9T0VW"
@@ -26,6 +27,7 @@ BASE_ENV = {
     "RENDITION": '{"name":"720p","height":720,"maxVideoBitrateKbps":3000,"audioBitrateKbps":128}',
     "OUTPUTS_BUCKET": "outputs",
     "EVENT_BUS_NAME": "bus",
+    "JOBS_TABLE_NAME": "jobs",
 }
 PLAN = EncodePlan(name="720p", width=1280, height=720, maxVideoBitrateKbps=3000, audioBitrateKbps=128)
 
@@ -120,6 +122,10 @@ class Harness:
         self.monkeypatch.setenv("RENDITION", json.dumps({"name": name, "height": height, **BITRATES}))
 
     def invoke(self, *bodies: dict[str, Any] | str, context: FakeLambdaContext | None = None) -> dict[str, Any]:
+        """Handle the bodies as one batch; each message's job runs its attempt unless the test made it otherwise."""
+        for body in bodies:
+            if isinstance(body, dict) and "jobId" in body:
+                ensure_running(body["jobId"], attempt=body.get("attempt", 1))
         return handler.handler(sqs_event(*bodies), context or self.context)
 
     def download_output(self, key: str) -> Path:
@@ -135,6 +141,8 @@ def harness(
     lambda_context: FakeLambdaContext,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    *,
+    jobs_table: Any,  # the job gate reads each message's job there
 ) -> Harness:
     """superfast is the quickest x264 preset that still yields High profile (ultrafast signals Baseline)."""
     work = tmp_path / "work"

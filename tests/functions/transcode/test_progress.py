@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from functions.common.event_bus import EventPublisher, EventPublishFailed
+from functions.common.job_gate import OpenGate
 from functions.common.unit_adapters import BusEvents
 from functions.contracts.events import DetailType, EventDetail
 from functions.contracts.fanout import FanOutMessage
@@ -47,7 +48,9 @@ class RefusingPublisher(EventPublisher):
 def test_a_refused_progress_event_does_not_stop_the_encode() -> None:
     publisher = RefusingPublisher()
     settings = TranscodeSettings.from_env(BASE_ENV)
-    transcoder = RenditionTranscoder(S3MediaStore(None, "outputs"), FfmpegTools(), BusEvents(publisher), settings)
+    transcoder = RenditionTranscoder(
+        S3MediaStore(None, "outputs"), FfmpegTools(), BusEvents(publisher), settings, gate=OpenGate()
+    )
     message = FanOutMessage.model_validate(
         {
             "jobId": "job-1",
