@@ -40,7 +40,7 @@ UPLOAD_ATTEMPTS = 3
 CONCURRENCY = 4
 # Generous: the jobs of a batch whose message was dead-lettered wait for the layer's processing deadline (120 s)
 # and the sweep; nothing here is a deadline for the pipeline.
-SETTLE_TIMEOUT_SECONDS = 900
+SETTLE_TIMEOUT_SECONDS = 1800  # a loaded CI machine (another cloud beside it) needed more than 900 s once
 WEBHOOK_EVENT_BY_STATUS = {
     "COMPLETED": "job.completed",
     "FAILED": "job.failed",

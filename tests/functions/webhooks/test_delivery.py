@@ -667,6 +667,8 @@ def test_a_full_batch_runs_every_attempt_at_once_even_on_a_one_cpu_function(
         tasks.sort(key=lambda message: json.loads(message["Body"])["endpointId"] == fast["endpointId"])  # it goes last
         started = time.monotonic()
         world.invoke(tasks)
-    assert healthy.requests[0].at - started < 1.5
+    # Before the hung endpoints' 3 s timeout: it did not wait for a thread behind them (a loaded machine may take a
+    # while to start ten threads, so the margin is the timeout itself, not a speed).
+    assert healthy.requests[0].at - started < 3.0
     assert len(hanging.requests) == 9
     assert [e["outcome"] for e in world.log(fast)] == ["delivered"]
