@@ -176,7 +176,15 @@ def submit(batches: list[Batch], source: Path, state_dir: Path, plans: list[Faul
 
 def read_jobs(batch: Batch) -> dict[str, dict[str, Any]] | None:
     """The batch's jobs, from one `GET /jobs` of its owner; None when the API answers 5xx (a loaded machine can time
-    the api function out), so the caller asks again."""
+    the api function out) or does not answer at all (the restart fault has the cloud down for a while), so the caller
+    asks again."""
+    try:
+        return _read_jobs(batch)
+    except OSError:  # urllib's URLError included: connection refused while the cloud restarts
+        return None
+
+
+def _read_jobs(batch: Batch) -> dict[str, dict[str, Any]] | None:
     response = batch.client.call("GET", f"jobs?limit={BATCH_SIZE}")
     if response.status >= 500:
         return None
