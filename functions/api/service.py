@@ -447,6 +447,14 @@ def upload_form(
     return UploadForm(url=url, fields=fields, expiresAt=expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 
+def owned_job(store: JobStore | JobChanges, owner_id: str, job_id: str) -> JobRecord:
+    """The caller's job; another user's job answers exactly like a missing one (and a malformed ID is never read)."""
+    job = store.get(job_id) if is_job_id(job_id) else None
+    if job is None or job.ownerId != owner_id:
+        raise job_not_found()
+    return job
+
+
 class Jobs:
     """The job routes: create an upload, read one of the caller's jobs, page through them."""
 
@@ -482,11 +490,7 @@ class Jobs:
         return self.quotas.usage(owner_id, now_ms=now_ms)
 
     def job(self, owner_id: str, job_id: str) -> JobView:
-        if not is_job_id(job_id):
-            raise job_not_found()
-        job = self.store.get(job_id)
-        if job is None or job.ownerId != owner_id:
-            raise job_not_found()  # another user's job answers exactly like a missing one
+        job = owned_job(self.store, owner_id, job_id)
         return job_view(job, self.signer.download_url, self.signer.sign_playback)
 
     def page(self, owner_id: str, *, limit: str | None, cursor: str | None) -> JobPage:
@@ -565,10 +569,7 @@ class JobControl:
         )
 
     def _owned(self, owner_id: str, job_id: str) -> JobRecord:
-        job = self._store.get(job_id) if is_job_id(job_id) else None
-        if job is None or job.ownerId != owner_id:
-            raise job_not_found()  # another user's job answers exactly like a missing one
-        return job
+        return owned_job(self._store, owner_id, job_id)
 
     def _view(self, job: JobRecord) -> JobView:
         return job_view(job, self._signer.download_url, self._signer.sign_playback)

@@ -290,18 +290,21 @@ class Hop:
 
     def hold_back(self, plan: FaultPlan, message: dict[str, Any]) -> bool:
         """Holds the message back for a second or few, so later ones overtake it; True when it did."""
-        roll = self.injector.roll(plan, f"reorder:{self.queue_url}") if plan.reorder else 1.0
-        if roll < plan.reorder and self.injector.first_time(f"hold:{message['MessageId']}"):
-            self.injector.record(plan, "reorder", self.name, message["Body"])
-            _hold_back(self.sqs, self.queue_url, message, roll)
-            return True
-        return False
+        return self._hidden(plan, message, share=plan.reorder, roll_key="reorder", once_key="hold", kind="reorder")
 
     def redeliver(self, plan: FaultPlan, message: dict[str, Any]) -> bool:
         """Leaves a handled message undeleted, so SQS delivers it again; True when it did."""
-        roll = self.injector.roll(plan, f"redeliver:{self.queue_url}") if plan.duplicate else 1.0
-        if roll < plan.duplicate and self.injector.first_time(f"redeliver:{message['MessageId']}"):
-            self.injector.record(plan, "redeliver", self.name, message["Body"])
+        return self._hidden(
+            plan, message, share=plan.duplicate, roll_key="redeliver", once_key="redeliver", kind="redeliver"
+        )
+
+    def _hidden(
+        self, plan: FaultPlan, message: dict[str, Any], *, share: float, roll_key: str, once_key: str, kind: str
+    ) -> bool:
+        """For `share` of the messages (each at most once): hidden a while, so SQS hands it over again later."""
+        roll = self.injector.roll(plan, f"{roll_key}:{self.queue_url}") if share else 1.0
+        if roll < share and self.injector.first_time(f"{once_key}:{message['MessageId']}"):
+            self.injector.record(plan, kind, self.name, message["Body"])
             _hold_back(self.sqs, self.queue_url, message, roll)
             return True
         return False
