@@ -13,7 +13,15 @@ from components.audio import LOUDNESS_RANGE_LUFS, Audio, AudioArgs
 from components.cdn import PRICE_CLASSES, Cdn, CdnArgs, signing_public_key
 from components.encryption_key import EncryptionKey, EncryptionKeyArgs
 from components.event_bus import EventBus, EventBusArgs
-from components.function import MIB, FunctionDefaults, FunctionSize, ZipCode, scratch_space_mb
+from components.function import (
+    MAX_EPHEMERAL_MB,
+    MIB,
+    FunctionDefaults,
+    FunctionSize,
+    ZipCode,
+    bounded_scratch_space_mb,
+    scratch_space_mb,
+)
 from components.images import Images, ImagesArgs, Watermark
 from components.ingest import Ingest, IngestArgs
 from components.job_store import JobStore, JobStoreArgs
@@ -54,6 +62,7 @@ renditions = parse_renditions(config.require_object("renditions"))
 engine = config.require("engine")
 mediaconvert_threshold_seconds = config.require_int("mediaconvertThresholdSeconds")
 lambda_encode_megapixels_per_vcpu_second = config.require_int("lambdaEncodeMegapixelsPerVcpuSecond")
+segment_target_seconds = config.require_int("segmentTargetSeconds")
 max_receive_count = config.require_int("maxReceiveCount")
 max_upload_bytes = config.require_int("maxUploadBytes")
 max_image_upload_bytes = config.require_int("maxImageUploadBytes")
@@ -321,20 +330,6 @@ functions = FunctionDefaults(
     log_retention_days=log_retention_days,
 )
 
-tracker = Tracker(
-    "tracker",
-    TrackerArgs(
-        functions=functions,
-        stack=stack,
-        bus_name=bus.bus_name,
-        bus_arn=bus.bus_arn,
-        table_arn=store.table_arn,
-        outputs_bucket_arn=outputs.arn,
-        uploads_bucket_arn=uploads.arn,
-        mediaconvert_jobs_arn=pulumi.Output.concat("arn:aws:mediaconvert:", region, ":", account_id, ":jobs/*"),
-        deadline_index_arn=store.deadline_index_arn,
-    ),
-)
 ingest = Ingest(
     "ingest",
     IngestArgs(
@@ -355,6 +350,7 @@ ingest = Ingest(
                 "TRANSCODE_TIMEOUT_SECONDS": str(transcode_timeout_seconds),
                 "TRANSCODE_MEMORY_MB": str(transcode_memory_mb),
                 "LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND": str(lambda_encode_megapixels_per_vcpu_second),
+                "SEGMENT_TARGET_SECONDS": str(segment_target_seconds),
                 "PROCESSING_DEADLINE_SECONDS": str(processing_deadline_seconds),
             }
         ),
@@ -373,6 +369,25 @@ ingest = Ingest(
         max_receive_count=max_receive_count,
     ),
 )
+tracker = Tracker(
+    "tracker",
+    TrackerArgs(
+        functions=functions,
+        stack=stack,
+        bus_name=bus.bus_name,
+        bus_arn=bus.bus_arn,
+        table_arn=store.table_arn,
+        outputs_bucket_arn=outputs.arn,
+        uploads_bucket_arn=uploads.arn,
+        mediaconvert_jobs_arn=pulumi.Output.concat("arn:aws:mediaconvert:", region, ":", account_id, ":jobs/*"),
+        deadline_index_arn=store.deadline_index_arn,
+        topic_arn=ingest.topic_arn,
+        topic_key_arn=topic_key.arn,
+    ),
+)
+# Refuses an upload limit whose source could not be downloaded into a transcoder's /tmp.
+scratch_space_mb(max_upload_bytes, copies=1)
+transcode_scratch_mb = MAX_EPHEMERAL_MB
 transcoders = {
     rendition.name: Transcoder(
         f"transcode-{rendition.name}",
@@ -384,9 +399,9 @@ transcoders = {
             outputs_bucket_arn=outputs.arn,
             bus_arn=bus.bus_arn,
             table_arn=store.table_arn,
-            size=FunctionSize(
-                transcode_timeout_seconds, transcode_memory_mb, scratch_space_mb(max_upload_bytes, copies=2)
-            ),
+            # The largest /tmp: a unit holds the source and its output, and the stitch of a long rendition holds its
+            # parts and the rendition (README, "Limits": what fits at the default ladder's caps).
+            size=FunctionSize(transcode_timeout_seconds, transcode_memory_mb, transcode_scratch_mb),
             max_concurrency=max_concurrency["transcode"],
             max_receive_count=max_receive_count,
         ),
@@ -428,7 +443,8 @@ audio = Audio(
     ),
 )
 # A video job's HLS ladder, poster and thumbnails, once its renditions (of either engine) all settled: /tmp holds every
-# rendition, at most its bitrate cap for the longest accepted input, and their segments.
+# rendition, at most its bitrate cap for the longest accepted input, and their segments; the largest /tmp when that
+# worst case does not fit (README, "Limits").
 ladder_bytes_per_second = sum(r.maxVideoBitrateKbps + r.audioBitrateKbps for r in renditions) * 1000 // 8
 packager = Packager(
     "packager",
@@ -441,7 +457,7 @@ packager = Packager(
         size=FunctionSize(
             packager_timeout_seconds,
             packager_memory_mb,
-            scratch_space_mb(ladder_bytes_per_second * max_duration_seconds, copies=2),
+            bounded_scratch_space_mb(ladder_bytes_per_second * max_duration_seconds, copies=2),
         ),
         max_concurrency=max_concurrency["packager"],
         thumbnail_interval_seconds=thumbnail_interval_seconds,

@@ -129,6 +129,12 @@ def scratch_space_mb(max_file_bytes: int, copies: int) -> int:
     return needed
 
 
+def bounded_scratch_space_mb(max_file_bytes: int, copies: int) -> int:
+    """`scratch_space_mb`, or Lambda's largest /tmp when the worst case does not fit (the function then refuses what
+    does not fit at run time, with a clear error)."""
+    return min(math.ceil(copies * max_file_bytes / MIB) + MIN_EPHEMERAL_MB, MAX_EPHEMERAL_MB)
+
+
 def stack_log_group(name: str, group: str, retention_days: int, opts: ResourceOptions) -> aws.cloudwatch.LogGroup:
     """Log group `/media-pipeline/{stack}/{group}`: created here rather than on first write, so retention is ours."""
     return aws.cloudwatch.LogGroup(

@@ -14,6 +14,8 @@ UPLOAD_SUFFIX = "/source"
 # The copy of the validated upload MediaConvert reads (functions/submit/service.py); never announced to ingest.
 VALIDATED_SUFFIX = "/validated"
 OUTPUT_PREFIX = "outputs/"
+SEGMENT_PARTS_SUFFIX = "/segments/*"
+"""`outputs/{jobId}/segments/...`: the parts of segment-parallel renditions, until their stitch."""
 
 MEDIACONVERT_SOURCE = "aws.mediaconvert"
 MEDIACONVERT_DETAIL_TYPE = "MediaConvert Job State Change"

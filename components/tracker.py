@@ -9,7 +9,7 @@ import pulumi
 import pulumi_aws as aws
 from pulumi import Input, Output, ResourceOptions
 
-from components import patterns
+from components import patterns, policies
 from components.event_bus import deliver_with_retries
 from components.function import FunctionDefaults, FunctionSize, LambdaFunction, LambdaFunctionArgs, allow_invoke
 from components.grants import Grant, objects_under
@@ -41,6 +41,10 @@ class TrackerArgs:
     """`arn:aws:mediaconvert:{region}:{account}:jobs/*`: a deleted job's running MediaConvert job is canceled."""
     deadline_index_arn: Input[str]
     """ARN of the open-jobs-by-deadline index the sweep queries."""
+    topic_arn: Input[str]
+    """The fan-out topic: the fan-in of a segment-parallel rendition publishes its stitch unit there."""
+    topic_key_arn: Input[str]
+    """KMS key the fan-out topic is encrypted with."""
     size: FunctionSize = SIZE
     """Function size."""
     max_event_age_seconds: int = 3600
@@ -72,6 +76,7 @@ class Tracker(pulumi.ComponentResource):
                 handler=HANDLER,
                 service="tracker",
                 size=args.size,
+                environment={"VALIDATED_TOPIC_ARN": args.topic_arn},
                 grants=(
                     Grant(
                         ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
@@ -94,6 +99,10 @@ class Tracker(pulumi.ComponentResource):
                         ),
                     ),
                     Grant(("mediaconvert:CancelJob",), (args.mediaconvert_jobs_arn,)),
+                    # The stitch of a segment-parallel rendition goes to the rendition's queue through the fan-out.
+                    Grant(("sns:Publish",), (args.topic_arn,)),
+                    # Publishing to an encrypted topic uses its key on the publisher's behalf.
+                    Grant(policies.TOPIC_KEY_ACTIONS, (args.topic_key_arn,)),
                 ),
             ),
             opts=child,

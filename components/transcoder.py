@@ -10,6 +10,7 @@ from pulumi import Input, Output, ResourceOptions
 from components import patterns
 from components.fanout_consumer import consume_fanout, worker_grants
 from components.function import FunctionDefaults, FunctionSize
+from components.grants import Grant, objects_under
 from components.work_queue import WorkQueue
 from functions.common.renditions import Rendition, rendition_to_json
 
@@ -56,7 +57,8 @@ class Transcoder(pulumi.ComponentResource):
         rendition = args.rendition
 
         # Lambda-engine video jobs that queued this rendition, and nothing else.
-        # The encoder: reads the source, writes outputs/{jobId}/{rendition}.mp4, announces progress and the result.
+        # The encoder: reads the source, writes outputs/{jobId}/{rendition}.mp4 (or, for a long source, its parts and
+        # then the stitched rendition), announces progress and the result.
         consumer = consume_fanout(
             self,
             name,
@@ -65,8 +67,15 @@ class Transcoder(pulumi.ComponentResource):
             handler=HANDLER,
             service="transcode",
             environment={"RENDITION": rendition_to_json(rendition)},
-            # Any key under uploads/; ListBucket on both buckets, under their prefixes.
-            grants=worker_grants(args, list_uploads=True),
+            # Any key under uploads/; ListBucket on both buckets, under their prefixes. The parts of a segment-parallel
+            # rendition (outputs/{jobId}/segments/...) are deleted by the stitch once the rendition is stored.
+            grants=[
+                *worker_grants(args, list_uploads=True),
+                Grant(
+                    ("s3:DeleteObject",),
+                    (objects_under(args.outputs_bucket_arn, patterns.OUTPUT_PREFIX, patterns.SEGMENT_PARTS_SUFFIX),),
+                ),
+            ],
         )
         self.queue = consumer.queue
 

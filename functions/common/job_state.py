@@ -13,6 +13,8 @@ Job:        AWAITING_UPLOAD -> VALIDATING -> PROCESSING -> COMPLETED | FAILED
 Rendition:  QUEUED -> PROCESSING -> COMPLETED | FAILED;  SKIPPED from the start (no upscaling);
             QUEUED | PROCESSING -> CANCELED with its job
 Attempts:   every report names the attempt it belongs to; a report of an earlier attempt changes nothing
+Segments:   a rendition encoded in segments records each part (video segment or audio) as it lands; the one write
+            that records its last part asks for the stitch (the fan-in); the stitch's `Rendition Completed` ends it
 Playback:   a video job whose renditions all settled, none failed and one at least completed, stays PROCESSING
             with playback QUEUED (the fan-in: the one write that settles the last rendition asks for packaging);
             QUEUED -> COMPLETED (the job completes) | FAILED (the job fails, PACKAGING_FAILED)
@@ -43,9 +45,10 @@ from functions.contracts.jobs import (
     RenditionStatus,
     Rerun,
     RerunMode,
+    StitchRequest,
     WebhookFailureEntry,
 )
-from functions.contracts.media import MediaType, UnitKind
+from functions.contracts.media import MediaType, SegmentPart, UnitKind
 from functions.contracts.playback import PackagingStatus, PlaybackPackage
 
 # A pure change to a job: the new record, or None when it does not apply. JobsTable.change writes the result.
@@ -212,6 +215,81 @@ def record_progress(job: JobRecord, *, name: str, percent: int, now: int, attemp
     changed.renditions[name].status = RenditionStatus.PROCESSING
     changed.renditions[name].progress = percent
     changed.progress = overall_progress(changed)
+    return changed
+
+
+def record_segment(
+    job: JobRecord, *, name: str, part: SegmentPart, index: int, now: int, attempt: int = 1
+) -> JobRecord | None:
+    """A part of a segment-parallel rendition landed: note it (progress follows); the write that notes the last part
+    asks for the stitch. A repeated or late part, or one of another attempt, changes nothing."""
+    rendition = job.renditions.get(name)
+    if job.status != JobStatus.PROCESSING or rendition is None or attempt != job.attempt:
+        return None
+    plan = rendition.segments
+    if plan is None or rendition.status not in (RenditionStatus.QUEUED, RenditionStatus.PROCESSING):
+        return None
+    if part == SegmentPart.VIDEO and (index >= plan.count or index in plan.done):
+        return None
+    if part == SegmentPart.AUDIO and (not plan.audio or plan.audioDone):
+        return None
+    if part == SegmentPart.STITCH:
+        return None
+    changed = _copy(job, now)
+    record = changed.renditions[name]
+    landed = record.segments
+    assert landed is not None
+    if part == SegmentPart.VIDEO:
+        landed.done = sorted({*landed.done, index})
+    else:
+        landed.audioDone = True
+    if landed.parts_done == landed.parts and landed.stitch is None:
+        landed.stitch = StitchRequest(requestedAt=now)
+    record.status = RenditionStatus.PROCESSING
+    # The stitch counts as one more part: the rendition reaches 100 only when its MP4 exists.
+    record.progress = max(record.progress, min(99, landed.parts_done * 100 // (landed.parts + 1)))
+    changed.progress = overall_progress(changed)
+    return changed
+
+
+def stitch_requested(before: JobRecord, after: JobRecord) -> list[str]:
+    """The renditions whose stitch this write asked for (the fan-in fired)."""
+    return [
+        name
+        for name, rendition in after.renditions.items()
+        if rendition.segments is not None
+        and rendition.segments.stitch is not None
+        and (name not in before.renditions or _stitch_of(before, name) is None)
+    ]
+
+
+def _stitch_of(job: JobRecord, name: str) -> StitchRequest | None:
+    segments = job.renditions[name].segments
+    return segments.stitch if segments is not None else None
+
+
+def awaiting_stitch_request(job: JobRecord) -> list[str]:
+    """Renditions whose stitch was asked for but not yet published (the write succeeded, the publish failed)."""
+    if job.status != JobStatus.PROCESSING:
+        return []
+    return [
+        rendition.name
+        for rendition in job.renditions_in_order()
+        if rendition.status == RenditionStatus.PROCESSING
+        and rendition.segments is not None
+        and rendition.segments.stitch is not None
+        and rendition.segments.stitch.requestPublishedAt is None
+    ]
+
+
+def mark_stitch_requested(job: JobRecord, *, name: str, now: int) -> JobRecord | None:
+    """Bookkeeping after the stitch unit was published, so a retried delivery publishes only what was missed."""
+    if name not in awaiting_stitch_request(job):
+        return None
+    changed = job.model_copy(deep=True)
+    stitch = _stitch_of(changed, name)
+    assert stitch is not None
+    stitch.requestPublishedAt = now
     return changed
 
 

@@ -31,8 +31,15 @@ from typing import Protocol
 
 from functions.common.client_messages import client_safe
 from functions.common.observability import logger
-from functions.contracts.events import DetailType, EventDetail, RenditionCompleted, RenditionFailed, RenditionProgress
-from functions.contracts.fanout import FanOutMessage, SourceObject
+from functions.contracts.events import (
+    DetailType,
+    EventDetail,
+    RenditionCompleted,
+    RenditionFailed,
+    RenditionProgress,
+    SegmentCompleted,
+)
+from functions.contracts.fanout import FanOutMessage, Segment, SourceObject
 from functions.contracts.jobs import ErrorInfo, ImageMetadata
 
 ERROR_MESSAGE_CHARS = 500
@@ -173,6 +180,18 @@ class UnitEvents:
         self._events.publish(
             DetailType.RENDITION_COMPLETED, completed_event(message, unit, self._engine, stored, image)
         )
+
+    def segment_completed(self, message: FanOutMessage, unit: str, segment: Segment) -> None:
+        """`Segment Completed`: one part of a segment-parallel rendition is stored."""
+        detail = SegmentCompleted(
+            job_id=message.jobId,
+            owner_id=message.ownerId,
+            rendition=unit,
+            attempt=message.attempt,
+            part=segment.part,
+            index=segment.index,
+        )
+        self._events.publish(DetailType.SEGMENT_COMPLETED, detail)
 
     def reannounced(
         self, message: FanOutMessage, unit: str, stored: StoredOutput, image: ImageMetadata | None = None

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from functions.contracts.jobs import ErrorInfo, ImageMetadata, JobRecord, JobStatus, RenditionStatus
+from functions.contracts.media import SegmentPart
 from functions.contracts.playback import PackagingSource, PlaybackPackage
 
 SOURCE = "media-pipeline"
@@ -33,12 +34,14 @@ class DetailType(StrEnum):
     JOB_CANCELED = "Job Canceled"
     JOB_DELETION_REQUESTED = "Job Deletion Requested"
     JOB_DELETED = "Job Deleted"
+    SEGMENT_COMPLETED = "Segment Completed"
 
 
 TRACKED_DETAIL_TYPES = (
     DetailType.RENDITION_PROGRESS,
     DetailType.RENDITION_COMPLETED,
     DetailType.RENDITION_FAILED,
+    DetailType.SEGMENT_COMPLETED,
     DetailType.PACKAGING_COMPLETED,
     DetailType.PACKAGING_FAILED,
     DetailType.JOB_DELETION_REQUESTED,
@@ -125,6 +128,16 @@ class RenditionFailed(_RenditionDetail):
     error: ErrorInfo
 
 
+class SegmentCompleted(_RenditionDetail):
+    """`Segment Completed`: one part (a video segment or the audio) of a segment-parallel rendition is stored.
+
+    A part that fails reports `Rendition Failed` for the whole rendition; the stitch reports `Rendition Completed`.
+    """
+
+    part: SegmentPart
+    index: NonNegative = 0
+
+
 RenditionEvent = RenditionProgress | RenditionCompleted | RenditionFailed
 
 RENDITION_EVENT_MODELS: dict[str, type[RenditionEvent]] = {
@@ -132,6 +145,11 @@ RENDITION_EVENT_MODELS: dict[str, type[RenditionEvent]] = {
     DetailType.RENDITION_COMPLETED: RenditionCompleted,
     DetailType.RENDITION_FAILED: RenditionFailed,
 }
+
+
+def parse_segment_event(detail_type: str, detail: dict[str, Any]) -> SegmentCompleted | None:
+    """The typed event, or None for another detail type; raises pydantic.ValidationError on a malformed detail."""
+    return SegmentCompleted.model_validate(detail) if detail_type == DetailType.SEGMENT_COMPLETED else None
 
 
 def parse_rendition_event(detail_type: str, detail: dict[str, Any]) -> RenditionEvent | None:

@@ -14,8 +14,8 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import BaseModel, ConfigDict, Field, Json, model_validator
 
 from functions.common.renditions import Rendition
-from functions.contracts.jobs import JobRecord, Probe
-from functions.contracts.media import MediaType, UnitKind
+from functions.contracts.jobs import JobRecord, Probe, SegmentPlan
+from functions.contracts.media import MediaType, SegmentPart, UnitKind
 
 
 class SourceObject(BaseModel):
@@ -55,6 +55,28 @@ class PlannedRendition(BaseModel):
 UNIT_DEFAULTS = {"kind": UnitKind.VIDEO.value, "format": None, "watermark": False}
 
 
+class Segment(BaseModel):
+    """Which part of a segment-parallel rendition a message asks for."""
+
+    part: SegmentPart
+    index: int = Field(default=0, ge=0)
+    """The video segment (0-based); 0 for the audio and the stitch."""
+    count: int = Field(ge=2)
+    """Video segments of the rendition."""
+    seconds: int = Field(gt=0)
+    """Length of every segment but the last, a multiple of the 2 s GOP: segments start on the keyframe grid."""
+
+    @model_validator(mode="after")
+    def _within(self) -> Segment:
+        if self.index >= self.count:
+            raise ValueError(f"segment {self.index} of {self.count} does not exist")
+        return self
+
+    @property
+    def start_seconds(self) -> int:
+        return self.index * self.seconds
+
+
 class FanOutMessage(BaseModel):
     """The body ingest publishes to the validated topic, listing the QUEUED renditions."""
 
@@ -68,6 +90,8 @@ class FanOutMessage(BaseModel):
     source: SourceObject
     probe: Probe
     renditions: list[PlannedRendition]
+    segment: Segment | None = None
+    """Set on the units of a segment-parallel rendition (one rendition per message): which part to make."""
 
     @classmethod
     def for_job(cls, job: JobRecord, *, bucket: str, key: str, etag: str | None) -> FanOutMessage:
@@ -86,6 +110,33 @@ class FanOutMessage(BaseModel):
             ],
         )
 
+    def per_segment(self, job: JobRecord) -> list[FanOutMessage]:
+        """The fan-out of a video job: one message per part of each segment-parallel rendition (every video segment,
+        then its audio when the source has one), and one message listing the renditions encoded whole, if any."""
+        whole = [unit for unit in self.renditions if _segments_of(job, unit.name) is None]
+        messages = [self.model_copy(update={"renditions": whole})] if whole else []
+        for unit in self.renditions:
+            plan = _segments_of(job, unit.name)
+            if plan is None:
+                continue
+            parts = [
+                Segment(part=SegmentPart.VIDEO, index=i, count=plan.count, seconds=plan.seconds)
+                for i in range(plan.count)
+            ]
+            if plan.audio:
+                parts.append(Segment(part=SegmentPart.AUDIO, count=plan.count, seconds=plan.seconds))
+            messages.extend(self.model_copy(update={"renditions": [unit], "segment": part}) for part in parts)
+        return messages
+
+    def stitch_unit(self, job: JobRecord, rendition: str) -> FanOutMessage:
+        """The message that asks the rendition's function to join its segments (the tracker's fan-in sends it)."""
+        plan = _segments_of(job, rendition)
+        if plan is None:
+            raise ValueError(f"job {job.jobId}: rendition {rendition} is not encoded in segments")
+        unit = PlannedRendition.model_validate(job.renditions[rendition].model_dump(exclude_none=True))
+        stitch = Segment(part=SegmentPart.STITCH, count=plan.count, seconds=plan.seconds)
+        return self.model_copy(update={"renditions": [unit], "segment": stitch})
+
     def per_unit(self) -> list[FanOutMessage]:
         """One message per planned unit: how image and audio jobs fan out to their one queue, so that every unit is
         received, retried and dead-lettered on its own and the units run in parallel."""
@@ -99,6 +150,8 @@ class FanOutMessage(BaseModel):
         exclude: dict[str, Any] = {"source": {"etag"}} if not self.source.etag else {}
         if self.attempt == 1:
             exclude["attempt"] = True  # a first attempt reads exactly as before attempts existed
+        if self.segment is None:
+            exclude["segment"] = True  # a rendition encoded whole reads exactly as before segments existed
         body = self.model_dump(mode="json", exclude=exclude or None)
         body["probe"] = self.probe.model_dump(mode="json", exclude_unset=True)  # the probe as ingest stored it
         for unit in body["renditions"]:
@@ -114,6 +167,11 @@ class FanOutMessage(BaseModel):
             "engine": {"DataType": "String", "StringValue": self.engine},
             "renditions": {"DataType": "String.Array", "StringValue": json.dumps([r.name for r in self.renditions])},
         }
+
+
+def _segments_of(job: JobRecord, rendition: str) -> SegmentPlan | None:
+    record = job.renditions.get(rendition)
+    return record.segments if record is not None else None
 
 
 class FanOutQueueRecord(SqsRecordModel):

@@ -122,6 +122,40 @@ class Probe(BaseModel):
     """An image's colour mode as Pillow names it (`RGB`, `RGBA`, `CMYK`, `P`, `I;16`, ...)."""
 
 
+class StitchRequest(_Record):
+    """The fan-in of a segment-parallel rendition: asked for once, by the write that recorded its last part."""
+
+    requestedAt: int
+    requestedBy: str | None = None
+    """The event (its EventBridge id) whose write asked: only that event's own retries publish the request again."""
+    requestPublishedAt: int | None = None
+    """Set once the stitch unit was published to the fan-out topic."""
+
+
+class SegmentPlan(_Record):
+    """A rendition encoded in segments by many functions at once (docs/CONTRACTS.md "Segment-parallel encoding"):
+    the plan ingest made, the parts that landed, and the stitch they asked for."""
+
+    count: int = Field(ge=2)
+    """Video segments."""
+    seconds: int = Field(gt=0)
+    """Length of every segment but the last (a multiple of the 2 s GOP)."""
+    audio: bool = False
+    """Whether an audio part is encoded too (the source has audio)."""
+    done: list[int] = Field(default_factory=list)
+    """The video segments encoded, ascending."""
+    audioDone: bool = False
+    stitch: StitchRequest | None = None
+
+    @property
+    def parts(self) -> int:
+        return self.count + (1 if self.audio else 0)
+
+    @property
+    def parts_done(self) -> int:
+        return len(self.done) + (1 if self.audioDone else 0)
+
+
 class RenditionRecord(_Record):
     """One rendition of the job: the plan ingest made, then what the transcoder reported back."""
 
@@ -148,6 +182,8 @@ class RenditionRecord(_Record):
     key: str | None = None
     engine: str | None = None
     error: ErrorInfo | None = None
+    segments: SegmentPlan | None = None
+    """Set when the rendition is encoded in segments (Lambda engine, a long source)."""
 
 
 class ImageMetadata(_Record):

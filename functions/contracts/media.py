@@ -29,6 +29,17 @@ class UnitKind(StrEnum):
     """A PNG of an audio upload's waveform, drawn from its decoded samples (the audio function)."""
 
 
+class SegmentPart(StrEnum):
+    """What one unit of a segment-parallel rendition makes (docs/CONTRACTS.md "Segment-parallel encoding")."""
+
+    VIDEO = "video"
+    """The video of one segment of the source, `[index x seconds, (index + 1) x seconds)`, without audio."""
+    AUDIO = "audio"
+    """The whole source's audio, once per rendition, so that no segment boundary can cut the AAC stream."""
+    STITCH = "stitch"
+    """The segments joined without re-encoding and muxed with the audio: the rendition's MP4."""
+
+
 ACCEPTED_DEMUXERS: tuple[str, ...] = (
     "mov,mp4,m4a,3gp,3g2,mj2",
     "matroska,webm",

@@ -125,23 +125,6 @@ def _as_rejection(err: ClientError) -> UploadRejected | None:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# SNS: the validated topic
-# --------------------------------------------------------------------------------------------------------------
-
-
-class SnsFanOut:
-    """The `FanOutTopic` port on the validated topic."""
-
-    def __init__(self, topic_arn: str, sns_client: Any) -> None:
-        self._topic_arn = topic_arn
-        self._sns = sns_client
-
-    def publish(self, body: str, attributes: dict[str, dict[str, str]]) -> str:
-        response = self._sns.publish(TopicArn=self._topic_arn, Message=body, MessageAttributes=attributes)
-        return str(response["MessageId"])
-
-
-# --------------------------------------------------------------------------------------------------------------
 # Pillow on the local copy
 # --------------------------------------------------------------------------------------------------------------
 

@@ -27,10 +27,11 @@ from pydantic import Field, Json
 from functions.common.clients import aws_client
 from functions.common.clock import now_ms
 from functions.common.event_bus import EventPublisher
+from functions.common.fanout_topic import SnsFanOut
 from functions.common.jobs_table import JobsTable
 from functions.common.observability import logger, metrics, tracer
 from functions.contracts.jobs import RerunMessage
-from functions.ingest.adapters import Ffprobe, PillowImages, S3Source, SnsFanOut
+from functions.ingest.adapters import Ffprobe, PillowImages, S3Source
 from functions.ingest.service import IngestResult, Outcome, Upload, UploadIngest
 from functions.ingest.settings import IngestSettings
 

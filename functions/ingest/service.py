@@ -855,6 +855,8 @@ class LambdaCapacity:
     """Output megapixels the function encodes per wall second (per-vCPU throughput x its vCPUs)."""
     budget_seconds: float
     """Seconds ffmpeg may run: the function's timeout less what the transcoder keeps back to upload and announce."""
+    segment_target_seconds: float = 60.0
+    """Estimated encode seconds one (rendition, segment) unit should take: a longer job is encoded in segments."""
 
 
 def lambda_vcpus(memory_mb: int) -> float:
@@ -863,12 +865,45 @@ def lambda_vcpus(memory_mb: int) -> float:
 
 
 def lambda_capacity(
-    *, megapixels_per_vcpu_second: float, memory_mb: int, timeout_seconds: int, reserve_seconds: float
+    *,
+    megapixels_per_vcpu_second: float,
+    memory_mb: int,
+    timeout_seconds: int,
+    reserve_seconds: float,
+    segment_target_seconds: float = 60.0,
 ) -> LambdaCapacity:
+    budget = timeout_seconds - reserve_seconds
     return LambdaCapacity(
         megapixels_per_second=megapixels_per_vcpu_second * lambda_vcpus(memory_mb),
-        budget_seconds=timeout_seconds - reserve_seconds,
+        budget_seconds=budget,
+        segment_target_seconds=min(segment_target_seconds, budget),
     )
+
+
+GOP_SECONDS = 2
+"""Segments start on the encoder's 2 s keyframe grid (functions/transcode/service.py)."""
+MAX_SEGMENTS = 400
+"""Most video segments of one rendition: bounds the fan-out, the job record and the fan-in's writes."""
+
+
+def segment_seconds(*, duration_ms: int, encode_seconds_per_media_second: float, target_seconds: float) -> int | None:
+    """The length of a segment-parallel rendition's segments, or None when one unit encodes it whole.
+
+    Each (rendition, segment) unit should take about `target_seconds` by the estimate: the segment length is the
+    longest multiple of the 2 s GOP within it (2 s at least, and long enough for at most MAX_SEGMENTS segments).
+    A source that fits one such segment is encoded whole, as before.
+    """
+    if duration_ms <= 0 or encode_seconds_per_media_second <= 0:
+        return None
+    fitting = int(target_seconds / encode_seconds_per_media_second) // GOP_SECONDS * GOP_SECONDS
+    bounded = math.ceil(duration_ms / 1000 / MAX_SEGMENTS / GOP_SECONDS) * GOP_SECONDS
+    seconds = max(GOP_SECONDS, fitting, bounded)
+    return seconds if segment_count(duration_ms, seconds) > 1 else None
+
+
+def segment_count(duration_ms: int, seconds: int) -> int:
+    """Segments of `seconds` covering `duration_ms` (the last one is shorter)."""
+    return max(1, math.ceil(duration_ms / (seconds * 1000)))
 
 
 def estimated_encode_seconds(
@@ -891,9 +926,11 @@ def estimated_encode_seconds(
 
 
 def choose_engine(setting: EngineSetting, *, duration_ms: int, threshold_seconds: int) -> Engine:
-    """A fixed setting wins; `auto` sends sources longer than the threshold to MediaConvert (equal stays in Lambda)."""
+    """A fixed setting wins; `auto` sends to MediaConvert only what the stack asks for: sources longer than its
+    threshold (equal stays in Lambda), when it sets one (0: none, Lambda encodes long sources in segments)."""
     if setting is EngineSetting.AUTO:
-        return Engine.MEDIACONVERT if duration_ms > threshold_seconds * 1000 else Engine.LAMBDA
+        over = threshold_seconds > 0 and duration_ms > threshold_seconds * 1000
+        return Engine.MEDIACONVERT if over else Engine.LAMBDA
     return Engine(setting.value)
 
 
@@ -906,7 +943,8 @@ def route(
     capacity: LambdaCapacity,
     probe: Probe | None = None,
 ) -> Engine:
-    """`choose_engine`, then the ceiling: a job that would not fit a transcode function's budget never goes to Lambda.
+    """`choose_engine`, then the ceiling: a job whose largest unit would not fit a transcode function's budget never
+    goes to Lambda (`estimate_seconds` is that unit's: the whole rendition's, or one segment's).
 
     Raises `UploadRejected` (DURATION_TOO_LONG) when the stack is fixed on `lambda` and the job does not fit.
     """
@@ -1252,32 +1290,47 @@ class UploadIngest:
         return Inspection(probe=media.probe, planned=planned, engine=Engine.LAMBDA.value, media_type=MediaType.AUDIO)
 
     def _plan_video(self, probe: Probe) -> Inspection:
-        """The ladder for a valid video, and the engine that encodes it (which may still reject it)."""
+        """The ladder for a valid video, the engine that encodes it (which may still reject it), and, for a Lambda job
+        too long for one unit, its segments (`segment_seconds`)."""
         rules = self._rules
         width, height = probe.width or 0, probe.height or 0
         planned = plan_renditions(width, height, rules.renditions)
         capacity = rules.lambda_capacity
-        estimate = estimated_encode_seconds(
-            duration_ms=probe.durationMs,
+        per_media_second = estimated_encode_seconds(
+            duration_ms=1000,
             frame_rate=probe.frameRate,
             source_pixels=(probe.codedWidth or width) * (probe.codedHeight or height),
             planned=planned,
             megapixels_per_second=capacity.megapixels_per_second,
         )
+        estimate = per_media_second * probe.durationMs / 1000
+        seconds = segment_seconds(
+            duration_ms=probe.durationMs,
+            encode_seconds_per_media_second=per_media_second,
+            target_seconds=capacity.segment_target_seconds,
+        )
+        unit_estimate = estimate if seconds is None else per_media_second * seconds
         engine = route(
             rules.engine,
             duration_ms=probe.durationMs,
             threshold_seconds=rules.mediaconvert_threshold_seconds,
-            estimate_seconds=estimate,
+            estimate_seconds=unit_estimate,
             capacity=capacity,
             probe=probe,
         )
+        if engine is Engine.LAMBDA and seconds is not None:
+            plan = {"count": segment_count(probe.durationMs, seconds), "seconds": seconds, "audio": probe.hasAudio}
+            for item in planned:
+                if item["status"] == RenditionStatus.QUEUED:
+                    item["segments"] = dict(plan)
         logger.info(
             "engine chosen",
             extra={
                 "engine": engine.value,
                 "lambdaEstimateSeconds": round(estimate, 1),
+                "lambdaUnitEstimateSeconds": round(unit_estimate, 1),
                 "lambdaBudgetSeconds": capacity.budget_seconds,
+                "segmentSeconds": seconds if engine is Engine.LAMBDA else None,
             },
         )
         return Inspection(probe=probe, planned=planned, engine=engine.value)
@@ -1305,14 +1358,15 @@ class UploadIngest:
     def _announce_acceptance(self, job: JobRecord, upload: Upload) -> None:
         """The fan-out, built from the job as written (a retried publish sends the same plan), then the event.
 
-        A video job is one message listing its renditions; an image or audio job is one message per unit, so each
-        unit is received, retried and dead-lettered on its own. `source.etag` (beyond the contract's bucket and key)
+        A video job is one message listing its renditions, or, for renditions encoded in segments, one message per
+        part (each video segment, the audio); an image or audio job is one message per unit, so each unit is
+        received, retried and dead-lettered on its own. `source.etag` (beyond the contract's bucket and key)
         names the exact object that was validated, so a consumer can read it with `If-Match` and never process a
         file re-posted after validation.
         """
         media_type = job.mediaType or MediaType.VIDEO.value
         message = FanOutMessage.for_job(job, bucket=upload.bucket, key=upload.key, etag=_unquoted(upload.etag))
-        messages = [message] if media_type == MediaType.VIDEO else message.per_unit()
+        messages = message.per_segment(job) if media_type == MediaType.VIDEO else message.per_unit()
         for each in messages:
             attributes = each.attributes(media_type)
             message_id = self._fanout.publish(each.body(), attributes)

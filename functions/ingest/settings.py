@@ -24,6 +24,7 @@ NO_CAP = sys.maxsize
 S3_MAX_OBJECT_BYTES = 5 * 1024**4
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 LAMBDA_MAX_MEMORY_MB = 10_240
+DEFAULT_SEGMENT_TARGET_SECONDS = 60
 MIN_AUDIO_BITRATE_KBPS, MAX_AUDIO_BITRATE_KBPS = 32, 320  # AAC-LC stereo, as the program checks audioBitrateKbps
 
 
@@ -47,12 +48,14 @@ class IngestSettings:
     engine: EngineSetting
     """`auto`, `lambda` or `mediaconvert` (`ENGINE`, default `auto`)."""
     mediaconvert_threshold_seconds: int
-    """With `auto`, sources longer than this go to MediaConvert (`MEDIACONVERT_THRESHOLD_SECONDS`)."""
+    """With `auto`, sources longer than this go to MediaConvert (`MEDIACONVERT_THRESHOLD_SECONDS`; 0, the default:
+    none do, Lambda encodes long sources in segments)."""
     processing_deadline_seconds: int
     """A job must finish this long after its upload arrived, or the sweep fails it (`PROCESSING_DEADLINE_SECONDS`)."""
     lambda_capacity: LambdaCapacity
     """What a transcode function encodes before its timeout (`TRANSCODE_TIMEOUT_SECONDS`, `TRANSCODE_MEMORY_MB`,
-    `LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND`); no job that would exceed it goes to Lambda."""
+    `LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND`), and the encode time one unit of a segment-parallel rendition should
+    take (`SEGMENT_TARGET_SECONDS`, default 60); no unit that would exceed it goes to Lambda."""
     image_derivatives: tuple[ImageDerivative, ...]
     """What every image becomes (`IMAGE_DERIVATIVES`, JSON `[{name, longEdge, formats, watermark}]`; the stack
     default when unset)."""
@@ -79,13 +82,16 @@ class IngestSettings:
             ),
             renditions=read.parsed("RENDITIONS", _ladder, DEFAULT_RENDITIONS),
             engine=read.parsed("ENGINE", _engine_setting, EngineSetting.AUTO),
-            mediaconvert_threshold_seconds=read.integer("MEDIACONVERT_THRESHOLD_SECONDS", 1, NO_CAP),
+            mediaconvert_threshold_seconds=read.integer("MEDIACONVERT_THRESHOLD_SECONDS", 0, NO_CAP, default=0),
             processing_deadline_seconds=read.integer("PROCESSING_DEADLINE_SECONDS", 1, NO_CAP),
             lambda_capacity=lambda_capacity(
                 megapixels_per_vcpu_second=read.integer("LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND", 1, NO_CAP),
                 memory_mb=read.integer("TRANSCODE_MEMORY_MB", 1, LAMBDA_MAX_MEMORY_MB),
                 timeout_seconds=read.integer("TRANSCODE_TIMEOUT_SECONDS", 1, LAMBDA_MAX_TIMEOUT_SECONDS),
                 reserve_seconds=TRANSCODE_RESERVE_SECONDS,
+                segment_target_seconds=read.integer(
+                    "SEGMENT_TARGET_SECONDS", 1, LAMBDA_MAX_TIMEOUT_SECONDS, default=DEFAULT_SEGMENT_TARGET_SECONDS
+                ),
             ),
             image_derivatives=read.parsed("IMAGE_DERIVATIVES", _derivatives, DEFAULT_IMAGE_DERIVATIVES),
             audio_bitrate_kbps=read.integer("AUDIO_BITRATE_KBPS", MIN_AUDIO_BITRATE_KBPS, MAX_AUDIO_BITRATE_KBPS),

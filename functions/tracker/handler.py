@@ -13,8 +13,10 @@ from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.common.clients import aws_client
 from functions.common.clock import now_ms
 from functions.common.event_bus import EventPublisher
+from functions.common.fanout_topic import SnsFanOut
 from functions.common.jobs_table import JobsTable
 from functions.common.observability import logger, metrics, tracer
 from functions.contracts.events import (
@@ -23,6 +25,7 @@ from functions.contracts.events import (
     JobDeletionRequested,
     parse_packaging_event,
     parse_rendition_event,
+    parse_segment_event,
 )
 from functions.tracker.adapters import MediaConvertCanceller, S3JobFiles, S3Outputs
 from functions.tracker.service import (
@@ -47,6 +50,7 @@ def tracker() -> JobTracker:
         settings=settings,
         jobs=JobsTable(settings.jobs_table_name),
         publisher=EventPublisher(settings.event_bus_name),
+        fanout=SnsFanOut(settings.validated_topic_arn, aws_client("sns")),
         outputs=S3Outputs(),
         files=S3JobFiles(settings.uploads_bucket, settings.outputs_bucket),
         mediaconvert=MediaConvertCanceller(),
@@ -84,9 +88,12 @@ def _on_pipeline_event(service: JobTracker, envelope: EventBridgeModel) -> Resul
         return service.on_deletion_requested(deletion, event_id=envelope.id)
     try:
         packaging = parse_packaging_event(envelope.detail_type, _detail(envelope))
-        event = None if packaging else parse_rendition_event(envelope.detail_type, _detail(envelope))
+        segment = parse_segment_event(envelope.detail_type, _detail(envelope))
+        event = parse_rendition_event(envelope.detail_type, _detail(envelope))
     except ValidationError as err:
         return ignored("pipeline event with an unexpected shape", errors=err.errors(include_url=False))
+    if segment is not None:
+        return service.on_segment_event(segment, event_id=envelope.id)
     if packaging is not None:
         return service.on_packaging_event(packaging, event_id=envelope.id)
     if event is None:

@@ -16,6 +16,11 @@ it read), and it names the event that asked: the write first, then the put, then
 retry of that same event that finds the job asking but the request unpublished puts it then, and no other event does,
 so completions that arrive together or twice make one request.
 
+A rendition encoded in segments (`job_state.record_segment`) makes the same kind of fan-in: each `Segment Completed`
+notes its part, and the one write that notes the last part asks for the stitch, naming the event that asked. The
+tracker then publishes the stitch unit to the fan-out topic (the rendition's own queue receives it) and marks
+`segments.stitch.requestPublishedAt`; the stitch's `Rendition Completed` settles the rendition like any other.
+
 A job its owner deleted (`Job Deletion Requested`, put by the api after it canceled or marked the job) loses its
 files here: its MediaConvert job is canceled if it was still running, every object under `uploads/{jobId}/` and
 `outputs/{jobId}/` is deleted, and the job becomes DELETED (`Job Deleted` follows). Work already running when the job
@@ -65,8 +70,10 @@ from functions.contracts.events import (
     RenditionCompleted,
     RenditionEvent,
     RenditionProgress,
+    SegmentCompleted,
     outcome_event,
 )
+from functions.contracts.fanout import FanOutMessage
 from functions.contracts.jobs import ImageMetadata, JobRecord, JobStatus
 from functions.contracts.media import UnitKind
 from functions.contracts.mediaconvert import UserMetadata
@@ -112,6 +119,11 @@ class JobStore(Protocol):
 
 class EventPublisher(Protocol):
     def publish(self, detail_type: DetailType, detail: EventDetail) -> None: ...
+
+
+class FanOutTopic(Protocol):
+    def publish(self, body: str, attributes: dict[str, dict[str, str]]) -> str:
+        """Publish a fan-out message (the stitch unit); returns the message id."""
 
 
 class MetricsSink(Protocol):
@@ -301,6 +313,25 @@ def rendition_transition(event: RenditionEvent, *, now: int) -> Transition:
     )
 
 
+def segment_transition(event: SegmentCompleted, *, now: int) -> Transition:
+    """The state-machine call a part of a segment-parallel rendition stands for (on the attempt it names)."""
+    return partial(
+        job_state.record_segment,
+        name=event.rendition,
+        part=event.part,
+        index=event.index,
+        now=now,
+        attempt=event.attempt,
+    )
+
+
+def stitch_unit(job: JobRecord, rendition: str) -> FanOutMessage:
+    """The fan-out message asking the rendition's function to stitch its parts, built from the job as written."""
+    source = job.source
+    message = FanOutMessage.for_job(job, bucket=source.bucket or "", key=source.key or "", etag=source.etag)
+    return message.stitch_unit(job, rendition)
+
+
 def packaging_transition(event: PackagingEvent, *, now: int) -> Transition:
     """The state-machine call a packager's report stands for (on the attempt it names)."""
     if isinstance(event, PackagingCompleted):
@@ -486,6 +517,12 @@ class SweepResult:
     """True when the sweep stopped at its bound; the next one carries on."""
 
 
+def _stitch_asked_by(job: JobRecord, name: str, event_id: str | None) -> bool:
+    segments = job.renditions[name].segments
+    stitch = segments.stitch if segments is not None else None
+    return event_id is not None and stitch is not None and stitch.requestedBy == event_id
+
+
 class JobTracker:
     """Unknown jobs are logged and dropped (a retry could not fix them); AWS errors raise, for the caller's retry."""
 
@@ -495,6 +532,7 @@ class JobTracker:
         settings: TrackerSettings,
         jobs: JobStore,
         publisher: EventPublisher,
+        fanout: FanOutTopic,
         outputs: OutputStore,
         files: JobFiles,
         mediaconvert: MediaConvertJobs,
@@ -504,6 +542,7 @@ class JobTracker:
         self._settings = settings
         self._jobs = jobs
         self._publisher = publisher
+        self._fanout = fanout
         self._outputs = outputs
         self._files = files
         self._mediaconvert = mediaconvert
@@ -513,6 +552,10 @@ class JobTracker:
     def on_rendition_event(self, event: RenditionEvent, *, event_id: str | None = None) -> Result:
         logger.append_keys(jobId=event.job_id, rendition=event.rendition)
         return self._apply_and_report(event.job_id, rendition_transition(event, now=self._clock()), event_id)
+
+    def on_segment_event(self, event: SegmentCompleted, *, event_id: str | None = None) -> Result:
+        logger.append_keys(jobId=event.job_id, rendition=event.rendition, part=str(event.part), index=event.index)
+        return self._apply_and_report(event.job_id, segment_transition(event, now=self._clock()), event_id)
 
     def on_packaging_event(self, event: PackagingEvent, *, event_id: str | None = None) -> Result:
         logger.append_keys(jobId=event.job_id)
@@ -588,10 +631,10 @@ class JobTracker:
     def apply(self, job_id: str, transition: Transition, event_id: str | None = None) -> Applied:
         """Write the transition (conditionally, retried by the table on a lost race) and announce a job that ended.
 
-        `event_id` is the EventBridge event being applied: the write that asks for packaging records it, and only
-        that event, delivered again after its put failed, publishes the request again. Any other event finding the
-        job asking leaves it alone: the asking writer publishes it, or its retry does (it cannot tell a writer still
-        publishing from one that failed, and publishing too would package the job twice).
+        `event_id` is the EventBridge event being applied: the write that asks for packaging (or for a stitch)
+        records it, and only that event, delivered again after its put failed, publishes the request again. Any other
+        event finding the job asking leaves it alone: the asking writer publishes it, or its retry does (it cannot
+        tell a writer still publishing from one that failed, and publishing too would package the job twice).
 
         Raises JobNotFound, ConcurrentUpdate, EventPublishFailed and botocore errors; the caller decides.
         """
@@ -602,11 +645,18 @@ class JobTracker:
             changed = transition(job)
             if changed is not None and job_state.packaging_requested(job, changed) and changed.playback is not None:
                 changed.playback.requestedBy = event_id
+            for name in job_state.stitch_requested(job, changed) if changed is not None else []:
+                stitch = changed.renditions[name].segments.stitch  # type: ignore[union-attr]
+                stitch.requestedBy = event_id  # type: ignore[union-attr]
             return changed
 
         written = self._jobs.change(job_id, observed)
         if written is None:
             job = seen[-1]
+            mine = [name for name in job_state.awaiting_stitch_request(job) if _stitch_asked_by(job, name, event_id)]
+            if mine:
+                logger.warning("publishing a stitch request an earlier attempt wrote but did not publish")
+                return Applied(job=job, changed=False, announced=self._request_stitch(job, mine))
             if job_state.awaiting_packaging_request(job):
                 if event_id is None or job.playback is None or job.playback.requestedBy != event_id:
                     logger.info("the job is asking for packaging; the event that asked publishes the request")
@@ -619,6 +669,9 @@ class JobTracker:
             outcome = (TERMINAL_DETAIL_TYPES[job.status], JobOutcome.of(job))
             return Applied(job=job, changed=False, announced=self._announce(job, outcome))
         before, after = written
+        stitches = job_state.stitch_requested(before, after)
+        if stitches:
+            return Applied(job=after, changed=True, announced=self._request_stitch(after, stitches))
         if job_state.packaging_requested(before, after):
             return Applied(job=after, changed=True, announced=self._request_packaging(after))
         outcome = outcome_event(before, after)
@@ -658,6 +711,15 @@ class JobTracker:
     @staticmethod
     def _unannounced(job: JobRecord) -> bool:
         return job.status in OUTCOME_METRICS and job.outcomeAnnouncedAt is None
+
+    def _request_stitch(self, job: JobRecord, renditions: list[str]) -> str:
+        """Publish each rendition's stitch unit, then note it on the job; raises (for a retry) when SNS refuses."""
+        for name in renditions:
+            message = stitch_unit(job, name)
+            message_id = self._fanout.publish(message.body(), message.attributes(job.mediaType))
+            logger.info("stitch requested", extra={"stitchRendition": name, "messageId": message_id})
+            self._jobs.change(job.jobId, partial(job_state.mark_stitch_requested, name=name, now=self._clock()))
+        return "Stitch Requested"
 
     def _request_packaging(self, job: JobRecord) -> str:
         """Put `Packaging Requested`, then note it on the job; raises (for a retry) when the bus refuses it."""

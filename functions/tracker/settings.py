@@ -1,4 +1,5 @@
-"""The tracker's configuration, read once from the environment (docs/CONTRACTS.md: the common set only)."""
+"""The tracker's configuration, read once from the environment (docs/CONTRACTS.md: the common set, and the fan-out
+topic the stitch of a segment-parallel rendition goes to)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class TrackerSettings:
     """MediaConvert events whose `userMetadata.pipeline` is not this stack are ignored (`STACK_NAME`)."""
     uploads_bucket: str = ""
     """Bucket a deleted job's upload is deleted from (`UPLOADS_BUCKET`)."""
+    validated_topic_arn: str = ""
+    """The fan-out topic the stitch of a segment-parallel rendition is published to (`VALIDATED_TOPIC_ARN`)."""
     sweep_max_jobs: int = DEFAULT_SWEEP_MAX_JOBS
     """Most overdue jobs one sweep handles; the next scheduled sweep takes the rest (`SWEEP_MAX_JOBS`, optional)."""
     sweep_reserve_ms: int = 10_000
@@ -40,6 +43,7 @@ class TrackerSettings:
             outputs_bucket=read.text("OUTPUTS_BUCKET"),
             stack_name=read.text("STACK_NAME"),
             uploads_bucket=read.text("UPLOADS_BUCKET"),
+            validated_topic_arn=read.arn("VALIDATED_TOPIC_ARN"),
             sweep_max_jobs=read.integer("SWEEP_MAX_JOBS", 1, MAX_SWEEP_MAX_JOBS, default=DEFAULT_SWEEP_MAX_JOBS),
         )
         read.done("tracker")

@@ -19,16 +19,33 @@ from botocore.exceptions import ClientError
 
 from functions.common.ffmpeg_runner import FfmpegFailed, probe_file, run_process
 from functions.common.media_tools import ffmpeg_path
-from functions.common.unit_adapters import S3UnitStore, made_by, object_metadata, source_unavailable
-from functions.common.unit_worker import OutputUnreadable, StoredOutput
+from functions.common.observability import logger
+from functions.common.unit_adapters import (
+    FORBIDDEN_CODES,
+    NOT_FOUND_CODES,
+    S3UnitStore,
+    error_code,
+    made_by,
+    object_metadata,
+    source_unavailable,
+)
+from functions.common.unit_worker import OutputUnreadable, SourceMissing, StoredOutput
 from functions.contracts.fanout import SourceObject
 from functions.transcode.service import CONTENT_TYPE, OutputMedia
+
+PART_CONTENT_TYPE = "application/octet-stream"  # a part is for the stitch, never served
 
 # --- S3 -----------------------------------------------------------------------------------------------------------
 
 
 def output_key(job_id: str, rendition: str) -> str:
     return f"outputs/{job_id}/{rendition}.mp4"
+
+
+def part_key(job_id: str, rendition: str, part: str, *, attempt: int) -> str:
+    """Where a part of a segment-parallel rendition is kept until the stitch (under the job's prefix, so a deleted
+    job's parts go with it)."""
+    return f"outputs/{job_id}/segments/{rendition}/{attempt}/{part}"
 
 
 def output_metadata(job_id: str, rendition: str, media: OutputMedia, *, attempt: int) -> dict[str, str]:
@@ -84,6 +101,35 @@ class S3MediaStore(S3UnitStore):
         metadata = output_metadata(job_id, rendition, media, attempt=attempt)
         size = self.upload_file(path, key, content_type=CONTENT_TYPE, metadata=metadata)
         return StoredOutput(self.outputs_bucket, key, size, CONTENT_TYPE, media.width, media.height, media.durationMs)
+
+    def find_part(self, job_id: str, rendition: str, part: str, *, attempt: int) -> bool:
+        head = self.head_output(part_key(job_id, rendition, part, attempt=attempt))
+        return head is not None and made_by(head.get("Metadata") or {}, job_id, rendition, attempt)
+
+    def upload_part(self, path: Path, job_id: str, rendition: str, part: str, *, attempt: int) -> int:
+        metadata = object_metadata(job_id, rendition, attempt=attempt, plan=part)
+        key = part_key(job_id, rendition, part, attempt=attempt)
+        return self.upload_file(path, key, content_type=PART_CONTENT_TYPE, metadata=metadata)
+
+    def download_part(self, job_id: str, rendition: str, part: str, destination: Path, *, attempt: int) -> None:
+        key = part_key(job_id, rendition, part, attempt=attempt)
+        try:
+            self._s3.download_file(self.outputs_bucket, key, str(destination))
+        except ClientError as err:
+            if error_code(err) not in NOT_FOUND_CODES | FORBIDDEN_CODES:
+                raise
+            logger.warning("a part of the rendition is missing", extra={"key": key, "s3": error_code(err)})
+            raise SourceMissing(f"part {part} is not stored") from err
+
+    def delete_parts(self, job_id: str, rendition: str, parts: list[str], *, attempt: int) -> None:
+        keys = [{"Key": part_key(job_id, rendition, part, attempt=attempt)} for part in parts]
+        try:
+            response = self._s3.delete_objects(Bucket=self.outputs_bucket, Delete={"Objects": keys, "Quiet": True})
+        except ClientError as err:
+            logger.warning("the parts could not be deleted; the job's deletion removes them", extra={"s3": str(err)})
+            return
+        if response.get("Errors"):
+            logger.warning("some parts could not be deleted", extra={"errors": response["Errors"][:3]})
 
 
 # --- ffmpeg and ffprobe -------------------------------------------------------------------------------------------

@@ -22,6 +22,15 @@ rendition, the Completed event is announced again from that metadata without dow
 encode that was interrupted before its upload simply runs again and overwrites the same key; the tracker ignores
 duplicates.
 
+Segment-parallel renditions (a message with `segment`, docs/CONTRACTS.md "Segment-parallel encoding"): a VIDEO part
+encodes only its segment of the source, `[index x seconds, (index + 1) x seconds)`, with the same video settings
+(so it starts on a keyframe of the 2 s grid and its GOPs fall where one continuous encode's would); the AUDIO part
+encodes the whole source's audio once; each is stored under `outputs/{jobId}/segments/{rendition}/{attempt}/` and
+announced as `Segment Completed`. The STITCH part (sent by the tracker when every part landed) joins the video
+segments with the concat demuxer and muxes the audio, all `-c copy` with `+faststart`, then stores and announces the
+rendition as an unsegmented encode does, and deletes the parts. A part stored by an earlier delivery is announced
+again from its metadata.
+
 What the ffmpeg command (`build_transcode`) guarantees, and why:
 - H.264 High profile (libx264, yuv420p) and AAC: what every browser and phone plays.
 - `-movflags +faststart`: the index (moov) goes first, so playback starts before the download ends.
@@ -66,9 +75,9 @@ from functions.common.unit_worker import (
     work_dir,
 )
 from functions.contracts.errors import SOURCE_REPLACED_CODE
-from functions.contracts.fanout import EncodePlan, FanOutMessage, plan_for
+from functions.contracts.fanout import EncodePlan, FanOutMessage, Segment, plan_for
 from functions.contracts.jobs import Probe
-from functions.contracts.media import DEMUXER_WHITELIST
+from functions.contracts.media import DEMUXER_WHITELIST, SegmentPart
 from functions.transcode.settings import TranscodeSettings
 
 ENGINE = "lambda"
@@ -124,6 +133,18 @@ class MediaStore(SourceStore, Protocol):
         self, path: Path, job_id: str, rendition: str, media: OutputMedia, *, attempt: int
     ) -> StoredOutput: ...
 
+    def find_part(self, job_id: str, rendition: str, part: str, *, attempt: int) -> bool:
+        """Whether an earlier delivery stored this part of a segment-parallel rendition (this attempt's)."""
+
+    def upload_part(self, path: Path, job_id: str, rendition: str, part: str, *, attempt: int) -> int:
+        """Store a part; its size in bytes."""
+
+    def download_part(self, job_id: str, rendition: str, part: str, destination: Path, *, attempt: int) -> None:
+        """Copy a stored part to `destination`; SourceMissing when it is not there."""
+
+    def delete_parts(self, job_id: str, rendition: str, parts: list[str], *, attempt: int) -> None:
+        """Delete the parts once the rendition is stored (best effort: the job's deletion removes what is left)."""
+
 
 class MediaTools(Protocol):
     """ffmpeg and ffprobe."""
@@ -146,14 +167,21 @@ def keyframe_interval(frame_rate: float | None) -> int:
     return max(1, round(GOP_SECONDS * fps))
 
 
-def build_transcode(
-    source: Path, output: Path, *, plan: EncodePlan, probe: Probe, encoder: EncoderSettings
-) -> ffmpeg.nodes.OutputStream:
-    """The ffmpeg-python graph that turns `source` into the planned rendition at `output` (an MP4)."""
-    media = ffmpeg.input(str(source), protocol_whitelist="file", format_whitelist=probe.formatName or DEMUXER_WHITELIST)
-    video = media["v:0"].filter("scale", plan.width, plan.height).filter("setsar", 1)
+def _input(source: Path, probe: Probe, **seek: object) -> ffmpeg.nodes.FilterableStream:
+    """The source, opened with only the file protocol and the demuxer ingest validated."""
+    return ffmpeg.input(
+        str(source), protocol_whitelist="file", format_whitelist=probe.formatName or DEMUXER_WHITELIST, **seek
+    )
+
+
+def _video(media: ffmpeg.nodes.FilterableStream, plan: EncodePlan) -> ffmpeg.nodes.FilterableStream:
+    return media["v:0"].filter("scale", plan.width, plan.height).filter("setsar", 1)
+
+
+def video_options(plan: EncodePlan, probe: Probe, encoder: EncoderSettings) -> dict[str, object]:
+    """x264 settings of a rendition: the same for an unsegmented encode and for every segment of one."""
     keyint = keyframe_interval(probe.frameRate)
-    video_options = {
+    return {
         "c:v": "libx264",
         "profile:v": "high",
         "pix_fmt": "yuv420p",
@@ -166,18 +194,96 @@ def build_transcode(
         "sc_threshold": 0,
         "force_key_frames": f"expr:gte(t,n_forced*{GOP_SECONDS})",
     }
+
+
+def audio_options(plan: EncodePlan) -> dict[str, object]:
+    return {"c:a": "aac", "b:a": f"{plan.audioBitrateKbps}k", "ac": 2}
+
+
+def _finish(stream: ffmpeg.nodes.OutputStream) -> ffmpeg.nodes.OutputStream:
+    return stream.global_args("-nostdin", "-loglevel", "error", "-nostats", "-progress", "pipe:1").overwrite_output()
+
+
+def build_transcode(
+    source: Path, output: Path, *, plan: EncodePlan, probe: Probe, encoder: EncoderSettings
+) -> ffmpeg.nodes.OutputStream:
+    """The ffmpeg-python graph that turns `source` into the planned rendition at `output` (an MP4)."""
+    media = _input(source, probe)
+    video = _video(media, plan)
     if probe.hasAudio:
         streams = [video, media["a:0"]]
-        audio_options: dict[str, object] = {"c:a": "aac", "b:a": f"{plan.audioBitrateKbps}k", "ac": 2}
+        sound: dict[str, object] = audio_options(plan)
     else:
         streams = [video]
-        audio_options = {"an": None}
+        sound = {"an": None}
     container_options = {"movflags": "+faststart", "map_metadata": -1, "threads": encoder.threads}
-    return (
-        ffmpeg.output(*streams, str(output), format="mp4", **video_options, **audio_options, **container_options)
-        .global_args("-nostdin", "-loglevel", "error", "-nostats", "-progress", "pipe:1")
-        .overwrite_output()
+    return _finish(
+        ffmpeg.output(
+            *streams,
+            str(output),
+            format="mp4",
+            **video_options(plan, probe, encoder),
+            **sound,
+            **container_options,
+        )
     )
+
+
+def build_segment_video(
+    source: Path, output: Path, *, plan: EncodePlan, probe: Probe, encoder: EncoderSettings, segment: Segment
+) -> ffmpeg.nodes.OutputStream:
+    """One video segment of the rendition, without audio: the source's frames from `start` for `seconds`.
+
+    Input seeking (`-ss` before `-i`) decodes from the keyframe before `start` and drops the frames before it, so
+    the segment starts exactly at `start`, on the 2 s grid, where x264 begins with a keyframe; `-t` ends it before the
+    next segment's first frame. The first segment is not seeked at all (the source may start after 0).
+    """
+    seek: dict[str, object] = {"t": segment.seconds}
+    if segment.index > 0:
+        seek["ss"] = segment.start_seconds
+    media = _input(source, probe, **seek)
+    options = {"an": None, "map_metadata": -1, "threads": encoder.threads}
+    return _finish(
+        ffmpeg.output(_video(media, plan), str(output), format="mp4", **video_options(plan, probe, encoder), **options)
+    )
+
+
+def build_audio_part(source: Path, output: Path, *, plan: EncodePlan, probe: Probe) -> ffmpeg.nodes.OutputStream:
+    """The whole source's audio as the rendition's AAC, in one run: no segment boundary can cut it."""
+    media = _input(source, probe)
+    return _finish(
+        ffmpeg.output(media["a:0"], str(output), format="mp4", vn=None, map_metadata=-1, **audio_options(plan))
+    )
+
+
+def build_stitch(segment_list: Path, audio: Path | None, output: Path) -> ffmpeg.nodes.OutputStream:
+    """The video segments (a concat demuxer list of files in the working directory) joined, and the audio muxed,
+    without re-encoding; the index goes first (`+faststart`)."""
+    video = ffmpeg.input(str(segment_list), format="concat", safe=0, protocol_whitelist="file")
+    streams = [video["v:0"]]
+    if audio is not None:
+        streams.append(ffmpeg.input(str(audio), protocol_whitelist="file")["a:0"])
+    return _finish(ffmpeg.output(*streams, str(output), format="mp4", c="copy", movflags="+faststart", map_metadata=-1))
+
+
+def concat_list(paths: list[Path]) -> str:
+    """The concat demuxer's list for `paths` (our own file names: no quoting beyond the format's)."""
+    return "".join(f"file '{path.name}'\n" for path in paths)
+
+
+def part_name(segment: Segment) -> str:
+    """The part's file name under the rendition's segments prefix."""
+    if segment.part == SegmentPart.AUDIO:
+        return "audio.m4a"
+    return f"video-{segment.index:05d}.mp4"
+
+
+def stitch_parts(segment: Segment, *, has_audio: bool) -> list[Segment]:
+    """Every part the stitch joins: the video segments in order, then the audio."""
+    parts = [segment.model_copy(update={"part": SegmentPart.VIDEO, "index": i}) for i in range(segment.count)]
+    if has_audio:
+        parts.append(segment.model_copy(update={"part": SegmentPart.AUDIO, "index": 0}))
+    return parts
 
 
 def transcode_args(
@@ -270,6 +376,8 @@ class RenditionTranscoder:
             self._gate, message.jobId, message.attempt, every_seconds=self._settings.gate_check_seconds
         )
         watch.check()
+        if message.segment is not None and message.segment.part != SegmentPart.STITCH:
+            return self._segment_part(message, plan, message.segment, watch, remaining_ms)
 
         existing = self._store.find_output(message.jobId, plan.name, attempt=message.attempt)
         if existing is not None and (existing.width, existing.height) == (plan.width, plan.height):
@@ -277,9 +385,124 @@ class RenditionTranscoder:
             return self._units.reannounced(message, plan.name, existing)
 
         time_budget(remaining_ms, self._settings.reserve_seconds)
+        if message.segment is not None:
+            with work_dir(self._settings.work_root, WORK_DIR_PREFIX) as work:
+                return self._stitch_in(work, message, plan, watch, remaining_ms)
         self._units.started(message, plan.name)
         with work_dir(self._settings.work_root, WORK_DIR_PREFIX) as work:
             return self._transcode_in(work, message, plan, watch, remaining_ms)
+
+    def _segment_part(
+        self,
+        message: FanOutMessage,
+        plan: EncodePlan,
+        segment: Segment,
+        watch: AttemptWatch,
+        remaining_ms: Callable[[], int],
+    ) -> UnitResult:
+        """A video segment or the audio of a segment-parallel rendition: encoded, stored, `Segment Completed`."""
+        name = part_name(segment)
+        if self._store.find_part(message.jobId, plan.name, name, attempt=message.attempt):
+            logger.info("part stored by an earlier delivery; announcing it again", extra={"part": name})
+            self._units.segment_completed(message, plan.name, segment)
+            return UnitResult(plan.name, Outcome.REANNOUNCED)
+        time_budget(remaining_ms, self._settings.reserve_seconds)
+        self._units.started(message, plan.name)
+        with work_dir(self._settings.work_root, WORK_DIR_PREFIX) as work:
+            source, output = work / "source", work / name
+            unavailable = self._download_source(message, plan, source)
+            if unavailable is not None:
+                return unavailable
+            if segment.part == SegmentPart.AUDIO:
+                graph = build_audio_part(source, output, plan=plan, probe=message.probe)
+            else:
+                graph = build_segment_video(
+                    source, output, plan=plan, probe=message.probe, encoder=self._encoder, segment=segment
+                )
+            seconds = self._run(graph, work, watch, remaining_ms, lambda line: None)
+            if isinstance(seconds, str):
+                return self._fail(message, plan, TRANSCODE_FAILED, seconds)
+            if segment.part == SegmentPart.VIDEO:
+                problem = self._part_problem(output, plan)
+                if problem:
+                    return self._fail(message, plan, OUTPUT_INVALID, f"segment {segment.index}: {problem}")
+            watch.check()
+            size = self._store.upload_part(output, message.jobId, plan.name, name, attempt=message.attempt)
+        self._units.segment_completed(message, plan.name, segment)
+        logger.info("part stored", extra={"part": name, "bytes": size, "encodeSeconds": round(seconds, 3)})
+        return UnitResult(plan.name, Outcome.COMPLETED, seconds=seconds)
+
+    def _download_source(self, message: FanOutMessage, plan: EncodePlan, destination: Path) -> UnitResult | None:
+        """The source in the working directory, or the rendition failed because it is gone or was replaced."""
+        try:
+            self._store.download_source(message.source, destination)
+        except SourceReplaced as err:
+            return self._fail(message, plan, SOURCE_REPLACED_CODE, str(err))
+        except SourceMissing as err:
+            return self._fail(message, plan, TRANSCODE_FAILED, str(err))
+        return None
+
+    def _part_problem(self, output: Path, plan: EncodePlan) -> str:
+        try:
+            media = self._tools.read_output(output)
+        except OutputUnreadable as err:
+            return f"the output cannot be read back: {err}"
+        return "; ".join(output_problems(media, plan, expect_audio=False))
+
+    def _stitch_in(
+        self,
+        work: Path,
+        message: FanOutMessage,
+        plan: EncodePlan,
+        watch: AttemptWatch,
+        remaining_ms: Callable[[], int],
+    ) -> UnitResult:
+        """Join the parts (downloaded from the outputs bucket) into the rendition, store it, announce it."""
+        assert message.segment is not None
+        parts = stitch_parts(message.segment, has_audio=message.probe.hasAudio)
+        names = [part_name(part) for part in parts]
+        try:
+            for name in names:
+                self._store.download_part(message.jobId, plan.name, name, work / name, attempt=message.attempt)
+        except SourceMissing as err:
+            return self._fail(message, plan, TRANSCODE_FAILED, f"a segment of the rendition is missing: {err}")
+        videos = [work / name for part, name in zip(parts, names, strict=True) if part.part == SegmentPart.VIDEO]
+        segment_list = work / "segments.txt"
+        segment_list.write_text(concat_list(videos), encoding="utf-8")
+        audio = work / part_name(parts[-1]) if message.probe.hasAudio else None
+        output = work / f"{plan.name}.mp4"
+        seconds = self._run(build_stitch(segment_list, audio, output), work, watch, remaining_ms, lambda line: None)
+        if isinstance(seconds, str):
+            return self._fail(message, plan, TRANSCODE_FAILED, seconds)
+        result = self._store_rendition(message, plan, output, watch, seconds)
+        if result.outcome == Outcome.COMPLETED:
+            self._store.delete_parts(message.jobId, plan.name, names, attempt=message.attempt)
+        return result
+
+    def _run(
+        self,
+        graph: ffmpeg.nodes.OutputStream,
+        work: Path,
+        watch: AttemptWatch,
+        remaining_ms: Callable[[], int],
+        on_progress: Callable[[str], None],
+    ) -> float | str:
+        """Run one ffmpeg graph within the time left, asking the gate as it goes: its wall seconds, or the reason it
+        refused the input (the end of its stderr, without the working directory)."""
+        timeout = time_budget(remaining_ms, self._settings.reserve_seconds)
+        args = graph.compile(cmd=self._tools.ffmpeg_binary())
+        logger.info("encoding", extra={"ffmpeg": args, "timeoutSeconds": round(timeout)})
+
+        def on_progress_line(line: str) -> None:
+            watch.check_if_due()  # WorkWithdrawn here stops the read, and ffmpeg is killed
+            on_progress(line)
+
+        started = time.monotonic()
+        try:
+            self._tools.run_ffmpeg(args, timeout_seconds=timeout, on_progress_line=on_progress_line)
+        except FfmpegFailed as err:
+            return err.stderr_tail.replace(f"{work}/", "")
+        return time.monotonic() - started
 
     def _transcode_in(
         self,
@@ -290,31 +513,23 @@ class RenditionTranscoder:
         remaining_ms: Callable[[], int],
     ) -> UnitResult:
         source, output = work / "source", work / f"{plan.name}.mp4"
-        try:
-            self._store.download_source(message.source, source)
-        except SourceReplaced as err:
-            return self._fail(message, plan, SOURCE_REPLACED_CODE, str(err))
-        except SourceMissing as err:
-            return self._fail(message, plan, TRANSCODE_FAILED, str(err))
+        unavailable = self._download_source(message, plan, source)
+        if unavailable is not None:
+            return unavailable
 
-        timeout = time_budget(remaining_ms, self._settings.reserve_seconds)
-        args = transcode_args(
-            self._tools.ffmpeg_binary(), source, output, plan=plan, probe=message.probe, encoder=self._encoder
-        )
-        logger.info("encoding", extra={"ffmpeg": args, "timeoutSeconds": round(timeout)})
         milestones = ProgressMilestones(message.probe.durationMs)
+        graph = build_transcode(source, output, plan=plan, probe=message.probe, encoder=self._encoder)
+        seconds = self._run(
+            graph, work, watch, remaining_ms, lambda line: self.announce_progress(message, plan, milestones.feed(line))
+        )
+        if isinstance(seconds, str):
+            return self._fail(message, plan, TRANSCODE_FAILED, seconds)
+        return self._store_rendition(message, plan, output, watch, seconds)
 
-        def on_progress_line(line: str) -> None:
-            watch.check_if_due()  # WorkWithdrawn here stops the read, and ffmpeg is killed
-            self.announce_progress(message, plan, milestones.feed(line))
-
-        started = time.monotonic()
-        try:
-            self._tools.run_ffmpeg(args, timeout_seconds=timeout, on_progress_line=on_progress_line)
-        except FfmpegFailed as err:
-            return self._fail(message, plan, TRANSCODE_FAILED, err.stderr_tail.replace(f"{work}/", ""))
-        encode_seconds = time.monotonic() - started
-
+    def _store_rendition(
+        self, message: FanOutMessage, plan: EncodePlan, output: Path, watch: AttemptWatch, encode_seconds: float
+    ) -> UnitResult:
+        """Read the rendition back, check it is what was planned, store it and announce it."""
         try:
             media = self._tools.read_output(output)
         except OutputUnreadable as err:

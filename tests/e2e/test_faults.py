@@ -158,6 +158,8 @@ def submit(batches: list[Batch], source: Path, state_dir: Path, plans: list[Faul
             except ApiError as err:  # a loaded machine can time the API out (503): a client tries again
                 if err.status < 500:
                     raise
+            except TimeoutError:  # or not answer within the client's timeout: the job it may have made is ignored
+                continue
         return batch.client.create_upload(source, "video/mp4")
 
     def send(form: dict[str, Any]) -> int:

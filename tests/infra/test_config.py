@@ -88,7 +88,7 @@ def test_adding_a_rendition_adds_one_queue_one_dlq_one_subscription_and_one_func
         ({"logRetentionDays": 10}, "logRetentionDays must be one of"),
         ({"processingDeadlineSeconds": 600}, "processingDeadlineSeconds must exceed"),
         ({"renditions": [{"name": "720p", "height": 721, "maxVideoBitrateKbps": 1, "audioBitrateKbps": 1}]}, "even"),
-        ({"maxUploadBytes": 6 * 1024**3}, "does not fit"),
+        ({"maxUploadBytes": 10 * 1024**3}, "does not fit"),
         ({"transcodeTimeoutSeconds": 1000, "processingDeadlineSeconds": 20000}, "Lambda allows 1-900 s"),
         ({"transcodeMemoryMb": 64}, "128-10240 MB"),
         ({"allowedContentTypes": ["mp4"]}, "MIME types"),

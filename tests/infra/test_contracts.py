@@ -72,7 +72,7 @@ def test_the_contract_parses_into_nine_functions() -> None:
     common, own = contract_environment()
     assert {"JOBS_TABLE_NAME", "EVENT_BUS_NAME", "STACK_NAME", "LOG_LEVEL"} <= common
     assert "AWS_ENDPOINT_URL" not in common
-    assert own["transcode"] == {"RENDITION"} and own["tracker"] == set()
+    assert own["transcode"] == {"RENDITION"} and own["tracker"] == {"VALIDATED_TOPIC_ARN"}
     assert "WEBHOOK_ALLOWED_ADDRESSES" not in own["webhooks"] | own["api"]  # optional: only a local cloud sets it
     assert own["submit"] == {"MEDIACONVERT_QUEUE_ARN", "MEDIACONVERT_ROLE_ARN"}  # the endpoint override is optional
     # No watermark text or logo means no watermark: those two are set only when configured.
@@ -123,7 +123,7 @@ def test_ingest_and_api_get_the_limits_from_config(dev: ProgramRun) -> None:
     assert ingest["ENGINE"] == "lambda"
     assert ingest["MAX_UPLOAD_BYTES"] == str(2 * 1024**3)
     assert ingest["VALIDATED_TOPIC_ARN"] == dev.named("aws:sns/topic:Topic", "ingest-validated").outputs["arn"]
-    assert (ingest["MAX_WIDTH"], ingest["MAX_HEIGHT"], ingest["MAX_DURATION_SECONDS"]) == ("3840", "2160", "900")
+    assert (ingest["MAX_WIDTH"], ingest["MAX_HEIGHT"], ingest["MAX_DURATION_SECONDS"]) == ("3840", "2160", "14400")
     assert (ingest["MAX_IMAGE_UPLOAD_BYTES"], ingest["MAX_AUDIO_UPLOAD_BYTES"]) == (
         str(50 * 1024**2),
         str(500 * 1024**2),

@@ -180,7 +180,8 @@ def test_ingest_knows_the_transcode_budget_it_must_never_exceed(dev: ProgramRun)
     assert int(ingest["TRANSCODE_TIMEOUT_SECONDS"]) == transcoder["timeout"] == 900
     assert int(ingest["TRANSCODE_MEMORY_MB"]) == transcoder["memorySize"] == 4096
     assert ingest["LAMBDA_ENCODE_MEGAPIXELS_PER_VCPU_SECOND"] == "44"
-    assert ingest["MEDIACONVERT_THRESHOLD_SECONDS"] == "660"
+    assert ingest["MEDIACONVERT_THRESHOLD_SECONDS"] == "0"  # auto: Lambda, long sources in segments
+    assert ingest["SEGMENT_TARGET_SECONDS"] == "60"
 
 
 def test_a_stack_on_mediaconvert_deploys_the_same_engine_and_tells_ingest(

@@ -87,6 +87,8 @@ def test_transcoders_read_uploads_write_and_check_outputs_and_publish_to_the_bus
             "s3:ListBucket": {uploads, outputs},
             "s3:PutObject": {f"{outputs}/outputs/*"},
             "s3:AbortMultipartUpload": {f"{outputs}/outputs/*"},
+            # The stitch deletes the parts of a segment-parallel rendition, and nothing else.
+            "s3:DeleteObject": {f"{outputs}/outputs/*/segments/*"},
             "events:PutEvents": {bus},
             # The job gate: read the job (canceled? another attempt?), never write it.
             "dynamodb:GetItem": {table},
@@ -317,6 +319,7 @@ def test_tracker_hears_its_events_mediaconvert_for_this_stack_and_the_sweep(dev:
             "Rendition Progress",
             "Rendition Completed",
             "Rendition Failed",
+            "Segment Completed",
             "Packaging Completed",
             "Packaging Failed",
             "Job Deletion Requested",
@@ -363,6 +366,12 @@ def test_tracker_failed_invocations_go_to_its_dlq_and_it_may_write_jobs(dev: Pro
     assert grants["s3:DeleteObject"] == {f"{outputs}/outputs/*", f"{uploads}/uploads/*"}
     assert grants["s3:ListBucket"] == {outputs, uploads}
     assert grants["mediaconvert:CancelJob"] == {"arn:aws:mediaconvert:us-east-1:123456789012:jobs/*"}
+    # the stitch of a segment-parallel rendition, published to the fan-out topic (encrypted with the topics' key)
+    topic = dev.named("aws:sns/topic:Topic", "ingest-validated").outputs["arn"]
+    assert grants["sns:Publish"] == {topic}
+    assert grants["kms:GenerateDataKey"] == {dev.named("aws:kms/key:Key", "topics-key").outputs["arn"]}
+    env = dev.named(FUNCTION, "tracker-function").inputs["environment"]["variables"]
+    assert env["VALIDATED_TOPIC_ARN"] == topic
 
 
 def test_api_routes_authorize_with_the_configured_jwt_except_health(dev: ProgramRun) -> None:

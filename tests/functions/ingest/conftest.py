@@ -19,13 +19,14 @@ import pytest
 from PIL import Image
 
 from functions.common.event_bus import EventPublisher
+from functions.common.fanout_topic import SnsFanOut
 from functions.common.job_state import new_job
 from functions.common.jobs_table import JobsTable
 from functions.common.media_tools import ffmpeg_path, tool_env
 from functions.common.renditions import DEFAULT_RENDITIONS, renditions_to_json
 from functions.contracts.jobs import JobRecord, JobSource, JobStatus
 from functions.ingest import handler as ingest_handler
-from functions.ingest.adapters import Ffprobe, PillowImages, S3Source, SnsFanOut
+from functions.ingest.adapters import Ffprobe, PillowImages, S3Source
 from functions.ingest.service import RejectionCode, StoredObject, Upload, UploadIngest
 from functions.ingest.settings import IngestSettings
 from tests import media_samples as samples

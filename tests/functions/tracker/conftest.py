@@ -102,12 +102,40 @@ AUDIO_UNITS: tuple[dict[str, Any], ...] = (
 """An audio job's plan: the loudness-normalised AAC rendition and the waveform PNG."""
 
 
+TOPIC_ARN = f"arn:aws:sns:{REGION}:123456789012:validated"
+"""The fan-out topic the tracker publishes a stitch to (`fanout_topic` creates it in moto)."""
+
+
 @pytest.fixture(autouse=True)
-def fresh_tracker() -> Iterator[None]:
+def fresh_tracker(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test builds the handler's service from its own environment, inside its own moto."""
+    monkeypatch.setenv("VALIDATED_TOPIC_ARN", TOPIC_ARN)
     tracker_handler.tracker.cache_clear()
     yield
     tracker_handler.tracker.cache_clear()
+
+
+@pytest.fixture
+def fanout_topic(aws: None) -> Callable[[], list[dict[str, Any]]]:
+    """The validated topic with a raw-delivery queue subscribed: returns what was published to it so far."""
+    sns, sqs = boto3.client("sns", region_name=REGION), boto3.client("sqs", region_name=REGION)
+    topic_arn = sns.create_topic(Name="validated")["TopicArn"]
+    assert topic_arn == TOPIC_ARN
+    queue_url = sqs.create_queue(QueueName="published")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    published: list[dict[str, Any]] = []
+
+    def drain() -> list[dict[str, Any]]:
+        while True:
+            batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                return published
+            for message in batch:
+                published.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    return drain
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ ENV = {
     "OUTPUTS_BUCKET": "out",
     "UPLOADS_BUCKET": "up",
     "STACK_NAME": "dev",
+    "VALIDATED_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:validated",
 }
 
 
@@ -23,6 +24,7 @@ def test_settings_come_from_the_common_environment() -> None:
         outputs_bucket="out",
         uploads_bucket="up",
         stack_name="dev",
+        validated_topic_arn="arn:aws:sns:us-east-1:123456789012:validated",
         sweep_max_jobs=200,
     )
     assert TrackerSettings.from_env({**ENV, "SWEEP_MAX_JOBS": "7"}).sweep_max_jobs == 7
@@ -33,6 +35,7 @@ def test_settings_come_from_the_common_environment() -> None:
     [
         {k: v for k, v in ENV.items() if k != "STACK_NAME"},
         {k: v for k, v in ENV.items() if k != "UPLOADS_BUCKET"},
+        {k: v for k, v in ENV.items() if k != "VALIDATED_TOPIC_ARN"},
         {**ENV, "EVENT_BUS_NAME": ""},
         {**ENV, "SWEEP_MAX_JOBS": "0"},
     ],
