@@ -187,8 +187,8 @@ def report(
     megapixels_per_media_second = (SOURCE_WIDTH * SOURCE_HEIGHT + top.width * top.height) * SOURCE_FPS / 1e6
     ceiling = math.floor(budget * rate_config * vcpus / megapixels_per_media_second)
     print(f"\nsuggested lambdaEncodeMegapixelsPerVcpuSecond: {rate_config}  (slowest x {SAFETY_FACTOR})")
-    print(f"Lambda ceiling for a {SOURCE_WIDTH}x{SOURCE_HEIGHT}@{SOURCE_FPS} source: {ceiling} s of media")
-    print(f"suggested mediaconvertThresholdSeconds: {ceiling // 60 * 60}  (the ceiling, whole minutes)")
+    print(f"one function's ceiling for a {SOURCE_WIDTH}x{SOURCE_HEIGHT}@{SOURCE_FPS} source: {ceiling} s of media")
+    print("  (a longer source is encoded in segments: bench/segment_projection.py)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,6 +49,7 @@ What the ffmpeg command (`build_transcode`) guarantees, and why:
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,6 +85,7 @@ ENGINE = "lambda"
 CONTENT_TYPE = "video/mp4"
 TRANSCODE_FAILED = "TRANSCODE_FAILED"
 OUTPUT_INVALID = "OUTPUT_INVALID"
+OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"
 WORK_DIR_PREFIX = "transcode-"
 GOP_SECONDS = 2
 # When ingest could not read a frame rate, assume the common one; the forced keyframes keep the 2 s grid anyway.
@@ -466,6 +468,11 @@ class RenditionTranscoder:
                 self._store.download_part(message.jobId, plan.name, name, work / name, attempt=message.attempt)
         except SourceMissing as err:
             return self._fail(message, plan, TRANSCODE_FAILED, f"a segment of the rendition is missing: {err}")
+        except OSError as err:
+            if err.errno != errno.ENOSPC:
+                raise
+            # The parts and the rendition must fit the function's /tmp together (README, "Limits").
+            return self._fail(message, plan, OUTPUT_TOO_LARGE, "the rendition is too large for the function's storage")
         videos = [work / name for part, name in zip(parts, names, strict=True) if part.part == SegmentPart.VIDEO]
         segment_list = work / "segments.txt"
         segment_list.write_text(concat_list(videos), encoding="utf-8")

@@ -4,6 +4,7 @@ into an MP4 that reads like one continuous encode (real ffmpeg, S3 and the bus i
 from __future__ import annotations
 
 import copy
+import errno
 from typing import Any
 
 import boto3
@@ -11,6 +12,7 @@ import pytest
 
 from functions.contracts.fanout import Segment
 from functions.contracts.media import SegmentPart
+from functions.transcode import adapters
 from functions.transcode.service import concat_list, part_name, stitch_parts
 from tests.functions.conftest import REGION
 from tests.functions.transcode.conftest import JOB_ID, OUTPUTS, Harness, fan_out_message, planned
@@ -132,3 +134,29 @@ def test_a_stitch_missing_a_part_fails_the_rendition(harness: Harness) -> None:
     assert failed["error"]["code"] == "TRANSCODE_FAILED"
     assert "a segment of the rendition is missing" in failed["error"]["message"]
     assert "outputs/" not in failed["error"]["message"]
+
+
+@pytest.mark.media
+def test_a_stitch_that_runs_out_of_storage_fails_the_rendition_as_too_large(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN every part stored, and a /tmp that fills up while the parts are downloaded
+    source = make_video(harness.tmp / "clip.mp4", width=320, height=180, seconds=7, audio=True)
+    message = fan_out_message(JOB_ID, source, [planned("720p", 320, 180)])
+    assert harness.invoke(*parts_of(message)) == {"batchItemFailures": []}
+    harness.events.drain()
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(adapters.S3MediaStore, "download_part", full)
+
+    # WHEN the stitch arrives
+    assert harness.invoke(part_message(message, SegmentPart.STITCH)) == {"batchItemFailures": []}
+
+    # THEN the rendition fails with a reason the client can act on
+    (failed,) = by_type(harness.events.drain(), "Rendition Failed")
+    assert failed["error"] == {
+        "code": "OUTPUT_TOO_LARGE",
+        "message": "the rendition is too large for the function's storage",
+    }
