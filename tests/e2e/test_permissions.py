@@ -79,9 +79,9 @@ def cloud_log(cloud: RunningCloud) -> str:
 
 
 def test_a_transcoder_without_s3_put_object_is_denied_and_its_message_dead_letters(tmp_path: Path, clip: Path) -> None:
-    grants = "grants=worker_grants(args, list_uploads=True),"
+    grants = "*worker_grants(args, list_uploads=True),"
     without_put = (
-        'grants=[__import__("dataclasses").replace(g, actions=tuple(a for a in g.actions if a != "s3:PutObject"))'
+        '*[__import__("dataclasses").replace(g, actions=tuple(a for a in g.actions if a != "s3:PutObject"))'
         " for g in worker_grants(args, list_uploads=True)],"
     )
     with mutated_cloud(tmp_path, "components/transcoder.py", grants, without_put) as cloud:
