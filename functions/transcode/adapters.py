@@ -87,6 +87,13 @@ class S3MediaStore(S3UnitStore):
                 raise
             raise unavailable from err
 
+    def download_source_window(
+        self, source: SourceObject, destination: Path, *, start_seconds: float, seconds: float, format_name: str | None
+    ) -> None:
+        """The whole source, for now: every segment unit reads all of it."""
+        del start_seconds, seconds, format_name
+        self.download_source(source, destination)
+
     def find_output(self, job_id: str, rendition: str, *, attempt: int) -> StoredOutput | None:
         key = output_key(job_id, rendition)
         head = self.head_output(key)

@@ -76,7 +76,7 @@ from functions.common.unit_worker import (
     work_dir,
 )
 from functions.contracts.errors import SOURCE_REPLACED_CODE
-from functions.contracts.fanout import EncodePlan, FanOutMessage, Segment, plan_for
+from functions.contracts.fanout import EncodePlan, FanOutMessage, Segment, SourceObject, plan_for
 from functions.contracts.jobs import Probe
 from functions.contracts.media import DEMUXER_WHITELIST, SegmentPart
 from functions.transcode.settings import TranscodeSettings
@@ -134,6 +134,12 @@ class MediaStore(SourceStore, Protocol):
     def upload_output(
         self, path: Path, job_id: str, rendition: str, media: OutputMedia, *, attempt: int
     ) -> StoredOutput: ...
+
+    def download_source_window(
+        self, source: SourceObject, destination: Path, *, start_seconds: float, seconds: float, format_name: str | None
+    ) -> None:
+        """What an encode of `[start_seconds, start_seconds + seconds)` reads of the source, at `destination` (the
+        whole source, or a sparse copy holding only the index and those bytes); errors as `download_source`."""
 
     def find_part(self, job_id: str, rendition: str, part: str, *, attempt: int) -> bool:
         """Whether an earlier delivery stored this part of a segment-parallel rendition (this attempt's)."""
@@ -412,7 +418,7 @@ class RenditionTranscoder:
         self._units.started(message, plan.name)
         with work_dir(self._settings.work_root, WORK_DIR_PREFIX) as work:
             source, output = work / "source", work / name
-            unavailable = self._download_source(message, plan, source)
+            unavailable = self._download_source(message, plan, source, segment)
             if unavailable is not None:
                 return unavailable
             if segment.part == SegmentPart.AUDIO:
@@ -434,10 +440,22 @@ class RenditionTranscoder:
         logger.info("part stored", extra={"part": name, "bytes": size, "encodeSeconds": round(seconds, 3)})
         return UnitResult(plan.name, Outcome.COMPLETED, seconds=seconds)
 
-    def _download_source(self, message: FanOutMessage, plan: EncodePlan, destination: Path) -> UnitResult | None:
-        """The source in the working directory, or the rendition failed because it is gone or was replaced."""
+    def _download_source(
+        self, message: FanOutMessage, plan: EncodePlan, destination: Path, segment: Segment | None = None
+    ) -> UnitResult | None:
+        """The source in the working directory (for a video segment, what its encode reads of it), or the rendition
+        failed because it is gone or was replaced."""
         try:
-            self._store.download_source(message.source, destination)
+            if segment is not None and segment.part == SegmentPart.VIDEO:
+                self._store.download_source_window(
+                    message.source,
+                    destination,
+                    start_seconds=segment.start_seconds,
+                    seconds=segment.seconds,
+                    format_name=message.probe.formatName,
+                )
+            else:
+                self._store.download_source(message.source, destination)
         except SourceReplaced as err:
             return self._fail(message, plan, SOURCE_REPLACED_CODE, str(err))
         except SourceMissing as err:
