@@ -17,7 +17,7 @@ TOPIC = "aws:sns/topic:Topic"
 KEY = "aws:kms/key:Key"
 DEFAULT_CONCURRENCY = {
     "ingest": 10,
-    "transcode": 20,
+    "transcode": 100,
     "submit": 5,
     "images": 10,
     "audio": 5,
