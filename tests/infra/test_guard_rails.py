@@ -111,7 +111,7 @@ def test_the_prod_stack_differs_from_dev_where_it_says(dev: ProgramRun) -> None:
     concurrency = {consumer_of(prod, m): m.inputs["scalingConfig"]["maximumConcurrency"] for m in prod.of_type(MAPPING)}
     assert concurrency == {
         "ingest": 20,
-        "transcode": 50,
+        "transcode": 200,
         "submit": 10,
         "images": 30,
         "audio": 10,
