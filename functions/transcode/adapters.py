@@ -11,14 +11,19 @@ and the end of stderr on failure, without the function's AWS credentials.
 from __future__ import annotations
 
 import io
+import json
+import os
+import struct
+import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from botocore.exceptions import ClientError
 
-from functions.common.ffmpeg_runner import FfmpegFailed, probe_file, run_process
-from functions.common.media_tools import ffmpeg_path
+from functions.common.ffmpeg_runner import PROBE_TIMEOUT_SECONDS, FfmpegFailed, probe_file, run_process
+from functions.common.media_tools import ffmpeg_path, ffprobe_path, tool_env
 from functions.common.observability import logger
 from functions.common.unit_adapters import (
     FORBIDDEN_CODES,
@@ -27,6 +32,7 @@ from functions.common.unit_adapters import (
     error_code,
     made_by,
     object_metadata,
+    pinned_source,
     source_unavailable,
 )
 from functions.common.unit_worker import OutputUnreadable, SourceMissing, StoredOutput
@@ -70,6 +76,190 @@ def stored_rendition_from_head(
     return StoredOutput(bucket, key, int(head.get("ContentLength") or 0), CONTENT_TYPE, width, height, duration_ms)
 
 
+# --- a video segment's window of the source -----------------------------------------------------------------------
+# A segment's encode seeks (`-ss`) through the container's index to the keyframe before its start and reads on to its
+# end: of an MP4 it reads the index and one run of packets. A sparse copy (the source's size, zeros elsewhere) holding
+# those bytes at their offsets makes the same frames, at a fraction of the download.
+
+SPARSE_FORMAT_PREFIX = "mov,mp4"
+"""The demuxer (ffprobe's format_name) of MP4 and QuickTime, whose index says where each packet is."""
+HEAD_BYTES = 64 * 1024
+"""The first GET: the top-level box headers at the start, and the whole index of a small faststart file."""
+BOX_HEADER_BYTES = 16
+"""The most a top-level box header takes: size and type, then a 64-bit size when the 32-bit one is 1."""
+UNINDEXED_BOXES = frozenset({b"mdat", b"free", b"skip"})
+"""Top-level boxes whose contents the demuxer does not read to open the file: only their headers are copied."""
+MAX_TOP_LEVEL_BOXES = 64
+"""More is a fragmented file (a moof per fragment, the index spread through it): the whole of it is read."""
+PRELUDE_SECONDS = 6.0
+"""ffmpeg's stream analysis reads up to 5 s of packets from the start before it seeks; with those packets in the
+copy it concludes what it does on the whole file (frame rate, reordering delay), so the encode is the same."""
+LEAD_SECONDS = 0.5
+"""The listing seeks this much before the window, so it starts at or before the keyframe ffmpeg seeks to."""
+TAIL_SECONDS = 4.0
+"""Packets copied after the window's end: the frames reordered after its last ones, and what ffmpeg reads ahead."""
+MIN_TRAILING_VIDEO_PACKETS = 16
+"""H.264 and HEVC reorder up to 16 frames: fewer video packets in the tail (a low frame rate) is too short."""
+MERGE_GAP_PARTS = 16
+"""Spans less than a sixteenth of a part apart (1 MiB of the 16 MiB parts) are fetched as one: a GET costs more
+than the bytes between them."""
+
+
+class SparseCopyRefused(Exception):
+    """The source cannot be copied sparsely with confidence (the reason is logged): the whole of it is read."""
+
+
+@dataclass(frozen=True)
+class Box:
+    """A top-level box of an MP4: where it is, its type and the bytes of its header."""
+
+    offset: int
+    size: int
+    kind: bytes
+    header: bytes
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.size
+
+
+def parse_box(data: bytes, offset: int, file_size: int) -> Box:
+    """The box whose header `data` (read at `offset`) holds: a 32-bit size and a type, a 64-bit size after them when
+    the first is 1, or 0 for a box that runs to the end of the file."""
+    if len(data) < 8:
+        raise SparseCopyRefused(f"the box header at byte {offset} is cut short")
+    size, kind = struct.unpack(">I4s", data[:8])
+    header_bytes = 8
+    if size == 1:
+        if len(data) < BOX_HEADER_BYTES:
+            raise SparseCopyRefused(f"the box header at byte {offset} is cut short")
+        (size,) = struct.unpack(">Q", data[8:BOX_HEADER_BYTES])
+        header_bytes = BOX_HEADER_BYTES
+    elif size == 0:
+        size = file_size - offset
+    if size < header_bytes or offset + size > file_size:
+        raise SparseCopyRefused(f"the {kind!r} box at byte {offset} does not fit in the file")
+    return Box(offset, size, kind, data[:header_bytes])
+
+
+def object_size(response: dict[str, Any]) -> int:
+    """The whole object's size, from a ranged GET's Content-Range (`bytes 0-65535/7340032000`)."""
+    total = str(response.get("ContentRange") or "").rpartition("/")[2]
+    if not total.isdigit():
+        raise SparseCopyRefused("S3 did not say the source's size")
+    return int(total)
+
+
+def read_intervals(start_time: float, start_seconds: float, seconds: float) -> str:
+    """ffprobe's `-read_intervals` for the packets the encode reads: the first PRELUDE_SECONDS (the stream analysis),
+    and the window from LEAD_SECONDS before its start (ffprobe seeks as ffmpeg does, to the keyframe before) to
+    TAIL_SECONDS after its end. Times are the file's, ffmpeg's `-ss` and `-t` are from its start time."""
+    end = start_time + start_seconds + seconds + TAIL_SECONDS
+    if start_seconds <= 0:  # the first segment is not seeked: read from the start
+        return f"%{max(end, start_time + PRELUDE_SECONDS):.6f}"
+    return f"%+{PRELUDE_SECONDS},{start_time + start_seconds - LEAD_SECONDS:.6f}%{end:.6f}"
+
+
+def run_ffprobe(path: Path, format_name: str, *args: str) -> dict[str, Any]:
+    """ffprobe's JSON about the sparse copy, with only the file protocol and the demuxer ingest validated. It reads
+    the index and the packets' sizes, positions and times from it; decoding the missing payloads fails, which is
+    not what is asked (`-v quiet`)."""
+    command = [ffprobe_path(), "-v", "quiet", "-protocol_whitelist", "file", "-format_whitelist", format_name]
+    try:
+        result = subprocess.run(
+            [*command, *args, "-print_format", "json", str(path)],
+            stdin=subprocess.DEVNULL,
+            env=tool_env(),
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as err:
+        raise SparseCopyRefused("ffprobe did not list the packets in time") from err
+    if result.returncode != 0:
+        raise SparseCopyRefused(f"ffprobe cannot read the index (exit status {result.returncode})")
+    try:
+        return json.loads(result.stdout)
+    except json.JSONDecodeError as err:
+        raise SparseCopyRefused(f"ffprobe printed no JSON: {err}") from err
+
+
+def packet_time(packet: dict[str, Any]) -> float | None:
+    for name in ("pts_time", "dts_time"):
+        value = packet.get(name)
+        if value not in (None, "N/A"):
+            return float(value)
+    return None
+
+
+def packet_spans(packets: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """Where the packets' bytes are in the file, `[start, end)` (a cover picture's are in the index)."""
+    spans = []
+    for packet in packets:
+        position, size = str(packet.get("pos", "")), str(packet.get("size", ""))
+        if not (position.isdigit() and size.isdigit()):
+            raise SparseCopyRefused("a packet of the window has no position in the file")
+        spans.append((int(position), int(position) + int(size)))
+    return spans
+
+
+def merge_spans(spans: list[tuple[int, int]], gap: int) -> list[tuple[int, int]]:
+    """The spans sorted, overlapping ones and those less than `gap` bytes apart joined."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start - merged[-1][1] < gap:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """The file's start and end time (seconds, as its packets are timed) and which streams are video."""
+
+    start: float
+    end: float
+    video: frozenset[int]
+
+
+def read_timeline(path: Path, format_name: str) -> Timeline:
+    report = run_ffprobe(path, format_name, "-show_entries", "format=start_time,duration:stream=index,codec_type")
+    try:
+        start = float(report["format"].get("start_time") or 0)
+        end = start + float(report["format"]["duration"])
+        video = frozenset(s["index"] for s in report.get("streams") or [] if s.get("codec_type") == "video")
+    except (KeyError, TypeError, ValueError) as err:
+        raise SparseCopyRefused(f"ffprobe does not say when the file starts and ends: {err!r}") from err
+    return Timeline(start, end, video)
+
+
+def check_tail(packets: list[dict[str, Any]], timeline: Timeline, window_start: float, window_end: float) -> None:
+    """Refuse a listing without the window's video, or with too short a tail after it (unless it runs to the end)."""
+    try:
+        times = [packet_time(p) for p in packets if p.get("stream_index") in timeline.video]
+    except ValueError as err:
+        raise SparseCopyRefused(f"a packet's time is not a number: {err}") from err
+    if not any(time is not None and window_start <= time < window_end for time in times):
+        raise SparseCopyRefused("no video packet in the window")
+    trailing = sum(1 for time in times if time is not None and time >= window_end)
+    if trailing < MIN_TRAILING_VIDEO_PACKETS and window_end + TAIL_SECONDS < timeline.end:
+        raise SparseCopyRefused(f"only {trailing} video packets in the {TAIL_SECONDS} s after the window")
+
+
+def window_spans(path: Path, format_name: str, start_seconds: float, seconds: float) -> list[tuple[int, int]]:
+    """The byte spans of the packets (every stream's: the demuxer reads them interleaved) an encode of
+    `[start_seconds, start_seconds + seconds)` reads, from ffprobe on the copy of the index at `path`."""
+    timeline = read_timeline(path, format_name)
+    intervals = read_intervals(timeline.start, start_seconds, seconds)
+    entries = "packet=stream_index,pts_time,dts_time,pos,size"
+    packets = run_ffprobe(path, format_name, "-read_intervals", intervals, "-show_entries", entries).get("packets")
+    window_start = timeline.start + start_seconds
+    check_tail(packets or [], timeline, window_start, window_start + seconds)
+    return packet_spans(packets or [])
+
+
 class S3MediaStore(S3UnitStore):
     """The uploads and outputs buckets, on S3."""
 
@@ -90,9 +280,66 @@ class S3MediaStore(S3UnitStore):
     def download_source_window(
         self, source: SourceObject, destination: Path, *, start_seconds: float, seconds: float, format_name: str | None
     ) -> None:
-        """The whole source, for now: every segment unit reads all of it."""
-        del start_seconds, seconds, format_name
-        self.download_source(source, destination)
+        """For an MP4, a sparse copy holding its index and the packets the window's encode reads, every GET only of
+        the object the first one read (IfMatch: the copy cannot mix two uploads); for any other container, or an MP4
+        whose layout is not understood, the whole source."""
+        try:
+            if not (format_name or "").startswith(SPARSE_FORMAT_PREFIX):
+                raise SparseCopyRefused(f"{format_name} has no index of where its packets are")
+            fetched, size = self._copy_window(source, destination, start_seconds, seconds, format_name or "")
+        except SparseCopyRefused as err:
+            logger.info("downloading the whole source for the segment", extra={"reason": str(err)})
+            self.download_source(source, destination)
+            return
+        logger.info(
+            "source window copied sparsely",
+            extra={"bytesFetched": fetched, "sourceBytes": size, "startSeconds": start_seconds, "seconds": seconds},
+        )
+
+    def _copy_window(
+        self, source: SourceObject, destination: Path, start_seconds: float, seconds: float, format_name: str
+    ) -> tuple[int, int]:
+        """Write the sparse copy; the bytes fetched and the source's size."""
+        response = self.get_source_range(source, 0, HEAD_BYTES)
+        size = object_size(response)
+        pinned = pinned_source(source, response)
+        head = response["Body"].read()
+        with destination.open("wb") as out:
+            out.truncate(size)
+            os.pwrite(out.fileno(), head, 0)
+            fetched = len(head) + self._copy_index(pinned, out, head, size)
+            spans = window_spans(destination, format_name, start_seconds, seconds)
+            fetched += self.download_source_ranges(pinned, out, merge_spans(spans, self._part_bytes // MERGE_GAP_PARTS))
+        return fetched, size
+
+    def _copy_index(self, source: SourceObject, out: BinaryIO, head: bytes, size: int) -> int:
+        """Copy every top-level box but the media data's (and free space's) contents: their headers, which the
+        demuxer walks, and the index (moov) wherever it is; the bytes fetched beyond `head`."""
+        boxes, fetched = self._top_level_boxes(source, head, size)
+        if not any(box.kind == b"moov" for box in boxes):
+            raise SparseCopyRefused("the file has no moov box")
+        for box in boxes:
+            os.pwrite(out.fileno(), box.header, box.offset)
+        index = [(max(box.offset, len(head)), box.end) for box in boxes if box.kind not in UNINDEXED_BOXES]
+        return fetched + self.download_source_ranges(source, out, [span for span in index if span[0] < span[1]])
+
+    def _top_level_boxes(self, source: SourceObject, head: bytes, size: int) -> tuple[list[Box], int]:
+        """The file's top-level boxes, each header read from `head` or with a small ranged GET; and the bytes those
+        fetched."""
+        boxes: list[Box] = []
+        offset = fetched = 0
+        while offset < size:
+            if len(boxes) == MAX_TOP_LEVEL_BOXES:
+                raise SparseCopyRefused(f"more than {MAX_TOP_LEVEL_BOXES} top-level boxes (a fragmented file)")
+            end = min(offset + BOX_HEADER_BYTES, size)
+            data = head[offset:end]
+            if len(data) < end - offset:
+                data = self.get_source_range(source, offset, end)["Body"].read()
+                fetched += len(data)
+            box = parse_box(data, offset, size)
+            boxes.append(box)
+            offset = box.end
+        return boxes, fetched
 
     def find_output(self, job_id: str, rendition: str, *, attempt: int) -> StoredOutput | None:
         key = output_key(job_id, rendition)
