@@ -22,15 +22,29 @@ DynamoDB: each request is atomic in DynamoDB; moto's backend is not, and the ser
 conditional write checks its condition and then writes, so two can both pass a check only one should; a transaction
 applies its items one by one and, when one fails, restores a copy of every table it touches, erasing what other
 requests wrote meanwhile. Each DynamoDB request therefore runs under one lock.
+
+DynamoDB transactions: moto backs a TransactWriteItems up by deep-copying every table it names, whole, so that it can
+roll back; with every request serialized, each upload (the api's usage transaction names the jobs table) then waits
+for a copy of every job there is, and `POST /uploads` slows as jobs accumulate (seconds at a thousand jobs). Here a
+transaction backs up only the items it names, and a cancelled one puts exactly those back, as before.
+
+SQS long polls: moto answers a receive with `WaitTimeSeconds` as soon as a message arrives, as SQS does, but a poll
+cannot be ended early, so a poller that waits long would hold up the local cloud's stop for as long. A long poll here
+waits in slices of a second, and ends, empty, once its queue's pollers are told to stop (`end_long_polls`): the local
+cloud's event sources wait the full 20 s SQS allows in one request (an idle cloud makes one request per poller every
+20 s, not one a second), and still stop at once. Only polls already waiting when they are told end; a later poll
+waits as usual.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -214,6 +228,131 @@ def s3_notifications_paused() -> Iterator[None]:
         _s3_notifications_paused.clear()
 
 
+LONG_POLL_SLICE_SECONDS = 1.0
+_POLLS_ENDED_AT = "_local_long_polls_ended_at"
+
+
+def interruptible_long_polls() -> None:
+    from moto.sqs.models import SQSBackend
+
+    original = SQSBackend.receive_message
+    if getattr(original, "_local_interruptible", False):
+        return
+
+    def receive_message(
+        self: SQSBackend, queue_name: str, count: int, wait_seconds_timeout: int, *args: Any, **kwargs: Any
+    ) -> Any:
+        if wait_seconds_timeout <= LONG_POLL_SLICE_SECONDS:
+            return original(self, queue_name, count, wait_seconds_timeout, *args, **kwargs)
+        started = time.monotonic()
+        deadline = started + wait_seconds_timeout
+        queue = self.get_queue(queue_name)
+        while True:
+            left = deadline - time.monotonic()
+            wait = 0 if left <= 0 else max(1, round(min(left, LONG_POLL_SLICE_SECONDS)))
+            result = original(self, queue_name, count, wait, *args, **kwargs)
+            if result or wait == 0 or getattr(queue, _POLLS_ENDED_AT, 0.0) >= started:
+                return result
+
+    receive_message._local_interruptible = True  # type: ignore[attr-defined]
+    SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
+
+
+def end_long_polls(queue_url: str) -> None:
+    """End, empty, the long polls waiting on the queue at `queue_url` now (within a second)."""
+    from moto.sqs.models import sqs_backends
+
+    account, name = queue_url.rstrip("/").split("/")[-2:]
+    regions = dict.get(sqs_backends, account)  # never creates an account's backends, as indexing would
+    for backend in list(regions.values()) if regions is not None else []:
+        queue = backend.queues.get(name)
+        if queue is not None:
+            setattr(queue, _POLLS_ENDED_AT, time.monotonic())
+            with queue._messages_lock:
+                queue._messages_lock.notify_all()
+
+
+class _TablesByReference:
+    """`copy` as moto's DynamoDB models see it: while a transaction runs, a deep copy of a whole table is the table
+    itself (its backup is taken item by item instead); everything else is copied as usual."""
+
+    active = False
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        from moto.dynamodb.models.table import Table
+
+        if self.active and isinstance(value, Table):
+            return value
+        return copy.deepcopy(value, memo)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+
+def _item_slot(table: Any, key: dict[str, Any]) -> tuple[Any, Any] | None:
+    """The (hash, range) of the item a transaction entry names, as moto keys its items; None when it names none."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    if table.hash_key_attr not in key:
+        return None
+    range_attr = table.range_key_attr
+    if table.has_range_key and range_attr not in key:
+        return None
+    return DynamoType(key[table.hash_key_attr]), DynamoType(key[range_attr]) if table.has_range_key else None
+
+
+def _stored(table: Any, slot: tuple[Any, Any]) -> Any:
+    hash_value, range_value = slot
+    if table.has_range_key:
+        return table.items[hash_value].get(range_value) if hash_value in table.items else None
+    return table.items.get(hash_value)
+
+
+def _restore(table: Any, slot: tuple[Any, Any], item: Any) -> None:
+    hash_value, range_value = slot
+    if table.has_range_key:
+        if item is None:
+            if hash_value in table.items:
+                table.items[hash_value].pop(range_value, None)
+        else:
+            table.items[hash_value][range_value] = item
+    elif item is None:
+        table.items.pop(hash_value, None)
+    else:
+        table.items[hash_value] = item
+
+
+def item_level_transaction_backups() -> None:
+    from moto.dynamodb import models
+
+    original = models.DynamoDBBackend.transact_write_items
+    if getattr(original, "_local_item_backups", False):
+        return
+    tables_by_reference = _TablesByReference()
+    models.copy = tables_by_reference  # type: ignore[attr-defined]
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        backups: list[tuple[Any, tuple[Any, Any], Any]] = []
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName"))
+            slot = _item_slot(table, op.get("Key") or op.get("Item") or {}) if table is not None else None
+            if slot is not None:
+                backups.append((table, slot, copy.deepcopy(_stored(table, slot))))
+        tables_by_reference.active = True
+        try:
+            return original(self, transact_items)
+        except Exception:
+            for table, slot, item in reversed(backups):
+                _restore(table, slot, item)
+            raise
+        finally:
+            tables_by_reference.active = False
+
+    transact_write_items._local_item_backups = True  # type: ignore[attr-defined]
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
 def apply_all() -> None:
     """Every correction above; idempotent."""
     evaluate_bucket_policies_like_iam()
@@ -223,3 +362,5 @@ def apply_all() -> None:
     deliver_whole_eventbridge_events()
     serialize_dynamodb_requests()
     pausable_s3_notifications()
+    interruptible_long_polls()
+    item_level_transaction_backups()

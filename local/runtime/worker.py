@@ -6,13 +6,19 @@ the function's artifact in Lambda's order. Requests arrive as JSON lines on stdi
 original stdout, which is moved to a private descriptor first, so whatever the handler prints lands on stderr (the
 function's log) instead of corrupting the protocol. Standard library only: it must not change what the handler's
 process imports.
+
+Each invocation is framed in the log as Lambda frames it: `START RequestId: … Version: $LATEST`, then `END`, then
+`REPORT` with its duration, billed duration, memory size, the most memory the environment used and, on the
+environment's first invocation, its init duration (the cold start's import of the handler).
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
+import resource
 import signal
 import sys
 import threading
@@ -69,12 +75,26 @@ def _load_handler(spec: str) -> Callable[[Any, Any], Any]:
     return getattr(module, attribute)
 
 
+def report_line(request_id: str, duration_ms: float, memory_mb: int, init_ms: float | None = None) -> str:
+    """Lambda's REPORT line for an invocation: durations in ms, memory in MB (the environment's peak: the worker or
+    the largest process it waited for, an ffmpeg say)."""
+    peak_kb = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    )
+    line = (
+        f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\tBilled Duration: {math.ceil(duration_ms)} ms"
+        f"\tMemory Size: {memory_mb} MB\tMax Memory Used: {math.ceil(peak_kb / 1024)} MB"
+    )
+    return line + (f"\tInit Duration: {init_ms:.2f} ms" if init_ms is not None else "")
+
+
 def _send(channel: IO[str], message: dict[str, Any]) -> None:
     channel.write(json.dumps(message) + "\n")
     channel.flush()
 
 
 def serve(handler_spec: str, requests: IO[str], channel: IO[str]) -> int:
+    init_started = time.perf_counter()
     try:
         handler = _load_handler(handler_spec)
     except Exception as err:  # Reported to the caller and logged, then this environment ends.
@@ -82,6 +102,7 @@ def serve(handler_spec: str, requests: IO[str], channel: IO[str]) -> int:
         print(f"[ERROR] {kind}: {err}", file=sys.stderr, flush=True)
         _send(channel, {"type": "init_error", "error": {**_error(err), "errorType": kind}})
         return 1
+    init_ms: float | None = (time.perf_counter() - init_started) * 1000
     _send(channel, {"type": "ready"})
     environment = os.environ
     for line in requests:
@@ -96,14 +117,19 @@ def serve(handler_spec: str, requests: IO[str], channel: IO[str]) -> int:
             log_stream_name=environment.get("AWS_LAMBDA_LOG_STREAM_NAME", ""),
             deadline_ms=request["deadlineMs"],
         )
-        print(f"START RequestId: {context.aws_request_id}", file=sys.stderr, flush=True)
+        print(f"START RequestId: {context.aws_request_id} Version: $LATEST", file=sys.stderr, flush=True)
+        started = time.perf_counter()
         try:
             result = handler(request["event"], context)
             response = {"type": "result", "requestId": context.aws_request_id, "payload": json.dumps(result)}
         except Exception as err:  # The handler's failure is the invocation's result, as in Lambda.
             traceback.print_exc(file=sys.stderr)
             response = {"type": "error", "requestId": context.aws_request_id, "error": _error(err)}
+        duration_ms = (time.perf_counter() - started) * 1000
         print(f"END RequestId: {context.aws_request_id}", file=sys.stderr, flush=True)
+        report = report_line(context.aws_request_id, duration_ms, context.memory_limit_in_mb, init_ms)
+        print(report, file=sys.stderr, flush=True)
+        init_ms = None
         _send(channel, response)
     return 0
 

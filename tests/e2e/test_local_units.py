@@ -4,6 +4,7 @@ corrections to moto (bucket policy conditions, presigned POST policies), invokes
 from __future__ import annotations
 
 import base64
+import copy
 import importlib
 import inspect
 import json
@@ -14,7 +15,7 @@ import pytest
 
 from local.engine.deployment import Deployment
 from local.engine.emulator import Emulator
-from local.engine.moto_patches import PolicyViolation, check_post_policy
+from local.engine.moto_patches import PolicyViolation, check_post_policy, item_level_transaction_backups
 from local.engine.program import InvokeAnswers, UnknownInvoke
 from local.engine.resources import ResourceFactory, autoname, integral, pascal
 from local.engine.stack_config import load_stack_config, parse_override
@@ -188,3 +189,67 @@ def test_the_artifact_cache_lives_in_the_repositorys_local_state() -> None:
 
     repository = Path(__file__).resolve().parents[2]
     assert CACHE_ROOT.relative_to(repository).as_posix() == ".local/cache"
+
+
+def test_a_cancelled_transaction_puts_back_exactly_the_items_it_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from botocore.exceptions import ClientError
+    from moto import mock_aws
+    from moto.dynamodb import models
+
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(models, "copy", models.copy)  # the patch replaces moto's `copy`: undone after the test
+    monkeypatch.setattr(models.DynamoDBBackend, "transact_write_items", models.DynamoDBBackend.transact_write_items)
+    item_level_transaction_backups()
+    whole_table_copies: list[object] = []
+    real_deepcopy = copy.deepcopy
+
+    def counting_deepcopy(value: object, memo: object = None) -> object:
+        if type(value).__name__ == "Table":
+            whole_table_copies.append(value)
+        return real_deepcopy(value, memo)
+
+    monkeypatch.setattr(copy, "deepcopy", counting_deepcopy)
+    with mock_aws():
+        ddb = boto3.client("dynamodb")
+        ddb.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for name in ("a", "b", "other"):
+            ddb.put_item(TableName="t", Item={"pk": {"S": name}, "sk": {"S": "1"}, "n": {"N": "1"}})
+        update_a = {
+            "Update": {
+                "TableName": "t",
+                "Key": {"pk": {"S": "a"}, "sk": {"S": "1"}},
+                "UpdateExpression": "SET n = :two",
+                "ExpressionAttributeValues": {":two": {"N": "2"}},
+            }
+        }
+        put_c = {"Put": {"TableName": "t", "Item": {"pk": {"S": "c"}, "sk": {"S": "1"}}}}
+        failing_check = {
+            "ConditionCheck": {
+                "TableName": "t",
+                "Key": {"pk": {"S": "b"}, "sk": {"S": "1"}},
+                "ConditionExpression": "n = :nine",
+                "ExpressionAttributeValues": {":nine": {"N": "9"}},
+            }
+        }
+        with pytest.raises(ClientError, match="TransactionCanceled"):
+            ddb.transact_write_items(TransactItems=[update_a, put_c, failing_check])
+        items = {i["pk"]["S"]: i.get("n", {}).get("N") for i in ddb.scan(TableName="t")["Items"]}
+        assert items == {"a": "1", "b": "1", "other": "1"}  # a put back, c never there, the rest untouched
+        ddb.transact_write_items(TransactItems=[update_a, put_c])
+        items = {i["pk"]["S"]: i.get("n", {}).get("N") for i in ddb.scan(TableName="t")["Items"]}
+        assert items == {"a": "2", "b": "1", "c": None, "other": "1"}
+    assert whole_table_copies == []
