@@ -46,8 +46,6 @@ import json
 import math
 import os
 import pstats
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -63,11 +61,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from local.cli.client import start_cloud_process, stop_cloud_process
+from local.cloud import free_port
 from local.runtime.auth import AuthorizerSettings, SigningKey, issue_token
 
 REPO = Path(__file__).resolve().parent.parent
 EVENT_TEMPLATE = REPO / "tests" / "functions" / "fixtures" / "api_get_job_event.json"
-START_TIMEOUT_SECONDS = 600  # a first start installs the layer, the SDK and the image requirements (cached after)
 REQUEST_TIMEOUT_SECONDS = 60
 MAX_REQUESTS = 10_000
 MAX_CLIENTS = 200
@@ -123,39 +122,17 @@ class Cloud:
         return issue_token(key, settings, sub, 3600)
 
 
-def free_port() -> int:
-    """A free port of 127.0.0.1 (as local.cloud picks one, without importing the whole cloud here)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
 def local_cloud(state_dir: Path, concurrency: int, log_level: str) -> Iterator[Cloud]:
-    """`python -m local up` of this program in a subprocess, as tests/e2e/conftest.py starts it; stopped on exit."""
-    command = [sys.executable, "-m", "local", "up", "--state-dir", str(state_dir), "--port", str(free_port())]
-    command += ["--concurrency", str(concurrency), "--config", f"media-pipeline:logLevel={log_level}"]
-    log_path = state_dir / "up.log"
+    """`python -m local up` of this program in a subprocess, as the e2e tests start it; stopped on exit."""
+    arguments = ["--port", str(free_port()), "--concurrency", str(concurrency)]
+    arguments += ["--config", f"media-pipeline:logLevel={log_level}"]
     started = time.perf_counter()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    cloud = start_cloud_process(state_dir, arguments, cwd=REPO)
     try:
-        outputs_file = state_dir / "outputs.json"
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not outputs_file.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the local cloud did not start:\n{log_path.read_text()[-4000:]}")
-            time.sleep(0.2)
-        outputs = json.loads(outputs_file.read_text())
-        yield Cloud(process, state_dir, str(outputs["apiUrl"]), time.perf_counter() - started)
+        yield Cloud(cloud.process, state_dir, str(cloud.outputs["apiUrl"]), time.perf_counter() - started)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_cloud_process(cloud.process)
 
 
 class Connection:

@@ -42,7 +42,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -64,10 +63,9 @@ from functions.contracts.fanout import EncodePlan
 from functions.contracts.jobs import Probe
 from functions.transcode.service import EncoderSettings, transcode_args
 from functions.transcode.settings import TranscodeSettings
-from local.cli.client import FINAL_STATUSES, ApiClient, post_form
+from local.cli.client import FINAL_STATUSES, ApiClient, post_form, start_cloud_process, stop_cloud_process
 
 REPO = Path(__file__).resolve().parent.parent
-START_TIMEOUT_SECONDS = 600
 JOB_TIMEOUT_SECONDS = 900
 POLL_SECONDS = 0.5
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -182,36 +180,14 @@ class Cloud:
     def start(cls, state_dir: Path, concurrency: int | None = None) -> Cloud:
         from local.cloud import free_port
 
-        state_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "local", "up", "--project-dir", str(REPO), "--state-dir", str(state_dir)]
-        command += ["--port", str(free_port())]
+        arguments = ["--project-dir", str(REPO), "--port", str(free_port())]
         if concurrency is not None:
-            command += ["--concurrency", str(concurrency)]
-        log = (state_dir / "up.log").open("wb")
-        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
-        outputs_file = state_dir / "outputs.json"
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not outputs_file.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                cls._stop(process)
-                raise RuntimeError(f"the local cloud did not start:\n{(state_dir / 'up.log').read_text()[-4000:]}")
-            time.sleep(0.2)
-        outputs = json.loads(outputs_file.read_text())
-        deployment = json.loads((state_dir / "deployment.json").read_text())
-        return cls(process, state_dir, outputs, deployment)
-
-    @staticmethod
-    def _stop(process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            arguments += ["--concurrency", str(concurrency)]
+        started = start_cloud_process(state_dir, arguments, cwd=REPO)
+        return cls(started.process, state_dir, started.outputs, started.deployment)
 
     def stop(self) -> None:
-        self._stop(self.process)
+        stop_cloud_process(self.process)
 
     def client(self, sub: str) -> ApiClient:
         from local.runtime.auth import AuthorizerSettings, SigningKey, issue_token

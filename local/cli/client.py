@@ -6,6 +6,9 @@ from __future__ import annotations
 import http.client
 import json
 import mimetypes
+import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +21,60 @@ from urllib.parse import urlsplit
 
 FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "REJECTED", "EXPIRED", "CANCELED", "DELETED"})
 CHUNK_BYTES = 256 * 1024
+CLOUD_START_TIMEOUT_SECONDS = 600  # a first start installs the layer, the SDK and the image requirements (cached after)
+CLOUD_STOP_TIMEOUT_SECONDS = 30
+
+
+@dataclass
+class CloudProcess:
+    """A local cloud running in a subprocess (tests and benchmarks start one so its moto server and threads stay
+    apart from theirs), and what it wrote in its state directory once it was up."""
+
+    process: subprocess.Popen[bytes]
+    state_dir: Path
+    outputs: dict[str, Any]
+    deployment: dict[str, Any]
+
+
+def start_cloud_process(
+    state_dir: Path,
+    arguments: list[str],
+    *,
+    launcher: str = "local",
+    cwd: Path | None = None,
+    timeout_seconds: float = CLOUD_START_TIMEOUT_SECONDS,
+) -> CloudProcess:
+    """`python -m {launcher} up --state-dir {state_dir} {arguments}`, its output appended to `up.log` there; returns
+    once it wrote `outputs.json`. RuntimeError with the log's end when it exits or does not come up in time."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    outputs_file = state_dir / "outputs.json"
+    # A cloud killed on a slow stop leaves its outputs behind: read before the new one replaced them, they would
+    # name the dead one's ports.
+    outputs_file.unlink(missing_ok=True)
+    command = [sys.executable, "-m", launcher, "up", "--state-dir", str(state_dir), *arguments]
+    log_path = state_dir / "up.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout_seconds
+    while not outputs_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_cloud_process(process)
+            raise RuntimeError(f"the local cloud did not start ({process.returncode}):\n{log_path.read_text()[-4000:]}")
+        time.sleep(0.2)
+    outputs = json.loads(outputs_file.read_text())
+    deployment = json.loads((state_dir / "deployment.json").read_text())
+    return CloudProcess(process, state_dir, outputs, deployment)
+
+
+def stop_cloud_process(process: subprocess.Popen[bytes]) -> None:
+    """Stop it as Ctrl-C does (it stops every worker and ffmpeg it started); killed if it takes too long."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=CLOUD_STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class ApiError(RuntimeError):

@@ -7,10 +7,7 @@ botocore for the whole process it runs in.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from local.cli.client import ApiClient
+from local.cli.client import ApiClient, start_cloud_process, stop_cloud_process
 from local.cloud import free_port
 from local.engine.emulator import Emulator
 from local.runtime.auth import AuthorizerSettings, SigningKey, issue_token
@@ -29,7 +26,6 @@ from tests.media_samples import make_video
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_PROGRAM = Path(__file__).resolve().parent / "fixture_program"
 E2E_LAYER = Path(__file__).resolve().parent / "Pulumi.e2e.yaml"
-START_TIMEOUT_SECONDS = 600  # a first start installs the layer, the SDK and the image requirements (cached after)
 # The e2e layer's ladder (Pulumi.e2e.yaml), display sizes of a 640x360 source.
 LADDER = {"240p": (426, 240), "360p": (640, 360)}
 # The session's two engine jobs: a Lambda one (under the layer's 45 s MediaConvert threshold) and a MediaConvert one
@@ -75,34 +71,15 @@ class RunningCloud:
 
 
 def start_cloud(project_dir: Path, state_dir: Path, layers: list[Path]) -> RunningCloud:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "local", "up", "--project-dir", str(project_dir), "--state-dir", str(state_dir)]
-    command += ["--port", str(free_port())]
+    arguments = ["--project-dir", str(project_dir), "--port", str(free_port())]
     for layer in layers:
-        command += ["--config-file", str(layer)]
-    log = (state_dir / "up.log").open("wb")
-    process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
-    outputs_file = state_dir / "outputs.json"
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while not outputs_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_cloud(process)
-            tail = (state_dir / "up.log").read_text()[-4000:]
-            raise RuntimeError(f"the local cloud did not start ({process.returncode}):\n{tail}")
-        time.sleep(0.2)
-    outputs = json.loads(outputs_file.read_text())
-    deployment = json.loads((state_dir / "deployment.json").read_text())
-    return RunningCloud(process=process, state_dir=state_dir, outputs=outputs, deployment=deployment)
+        arguments += ["--config-file", str(layer)]
+    started = start_cloud_process(state_dir, arguments, cwd=REPO)
+    return RunningCloud(started.process, started.state_dir, started.outputs, started.deployment)
 
 
 def stop_cloud(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_cloud_process(process)
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,6 @@ printed and written to `build/fault-proof.txt`, which the README quotes.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -21,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from local.cli.client import FINAL_STATUSES, ApiClient, ApiError, post_form
+from local.cli.client import FINAL_STATUSES, ApiClient, ApiError, post_form, start_cloud_process
 from local.cli.receiver import WebhookReceiver, listen_and_register
 from local.cloud import free_port
-from tests.e2e.conftest import REPO, START_TIMEOUT_SECONDS, RunningCloud, stop_cloud, wait_for
+from tests.e2e.conftest import REPO, RunningCloud, stop_cloud, wait_for
 from tests.e2e.faults import FaultPlan, read_injected, save_faults
 from tests.media_samples import make_video
 
@@ -86,24 +83,9 @@ class FaultyCloud:
     running: RunningCloud | None = None
 
     def start(self) -> RunningCloud:
-        command = [sys.executable, "-m", "tests.e2e.faulty_cloud", "up", "--state-dir", str(self.state_dir)]
-        command += ["--port", str(self.port), "--config-file", str(FAULTS_LAYER), "--concurrency", str(CONCURRENCY)]
-        outputs_file = self.state_dir / "outputs.json"
-        with (self.state_dir / "up.log").open("ab") as log:
-            process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not outputs_file.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                stop_cloud(process)
-                tail = (self.state_dir / "up.log").read_text()[-4000:]
-                raise RuntimeError(f"the faulty cloud did not start:\n{tail}")
-            time.sleep(0.2)
-        self.running = RunningCloud(
-            process=process,
-            state_dir=self.state_dir,
-            outputs=json.loads(outputs_file.read_text()),
-            deployment=json.loads((self.state_dir / "deployment.json").read_text()),
-        )
+        arguments = ["--port", str(self.port), "--config-file", str(FAULTS_LAYER), "--concurrency", str(CONCURRENCY)]
+        started = start_cloud_process(self.state_dir, arguments, launcher="tests.e2e.faulty_cloud", cwd=REPO)
+        self.running = RunningCloud(started.process, started.state_dir, started.outputs, started.deployment)
         return self.running
 
     def restart(self) -> RunningCloud:
