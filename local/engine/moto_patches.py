@@ -27,13 +27,6 @@ DynamoDB transactions: moto backs a TransactWriteItems up by deep-copying every 
 roll back; with every request serialized, each upload (the api's usage transaction names the jobs table) then waits
 for a copy of every job there is, and `POST /uploads` slows as jobs accumulate (seconds at a thousand jobs). Here a
 transaction backs up only the items it names, and a cancelled one puts exactly those back, as before.
-
-SQS long polls: moto answers a receive with `WaitTimeSeconds` as soon as a message arrives, as SQS does, but a poll
-cannot be ended early, so a poller that waits long would hold up the local cloud's stop for as long. A long poll here
-waits in slices of a second, and ends, empty, once its queue's pollers are told to stop (`end_long_polls`): the local
-cloud's event sources wait the full 20 s SQS allows in one request (an idle cloud makes one request per poller every
-20 s, not one a second), and still stop at once. Only polls already waiting when they are told end; a later poll
-waits as usual.
 """
 
 from __future__ import annotations
@@ -44,7 +37,6 @@ import copy
 import json
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -228,50 +220,6 @@ def s3_notifications_paused() -> Iterator[None]:
         _s3_notifications_paused.clear()
 
 
-LONG_POLL_SLICE_SECONDS = 1.0
-_POLLS_ENDED_AT = "_local_long_polls_ended_at"
-
-
-def interruptible_long_polls() -> None:
-    from moto.sqs.models import SQSBackend
-
-    original = SQSBackend.receive_message
-    if getattr(original, "_local_interruptible", False):
-        return
-
-    def receive_message(
-        self: SQSBackend, queue_name: str, count: int, wait_seconds_timeout: int, *args: Any, **kwargs: Any
-    ) -> Any:
-        if wait_seconds_timeout <= LONG_POLL_SLICE_SECONDS:
-            return original(self, queue_name, count, wait_seconds_timeout, *args, **kwargs)
-        started = time.monotonic()
-        deadline = started + wait_seconds_timeout
-        queue = self.get_queue(queue_name)
-        while True:
-            left = deadline - time.monotonic()
-            wait = 0 if left <= 0 else max(1, round(min(left, LONG_POLL_SLICE_SECONDS)))
-            result = original(self, queue_name, count, wait, *args, **kwargs)
-            if result or wait == 0 or getattr(queue, _POLLS_ENDED_AT, 0.0) >= started:
-                return result
-
-    receive_message._local_interruptible = True  # type: ignore[attr-defined]
-    SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
-
-
-def end_long_polls(queue_url: str) -> None:
-    """End, empty, the long polls waiting on the queue at `queue_url` now (within a second)."""
-    from moto.sqs.models import sqs_backends
-
-    account, name = queue_url.rstrip("/").split("/")[-2:]
-    regions = dict.get(sqs_backends, account)  # never creates an account's backends, as indexing would
-    for backend in list(regions.values()) if regions is not None else []:
-        queue = backend.queues.get(name)
-        if queue is not None:
-            setattr(queue, _POLLS_ENDED_AT, time.monotonic())
-            with queue._messages_lock:
-                queue._messages_lock.notify_all()
-
-
 class _TablesByReference:
     """`copy` as moto's DynamoDB models see it: while a transaction runs, a deep copy of a whole table is the table
     itself (its backup is taken item by item instead); everything else is copied as usual."""
@@ -362,5 +310,4 @@ def apply_all() -> None:
     deliver_whole_eventbridge_events()
     serialize_dynamodb_requests()
     pausable_s3_notifications()
-    interruptible_long_polls()
     item_level_transaction_backups()

@@ -25,7 +25,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from local.engine.deployment import AsyncDelivery, AsyncInvokePolicy, DeclaredResource
 from local.engine.emulator import Emulator
-from local.engine.moto_patches import end_long_polls
 from local.permissions import enforcement
 from local.runtime.clock import LocalClock
 from local.runtime.workers import FunctionError, FunctionRuntime
@@ -33,12 +32,7 @@ from local.runtime.workers import FunctionError, FunctionRuntime
 log = logging.getLogger("local.events")
 
 AwsError = (ClientError, BotoCoreError)
-RECEIVE_WAIT_SECONDS = 20
-"""Each poll waits as long as SQS allows: moto answers as soon as a message arrives, so this costs no latency, and an
-idle poller makes one request in 20 s instead of one a second (two dozen pollers a second cost the idle cloud about a
-tenth of a CPU). Stopping ends the polls that wait (`moto_patches.end_long_polls`)."""
-SLOT_WAIT_SECONDS = 1
-"""How long an asynchronous delivery loop waits for a free slot before it looks at `stopping` again."""
+RECEIVE_WAIT_SECONDS = 1
 
 
 @dataclass
@@ -107,8 +101,6 @@ class _Loop:
         self.stats = SourceStats()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._polled: list[str] = []
-        """The queue URLs this loop long-polls, whose waiting polls stopping ends."""
 
     def _spawn(self, target: Callable[[], None], count: int = 1) -> None:
         for index in range(count):
@@ -135,12 +127,10 @@ class _Loop:
 
     def stop(self) -> None:
         self._stop.set()
-        for queue_url in self._polled:
-            end_long_polls(queue_url)
 
     def join(self) -> None:
         for thread in self._threads:
-            thread.join(timeout=SLOT_WAIT_SECONDS + 5)
+            thread.join(timeout=RECEIVE_WAIT_SECONDS + 5)
 
 
 class SqsEventSource(_Loop):
@@ -174,7 +164,6 @@ class SqsEventSource(_Loop):
             QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"]
         )["Attributes"]
         self._visibility = int(attributes["VisibilityTimeout"])
-        self._polled.append(self.queue_url)
         self._spawn(self._poll_once, min(self.concurrency, self._runtime.concurrency))
 
     def _poller(self) -> Any:
@@ -273,11 +262,10 @@ class AsyncDeliveryLoop(_Loop):
         self._pool = ThreadPoolExecutor(max_workers=self.runtime.concurrency, thread_name_prefix=self.name)
 
     def start(self) -> None:
-        self._polled.append(self.delivery.queue_url)
         self._spawn(self._poll_once)
 
     def _poll_once(self) -> None:
-        if not self._slots.acquire(timeout=SLOT_WAIT_SECONDS):
+        if not self._slots.acquire(timeout=RECEIVE_WAIT_SECONDS):
             return
         messages = (
             self.emulator.client("sqs")
