@@ -177,7 +177,7 @@ def _read_jobs(batch: Batch) -> dict[str, dict[str, Any]] | None:
     # A job missing from the page (an upload retried after a 503 may have made one more) is read on its own.
     for job_id in set(batch.job_ids) - set(by_id):
         single = batch.client.call("GET", f"jobs/{job_id}")
-        if single.status >= 500:
+        if single.status != 200:  # a 5xx, or the cloud still restoring its state after the restart fault: ask again
             return None
         by_id[job_id] = single.body
     return {job_id: by_id[job_id] for job_id in batch.job_ids}
