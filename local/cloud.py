@@ -421,7 +421,7 @@ class LocalCloud:
     def _capture(self) -> None:
         """The emulator's data and the MediaConvert jobs to disk (state_store.py)."""
         assert self._snapshot is not None and self.mediaconvert is not None
-        self._snapshot.capture(self.mediaconvert.export_jobs())
+        self._snapshot.capture(self.mediaconvert.export_jobs)
 
     def _capture_periodically(self) -> None:
         while not self._stop.wait(SNAPSHOT_INTERVAL_SECONDS):

@@ -66,12 +66,12 @@ def start_cloud_process(
     return CloudProcess(process, state_dir, outputs, deployment)
 
 
-def stop_cloud_process(process: subprocess.Popen[bytes]) -> None:
-    """Stop it as Ctrl-C does (it stops every worker and ffmpeg it started); killed if it takes too long."""
+def stop_cloud_process(process: subprocess.Popen[bytes], timeout: float = CLOUD_STOP_TIMEOUT_SECONDS) -> None:
+    """Stop it as Ctrl-C does (it stops every worker and ffmpeg it started); killed if it takes over `timeout` s."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         try:
-            process.wait(timeout=CLOUD_STOP_TIMEOUT_SECONDS)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

@@ -146,8 +146,9 @@ def command_up(args: argparse.Namespace) -> int:
             pass
         print("\nstopping…", file=sys.stderr)
     finally:
+        stopping = time.monotonic()
         cloud.stop()
-    print("stopped", file=sys.stderr)
+    print(f"stopped in {time.monotonic() - stopping:.1f} s", file=sys.stderr)
     return 0
 
 

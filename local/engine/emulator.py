@@ -12,7 +12,7 @@ import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from local.engine import moto_patches
+from local.engine import moto_patches, write_gate
 from local.permissions import enforcement
 from local.permissions.roles import ADMIN_CREDENTIALS
 
@@ -36,6 +36,7 @@ class Emulator:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         moto_patches.apply_all()
         enforcement.install()
+        write_gate.install()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()

@@ -8,9 +8,10 @@
 - **Data** (`snapshot.json`, `objects/`): S3 objects (the bodies content-addressed under `objects/`, with their
   metadata), DynamoDB items, SQS messages still held (DLQs and the `local-delivery-*` queues too, in-flight ones
   included, with their receive counts) and the MediaConvert stand-in's jobs. Captured through the admin client (SQS
-  from moto's own queue objects: receiving would change the messages) every few seconds and on stop, written to a temp
-  file and renamed; restored after the program's resources are created, into the resources of the same physical name
-  (a replaced resource starts empty, as in AWS), with S3 notifications paused so restored objects trigger nothing.
+  from moto's own queue objects: receiving would change the messages) every few seconds and on stop, at one instant
+  (no request writes meanwhile: write_gate.py), written to a temp file and renamed; restored after the program's
+  resources are created, into the resources of the same physical name (a replaced resource starts empty, as in AWS),
+  with S3 notifications paused so restored objects trigger nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from botocore.exceptions import ClientError
 from moto.moto_api._internal import mock_random
 from moto.sqs.models import Message, sqs_backends
 
-from local.engine import moto_patches
+from local.engine import moto_patches, write_gate
 from local.engine.emulator import Emulator
 
 log = logging.getLogger("local.engine.state_store")
@@ -229,18 +230,20 @@ class DataSnapshot:
 
     # --- capture -------------------------------------------------------------------------------------------
 
-    def capture(self, mediaconvert_jobs: list[dict[str, Any]]) -> None:
+    def capture(self, mediaconvert_jobs: Callable[[], list[dict[str, Any]]]) -> None:
+        """Everything at one instant: no request writes while it is read (write_gate.py)."""
         with self._lock:
-            content = {
-                "format": FORMAT,
-                "project": self._project,
-                "stack": self._stack,
-                "savedAt": time.time(),
-                "buckets": self._capture_buckets(),
-                "tables": self._capture_tables(),
-                "queues": self._capture_queues(),
-                "mediaconvertJobs": mediaconvert_jobs,
-            }
+            with write_gate.writes_held():
+                content = {
+                    "format": FORMAT,
+                    "project": self._project,
+                    "stack": self._stack,
+                    "savedAt": time.time(),
+                    "buckets": self._capture_buckets(),
+                    "tables": self._capture_tables(),
+                    "queues": self._capture_queues(),
+                    "mediaconvertJobs": mediaconvert_jobs(),
+                }
             _write_atomically(self.path, json.dumps(content).encode())
             self._forget_unreferenced_objects(content["buckets"])
 

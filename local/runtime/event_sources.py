@@ -278,7 +278,15 @@ class AsyncDeliveryLoop(_Loop):
             self._slots.release()
             return
         self.stats.received += 1
-        self._pool.submit(self._deliver, messages[0]).add_done_callback(self._report_crash)
+        try:
+            delivery = self._pool.submit(self._deliver, messages[0])
+        except RuntimeError:
+            if not self.stopping:
+                raise
+            # Stopped while receiving: the event stays in flight in its queue (a restart finds it visible again).
+            self._slots.release()
+            return
+        delivery.add_done_callback(self._report_crash)
 
     def _report_crash(self, future: Future[None]) -> None:
         """A delivery that raised past its own handling is a defect of the local cloud: say so, loudly."""

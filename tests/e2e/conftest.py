@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from local.cli.client import ApiClient, start_cloud_process, stop_cloud_process
+from local.cli.client import CLOUD_STOP_TIMEOUT_SECONDS, ApiClient, start_cloud_process, stop_cloud_process
 from local.cloud import free_port
 from local.engine.emulator import Emulator
 from local.runtime.auth import AuthorizerSettings, SigningKey, issue_token
@@ -78,8 +78,8 @@ def start_cloud(project_dir: Path, state_dir: Path, layers: list[Path]) -> Runni
     return RunningCloud(started.process, started.state_dir, started.outputs, started.deployment)
 
 
-def stop_cloud(process: subprocess.Popen[bytes]) -> None:
-    stop_cloud_process(process)
+def stop_cloud(process: subprocess.Popen[bytes], timeout: float = CLOUD_STOP_TIMEOUT_SECONDS) -> None:
+    stop_cloud_process(process, timeout)
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,10 @@ CONCURRENCY = 4
 # Generous: the jobs of a batch whose message was dead-lettered wait for the layer's processing deadline (120 s)
 # and the sweep; nothing here is a deadline for the pipeline.
 SETTLE_TIMEOUT_SECONDS = 1800  # a loaded CI machine (another cloud beside it) needed more than 900 s once
+# The restart is an operator's Ctrl-C, which saves the cloud's data once every worker has stopped: it is waited for. A
+# cloud killed instead restarts from its last periodic snapshot, a few seconds older, and delivers again what it
+# delivered since (webhooks included), which a crash may do but a stop must not.
+RESTART_STOP_TIMEOUT_SECONDS = 600
 WEBHOOK_EVENT_BY_STATUS = {
     "COMPLETED": "job.completed",
     "FAILED": "job.failed",
@@ -90,7 +94,10 @@ class FaultyCloud:
 
     def restart(self) -> RunningCloud:
         assert self.running is not None
-        stop_cloud(self.running.process)
+        stopping = time.monotonic()
+        stop_cloud(self.running.process, RESTART_STOP_TIMEOUT_SECONDS)
+        assert self.running.process.returncode == 0, f"the cloud's stop ended with {self.running.process.returncode}"
+        print(f"restart: stopped in {time.monotonic() - stopping:.0f} s", flush=True)
         return self.start()
 
     @property
@@ -123,6 +130,7 @@ class Batch:
     job_ids: list[str] = field(default_factory=list)
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    unanswered: str = ""  # the last read the API did not answer with a job, for the message of a batch that hangs
 
 
 def open_batch(cloud: RunningCloud, plan: FaultPlan) -> Batch:
@@ -164,13 +172,15 @@ def read_jobs(batch: Batch) -> dict[str, dict[str, Any]] | None:
     asks again."""
     try:
         return _read_jobs(batch)
-    except OSError:  # urllib's URLError included: connection refused while the cloud restarts
+    except OSError as err:  # urllib's URLError included: connection refused while the cloud restarts
+        batch.unanswered = f"no answer: {err}"
         return None
 
 
 def _read_jobs(batch: Batch) -> dict[str, dict[str, Any]] | None:
     response = batch.client.call("GET", f"jobs?limit={BATCH_SIZE}")
     if response.status >= 500:
+        batch.unanswered = f"GET /jobs: {response.status} {response.body}"
         return None
     assert response.status == 200, response.body
     by_id = {job["jobId"]: job for job in response.body["jobs"]}
@@ -178,6 +188,7 @@ def _read_jobs(batch: Batch) -> dict[str, dict[str, Any]] | None:
     for job_id in set(batch.job_ids) - set(by_id):
         single = batch.client.call("GET", f"jobs/{job_id}")
         if single.status != 200:  # a 5xx, or the cloud still restoring its state after the restart fault: ask again
+            batch.unanswered = f"GET /jobs/{job_id}: {single.status} {single.body}"
             return None
         by_id[job_id] = single.body
     return {job_id: by_id[job_id] for job_id in batch.job_ids}
@@ -274,9 +285,25 @@ def tally(batch: Batch, cloud: RunningCloud, expected_outputs: set[str]) -> dict
     }
 
 
+def unsettled(batches: list[Batch]) -> str:
+    """What keeps a round from settling: the jobs not final yet (as last read) and the last unanswered read."""
+    lines = [
+        f"{batch.plan.name} {job_id}: {job['status']} "
+        + ", ".join(f"{rendition.get('name')}={rendition.get('status')}" for rendition in job.get("renditions") or [])
+        for batch in batches
+        for job_id, job in batch.jobs.items()
+        if job["status"] not in FINAL_STATUSES
+    ]
+    lines += [f"{batch.plan.name} last unanswered read: {batch.unanswered}" for batch in batches if batch.unanswered]
+    return "\n".join(lines)
+
+
 def settle(batches: list[Batch], cloud_holder: FaultyCloud) -> None:
     """Waits for every job to be final and every queue but the DLQs to be empty: nothing more will happen."""
-    wait_for(lambda: all_final(batches), SETTLE_TIMEOUT_SECONDS, interval=1.0, message="every job to be final")
+    try:
+        wait_for(lambda: all_final(batches), SETTLE_TIMEOUT_SECONDS, interval=1.0, message="every job to be final")
+    except pytest.fail.Exception as failed:
+        pytest.fail(f"{failed}\n{unsettled(batches)}")
     wait_for(lambda: pending_work(cloud_holder.cloud) == 0, SETTLE_TIMEOUT_SECONDS, interval=1.0, message="idle queues")
 
 

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from local.engine.cloudfront import cloudfront_id
 from local.engine.emulator import ACCOUNT_ID, Emulator
 from local.engine.resources import autoname, random_hex
 from local.engine.state_store import DataSnapshot, StableNames, StateError, resource_random, wipe
+from local.engine.write_gate import WriteGate, is_read
 from local.mediaconvert.jobs import JobStatus, JobStore
 from local.mediaconvert.service import MediaConvertStandIn, StandInOptions
 from local.mediaconvert.settings import read_job_settings
@@ -179,7 +184,7 @@ def test_data_is_captured_and_restored_without_announcing_anything(emulator: Emu
     _empty(names["events"])  # the put's own notification: not what this test is about
 
     snapshot = DataSnapshot(tmp_path, "media-pipeline", "dev", emulator, ACCOUNT_ID)
-    snapshot.capture([{"id": "mediaconvert-job"}])
+    snapshot.capture(lambda: [{"id": "mediaconvert-job"}])
 
     # As a fresh emulator would be after the program ran: the same resources, empty.
     s3.delete_object(Bucket=names["bucket"], Key="uploads/job-1/source")
@@ -218,15 +223,114 @@ def test_an_object_deleted_is_gone_from_the_next_capture_and_its_body_with_it(
     s3 = emulator.client("s3")
     s3.put_object(Bucket=names["bucket"], Key="outputs/job-1/240p.mp4", Body=b"rendition")
     snapshot = DataSnapshot(tmp_path, "media-pipeline", "dev", emulator, ACCOUNT_ID)
-    snapshot.capture([])
+    snapshot.capture(list)
     assert len(list((tmp_path / "objects").iterdir())) >= 1
     s3.delete_object(Bucket=names["bucket"], Key="outputs/job-1/240p.mp4")
-    snapshot.capture([])
+    snapshot.capture(list)
     saved = snapshot.load()
     assert saved is not None and saved["buckets"][names["bucket"]] == {}
     blobs = {blob.name for blob in (tmp_path / "objects").iterdir()}
     referenced = {e["blob"] for entries in saved["buckets"].values() for e in entries.values()}
     assert blobs == referenced
+
+
+def test_a_capture_is_one_instant_writes_wait_for_it_and_reads_do_not(emulator: Emulator, tmp_path: Path) -> None:
+    names = _setup(emulator)
+    dynamodb, sqs = emulator.client("dynamodb"), emulator.client("sqs")
+    dynamodb.put_item(TableName=names["table"], Item={"jobId": {"S": "before"}})
+    writer = ThreadPoolExecutor(1)
+    seen: dict[str, Any] = {}
+
+    def during_capture() -> list[dict[str, Any]]:
+        # Inside the hold (the MediaConvert export is read with the rest): a write waits, reads answer.
+        seen["write"] = writer.submit(dynamodb.put_item, TableName=names["table"], Item={"jobId": {"S": "during"}})
+        seen["read"] = dynamodb.get_item(TableName=names["table"], Key={"jobId": {"S": "before"}}).get("Item")
+        seen["received"] = sqs.receive_message(QueueUrl=names["queue_url"], WaitTimeSeconds=0).get("Messages", [])
+        seen["write_held"] = not _wait_done(seen["write"], 1.0)
+        return []
+
+    snapshot = DataSnapshot(tmp_path, "media-pipeline", "dev", emulator, ACCOUNT_ID)
+    snapshot.capture(during_capture)
+    seen["write"].result(timeout=30)  # released once the capture has read everything
+    writer.shutdown()
+
+    assert seen["read"] == {"jobId": {"S": "before"}}
+    assert seen["received"] == []
+    assert seen["write_held"] is True
+    saved = snapshot.load()
+    assert saved is not None
+    assert [item["jobId"]["S"] for item in saved["tables"][names["table"]]] == ["before"]
+    assert dynamodb.get_item(TableName=names["table"], Key={"jobId": {"S": "during"}}).get("Item") is not None
+
+
+def _wait_done(future: Future[Any], seconds: float) -> bool:
+    """False when the future did not finish within `seconds` (the write was held), True when it did."""
+    try:
+        future.result(timeout=seconds)
+    except FutureTimeout:
+        return False
+    return True
+
+
+def test_the_gate_holds_writes_until_it_opens_and_waits_for_writes_in_progress() -> None:
+    gate = WriteGate(hold_timeout=5)
+    order: list[str] = []
+    in_write, release_write = threading.Event(), threading.Event()
+
+    def slow_write() -> None:
+        with gate.passing():
+            in_write.set()
+            release_write.wait(5)
+            order.append("write in progress ended")
+
+    def hold() -> None:
+        with gate.closed():
+            order.append("held")
+
+    with ThreadPoolExecutor(2) as pool:
+        writing = pool.submit(slow_write)
+        assert in_write.wait(5)
+        holding = pool.submit(hold)
+        time.sleep(0.2)
+        assert order == []  # the hold waits for the write in progress
+        release_write.set()
+        writing.result(5)
+        holding.result(5)
+    assert order == ["write in progress ended", "held"]
+
+
+def test_a_write_that_never_ends_fails_the_capture_not_the_cloud() -> None:
+    gate = WriteGate(hold_timeout=0.2)
+    entered, stuck = threading.Event(), threading.Event()
+
+    def never_ending_write() -> None:
+        with gate.passing():
+            entered.set()
+            stuck.wait(5)
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(never_ending_write)
+        assert entered.wait(5)
+        with pytest.raises(TimeoutError, match="still writing"), gate.closed():
+            pass
+        # The gate is open again: another write passes at once.
+        with gate.passing():
+            pass
+        stuck.set()
+
+
+@pytest.mark.parametrize("method, target, read", [
+    ("GET", "", True),
+    ("HEAD", "", True),
+    ("POST", "DynamoDB_20120810.Query", True),
+    ("POST", "AmazonSQS.ReceiveMessage", True),
+    ("POST", "DynamoDB_20120810.PutItem", False),
+    ("POST", "AmazonSQS.DeleteMessage", False),
+    ("PUT", "", False),
+    ("POST", "", False),
+])  # fmt: skip
+def test_only_requests_that_read_pass_a_held_gate(method: str, target: str, read: bool) -> None:
+    assert is_read({"REQUEST_METHOD": method, "HTTP_X_AMZ_TARGET": target}) is read
 
 
 @pytest.mark.parametrize(
