@@ -11,6 +11,8 @@ import pulumi_aws as aws
 from components.api import Api, ApiArgs
 from components.audio import LOUDNESS_RANGE_LUFS, Audio, AudioArgs
 from components.cdn import PRICE_CLASSES, Cdn, CdnArgs, signing_public_key
+from components.console import CONSOLE_PREFIX, Console, ConsoleArgs
+from components.console import INDEX as CONSOLE_INDEX
 from components.encryption_key import EncryptionKey, EncryptionKeyArgs
 from components.event_bus import EventBus, EventBusArgs
 from components.function import (
@@ -92,6 +94,9 @@ jwt_audience = config.require("jwtAudience")
 cors_allowed_origins = tuple(config.require_object("corsAllowedOrigins"))
 cdn_private_key = config.require_secret("cdnPrivateKey")
 cdn_base_url = config.require("cdnBaseUrl")
+console_enabled = config.require_bool("consoleEnabled")
+console_extra_origins = tuple(config.require_object("consoleExtraOrigins"))
+console_oidc = dict(config.require_object("consoleOidc"))
 cdn_certificate_arn = config.require("cdnCertificateArn")
 cdn_price_class = config.require("cdnPriceClass")
 playlist_cache_seconds = config.require_int("playlistCacheSeconds")
@@ -160,6 +165,13 @@ if cdn_alias and not cdn_certificate_arn.startswith("arn:aws:acm:us-east-1:"):
         f"media-pipeline:cdnBaseUrl {cdn_base_url} needs media-pipeline:cdnCertificateArn, an ACM certificate in "
         "us-east-1 covering that host (CloudFront serves an alternate domain name only with one)"
     )
+if console_enabled and not cdn_base_url:
+    raise ValueError(
+        "media-pipeline:consoleEnabled needs media-pipeline:cdnBaseUrl: the console is served from the CDN, and the "
+        "API's and the uploads bucket's CORS must name its origin before the distribution exists"
+    )
+# The console's page calls the API and posts uploads from the CDN's origin.
+browser_origins = (*cors_allowed_origins, cdn_base_url) if console_enabled else cors_allowed_origins
 if cdn_price_class not in PRICE_CLASSES:
     raise ValueError(f"cdnPriceClass must be one of {PRICE_CLASSES}, got {cdn_price_class!r}")
 if not 1 <= segment_cache_seconds <= job_retention_days * 86_400:
@@ -244,7 +256,7 @@ uploads = SecureBucket(
     "uploads",
     SecureBucketArgs(
         expirations=(Expiry(UPLOAD_PREFIX, upload_retention_days),),
-        cors_allowed_origins=cors_allowed_origins,
+        cors_allowed_origins=browser_origins,
         force_destroy=force_destroy_buckets,
     ),
 )
@@ -272,6 +284,7 @@ cdn = Cdn(
         base_url=cdn_base_url,
         alias=cdn_alias,
         certificate_arn=cdn_certificate_arn if cdn_alias else "",
+        console=console_enabled,
     ),
 )
 outputs.admit_readers(cdn.bucket_policy_statements)
@@ -533,7 +546,7 @@ api = Api(
         ),
         jwt_issuer=jwt_issuer,
         jwt_audience=(jwt_audience,),
-        cors_allowed_origins=cors_allowed_origins,
+        cors_allowed_origins=browser_origins,
         throttling_burst_limit=api_burst_limit,
         throttling_rate_limit=api_rate_limit,
         uploads_bucket_arn=uploads.arn,
@@ -546,6 +559,21 @@ api = Api(
         reserved_concurrency=api_reserved_concurrency or None,
     ),
 )
+
+if console_enabled:
+    # The web console, on the public API only: its files under console/ in the outputs bucket, served by the CDN.
+    Console(
+        "console",
+        ConsoleArgs(
+            bucket=outputs.bucket_name,
+            api_url=api.url,
+            uploads_origins=uploads.browser_origins,
+            outputs_origins=outputs.browser_origins,
+            extra_origins=console_extra_origins,
+            auth={"issuer": jwt_issuer, **console_oidc} if console_oidc else None,
+        ),
+    )
+    pulumi.export("consoleUrl", f"{cdn_base_url}/{CONSOLE_PREFIX}{CONSOLE_INDEX}")
 
 work_queues = (
     {"ingest": ingest.queue}

@@ -161,6 +161,7 @@ class Api(pulumi.ComponentResource):
                 allow_origins=list(args.cors_allowed_origins),
                 allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
                 allow_headers=["authorization", "content-type"],
+                expose_headers=["retry-after"],  # a quota refusal says when to try again
                 max_age=3600,
             ),
             opts=child,

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pulumi import Input, Output, ResourceOptions
 
 from components import patterns
+from components.console import CONSOLE_PREFIX, console_headers_policy
 from components.grants import Grant, objects_under
 
 PRICE_CLASSES = ("PriceClass_100", "PriceClass_200", "PriceClass_All")
@@ -20,6 +21,7 @@ SIGNING_KEY_BITS = 2048  # CloudFront public keys must be 2048-bit RSA
 SIGNED_COOKIES_FUNCTION = Path(__file__).with_name("cdn_signed_cookies.js")
 METHODS = ["GET", "HEAD"]
 ORIGIN_ID = "outputs"
+CONSOLE_CACHE_SECONDS = 60
 
 
 def signing_public_key(private_key_pem: str) -> str:
@@ -34,14 +36,14 @@ def signing_public_key(private_key_pem: str) -> str:
     return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
-def cloudfront_read_statement(objects_arn: str, distribution_arn: str) -> dict[str, Any]:
+def cloudfront_read_statement(objects_arns: list[str], distribution_arn: str) -> dict[str, Any]:
     """Bucket policy statement letting one distribution, through its origin access control, read some objects."""
     return {
         "Sid": "CloudFrontReadsOutputs",
         "Effect": "Allow",
         "Principal": {"Service": "cloudfront.amazonaws.com"},
         "Action": "s3:GetObject",
-        "Resource": objects_arn,
+        "Resource": objects_arns[0] if len(objects_arns) == 1 else objects_arns,
         "Condition": {"StringEquals": {"AWS:SourceArn": distribution_arn}},
     }
 
@@ -81,6 +83,8 @@ class CdnArgs:
     """The base URL's host when it is one of yours: the distribution's alternate domain name."""
     certificate_arn: str = ""
     """ACM certificate (us-east-1) for `alias`."""
+    console: bool = False
+    """Also serve the web console's files (`console/*`, components/console.py) to everyone, unsigned."""
 
 
 class Cdn(pulumi.ComponentResource):
@@ -101,7 +105,7 @@ class Cdn(pulumi.ComponentResource):
     read_key_grant: Grant
     """What a function that signs playback links needs: the secret's value, and nothing else."""
     bucket_policy_statements: Output[list[dict[str, Any]]]
-    """What the outputs bucket's policy must admit: this distribution reading `outputs/*`."""
+    """What the outputs bucket's policy must admit: this distribution reading `outputs/*` (and `console/*`)."""
 
     def __init__(self, name: str, args: CdnArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("media-pipeline:index:Cdn", name, None, opts)
@@ -199,7 +203,8 @@ class Cdn(pulumi.ComponentResource):
                         )
                     ],
                     **behaviour,
-                )
+                ),
+                *([self._console_behaviour(name, child)] if args.console else []),
             ],
             restrictions=aws.cloudfront.DistributionRestrictionsArgs(
                 geo_restriction=aws.cloudfront.DistributionRestrictionsGeoRestrictionArgs(restriction_type="none")
@@ -216,11 +221,28 @@ class Cdn(pulumi.ComponentResource):
         self.key_pair_id = public_key.id
         self.secret_arn = secret.arn
         self.read_key_grant = Grant(("secretsmanager:GetSecretValue",), (secret.arn,))
+        prefixes = [patterns.OUTPUT_PREFIX, *([CONSOLE_PREFIX] if args.console else [])]
         self.bucket_policy_statements = Output.all(
-            objects_under(args.bucket_arn, patterns.OUTPUT_PREFIX), distribution.arn
+            Output.all(*(objects_under(args.bucket_arn, prefix) for prefix in prefixes)), distribution.arn
         ).apply(lambda values: [cloudfront_read_statement(*values)])
         self.register_outputs(
             {"distributionArn": self.distribution_arn, "baseUrl": self.base_url, "keyPairId": self.key_pair_id}
+        )
+
+    def _console_behaviour(
+        self, name: str, opts: ResourceOptions
+    ) -> aws.cloudfront.DistributionOrderedCacheBehaviorArgs:
+        """The web console's files: for everyone (the page signs in itself), over HTTPS, compressed, kept a minute,
+        with the console's security headers."""
+        return aws.cloudfront.DistributionOrderedCacheBehaviorArgs(
+            path_pattern=f"{CONSOLE_PREFIX}*",
+            allowed_methods=METHODS,
+            cached_methods=METHODS,
+            target_origin_id=ORIGIN_ID,
+            viewer_protocol_policy="redirect-to-https",
+            compress=True,
+            cache_policy_id=self._cache_policy(f"{name}-console", CONSOLE_CACHE_SECONDS, opts).id,
+            response_headers_policy_id=console_headers_policy(f"{name}-console-headers", opts).id,
         )
 
     def _cache_policy(self, name: str, ttl_seconds: int, opts: ResourceOptions) -> aws.cloudfront.CachePolicy:

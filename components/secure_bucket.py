@@ -54,6 +54,8 @@ class SecureBucket(pulumi.ComponentResource):
     """Bucket ARN."""
     regional_domain_name: Output[str]
     """The bucket's regional endpoint host (`{bucket}.s3.{region}.amazonaws.com`), a CDN origin's domain name."""
+    browser_origins: Output[list[str]]
+    """Where presigned links and forms point a browser: the bucket's global and regional virtual-hosted origins."""
 
     def __init__(self, name: str, args: SecureBucketArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("media-pipeline:index:SecureBucket", name, None, opts)
@@ -143,6 +145,9 @@ class SecureBucket(pulumi.ComponentResource):
         self.bucket_name = bucket.bucket
         self.arn = bucket.arn
         self.regional_domain_name = bucket.bucket_regional_domain_name
+        self.browser_origins = Output.all(bucket.bucket_domain_name, bucket.bucket_regional_domain_name).apply(
+            lambda hosts: [f"https://{host}" for host in hosts]
+        )
         self.register_outputs({"bucketName": self.bucket_name, "arn": self.arn})
 
     def admit_readers(self, statements: Input[Sequence[Mapping[str, Any]]]) -> None:

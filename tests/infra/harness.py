@@ -73,7 +73,8 @@ def _outputs(token: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[s
         bucket = inputs.get("bucket") or physical
         regional = f"{bucket}.s3.{REGION}.amazonaws.com"
         return bucket, {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}", "id": bucket} | {
-            "bucketRegionalDomainName": regional
+            "bucketRegionalDomainName": regional,
+            "bucketDomainName": f"{bucket}.s3.amazonaws.com",
         }
     if token == "aws:cloudfront/distribution:Distribution":
         distribution_id = "E" + _suffix(name).upper()
