@@ -26,7 +26,7 @@ from local.cdn.signed_requests import load_or_create_private_key
 from local.engine.deployment import Deployment, ResourceType
 from local.engine.emulator import Emulator
 from local.engine.program import evaluate_program
-from local.engine.resources import DELIVERY_QUEUE_PREFIX
+from local.engine.resources import DELIVERY_QUEUE_PREFIX, put_program_object
 from local.engine.stack_config import load_stack_config
 from local.engine.state_store import (
     NAMES_FILE,
@@ -40,7 +40,7 @@ from local.engine.state_store import (
 from local.mediaconvert.model import ServiceError
 from local.mediaconvert.service import MediaConvertStandIn, StandInOptions
 from local.permissions import enforcement, roles
-from local.runtime.auth import AuthorizerSettings, JwtAuthorizer, SigningKey
+from local.runtime.auth import AuthorizerSettings, JwtAuthorizer, SigningKey, issue_token
 from local.runtime.clock import LocalClock
 from local.runtime.event_sources import AsyncDeliveryLoop, ScheduleRunner, SqsEventSource
 from local.runtime.gateway import HttpApiGateway
@@ -100,11 +100,17 @@ def program_pins(project_dir: Path) -> Path:
 SUPPLIED_SECRETS = frozenset({"cdnPrivateKey"})
 
 
-def supplied_config(state: Path, cdn_endpoint: str) -> dict[str, str]:
+def supplied_config(state: Path, cdn_endpoint: str, s3_endpoint: str) -> dict[str, Any]:
     """The stack config the local cloud supplies for itself, as a deployed stack's own config holds it: the key its
     CDN trusts (`cdnPrivateKey`, generated once per state directory, a secret as `pulumi config set --secret` makes
-    it) and where the CDN serves (`cdnBaseUrl`). A layer or `--config` still wins (and cdnPrivateKey stays a secret)."""
-    return {"cdnPrivateKey": load_or_create_private_key(state), "cdnBaseUrl": cdn_endpoint}
+    it), where the CDN serves (`cdnBaseUrl`), and the emulator's endpoint, where presigned links point, as an origin
+    the console's page may reach (`consoleExtraOrigins`). A layer or `--config` still wins (and cdnPrivateKey stays a
+    secret)."""
+    return {
+        "cdnPrivateKey": load_or_create_private_key(state),
+        "cdnBaseUrl": cdn_endpoint,
+        "consoleExtraOrigins": [s3_endpoint],
+    }
 
 
 def free_port() -> int:
@@ -177,16 +183,17 @@ class LocalCloud:
         endpoint = f"http://127.0.0.1:{port}"
         cdn_port = options.cdn_port or free_port()
         cdn_endpoint = f"http://127.0.0.1:{cdn_port}"
+        emulator_port = free_port()
         config = load_stack_config(
             options.project_dir,
             options.stack,
             options.config_layers(),
             options.overrides,
-            supplied=supplied_config(state, cdn_endpoint),
+            supplied=supplied_config(state, cdn_endpoint, f"http://127.0.0.1:{emulator_port}"),
             supplied_secrets=SUPPLIED_SECRETS,
         )
         self.emulator = Emulator(region=config.values.get("aws:region", "us-east-1"))
-        self.emulator.start()
+        self.emulator.start(emulator_port)
         durable_root = state_root(state, config.project, config.stack)
         try:
             names = StableNames(durable_root / NAMES_FILE, config.project, config.stack)
@@ -200,6 +207,7 @@ class LocalCloud:
             saved = self._snapshot.load() or {}
             if saved:
                 self._snapshot.restore(saved)
+                self._rewrite_program_objects(options.project_dir)
         except StateError as err:
             raise CloudConfigError(str(err)) from err
         # From here on every call a role makes, and every delivery a service makes, is authorized.
@@ -220,6 +228,14 @@ class LocalCloud:
         self._monitor.start()
         self._snapshotter = threading.Thread(target=self._capture_periodically, name="snapshot", daemon=True)
         self._snapshotter.start()
+
+    def _rewrite_program_objects(self, project_dir: Path) -> None:
+        """The objects the program writes (the console's files) are the program's, as `pulumi up` writes them: the
+        restored data must not bring back the previous start's (its config.json names the previous API port)."""
+        assert self.deployment is not None and self.emulator is not None
+        s3 = self.emulator.client("s3")
+        for declared in self.deployment.of_type(ResourceType.S3_BUCKET_OBJECT_V2):
+            put_program_object(s3, declared.inputs, project_dir.resolve())
 
     def _authorizers(self, key: SigningKey) -> dict[str, JwtAuthorizer]:
         assert self.deployment is not None
@@ -248,9 +264,22 @@ class LocalCloud:
             raise CloudConfigError(str(err)) from err
         if distribution is None:
             return
-        self.cdn = LocalCdn(distribution, self.emulator, self.deployment.account_id, self.deployment.region, port)
+        self.cdn = LocalCdn(
+            distribution,
+            self.emulator,
+            self.deployment.account_id,
+            self.deployment.region,
+            port,
+            mint_token=self._mint_token,
+        )
         self.cdn.start()
         self.cdn_url = self.cdn.url
+
+    def _mint_token(self, subject: str, ttl_seconds: int) -> str:
+        """A token for the console's local sign-in, as `python -m local token` signs one."""
+        if self.signing_key is None or self.token_settings is None:
+            raise CloudConfigError("the program declares no JWT authorizer: there is nothing to sign in to")
+        return issue_token(self.signing_key, self.token_settings, subject, ttl_seconds)
 
     def _start_mediaconvert(self, saved_jobs: list[dict[str, Any]]) -> None:
         """The MediaConvert stand-in, with the queues the program declares (and the account's Default queue) and the

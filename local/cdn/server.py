@@ -23,6 +23,7 @@ ambiguous (CL.TE, TE.CL, obs-fold, a malformed length) is refused with 400 the s
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
@@ -35,6 +36,7 @@ from typing import Any
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
+from local.cdn import local_sign_in
 from local.cdn.distribution import CacheBehaviour, Distribution
 from local.cdn.functions import (
     FunctionExecutionError,
@@ -115,8 +117,19 @@ class _ViewerServer(ThreadingHTTPServer):
 class LocalCdn:
     """A threaded HTTP server on 127.0.0.1 serving one distribution."""
 
-    def __init__(self, distribution: Distribution, emulator: Emulator, account: str, region: str, port: int) -> None:
+    def __init__(
+        self,
+        distribution: Distribution,
+        emulator: Emulator,
+        account: str,
+        region: str,
+        port: int,
+        *,
+        mint_token: local_sign_in.Minter | None = None,
+    ) -> None:
         self.distribution = distribution
+        self.mint_token = mint_token
+        """Serves the console's local sign-in (local_sign_in.py) when set."""
         self.origin = S3OriginReader(emulator, account, region, distribution.arn)
         self.requests = 0
         self.refused = 0
@@ -262,9 +275,16 @@ class _RequestHandler(FramedRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def admit(self, framing: BodyFraming) -> None:
+        if self._is_sign_in():
+            return
+        if self.command == "POST":  # as a method the CDN does not serve: 501, its body unread
+            raise FramingRefused(501, "POST")
         # A method the CDN does not serve is answered 501 without its body, and the connection closed, as before.
         if framing.has_body and hasattr(self, f"do_{self.command}"):
             raise FramingRefused(403, f"a {self.command} request with a body")
+
+    def _is_sign_in(self) -> bool:
+        return self.server_cdn.mint_token is not None and self.path.partition("?")[0] == local_sign_in.TOKEN_PATH
 
     def send_refusal(self, status: int) -> None:
         self.server_cdn.requests += 1
@@ -285,6 +305,35 @@ class _RequestHandler(FramedRequestHandler):
     def do_GET(self) -> None:
         self._handle()
 
+    def do_POST(self) -> None:
+        if not self._is_sign_in():
+            self.send_refusal(501)
+            self.close_connection = True
+            return
+        try:
+            body = self.read_body(local_sign_in.MAX_BODY_BYTES)
+        except FramingRefused as refused:
+            self.refuse(refused)
+            return
+        assert self.server_cdn.mint_token is not None
+        status, answer = local_sign_in.token_answer(
+            self.command, self.headers.get("Content-Type") or "", body, self.server_cdn.mint_token
+        )
+        self._send_json(status, answer)
+
+    def _send_json(self, status: int, answer: dict[str, object]) -> None:
+        content = json.dumps(answer).encode()
+        self.send_response(status)
+        for name, value in [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(content))),
+            ("Cache-Control", "no-store"),
+        ]:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(content)
+
     def do_HEAD(self) -> None:
         self._handle()
 
@@ -292,6 +341,10 @@ class _RequestHandler(FramedRequestHandler):
         self._handle()
 
     def _handle(self) -> None:
+        if self._is_sign_in():
+            assert self.server_cdn.mint_token is not None
+            self._send_json(*local_sign_in.token_answer(self.command, "", b"", self.server_cdn.mint_token))
+            return
         path, _, query = self.path.partition("?")
         request = ViewerRequest(
             method=self.command,

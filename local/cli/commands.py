@@ -136,6 +136,8 @@ def command_up(args: argparse.Namespace) -> int:
         print(f"\nAPI:      {cloud.api_url}")
         if cloud.cdn_url:
             print(f"CDN:      {cloud.cdn_url}  (the distribution; signed URLs from the API play from here)")
+        if console := cloud.deployment.outputs.get("consoleUrl"):
+            print(f"Console:  {console}  (sign in with any name)")
         print(f"Emulator: {cloud.emulator.endpoint if cloud.emulator else '-'}")
         print(f"Outputs:  {state / OUTPUTS_FILE}")
         print(f"Logs:     {state / 'logs'}/<function>.log")

@@ -189,6 +189,7 @@ class ResourceType(StrEnum):
     S3_BUCKET_LIFECYCLE_CONFIGURATION = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
     S3_BUCKET_LIFECYCLE_CONFIGURATION_V2 = "aws:s3/bucketLifecycleConfigurationV2:BucketLifecycleConfigurationV2"
     S3_BUCKET_NOTIFICATION = "aws:s3/bucketNotification:BucketNotification"
+    S3_BUCKET_OBJECT_V2 = "aws:s3/bucketObjectv2:BucketObjectv2"
     S3_BUCKET_OWNERSHIP_CONTROLS = "aws:s3/bucketOwnershipControls:BucketOwnershipControls"
     S3_BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
     S3_BUCKET_PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"

@@ -31,13 +31,13 @@ class Emulator:
     _clients: dict[tuple[str, str], Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start(self) -> str:
+    def start(self, port: int = 0) -> str:
         # Werkzeug logs every request at INFO; the local cloud's own log says what matters.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         moto_patches.apply_all()
         enforcement.install()
         write_gate.install()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self._endpoint = f"http://{host}:{port}"

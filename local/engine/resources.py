@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pulumi
 from botocore.exceptions import ClientError
 
 from local.artifacts.images import image_digest
@@ -166,6 +167,21 @@ def create_table_request(table: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return request
 
 
+def put_program_object(s3: Any, inputs: dict[str, Any], project_dir: Path) -> dict[str, Any]:
+    """Writes an object the program declares (the web console's files) from its `content` or its file asset, whose
+    relative path is the program's; S3's PutObject answer."""
+    source = inputs.get("source")
+    if source is not None and not isinstance(source, pulumi.FileAsset):
+        raise ValueError(f"object {inputs['key']}: a {type(source).__name__} source is not read locally (files only)")
+    if source is not None:
+        body = (project_dir / source.path).read_bytes()
+    else:
+        body = _as_string(inputs.get("content") or "").encode()
+    headers = {"ContentType": "contentType", "CacheControl": "cacheControl", "ContentEncoding": "contentEncoding"}
+    extra = {header: inputs[key] for header, key in headers.items() if inputs.get(key)}
+    return s3.put_object(Bucket=inputs["bucket"], Key=inputs["key"], Body=body, **extra)
+
+
 class ResourceFactory:
     """Creates each supported resource type in the emulator; records the rest without behaviour."""
 
@@ -201,6 +217,7 @@ class ResourceFactory:
             ResourceType.S3_BUCKET_VERSIONING: self._bucket_versioning,
             ResourceType.S3_BUCKET_VERSIONING_V2: self._bucket_versioning,
             ResourceType.S3_BUCKET_OWNERSHIP_CONTROLS: self._bucket_ownership,
+            ResourceType.S3_BUCKET_OBJECT_V2: self._bucket_object,
             ResourceType.SNS_TOPIC: self._topic,
             ResourceType.SNS_TOPIC_POLICY: self._topic_policy,
             ResourceType.SNS_TOPIC_SUBSCRIPTION: self._subscription,
@@ -366,6 +383,11 @@ class ResourceFactory:
         return self._bucket_config(
             inputs, lambda s3, b: s3.put_bucket_cors(Bucket=b, CORSConfiguration={"CORSRules": rules})
         )
+
+    def _bucket_object(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
+        put = put_program_object(self._aws.client("s3"), inputs, self._project_dir)
+        object_id = f"{inputs['bucket']}/{inputs['key']}"
+        return object_id, {"id": object_id, "etag": put["ETag"].strip('"'), "versionId": put.get("VersionId", "")}
 
     def _bucket_public_access_block(self, name: str, inputs: dict[str, Any]) -> tuple[str, Outputs]:
         keys = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")

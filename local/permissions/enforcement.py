@@ -352,11 +352,13 @@ def authorize(response: Any, iam_request_cls: type, resource: str = "*") -> None
     access_key, token = _credentials(response)
     if access_key == ADMIN_ACCESS_KEY:
         return
+    is_s3 = iam_request_cls.__name__ == "S3IAMRequest"
+    if is_s3 and getattr(response, "method", "") == "OPTIONS":
+        return  # a CORS preflight: S3 answers it from the bucket's CORS configuration alone, unsigned
     from moto.core.exceptions import InvalidClientTokenIdError
 
     account, region = response.current_account, response.region
     caller = caller_for(account, access_key, token) if access_key else None
-    is_s3 = iam_request_cls.__name__ == "S3IAMRequest"
     service = "s3" if is_s3 else (response.service_name or "")
     if caller is None:
         if is_s3:

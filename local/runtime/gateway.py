@@ -156,6 +156,29 @@ def stage_prefix(deployment: Deployment) -> str:
     return "" if name == "$default" else f"/{name}"
 
 
+def cors_headers(cors: dict[str, Any] | None, origin: str | None, *, preflight: bool) -> dict[str, str]:
+    """The CORS headers API Gateway adds for a request from `origin` under an HTTP API's corsConfiguration: the
+    origin echoed only when it is allowed (nothing otherwise, and the browser refuses), the methods, headers and max
+    age on a preflight, the exposed headers on an actual response. Integration responses' own CORS headers lose."""
+    if not cors or not origin:
+        return {}
+    allowed = cors.get("allowOrigins") or []
+    if "*" not in allowed and origin not in allowed:
+        return {}
+    headers = {"access-control-allow-origin": "*" if "*" in allowed else origin}
+    if "*" not in allowed:
+        headers["vary"] = "origin"
+    if cors.get("allowCredentials"):
+        headers["access-control-allow-credentials"] = "true"
+    if preflight:
+        headers["access-control-allow-methods"] = ",".join(cors.get("allowMethods") or ["*"])
+        headers["access-control-allow-headers"] = ",".join(cors.get("allowHeaders") or ["*"])
+        headers["access-control-max-age"] = str(cors.get("maxAge") or 0)
+    elif cors.get("exposeHeaders"):
+        headers["access-control-expose-headers"] = ",".join(cors["exposeHeaders"])
+    return headers
+
+
 def is_text(content_type: str) -> bool:
     return any(marker in content_type.lower() for marker in TEXT_TYPES)
 
@@ -400,6 +423,8 @@ class _RequestHandler(FramedRequestHandler):
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None, cookies: list[str] = ()) -> None:
         self.send_response(status)
         headers = {"content-type": "application/json", **{k.lower(): v for k, v in (headers or {}).items()}}
+        if self.command != "OPTIONS":
+            headers |= cors_headers(self.api.cors, self.headers.get("Origin"), preflight=False)
         headers["content-length"] = str(len(body))
         headers["apigw-requestid"] = uuid.uuid4().hex[:16]
         for name, value in headers.items():
@@ -414,14 +439,7 @@ class _RequestHandler(FramedRequestHandler):
         self._send(status, json.dumps({"message": message}).encode())
 
     def _preflight(self) -> None:
-        cors = self.api.cors or {}
-        headers = {
-            "access-control-allow-origin": ",".join(cors.get("allowOrigins") or ["*"]),
-            "access-control-allow-methods": ",".join(cors.get("allowMethods") or ["*"]),
-            "access-control-allow-headers": ",".join(cors.get("allowHeaders") or ["*"]),
-            "access-control-max-age": str(cors.get("maxAge") or 0),
-        }
-        self._send(204, b"", headers)
+        self._send(204, b"", cors_headers(self.api.cors, self.headers.get("Origin"), preflight=True))
 
     def _body(self) -> bytes | None:
         """The request's body; None when it was refused (answered, and the connection closing)."""

@@ -26,6 +26,7 @@ from local.cdn.functions import (
     response_parts,
     viewer_event,
 )
+from local.cdn.local_sign_in import TOKEN_SECONDS, token_answer
 from local.cdn.origin import ByteRange, RangeNotSatisfiable, parse_range
 from local.cdn.response_headers import HeadersPolicy
 from local.cdn.signed_requests import (
@@ -453,11 +454,12 @@ def test_code_cloudfront_would_not_accept_is_refused(code: str, runtime: str, pr
 
 
 def test_the_cdn_key_is_generated_once_per_state_dir_and_kept_private(tmp_path: Path) -> None:
-    first = supplied_config(tmp_path, "http://127.0.0.1:8443")
-    again = supplied_config(tmp_path, "http://127.0.0.1:9443")
+    first = supplied_config(tmp_path, "http://127.0.0.1:8443", "http://127.0.0.1:5000")
+    again = supplied_config(tmp_path, "http://127.0.0.1:9443", "http://127.0.0.1:5001")
 
     assert first["cdnPrivateKey"] == again["cdnPrivateKey"] == load_or_create_private_key(tmp_path)
     assert first["cdnBaseUrl"] == "http://127.0.0.1:8443"
+    assert first["consoleExtraOrigins"] == ["http://127.0.0.1:5000"]  # where presigned links point the console
     key = serialization.load_pem_private_key(first["cdnPrivateKey"].encode(), password=None)
     assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == 2048
     assert stat.S_IMODE((tmp_path / "cdn-key.pem").stat().st_mode) == 0o600
@@ -489,7 +491,7 @@ def test_supplied_config_replaces_the_stacks_secret_and_an_override_still_wins(t
 
 def test_a_supplied_secret_is_a_secret_to_the_program_where_the_stack_has_none(tmp_path: Path) -> None:
     (tmp_path / "Pulumi.yaml").write_text("name: media-pipeline\n")
-    supplied = supplied_config(tmp_path, "http://127.0.0.1:8443")
+    supplied = supplied_config(tmp_path, "http://127.0.0.1:8443", "http://127.0.0.1:5000")
 
     config = load_stack_config(tmp_path, "dev", supplied=supplied, supplied_secrets=SUPPLIED_SECRETS)
 
@@ -497,3 +499,39 @@ def test_a_supplied_secret_is_a_secret_to_the_program_where_the_stack_has_none(t
     assert config.get("cdnPrivateKey") == supplied["cdnPrivateKey"]
     assert config.get("cdnBaseUrl") == "http://127.0.0.1:8443"
     assert load_stack_config(tmp_path, "dev", supplied=supplied).secret_keys == frozenset()
+
+
+# --- the console's local sign-in ---------------------------------------------------------------------------------
+
+
+def _mint(subject: str, seconds: int) -> str:
+    return f"token-for-{subject}-{seconds}"
+
+
+@pytest.mark.parametrize(
+    ("method", "content_type", "body", "status", "says"),
+    [
+        ("POST", "text/plain", b'{"sub": "me"}', 415, "application/json"),
+        ("POST", "application/json", b"{not json", 400, "JSON object"),
+        ("POST", "application/json", b'["me"]', 400, "JSON object"),
+        ("POST", "application/json", b'{"sub": ""}', 400, "sub must be"),
+        ("POST", "application/json", b'{"sub": "a b"}', 400, "sub must be"),
+        ("POST", "application/json", b'{"sub": 7}', 400, "sub must be"),
+        ("DELETE", "", b"", 405, "GET or POST"),
+    ],
+)
+def test_the_local_sign_in_refuses_what_it_cannot_use(
+    method: str, content_type: str, body: bytes, status: int, says: str
+) -> None:
+    answered, answer = token_answer(method, content_type, body, _mint)
+
+    assert answered == status and says in str(answer["message"])
+
+
+def test_the_local_sign_in_answers_get_and_mints_for_a_name() -> None:
+    assert token_answer("GET", "", b"", _mint)[0] == 200
+    status, answer = token_answer("POST", "application/json; charset=utf-8", b'{"sub": "ada@example.com"}', _mint)
+    assert (status, answer) == (
+        200,
+        {"token": "token-for-ada@example.com-3600", "subject": "ada@example.com", "expiresIn": TOKEN_SECONDS},
+    )

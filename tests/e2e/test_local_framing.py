@@ -357,7 +357,12 @@ def test_a_well_framed_body_keeps_the_connection_for_the_next_request(
 def cors_gateway_port() -> Iterator[int]:
     """A gateway whose API declares CORS and no route: it answers preflights itself and 404 to anything else."""
     deployment = Deployment(project="framing", stack="test", region=REGION, account_id=ACCOUNT_ID)
-    cors = {"allowOrigins": ["http://localhost:3000"], "allowMethods": ["GET", "POST"], "allowHeaders": ["*"]}
+    cors = {
+        "allowOrigins": ["http://localhost:3000", "http://127.0.0.1:3000"],
+        "allowMethods": ["GET", "POST"],
+        "allowHeaders": ["*"],
+        "exposeHeaders": ["retry-after"],
+    }
     api = DeclaredResource(
         ResourceType.HTTP_API, "api", "api0001", {"corsConfiguration": cors}, {"id": "api0001"}, Behaviour.RUNTIME
     )
@@ -382,6 +387,21 @@ def test_a_preflights_body_is_read_not_answered_as_a_request(cors_gateway_port: 
 
     assert got.statuses == [204] and got.leftover == b"", got
     assert got.responses[0].headers["access-control-allow-origin"] == "http://localhost:3000"
+
+
+def test_cors_names_only_the_requests_own_origin_and_only_when_allowed(cors_gateway_port: int) -> None:
+    """As API Gateway: one origin echoed (a browser refuses a list), none for an origin not allowed; actual responses,
+    errors included, carry it with the exposed headers."""
+    allowed, refused = preflight(), preflight().replace(b"http://localhost:3000", b"http://evil.example")
+    actual = request("GET", "/nowhere", "Origin: http://127.0.0.1:3000")
+
+    got = exchange(cors_gateway_port, allowed + refused + actual, expected=3)
+
+    assert got.statuses == [204, 204, 404]
+    assert got.responses[0].headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert "access-control-allow-origin" not in got.responses[1].headers
+    assert got.responses[2].headers["access-control-allow-origin"] == "http://127.0.0.1:3000"
+    assert got.responses[2].headers["access-control-expose-headers"] == "retry-after"
 
 
 def test_pipelined_preflights_are_answered_twice(cors_gateway_port: int) -> None:

@@ -11,13 +11,14 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pulumi
 import pytest
 
 from local.engine.deployment import Deployment
 from local.engine.emulator import Emulator
 from local.engine.moto_patches import PolicyViolation, check_post_policy, item_level_transaction_backups
 from local.engine.program import InvokeAnswers, UnknownInvoke
-from local.engine.resources import ResourceFactory, autoname, integral, pascal
+from local.engine.resources import ResourceFactory, autoname, integral, pascal, put_program_object
 from local.engine.stack_config import load_stack_config, parse_override
 from local.permissions.access import bucket_policy_permission, condition_holds
 from local.runtime.auth import _claim_text
@@ -253,3 +254,30 @@ def test_a_cancelled_transaction_puts_back_exactly_the_items_it_named(monkeypatc
         items = {i["pk"]["S"]: i.get("n", {}).get("N") for i in ddb.scan(TableName="t")["Items"]}
         assert items == {"a": "2", "b": "1", "c": None, "other": "1"}
     assert whole_table_copies == []
+
+
+class RecordingS3:
+    def __init__(self) -> None:
+        self.puts: list[dict[str, object]] = []
+
+    def put_object(self, **request: object) -> dict[str, str]:
+        self.puts.append(request)
+        return {"ETag": '"e"'}
+
+
+def test_an_object_the_program_writes_comes_from_its_file_or_its_content(tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "app.js").write_text("export {};")
+    s3 = RecordingS3()
+    file_object = {"bucket": "b", "key": "console/app.js", "source": pulumi.FileAsset("site/app.js")}
+
+    put_program_object(s3, {**file_object, "contentType": "text/javascript", "cacheControl": "no-cache"}, tmp_path)
+    put_program_object(s3, {"bucket": "b", "key": "console/config.json", "content": '{"a": 1}'}, tmp_path)
+
+    assert s3.puts == [
+        {"Bucket": "b", "Key": "console/app.js", "Body": b"export {};", "ContentType": "text/javascript"}
+        | {"CacheControl": "no-cache"},
+        {"Bucket": "b", "Key": "console/config.json", "Body": b'{"a": 1}'},
+    ]
+    with pytest.raises(ValueError, match="RemoteAsset source is not read locally"):
+        put_program_object(s3, {**file_object, "source": pulumi.RemoteAsset("https://example.com/x")}, tmp_path)

@@ -1,0 +1,197 @@
+"""The web console in a real browser: Debian's chromium, driven by Playwright, against the local cloud's CDN.
+
+A user signs in, uploads a clip they made, watches the job complete, plays its MP4 rendition and its HLS stream (the
+video's clock must move), sees a rejected upload's reason, and registers a webhook whose secret is shown once. The
+page must raise no script error and break no rule of its Content-Security-Policy. The job page's screenshot is saved
+to build/console.png (the README's picture is one such).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.cloud import free_port
+from tests.e2e.conftest import REPO, RunningCloud
+from tests.media_samples import make_video
+
+pytestmark = pytest.mark.e2e
+
+# Debian's chromium; CONSOLE_BROWSER names another Chromium-based browser (GitHub's runners have Google Chrome).
+CHROMIUM = Path(os.environ.get("CONSOLE_BROWSER", "/usr/bin/chromium"))
+# No network beyond loopback, nothing of Google's services, no GPU or sandbox in a container.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+# Generous: a loaded CI machine may be slow, never wrong; nothing here is a deadline for the pipeline.
+JOB_TIMEOUT_MS = 300_000
+STEP_TIMEOUT_MS = 30_000
+PLAYED_SECONDS = 0.5
+SCREENSHOT = REPO / "build" / "console.png"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: the console's browser tests need Debian's chromium (apt-get install chromium)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+class PageProblems:
+    """What the page reported that a user would never want: script errors and Content-Security-Policy violations."""
+
+    def __init__(self, page: Any) -> None:
+        self.found: list[str] = []
+        page.on("pageerror", lambda error: self.found.append(f"script error: {error}"))
+        page.on("console", self._console)
+
+    def _console(self, message: Any) -> None:
+        if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text:
+            self.found.append(f"CSP: {message.text}")
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(STEP_TIMEOUT_MS)
+    problems = PageProblems(opened)
+    yield opened
+    context.close()
+    assert not problems.found, problems.found
+
+
+def console_url(cloud: RunningCloud) -> str:
+    url = cloud.outputs.get("consoleUrl")
+    assert url, "the local cloud's stack has no consoleUrl output: is media-pipeline:consoleEnabled on?"
+    return str(url)
+
+
+def sign_in(page: Any, cloud: RunningCloud, user: str) -> None:
+    page.goto(console_url(cloud))
+    page.locator("#local-sign-in").wait_for(state="visible")
+    page.fill("#sign-in-user", user)
+    page.click("#sign-in-form button[type=submit]")
+    page.locator("#signed-in-as").filter(has_text=user).wait_for()
+
+
+def upload(page: Any, path: Path) -> str:
+    """Chooses `path` in the upload form; the page goes to the new job. Returns its ID."""
+    page.set_input_files("#upload-file", str(path))
+    page.wait_for_url("**/console/index.html#/jobs/*")
+    return str(page.url.rsplit("/", 1)[-1])
+
+
+def wait_until_final(page: Any) -> str:
+    status = page.locator("#job-status[data-status]")
+    page.wait_for_function(
+        "() => ['COMPLETED', 'FAILED', 'REJECTED', 'EXPIRED', 'CANCELLED']"
+        ".includes(document.querySelector('#job-status')?.dataset.status)",
+        timeout=JOB_TIMEOUT_MS,
+    )
+    return str(status.get_attribute("data-status"))
+
+
+def play(page: Any, source: str) -> float:
+    """Picks a source in the player, plays it muted, and returns the video's clock once it has moved."""
+    page.click(f'[data-source="{source}"]')
+    page.locator("#player-source").filter(has_text=source.removeprefix("mp4:")).wait_for()
+    page.evaluate("() => { const v = document.querySelector('#player'); v.muted = true; return v.play(); }")
+    page.wait_for_function(
+        f"() => document.querySelector('#player').currentTime > {PLAYED_SECONDS}", timeout=STEP_TIMEOUT_MS
+    )
+    return float(page.evaluate("() => document.querySelector('#player').currentTime"))
+
+
+def test_a_user_uploads_watches_the_job_complete_and_plays_mp4_and_hls(
+    page: Any, pipeline_cloud: RunningCloud, tmp_path: Path
+) -> None:
+    clip = make_video(tmp_path / "holiday.mp4", width=640, height=360, seconds=3.0)
+    sign_in(page, pipeline_cloud, "console-viewer")
+
+    job_id = upload(page, clip)
+
+    assert wait_until_final(page) == "COMPLETED"
+    job = pipeline_cloud.client("console-viewer").job(job_id)  # what the page shows is the API's job
+    completed = [r["name"] for r in job["renditions"] if r["status"] == "COMPLETED"]
+    assert completed
+    for name in completed:
+        assert page.locator("#renditions").filter(has_text=name).count() == 1
+    assert play(page, f"mp4:{completed[-1]}") > PLAYED_SECONDS
+    assert play(page, "hls") > PLAYED_SECONDS
+    assert page.locator("#thumbnails img").count() >= 1
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    # the job is in the user's list
+    page.goto(console_url(pipeline_cloud) + "#/jobs")
+    page.locator(f'#jobs-table a[href="#/jobs/{job_id}"]').filter(has_text="holiday.mp4").wait_for()
+
+
+def test_a_rejected_upload_shows_its_reason(page: Any, pipeline_cloud: RunningCloud, tmp_path: Path) -> None:
+    not_media = tmp_path / "notes.mp4"
+    not_media.write_bytes(b"this is a text file pretending to be a video\n" * 200)
+    sign_in(page, pipeline_cloud, "console-rejected")
+
+    upload(page, not_media)
+
+    assert wait_until_final(page) == "REJECTED"
+    error = page.locator("#job-error")
+    error.wait_for(state="visible")
+    assert "Rejected" in error.text_content() and "UNSUPPORTED_FORMAT" in error.text_content()
+
+
+def test_another_users_job_is_not_shown(page: Any, pipeline_cloud: RunningCloud, tmp_path: Path) -> None:
+    owner = pipeline_cloud.client("console-owner")
+    created = owner.create_upload(make_video(tmp_path / "mine.mp4", width=320, height=180, seconds=1.0))
+    sign_in(page, pipeline_cloud, "console-stranger")
+
+    page.goto(f"{console_url(pipeline_cloud)}#/jobs/{created['jobId']}")
+
+    refusal = page.locator("#job-load-error")
+    refusal.filter(has_text="could not be loaded").wait_for()
+    assert "not found" in refusal.text_content().lower()
+    page.goto(f"{console_url(pipeline_cloud)}#/jobs")
+    page.locator("#jobs-empty").wait_for(state="visible")  # the list has loaded, and holds none of theirs
+    assert page.locator(f'#jobs-table a[href="#/jobs/{created["jobId"]}"]').count() == 0
+
+
+def test_a_webhooks_secret_is_shown_once(page: Any, pipeline_cloud: RunningCloud) -> None:
+    hook = f"http://127.0.0.1:{free_port()}/hooks/console"  # loopback; nothing listens, nothing is sent elsewhere
+    sign_in(page, pipeline_cloud, "console-webhooks")
+    page.goto(console_url(pipeline_cloud) + "#/webhooks")
+
+    page.fill("#webhook-url", hook)
+    page.click("#webhook-form button[type=submit]")
+
+    secret = page.locator("#webhook-secret")
+    secret.wait_for(state="visible")
+    shown = secret.text_content()
+    assert shown and shown.startswith("whsec_")
+    page.locator("#webhooks-table").filter(has_text=hook).wait_for()
+    # leaving the view drops it; the list never carries it
+    page.goto(console_url(pipeline_cloud) + "#/jobs")
+    page.goto(console_url(pipeline_cloud) + "#/webhooks")
+    page.locator("#webhooks-table").filter(has_text=hook).wait_for()
+    assert shown not in page.content()
+    listed = pipeline_cloud.client("console-webhooks").call("GET", "webhooks").body
+    (endpoint,) = [w for w in listed["webhooks"] if w["url"] == hook]
+    assert "secret" not in endpoint
