@@ -54,6 +54,25 @@ def page_policy(connect: Sequence[str], media: Sequence[str]) -> str:
     )
 
 
+OIDC_URLS = ("authorizeUrl", "tokenUrl")
+
+
+def check_oidc(settings: dict[str, object]) -> None:
+    """Raises ValueError, saying what to set, unless `settings` is a usable consoleOidc: a client ID and the two
+    endpoints as absolute https URLs (plain http only to a loopback host, as a local identity provider is)."""
+    missing = [key for key in ("clientId", *OIDC_URLS) if not settings.get(key)]
+    if missing:
+        raise ValueError(f"media-pipeline:consoleOidc needs {', '.join(missing)}: {{clientId, authorizeUrl, tokenUrl}}")
+    for key in OIDC_URLS:
+        parts = urlsplit(str(settings[key]))
+        loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
+        if not parts.netloc or not (parts.scheme == "https" or loopback):
+            raise ValueError(f"media-pipeline:consoleOidc {key} must be an https URL, got {settings[key]!r}")
+    scopes = settings.get("scopes", [])
+    if not isinstance(scopes, list) or not all(isinstance(scope, str) for scope in scopes):
+        raise ValueError("media-pipeline:consoleOidc scopes must be a list of strings")
+
+
 def with_page_policy(html: str, policy: str) -> str:
     if CSP_PLACEHOLDER not in html:
         raise ValueError(f"{INDEX} has no {CSP_PLACEHOLDER} for its Content-Security-Policy")
@@ -96,6 +115,8 @@ class Console(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ConsoleArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("media-pipeline:index:Console", name, None, opts)
+        if args.auth:
+            check_oidc(args.auth)
         child = ResourceOptions(parent=self)
         for relative in site_files():
             aws.s3.BucketObjectv2(
@@ -107,9 +128,13 @@ class Console(pulumi.ComponentResource):
                 cache_control=CACHE_CONTROL,
                 opts=child,
             )
+        # The page fetches the OIDC token endpoint itself (the code exchange); the authorization endpoint is a
+        # navigation, which connect-src does not govern.
+        token_origins = [origin_of(str(args.auth["tokenUrl"]))] if args.auth and args.auth.get("tokenUrl") else []
         policy = Output.all(args.api_url, args.uploads_origins, args.outputs_origins).apply(
             lambda values: page_policy(
-                [origin_of(values[0]), *values[1], *args.extra_origins], [*values[2], *args.extra_origins]
+                [origin_of(values[0]), *values[1], *args.extra_origins, *token_origins],
+                [*values[2], *args.extra_origins],
             )
         )
         aws.s3.BucketObjectv2(

@@ -50,13 +50,14 @@ export function statusChip(status) {
   return h('span', { class: 'status', 'data-status': status }, status);
 }
 
+// Binary units, as the stack's limits are set (maxStoredBytesPerUser: 50 GiB).
 export function formatBytes(bytes) {
   if (bytes === null || bytes === undefined) return '—';
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let value = bytes;
   let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
     unit += 1;
   }
   return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;

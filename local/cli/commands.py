@@ -137,7 +137,7 @@ def command_up(args: argparse.Namespace) -> int:
         if cloud.cdn_url:
             print(f"CDN:      {cloud.cdn_url}  (the distribution; signed URLs from the API play from here)")
         if console := cloud.deployment.outputs.get("consoleUrl"):
-            print(f"Console:  {console}  (sign in with any name)")
+            print(f"Console:  {console}  (sign in with any name; {DEFAULT_SUBJECT} owns the demo's jobs)")
         print(f"Emulator: {cloud.emulator.endpoint if cloud.emulator else '-'}")
         print(f"Outputs:  {state / OUTPUTS_FILE}")
         print(f"Logs:     {state / 'logs'}/<function>.log")
@@ -499,6 +499,12 @@ def command_demo(args: argparse.Namespace) -> int:
     try:
         print(_resource_summary(cloud).rsplit("\n", 1)[-1], file=sys.stderr)
         print(f"API {cloud.api_url}", file=sys.stderr)
+        if console := cloud.deployment.outputs.get("consoleUrl"):
+            # stdout, with the results: the demo's jobs stay in the state directory, which `up` serves again
+            print(
+                f"console {console}: sign in as {DEFAULT_SUBJECT} to see this demo's jobs, now or under "
+                "`python -m local up` after it"
+            )
         client = ApiClient(cloud.api_url, _token_for(cloud.options.state, DEFAULT_SUBJECT))
         receiver = listen_and_register(client)
         print(f"webhook receiver {receiver.url} registered as {receiver.endpoint_id} for {DEFAULT_SUBJECT}")

@@ -8,6 +8,7 @@ to build/console.png (the README's picture is one such).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +17,9 @@ from typing import Any
 import pytest
 
 from local.cloud import free_port
-from tests.e2e.conftest import REPO, RunningCloud
-from tests.media_samples import make_video
+from tests.e2e.conftest import E2E_LAYER, REPO, RunningCloud, start_cloud, stop_cloud
+from tests.e2e.oidc_provider import IdentityProvider, serve
+from tests.media_samples import exif_rotated_jpeg, make_tone, make_video, text_file
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +38,7 @@ CHROMIUM_ARGS = [
     "--autoplay-policy=no-user-gesture-required",
 ]
 # Generous: a loaded CI machine may be slow, never wrong; nothing here is a deadline for the pipeline.
-JOB_TIMEOUT_MS = 300_000
+JOB_TIMEOUT_MS = 600_000  # the first image or audio job builds its function's environment
 STEP_TIMEOUT_MS = 30_000
 PLAYED_SECONDS = 0.5
 SCREENSHOT = REPO / "build" / "console.png"
@@ -54,6 +56,32 @@ def browser() -> Iterator[Any]:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+
+
+@pytest.fixture(scope="module")
+def oidc_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningCloud, IdentityProvider]]:
+    """A local cloud whose console signs in with an OIDC provider on 127.0.0.1 (code flow, PKCE), as in AWS."""
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    folder = tmp_path_factory.mktemp("oidc-cloud")
+    settings = {"clientId": "console-test", "authorizeUrl": f"{issuer}/authorize", "tokenUrl": f"{issuer}/token"}
+    layer = folder / "Pulumi.oidc.yaml"
+    layer.write_text(json.dumps({"config": {"media-pipeline:consoleOidc": {**settings, "scopes": ["openid"]}}}))
+    cloud = start_cloud(REPO, folder / "state", [E2E_LAYER, layer])
+    url = console_url(cloud)
+    provider = IdentityProvider(
+        client_id="console-test",
+        redirect_uri=url,
+        subject="oidc-user",
+        mint=cloud.token,
+        allowed_origin=url.split("/console/", 1)[0],
+    )
+    server = serve(provider, port)
+    try:
+        yield cloud, provider
+    finally:
+        server.shutdown()
+        stop_cloud(cloud.process)
 
 
 class PageProblems:
@@ -146,6 +174,98 @@ def test_a_user_uploads_watches_the_job_complete_and_plays_mp4_and_hls(
     page.locator(f'#jobs-table a[href="#/jobs/{job_id}"]').filter(has_text="holiday.mp4").wait_for()
 
 
+def loaded_images(page: Any, gallery: str) -> list[str]:
+    """The captions of a gallery's images, once every one of them has loaded (they load lazily: scrolled to)."""
+    images = page.locator(f"#{gallery} img")
+    images.first.wait_for()
+    for index in range(images.count()):
+        images.nth(index).scroll_into_view_if_needed()
+    page.wait_for_function(
+        f"() => [...document.querySelectorAll('#{gallery} img')].every((i) => i.complete && i.naturalWidth > 0)",
+        timeout=STEP_TIMEOUT_MS,
+    )
+    return [str(c) for c in page.locator(f"#{gallery} figcaption").all_text_contents()]
+
+
+def test_an_image_shows_its_metadata_and_derivatives_and_audio_its_waveform(
+    page: Any, pipeline_cloud: RunningCloud, tmp_path: Path
+) -> None:
+    sign_in(page, pipeline_cloud, "console-stills")
+
+    upload(page, exif_rotated_jpeg(tmp_path / "portrait.jpg"))
+    assert wait_until_final(page) == "COMPLETED"
+    source = page.locator("#job-source").text_content() or ""
+    assert "TestCam Model X" in source and "800 x 1200" in source  # the camera, and the upright size
+    derivatives = loaded_images(page, "derivatives")
+    assert len(derivatives) >= 2 and all(" x " in caption for caption in derivatives)
+
+    page.goto(console_url(pipeline_cloud) + "#/jobs")
+    upload(page, make_tone(tmp_path / "tone.mp3", seconds=3.0))
+    assert wait_until_final(page) == "COMPLETED"
+    assert len(loaded_images(page, "waveform")) == 1
+
+
+def test_a_refused_upload_says_why_and_starts_no_job(page: Any, pipeline_cloud: RunningCloud, tmp_path: Path) -> None:
+    sign_in(page, pipeline_cloud, "console-refused")
+
+    page.set_input_files("#upload-file", str(text_file(tmp_path / "notes.txt")))
+
+    error = page.locator("#upload-error")
+    error.filter(has_text="The upload was refused").wait_for()
+    assert "UNSUPPORTED_CONTENT_TYPE" in (error.text_content() or "")
+    assert page.url.endswith("#/jobs")
+    page.locator("#jobs-empty").wait_for(state="visible")
+
+
+def test_the_console_works_from_the_keyboard(page: Any, pipeline_cloud: RunningCloud) -> None:
+    page.goto(console_url(pipeline_cloud))
+    page.locator("#local-sign-in").wait_for(state="visible")
+    # the view's heading has the focus (screen readers announce the new view); the skip link is a few keys back
+    for _ in range(6):
+        page.keyboard.press("Shift+Tab")
+        if page.evaluate("() => document.activeElement.id") == "skip-link":
+            break
+    assert page.evaluate("() => document.activeElement.id") == "skip-link"
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => document.activeElement.id") == "main"
+    page.focus("#sign-in-user")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("console-keys")
+    page.keyboard.press("Enter")
+    page.locator("#signed-in-as").filter(has_text="console-keys").wait_for()
+    # every control has a name a screen reader can say
+    unnamed = page.evaluate(
+        """() => [...document.querySelectorAll('button, input, a[href], select, textarea')]
+              .filter((e) => e.offsetParent !== null)
+              .filter((e) => !(e.getAttribute('aria-label') || e.labels?.length || e.textContent.trim()))
+              .map((e) => e.outerHTML)"""
+    )
+    assert not unnamed, unnamed
+
+
+def test_in_aws_the_console_signs_in_with_the_stacks_oidc_provider_using_pkce(
+    page: Any, oidc_cloud: tuple[RunningCloud, IdentityProvider]
+) -> None:
+    cloud, provider = oidc_cloud
+    page.goto(console_url(cloud))
+    button = page.locator("#oidc-sign-in")
+    button.wait_for(state="visible")
+    assert button.text_content() == "Sign in with issuer.local-cloud.localhost"  # the stack's jwtIssuer, named
+
+    button.click()  # to the provider's /authorize, which sends the browser back with a code
+
+    page.locator("#signed-in-as").filter(has_text="oidc-user").wait_for()
+    assert len(provider.redeemed) == 1 and not provider.refused, provider.refused
+    assert "code=" not in page.url  # the code is dropped from the address bar
+    page.locator("#jobs-empty").wait_for(state="visible")  # the API took the provider's token
+    # an answer this browser did not ask for (a replayed code, a forged state) signs nobody in, and the page says so
+    page.click("#sign-out")
+    page.locator("#sign-in-form").wait_for()
+    page.goto(f"{console_url(cloud)}?code={provider.redeemed[0]}&state=forged")
+    page.locator("#sign-in-message").filter(has_text="did not match this browser's request").wait_for()
+    assert len(provider.redeemed) == 1 and page.locator("#signed-in-as").is_hidden()
+
+
 def test_a_rejected_upload_shows_its_reason(page: Any, pipeline_cloud: RunningCloud, tmp_path: Path) -> None:
     not_media = tmp_path / "notes.mp4"
     not_media.write_bytes(b"this is a text file pretending to be a video\n" * 200)
@@ -187,11 +307,18 @@ def test_a_webhooks_secret_is_shown_once(page: Any, pipeline_cloud: RunningCloud
     shown = secret.text_content()
     assert shown and shown.startswith("whsec_")
     page.locator("#webhooks-table").filter(has_text=hook).wait_for()
-    # leaving the view drops it; the list never carries it
+    # rotating shows the new secret, once too
+    page.click(f'#webhooks-table button[data-action="rotate"][aria-label$="{hook}"]')
+    page.wait_for_function(f"() => document.querySelector('#webhook-secret').textContent !== {shown!r}")
+    rotated = secret.text_content()
+    assert rotated and rotated.startswith("whsec_")
+    page.click(f'#webhooks-table button[data-action="deliveries"][aria-label$="{hook}"]')
+    page.locator("#webhook-deliveries-heading").filter(has_text=f"Deliveries to {hook}").wait_for()
+    # leaving the view drops them; the list never carries one
     page.goto(console_url(pipeline_cloud) + "#/jobs")
     page.goto(console_url(pipeline_cloud) + "#/webhooks")
     page.locator("#webhooks-table").filter(has_text=hook).wait_for()
-    assert shown not in page.content()
+    assert shown not in page.content() and rotated not in page.content()
     listed = pipeline_cloud.client("console-webhooks").call("GET", "webhooks").body
     (endpoint,) = [w for w in listed["webhooks"] if w["url"] == hook]
     assert "secret" not in endpoint

@@ -330,6 +330,15 @@ def summary_line(plan: FaultPlan, numbers: dict[str, int]) -> str:
     return f"faults={plan.name} " + " ".join(f"{name}={value}" for name, value in numbers.items())
 
 
+def failure_reasons(batch: Batch) -> str:
+    """Why the batch's failed jobs failed, by error code, with one message of each: a reader tells injected
+    failures from a slow machine's."""
+    failed = [job["error"] for job in batch.jobs.values() if job["status"] != "COMPLETED" and job.get("error")]
+    codes = Counter(error.get("code") for error in failed)
+    examples = {error.get("code"): error.get("message") for error in failed}
+    return "; ".join(f"{code} x{count}: {examples[code]}" for code, count in codes.most_common())
+
+
 def run_round(
     holder: FaultyCloud, plans: list[FaultPlan], source: Path, jobs: dict[str, str], expected_outputs: set[str]
 ) -> list[tuple[Batch, dict[str, int]]]:
@@ -365,6 +374,9 @@ def test_every_job_ends_once_under_faults(faulty_cloud: FaultyCloud, tiny_source
     lines = [summary_line(batch.plan, numbers) for batch, numbers in results]
     injected = Counter((entry["plan"], entry["kind"]) for entry in read_injected(faulty_cloud.cloud.state_dir))
     print("\n".join(lines))
+    for batch, _ in results:
+        if reasons := failure_reasons(batch):
+            print(f"failed in {batch.plan.name}: {reasons}")
     print(f"injected: {dict(sorted(injected.items()))}")
     PROOF_FILE.parent.mkdir(exist_ok=True)
     PROOF_FILE.write_text("\n".join(lines) + "\n")

@@ -84,7 +84,7 @@ def test_the_page_names_the_api_and_buckets_it_may_reach_and_nothing_else(with_c
     html = (SITE / "index.html").read_text()
     scripts = re.findall(r"<script[^>]*>", html)
     assert scripts and all(re.search(r'\bsrc="(?!\w+:|//)[^"]+"', tag) for tag in scripts)
-    assert not re.findall(r'\b(?:src|href)="(?:\w+:|//)', html)
+    assert not re.findall(r'\b(?:src|href)="(?!data:)(?:\w+:|//)', html)  # the favicon is data:, empty
 
 
 def test_only_the_console_is_served_unsigned_with_its_security_headers(with_console: ProgramRun) -> None:
@@ -129,3 +129,37 @@ def test_the_api_and_the_uploads_bucket_admit_the_consoles_origin(with_console: 
 def test_a_console_needs_a_base_url_of_its_own() -> None:
     with pytest.raises(ValueError, match="consoleEnabled needs media-pipeline:cdnBaseUrl"):
         run_program({"consoleEnabled": True, "cdnBaseUrl": ""})
+
+
+def test_with_oidc_the_page_may_reach_the_token_endpoint_and_knows_its_client() -> None:
+    oidc = {
+        "clientId": "console",
+        "authorizeUrl": "https://login.example.com/oauth2/authorize",
+        "tokenUrl": "https://login.example.com/oauth2/token",
+        "scopes": ["openid"],
+    }
+    run = run_program({"consoleEnabled": True, "cdnBaseUrl": CONSOLE_ORIGIN, "consoleOidc": oidc})
+    objects = _objects(run)
+    config = json.loads(objects["console/config.json"]["content"])
+    assert config["auth"] == {"issuer": run.config["media-pipeline:jwtIssuer"], **oidc}
+    assert "https://login.example.com" in _meta_policy(objects["console/index.html"]["content"])["connect-src"]
+
+
+@pytest.mark.parametrize(
+    ("oidc", "message"),
+    [
+        ({"clientId": "c", "authorizeUrl": "https://a.example/authorize"}, "needs tokenUrl"),
+        (
+            {"clientId": "c", "authorizeUrl": "http://a.example/a", "tokenUrl": "https://a.example/t"},
+            "authorizeUrl must",
+        ),
+        ({"clientId": "c", "authorizeUrl": "https://a.example/a", "tokenUrl": "/token"}, "tokenUrl must be an https"),
+        (
+            {"clientId": "c", "authorizeUrl": "https://a.example/a", "tokenUrl": "https://a.example/t", "scopes": "x"},
+            "scopes must be a list",
+        ),
+    ],
+)
+def test_an_unusable_oidc_setting_stops_the_program_with_what_to_set(oidc: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        run_program({"consoleEnabled": True, "cdnBaseUrl": CONSOLE_ORIGIN, "consoleOidc": oidc})
