@@ -169,7 +169,9 @@ def test_the_local_cloud_layer_sets_a_watermark_so_the_demo_shows_one() -> None:
     local = yaml.safe_load((ROOT / "local" / "Pulumi.local.yaml").read_text())["config"]
     assert set(local) <= set(declared_keys(ROOT))
     assert local["media-pipeline:watermarkText"] == "media-pipeline"
-    run = run_program({key.split(":", 1)[1]: value for key, value in local.items()})
+    supplied = {"cdnBaseUrl": "http://127.0.0.1:8080"}  # what the local cloud supplies below the layer (local/cloud.py)
+    run = run_program(supplied | {key.split(":", 1)[1]: value for key, value in local.items()})
+    assert run.outputs["consoleUrl"] == "http://127.0.0.1:8080/console/index.html"
     env = run.named(FUNCTION, "images-function").inputs["environment"]["variables"]
     assert env["WATERMARK_TEXT"] == "media-pipeline"
 
