@@ -195,6 +195,13 @@ def serialize_dynamodb_requests() -> None:
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
+@contextmanager
+def dynamodb_requests_held() -> Iterator[None]:
+    """No DynamoDB request runs meanwhile (one that is running finishes first)."""
+    with _dynamodb_requests:
+        yield
+
+
 def pausable_s3_notifications() -> None:
     from moto.s3 import notifications
 

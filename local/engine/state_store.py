@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
+from moto.dynamodb.models import dynamodb_backends
 from moto.moto_api._internal import mock_random
 from moto.sqs.models import Message, sqs_backends
 
@@ -185,6 +186,29 @@ def _encode(value: Any) -> Any:
     return value
 
 
+def _scanned(attributes: dict[str, Any]) -> dict[str, Any]:
+    """An item's attributes as moto holds them (binary values base64 text at the top level, bytes when nested) in the
+    shape a Scan through boto3 returns (binary values bytes)."""
+    return {name: _attribute_value(value) for name, value in attributes.items()}
+
+
+def _attribute_value(value: dict[str, Any]) -> dict[str, Any]:
+    ((kind, inner),) = value.items()
+    if kind == "B":
+        return {"B": _binary(inner)}
+    if kind == "BS":
+        return {"BS": [_binary(member) for member in inner]}
+    if kind == "M":
+        return {"M": {name: _attribute_value(member) for name, member in inner.items()}}
+    if kind == "L":
+        return {"L": [_attribute_value(member) for member in inner]}
+    return {kind: inner}
+
+
+def _binary(value: str | bytes) -> bytes:
+    return base64.b64decode(value) if isinstance(value, str) else bytes(value)
+
+
 def _decode(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"__bytes__"}:
@@ -233,6 +257,7 @@ class DataSnapshot:
     def capture(self, mediaconvert_jobs: Callable[[], list[dict[str, Any]]]) -> None:
         """Everything at one instant: no request writes while it is read (write_gate.py)."""
         with self._lock:
+            started = time.monotonic()
             with write_gate.writes_held():
                 content = {
                     "format": FORMAT,
@@ -244,6 +269,9 @@ class DataSnapshot:
                     "queues": self._capture_queues(),
                     "mediaconvertJobs": mediaconvert_jobs(),
                 }
+            held = time.monotonic() - started
+            if held > 0.0:
+                log.warning("snapshot: writes held %.2f s", held)
             _write_atomically(self.path, json.dumps(content).encode())
             self._forget_unreferenced_objects(content["buckets"])
 
@@ -292,13 +320,14 @@ class DataSnapshot:
                     blob.unlink(missing_ok=True)
 
     def _capture_tables(self) -> dict[str, list[Any]]:
-        dynamodb = self._emulator.client("dynamodb")
+        """Every item of every table, as a Scan returns it, read from moto's tables in this process: a Scan over HTTP
+        takes seconds at a few hundred jobs, and every write waits for the capture (DynamoDB's requests are
+        serialized meanwhile, as moto_patches.py serializes them anyway)."""
         tables: dict[str, list[Any]] = {}
-        for page in dynamodb.get_paginator("list_tables").paginate():
-            for table in page.get("TableNames", []):
-                items = tables.setdefault(table, [])
-                for scanned in dynamodb.get_paginator("scan").paginate(TableName=table):
-                    items.extend(_encode(item) for item in scanned.get("Items", []))
+        backend = dynamodb_backends[self._account][self._emulator.region]
+        with moto_patches.dynamodb_requests_held():
+            for name, table in list(backend.tables.items()):
+                tables[name] = [_encode(_scanned(item.to_json()["Attributes"])) for item in table.all_items()]
         return tables
 
     def _capture_queues(self) -> dict[str, list[dict[str, Any]]]:
@@ -370,7 +399,19 @@ class DataSnapshot:
                 for key, entry in entries.items():
                     self._restore_object(s3, bucket, key, entry)
                     restored += 1
+                self._remember_restored(s3, bucket, entries)
         return restored
+
+    def _remember_restored(self, s3: Any, bucket: str, entries: dict[str, dict[str, Any]]) -> None:
+        """The restored objects as the next capture will list them, so it does not read them all again (seconds
+        of held writes at a few thousand objects); the blobs are the saved ones."""
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for listed in page.get("Contents", []):
+                entry = entries.get(listed["Key"])
+                blobs = self._root / OBJECTS_FOLDER
+                if entry is not None and (blobs / entry["blob"]).stat().st_size == listed["Size"]:
+                    stamp = f"{listed['ETag']}|{listed['LastModified'].isoformat()}|{listed['Size']}"
+                    self._objects[(bucket, listed["Key"])] = {**entry, "stamp": stamp}
 
     def _restore_object(self, s3: Any, bucket: str, key: str, entry: dict[str, Any]) -> None:
         request: dict[str, Any] = {

@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from moto.moto_api._internal import mock_random
@@ -25,7 +26,7 @@ from local.cloud import CloudConfigError, reset_state
 from local.engine.cloudfront import cloudfront_id
 from local.engine.emulator import ACCOUNT_ID, Emulator
 from local.engine.resources import autoname, random_hex
-from local.engine.state_store import DataSnapshot, StableNames, StateError, resource_random, wipe
+from local.engine.state_store import DataSnapshot, StableNames, StateError, _encode, resource_random, wipe
 from local.engine.write_gate import WriteGate, is_read
 from local.mediaconvert.jobs import JobStatus, JobStore
 from local.mediaconvert.service import MediaConvertStandIn, StandInOptions
@@ -173,6 +174,13 @@ def test_data_is_captured_and_restored_without_announcing_anything(emulator: Emu
         Metadata={"job-id": "job-1"},
     )
     item = {"jobId": {"S": "job-1"}, "version": {"N": "3"}, "digest": {"B": b"\x01\x02"}, "tags": {"SS": ["a", "b"]}}
+    item |= {
+        "renditions": {"L": [{"M": {"name": {"S": "240p"}, "sum": {"B": b"\x03"}, "done": {"BOOL": True}}}]},
+        "keys": {"BS": [b"\x04", b"\x05"]},
+        "sizes": {"NS": ["1", "2.5"]},
+        "error": {"NULL": True},
+        "meta": {"M": {"nested": {"M": {"raw": {"B": b"\x06"}}}}},
+    }
     dynamodb.put_item(TableName=names["table"], Item=item)
     attributes = {
         "kind": {"DataType": "String", "StringValue": "video"},
@@ -185,6 +193,9 @@ def test_data_is_captured_and_restored_without_announcing_anything(emulator: Emu
 
     snapshot = DataSnapshot(tmp_path, "media-pipeline", "dev", emulator, ACCOUNT_ID)
     snapshot.capture(lambda: [{"id": "mediaconvert-job"}])
+    # read from moto's tables in this process, the items are what a Scan returns
+    captured = json.loads(snapshot.path.read_text())["tables"][names["table"]]
+    assert captured == [_encode(i) for i in dynamodb.scan(TableName=names["table"])["Items"]]
 
     # As a fresh emulator would be after the program ran: the same resources, empty.
     s3.delete_object(Bucket=names["bucket"], Key="uploads/job-1/source")
@@ -214,6 +225,9 @@ def test_data_is_captured_and_restored_without_announcing_anything(emulator: Emu
         "raw": {"DataType": "Binary", "BinaryValue": b"\xff"},
     }
     assert _received(emulator, names["events"]) == []  # the restored object announced nothing
+    # the next capture knows the restored objects: it reads none of them again (writes are held while it runs)
+    with mock.patch.object(s3, "get_object", side_effect=AssertionError("read again")):
+        restarted.capture(list)
 
 
 def test_an_object_deleted_is_gone_from_the_next_capture_and_its_body_with_it(
