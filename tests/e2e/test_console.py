@@ -8,6 +8,7 @@ to build/console.png (the README's picture is one such).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ JOB_TIMEOUT_MS = 600_000  # the first image or audio job builds its function's e
 STEP_TIMEOUT_MS = 30_000
 PLAYED_SECONDS = 0.5
 SCREENSHOT = REPO / "build" / "console.png"
+PAGE = 20  # the jobs list's page size (components/console_site/jobs.js)
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +62,15 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def oidc_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningCloud, IdentityProvider]]:
-    """A local cloud whose console signs in with an OIDC provider on 127.0.0.1 (code flow, PKCE), as in AWS."""
+    """A local cloud whose console signs in with an OIDC provider on 127.0.0.1 (code flow, PKCE), as in AWS, and
+    whose users may hold any number of upload forms (the paging test makes more jobs than a page holds)."""
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     folder = tmp_path_factory.mktemp("oidc-cloud")
     settings = {"clientId": "console-test", "authorizeUrl": f"{issuer}/authorize", "tokenUrl": f"{issuer}/token"}
     layer = folder / "Pulumi.oidc.yaml"
-    layer.write_text(json.dumps({"config": {"media-pipeline:consoleOidc": {**settings, "scopes": ["openid"]}}}))
+    oidc = {"media-pipeline:consoleOidc": {**settings, "scopes": ["openid"]}}
+    layer.write_text(json.dumps({"config": {**oidc, "media-pipeline:maxOpenUploadsPerUser": 0}}))
     cloud = start_cloud(REPO, folder / "state", [E2E_LAYER, layer])
     url = console_url(cloud)
     provider = IdentityProvider(
@@ -264,6 +268,49 @@ def test_in_aws_the_console_signs_in_with_the_stacks_oidc_provider_using_pkce(
     page.goto(f"{console_url(cloud)}?code={provider.redeemed[0]}&state=forged")
     page.locator("#sign-in-message").filter(has_text="did not match this browser's request").wait_for()
     assert len(provider.redeemed) == 1 and page.locator("#signed-in-as").is_hidden()
+
+
+def test_a_file_dropped_on_the_page_is_uploaded(page: Any, pipeline_cloud: RunningCloud, tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "dropped.mp4", width=320, height=180, seconds=1.0)
+    sign_in(page, pipeline_cloud, "console-dropper")
+    dropped = page.evaluate_handle(
+        """([name, encoded]) => {
+            const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: 'video/mp4' }));
+            return transfer;
+        }""",
+        [clip.name, base64.b64encode(clip.read_bytes()).decode()],
+    )
+
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
+
+    page.wait_for_url("**/console/index.html#/jobs/*")
+    assert wait_until_final(page) == "COMPLETED"
+    assert page.locator("#job-title").text_content() == "Job: dropped.mp4"
+
+
+def test_the_jobs_list_pages_with_the_apis_cursor(
+    page: Any, oidc_cloud: tuple[RunningCloud, IdentityProvider], tmp_path: Path
+) -> None:
+    cloud, _ = oidc_cloud
+    source = make_video(tmp_path / "paged.mp4", width=320, height=180, seconds=1.0)
+    client = cloud.client("console-pager")
+    created = [client.create_upload(source) for _ in range(PAGE + 1)]  # forms only: AWAITING_UPLOAD jobs
+    sign_in(page, cloud, "console-pager")
+
+    rows = page.locator("#jobs-table tbody tr")
+    page.locator("#jobs-more").wait_for(state="visible")
+    assert rows.count() == PAGE
+    newest_first = [c["jobId"] for c in reversed(created)]
+    shown = [str(link.get_attribute("href")).rsplit("/", 1)[-1] for link in page.locator("#jobs-table a").all()]
+    assert shown == newest_first[:PAGE]
+    page.click("#jobs-more")
+
+    page.wait_for_function(f"() => document.querySelectorAll('#jobs-table tbody tr').length === {PAGE + 1}")
+    assert page.locator("#jobs-more").is_hidden()
+    shown = [str(link.get_attribute("href")).rsplit("/", 1)[-1] for link in page.locator("#jobs-table a").all()]
+    assert shown == newest_first
 
 
 def test_a_rejected_upload_shows_its_reason(page: Any, pipeline_cloud: RunningCloud, tmp_path: Path) -> None:
