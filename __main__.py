@@ -11,8 +11,7 @@ import pulumi_aws as aws
 from components.api import Api, ApiArgs
 from components.audio import LOUDNESS_RANGE_LUFS, Audio, AudioArgs
 from components.cdn import PRICE_CLASSES, Cdn, CdnArgs, signing_public_key
-from components.console import CONSOLE_PREFIX, Console, ConsoleArgs
-from components.console import INDEX as CONSOLE_INDEX
+from components.console import Console, ConsoleArgs
 from components.encryption_key import EncryptionKey, EncryptionKeyArgs
 from components.event_bus import EventBus, EventBusArgs
 from components.function import (
@@ -562,7 +561,7 @@ api = Api(
 
 if console_enabled:
     # The web console, on the public API only: its files under console/ in the outputs bucket, served by the CDN.
-    Console(
+    console = Console(
         "console",
         ConsoleArgs(
             bucket=outputs.bucket_name,
@@ -573,7 +572,7 @@ if console_enabled:
             auth={"issuer": jwt_issuer, **console_oidc} if console_oidc else None,
         ),
     )
-    pulumi.export("consoleUrl", f"{cdn_base_url}/{CONSOLE_PREFIX}{CONSOLE_INDEX}")
+    pulumi.export("consoleUrl", f"{cdn_base_url}/{console.index_key}")
 
 work_queues = (
     {"ingest": ingest.queue}

@@ -306,22 +306,21 @@ class _RequestHandler(FramedRequestHandler):
         self._handle()
 
     def do_POST(self) -> None:
-        if not self._is_sign_in():
-            self.send_refusal(501)
-            self.close_connection = True
-            return
-        try:
-            body = self.read_body(local_sign_in.MAX_BODY_BYTES)
-        except FramingRefused as refused:
-            self.refuse(refused)
-            return
+        self._sign_in()  # admit() refused every other POST
+
+    def _sign_in(self) -> None:
+        """The console's local sign-in (local_sign_in.py), the one route that reads a body."""
+        body = b""
+        if self.command == "POST":
+            try:
+                body = self.read_body(local_sign_in.MAX_BODY_BYTES)
+            except FramingRefused as refused:
+                self.refuse(refused)
+                return
         assert self.server_cdn.mint_token is not None
         status, answer = local_sign_in.token_answer(
             self.command, self.headers.get("Content-Type") or "", body, self.server_cdn.mint_token
         )
-        self._send_json(status, answer)
-
-    def _send_json(self, status: int, answer: dict[str, object]) -> None:
         content = json.dumps(answer).encode()
         self.send_response(status)
         for name, value in [
@@ -342,8 +341,7 @@ class _RequestHandler(FramedRequestHandler):
 
     def _handle(self) -> None:
         if self._is_sign_in():
-            assert self.server_cdn.mint_token is not None
-            self._send_json(*local_sign_in.token_answer(self.command, "", b"", self.server_cdn.mint_token))
+            self._sign_in()
             return
         path, _, query = self.path.partition("?")
         request = ViewerRequest(

@@ -41,6 +41,7 @@ from local.engine import moto_patches, write_gate
 from local.engine.emulator import Emulator
 
 log = logging.getLogger("local.engine.state_store")
+SLOW_HOLD_SECONDS = 1.0  # a snapshot that held writes longer is worth a log line
 
 STATE_FOLDER = "state"
 NAMES_FILE = "names.json"
@@ -270,8 +271,8 @@ class DataSnapshot:
                     "mediaconvertJobs": mediaconvert_jobs(),
                 }
             held = time.monotonic() - started
-            if held > 0.0:
-                log.warning("snapshot: writes held %.2f s", held)
+            if held > SLOW_HOLD_SECONDS:
+                log.info("snapshot: writes held %.2f s", held)
             _write_atomically(self.path, json.dumps(content).encode())
             self._forget_unreferenced_objects(content["buckets"])
 
@@ -405,10 +406,10 @@ class DataSnapshot:
     def _remember_restored(self, s3: Any, bucket: str, entries: dict[str, dict[str, Any]]) -> None:
         """The restored objects as the next capture will list them, so it does not read them all again (seconds
         of held writes at a few thousand objects); the blobs are the saved ones."""
+        blobs = self._root / OBJECTS_FOLDER
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for listed in page.get("Contents", []):
                 entry = entries.get(listed["Key"])
-                blobs = self._root / OBJECTS_FOLDER
                 if entry is not None and (blobs / entry["blob"]).stat().st_size == listed["Size"]:
                     stamp = f"{listed['ETag']}|{listed['LastModified'].isoformat()}|{listed['Size']}"
                     self._objects[(bucket, listed["Key"])] = {**entry, "stamp": stamp}
