@@ -17,10 +17,10 @@ own users, a new one every UPLOADS_PER_USER uploads, under the open-uploads (20)
 no answer is a 429 and no two requests race on one usage record. Any answer but 201/200 (a 429, a 5xx, a dropped
 connection) is counted and printed, and the run exits 1.
 
-The local cloud's moto copies every table a TransactWriteItems writes to, to roll back on failure (moto 5.2,
-`dynamodb/models/__init__.py`), so there an upload costs more the more jobs the cloud holds; the uploads of a run
-are kept, and the line "early -> late in the run" shows how much the p50 moved over the run. The gateway's figures
-therefore depend on `--requests`: compare runs of the same size.
+moto itself copies every table a TransactWriteItems writes to, to roll back on failure, so an upload would cost more
+the more jobs the cloud holds; the local cloud backs up only the items a transaction names instead
+(local/engine/moto_patches.py). The uploads of a run are kept, and the line "early -> late in the run" shows whether
+the p50 still moves over the run.
 
 The handler alone: `functions.api.handler.handler` called with API Gateway HTTP API payload 2.0 events (the verified
 token's claims in `requestContext.authorizer.jwt.claims`), as tests/functions/api builds them, against moto

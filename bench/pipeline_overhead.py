@@ -2,7 +2,7 @@
 ffmpeg commands run directly, and N concurrent jobs against the same encodes run back to back. Ratios from one run.
 
     .venv/bin/python -m bench.pipeline_overhead [--seconds 30] [--jobs 4] [--job-seconds 12] [--parallel 2]
-        [--skip-throughput] [--no-warm-up] [--keep DIR]
+        [--cloud-parallel N] [--concurrency N] [--no-warm-up] [--keep DIR]   (--jobs 0: the single job only)
 
 It starts `python -m local up` on the program itself with the dev stack (Pulumi.dev.yaml: the Lambda engine, the
 default 720p + 1080p ladder) and the local layer, as tests/e2e/conftest.py does (a free port, a state directory of its
@@ -70,6 +70,7 @@ JOB_TIMEOUT_SECONDS = 900
 POLL_SECONDS = 0.5
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WARM_UP_SECONDS = 2.0
+DEFAULT_CONCURRENCY = 2  # `python -m local up`'s --concurrency
 
 
 # --- the machine ----------------------------------------------------------------------------------------------------
@@ -769,10 +770,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         client = cloud.client("bench")
         if warm is not None:
-            job_id, uploaded = upload(client, warm)
-            wait_final(cloud, client, [job_id])
-            p = completed_at(cloud.record(job_id)) - uploaded
-            print(f"warm-up job ({WARM_UP_SECONDS:g} s clip, cold workers): P {p:.2f} s")
+            # As many warm-up jobs at once as the throughput run keeps each function busy with (its `concurrency`
+            # workers), so that neither measurement pays a worker's cold start.
+            count = max(1, min(args.jobs, args.concurrency or DEFAULT_CONCURRENCY))
+            with ThreadPoolExecutor(max_workers=count) as pool:
+                warm_ups = list(pool.map(lambda _: upload(client, warm), range(count)))
+            wait_final(cloud, client, [job_id for job_id, _ in warm_ups])
+            p = max(completed_at(cloud.record(job_id)) - uploaded for job_id, uploaded in warm_ups)
+            print(f"warm-up: {count} job(s) at once ({WARM_UP_SECONDS:g} s clip, cold workers): P {p:.2f} s")
         with phase("idle cloud, 10 s", cloud.cpu_seconds) as idle:
             time.sleep(10)
         print(f"idle cloud: {idle.cpu / idle.wall:.3f} CPU s per s")

@@ -49,6 +49,7 @@ import posixpath
 import re
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -95,6 +96,8 @@ from functions.packager.settings import PackagerSettings
 
 FAILED = "PACKAGING_FAILED"
 WORK_DIR_PREFIX = "packager-"
+# Downloads and ffmpeg steps at once (two renditions, or the HLS remuxes beside the poster and the sprite).
+STEPS_AT_ONCE = 4
 MP4_DEMUXERS = "mov,mp4,m4a,3gp,3g2,mj2"
 """The only demuxer a rendition is opened with: every rendition is an MP4."""
 QUIET = ("-nostdin", "-loglevel", "error", "-nostats")
@@ -786,12 +789,23 @@ class PlaybackPackager:
         self, work: Path, request: PackagingRequested, watch: AttemptWatch, remaining_ms: Callable[[], int]
     ) -> tuple[PlaybackPackage, _Build]:
         build = _Build(work / "package", request.job_id, watch, [], [])
-        renditions = [self._download(work, source) for source in request.renditions]
-        variants = [self._package_variant(rendition, build, remaining_ms) for rendition in renditions]
-        largest = max(renditions, key=lambda rendition: rendition.pixels)
-        smallest = min(renditions, key=lambda rendition: rendition.pixels)
-        poster = self._poster(largest, smallest, build, remaining_ms)
-        thumbnails = self._thumbnails(smallest, build, remaining_ms)
+        # The packager runs after a job's last encode, on its critical path: the downloads, then the steps (each
+        # reads the downloaded renditions and writes files of its own), run side by side.
+        with ThreadPoolExecutor(max_workers=STEPS_AT_ONCE, thread_name_prefix="package") as pool:
+            try:
+                renditions = list(pool.map(lambda source: self._download(work, source), request.renditions))
+                largest = max(renditions, key=lambda rendition: rendition.pixels)
+                smallest = min(renditions, key=lambda rendition: rendition.pixels)
+                variant_steps = [pool.submit(self._package_variant, r, build, remaining_ms) for r in renditions]
+                poster_step = pool.submit(self._poster, largest, smallest, build, remaining_ms)
+                thumbnails_step = pool.submit(self._thumbnails, smallest, build, remaining_ms)
+                variants = [step.result() for step in variant_steps]
+                poster, thumbnails = poster_step.result(), thumbnails_step.result()
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
+        build.media_files.sort(key=lambda packaged: packaged.key)
+        build.indexes.sort(key=lambda packaged: packaged.key)
         (build.folder / MASTER_PLAYLIST).write_text(master_playlist(variants))
         build.add(MASTER_PLAYLIST, index=True)
         package = PlaybackPackage(

@@ -72,6 +72,25 @@ class Emulator:
                 )
             return self._clients[key]
 
+    def message_waiting(self, queue_url: str, seconds: float) -> bool:
+        """Whether the queue at `queue_url` holds a visible message, waiting up to `seconds` for one to arrive.
+
+        Asked of moto's queue in this process, so an idle poller costs no request: each ReceiveMessage is an HTTP
+        call that botocore signs and the permission layer checks, and two dozen pollers asking once a second kept a
+        tenth of a CPU busy in an idle cloud (Lambda's pollers long-poll instead). A poller asks this first and then
+        receives over HTTP, with its role, as before. A message that becomes visible again when its visibility
+        timeout ends notifies nothing, so it is seen when the wait ends; keep `seconds` short."""
+        from moto.sqs.models import sqs_backends
+
+        account, name = queue_url.rstrip("/").split("/")[-2:]
+        regions = dict.get(sqs_backends, account)  # never creates an account's backends, as indexing would
+        backend = regions.get(self.region) if regions is not None else None
+        queue = backend.queues.get(name) if backend is not None else None
+        if queue is None:
+            return True  # not moto's (or gone): let the receive say so
+        with queue._messages_lock:
+            return bool(queue._messages_lock.wait_for(lambda: queue.messages, timeout=seconds))
+
     def function_environment(self) -> dict[str, str]:
         """What every local Lambda gets on top of its declared variables: the endpoint and the region (its role's
         credentials are its own)."""

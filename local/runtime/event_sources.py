@@ -33,6 +33,8 @@ log = logging.getLogger("local.events")
 
 AwsError = (ClientError, BotoCoreError)
 RECEIVE_WAIT_SECONDS = 1
+"""How long a poller waits for a message (in process: `Emulator.message_waiting`) before it looks at `stopping` again;
+when one is there it receives it over HTTP, waiting as long again should another poller have taken it first."""
 
 
 @dataclass
@@ -174,6 +176,8 @@ class SqsEventSource(_Loop):
         sqs = self._poller()
         messages: list[dict[str, Any]] = []
         window_ends = time.monotonic() + self.window_seconds * self._clock.scale
+        if not self._aws.message_waiting(self.queue_url, RECEIVE_WAIT_SECONDS):
+            return messages
         while len(messages) < self.batch_size and not self.stopping:
             batch = sqs.receive_message(
                 QueueUrl=self.queue_url,
@@ -266,6 +270,9 @@ class AsyncDeliveryLoop(_Loop):
 
     def _poll_once(self) -> None:
         if not self._slots.acquire(timeout=RECEIVE_WAIT_SECONDS):
+            return
+        if not self.emulator.message_waiting(self.delivery.queue_url, RECEIVE_WAIT_SECONDS):
+            self._slots.release()
             return
         messages = (
             self.emulator.client("sqs")
