@@ -446,8 +446,14 @@ def route_calls(sink: Any) -> dict[str, RouteCall]:
 
 def handler_phase(requests: int, log_level: str, profile: bool) -> HandlerRun:
     """Each route `requests` times, one call at a time, after WARMUP_CALLS untimed calls, against moto."""
-    os.environ.update(handler_environment(log_level))
+    environment = handler_environment(log_level)
+    os.environ.update(environment)
     os.environ.pop("AWS_ENDPOINT_URL", None)
+    # Powertools read the namespace when functions/common/observability.py was first imported, which the local cloud's
+    # modules imported above may already have done, without it.
+    from functions.common.observability import metrics
+
+    metrics.namespace = environment["POWERTOOLS_METRICS_NAMESPACE"]
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
     from moto import mock_aws

@@ -469,6 +469,7 @@ class ScheduleRunner(_Loop):
             and (period := rate_seconds(rule.inputs.get("scheduleExpression") or "")) is not None
         ]
         self.fired: dict[str, int] = {}
+        self._queue_urls: dict[str, str] = {}
 
     def start(self) -> None:
         if self.rules:
@@ -484,6 +485,13 @@ class ScheduleRunner(_Loop):
                     self.fire(rule)
                     next_fire[rule.name] = now + self._clock.seconds(period)
             self._stop.wait(max(0.05, min(next_fire.values()) - time.monotonic()))
+
+    def _queue_url(self, queue_arn: str) -> str:
+        """A target queue's URL, asked once: on the local clock a `rate(5 minutes)` rule fires every 3 s."""
+        if queue_arn not in self._queue_urls:
+            sqs = self._aws.client("sqs")
+            self._queue_urls[queue_arn] = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[1])["QueueUrl"]
+        return self._queue_urls[queue_arn]
 
     def fire(self, rule: DeclaredResource) -> None:
         events = self._aws.client("events")
@@ -505,5 +513,5 @@ class ScheduleRunner(_Loop):
                 log.warning("schedule %s: target %s has no local delivery", rule.name, target["Arn"])
                 continue
             body = target.get("Input") or json.dumps(event)
-            queue_url = self._aws.client("sqs").get_queue_url(QueueName=target["Arn"].rsplit(":", 1)[1])["QueueUrl"]
+            queue_url = self._queue_url(target["Arn"])
             self._aws.client("sqs").send_message(QueueUrl=queue_url, MessageBody=body)
