@@ -65,8 +65,12 @@ assumptions:
   the Basic tier's normalized-minute price and resolution multiplier (bench/encode_speed.py). Ingest and the packager
   run for either engine and are left out of both sides. MediaConvert's time-to-ready is not projected: AWS
   publishes no speed for it (AVC jobs often run near 1x realtime; an assumption, not a measurement).
-- What-ifs, for 1 h only: the same projection without any S3 transfer time, and one where every video unit
-  downloads the whole source (as it does for a container without an index of its packets: Matroska, MPEG-TS).
+- What-ifs, for 1 h only: the same projection without any S3 transfer time; one where every video unit
+  downloads the whole source (as it does for a container without an index of its packets: Matroska, MPEG-TS); and
+  one where the audio unit reads only the index, the first 6 s and the audio (a source that interleaves its audio in
+  ~1 s chunks, as phones write it, taken at SOURCE_AUDIO_KBPS with a GET of AUDIO_GET_SECONDS per chunk,
+  AUDIO_GET_THREADS at a time). The generated clip is interleaved frame by frame, as ffmpeg writes, so its audio
+  unit reads it whole: the byte ranges between its audio packets are merged.
 """
 
 from __future__ import annotations
@@ -137,6 +141,14 @@ GOAL_PRICE_RATIO = 10
 CPU_RATIO_TARGET = 1.05
 WINDOW_EXTRA_SECONDS = 6.0 + 0.5 + 4.0
 """What a video unit reads of an MP4 beyond its segment: the 6 s ffmpeg analyses, 0.5 s before, 4 s after."""
+PRELUDE_SECONDS = 6.0
+"""What the audio unit reads of every stream of an MP4 (ffmpeg's stream analysis)."""
+SOURCE_AUDIO_KBPS = 256
+"""What a phone records its AAC at, at most."""
+AUDIO_GET_SECONDS = 0.03
+"""An S3 ranged GET's latency in Lambda (first byte), for the audio's one-second chunks."""
+AUDIO_GET_THREADS = 8
+"""functions/common/unit_adapters.py DOWNLOAD_THREADS."""
 # The stack's default maxConcurrency.transcode (Pulumi.yaml; 200 in Pulumi.prod.yaml).
 STACK_QUEUE_CONCURRENCY = 100
 
@@ -393,6 +405,9 @@ class Assumptions:
     packager_memory_mb: int = 2048
     window_reads: bool = True
     """A video unit reads only its window of the source (an MP4); False: the whole source (other containers)."""
+    audio_reads: bool = False
+    """The audio unit reads only the index, the first seconds and the audio of an MP4 whose audio is in ~1 s chunks
+    (as phones write it); False: the whole source (ffmpeg interleaves frame by frame, and the copy's ranges merge)."""
 
 
 @dataclass(frozen=True)
@@ -521,7 +536,13 @@ def project(m: Measurement, seconds: float, a: Assumptions, slowdown: float) -> 
         video_unit = (
             fixed + rate.video_max * length * slowdown / vcpus + transfer(length * plan.maxVideoBitrateKbps / 8000)
         )
-        audio_unit = whole_read + rate.audio * seconds * slowdown + transfer(audio_mb) if m.probe.hasAudio else 0.0
+        audio_read = whole_read
+        if a.audio_reads:
+            # One ranged GET per one-second chunk of audio, AUDIO_GET_THREADS at a time.
+            prelude_mb = source_mb * min(1.0, PRELUDE_SECONDS / seconds)
+            audio_gets = seconds * AUDIO_GET_SECONDS / AUDIO_GET_THREADS
+            audio_read = a.cold_start_seconds + transfer(prelude_mb + seconds * SOURCE_AUDIO_KBPS / 8000) + audio_gets
+        audio_unit = audio_read + rate.audio * seconds * slowdown + transfer(audio_mb) if m.probe.hasAudio else 0.0
         unit = max(video_unit, audio_unit)
         stitch = (
             a.cold_start_seconds
@@ -641,6 +662,13 @@ def report_projection(m: Measurement, a: Assumptions) -> None:
         "  if every video unit downloaded the whole source (a container without a packet index): "
         f"stored {_clock(rr.stored)} / {_clock(rc.stored)}, ready {_clock(rr.ready)} / {_clock(rc.ready)}, "
         f"1/{rr.ratio:.1f} / 1/{rc.ratio:.1f} of the price"
+    )
+    chunked = replace(a, audio_reads=True)
+    cr, cc = project(m, 3600, chunked, 1.0), project(m, 3600, chunked, conservative)
+    print(
+        "  if the source's audio is in ~1 s chunks (as phones write it), so that the audio unit reads only it: "
+        f"stored {_clock(cr.stored)} / {_clock(cc.stored)}, ready {_clock(cr.ready)} / {_clock(cc.ready)}, "
+        f"1/{cr.ratio:.1f} / 1/{cc.ratio:.1f} of the price"
     )
     per_queue = raw.units // max(1, len(m.renditions))
     if per_queue > STACK_QUEUE_CONCURRENCY:

@@ -25,7 +25,8 @@ duplicates.
 Segment-parallel renditions (a message with `segment`, docs/CONTRACTS.md "Segment-parallel encoding"): a VIDEO part
 encodes only its segment of the source, `[index x seconds, (index + 1) x seconds)`, with the same video settings
 (so it starts on a keyframe of the 2 s grid and its GOPs fall where one continuous encode's would); the AUDIO part
-encodes the whole source's audio once; each is stored under `outputs/{jobId}/segments/{rendition}/{attempt}/` and
+encodes the whole source's audio once (of an MP4 it downloads only the index, the first seconds and the audio's
+packets); each is stored under `outputs/{jobId}/segments/{rendition}/{attempt}/` and
 announced as `Segment Completed`. The STITCH part (sent by the tracker when every part landed) joins the video
 segments with the concat demuxer and muxes the audio, all `-c copy` with `+faststart`, then stores and announces the
 rendition as an unsegmented encode does, and deletes the parts. A part stored by an earlier delivery is announced
@@ -140,6 +141,10 @@ class MediaStore(SourceStore, Protocol):
     ) -> None:
         """What an encode of `[start_seconds, start_seconds + seconds)` reads of the source, at `destination` (the
         whole source, or a sparse copy holding only the index and those bytes); errors as `download_source`."""
+
+    def download_source_audio(self, source: SourceObject, destination: Path, *, format_name: str | None) -> None:
+        """What the audio part's encode reads of the source, at `destination` (the whole source, or a sparse copy
+        holding only the index, the first seconds and the audio); errors as `download_source`."""
 
     def find_part(self, job_id: str, rendition: str, part: str, *, attempt: int) -> bool:
         """Whether an earlier delivery stored this part of a segment-parallel rendition (this attempt's)."""
@@ -443,8 +448,8 @@ class RenditionTranscoder:
     def _download_source(
         self, message: FanOutMessage, plan: EncodePlan, destination: Path, segment: Segment | None = None
     ) -> UnitResult | None:
-        """The source in the working directory (for a video segment, what its encode reads of it), or the rendition
-        failed because it is gone or was replaced."""
+        """The source in the working directory (for a part of a segment-parallel rendition, what its encode reads of
+        it), or the rendition failed because it is gone or was replaced."""
         try:
             if segment is not None and segment.part == SegmentPart.VIDEO:
                 self._store.download_source_window(
@@ -454,6 +459,8 @@ class RenditionTranscoder:
                     seconds=segment.seconds,
                     format_name=message.probe.formatName,
                 )
+            elif segment is not None:
+                self._store.download_source_audio(message.source, destination, format_name=message.probe.formatName)
             else:
                 self._store.download_source(message.source, destination)
         except SourceReplaced as err:

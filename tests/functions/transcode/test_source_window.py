@@ -1,6 +1,6 @@
-"""A video segment's window of the source (`S3MediaStore.download_source_window`): of an MP4, a sparse copy holding
-the index and the packets the segment's encode reads, which encodes exactly as the whole file does; of anything else,
-the whole source (real ffmpeg, S3 in moto)."""
+"""A video segment's window of the source (`S3MediaStore.download_source_window`) and the audio part's share of it
+(`download_source_audio`): of an MP4, a sparse copy holding the index and the packets the part's encode reads, which
+encodes exactly as the whole file does; of anything else, the whole source (real ffmpeg, S3 in moto)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from functions.transcode.adapters import (
     parse_box,
     read_intervals,
 )
-from functions.transcode.service import EncoderSettings, build_segment_video
+from functions.transcode.service import EncoderSettings, build_audio_part, build_segment_video
 from tests.functions.conftest import REGION
 from tests.functions.transcode.conftest import PLAN, UPLOADS, source_probe
 from tests.media_samples import probe
@@ -41,15 +41,21 @@ JITTER = r"setpts=(N/30+0.013*sin(N*1.7)+0.02*not(mod(N\,7)))/TB"
 """Frame times off the 30 fps grid, as a phone's variable frame rate puts them."""
 
 
-def make_source(path: Path, *, faststart: bool = False, variable_rate: bool = False) -> Path:
+def make_source(
+    path: Path, *, faststart: bool = False, variable_rate: bool = False, video_bitrate: str | None = None
+) -> Path:
     """320x180 H.264 with B-frames (what reordering needs) and 1.4 s GOPs (the windows start inside one), and AAC: the
-    moov at the end, as ffmpeg writes it, or first."""
+    moov at the end, as ffmpeg writes it, or first. ffmpeg interleaves every frame with the audio beside it; at
+    `video_bitrate` the frames between two audio packets are larger than the copy's merge gap, as a phone's second
+    of video between its audio chunks is larger than the one production uses."""
     args = [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y"]
     args += ["-f", "lavfi", "-i", f"testsrc2=size=320x180:rate=30:duration={SECONDS}"]
     args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={SECONDS}"]
     if variable_rate:
         args += ["-vf", JITTER, "-fps_mode", "passthrough"]
     args += ["-c:v", "libx264", "-preset", "veryfast", "-g", "42", "-bf", "3", "-pix_fmt", "yuv420p"]
+    if video_bitrate:
+        args += ["-b:v", video_bitrate, "-minrate", video_bitrate, "-maxrate", video_bitrate, "-bufsize", video_bitrate]
     args += ["-c:a", "aac", "-b:a", "64k", *(["-movflags", "+faststart"] if faststart else []), str(path)]
     subprocess.run(args, check=True, env=tool_env())
     return path
@@ -70,6 +76,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "faststart": make_source(folder / "faststart.mp4", faststart=True),
         "variable-rate": make_source(folder / "variable-rate.mp4", variable_rate=True),
         "mkv": remux(moov_last, folder / "source.mkv"),
+        "busy-moov-last": make_source(folder / "busy-moov-last.mp4", video_bitrate="3M"),
+        "busy-faststart": make_source(folder / "busy-faststart.mp4", faststart=True, video_bitrate="3M"),
     }
 
 
@@ -147,6 +155,54 @@ def test_a_sparse_window_encodes_exactly_as_the_whole_file(
     expected = segment_packets(whole, tmp_path / "from-whole.mp4", start)
     assert segment_packets(sparse, tmp_path / "from-sparse.mp4", start) == expected
     assert expected.count("\n0,") > 100  # 4 s at 30 fps, not an empty encode
+
+
+def audio_packets(source: Path, output: Path) -> str:
+    """The packets (times, sizes, hashes) of the audio part `build_audio_part` encodes from `source`."""
+    probe = Probe.model_validate(source_probe(source)) if source.suffix else None
+    graph = build_audio_part(source, output, plan=PLAN, probe=probe)
+    subprocess.run(graph.compile(cmd=ffmpeg_path()), check=True, env=tool_env(), capture_output=True)
+    hashes = [ffmpeg_path(), "-v", "error", "-i", str(output), "-map", "0:a", "-c", "copy", "-f", "framemd5", "-"]
+    return subprocess.run(hashes, check=True, env=tool_env(), capture_output=True, text=True).stdout
+
+
+@pytest.mark.media
+@pytest.mark.parametrize("layout", ["busy-moov-last", "busy-faststart"])
+def test_the_audio_part_reads_a_sparse_copy_and_encodes_exactly_as_from_the_whole_file(
+    buckets: dict[str, str], tmp_path: Path, media: dict[str, Path], monkeypatch: pytest.MonkeyPatch, *, layout: str
+) -> None:
+    # GIVEN a 30 s MP4 with 3 Mbit/s of video and a 64 kbit/s AAC track in the uploads bucket, and a first GET of 1 KiB
+    monkeypatch.setattr(adapters, "HEAD_BYTES", 1024)
+    whole = media[layout]
+    source = upload(whole)
+    client = CountingS3(boto3.client("s3", region_name=REGION))
+    sparse = tmp_path / "sparse.mp4"
+
+    # WHEN the audio part copies what its encode reads
+    S3MediaStore(client, "test-outputs", part_bytes=64 * 1024).download_source_audio(source, sparse, format_name=MP4)
+
+    # THEN the copy has the source's size, from far fewer bytes (the index, the first seconds, the audio), each GET
+    # only of the validated object
+    assert sparse.stat().st_size == whole.stat().st_size
+    assert client.bytes < 0.3 * whole.stat().st_size
+    assert all(get["IfMatch"] == f'"{source.etag}"' and get["Range"] for get in client.gets)
+    # AND the audio encoded from it is the one encoded from the whole file, packet for packet, to the end
+    expected = audio_packets(whole, tmp_path / "from-whole.m4a")
+    assert audio_packets(sparse, tmp_path / "from-sparse.m4a") == expected
+    assert expected.count("\n0,") > 30 * 48000 // 1024 - 5  # every AAC frame of the 30 s, not an empty encode
+
+
+@pytest.mark.media
+def test_the_audio_part_of_another_container_reads_it_whole(
+    buckets: dict[str, str], tmp_path: Path, media: dict[str, Path]
+) -> None:
+    source = upload(media["mkv"])
+    client = CountingS3(boto3.client("s3", region_name=REGION))
+
+    S3MediaStore(client, "test-outputs").download_source_audio(source, tmp_path / "source", format_name="matroska,webm")
+
+    assert (tmp_path / "source").read_bytes() == media["mkv"].read_bytes()
+    assert all("Range" not in get for get in client.gets)
 
 
 @pytest.mark.media
