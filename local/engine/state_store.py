@@ -7,8 +7,10 @@
   gets its new name; one no longer declared is forgotten, as Pulumi forgets a deleted resource.
 - **Data** (`snapshot.json`, `objects/`): S3 objects (the bodies content-addressed under `objects/`, with their
   metadata), DynamoDB items, SQS messages still held (DLQs and the `local-delivery-*` queues too, in-flight ones
-  included, with their receive counts) and the MediaConvert stand-in's jobs. Captured through the admin client (SQS
-  from moto's own queue objects: receiving would change the messages) every few seconds and on stop, at one instant
+  included, with their receive counts) and the MediaConvert stand-in's jobs. Captured every few seconds and on stop,
+  read from moto's own objects in this process (SQS: receiving would change the messages; DynamoDB and the S3
+  listing: over HTTP they held every write for seconds at a few hundred jobs), except a new object's bytes and
+  headers, which the admin client GETs; at one instant
   (no request writes meanwhile: write_gate.py), written to a temp file and renamed; restored after the program's
   resources are created, into the resources of the same physical name (a replaced resource starts empty, as in AWS),
   with S3 notifications paused so restored objects trigger nothing.
@@ -35,6 +37,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from moto.dynamodb.models import dynamodb_backends
 from moto.moto_api._internal import mock_random
+from moto.s3.models import s3_backends
 from moto.sqs.models import Message, sqs_backends
 
 from local.engine import moto_patches, write_gate
@@ -53,6 +56,18 @@ DYNAMODB_BATCH = 25
 RESET_TARGETS = (
     STATE_FOLDER, "jwt-key.pem", "auth.json", "deployment.json", "outputs.json", "workers.json", "tmp", "logs"
 )  # fmt: skip
+
+
+S3_PARTITION = "aws"  # moto keys its S3 backends by account, then partition
+
+
+def _stamp(etag: str, last_modified: str, size: int) -> str:
+    """What tells a capture that an object changed since it was last read: its ETag, its time and its size."""
+    return f"{etag}|{last_modified}|{size}"
+
+
+def _stamp_size(stamp: str) -> int:
+    return int(stamp.rsplit("|", 1)[1])
 
 
 class StateError(ValueError):
@@ -279,19 +294,26 @@ class DataSnapshot:
     def _capture_buckets(self) -> dict[str, dict[str, Any]]:
         s3 = self._emulator.client("s3")
         buckets: dict[str, dict[str, Any]] = {}
-        for bucket in s3.list_buckets().get("Buckets", []):
-            name = bucket["Name"]
+        for name, listed in self._listed_objects().items():
             entries = buckets.setdefault(name, {})
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-                for listed in page.get("Contents", []):
-                    entry = self._capture_object(s3, name, listed)
-                    if entry is not None:
-                        entries[listed["Key"]] = entry
+            for key, stamp in listed.items():
+                entry = self._capture_object(s3, name, key, stamp)
+                if entry is not None:
+                    entries[key] = entry
         return buckets
 
-    def _capture_object(self, s3: Any, bucket: str, listed: dict[str, Any]) -> dict[str, Any] | None:
-        key = listed["Key"]
-        stamp = f"{listed['ETag']}|{listed['LastModified'].isoformat()}|{listed['Size']}"
+    def _listed_objects(self) -> dict[str, dict[str, str]]:
+        """Each bucket's objects as ListObjectsV2 lists them (moto's own listing, in this process), each with the
+        stamp that tells whether it changed. Over HTTP the listing of every bucket held writes about 0.4 s at 250
+        jobs, growing with the objects; an object's bytes, when it is new, are still read over HTTP."""
+        backend = s3_backends[self._account][S3_PARTITION]
+        listed: dict[str, dict[str, str]] = {}
+        for name, bucket in list(backend.buckets.items()):
+            keys, _, _, _ = backend.list_objects(bucket, prefix=None, delimiter=None, marker=None, max_keys=None)
+            listed[name] = {key.name: _stamp(key.etag, key.last_modified_ISO8601, key.size) for key in keys}
+        return listed
+
+    def _capture_object(self, s3: Any, bucket: str, key: str, stamp: str) -> dict[str, Any] | None:
         known = self._objects.get((bucket, key))
         if known is not None and known["stamp"] == stamp:
             return known
@@ -400,19 +422,18 @@ class DataSnapshot:
                 for key, entry in entries.items():
                     self._restore_object(s3, bucket, key, entry)
                     restored += 1
-                self._remember_restored(s3, bucket, entries)
+                self._remember_restored(bucket, entries)
         return restored
 
-    def _remember_restored(self, s3: Any, bucket: str, entries: dict[str, dict[str, Any]]) -> None:
+    def _remember_restored(self, bucket: str, entries: dict[str, dict[str, Any]]) -> None:
         """The restored objects as the next capture will list them, so it does not read them all again (seconds
         of held writes at a few thousand objects); the blobs are the saved ones."""
         blobs = self._root / OBJECTS_FOLDER
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            for listed in page.get("Contents", []):
-                entry = entries.get(listed["Key"])
-                if entry is not None and (blobs / entry["blob"]).stat().st_size == listed["Size"]:
-                    stamp = f"{listed['ETag']}|{listed['LastModified'].isoformat()}|{listed['Size']}"
-                    self._objects[(bucket, listed["Key"])] = {**entry, "stamp": stamp}
+        listed = self._listed_objects().get(bucket, {})
+        for key, stamp in listed.items():
+            entry = entries.get(key)
+            if entry is not None and (blobs / entry["blob"]).stat().st_size == _stamp_size(stamp):
+                self._objects[(bucket, key)] = {**entry, "stamp": stamp}
 
     def _restore_object(self, s3: Any, bucket: str, key: str, entry: dict[str, Any]) -> None:
         request: dict[str, Any] = {
