@@ -649,27 +649,22 @@ def report_projection(m: Measurement, a: Assumptions) -> None:
             f"ready {_clock(p.ready)} ({'holds' if ready_ok else 'MISSES'}); "
             f"1/{p.ratio:.1f} of the price ({'holds' if price_ok else 'MISSES'})"
         )
-    # What the transfers cost: the same projection with free, instant S3 (every other assumption kept).
-    free = replace(a, s3_mb_per_second=math.inf)
-    fr, fc = project(m, 3600, free, 1.0), project(m, 3600, free, conservative)
-    print(
-        f"  without S3 transfer time (all else equal): stored {_clock(fr.stored)} / {_clock(fc.stored)}, "
-        f"ready {_clock(fr.ready)} / {_clock(fc.ready)}, 1/{fr.ratio:.1f} / 1/{fc.ratio:.1f} of the price"
-    )
-    ranged = replace(a, window_reads=False)
-    rr, rc = project(m, 3600, ranged, 1.0), project(m, 3600, ranged, conservative)
-    print(
-        "  if every video unit downloaded the whole source (a container without a packet index): "
-        f"stored {_clock(rr.stored)} / {_clock(rc.stored)}, ready {_clock(rr.ready)} / {_clock(rc.ready)}, "
-        f"1/{rr.ratio:.1f} / 1/{rc.ratio:.1f} of the price"
-    )
-    chunked = replace(a, audio_reads=True)
-    cr, cc = project(m, 3600, chunked, 1.0), project(m, 3600, chunked, conservative)
-    print(
-        "  if the source's audio is in ~1 s chunks (as phones write it), so that the audio unit reads only it: "
-        f"stored {_clock(cr.stored)} / {_clock(cc.stored)}, ready {_clock(cr.ready)} / {_clock(cc.ready)}, "
-        f"1/{cr.ratio:.1f} / 1/{cc.ratio:.1f} of the price"
-    )
+    what_ifs = {
+        # What the transfers cost: the same projection with free, instant S3 (every other assumption kept).
+        "without S3 transfer time (all else equal)": replace(a, s3_mb_per_second=math.inf),
+        "if every video unit downloaded the whole source (a container without a packet index)": replace(
+            a, window_reads=False
+        ),
+        "if the source's audio is in ~1 s chunks (as phones write it), so that the audio unit reads only it": replace(
+            a, audio_reads=True
+        ),
+    }
+    for label, assumptions in what_ifs.items():
+        wr, wc = project(m, 3600, assumptions, 1.0), project(m, 3600, assumptions, conservative)
+        print(
+            f"  {label}: stored {_clock(wr.stored)} / {_clock(wc.stored)}, ready {_clock(wr.ready)} / "
+            f"{_clock(wc.ready)}, 1/{wr.ratio:.1f} / 1/{wc.ratio:.1f} of the price"
+        )
     per_queue = raw.units // max(1, len(m.renditions))
     if per_queue > STACK_QUEUE_CONCURRENCY:
         print(

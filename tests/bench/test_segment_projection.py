@@ -8,7 +8,15 @@ from dataclasses import replace
 import pytest
 
 from bench.packager_speed import Timed
-from bench.segment_projection import Assumptions, Measurement, Part, RenditionRuns, project
+from bench.segment_projection import (
+    Assumptions,
+    Measurement,
+    Part,
+    RenditionRuns,
+    project,
+    report_measurement,
+    report_projection,
+)
 from functions.contracts.fanout import EncodePlan
 from functions.contracts.jobs import Probe
 
@@ -82,3 +90,18 @@ def test_reading_only_the_audio_shortens_the_audio_unit_and_reading_whole_source
     assert audio_only.lambda_usd < whole.lambda_usd
     assert whole_windows.lambda_usd > 2 * whole.lambda_usd
     assert whole_windows.video_unit > whole.video_unit + 60
+
+
+def test_the_report_prints_the_table_the_goal_and_each_what_if(
+    measurement: Measurement, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report_measurement(measurement)
+    report_projection(measurement, Assumptions())
+
+    printed = capsys.readouterr().out
+    assert "CPU ratio segmented / unsegmented" in printed
+    for media in ("1 min", "10 min", "1 h"):
+        assert any(line.startswith(media) for line in printed.splitlines())
+    assert "1 h goal: ready < 3 min" in printed
+    for what_if in ("without S3 transfer time", "downloaded the whole source", "audio is in ~1 s chunks"):
+        assert what_if in printed
