@@ -40,6 +40,7 @@ from functions.common.playback_links import parse_base_url
 from functions.common.renditions import parse_renditions, renditions_to_json
 from functions.common.ssrf import allowed_ports_to_env, parse_allowed_networks, parse_allowed_ports
 from functions.ingest.service import parse_image_derivatives
+from functions.transcode.settings import X264_PRESETS
 from functions.webhooks.service import parse_schedule
 
 ROOT = Path(__file__).resolve().parent
@@ -106,6 +107,9 @@ ingest_timeout_seconds = config.require_int("ingestTimeoutSeconds")
 ingest_memory_mb = config.require_int("ingestMemoryMb")
 transcode_timeout_seconds = config.require_int("transcodeTimeoutSeconds")
 transcode_memory_mb = config.require_int("transcodeMemoryMb")
+x264_preset = config.require("x264Preset")
+if x264_preset not in X264_PRESETS:
+    raise ValueError(f"x264Preset must be one of {', '.join(X264_PRESETS)}, got {x264_preset!r}")
 images_timeout_seconds = config.require_int("imagesTimeoutSeconds")
 images_memory_mb = config.require_int("imagesMemoryMb")
 audio_timeout_seconds = config.require_int("audioTimeoutSeconds")
@@ -416,6 +420,7 @@ transcoders = {
             size=FunctionSize(transcode_timeout_seconds, transcode_memory_mb, transcode_scratch_mb),
             max_concurrency=max_concurrency["transcode"],
             max_receive_count=max_receive_count,
+            preset=x264_preset,
         ),
     )
     for rendition in renditions

@@ -42,6 +42,8 @@ class TranscoderArgs:
     """Most encodes of this rendition at once (the queue's event source's maximum concurrency)."""
     max_receive_count: int = 5
     """Receives before a message moves to the DLQ."""
+    preset: str = "veryfast"
+    """x264 preset (`FFMPEG_PRESET`)."""
 
 
 class Transcoder(pulumi.ComponentResource):
@@ -66,7 +68,7 @@ class Transcoder(pulumi.ComponentResource):
             filter_policy=patterns.rendition_filter_policy(rendition.name),
             handler=HANDLER,
             service="transcode",
-            environment={"RENDITION": rendition_to_json(rendition)},
+            environment={"RENDITION": rendition_to_json(rendition), "FFMPEG_PRESET": args.preset},
             # Any key under uploads/; ListBucket on both buckets, under their prefixes. The parts of a segment-parallel
             # rendition (outputs/{jobId}/segments/...) are deleted by the stitch once the rendition is stored.
             grants=[

@@ -131,6 +131,7 @@ def test_adding_a_rendition_adds_one_queue_one_dlq_one_subscription_and_one_func
         ({"maxOpenUploadsPerUser": 10_001}, "maxOpenUploadsPerUser must be 1-10000, or 0 for no limit"),
         ({"maxJobsPerUserPerHour": -1}, "maxJobsPerUserPerHour must be at least 1, or 0 for no limit"),
         ({"maxStoredBytesPerUser": -1}, "maxStoredBytesPerUser must be at least 1, or 0 for no limit"),
+        ({"x264Preset": "quick"}, "x264Preset must be one of ultrafast, superfast, veryfast"),
     ],
 )
 def test_invalid_config_stops_the_program_with_a_reason(overrides: dict[str, Any], message: str) -> None:

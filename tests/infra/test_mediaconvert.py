@@ -196,3 +196,14 @@ def test_a_stack_on_mediaconvert_deploys_the_same_engine_and_tells_ingest(
 def test_the_encode_throughput_must_be_positive() -> None:
     with pytest.raises(ValueError, match="lambdaEncodeMegapixelsPerVcpuSecond"):
         run_program({"lambdaEncodeMegapixelsPerVcpuSecond": 0})
+
+
+def test_the_x264_preset_reaches_every_transcoder_and_nothing_else(dev: ProgramRun) -> None:
+    quality_first = run_program({"x264Preset": "medium"})
+
+    for run, preset in ((dev, "veryfast"), (quality_first, "medium")):
+        transcoders = [f for f in run.of_type(FUNCTION) if f.name.startswith("transcode-")]
+        assert len(transcoders) == 2  # the dev ladder: 720p and 1080p
+        assert {f.inputs["environment"]["variables"]["FFMPEG_PRESET"] for f in transcoders} == {preset}
+        others = [f for f in run.of_type(FUNCTION) if not f.name.startswith("transcode-")]
+        assert all("FFMPEG_PRESET" not in f.inputs["environment"]["variables"] for f in others)
