@@ -9,7 +9,7 @@ the sprite), pinned the same way, and prints the cost model of the README ("Engi
 those numbers:
 
     python -m bench.encode_speed [--seconds 20] [--repeat 3] [--cpus 2] [--memory-mb 4096]
-        [--packager-memory-mb 2048] [--renditions JSON]
+        [--packager-memory-mb 2048] [--renditions JSON] [--preset veryfast]
 
 Each rendition is encoded, and each packager step run, `--repeat` times and the fastest run counts: on a shared
 machine the other runs measure the neighbours, not ffmpeg.
@@ -44,7 +44,7 @@ from functions.contracts.jobs import Probe
 from functions.ingest.adapters import probe_media
 from functions.ingest.service import LAMBDA_MB_PER_VCPU, SAFETY_FACTOR, lambda_vcpus, plan_renditions
 from functions.transcode.service import EncoderSettings, transcode_args
-from functions.transcode.settings import TranscodeSettings
+from functions.transcode.settings import X264_PRESETS, TranscodeSettings
 
 # Published list prices, us-east-1 (check your region; prices as published on the AWS pricing pages in 2025).
 LAMBDA_USD_PER_GB_SECOND = 0.0000166667  # x86, first 6 billion GB-seconds a month
@@ -85,9 +85,11 @@ def make_source(path: Path, seconds: float) -> Path:
     return path
 
 
-def encode(source: Path, work: Path, plan: EncodePlan, probe: Probe, cpus: int) -> float:
+def encode(
+    source: Path, work: Path, plan: EncodePlan, probe: Probe, cpus: int, *, preset: str = TranscodeSettings.preset
+) -> float:
     """Wall seconds of the transcoder's command for one rendition, pinned to `cpus` CPUs."""
-    encoder = EncoderSettings(preset=TranscodeSettings.preset, crf=TranscodeSettings.crf, threads=cpus)
+    encoder = EncoderSettings(preset=preset, crf=TranscodeSettings.crf, threads=cpus)
     args = transcode_args(ffmpeg_path(), source, work / f"{plan.name}.mp4", plan=plan, probe=probe, encoder=encoder)
     started = time.perf_counter()
     subprocess.run(args, check=True, env=tool_env(), stdout=subprocess.DEVNULL, preexec_fn=lambda: pin_to_cpus(cpus))
@@ -95,7 +97,7 @@ def encode(source: Path, work: Path, plan: EncodePlan, probe: Probe, cpus: int) 
 
 
 def measure(
-    ladder: Sequence[Rendition], seconds: float, cpus: int, repeat: int = 1
+    ladder: Sequence[Rendition], seconds: float, cpus: int, repeat: int = 1, *, preset: str = TranscodeSettings.preset
 ) -> tuple[list[Measured], list[PackagerStep]]:
     """Every rendition's encode, then the packager's steps on the renditions encoded."""
     with tempfile.TemporaryDirectory(prefix="encode-speed-") as tmp:
@@ -107,7 +109,7 @@ def measure(
             if item["status"] != "QUEUED":
                 continue
             plan = EncodePlan(**{k: item[k] for k in ("name", "width", "height")}, **_bitrates(item))
-            wall = min(encode(source, work, plan, probe, cpus) for _ in range(repeat))
+            wall = min(encode(source, work, plan, probe, cpus, preset=preset) for _ in range(repeat))
             results.append(Measured(plan.name, plan.width, plan.height, probe.durationMs / 1000, wall, cpus))
             renditions[plan.name] = work / f"{plan.name}.mp4"
         return results, measure_packager(renditions, work / "package", cpus, repeat)
@@ -200,11 +202,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--packager-memory-mb", type=int, default=2048, help="packagerMemoryMb of the cost model")
     parser.add_argument("--timeout-seconds", type=int, default=900, help="transcodeTimeoutSeconds")
     parser.add_argument("--renditions", help="ladder as JSON (default: the project's default ladder)")
+    parser.add_argument(
+        "--preset", default=TranscodeSettings.preset, choices=X264_PRESETS, help="the stack's x264Preset"
+    )
     args = parser.parse_args(argv)
     ladder = parse_renditions(args.renditions) if args.renditions else list(DEFAULT_RENDITIONS)
-    results, packager = measure(ladder, args.seconds, args.cpus, args.repeat)
+    results, packager = measure(ladder, args.seconds, args.cpus, args.repeat, preset=args.preset)
     source = f"{SOURCE_WIDTH}x{SOURCE_HEIGHT}@{SOURCE_FPS}"
-    print(f"source {source}, {args.seconds:g} s; ffmpeg pinned to {args.cpus} CPUs; fastest of {args.repeat}\n")
+    print(
+        f"source {source}, {args.seconds:g} s; x264 {args.preset}; ffmpeg pinned to {args.cpus} CPUs; "
+        f"fastest of {args.repeat}\n"
+    )
     report(results, packager, args.memory_mb, args.packager_memory_mb, args.timeout_seconds)
     return 0
 
