@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -113,7 +114,45 @@ def supplied_config(state: Path, cdn_endpoint: str, s3_endpoint: str) -> dict[st
     }
 
 
+EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+CHOSEN_PORTS_BELOW_EPHEMERAL = 8000
+"""How many ports below the kernel's ephemeral range `free_port` chooses from."""
+_ports_handed_out: set[int] = set()
+_ports_lock = threading.Lock()
+
+
+def _ephemeral_low() -> int | None:
+    try:
+        return int(EPHEMERAL_PORTS.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port() -> int:
+    """A port of 127.0.0.1 nothing listens on, for a server that binds it a moment later.
+
+    Chosen at random just below the kernel's ephemeral range, and never twice by one process: a port that bind(0)
+    found free was, once, given to another process's bind(0) (a test's local cloud, beside this one) before this one
+    bound it. Below the range, no bind(0) and no outgoing connection lands on it meanwhile."""
+    low = _ephemeral_low()
+    if low is not None and low > 1024 + CHOSEN_PORTS_BELOW_EPHEMERAL:
+        candidates = range(low - CHOSEN_PORTS_BELOW_EPHEMERAL, low)
+        for _ in range(100):
+            port = secrets.choice(candidates)
+            with _ports_lock:
+                if port in _ports_handed_out or not _bindable(port):
+                    continue
+                _ports_handed_out.add(port)
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
