@@ -33,6 +33,7 @@ log = logging.getLogger("local.events")
 
 AwsError = (ClientError, BotoCoreError)
 RECEIVE_WAIT_SECONDS = 1
+IN_FLIGHT_MARGIN_SECONDS = 30
 """How long a poller waits for a message (in process: `Emulator.message_waiting`) before it looks at `stopping` again;
 when one is there it receives it over HTTP, waiting as long again should another poller have taken it first."""
 
@@ -277,7 +278,10 @@ class AsyncDeliveryLoop(_Loop):
         messages = (
             self.emulator.client("sqs")
             .receive_message(
-                QueueUrl=self.delivery.queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=RECEIVE_WAIT_SECONDS
+                QueueUrl=self.delivery.queue_url,
+                MaxNumberOfMessages=1,
+                WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
+                VisibilityTimeout=self._in_flight_seconds(),
             )
             .get("Messages", [])
         )
@@ -294,6 +298,15 @@ class AsyncDeliveryLoop(_Loop):
             self._slots.release()
             return
         delivery.add_done_callback(self._report_crash)
+
+    def _in_flight_seconds(self) -> int:
+        """How long a received event stays invisible: the longest its delivery can take (every attempt at the
+        function's timeout, the back-off between them, a margin), not the queue's 12 h. A receive whose answer never
+        arrived (the client retried, the poller died) then leaves the event in flight for minutes, not for good;
+        Lambda's asynchronous invocation likewise delivers at least once."""
+        attempts = self.policy.max_retry_attempts + 1
+        backoff = sum(self.clock.seconds(60 * 2 ** (n - 1)) for n in range(1, attempts))
+        return math.ceil(attempts * self.runtime.spec.timeout_seconds + backoff + IN_FLIGHT_MARGIN_SECONDS)
 
     def _report_crash(self, future: Future[None]) -> None:
         """A delivery that raised past its own handling is a defect of the local cloud: say so, loudly."""
