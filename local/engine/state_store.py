@@ -422,18 +422,19 @@ class DataSnapshot:
                 for key, entry in entries.items():
                     self._restore_object(s3, bucket, key, entry)
                     restored += 1
-                self._remember_restored(bucket, entries)
+        self._remember_restored(buckets)
         return restored
 
-    def _remember_restored(self, bucket: str, entries: dict[str, dict[str, Any]]) -> None:
+    def _remember_restored(self, buckets: dict[str, dict[str, Any]]) -> None:
         """The restored objects as the next capture will list them, so it does not read them all again (seconds
         of held writes at a few thousand objects); the blobs are the saved ones."""
         blobs = self._root / OBJECTS_FOLDER
-        listed = self._listed_objects().get(bucket, {})
-        for key, stamp in listed.items():
-            entry = entries.get(key)
-            if entry is not None and (blobs / entry["blob"]).stat().st_size == _stamp_size(stamp):
-                self._objects[(bucket, key)] = {**entry, "stamp": stamp}
+        for bucket, listed in self._listed_objects().items():
+            entries = buckets.get(bucket, {})
+            for key, stamp in listed.items():
+                entry = entries.get(key)
+                if entry is not None and (blobs / entry["blob"]).stat().st_size == _stamp_size(stamp):
+                    self._objects[(bucket, key)] = {**entry, "stamp": stamp}
 
     def _restore_object(self, s3: Any, bucket: str, key: str, entry: dict[str, Any]) -> None:
         request: dict[str, Any] = {
