@@ -218,9 +218,11 @@ def check_audio(probe: Probe, limits: Limits) -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 TAIL_SECONDS = 2.0
-"""How much of the end of the video stream the decode check decodes (from the keyframe before it)."""
+"""How much of the end of the video stream the tail check reads (from the keyframe before it)."""
 FRAME_TIME_FIELDS = ("best_effort_timestamp_time", "pts_time", "pkt_dts_time")
 """A decoded frame's time, best first: the decoder's best guess, else the presentation or decoding timestamp."""
+PACKET_TIME_FIELDS = ("pts_time", "dts_time")
+"""A packet's time, best first: its presentation timestamp, else its decoding timestamp."""
 
 # ffprobe at debug level names the demuxer that recognised the content, even when it then fails to read it.
 _DETECTED = re.compile(r"Format (?P<name>\S+) probed with size=\d+ and score=(?P<score>\d+)")
@@ -398,27 +400,42 @@ def tail_start_seconds(media: ProbedMedia) -> float:
     return max(0.0, media.video_end_seconds - TAIL_SECONDS)
 
 
-def last_frame_seconds(probe_output: str) -> float | None:
-    """The latest frame timestamp in the tail decode's JSON, or None when no frame has one."""
+def tail_reach_seconds(probe_output: str) -> float | None:
+    """How far the tail check got, from its JSON (`packets_and_frames`): the latest time of any packet read or frame
+    decoded; None when no frame decoded, whatever packets were read (the video's keyframes do not decode).
+
+    The check decodes keyframes only and reads every packet: the packets show where the data stops (a truncated
+    file's stop early), the keyframes that the decoder accepts the stream, for a fraction of a full decode's CPU.
+    """
     try:
-        frames = json.loads(probe_output or "{}").get("frames") or []
+        parsed = json.loads(probe_output or "{}")
+        entries = parsed.get("packets_and_frames") or []
     except (json.JSONDecodeError, AttributeError):
         return None
-    times = []
-    for frame in frames:
-        if isinstance(frame, dict):
-            found = (_float_or_none(frame.get(field)) for field in FRAME_TIME_FIELDS)
-            times.append(next((value for value in found if value is not None), None))
-    return max((value for value in times if value is not None), default=None)
+    frame_times = [_entry_time(entry, FRAME_TIME_FIELDS) for entry in entries if _is_entry(entry, "frame")]
+    packet_times = [_entry_time(entry, PACKET_TIME_FIELDS) for entry in entries if _is_entry(entry, "packet")]
+    decoded = [value for value in frame_times if value is not None]
+    if not decoded:
+        return None
+    return max([*decoded, *(value for value in packet_times if value is not None)])
+
+
+def _is_entry(entry: object, kind: str) -> bool:
+    return isinstance(entry, dict) and entry.get("type") == kind
+
+
+def _entry_time(entry: dict[str, Any], fields: Sequence[str]) -> float | None:
+    found = (_float_or_none(entry.get(field)) for field in fields)
+    return next((value for value in found if value is not None), None)
 
 
 def check_reaches_end(media: ProbedMedia, last_frame: float, *, detail: str) -> None:
     """Reject a video whose frames stop well before the end its header promises (a truncated or cut upload).
 
-    The last frame must reach the end less a slack of a quarter of the duration, at most one second, plus one
-    frame interval. (A video stream that legitimately stops more than that before a longer audio track in a
-    container without per-stream durations, e.g. Matroska, is rejected too; uploads like that are rare and would
-    transcode to a frozen picture anyway.)
+    The last frame (`tail_reach_seconds`) must reach the end less a slack of a quarter of the duration, at most one
+    second, plus one frame interval. (A video stream that legitimately stops more than that before a longer audio
+    track in a container without per-stream durations, e.g. Matroska, is rejected too; uploads like that are rare and
+    would transcode to a frozen picture anyway.)
     """
     end = media.video_end_seconds
     duration = media.probe.durationMs / 1000

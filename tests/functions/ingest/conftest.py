@@ -236,6 +236,20 @@ class MediaLibrary:
         return _first_half(faststart, self._path("truncated-faststart.mp4"))
 
     @cached_property
+    def zeroed_tail_faststart(self) -> Path:
+        """A 4 s MP4 with 1 s GOPs and its index first, whose bytes from 40% on are zeros: the file is whole and its
+        index names every packet, but no keyframe of its last two seconds can be decoded."""
+        faststart = self._path("one-second-gops-faststart.mp4")
+        pattern = "testsrc2=size=320x240:rate=30:duration=4"
+        _ffmpeg("-f", "lavfi", "-i", pattern, "-c:v", "libx264", "-g", "30", "-movflags", "+faststart", str(faststart))
+        data = bytearray(faststart.read_bytes())
+        kept = len(data) * 2 // 5
+        data[kept:] = bytes(len(data) - kept)
+        destination = self._path("zeroed-tail.mp4")
+        destination.write_bytes(bytes(data))
+        return destination
+
+    @cached_property
     def hls_playlist(self) -> Path:
         """A real HLS playlist whose segments are local files beside it, named by absolute path."""
         directory = self.root / "hls"

@@ -27,8 +27,8 @@ from functions.ingest.service import (
     RejectionCode,
     UploadRejected,
     classify_probe_failure,
-    last_frame_seconds,
     summarize,
+    tail_reach_seconds,
 )
 from tests.functions.ingest.conftest import MediaLibrary, ffprobe_json
 
@@ -328,36 +328,66 @@ def test_media_tools_read_only_the_local_file_with_allowed_demuxers(args: list[s
     assert "-f" not in args  # the demuxer is found by probing content, then checked against the whitelist
 
 
+def _tail_output(*entries: dict[str, object]) -> str:
+    return json.dumps({"packets_and_frames": list(entries)})
+
+
+def _packet(pts: str, **more: str) -> dict[str, object]:
+    return {"type": "packet", "pts_time": pts, **more}
+
+
+def _frame(**times: object) -> dict[str, object]:
+    return {"type": "frame", **times}
+
+
 @pytest.mark.parametrize(
-    ("output", "last"),
+    ("output", "reach"),
     [
         pytest.param(
-            json.dumps(
-                {
-                    "frames": [
-                        {"best_effort_timestamp_time": "3.900000", "side_data_list": [{}]},
-                        {"best_effort_timestamp_time": "3.966667", "side_data_list": [{"side_data_type": "SEI"}]},
-                    ]
-                }
-            ),
-            3.966667,
-            id="side-data-on-every-frame",
+            _tail_output(_packet("4.0"), _packet("4.1"), _packet("4.033"), _frame(best_effort_timestamp_time="4.0")),
+            4.1,
+            id="the-latest-packet-in-presentation-order",
         ),
         pytest.param(
-            json.dumps({"frames": [{"best_effort_timestamp_time": "N/A", "pts_time": "1.5"}, {"pkt_dts_time": "1.6"}]}),
-            1.6,
-            id="falls-back-to-pts-then-dts",
+            _tail_output(
+                _packet("3.9"),
+                _frame(best_effort_timestamp_time="3.900000", side_data_list=[{}]),
+                _frame(best_effort_timestamp_time="3.966667", side_data_list=[{"side_data_type": "SEI"}]),
+            ),
+            3.966667,
+            id="a-frame-later-than-every-packet-side-data-on-every-frame",
         ),
-        pytest.param(json.dumps({"frames": [{"best_effort_timestamp_time": "N/A"}]}), None, id="no-time-at-all"),
-        pytest.param(json.dumps({"frames": []}), None, id="no-frames"),
-        pytest.param(json.dumps({}), None, id="nothing-decoded"),
+        pytest.param(
+            _tail_output(
+                _packet("N/A", dts_time="2.2"),
+                _frame(best_effort_timestamp_time="N/A", pts_time="1.5"),
+                _frame(pkt_dts_time="1.6"),
+            ),
+            2.2,
+            id="falls-back-to-dts-for-packets-and-pts-then-dts-for-frames",
+        ),
+        pytest.param(_tail_output(_packet("9.0"), _packet("9.5")), None, id="packets-but-no-frame-decoded"),
+        pytest.param(_tail_output(_packet("9.0"), _frame(best_effort_timestamp_time="N/A")), None, id="no-frame-time"),
+        pytest.param(_tail_output(), None, id="nothing-read"),
+        pytest.param(json.dumps({"frames": [{"pts_time": "1.0"}]}), None, id="another-shape"),
+        pytest.param(json.dumps({}), None, id="no-section"),
         pytest.param("", None, id="empty-output"),
-        pytest.param('{"frames": [', None, id="cut-off-output"),
+        pytest.param('{"packets_and_frames": [', None, id="cut-off-output"),
         pytest.param("[1, 2]", None, id="not-an-object"),
     ],
 )
-def test_last_frame_time_is_read_from_the_tail_decode(output: str, last: float | None) -> None:
-    assert last_frame_seconds(output) == last
+def test_how_far_the_tail_reaches_is_read_from_its_packets_once_a_keyframe_decoded(
+    output: str, reach: float | None
+) -> None:
+    assert tail_reach_seconds(output) == reach
+
+
+def test_the_tail_check_decodes_keyframes_only_and_lists_every_packet() -> None:
+    """A full decode of an 8 s GOP before the tail cost a 1080p job up to 0.9 s on its critical path."""
+    args = decode_tail_args(Path("/tmp/x/source"), stream_index=0, from_seconds=1.5)
+    assert args[args.index("-skip_frame") + 1] == "nokey"
+    shown = args[args.index("-show_entries") + 1]
+    assert shown.startswith("packet=pts_time,dts_time:frame=")
 
 
 def test_a_silent_tool_failure_still_says_how_the_tool_ended() -> None:
@@ -413,6 +443,20 @@ def test_truncated_file_with_index_first_probes_but_fails_the_decode_check(media
 
     assert rejected.value.code is RejectionCode.CORRUPT_MEDIA
     assert rejected.value.probe == probed.probe
+
+
+@pytest.mark.media
+def test_a_whole_file_whose_last_keyframes_do_not_decode_fails_the_decode_check(media: MediaLibrary) -> None:
+    """Every packet is where the index says (the tail reaches the end), but not one keyframe there decodes."""
+    path = media.zeroed_tail_faststart
+    probed = probe_media(path, size_bytes=path.stat().st_size)
+    assert isinstance(probed, ProbedMedia)
+
+    with pytest.raises(UploadRejected) as rejected:
+        check_decodes_to_end(path, probed)
+
+    assert rejected.value.code is RejectionCode.CORRUPT_MEDIA
+    assert rejected.value.message == "the video's frames could not be decoded"
 
 
 @pytest.mark.media
