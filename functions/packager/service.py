@@ -37,9 +37,12 @@ the gate is asked: before a rendition is read, every few seconds between the ffm
 stored, and before a failure is announced. WorkWithdrawn is raised; the handler drops the message. Both reports and
 every stored file name the request's `attempt`.
 
-A redelivered message packages again and overwrites the same keys; the tracker ignores a second report. Files are
-uploaded segments and images first, then the media playlists and the VTT, then the master playlist, so nothing is
-ever stored before what it names.
+A redelivered message packages again and overwrites the same keys; the tracker ignores a second report. Each step
+stores its files as soon as it is done, while the others still run (the packager is on the job's critical path): a
+variant's init and segments, then its playlist; the poster; the sprite, then its VTT. The master playlist is stored
+last, once every step is stored, so nothing is ever stored before what it names and no client finds the package
+before it is whole. A package that fails after some steps were stored leaves their files under the job's playback
+folder: the job's record never names them, a retry overwrites them, deleting the job removes them.
 """
 
 from __future__ import annotations
@@ -47,10 +50,11 @@ from __future__ import annotations
 import math
 import posixpath
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -709,20 +713,33 @@ class _Rendition:
 
 @dataclass
 class _Build:
-    """The package as it is made in the working directory, and its files in upload order."""
+    """The package as it is made in the working directory, and the bytes stored so far."""
 
     folder: Path
     job_id: str
+    attempt: int
     watch: AttemptWatch
-    """The gate, asked between the steps."""
-    media_files: list[PackagedFile]
+    """The gate, asked between the steps and before each step's files are stored."""
+    stored_bytes: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def part(self) -> _Part:
+        return _Part(self)
+
+
+@dataclass
+class _Part:
+    """The files of one step, in upload order."""
+
+    build: _Build
+    media_files: list[PackagedFile] = field(default_factory=list)
     """Segments and images: named by the indexes, uploaded first."""
-    indexes: list[PackagedFile]
-    """Files that name others (media playlists, the VTT, the master playlist last), uploaded after them."""
+    indexes: list[PackagedFile] = field(default_factory=list)
+    """Files that name others (a media playlist, the VTT, the master playlist), uploaded after them."""
 
     def add(self, relative: str, *, index: bool = False) -> None:
-        key = playback_key(self.job_id, relative)
-        packaged = PackagedFile(self.folder / relative, key, content_type(key))
+        key = playback_key(self.build.job_id, relative)
+        packaged = PackagedFile(self.build.folder / relative, key, content_type(key))
         (self.indexes if index else self.media_files).append(packaged)
 
 
@@ -765,13 +782,7 @@ class PlaybackPackager:
                 return self._fail(request, failure_message(str(err)))
             except OutputUnreadable as err:
                 return self._fail(request, failure_message("the package does not read back", str(err)))
-            # Media first, then the files naming them, the master playlist last: nothing is stored before what it names.
-            *indexes, master = build.indexes
-            watch.check()
-            stored_bytes = sum(
-                self._store.upload_files(files, request.job_id, attempt=request.attempt)
-                for files in (build.media_files, indexes, [master])
-            )
+            stored_bytes = build.stored_bytes
         seconds = time.monotonic() - started
         self._events.publish(
             DetailType.PACKAGING_COMPLETED,
@@ -788,9 +799,9 @@ class PlaybackPackager:
     def _build(
         self, work: Path, request: PackagingRequested, watch: AttemptWatch, remaining_ms: Callable[[], int]
     ) -> tuple[PlaybackPackage, _Build]:
-        build = _Build(work / "package", request.job_id, watch, [], [])
+        build = _Build(work / "package", request.job_id, request.attempt, watch)
         # The packager runs after a job's last encode, on its critical path: the downloads, then the steps (each
-        # reads the downloaded renditions and writes files of its own), run side by side.
+        # reads the downloaded renditions, writes files of its own and stores them), run side by side.
         with ThreadPoolExecutor(max_workers=STEPS_AT_ONCE, thread_name_prefix="package") as pool:
             try:
                 renditions = list(pool.map(lambda source: self._download(work, source), request.renditions))
@@ -804,10 +815,10 @@ class PlaybackPackager:
             except BaseException:
                 pool.shutdown(cancel_futures=True)
                 raise
-        build.media_files.sort(key=lambda packaged: packaged.key)
-        build.indexes.sort(key=lambda packaged: packaged.key)
         (build.folder / MASTER_PLAYLIST).write_text(master_playlist(variants))
-        build.add(MASTER_PLAYLIST, index=True)
+        master = build.part()
+        master.add(MASTER_PLAYLIST, index=True)
+        self._store_part(master)  # last: every file it names is stored
         package = PlaybackPackage(
             bucket=self._settings.outputs_bucket,
             hlsKey=playback_key(request.job_id, MASTER_PLAYLIST),
@@ -862,9 +873,11 @@ class PlaybackPackager:
             frameRate=round(media.frameRate or 0.0, 3),
             segments=len(playlist.segments),
         )
+        part = build.part()
         for uri in [playlist.initUri, *(segment.uri for segment in playlist.segments)]:
-            build.add(posixpath.join(variant_folder(rendition.name), uri))
-        build.add(variant_playlist(rendition.name), index=True)
+            part.add(posixpath.join(variant_folder(rendition.name), uri))
+        part.add(variant_playlist(rendition.name), index=True)
+        self._store_part(part)
         logger.info("variant packaged", extra={"variant": variant.model_dump()})
         return variant
 
@@ -895,7 +908,9 @@ class PlaybackPackager:
         size = self._tools.read_image_size(output)
         if size != (largest.media.width, largest.media.height):
             raise OutputUnreadable(f"the poster is {size[0]}x{size[1]}, not the largest rendition's size")
-        build.add(POSTER)
+        part = build.part()
+        part.add(POSTER)
+        self._store_part(part)
         logger.info("poster drawn", extra={"atMs": at_ms, "rendition": largest.name})
         return Poster(key=playback_key(build.job_id, POSTER), width=size[0], height=size[1], atMs=at_ms)
 
@@ -919,8 +934,10 @@ class PlaybackPackager:
             raise OutputUnreadable(f"the sprite is {size[0]}x{size[1]}, expected {layout.width}x{layout.height}")
         sprite_from_vtt = posixpath.relpath(SPRITE, posixpath.dirname(THUMBNAILS_VTT))
         (build.folder / THUMBNAILS_VTT).write_text(thumbnails_vtt(layout, media.durationMs, sprite_from_vtt))
-        build.add(SPRITE)
-        build.add(THUMBNAILS_VTT, index=True)
+        part = build.part()
+        part.add(SPRITE)
+        part.add(THUMBNAILS_VTT, index=True)
+        self._store_part(part)
         logger.info("thumbnails drawn", extra={"layout": asdict(layout), "rendition": smallest.name})
         return Thumbnails(
             vttKey=playback_key(build.job_id, THUMBNAILS_VTT),
@@ -934,6 +951,19 @@ class PlaybackPackager:
             tiles=layout.tiles,
             intervalSeconds=layout.intervalSeconds,
         )
+
+    def _store_part(self, part: _Part) -> None:
+        """Store one step's files, media before the indexes that name them, once the gate says the job still wants
+        them (WorkWithdrawn otherwise: a withdrawn job gets nothing more stored)."""
+        build = part.build
+        build.watch.check()
+        stored = sum(
+            self._store.upload_files(files, build.job_id, attempt=build.attempt)
+            for files in (sorted(part.media_files, key=_by_key), sorted(part.indexes, key=_by_key))
+            if files
+        )
+        with build.lock:
+            build.stored_bytes += stored
 
     def _run(self, args: list[str], what: str, build: _Build, remaining_ms: Callable[[], int]) -> None:
         """Run one ffmpeg step; a refusal is RenditionRefused saying `what`, with the end of ffmpeg's stderr."""
@@ -962,6 +992,10 @@ class PlaybackPackager:
         failed = PackagingFailed(job_id=request.job_id, owner_id=request.owner_id, error=error, attempt=request.attempt)
         self._events.publish(DetailType.PACKAGING_FAILED, failed)
         return PackagingResult(Outcome.FAILED, error_code=FAILED)
+
+
+def _by_key(packaged: PackagedFile) -> str:
+    return packaged.key
 
 
 def _read_text(path: Path) -> str:

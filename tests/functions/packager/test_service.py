@@ -123,13 +123,25 @@ def test_the_package_is_announced_once_with_every_file_uploaded_masters_last(
         expected |= {f"{folder}index.m3u8", f"{folder}init.mp4"}
         expected |= {f"{folder}seg_{index:05d}.m4s" for index in range(variant.segments)}
     assert set(uploaded) == expected
-    # AND media went first, then the files that name them, the master playlist alone and last
-    media, indexes, master = packaging.store.batches
-    assert all(key.endswith((".m4s", ".mp4", ".jpg")) for key in media)
-    assert sorted(indexes) == sorted(
+    # AND each step stored its media, then the index that names them; the master playlist alone and last
+    *steps, master = packaging.store.batches
+    assert master == [package.hlsKey]
+    indexes = [batch for batch in steps if batch[0].endswith((".m3u8", ".vtt"))]
+    assert sorted(key for batch in indexes for key in batch) == sorted(
         [f"{PREFIX}hls/180p/index.m3u8", f"{PREFIX}hls/360p/index.m3u8", f"{PREFIX}thumbnails/thumbnails.vtt"]
     )
-    assert master == [package.hlsKey]
+    assert all(len(batch) == 1 for batch in indexes)
+    for batch in steps:
+        if batch in indexes:
+            continue
+        assert all(key.endswith((".m4s", ".mp4", ".jpg")) for key in batch)
+    stored_before = {key: position for position, batch in enumerate(steps) for key in batch}
+    for index_key, named in [
+        (f"{PREFIX}hls/180p/index.m3u8", f"{PREFIX}hls/180p/seg_00000.m4s"),
+        (f"{PREFIX}hls/360p/index.m3u8", f"{PREFIX}hls/360p/init.mp4"),
+        (f"{PREFIX}thumbnails/thumbnails.vtt", f"{PREFIX}thumbnails/sprite.jpg"),
+    ]:
+        assert stored_before[named] < stored_before[index_key]
     assert packaging.store.metadata[package.hlsKey] == "application/vnd.apple.mpegurl"
     assert packaging.store.metadata[f"{PREFIX}hls/180p/seg_00000.m4s"] == "video/iso.segment"
     assert result.bytes == sum(path.stat().st_size for path in packaging.store.root.rglob("*") if path.is_file())
@@ -433,6 +445,34 @@ class CountedTools(FfmpegTools):
     def run_ffmpeg(self, args: list[str], *, timeout_seconds: float) -> None:
         self.runs += 1
         super().run_ffmpeg(args, timeout_seconds=timeout_seconds)
+
+
+class WrongPosterTools(FfmpegTools):
+    """ffmpeg as the packager runs it, but every poster reads back at the wrong size."""
+
+    def read_image_size(self, path: Path) -> tuple[int, int]:
+        width, height = super().read_image_size(path)
+        return (width + 2, height) if path.name == "poster.jpg" else (width, height)
+
+
+@pytest.mark.media
+def test_a_step_that_fails_after_others_were_stored_never_stores_the_master_playlist(
+    packaging: Packaging, ladder: dict[str, Path]
+) -> None:
+    # GIVEN a poster that does not read back, while the variants and the sprite package fine
+    for name, path in ladder.items():
+        packaging.add(name, path)
+
+    # WHEN the job is packaged (each step stores its files as soon as it is done)
+    result = packaging.packager(tools=WrongPosterTools()).package(packaging_request(), lambda: 300_000)
+
+    # THEN the package failed with the reason, and the master playlist, the one file a player starts from, was never
+    # stored: whatever the other steps stored is named by nothing
+    assert result.outcome is Outcome.FAILED
+    assert failure(packaging)["error"]["message"].startswith("the package does not read back")
+    uploaded = packaging.store.uploaded()
+    assert f"{PREFIX}hls/master.m3u8" not in uploaded and f"{PREFIX}poster.jpg" not in uploaded
+    assert list(packaging.work.iterdir()) == []
 
 
 @pytest.mark.media
