@@ -16,7 +16,13 @@ import pytest
 
 from local.engine.deployment import Deployment
 from local.engine.emulator import Emulator
-from local.engine.moto_patches import PolicyViolation, check_post_policy, item_level_transaction_backups
+from local.engine.moto_patches import (
+    PolicyViolation,
+    check_post_policy,
+    item_level_transaction_backups,
+    list_moto_services_once,
+    parse_event_input_paths_once,
+)
 from local.engine.program import InvokeAnswers, UnknownInvoke
 from local.engine.resources import ResourceFactory, autoname, integral, pascal, put_program_object
 from local.engine.stack_config import load_stack_config, parse_override
@@ -281,3 +287,30 @@ def test_an_object_the_program_writes_comes_from_its_file_or_its_content(tmp_pat
     ]
     with pytest.raises(ValueError, match="RemoteAsset source is not read locally"):
         put_program_object(s3, {**file_object, "source": pulumi.RemoteAsset("https://example.com/x")}, tmp_path)
+
+
+def test_moto_services_are_listed_once_and_still_name_every_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto import backends
+
+    listed = list(backends.list_of_moto_modules())
+    list_moto_services_once()
+    calls: list[str] = []
+    monkeypatch.setattr("os.listdir", lambda path: calls.append(path) or [])
+
+    assert list(backends.list_of_moto_modules()) == listed
+    assert {"s3", "sqs", "dynamodb", "events", "sns"} <= set(backends.list_of_moto_modules())
+    assert calls == []  # answered without touching the disk
+
+
+def test_eventbridge_input_paths_are_parsed_once_and_transform_as_before() -> None:
+    from jsonpath_ng import ext
+    from moto.events.utils import EventTemplateParser
+
+    event = {"detail": {"jobId": "j-1", "status": "COMPLETED"}, "ingestion-time": 1.0}
+    paths = {"job": "$.detail.jobId", "status": "$.detail.status"}
+    template = '{"job": "<job>", "status": "<status>"}'
+    before = EventTemplateParser.parse(template, paths, event)
+    parse_event_input_paths_once()
+
+    assert ext.parse("$.detail.jobId") is ext.parse("$.detail.jobId")
+    assert EventTemplateParser.parse(template, paths, event) == before == {"job": "j-1", "status": "COMPLETED"}
