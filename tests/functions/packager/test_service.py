@@ -72,6 +72,10 @@ class Packaging:
     def add(self, name: str, path: Path, *, bucket: str = OUTPUTS, job_id: str = JOB_ID) -> None:
         self.store.objects[(bucket, rendition_key(name, job_id))] = path
 
+    def add_ladder(self, ladder: dict[str, Path]) -> None:
+        for name, path in ladder.items():
+            self.add(name, path)
+
     def package(self, *sources: dict[str, Any], remaining_ms: int = 300_000, **settings: Any) -> PackagingResult:
         return self.packager(**settings).package(packaging_request(*sources), lambda: remaining_ms)
 
@@ -87,8 +91,7 @@ def packaging(tmp_path: Path) -> Packaging:
 @pytest.fixture
 def packaged(packaging: Packaging, ladder: dict[str, Path]) -> tuple[Packaging, PackagingResult]:
     """The two-rendition ladder, packaged."""
-    for name, path in ladder.items():
-        packaging.add(name, path)
+    packaging.add_ladder(ladder)
     return packaging, packaging.package()
 
 
@@ -460,8 +463,7 @@ def test_a_step_that_fails_after_others_were_stored_never_stores_the_master_play
     packaging: Packaging, ladder: dict[str, Path]
 ) -> None:
     # GIVEN a poster that does not read back, while the variants and the sprite package fine
-    for name, path in ladder.items():
-        packaging.add(name, path)
+    packaging.add_ladder(ladder)
 
     # WHEN the job is packaged (each step stores its files as soon as it is done)
     result = packaging.packager(tools=WrongPosterTools()).package(packaging_request(), lambda: 300_000)
@@ -479,8 +481,7 @@ def test_a_step_that_fails_after_others_were_stored_never_stores_the_master_play
 def test_a_later_attempts_package_names_its_attempt_in_the_report_and_on_every_file(
     packaging: Packaging, ladder: dict[str, Path]
 ) -> None:
-    for name, path in ladder.items():
-        packaging.add(name, path)
+    packaging.add_ladder(ladder)
     request = packaging_request().model_copy(update={"attempt": 2})
 
     result = packaging.packager().package(request, lambda: 300_000)
@@ -496,8 +497,7 @@ def test_a_job_canceled_while_it_is_packaged_stops_before_anything_is_stored(
     packaging: Packaging, ladder: dict[str, Path]
 ) -> None:
     # GIVEN a gate that says yes before the renditions are read, then no: the owner canceled during packaging
-    for name, path in ladder.items():
-        packaging.add(name, path)
+    packaging.add_ladder(ladder)
     gate, tools = WithdrawingGate(open_checks=1), CountedTools()
 
     # WHEN the job is packaged, asking the gate before every ffmpeg step
