@@ -429,10 +429,10 @@ def _entry_time(entry: dict[str, Any], fields: Sequence[str]) -> float | None:
     return next((value for value in found if value is not None), None)
 
 
-def check_reaches_end(media: ProbedMedia, last_frame: float, *, detail: str) -> None:
+def check_reaches_end(media: ProbedMedia, reached_seconds: float, *, detail: str) -> None:
     """Reject a video whose frames stop well before the end its header promises (a truncated or cut upload).
 
-    The last frame (`tail_reach_seconds`) must reach the end less a slack of a quarter of the duration, at most one
+    The tail (`tail_reach_seconds`) must reach the end less a slack of a quarter of the duration, at most one
     second, plus one frame interval. (A video stream that legitimately stops more than that before a longer audio
     track in a container without per-stream durations, e.g. Matroska, is rejected too; uploads like that are rare and
     would transcode to a frozen picture anyway.)
@@ -440,7 +440,7 @@ def check_reaches_end(media: ProbedMedia, last_frame: float, *, detail: str) -> 
     end = media.video_end_seconds
     duration = media.probe.durationMs / 1000
     frame_rate = media.probe.frameRate or 0.0
-    reached = last_frame + (1 / frame_rate if frame_rate > 0 else 0.0)
+    reached = reached_seconds + (1 / frame_rate if frame_rate > 0 else 0.0)
     if reached < end - min(1.0, duration / 4):
         raise UploadRejected(
             RejectionCode.CORRUPT_MEDIA,

@@ -723,24 +723,9 @@ class _Build:
     stored_bytes: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def part(self) -> _Part:
-        return _Part(self)
-
-
-@dataclass
-class _Part:
-    """The files of one step, in upload order."""
-
-    build: _Build
-    media_files: list[PackagedFile] = field(default_factory=list)
-    """Segments and images: named by the indexes, uploaded first."""
-    indexes: list[PackagedFile] = field(default_factory=list)
-    """Files that name others (a media playlist, the VTT, the master playlist), uploaded after them."""
-
-    def add(self, relative: str, *, index: bool = False) -> None:
-        key = playback_key(self.build.job_id, relative)
-        packaged = PackagedFile(self.build.folder / relative, key, content_type(key))
-        (self.indexes if index else self.media_files).append(packaged)
+    def packaged(self, relative: str) -> PackagedFile:
+        key = playback_key(self.job_id, relative)
+        return PackagedFile(self.folder / relative, key, content_type(key))
 
 
 class PlaybackPackager:
@@ -816,9 +801,7 @@ class PlaybackPackager:
                 pool.shutdown(cancel_futures=True)
                 raise
         (build.folder / MASTER_PLAYLIST).write_text(master_playlist(variants))
-        master = build.part()
-        master.add(MASTER_PLAYLIST, index=True)
-        self._store_part(master)  # last: every file it names is stored
+        self._store_step(build, indexes=[MASTER_PLAYLIST])  # last: every file it names is stored
         package = PlaybackPackage(
             bucket=self._settings.outputs_bucket,
             hlsKey=playback_key(request.job_id, MASTER_PLAYLIST),
@@ -873,11 +856,13 @@ class PlaybackPackager:
             frameRate=round(media.frameRate or 0.0, 3),
             segments=len(playlist.segments),
         )
-        part = build.part()
-        for uri in [playlist.initUri, *(segment.uri for segment in playlist.segments)]:
-            part.add(posixpath.join(variant_folder(rendition.name), uri))
-        part.add(variant_playlist(rendition.name), index=True)
-        self._store_part(part)
+        media = [playlist.initUri, *(segment.uri for segment in playlist.segments)]
+        folder_name = variant_folder(rendition.name)
+        self._store_step(
+            build,
+            media=[posixpath.join(folder_name, uri) for uri in media],
+            indexes=[variant_playlist(rendition.name)],
+        )
         logger.info("variant packaged", extra={"variant": variant.model_dump()})
         return variant
 
@@ -908,9 +893,7 @@ class PlaybackPackager:
         size = self._tools.read_image_size(output)
         if size != (largest.media.width, largest.media.height):
             raise OutputUnreadable(f"the poster is {size[0]}x{size[1]}, not the largest rendition's size")
-        part = build.part()
-        part.add(POSTER)
-        self._store_part(part)
+        self._store_step(build, media=[POSTER])
         logger.info("poster drawn", extra={"atMs": at_ms, "rendition": largest.name})
         return Poster(key=playback_key(build.job_id, POSTER), width=size[0], height=size[1], atMs=at_ms)
 
@@ -934,10 +917,7 @@ class PlaybackPackager:
             raise OutputUnreadable(f"the sprite is {size[0]}x{size[1]}, expected {layout.width}x{layout.height}")
         sprite_from_vtt = posixpath.relpath(SPRITE, posixpath.dirname(THUMBNAILS_VTT))
         (build.folder / THUMBNAILS_VTT).write_text(thumbnails_vtt(layout, media.durationMs, sprite_from_vtt))
-        part = build.part()
-        part.add(SPRITE)
-        part.add(THUMBNAILS_VTT, index=True)
-        self._store_part(part)
+        self._store_step(build, media=[SPRITE], indexes=[THUMBNAILS_VTT])
         logger.info("thumbnails drawn", extra={"layout": asdict(layout), "rendition": smallest.name})
         return Thumbnails(
             vttKey=playback_key(build.job_id, THUMBNAILS_VTT),
@@ -952,15 +932,15 @@ class PlaybackPackager:
             intervalSeconds=layout.intervalSeconds,
         )
 
-    def _store_part(self, part: _Part) -> None:
-        """Store one step's files, media before the indexes that name them, once the gate says the job still wants
-        them (WorkWithdrawn otherwise: a withdrawn job gets nothing more stored)."""
-        build = part.build
+    def _store_step(self, build: _Build, *, media: Sequence[str] = (), indexes: Sequence[str] = ()) -> None:
+        """Store one step's files (paths in the package folder): the media (segments, images), then the indexes
+        that name them (a playlist, the VTT), once the gate says the job still wants them (WorkWithdrawn otherwise:
+        a withdrawn job gets nothing more stored)."""
         build.watch.check()
         stored = sum(
-            self._store.upload_files(files, build.job_id, attempt=build.attempt)
-            for files in (sorted(part.media_files, key=_by_key), sorted(part.indexes, key=_by_key))
-            if files
+            self._store.upload_files([build.packaged(name) for name in batch], build.job_id, attempt=build.attempt)
+            for batch in (media, indexes)
+            if batch
         )
         with build.lock:
             build.stored_bytes += stored
@@ -992,10 +972,6 @@ class PlaybackPackager:
         failed = PackagingFailed(job_id=request.job_id, owner_id=request.owner_id, error=error, attempt=request.attempt)
         self._events.publish(DetailType.PACKAGING_FAILED, failed)
         return PackagingResult(Outcome.FAILED, error_code=FAILED)
-
-
-def _by_key(packaged: PackagedFile) -> str:
-    return packaged.key
 
 
 def _read_text(path: Path) -> str:
