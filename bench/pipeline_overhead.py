@@ -215,17 +215,32 @@ class Cloud:
         milliseconds to serialize: polled twice a second, that was CPU taken from the encoders being measured."""
         from boto3.dynamodb.types import TypeDeserializer
 
-        from local.engine.emulator import Emulator
-
-        if self._emulator is None:
-            self._emulator = Emulator.attach(self.deployment["emulatorEndpoint"], self.deployment["region"])
         request: dict[str, Any] = {"TableName": self.outputs["jobsTable"], "Key": {"jobId": {"S": job_id}}}
         if attributes:
             names = {f"#a{n}": name for n, name in enumerate(attributes)}
             request |= {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
-        item = self._emulator.client("dynamodb").get_item(**request)["Item"]
+        item = self._dynamodb().get_item(**request)["Item"]
         deserializer = TypeDeserializer()
         return {k: deserializer.deserialize(v) for k, v in item.items()}
+
+    def statuses(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """Each job's status, in one BatchGetItem of only the key and the status: a poll of many jobs is one small
+        request, not one per job."""
+        table = self.outputs["jobsTable"]
+        request = {
+            "Keys": [{"jobId": {"S": job_id}} for job_id in job_ids],
+            "ProjectionExpression": "jobId, #s",
+            "ExpressionAttributeNames": {"#s": "status"},
+        }
+        answer = self._dynamodb().batch_get_item(RequestItems={table: request})
+        return {item["jobId"]["S"]: item["status"]["S"] for item in answer["Responses"].get(table, [])}
+
+    def _dynamodb(self) -> Any:
+        from local.engine.emulator import Emulator
+
+        if self._emulator is None:
+            self._emulator = Emulator.attach(self.deployment["emulatorEndpoint"], self.deployment["region"])
+        return self._emulator.client("dynamodb")
 
     def log_events(self, job_id: str) -> list[LogEvent]:
         """Every log line of every function that names the job, in time order, and for each invocation that does an
@@ -329,13 +344,14 @@ def upload(client: ApiClient, path: Path) -> tuple[str, float]:
 def wait_final(cloud: Cloud, client: ApiClient, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Wait until every job is final, then read each through GET /jobs/{id}; raises unless each COMPLETED.
 
-    The wait reads the jobs table's record (one GetItem on the emulator, no function invoked) every POLL_SECONDS:
-    polling the API would run the API function, the authorizer and the table read each time, work the pipeline does
-    not do. P is taken from the record's history, so the poll's interval does not change it."""
+    The wait reads the pending jobs' statuses (one BatchGetItem on the emulator, no function invoked) every
+    POLL_SECONDS: polling the API would run the API function, the authorizer and the table read each time, work the
+    pipeline does not do. P is taken from the record's history, so the poll's interval does not change it."""
     deadline = time.monotonic() + JOB_TIMEOUT_SECONDS
     pending = list(job_ids)
     while pending:
-        pending = [i for i in pending if cloud.record(i, "status")["status"] not in FINAL_STATUSES]
+        statuses = cloud.statuses(pending)
+        pending = [i for i in pending if statuses.get(i) not in FINAL_STATUSES]
         if pending:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"jobs still running after {JOB_TIMEOUT_SECONDS} s")

@@ -10,9 +10,9 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from local.engine import moto_patches, write_gate
+from local.engine.keep_alive import KeepAliveMotoServer
 from local.permissions import enforcement
 from local.permissions.roles import ADMIN_CREDENTIALS
 
@@ -26,7 +26,7 @@ class Emulator:
     """A running moto server and a cache of boto3 clients for it (boto3 clients are thread-safe once built)."""
 
     region: str = REGION
-    _server: ThreadedMotoServer | None = None
+    _server: KeepAliveMotoServer | None = None
     _endpoint: str = ""
     _clients: dict[tuple[str, str], Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -37,7 +37,7 @@ class Emulator:
         moto_patches.apply_all()
         enforcement.install()
         write_gate.install()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._server = KeepAliveMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self._endpoint = f"http://{host}:{port}"

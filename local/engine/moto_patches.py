@@ -28,10 +28,15 @@ roll back; with every request serialized, each upload (the api's usage transacti
 for a copy of every job there is, and `POST /uploads` slows as jobs accumulate (seconds at a thousand jobs). Here a
 transaction backs up only the items it names, and a cancelled one puts exactly those back, as before.
 
-Two corrections are for speed only: on two CPUs the cloud's own work is taken from the encoders. moto's server finds
-each request's service by listing its package folder from disk (`list_of_moto_modules`, about a millisecond per
+Three corrections are for speed only: on two CPUs the cloud's own work is taken from the encoders. moto's server
+finds each request's service by listing its package folder from disk (`list_of_moto_modules`, about a millisecond per
 request), and EventBridge builds a new JSONPath parser for every input path of every matched target. A profile of four
-concurrent jobs put 13% and 7% of the cloud's request handling there. Both are now computed once.
+concurrent jobs put 13% and 7% of the cloud's request handling there. Both are now computed once. And moto writes a
+DynamoDB answer by walking botocore's model of it, trying each of an attribute value's ten type names under several
+spellings at every level: a GetItem of a job's record (5.6 kB, its history a list of maps) took 10 ms of the cloud's
+CPU, and the pipeline and its callers read and write that record dozens of times per job. An item operation's answer
+is already the wire's JSON (attribute values as {type: value}), so it is written with `json.dumps`, binary values in
+base64 as the model would write them; any other answer, or one holding a value JSON cannot write, takes moto's way.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import functools
 import json
 import logging
 import threading
@@ -331,8 +337,6 @@ def list_moto_services_once() -> None:
 def parse_event_input_paths_once() -> None:
     """EventBridge's input paths, parsed once per distinct path (moto imports `parse` inside each call, so the
     module attribute is what it finds). A parsed JSONPath is not changed by `find`."""
-    import functools
-
     from jsonpath_ng import ext
 
     if getattr(ext.parse, "_local_cached", False):
@@ -340,6 +344,49 @@ def parse_event_input_paths_once() -> None:
     cached = functools.lru_cache(maxsize=256)(ext.parse)
     cached._local_cached = True  # type: ignore[attr-defined]
     ext.parse = cached
+
+
+DYNAMODB_ITEM_OPERATIONS = frozenset(
+    {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"}
+)
+"""Whose answers hold only items, keys, counts and consumed capacity: no timestamp, nothing the model renames."""
+_DYNAMODB_JSON = "application/x-amz-json-1.0"
+
+
+def _blob_as_base64(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def item_answer_json(result: Any) -> str | None:
+    """A DynamoDB item operation's answer as the wire's JSON, or None when it holds what only moto's serializer
+    writes (a None it would leave out, a set, a date)."""
+    if not isinstance(result, dict) or any(value is None for value in result.values()):
+        return None
+    try:
+        return json.dumps(result, default=_blob_as_base64, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+
+
+def write_dynamodb_item_answers_as_json() -> None:
+    from moto.dynamodb.responses import DynamoResult
+
+    if getattr(DynamoResult.execute_result, "_local_json", False):
+        return
+    model_serialized = DynamoResult.execute_result
+
+    @functools.wraps(model_serialized)
+    def execute_result(self: DynamoResult, context: Any) -> Any:
+        if context.operation_model.name in DYNAMODB_ITEM_OPERATIONS:
+            body = item_answer_json(self.result)
+            if body is not None:
+                return 200, {"Content-Type": _DYNAMODB_JSON}, body
+        return model_serialized(self, context)
+
+    execute_result._local_json = True  # type: ignore[attr-defined]
+    DynamoResult.execute_result = execute_result  # type: ignore[method-assign]
 
 
 def apply_all() -> None:
@@ -354,3 +401,4 @@ def apply_all() -> None:
     item_level_transaction_backups()
     list_moto_services_once()
     parse_event_input_paths_once()
+    write_dynamodb_item_answers_as_json()

@@ -7,21 +7,25 @@ import base64
 import copy
 import importlib
 import inspect
+import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pytest
 
 from local.engine.deployment import Deployment
 from local.engine.emulator import Emulator
+from local.engine.keep_alive import BodyReader, body_length
 from local.engine.moto_patches import (
     PolicyViolation,
     check_post_policy,
     item_level_transaction_backups,
     list_moto_services_once,
     parse_event_input_paths_once,
+    write_dynamodb_item_answers_as_json,
 )
 from local.engine.program import InvokeAnswers, UnknownInvoke
 from local.engine.resources import ResourceFactory, autoname, integral, pascal, put_program_object
@@ -314,3 +318,176 @@ def test_eventbridge_input_paths_are_parsed_once_and_transform_as_before() -> No
 
     assert ext.parse("$.detail.jobId") is ext.parse("$.detail.jobId")
     assert EventTemplateParser.parse(template, paths, event) == before == {"job": "j-1", "status": "COMPLETED"}
+
+
+def _item_operations(ddb: Any) -> list[Any]:
+    """Every DynamoDB item operation the fast answer path takes, on an item with every kind of attribute value."""
+    item = {
+        "pk": {"S": "job-1"},
+        "owner": {"S": "u-1"},
+        "n": {"N": "1.50"},
+        "flag": {"BOOL": False},
+        "none": {"NULL": True},
+        "blob": {"B": b"\x00\xffbinary"},
+        "blobs": {"BS": [b"a", b"\x01"]},
+        "names": {"SS": ["x", "y"]},
+        "numbers": {"NS": ["1", "2.5"]},
+        "history": {"L": [{"M": {"at": {"N": "1"}, "raw": {"B": b"\xfe"}}}, {"NULL": True}]},
+    }
+    key, other, missing = {"pk": item["pk"]}, {"pk": {"S": "job-2"}}, {"pk": {"S": "none"}}
+    ddb.create_table(
+        TableName="t",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "owner", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "byOwner",
+                "KeySchema": [{"AttributeName": "owner", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    set_n = {"UpdateExpression": "SET n = :n", "ExpressionAttributeValues": {":n": {"N": "2"}}}
+    answers = [
+        ddb.put_item(TableName="t", Item=item, ReturnValues="ALL_OLD", ReturnConsumedCapacity="TOTAL"),
+        ddb.put_item(TableName="t", Item={**item, **other}),
+        ddb.put_item(TableName="t", Item={**item, **other}, ReturnValues="ALL_OLD"),
+        ddb.get_item(TableName="t", Key=key),
+        ddb.get_item(TableName="t", Key=missing),
+        ddb.get_item(
+            TableName="t",
+            Key=key,
+            ProjectionExpression="#b, history[0].raw, n",
+            ExpressionAttributeNames={"#b": "blob"},
+            ReturnConsumedCapacity="INDEXES",
+        ),
+        ddb.update_item(TableName="t", Key=key, ReturnValues="ALL_NEW", **set_n),
+        ddb.update_item(TableName="t", Key=key, ReturnValues="UPDATED_OLD", **set_n),
+        ddb.update_item(TableName="t", Key=key, **set_n),
+        ddb.query(
+            TableName="t",
+            IndexName="byOwner",
+            KeyConditionExpression="#o = :o",
+            ExpressionAttributeNames={"#o": "owner"},
+            ExpressionAttributeValues={":o": item["owner"]},
+            Limit=1,
+        ),
+        ddb.query(
+            TableName="t", KeyConditionExpression="pk = :k", ExpressionAttributeValues={":k": key["pk"]}, Select="COUNT"
+        ),
+        ddb.scan(TableName="t", Limit=1),
+        ddb.scan(TableName="t"),
+        ddb.batch_get_item(RequestItems={"t": {"Keys": [key, other, missing]}}),
+        ddb.transact_get_items(TransactItems=[{"Get": {"TableName": "t", "Key": key}}]),
+        ddb.delete_item(TableName="t", Key=other, ReturnValues="ALL_OLD"),
+    ]
+    with pytest.raises(ddb.exceptions.ConditionalCheckFailedException) as refused:
+        ddb.put_item(
+            TableName="t",
+            Item=item,
+            ConditionExpression="attribute_not_exists(pk)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    answers.append(refused.value.response["Item"])
+    for answer in answers:
+        answer.pop("ResponseMetadata", None)
+    return answers
+
+
+def test_dynamodb_item_answers_skip_moto_serializer_and_read_back_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from moto import mock_aws
+    from moto.dynamodb.responses import DynamoResult
+
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    serialized_by_model: list[str] = []
+    model = getattr(DynamoResult.execute_result, "__wrapped__", DynamoResult.execute_result)
+
+    def counted(self: Any, context: Any) -> Any:
+        serialized_by_model.append(context.operation_model.name)
+        return model(self, context)
+
+    monkeypatch.setattr(DynamoResult, "execute_result", counted)  # moto's own, counted; restored after the test
+    with mock_aws():
+        before = _item_operations(boto3.client("dynamodb"))
+    assert "GetItem" in serialized_by_model
+
+    write_dynamodb_item_answers_as_json()
+    serialized_by_model.clear()
+    with mock_aws():
+        after = _item_operations(boto3.client("dynamodb"))
+
+    assert after == before
+    assert after[3]["Item"]["blob"] == {"B": b"\x00\xffbinary"}
+    assert serialized_by_model == ["CreateTable"]  # every item answer took the JSON path
+
+
+def test_a_request_body_reader_stops_at_its_length_and_leaves_the_next_request() -> None:
+    connection = io.BytesIO(b"0123456789GET /next HTTP/1.1\r\n")
+    body = BodyReader(connection, 10)
+    assert body.read(4) == b"0123"
+    assert body.read() == b"456789"[:6]
+    assert body.read(100) == b""  # at its length: end of file, not the next request
+    assert connection.readline() == b"GET /next HTTP/1.1\r\n"
+
+    unread = BodyReader(io.BytesIO(b"abcdefNEXT"), 6)
+    assert bytearray(unread.read(2)) == b"ab"
+    assert unread.discard_rest() and unread.remaining == 0
+    cut_short = BodyReader(io.BytesIO(b"abc"), 6)
+    assert not cut_short.discard_rest()  # the client closed before sending it all: the connection closes
+
+    assert body_length({"Content-Length": "12"}) == 12
+    assert body_length({}) == 0
+    assert body_length({"Transfer-Encoding": "chunked"}) is None  # no length: the connection closes after it
+    assert body_length({"Content-Length": "x"}) is None
+
+
+def test_the_emulator_serves_many_requests_on_one_connection() -> None:
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    emulator = Emulator()
+    emulator.start()
+    try:
+        server = emulator._server._server  # type: ignore[union-attr]  # werkzeug's, inside moto's wrapper
+        accepted: list[object] = []
+        accept = server.process_request
+        server.process_request = lambda request, address: accepted.append(address) or accept(request, address)
+        s3 = boto3_client_on(emulator, Config(max_pool_connections=1, retries={"max_attempts": 1}))
+        s3.create_bucket(Bucket="keep-alive")
+        big = bytes(range(256)) * 8192  # 2 MiB, beyond one socket buffer
+        s3.put_object(Bucket="keep-alive", Key="big", Body=big)
+        with pytest.raises(ClientError):
+            s3.put_object(Bucket="no-such-bucket", Key="k", Body=b"a body the server never reads")
+        with pytest.raises(ClientError):
+            s3.head_object(Bucket="keep-alive", Key="missing")
+        assert s3.get_object(Bucket="keep-alive", Key="big")["Body"].read() == big
+        assert s3.get_object(Bucket="keep-alive", Key="big", Range="bytes=10-19")["Body"].read() == big[10:20]
+        assert len(accepted) == 1
+    finally:
+        emulator.stop()
+
+
+def boto3_client_on(emulator: Emulator, config: Any) -> Any:
+    import boto3
+
+    from local.engine.emulator import FAKE_CREDENTIALS
+
+    return boto3.session.Session().client(
+        "s3",
+        region_name=emulator.region,
+        endpoint_url=emulator.endpoint,
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+        config=config,
+    )
