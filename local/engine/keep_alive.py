@@ -92,7 +92,8 @@ class KeepAliveMotoHandler(MotoRequestHandler):
         try:
             super().run_wsgi()
         finally:
-            self.rfile = connection
+            # Outside a request (a malformed one refused by http.server) `Connection: close` closes, as before.
+            self.rfile, self._keep_alive = connection, False
         if not body.discard_rest():
             self.close_connection = True
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import http.client
 import importlib
 import inspect
 import io
@@ -473,6 +474,20 @@ def test_the_emulator_serves_many_requests_on_one_connection() -> None:
         assert s3.get_object(Bucket="keep-alive", Key="big")["Body"].read() == big
         assert s3.get_object(Bucket="keep-alive", Key="big", Range="bytes=10-19")["Body"].read() == big[10:20]
         assert len(accepted) == 1
+
+        host, port = emulator.endpoint.removeprefix("http://").split(":")
+        raw = http.client.HTTPConnection(host, int(port), timeout=10)
+        raw.request("GET", "/")  # unsigned: refused, but a whole exchange on a connection kept open
+        answer = raw.getresponse()
+        answer.read()
+        assert answer.getheader("Connection") != "close"
+        assert raw.sock is not None
+        raw.sock.sendall(b"NOT HTTP\r\n\r\n")
+        refused = b""
+        while chunk := raw.sock.recv(65536):  # until the server closes the connection
+            refused += chunk
+        assert b"400" in refused  # refused, and the loop ended: the connection was closed after it
+        raw.close()
     finally:
         emulator.stop()
 
