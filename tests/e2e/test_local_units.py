@@ -204,18 +204,20 @@ def test_the_artifact_cache_lives_in_the_repositorys_local_state() -> None:
     assert CACHE_ROOT.relative_to(repository).as_posix() == ".local/cache"
 
 
+def _fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's in-process mock, reached by boto3 with credentials and a region that exist nowhere else."""
+    credentials = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
+    for key, value in credentials.items():
+        monkeypatch.setenv(key, value)
+
+
 def test_a_cancelled_transaction_puts_back_exactly_the_items_it_named(monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
     from botocore.exceptions import ClientError
     from moto import mock_aws
     from moto.dynamodb import models
 
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
+    _fake_aws_credentials(monkeypatch)
     monkeypatch.setattr(models, "copy", models.copy)  # the patch replaces moto's `copy`: undone after the test
     monkeypatch.setattr(models.DynamoDBBackend, "transact_write_items", models.DynamoDBBackend.transact_write_items)
     item_level_transaction_backups()
@@ -405,12 +407,7 @@ def test_dynamodb_item_answers_skip_moto_serializer_and_read_back_the_same(monke
     from moto import mock_aws
     from moto.dynamodb.responses import DynamoResult
 
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
+    _fake_aws_credentials(monkeypatch)
     serialized_by_model: list[str] = []
     model = getattr(DynamoResult.execute_result, "__wrapped__", DynamoResult.execute_result)
 
