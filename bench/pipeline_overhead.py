@@ -209,17 +209,12 @@ class Cloud:
         parts = ", ".join(f"{name} {now[name] - since[name]:.1f}" for name in now)
         print(f"  cloud CPU s by part: {parts}")
 
-    def record(self, job_id: str, *attributes: str) -> dict[str, Any]:
-        """The job's item in the jobs table, or only its `attributes`, read from the emulator (reading state only,
-        never setting it up). The whole item carries the job's history, which the emulator's moto takes
-        milliseconds to serialize: polled twice a second, that was CPU taken from the encoders being measured."""
+    def record(self, job_id: str) -> dict[str, Any]:
+        """The job's item in the jobs table, read from the emulator (reading state only, never setting it up)."""
         from boto3.dynamodb.types import TypeDeserializer
 
-        request: dict[str, Any] = {"TableName": self.outputs["jobsTable"], "Key": {"jobId": {"S": job_id}}}
-        if attributes:
-            names = {f"#a{n}": name for n, name in enumerate(attributes)}
-            request |= {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
-        item = self._dynamodb().get_item(**request)["Item"]
+        key = {"jobId": {"S": job_id}}
+        item = self._dynamodb().get_item(TableName=self.outputs["jobsTable"], Key=key)["Item"]
         deserializer = TypeDeserializer()
         return {k: deserializer.deserialize(v) for k, v in item.items()}
 

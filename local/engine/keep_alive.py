@@ -45,12 +45,6 @@ class BodyReader(io.RawIOBase):
         self.remaining -= len(data)
         return data
 
-    def readline(self, size: int | None = -1) -> bytes:
-        wanted = self.remaining if size is None or size < 0 else min(size, self.remaining)
-        data = self._stream.readline(wanted) if wanted else b""
-        self.remaining -= len(data)
-        return data
-
     def discard_rest(self) -> bool:
         """Read what the application left of the body; False when the client closed before sending it all."""
         while self.remaining > 0:
@@ -85,7 +79,6 @@ class KeepAliveMotoHandler(MotoRequestHandler):
     def run_wsgi(self) -> None:
         length = body_length(self.headers)
         if length is None:
-            self._keep_alive = False
             super().run_wsgi()
             return
         connection, body = self.rfile, BodyReader(self.rfile, length)

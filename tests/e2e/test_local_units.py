@@ -451,7 +451,6 @@ def test_a_request_body_reader_stops_at_its_length_and_leaves_the_next_request()
 
 
 def test_the_emulator_serves_many_requests_on_one_connection() -> None:
-    from botocore.config import Config
     from botocore.exceptions import ClientError
 
     emulator = Emulator()
@@ -461,7 +460,7 @@ def test_the_emulator_serves_many_requests_on_one_connection() -> None:
         accepted: list[Any] = []
         accept = server.process_request
         server.process_request = lambda request, address: accepted.append(request) or accept(request, address)
-        s3 = boto3_client_on(emulator, Config(max_pool_connections=1, retries={"max_attempts": 1}))
+        s3 = emulator.client("s3")  # one thread, one call at a time: its pool reuses one connection
         s3.create_bucket(Bucket="keep-alive")
         big = bytes(range(256)) * 8192  # 2 MiB, beyond one socket buffer
         s3.put_object(Bucket="keep-alive", Key="big", Body=big)
@@ -491,19 +490,3 @@ def test_the_emulator_serves_many_requests_on_one_connection() -> None:
         raw.close()
     finally:
         emulator.stop()
-
-
-def boto3_client_on(emulator: Emulator, config: Any) -> Any:
-    import boto3
-
-    from local.engine.emulator import FAKE_CREDENTIALS
-
-    return boto3.session.Session().client(
-        "s3",
-        region_name=emulator.region,
-        endpoint_url=emulator.endpoint,
-        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
-        config=config,
-    )
